@@ -1,0 +1,46 @@
+# farfield: set-up, build, test, benchmarks. Everything installs into .venv from PyPI/crates.io.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(BIN):$(PATH)
+
+.PHONY: all venv develop demo test test-rust lint test-python bench clean
+
+all: develop
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install -q --group dev
+	touch $@
+
+venv: $(VENV)/.installed
+
+develop: venv
+	$(BIN)/maturin develop --release --quiet
+
+demo: develop
+	$(BIN)/python examples/demo.py
+
+test-rust:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test -p farfield
+
+lint: venv
+	$(BIN)/ruff check python tests benches examples
+	$(BIN)/mypy --strict python/farfield
+
+test-python: develop
+	$(BIN)/python -m pytest -q tests
+
+test: develop test-rust lint test-python
+
+bench: develop
+	$(BIN)/python -m pip install -q -r benches/python/requirements.txt
+	cargo bench -p farfield --bench kernels -- --quick
+	for f in benches/python/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) target

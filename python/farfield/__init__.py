@@ -1,0 +1,20 @@
+"""farfield: the long-range part of atomistic simulation and machine learning.
+
+Gaussian units internally (the energy of two unit charges at distance r is 1/r); pass a
+``prefactor`` from :mod:`farfield.units` for eV·Å and friends. σ ("smearing") is the standard
+deviation of the Gaussian charge. Cell vectors are rows.
+"""
+
+from __future__ import annotations
+
+from . import units
+from ._native import __version__, get_num_threads, set_num_threads
+from .system import System
+
+__all__ = [
+    "System",
+    "__version__",
+    "get_num_threads",
+    "set_num_threads",
+    "units",
+]

@@ -1,0 +1,27 @@
+//! Python bindings of farfield: convert numpy arrays, release the GIL, call the core, map
+//! errors. No physics lives here.
+
+use pyo3::prelude::*;
+
+mod convert;
+mod errors;
+mod threads;
+
+use convert::SystemArrays;
+
+/// Validates a system (positions, numbers, cell) and returns the number of atoms.
+#[pyfunction]
+fn validate_system(system: SystemArrays<'_>) -> PyResult<usize> {
+    let system = errors::guarded(|| system.to_system())?;
+    Ok(system.len())
+}
+
+/// The compiled core of farfield.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(validate_system, m)?)?;
+    m.add_function(wrap_pyfunction!(threads::set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(threads::get_num_threads, m)?)?;
+    Ok(())
+}

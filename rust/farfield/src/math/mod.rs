@@ -1,0 +1,4 @@
+//! Mathematical building blocks: small linear algebra and special functions.
+
+pub mod linalg;
+pub mod special;

@@ -1,0 +1,381 @@
+//! Cell-list neighbour search for open systems and any triclinic periodic cell.
+//!
+//! Bins are laid out in fractional coordinates; a bin's thickness across each pair of lattice
+//! planes is the plane spacing divided by the bin count, so the number of bins to search on each
+//! side follows from the plane spacings (not the cell-vector lengths, which would silently drop
+//! images in skewed cells). Cutoffs longer than the cell are handled: the search then wraps
+//! around the cell several times, each wrap being another periodic image.
+
+use crate::error::{Error, Result};
+use crate::math::linalg::{Mat3, Vec3};
+use crate::system::System;
+
+/// One neighbour `j` of a centre `i`: `vector = r_j + shift · A - r_i`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbor {
+    /// Index of the neighbour atom.
+    pub j: usize,
+    /// Vector from the centre to this image of the neighbour.
+    pub vector: Vec3,
+    /// Length of `vector`.
+    pub distance: f64,
+    /// Lattice translation (in cell vectors) of this image of `j`, relative to the input
+    /// positions.
+    pub shift: [i32; 3],
+}
+
+impl Neighbor {
+    /// `true` for one of the two directions of each pair: use it to visit each pair once
+    /// (j > i, or j == i with a lexicographically positive shift).
+    #[inline]
+    pub fn is_half(&self, i: usize) -> bool {
+        match self.j.cmp(&i) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => self.shift > [0, 0, 0],
+        }
+    }
+}
+
+/// A cell list for one system and one cutoff. Building it is O(N); each query visits the bins
+/// within the cutoff.
+#[derive(Debug, Clone)]
+pub struct CellList {
+    cutoff: f64,
+    matrix: Option<Mat3>,
+    n_bins: [usize; 3],
+    search: [i64; 3],
+    bin_of: Vec<[i64; 3]>,
+    bin_start: Vec<usize>,
+    sorted: Vec<usize>,
+    wrapped: Vec<Vec3>,
+    wrap_shift: Vec<[i32; 3]>,
+}
+
+impl CellList {
+    /// Builds the cell list of `system` for neighbours strictly closer than `cutoff`.
+    pub fn new(system: &System, cutoff: f64) -> Result<CellList> {
+        if !(cutoff.is_finite() && cutoff > 0.0) {
+            return Err(Error::parameter(
+                "cutoff",
+                format!("the cutoff must be positive and finite, got {cutoff}"),
+            ));
+        }
+        let n = system.len();
+        let max_bins = (2 * n).max(8) as f64;
+        let positions = system.positions();
+        let mut wrapped = Vec::with_capacity(n);
+        let mut wrap_shift = Vec::with_capacity(n);
+        // fractional-like coordinates in [0, 1) used for binning, and the extent of each axis
+        let mut coords: Vec<Vec3> = Vec::with_capacity(n);
+        let extents: Vec3;
+        let matrix;
+        match system.cell() {
+            Some(cell) => {
+                matrix = Some(*cell.matrix());
+                extents = cell.plane_spacings();
+                for r in positions {
+                    let f = cell.to_fractional(r);
+                    let mut s = [0i32; 3];
+                    let mut fw = [0.0; 3];
+                    for k in 0..3 {
+                        let fl = f[k].floor();
+                        s[k] = fl as i32;
+                        fw[k] = f[k] - fl;
+                        if fw[k] >= 1.0 {
+                            fw[k] = 0.0;
+                            s[k] += 1;
+                        }
+                    }
+                    let shift_cart = cell.to_cartesian(&[s[0] as f64, s[1] as f64, s[2] as f64]);
+                    wrapped.push([
+                        r[0] - shift_cart[0],
+                        r[1] - shift_cart[1],
+                        r[2] - shift_cart[2],
+                    ]);
+                    wrap_shift.push(s);
+                    coords.push(fw);
+                }
+            }
+            None => {
+                matrix = None;
+                let mut lo = [f64::INFINITY; 3];
+                let mut hi = [f64::NEG_INFINITY; 3];
+                for r in positions {
+                    for k in 0..3 {
+                        lo[k] = lo[k].min(r[k]);
+                        hi[k] = hi[k].max(r[k]);
+                    }
+                }
+                let mut ext = [0.0; 3];
+                for k in 0..3 {
+                    ext[k] = if n > 0 { hi[k] - lo[k] } else { 0.0 };
+                }
+                extents = ext;
+                for r in positions {
+                    let mut c = [0.0; 3];
+                    for k in 0..3 {
+                        c[k] = if ext[k] > 0.0 {
+                            ((r[k] - lo[k]) / ext[k]).min(1.0 - 1e-15)
+                        } else {
+                            0.0
+                        };
+                    }
+                    coords.push(c);
+                    wrapped.push(*r);
+                    wrap_shift.push([0; 3]);
+                }
+            }
+        }
+
+        // bin width: at least the cutoff, and not so small that there are more bins than atoms
+        let positive: Vec<f64> = extents.iter().copied().filter(|&e| e > 0.0).collect();
+        let product: f64 = positive.iter().product();
+        let min_width = if positive.is_empty() {
+            cutoff
+        } else {
+            (product / max_bins).powf(1.0 / positive.len() as f64)
+        };
+        let width = cutoff.max(min_width);
+        let mut n_bins = [1usize; 3];
+        let mut search = [0i64; 3];
+        for k in 0..3 {
+            if extents[k] > 0.0 {
+                n_bins[k] = ((extents[k] / width).floor() as usize).clamp(1, 1 << 20);
+                search[k] = (cutoff * n_bins[k] as f64 / extents[k]).ceil() as i64;
+            }
+            if matrix.is_none() {
+                search[k] = search[k].min(n_bins[k] as i64);
+            }
+        }
+
+        let n_total = n_bins[0] * n_bins[1] * n_bins[2];
+        let mut bin_of = Vec::with_capacity(n);
+        let mut counts = vec![0usize; n_total + 1];
+        for c in &coords {
+            let mut b = [0i64; 3];
+            for k in 0..3 {
+                b[k] = ((c[k] * n_bins[k] as f64) as i64).clamp(0, n_bins[k] as i64 - 1);
+            }
+            counts[Self::flat(&n_bins, &b) + 1] += 1;
+            bin_of.push(b);
+        }
+        for b in 0..n_total {
+            counts[b + 1] += counts[b];
+        }
+        let bin_start = counts.clone();
+        let mut fill = counts;
+        let mut sorted = vec![0usize; n];
+        for (i, b) in bin_of.iter().enumerate() {
+            let f = Self::flat(&n_bins, b);
+            sorted[fill[f]] = i;
+            fill[f] += 1;
+        }
+
+        Ok(CellList {
+            cutoff,
+            matrix,
+            n_bins,
+            search,
+            bin_of,
+            bin_start,
+            sorted,
+            wrapped,
+            wrap_shift,
+        })
+    }
+
+    #[inline]
+    fn flat(n_bins: &[usize; 3], b: &[i64; 3]) -> usize {
+        (b[0] as usize * n_bins[1] + b[1] as usize) * n_bins[2] + b[2] as usize
+    }
+
+    /// The cutoff this list was built for.
+    pub fn cutoff(&self) -> f64 {
+        self.cutoff
+    }
+
+    /// Calls `f` for every image of every atom strictly within the cutoff of atom `i`, except
+    /// atom `i` itself without translation. Each pair is visited from both sides.
+    pub fn for_each_neighbor(&self, i: usize, mut f: impl FnMut(Neighbor)) {
+        let cutoff2 = self.cutoff * self.cutoff;
+        let bi = self.bin_of[i];
+        let ri = self.wrapped[i];
+        let wi = self.wrap_shift[i];
+        let nb = [
+            self.n_bins[0] as i64,
+            self.n_bins[1] as i64,
+            self.n_bins[2] as i64,
+        ];
+        let s = self.search;
+        for o0 in -s[0]..=s[0] {
+            for o1 in -s[1]..=s[1] {
+                for o2 in -s[2]..=s[2] {
+                    let raw = [bi[0] + o0, bi[1] + o1, bi[2] + o2];
+                    let mut image = [0i64; 3];
+                    let mut b = [0i64; 3];
+                    let mut outside = false;
+                    for k in 0..3 {
+                        image[k] = raw[k].div_euclid(nb[k]);
+                        b[k] = raw[k].rem_euclid(nb[k]);
+                        if image[k] != 0 && self.matrix.is_none() {
+                            outside = true;
+                        }
+                    }
+                    if outside {
+                        continue;
+                    }
+                    let offset = match &self.matrix {
+                        Some(m) => {
+                            let mut t = [0.0; 3];
+                            for k in 0..3 {
+                                t[k] = image[0] as f64 * m[0][k]
+                                    + image[1] as f64 * m[1][k]
+                                    + image[2] as f64 * m[2][k];
+                            }
+                            t
+                        }
+                        None => [0.0; 3],
+                    };
+                    let flat = Self::flat(&self.n_bins, &b);
+                    for &j in &self.sorted[self.bin_start[flat]..self.bin_start[flat + 1]] {
+                        if j == i && image == [0, 0, 0] {
+                            continue;
+                        }
+                        let rj = self.wrapped[j];
+                        let v = [
+                            rj[0] + offset[0] - ri[0],
+                            rj[1] + offset[1] - ri[1],
+                            rj[2] + offset[2] - ri[2],
+                        ];
+                        let d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+                        if d2 < cutoff2 {
+                            let wj = self.wrap_shift[j];
+                            f(Neighbor {
+                                j,
+                                vector: v,
+                                distance: d2.sqrt(),
+                                shift: [
+                                    image[0] as i32 - wj[0] + wi[0],
+                                    image[1] as i32 - wj[1] + wi[1],
+                                    image[2] as i32 - wj[2] + wi[2],
+                                ],
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// All neighbours of atom `i`, collected.
+    pub fn neighbors(&self, i: usize) -> Vec<Neighbor> {
+        let mut out = Vec::new();
+        self.for_each_neighbor(i, |n| out.push(n));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute force over a large block of images.
+    fn brute(system: &System, cutoff: f64, i: usize) -> Vec<(usize, [i32; 3])> {
+        let mut out = Vec::new();
+        let pos = system.positions();
+        let range = 12;
+        for j in 0..system.len() {
+            for a in -range..=range {
+                for b in -range..=range {
+                    for c in -range..=range {
+                        let shift = [a, b, c];
+                        if system.cell().is_none() && shift != [0, 0, 0] {
+                            continue;
+                        }
+                        if j == i && shift == [0, 0, 0] {
+                            continue;
+                        }
+                        let t = match system.cell() {
+                            Some(cell) => cell.to_cartesian(&[a as f64, b as f64, c as f64]),
+                            None => [0.0; 3],
+                        };
+                        let v: Vec<f64> = (0..3).map(|k| pos[j][k] + t[k] - pos[i][k]).collect();
+                        let d = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                        if d < cutoff {
+                            out.push((j, shift));
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn check(system: &System, cutoff: f64) {
+        let list = CellList::new(system, cutoff).unwrap();
+        for i in 0..system.len() {
+            let mut got: Vec<(usize, [i32; 3])> =
+                list.neighbors(i).iter().map(|n| (n.j, n.shift)).collect();
+            got.sort();
+            assert_eq!(got, brute(system, cutoff, i), "atom {i}, cutoff {cutoff}");
+        }
+    }
+
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn skewed_cell_matches_brute_force() {
+        let mut seed = 7;
+        let cell = [[3.0, 0.0, 0.0], [2.7, 1.2, 0.0], [-2.5, 1.1, 2.0]];
+        let positions: Vec<Vec3> = (0..7)
+            .map(|_| {
+                [
+                    lcg(&mut seed) * 6.0 - 1.0,
+                    lcg(&mut seed) * 3.0,
+                    lcg(&mut seed) * 5.0,
+                ]
+            })
+            .collect();
+        let system = System::new(positions, vec![1; 7], Some(cell)).unwrap();
+        for cutoff in [0.7, 1.5, 2.9, 4.5] {
+            check(&system, cutoff);
+        }
+    }
+
+    #[test]
+    fn open_system_matches_brute_force() {
+        let mut seed = 3;
+        let positions: Vec<Vec3> = (0..40)
+            .map(|_| {
+                [
+                    lcg(&mut seed) * 6.0,
+                    lcg(&mut seed) * 6.0,
+                    lcg(&mut seed) * 0.5,
+                ]
+            })
+            .collect();
+        let system = System::new(positions, vec![1; 40], None).unwrap();
+        for cutoff in [0.3, 1.0, 2.5, 20.0] {
+            check(&system, cutoff);
+        }
+    }
+
+    #[test]
+    fn half_list_visits_each_pair_once() {
+        let cell = [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]];
+        let system = System::new(vec![[0.1, 0.2, 0.3]], vec![1], Some(cell)).unwrap();
+        let list = CellList::new(&system, 2.5).unwrap();
+        let all = list.neighbors(0);
+        let half = all.iter().filter(|n| n.is_half(0)).count();
+        assert_eq!(all.len(), 2 * half);
+        // the 6 face neighbours of a simple cubic lattice with a = 2 lie within 2.5 (edges: 2.83)
+        assert_eq!(all.len(), 6);
+    }
+}

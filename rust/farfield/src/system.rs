@@ -1,0 +1,300 @@
+//! [`System`]: the atoms every engine works on, and [`Cell`], the periodic box.
+
+use crate::error::{check_finite, Error, Result};
+use crate::math::linalg::{det3, inverse3, Mat3, Vec3};
+
+/// Smallest allowed distance between two atoms (including periodic images).
+pub const MIN_DISTANCE: f64 = 1e-8;
+
+/// A periodic cell. Rows of the matrix are the cell vectors a, b, c.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    matrix: Mat3,
+    inverse: Mat3,
+    volume: f64,
+}
+
+impl Cell {
+    /// Creates a cell from its rows, rejecting non-finite, singular and nearly degenerate cells.
+    ///
+    /// A cell is called nearly degenerate when its volume is below 1e-10 times the product of
+    /// the lengths of its vectors (the angle between a vector and the plane of the other two is
+    /// then below about 1e-10 rad).
+    pub fn new(matrix: Mat3) -> Result<Cell> {
+        check_finite("cell", matrix.as_flattened())?;
+        let det = det3(&matrix);
+        let lengths: Vec<f64> = matrix.iter().map(crate::math::linalg::norm).collect();
+        let scale = lengths[0] * lengths[1] * lengths[2];
+        if scale == 0.0 || det.abs() <= 1e-10 * scale {
+            return Err(Error::SingularCell(format!(
+                "volume {det:.3e} for cell vector lengths {:.3e}, {:.3e}, {:.3e}; the cell \
+                 vectors must be linearly independent",
+                lengths[0], lengths[1], lengths[2]
+            )));
+        }
+        let inverse = inverse3(&matrix);
+        Ok(Cell {
+            matrix,
+            inverse,
+            volume: det.abs(),
+        })
+    }
+
+    /// Cell vectors as rows.
+    pub fn matrix(&self) -> &Mat3 {
+        &self.matrix
+    }
+
+    /// Inverse of the cell matrix: fractional = cartesian · inverse.
+    pub fn inverse(&self) -> &Mat3 {
+        &self.inverse
+    }
+
+    /// Volume (always positive).
+    pub fn volume(&self) -> f64 {
+        self.volume
+    }
+
+    /// Reciprocal vectors b_i (rows) with a_i · b_j = 2π δ_ij, i.e. 2π (A⁻¹)ᵀ.
+    pub fn reciprocal(&self) -> Mat3 {
+        let mut b = [[0.0; 3]; 3];
+        for i in 0..3 {
+            for j in 0..3 {
+                b[i][j] = 2.0 * std::f64::consts::PI * self.inverse[j][i];
+            }
+        }
+        b
+    }
+
+    /// Distances between opposite faces of the cell (lattice-plane spacings), 2π/|b_i|.
+    pub fn plane_spacings(&self) -> Vec3 {
+        let b = self.reciprocal();
+        let mut d = [0.0; 3];
+        for i in 0..3 {
+            d[i] = 2.0 * std::f64::consts::PI / crate::math::linalg::norm(&b[i]);
+        }
+        d
+    }
+
+    /// Lengths of the three cell vectors.
+    pub fn lengths(&self) -> Vec3 {
+        [
+            crate::math::linalg::norm(&self.matrix[0]),
+            crate::math::linalg::norm(&self.matrix[1]),
+            crate::math::linalg::norm(&self.matrix[2]),
+        ]
+    }
+
+    /// Fractional coordinates of a cartesian position.
+    pub fn to_fractional(&self, r: &Vec3) -> Vec3 {
+        let mut f = [0.0; 3];
+        for (k, fk) in f.iter_mut().enumerate() {
+            *fk = r[0] * self.inverse[0][k] + r[1] * self.inverse[1][k] + r[2] * self.inverse[2][k];
+        }
+        f
+    }
+
+    /// Cartesian position of fractional coordinates.
+    pub fn to_cartesian(&self, f: &Vec3) -> Vec3 {
+        let mut r = [0.0; 3];
+        for (k, rk) in r.iter_mut().enumerate() {
+            *rk = f[0] * self.matrix[0][k] + f[1] * self.matrix[1][k] + f[2] * self.matrix[2][k];
+        }
+        r
+    }
+}
+
+/// Which directions are periodic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Periodicity {
+    /// No periodicity: a molecule or cluster.
+    None,
+    /// Periodic in all three directions.
+    Full,
+}
+
+/// The atoms that every engine works on: positions, atomic numbers (species), and an optional
+/// periodic cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct System {
+    positions: Vec<Vec3>,
+    numbers: Vec<i32>,
+    cell: Option<Cell>,
+}
+
+impl System {
+    /// Creates a system and validates it.
+    ///
+    /// * `positions`: cartesian positions, one row per atom.
+    /// * `numbers`: atomic numbers (or any integer species label), one per atom.
+    /// * `cell`: cell vectors as rows for a periodic system, `None` for an open one.
+    ///
+    /// Errors on non-finite values, length mismatches, singular cells and on two atoms closer
+    /// than [`MIN_DISTANCE`] (periodic images included).
+    pub fn new(positions: Vec<Vec3>, numbers: Vec<i32>, cell: Option<Mat3>) -> Result<System> {
+        check_finite("positions", positions.as_flattened())?;
+        if numbers.len() != positions.len() {
+            return Err(Error::shape(
+                "numbers",
+                format!("{} atomic numbers (one per position)", positions.len()),
+                format!("{}", numbers.len()),
+            ));
+        }
+        let cell = cell.map(Cell::new).transpose()?;
+        let system = System {
+            positions,
+            numbers,
+            cell,
+        };
+        system.check_overlaps()?;
+        Ok(system)
+    }
+
+    /// Creates a system from a periodicity flag per direction. Mixed periodicity (slabs, wires)
+    /// is not supported yet.
+    pub fn with_pbc(
+        positions: Vec<Vec3>,
+        numbers: Vec<i32>,
+        cell: Option<Mat3>,
+        pbc: [bool; 3],
+    ) -> Result<System> {
+        match (pbc, cell) {
+            ([false, false, false], _) => System::new(positions, numbers, None),
+            ([true, true, true], Some(cell)) => System::new(positions, numbers, Some(cell)),
+            ([true, true, true], None) => {
+                Err(Error::parameter("cell", "a periodic system needs a cell"))
+            }
+            _ => Err(Error::Unsupported(format!(
+                "periodicity {pbc:?}: only fully periodic or fully open systems are supported"
+            ))),
+        }
+    }
+
+    /// Number of atoms.
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// `true` when there are no atoms.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// Cartesian positions.
+    pub fn positions(&self) -> &[Vec3] {
+        &self.positions
+    }
+
+    /// Atomic numbers (species labels).
+    pub fn numbers(&self) -> &[i32] {
+        &self.numbers
+    }
+
+    /// The periodic cell, if any.
+    pub fn cell(&self) -> Option<&Cell> {
+        self.cell.as_ref()
+    }
+
+    /// Periodicity of the system.
+    pub fn periodicity(&self) -> Periodicity {
+        if self.cell.is_some() {
+            Periodicity::Full
+        } else {
+            Periodicity::None
+        }
+    }
+
+    /// `true` for a periodic system.
+    pub fn is_periodic(&self) -> bool {
+        self.cell.is_some()
+    }
+
+    /// Sorted list of the distinct species present.
+    pub fn species(&self) -> Vec<i32> {
+        let mut s = self.numbers.clone();
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+
+    fn check_overlaps(&self) -> Result<()> {
+        let list = crate::neighbors::CellList::new(self, MIN_DISTANCE)?;
+        for i in 0..self.len() {
+            let mut found = None;
+            list.for_each_neighbor(i, |n| {
+                if found.is_none() {
+                    found = Some((n.j, n.distance));
+                }
+            });
+            if let Some((j, distance)) = found {
+                return Err(Error::OverlappingAtoms { i, j, distance });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a per-atom array length.
+pub fn check_per_atom(what: &str, len: usize, system: &System) -> Result<()> {
+    if len != system.len() {
+        return Err(Error::shape(
+            what,
+            format!("{} values (one per atom)", system.len()),
+            format!("{len}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_singular_cell() {
+        let cell = [[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
+        let err = System::new(vec![[0.0; 3]], vec![1], Some(cell)).unwrap_err();
+        assert!(matches!(err, Error::SingularCell(_)));
+    }
+
+    #[test]
+    fn rejects_nan() {
+        let err = System::new(vec![[f64::NAN, 0.0, 0.0]], vec![1], None).unwrap_err();
+        assert!(matches!(err, Error::NonFinite { .. }));
+    }
+
+    #[test]
+    fn rejects_overlap_through_image() {
+        let cell = [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]];
+        let err = System::new(
+            vec![[0.0, 0.0, 0.0], [2.0, 2.0, 0.0]],
+            vec![1, 1],
+            Some(cell),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::OverlappingAtoms { .. }));
+        let ok = System::new(
+            vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]],
+            vec![1, 1],
+            Some(cell),
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn reciprocal_vectors() {
+        let cell = Cell::new([[1.0, 0.2, 0.0], [0.3, 2.0, 0.1], [0.0, 0.5, 3.0]]).unwrap();
+        let b = cell.reciprocal();
+        for i in 0..3 {
+            for j in 0..3 {
+                let dot: f64 = (0..3).map(|k| cell.matrix()[i][k] * b[j][k]).sum();
+                let expected = if i == j {
+                    2.0 * std::f64::consts::PI
+                } else {
+                    0.0
+                };
+                assert!((dot - expected).abs() < 1e-12);
+            }
+        }
+    }
+}
