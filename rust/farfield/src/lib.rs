@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod kernel;
+pub mod longrange;
 pub mod math;
 pub mod neighbors;
 pub mod system;

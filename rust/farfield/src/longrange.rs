@@ -1,0 +1,50 @@
+//! The common interface of the three ways to sum a pair kernel (Ewald, PME, direct).
+//!
+//! QEq's matrix-free solve and LODE's mesh path call "apply the kernel to these charges"
+//! through [`LongRangeSum`] without caring which method does it.
+
+use crate::error::Result;
+use crate::math::linalg::{Mat3, Vec3};
+use crate::system::System;
+
+/// Which quantities to compute (the energy is always computed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Request {
+    /// Per-atom potentials φ_i (E = ½ Σ q_i φ_i).
+    pub potentials: bool,
+    /// Forces -∂E/∂r_i.
+    pub forces: bool,
+    /// Virial ∂E/∂ε (strain derivative); stress = virial / V. Periodic systems only.
+    pub virial: bool,
+}
+
+impl Request {
+    /// Everything.
+    pub fn all() -> Request {
+        Request {
+            potentials: true,
+            forces: true,
+            virial: true,
+        }
+    }
+}
+
+/// What a long-range sum returns, in Gaussian units (multiply by a prefactor outside).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Output {
+    /// Total energy E = ½ Σ_{i,j} Σ'_L q_i q_j v(|r_j - r_i + L|).
+    pub energy: f64,
+    /// φ_i with E = ½ Σ q_i φ_i, when requested.
+    pub potentials: Option<Vec<f64>>,
+    /// F_i = -∂E/∂r_i, when requested.
+    pub forces: Option<Vec<Vec3>>,
+    /// ∂E/∂ε_αβ for a homogeneous strain of positions and cell, when requested (periodic only).
+    /// The ASE stress is this divided by the volume.
+    pub virial: Option<Mat3>,
+}
+
+/// A method that sums a pair kernel over all pairs (and periodic images) of a system.
+pub trait LongRangeSum: Send + Sync {
+    /// Computes the energy (and what `request` asks for) of `charges` placed on `system`.
+    fn compute(&self, system: &System, charges: &[f64], request: Request) -> Result<Output>;
+}
