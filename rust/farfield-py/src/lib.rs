@@ -4,8 +4,14 @@
 use pyo3::prelude::*;
 
 mod convert;
+mod descriptors;
 mod errors;
+mod ewald;
+mod lode;
+mod pme;
+mod qeq;
 mod threads;
+mod triplets;
 
 use convert::SystemArrays;
 
@@ -23,5 +29,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_system, m)?)?;
     m.add_function(wrap_pyfunction!(threads::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads::get_num_threads, m)?)?;
+    ewald::register(m)?;
+    pme::register(m)?;
+    descriptors::register(m)?;
+    lode::register(m)?;
+    qeq::register(m)?;
+    triplets::register(m)?;
     Ok(())
 }

@@ -23,12 +23,21 @@
 // index loops read closer to the formulas in numerical code
 #![allow(clippy::needless_range_loop)]
 
+pub mod basis;
+pub mod descriptors;
+pub mod direct;
 pub mod error;
+pub mod ewald;
 pub mod kernel;
+pub mod kspace;
+pub mod lode;
 pub mod longrange;
 pub mod math;
 pub mod neighbors;
+pub mod pme;
+pub mod qeq;
 pub mod system;
+pub mod tuning;
 
 pub use error::{Error, Result};
 pub use kernel::{Kernel, RangeSplit};

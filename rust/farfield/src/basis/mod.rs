@@ -1,0 +1,1 @@
+//! Radial bases (GTO, monomial), orthonormalisation and radial integrals.

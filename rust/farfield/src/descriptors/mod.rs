@@ -1,0 +1,1 @@
+//! Local density expansion, power spectrum, Clebsch-Gordan products, triplets.

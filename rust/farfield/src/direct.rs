@@ -1,0 +1,1 @@
+//! Direct O(N²) summation of a 1/r^p kernel for open systems.

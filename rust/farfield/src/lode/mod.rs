@@ -1,0 +1,1 @@
+//! LODE features: k-space, real-space (open systems), mesh path, gradients.

@@ -1,0 +1,1 @@
+//! Smooth particle-mesh Ewald.

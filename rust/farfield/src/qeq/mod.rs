@@ -1,0 +1,1 @@
+//! Charge equilibration with Gaussian charges.

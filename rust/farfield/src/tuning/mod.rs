@@ -1,0 +1,1 @@
+//! Error estimates and automatic parameters for a requested accuracy.
