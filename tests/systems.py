@@ -73,7 +73,10 @@ def skewed_cell(scale: float = 1.0) -> np.ndarray:
 
 
 def random_box(
-    n: int, seed: int = 0, charged: bool = False, cell: np.ndarray | None = None,
+    n: int,
+    seed: int = 0,
+    charged: bool = False,
+    cell: np.ndarray | None = None,
     min_distance: float = 0.7,
 ) -> tuple[ff.System, np.ndarray]:
     """n random charges (neutral unless ``charged``) at liquid-like density, no close pairs."""
