@@ -62,9 +62,10 @@ def test_supercell_and_cell_choice() -> None:
     assert e_cubic / fu == pytest.approx(e_prim, rel=1e-10)
 
 
-@pytest.mark.parametrize("p", [1.0, 2.5, 6.0])
+@pytest.mark.parametrize("p", [0.5, 1.0, 1.5, 2.5, 3.0, 4.5, 6.0])
 def test_smearing_independence(p: float) -> None:
-    system, q = random_box(8, seed=6, charged=True, cell=skewed_cell())
+    # p = 3 only for a neutral cell (the k = 0 term diverges otherwise)
+    system, q = random_box(8, seed=6, charged=p != 3.0, cell=skewed_cell())
     energies = [
         ff.ewald(system, q, exponent=p, smearing=s, cutoff=9 * s, k_cutoff=9 / s).energy
         for s in (0.5, 0.8, 1.2)
