@@ -1,1 +1,2 @@
 //! Error estimates and automatic parameters for a requested accuracy.
+pub mod pme;
