@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .system import System
 
 __all__ = [
+    "PmeParameters",
+    "PmeResult",
     "System",
     "__version__",
     "get_num_threads",
+    "pme",
+    "pme_preferred",
     "set_num_threads",
     "units",
 ]

@@ -309,6 +309,85 @@ pub fn best_ewald_cost(kernel: Kernel, system: &System, accuracy: f64) -> Result
     Ok(best)
 }
 
+/// What a user fixed; everything left `None` is chosen by [`tune_pme`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PmeOverrides {
+    /// Fixed smearing σ.
+    pub smearing: Option<f64>,
+    /// Fixed real-space cutoff.
+    pub cutoff: Option<f64>,
+    /// Fixed mesh (points or spacing); needs `smearing` and `cutoff` too.
+    pub mesh: Option<Mesh>,
+    /// Fixed spline order.
+    pub order: Option<usize>,
+}
+
+/// The parameters to use: the fixed ones when smearing, cutoff and mesh are all given (order 6
+/// unless fixed), otherwise [`tune_pme`] for `accuracy` with the given values kept.
+pub fn pme_parameters(
+    kernel: Kernel,
+    system: &System,
+    accuracy: f64,
+    overrides: PmeOverrides,
+) -> Result<PmeParameters> {
+    for (name, v) in [
+        ("smearing", overrides.smearing),
+        ("cutoff", overrides.cutoff),
+    ] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::parameter(
+                    name,
+                    format!("must be positive and finite, got {v}"),
+                ));
+            }
+        }
+    }
+    if let Some(o) = overrides.order {
+        if !(crate::pme::ORDER_RANGE.0..=crate::pme::ORDER_RANGE.1).contains(&o) {
+            return Err(Error::parameter(
+                "order",
+                format!(
+                    "the B-spline order must be between {} and {}, got {o}",
+                    crate::pme::ORDER_RANGE.0,
+                    crate::pme::ORDER_RANGE.1
+                ),
+            ));
+        }
+    }
+    match (overrides.smearing, overrides.cutoff, overrides.mesh) {
+        (Some(smearing), Some(cutoff), Some(mesh)) => {
+            let params = PmeParameters {
+                smearing,
+                cutoff,
+                mesh,
+                order: overrides.order.unwrap_or(6),
+            };
+            params.validate()?;
+            if let Some(cell) = system.cell() {
+                return Ok(PmeParameters {
+                    mesh: Mesh::Points(params.grid(cell)?),
+                    ..params
+                });
+            }
+            Ok(params)
+        }
+        (_, _, Some(_)) => Err(Error::parameter(
+            "mesh",
+            "a fixed mesh needs a fixed smearing and cutoff as well",
+        )),
+        _ => Ok(tune_pme(
+            kernel,
+            system,
+            accuracy,
+            overrides.smearing,
+            overrides.cutoff,
+            overrides.order,
+        )?
+        .parameters),
+    }
+}
+
 /// Systems with fewer atoms than this always use Ewald under `method="auto"`.
 pub const AUTO_MIN_ATOMS: usize = 200;
 
