@@ -429,3 +429,42 @@ fn bad_parameters() {
         .compute(&system, &[1.0, 0.0, 0.0, 0.0], Request::default())
         .is_err());
 }
+
+#[test]
+fn agrees_with_the_ewald_engine() {
+    use crate::ewald::{Ewald, EwaldParameters};
+    for &p in &[1.0, 6.0] {
+        let (system, q) = triclinic(21, 9, true);
+        let sigma = 0.5;
+        let pme = Pme::new(Kernel::new(p).unwrap(), tight(sigma, 0.1))
+            .unwrap()
+            .compute(&system, &q, Request::all())
+            .unwrap();
+        let ewald = Ewald::new(
+            Kernel::new(p).unwrap(),
+            EwaldParameters {
+                smearing: sigma,
+                cutoff: 9.0 * sigma,
+                k_cutoff: 9.5 / sigma,
+            },
+        )
+        .unwrap()
+        .compute(&system, &q, Request::all())
+        .unwrap();
+        assert!(close(pme.energy, ewald.energy, 1e-8), "p={p}");
+        let (fp, fe) = (pme.forces.unwrap(), ewald.forces.unwrap());
+        let s = max_abs(&fe);
+        for i in 0..system.len() {
+            for c in 0..3 {
+                assert!((fp[i][c] - fe[i][c]).abs() < 1e-8 * s, "p={p} F");
+            }
+        }
+        let (wp, we) = (pme.virial.unwrap(), ewald.virial.unwrap());
+        let s = we.iter().flatten().fold(0.0f64, |m, x| m.max(x.abs()));
+        for a in 0..3 {
+            for b in 0..3 {
+                assert!((wp[a][b] - we[a][b]).abs() < 1e-8 * s, "p={p} W");
+            }
+        }
+    }
+}
