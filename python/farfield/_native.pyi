@@ -39,3 +39,11 @@ def ewald_compute(
     forces: bool = True,
     virial: bool = True,
 ) -> dict[str, Any]: ...
+def pme_compute(
+    exponent: float = 1.0,
+    accuracy: float = 1e-5,
+    mesh: tuple[int, ...] | None = None,
+    mesh_spacing: float | None = None,
+    order: int | None = None,
+    potentials: bool = False,
+def pme_preferred(system: _SystemArrays, exponent: float = 1.0, accuracy: float = 1e-5) -> bool: ...

@@ -27,6 +27,8 @@
 //! are chosen so that each part is at most accuracy/√2 (so that the total stays below the
 //! target), minimising the predicted cost N (c_r n_pairs + c_k n_k) over σ. No timing runs.
 
+pub mod pme;
+
 use crate::error::{Error, Result};
 use crate::ewald::EwaldParameters;
 use crate::kernel::Kernel;
