@@ -1,5 +1,6 @@
 //! Mathematical building blocks: small linear algebra and special functions.
 
+pub mod bessel;
 pub mod clebsch_gordan;
 pub mod eigen;
 pub mod hypergeometric;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// A function tabulated by a spline: `f(x, values, derivatives)` fills `n_out` values and
 /// first derivatives at `x`.
-pub type SplineSource = dyn Fn(f64, &mut [f64], &mut [f64]) + Sync;
+pub type SplineSource<'a> = dyn Fn(f64, &mut [f64], &mut [f64]) + Sync + 'a;
 
 /// A vector-valued cubic Hermite spline on `[x_min, x_max]` with uniform spacing.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ impl HermiteSpline {
         x_max: f64,
         n_intervals: usize,
         n_out: usize,
-        f: &SplineSource,
+        f: &SplineSource<'_>,
     ) -> Result<HermiteSpline> {
         if !(x_min.is_finite() && x_max.is_finite() && x_max > x_min) || n_intervals == 0 {
             return Err(Error::parameter(
@@ -75,7 +75,7 @@ impl HermiteSpline {
         x_max: f64,
         n_out: usize,
         accuracy: f64,
-        f: &SplineSource,
+        f: &SplineSource<'_>,
     ) -> Result<HermiteSpline> {
         if !(accuracy.is_finite() && accuracy > 0.0) {
             return Err(Error::parameter(
