@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .system import System
 
 __all__ = [
+    "Descriptor",
+    "PowerSpectrum",
+    "SphericalExpansion",
     "System",
     "__version__",
     "get_num_threads",

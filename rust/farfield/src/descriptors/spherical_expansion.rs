@@ -1,0 +1,493 @@
+//! featomic's `SphericalExpansion`: the Gaussian-smeared neighbour density of every atom,
+//! projected on GTO radial functions × real spherical harmonics, per neighbour species.
+//!
+//! `c^{a}_{i,nlm} = w δ_{a,a_i} δ_{l0} I_n0(0) Y_00 + Σ_{j∈a, r_ij<r_c} f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)`
+//! with `r_ij = r_j + T − r_i` over periodic images (including the centre's own images), `I_nl`
+//! the radial integral of [`crate::basis::density`], `f_c` the cutoff function and `w` the
+//! `center_atom_weight`. Per-atom layout: `[species][l² + l + m][n]`.
+
+use rayon::prelude::*;
+
+use super::result::{assemble, AtomFeatures, Descriptor, GradientRequest};
+use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
+use crate::basis::gto::GtoBasis;
+use crate::error::{Error, Result};
+use crate::math::linalg::Vec3;
+use crate::math::spherical_harmonics::{lm_count, SphericalHarmonics};
+use crate::neighbors::{CellList, Neighbor};
+use crate::system::System;
+
+/// Smoothing of the density at the cutoff.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Smoothing {
+    /// No smoothing: 1 inside the cutoff, 0 outside.
+    Step,
+    /// `½ (1 + cos(π (r − r_c + width)/width))` on `[r_c − width, r_c]`.
+    ShiftedCosine {
+        /// width of the switching region
+        width: f64,
+    },
+}
+
+/// Hyper-parameters of the spherical expansion (featomic names in brackets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpansionParameters {
+    /// neighbour cutoff radius (`cutoff.radius`), also the GTO radius
+    pub cutoff: f64,
+    /// cutoff smoothing (`cutoff.smoothing`)
+    pub smoothing: Smoothing,
+    /// Gaussian density width σ (`density.width`)
+    pub smearing: f64,
+    /// index of the last radial function (`basis.radial.max_radial`)
+    pub max_radial: usize,
+    /// largest l (`basis.max_angular`)
+    pub max_angular: usize,
+    /// weight of the centre's own density (`density.center_atom_weight`)
+    pub center_atom_weight: f64,
+    /// `None`: exact radial integral (₁F₁); `Some(acc)`: spline to absolute accuracy `acc`
+    pub radial_accuracy: Option<f64>,
+    /// neighbour species (atomic numbers); `None`: all species present in the batch
+    pub species: Option<Vec<i32>>,
+}
+
+impl ExpansionParameters {
+    /// Parameters with featomic-like defaults: shifted cosine of width 0.5, weight 1,
+    /// spline accuracy 1e-8.
+    pub fn new(
+        cutoff: f64,
+        max_radial: usize,
+        max_angular: usize,
+        smearing: f64,
+    ) -> ExpansionParameters {
+        ExpansionParameters {
+            cutoff,
+            smoothing: Smoothing::ShiftedCosine { width: 0.5 },
+            smearing,
+            max_radial,
+            max_angular,
+            center_atom_weight: 1.0,
+            radial_accuracy: Some(1e-8),
+            species: None,
+        }
+    }
+}
+
+/// Spherical expansion calculator.
+#[derive(Debug, Clone)]
+pub struct SphericalExpansion {
+    params: ExpansionParameters,
+    radial: RadialIntegral,
+    harmonics: SphericalHarmonics,
+    n_radial: usize,
+    /// `I_n0(0) Y_00` for the centre contribution
+    center: Vec<f64>,
+}
+
+impl SphericalExpansion {
+    /// Validates the parameters and prepares the radial integral.
+    pub fn new(params: ExpansionParameters) -> Result<SphericalExpansion> {
+        let p = &params;
+        if !(p.cutoff.is_finite() && p.cutoff > 0.0) {
+            return Err(Error::parameter(
+                "cutoff",
+                format!("the cutoff must be positive and finite, got {}", p.cutoff),
+            ));
+        }
+        if !(p.smearing.is_finite() && p.smearing > 0.0) {
+            return Err(Error::parameter(
+                "smearing",
+                format!(
+                    "the density width must be positive and finite, got {}",
+                    p.smearing
+                ),
+            ));
+        }
+        if let Smoothing::ShiftedCosine { width } = p.smoothing {
+            if !(width.is_finite() && width > 0.0 && width <= p.cutoff) {
+                return Err(Error::parameter(
+                    "width",
+                    format!("the shifted-cosine width must be in (0, cutoff], got {width}"),
+                ));
+            }
+        }
+        if p.max_angular > 30 {
+            return Err(Error::parameter(
+                "max_angular",
+                format!("max_angular must be at most 30, got {}", p.max_angular),
+            ));
+        }
+        if !p.center_atom_weight.is_finite() {
+            return Err(Error::parameter("center_atom_weight", "must be finite"));
+        }
+        if let Some(species) = &p.species {
+            if species.is_empty() {
+                return Err(Error::parameter("species", "the list of species is empty"));
+            }
+        }
+        let gto = GtoBasis::new(p.max_radial, p.cutoff)?;
+        let exact = GaussianDensityIntegral::new(gto, p.max_angular, p.smearing)?;
+        let n_radial = exact.size();
+        let mut center = vec![0.0; (p.max_angular + 1) * n_radial];
+        exact.compute(0.0, &mut center, None);
+        center.truncate(n_radial);
+        let y00 = 0.5 / std::f64::consts::PI.sqrt();
+        for v in center.iter_mut() {
+            *v *= y00;
+        }
+        let radial = RadialIntegral::new(exact, p.cutoff, p.radial_accuracy)?;
+        let harmonics = SphericalHarmonics::new(p.max_angular);
+        Ok(SphericalExpansion {
+            params,
+            radial,
+            harmonics,
+            n_radial,
+            center,
+        })
+    }
+
+    /// The parameters.
+    pub fn parameters(&self) -> &ExpansionParameters {
+        &self.params
+    }
+
+    /// Number of radial functions, `max_radial + 1`.
+    pub fn n_radial(&self) -> usize {
+        self.n_radial
+    }
+
+    /// Number of `(l, m)` components, `(max_angular + 1)²`.
+    pub fn n_lm(&self) -> usize {
+        lm_count(self.params.max_angular)
+    }
+
+    /// Size of one pair (or one species channel) expansion: `n_lm × n_radial`.
+    pub fn pair_size(&self) -> usize {
+        self.n_lm() * self.n_radial
+    }
+
+    /// Cutoff function and its derivative.
+    #[inline]
+    pub fn cutoff_function(&self, r: f64) -> (f64, f64) {
+        let rc = self.params.cutoff;
+        match self.params.smoothing {
+            Smoothing::Step => (if r >= rc { 0.0 } else { 1.0 }, 0.0),
+            Smoothing::ShiftedCosine { width } => {
+                if r <= rc - width {
+                    (1.0, 0.0)
+                } else if r >= rc {
+                    (0.0, 0.0)
+                } else {
+                    let s = std::f64::consts::PI * (r - rc + width) / width;
+                    (
+                        0.5 * (1.0 + s.cos()),
+                        -0.5 * std::f64::consts::PI * s.sin() / width,
+                    )
+                }
+            }
+        }
+    }
+
+    /// The expansion `g_ij[lm][n] = f_c(r) I_nl(r) Y_lm(r̂)` of a single neighbour at `vector`
+    /// (= r_j − r_i), featomic's `SphericalExpansionByPair` (without the centre term). With
+    /// `gradients`, also `∂g/∂vector_α` at `gradients[(α n_lm + lm) n_radial + n]`.
+    pub fn pair_expansion(&self, vector: &Vec3, values: &mut [f64], gradients: Option<&mut [f64]>) {
+        let mut scratch = PairScratch::new(self);
+        self.pair_expansion_with(vector, values, gradients, &mut scratch);
+    }
+
+    /// The centre's own contribution `w I_n0(0) Y_00` to the `(l=0, own species)` channel
+    /// (`n_radial` values).
+    pub fn center_contribution(&self) -> Vec<f64> {
+        self.center
+            .iter()
+            .map(|v| v * self.params.center_atom_weight)
+            .collect()
+    }
+
+    fn pair_expansion_with(
+        &self,
+        vector: &Vec3,
+        values: &mut [f64],
+        gradients: Option<&mut [f64]>,
+        s: &mut PairScratch,
+    ) {
+        let r = (vector[0] * vector[0] + vector[1] * vector[1] + vector[2] * vector[2]).sqrt();
+        let (fc, dfc) = self.cutoff_function(r);
+        let nr = self.n_radial;
+        let nlm = self.n_lm();
+        let lmax = self.params.max_angular;
+        match gradients {
+            None => {
+                self.radial.compute(r, &mut s.radial, None);
+                self.harmonics.compute(vector, &mut s.ylm);
+                for l in 0..=lmax {
+                    let rad = &s.radial[l * nr..(l + 1) * nr];
+                    for lm in l * l..(l + 1) * (l + 1) {
+                        let y = fc * s.ylm[lm];
+                        let out = &mut values[lm * nr..(lm + 1) * nr];
+                        for n in 0..nr {
+                            out[n] = y * rad[n];
+                        }
+                    }
+                }
+            }
+            Some(grad) => {
+                self.radial.compute(r, &mut s.radial, Some(&mut s.dradial));
+                self.harmonics
+                    .compute_with_gradients(vector, &mut s.ylm, &mut s.dylm);
+                let inv = if r > 0.0 { 1.0 / r } else { 0.0 };
+                let rhat = [vector[0] * inv, vector[1] * inv, vector[2] * inv];
+                for l in 0..=lmax {
+                    let rad = &s.radial[l * nr..(l + 1) * nr];
+                    let drad = &s.dradial[l * nr..(l + 1) * nr];
+                    for n in 0..nr {
+                        s.tmp[n] = dfc * rad[n] + fc * drad[n];
+                    }
+                    for lm in l * l..(l + 1) * (l + 1) {
+                        let y = s.ylm[lm];
+                        let dy = [s.dylm[3 * lm], s.dylm[3 * lm + 1], s.dylm[3 * lm + 2]];
+                        let out = &mut values[lm * nr..(lm + 1) * nr];
+                        for n in 0..nr {
+                            out[n] = fc * y * rad[n];
+                        }
+                        for a in 0..3 {
+                            let g = &mut grad[(a * nlm + lm) * nr..(a * nlm + lm + 1) * nr];
+                            let ya = rhat[a] * y;
+                            let fdy = fc * dy[a];
+                            for n in 0..nr {
+                                g[n] = ya * s.tmp[n] + fdy * rad[n];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The neighbour species of a batch: the parameter, or every species present.
+    pub(crate) fn species_for(&self, systems: &[System]) -> Result<Vec<i32>> {
+        let mut all: Vec<i32> = systems
+            .iter()
+            .flat_map(|s| s.numbers().iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        match &self.params.species {
+            None => Ok(all),
+            Some(given) => {
+                let mut given = given.clone();
+                given.sort_unstable();
+                given.dedup();
+                if let Some(bad) = all.iter().find(|z| given.binary_search(z).is_err()) {
+                    return Err(Error::parameter(
+                        "species",
+                        format!("atomic number {bad} is present in the structures but not in the species list {given:?}"),
+                    ));
+                }
+                Ok(given)
+            }
+        }
+    }
+
+    /// Expansion of atom `i`: values `[species][lm][n]`, and optionally gradients / strain.
+    pub(crate) fn expand_atom(
+        &self,
+        _system: &System,
+        list: &CellList,
+        species_index: &[usize],
+        n_species: usize,
+        i: usize,
+        gradients: GradientRequest,
+        scratch: &mut PairScratch,
+    ) -> AtomFeatures {
+        let ps = self.pair_size();
+        let nf = n_species * ps;
+        let mut values = vec![0.0; nf];
+        let si = species_index[i];
+        let w = self.params.center_atom_weight;
+        for n in 0..self.n_radial {
+            values[si * ps + n] += w * self.center[n];
+        }
+        let mut neighbors: Vec<Neighbor> = Vec::new();
+        list.for_each_neighbor(i, |nb| neighbors.push(nb));
+        let want_grad = gradients.positions || gradients.strain;
+        let mut grad_atoms = Vec::new();
+        let mut grads = Vec::new();
+        let mut strain = if gradients.strain {
+            vec![0.0; 9 * nf]
+        } else {
+            Vec::new()
+        };
+        if gradients.positions {
+            grad_atoms = neighbors
+                .iter()
+                .map(|n| n.j)
+                .chain(std::iter::once(i))
+                .collect();
+            grad_atoms.sort_unstable();
+            grad_atoms.dedup();
+            grads = vec![0.0; grad_atoms.len() * 3 * nf];
+        }
+        let center_slot = grad_atoms.binary_search(&i).unwrap_or(0);
+        let mut pv = std::mem::take(&mut scratch.values);
+        let mut pg = std::mem::take(&mut scratch.grads);
+        for nb in &neighbors {
+            let sj = species_index[nb.j];
+            if want_grad {
+                self.pair_expansion_with(&nb.vector, &mut pv, Some(&mut pg), scratch);
+            } else {
+                self.pair_expansion_with(&nb.vector, &mut pv, None, scratch);
+            }
+            let dst = &mut values[sj * ps..(sj + 1) * ps];
+            for k in 0..ps {
+                dst[k] += pv[k];
+            }
+            if gradients.positions && nb.j != i {
+                let slot = grad_atoms.binary_search(&nb.j).expect("neighbour slot");
+                for a in 0..3 {
+                    let src = &pg[a * ps..(a + 1) * ps];
+                    let gj = &mut grads
+                        [(slot * 3 + a) * nf + sj * ps..(slot * 3 + a) * nf + (sj + 1) * ps];
+                    for k in 0..ps {
+                        gj[k] += src[k];
+                    }
+                    let gi = &mut grads[(center_slot * 3 + a) * nf + sj * ps
+                        ..(center_slot * 3 + a) * nf + (sj + 1) * ps];
+                    for k in 0..ps {
+                        gi[k] -= src[k];
+                    }
+                }
+            }
+            if gradients.strain {
+                // ∂c/∂ε_{αβ} = Σ_pairs r_α ∂c/∂r_β
+                for a in 0..3 {
+                    for b in 0..3 {
+                        let ra = nb.vector[a];
+                        let src = &pg[b * ps..(b + 1) * ps];
+                        let dst = &mut strain
+                            [(a * 3 + b) * nf + sj * ps..(a * 3 + b) * nf + (sj + 1) * ps];
+                        for k in 0..ps {
+                            dst[k] += ra * src[k];
+                        }
+                    }
+                }
+            }
+        }
+        scratch.values = pv;
+        scratch.grads = pg;
+        let center_slot = gradients.positions.then_some(center_slot);
+        AtomFeatures {
+            values,
+            grad_atoms,
+            center_slot,
+            grads,
+            strain,
+        }
+    }
+
+    /// Feature labels `(neighbor_type, l, m, n)` for the given species.
+    pub fn feature_labels(&self, species: &[i32]) -> Vec<Vec<i32>> {
+        let mut out = Vec::with_capacity(species.len() * self.pair_size());
+        for &z in species {
+            for l in 0..=self.params.max_angular as i32 {
+                for m in -l..=l {
+                    for n in 0..self.n_radial as i32 {
+                        out.push(vec![z, l, m, n]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Computes the expansion of every atom of every structure (parallel over structures and
+    /// atoms). Features are `(neighbor_type, l, m, n)`.
+    pub fn compute(&self, systems: &[System], gradients: GradientRequest) -> Result<Descriptor> {
+        let species = self.species_for(systems)?;
+        let per_atom = for_each_atom(self, systems, &species, |sys, list, idx, i, scratch| {
+            self.expand_atom(sys, list, idx, species.len(), i, gradients, scratch)
+        })?;
+        let numbers: Vec<&[i32]> = systems.iter().map(|s| s.numbers()).collect();
+        Ok(assemble(
+            vec!["neighbor_type", "l", "m", "n"],
+            self.feature_labels(&species),
+            &numbers,
+            per_atom,
+            gradients,
+        ))
+    }
+}
+
+/// Reusable buffers for pair expansions.
+#[derive(Debug, Clone)]
+pub struct PairScratch {
+    radial: Vec<f64>,
+    dradial: Vec<f64>,
+    ylm: Vec<f64>,
+    dylm: Vec<f64>,
+    tmp: Vec<f64>,
+    values: Vec<f64>,
+    grads: Vec<f64>,
+}
+
+impl PairScratch {
+    /// Buffers sized for `expansion`.
+    pub fn new(expansion: &SphericalExpansion) -> PairScratch {
+        let nr = expansion.n_radial;
+        let l1 = expansion.params.max_angular + 1;
+        let nlm = expansion.n_lm();
+        PairScratch {
+            radial: vec![0.0; l1 * nr],
+            dradial: vec![0.0; l1 * nr],
+            ylm: vec![0.0; nlm],
+            dylm: vec![0.0; 3 * nlm],
+            tmp: vec![0.0; nr],
+            values: vec![0.0; nlm * nr],
+            grads: vec![0.0; 3 * nlm * nr],
+        }
+    }
+}
+
+/// Runs `f` on every atom of every structure in parallel; returns per-structure lists.
+pub(crate) fn for_each_atom<T, F>(
+    expansion: &SphericalExpansion,
+    systems: &[System],
+    species: &[i32],
+    f: F,
+) -> Result<Vec<Vec<T>>>
+where
+    T: Send,
+    F: Fn(&System, &CellList, &[usize], usize, &mut PairScratch) -> T + Sync,
+{
+    let cutoff = expansion.params.cutoff;
+    let lists: Vec<(CellList, Vec<usize>)> = systems
+        .par_iter()
+        .map(|s| {
+            let list = CellList::new(s, cutoff)?;
+            let idx = s
+                .numbers()
+                .iter()
+                .map(|z| species.binary_search(z).expect("species checked"))
+                .collect();
+            Ok((list, idx))
+        })
+        .collect::<Result<_>>()?;
+    let tasks: Vec<(usize, usize)> = systems
+        .iter()
+        .enumerate()
+        .flat_map(|(s, sys)| (0..sys.len()).map(move |i| (s, i)))
+        .collect();
+    let flat: Vec<T> = tasks
+        .par_iter()
+        .map_init(
+            || PairScratch::new(expansion),
+            |scratch, &(s, i)| f(&systems[s], &lists[s].0, &lists[s].1, i, scratch),
+        )
+        .collect();
+    let mut out = Vec::with_capacity(systems.len());
+    let mut it = flat.into_iter();
+    for sys in systems {
+        out.push(it.by_ref().take(sys.len()).collect());
+    }
+    Ok(out)
+}
