@@ -201,8 +201,18 @@ class _Calculator:
         self.center_atom_weight = float(center_atom_weight)
         self.radial_accuracy = None if radial_accuracy is None else float(radial_accuracy)
         self.species = None if species is None else sorted(int(z) for z in species)
-        # validate eagerly on an empty batch
-        self._call([], (False, False), self.species or [1])
+        self._native = _native.SoapCalculator(
+            self._kind,
+            self.cutoff,
+            self.max_radial,
+            self.max_angular,
+            self.smearing,
+            self.cutoff_function,
+            self.width,
+            self.center_atom_weight,
+            self.radial_accuracy,
+            self.species,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -212,22 +222,8 @@ class _Calculator:
             f"center_atom_weight={self.center_atom_weight}, radial_accuracy={self.radial_accuracy})"
         )
 
-    def _call(self, systems: list[System], grads: tuple[bool, bool], species: list[int] | None) -> dict[str, Any]:
-        return _native.soap_compute(
-            self._kind,
-            [s._arrays() for s in systems],
-            self.cutoff,
-            self.max_radial,
-            self.max_angular,
-            self.smearing,
-            self.cutoff_function,
-            self.width,
-            self.center_atom_weight,
-            self.radial_accuracy,
-            species,
-            grads[0],
-            grads[1],
-        )
+    def _call(self, systems: list[System], grads: tuple[bool, bool], species: list[int]) -> dict[str, Any]:
+        return self._native.compute([s._arrays() for s in systems], species, grads[0], grads[1])
 
     def compute(
         self,
@@ -248,7 +244,7 @@ class _Calculator:
         grads = _check_gradients(gradients)
         species = self.species
         if species is None:
-            species = sorted(set(int(z) for s in systems for z in s.numbers)) or None
+            species = sorted(set(int(z) for s in systems for z in s.numbers))
         chunk = 256
         if progress is None:
             progress = len(systems) > chunk

@@ -92,56 +92,87 @@ fn systems_of(frames: &[SystemArrays<'_>]) -> farfield::Result<Vec<System>> {
     frames.iter().map(|f| f.to_system()).collect()
 }
 
-/// Spherical expansion (kind="expansion") or power spectrum (kind="power_spectrum") of a
-/// list of systems; returns a dict of numpy arrays.
-#[pyfunction]
-#[pyo3(signature = (kind, frames, cutoff, max_radial, max_angular, smearing, cutoff_function, width, center_atom_weight, radial_accuracy, species, positions, strain))]
-#[allow(clippy::too_many_arguments)]
-fn soap_compute<'py>(
-    py: Python<'py>,
-    kind: &str,
-    frames: Vec<SystemArrays<'py>>,
-    cutoff: f64,
-    max_radial: usize,
-    max_angular: usize,
-    smearing: f64,
-    cutoff_function: &str,
-    width: f64,
-    center_atom_weight: f64,
-    radial_accuracy: Option<f64>,
-    species: Option<Vec<i32>>,
-    positions: bool,
-    strain: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let systems = guarded(|| systems_of(&frames))?;
-    let params = guarded(|| {
-        parameters(
-            cutoff,
-            max_radial,
-            max_angular,
-            smearing,
-            cutoff_function,
-            width,
-            center_atom_weight,
-            radial_accuracy,
-            species,
-        )
-    })?;
-    let request = GradientRequest { positions, strain };
-    let kind = kind.to_string();
-    let result = py.detach(|| {
-        threads::install(|| {
-            guarded(|| match kind.as_str() {
-                "expansion" => SphericalExpansion::new(params)?.compute(&systems, request),
-                "power_spectrum" => PowerSpectrum::new(params)?.compute(&systems, request),
-                other => Err(Error::parameter(
-                    "kind",
-                    format!("unknown descriptor kind '{other}'"),
-                )),
+enum Inner {
+    Expansion(SphericalExpansion),
+    Power(PowerSpectrum),
+}
+
+/// A spherical-expansion (kind="expansion") or power-spectrum (kind="power_spectrum")
+/// calculator; the radial spline is built once, at construction.
+#[pyclass(frozen)]
+pub struct SoapCalculator {
+    inner: Inner,
+}
+
+#[pymethods]
+impl SoapCalculator {
+    #[new]
+    #[pyo3(signature = (kind, cutoff, max_radial, max_angular, smearing, cutoff_function, width, center_atom_weight, radial_accuracy, species))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        kind: &str,
+        cutoff: f64,
+        max_radial: usize,
+        max_angular: usize,
+        smearing: f64,
+        cutoff_function: &str,
+        width: f64,
+        center_atom_weight: f64,
+        radial_accuracy: Option<f64>,
+        species: Option<Vec<i32>>,
+    ) -> PyResult<SoapCalculator> {
+        let params = guarded(|| {
+            parameters(
+                cutoff,
+                max_radial,
+                max_angular,
+                smearing,
+                cutoff_function,
+                width,
+                center_atom_weight,
+                radial_accuracy,
+                species,
+            )
+        })?;
+        let kind = kind.to_string();
+        let inner = py.detach(|| {
+            threads::install(|| {
+                guarded(|| match kind.as_str() {
+                    "expansion" => Ok(Inner::Expansion(SphericalExpansion::new(params)?)),
+                    "power_spectrum" => Ok(Inner::Power(PowerSpectrum::new(params)?)),
+                    other => Err(Error::parameter(
+                        "kind",
+                        format!("unknown descriptor kind '{other}'"),
+                    )),
+                })
             })
-        })
-    })?;
-    to_dict(py, result)
+        })?;
+        Ok(SoapCalculator { inner })
+    }
+
+    /// Computes the descriptor of `frames` for the sorted neighbour `species`; returns a dict
+    /// of numpy arrays.
+    fn compute<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<SystemArrays<'py>>,
+        species: Vec<i32>,
+        positions: bool,
+        strain: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let systems = guarded(|| systems_of(&frames))?;
+        let request = GradientRequest { positions, strain };
+        let result = py.detach(|| {
+            threads::install(|| {
+                guarded(|| match &self.inner {
+                    Inner::Expansion(e) => e.compute_with_species(&systems, &species, request),
+                    Inner::Power(p) => p.compute_with_species(&systems, &species, request),
+                })
+            })
+        })?;
+        to_dict(py, result)
+    }
 }
 
 /// Dense real Clebsch–Gordan coefficients `(2l1+1, 2l2+1, 2λ+1)` in featomic's convention.
@@ -185,7 +216,7 @@ fn spherical_harmonics<'py>(
 
 /// Adds this engine's functions and classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(soap_compute, m)?)?;
+    m.add_class::<SoapCalculator>()?;
     m.add_function(wrap_pyfunction!(clebsch_gordan, m)?)?;
     m.add_function(wrap_pyfunction!(spherical_harmonics, m)?)?;
     Ok(())

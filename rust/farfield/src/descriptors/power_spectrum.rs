@@ -3,8 +3,10 @@
 //! for neighbour species pairs `a1 ≤ a2`, with `s = √2` when `a1 ≠ a2` and 1 otherwise (the
 //! λ = 0 Clebsch–Gordan contraction of the expansion with itself).
 
-use super::result::{assemble, AtomFeatures, Descriptor, GradientRequest};
-use super::spherical_expansion::{for_each_atom, ExpansionParameters, SphericalExpansion};
+use super::result::{Descriptor, GradientRequest};
+use super::spherical_expansion::{
+    check_species, run_atoms, AtomContext, AtomOut, ExpansionParameters, SphericalExpansion,
+};
 use crate::error::Result;
 use crate::system::System;
 
@@ -48,30 +50,76 @@ impl PowerSpectrum {
 
     /// Computes the power spectrum of every atom (parallel over structures and atoms).
     pub fn compute(&self, systems: &[System], gradients: GradientRequest) -> Result<Descriptor> {
+        let species = self.expansion.species_for(systems)?;
+        self.compute_with_species(systems, &species, gradients)
+    }
+
+    /// Same as [`compute`](Self::compute) with an explicit list of neighbour species.
+    pub fn compute_with_species(
+        &self,
+        systems: &[System],
+        species: &[i32],
+        gradients: GradientRequest,
+    ) -> Result<Descriptor> {
         let exp = &self.expansion;
-        let species = exp.species_for(systems)?;
+        let species = check_species(systems, species)?;
         let nsp = species.len();
-        let per_atom = for_each_atom(exp, systems, &species, |sys, list, idx, i, scratch| {
-            let c = exp.expand_atom(sys, list, idx, nsp, i, gradients, scratch);
-            self.contract(&c, idx, nsp, gradients)
-        })?;
-        let numbers: Vec<&[i32]> = systems.iter().map(|s| s.numbers()).collect();
-        Ok(assemble(
+        let nf_in = nsp * exp.pair_size();
+        let nf = nsp * (nsp + 1) / 2
+            * (exp.parameters().max_angular + 1)
+            * exp.n_radial()
+            * exp.n_radial();
+        run_atoms(
+            exp,
+            systems,
+            &species,
+            gradients,
+            nf,
             vec!["neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2"],
             self.feature_labels(&species),
-            &numbers,
-            per_atom,
-            gradients,
-        ))
+            |ctx, scratch, out| {
+                let mut v = std::mem::take(&mut scratch.atom_values);
+                let mut g = std::mem::take(&mut scratch.atom_grads);
+                let mut st = std::mem::take(&mut scratch.atom_strain);
+                reset(&mut v, nf_in);
+                reset(
+                    &mut g,
+                    if gradients.positions {
+                        ctx.grad_atoms.len() * 3 * nf_in
+                    } else {
+                        0
+                    },
+                );
+                reset(&mut st, if gradients.strain { 9 * nf_in } else { 0 });
+                exp.expand_atom(
+                    ctx,
+                    gradients,
+                    scratch,
+                    AtomOut {
+                        values: &mut v,
+                        grads: &mut g,
+                        strain: &mut st,
+                    },
+                );
+                self.contract(ctx, &v, &g, &st, gradients, out);
+                scratch.atom_values = v;
+                scratch.atom_grads = g;
+                scratch.atom_strain = st;
+            },
+        )
     }
 
     fn contract(
         &self,
-        c: &AtomFeatures,
-        species_index: &[usize],
-        nsp: usize,
+        ctx: &AtomContext<'_>,
+        c_values: &[f64],
+        c_grads: &[f64],
+        c_strain: &[f64],
         gradients: GradientRequest,
-    ) -> AtomFeatures {
+        out: AtomOut<'_>,
+    ) {
+        let nsp = ctx.n_species;
+        let species_index = ctx.species_index;
         let exp = &self.expansion;
         let nr = exp.n_radial();
         let lmax = exp.parameters().max_angular;
@@ -104,7 +152,7 @@ impl PowerSpectrum {
                 }
             }
         };
-        let mut values = vec![0.0; nf];
+        let values = out.values;
         for (p, &(a, b)) in pairs.iter().enumerate() {
             let s = if a == b {
                 1.0
@@ -112,8 +160,8 @@ impl PowerSpectrum {
                 std::f64::consts::SQRT_2
             };
             contract(
-                &c.values[a * ps_in..(a + 1) * ps_in],
-                &c.values[b * ps_in..(b + 1) * ps_in],
+                &c_values[a * ps_in..(a + 1) * ps_in],
+                &c_values[b * ps_in..(b + 1) * ps_in],
                 &mut values[p * block..(p + 1) * block],
                 s,
             );
@@ -133,8 +181,8 @@ impl PowerSpectrum {
                 };
                 let o = &mut out[p * block..(p + 1) * block];
                 let (ca, cb) = (
-                    &c.values[a * ps_in..(a + 1) * ps_in],
-                    &c.values[b * ps_in..(b + 1) * ps_in],
+                    &c_values[a * ps_in..(a + 1) * ps_in],
+                    &c_values[b * ps_in..(b + 1) * ps_in],
                 );
                 let (da, db) = (
                     &dc[a * ps_in..(a + 1) * ps_in],
@@ -148,19 +196,19 @@ impl PowerSpectrum {
                 }
             }
         };
-        let mut grads = Vec::new();
+        let grads = out.grads;
+        let center_slot = ctx.grad_atoms.binary_search(&ctx.i).ok();
         if gradients.positions {
-            grads = vec![0.0; c.grad_atoms.len() * 3 * nf];
-            for (slot, &j) in c.grad_atoms.iter().enumerate() {
+            for (slot, &j) in ctx.grad_atoms.iter().enumerate() {
                 // for a neighbour j, only its species channel of dc is non-zero; the centre's
                 // own row (all channels) is the negative sum of the others
-                let only = if c.center_slot == Some(slot) {
+                let only = if center_slot == Some(slot) {
                     None
                 } else {
                     Some(species_index[j])
                 };
                 for a in 0..3 {
-                    let dc = &c.grads[(slot * 3 + a) * nf_in..(slot * 3 + a + 1) * nf_in];
+                    let dc = &c_grads[(slot * 3 + a) * nf_in..(slot * 3 + a + 1) * nf_in];
                     derive(
                         dc,
                         &mut grads[(slot * 3 + a) * nf..(slot * 3 + a + 1) * nf],
@@ -169,20 +217,17 @@ impl PowerSpectrum {
                 }
             }
         }
-        let mut strain = Vec::new();
+        let strain = out.strain;
         if gradients.strain {
-            strain = vec![0.0; 9 * nf];
             for ab in 0..9 {
-                let dc = &c.strain[ab * nf_in..(ab + 1) * nf_in];
+                let dc = &c_strain[ab * nf_in..(ab + 1) * nf_in];
                 derive(dc, &mut strain[ab * nf..(ab + 1) * nf], None);
             }
         }
-        AtomFeatures {
-            values,
-            grad_atoms: c.grad_atoms.clone(),
-            center_slot: c.center_slot,
-            grads,
-            strain,
-        }
     }
+}
+
+fn reset(v: &mut Vec<f64>, len: usize) {
+    v.clear();
+    v.resize(len, 0.0);
 }

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::result::{assemble, AtomFeatures, Descriptor, GradientRequest};
+use super::result::{Descriptor, GradientRequest, PositionGradients};
 use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
 use crate::basis::gto::GtoBasis;
 use crate::error::{Error, Result};
@@ -289,49 +289,34 @@ impl SphericalExpansion {
         }
     }
 
-    /// Expansion of atom `i`: values `[species][lm][n]`, and optionally gradients / strain.
+    /// Expansion of one atom into `out` (values `[species][lm][n]`, gradient rows
+    /// `[slot][xyz][features]` for the atoms of `ctx.grad_atoms`, strain `[αβ][features]`).
+    /// The output slices must be zeroed.
     pub(crate) fn expand_atom(
         &self,
-        _system: &System,
-        list: &CellList,
-        species_index: &[usize],
-        n_species: usize,
-        i: usize,
+        ctx: &AtomContext<'_>,
         gradients: GradientRequest,
         scratch: &mut PairScratch,
-    ) -> AtomFeatures {
+        out: AtomOut<'_>,
+    ) {
         let ps = self.pair_size();
-        let nf = n_species * ps;
-        let mut values = vec![0.0; nf];
+        let nf = ctx.n_species * ps;
+        let i = ctx.i;
+        let species_index = ctx.species_index;
+        let values = out.values;
+        let grads = out.grads;
+        let strain = out.strain;
         let si = species_index[i];
         let w = self.params.center_atom_weight;
         for n in 0..self.n_radial {
             values[si * ps + n] += w * self.center[n];
         }
-        let mut neighbors: Vec<Neighbor> = Vec::new();
-        list.for_each_neighbor(i, |nb| neighbors.push(nb));
         let want_grad = gradients.positions || gradients.strain;
-        let mut grad_atoms = Vec::new();
-        let mut grads = Vec::new();
-        let mut strain = if gradients.strain {
-            vec![0.0; 9 * nf]
-        } else {
-            Vec::new()
-        };
-        if gradients.positions {
-            grad_atoms = neighbors
-                .iter()
-                .map(|n| n.j)
-                .chain(std::iter::once(i))
-                .collect();
-            grad_atoms.sort_unstable();
-            grad_atoms.dedup();
-            grads = vec![0.0; grad_atoms.len() * 3 * nf];
-        }
+        let grad_atoms = ctx.grad_atoms;
         let center_slot = grad_atoms.binary_search(&i).unwrap_or(0);
         let mut pv = std::mem::take(&mut scratch.values);
         let mut pg = std::mem::take(&mut scratch.grads);
-        for nb in &neighbors {
+        for nb in ctx.neighbors {
             let sj = species_index[nb.j];
             if want_grad {
                 self.pair_expansion_with(&nb.vector, &mut pv, Some(&mut pg), scratch);
@@ -375,14 +360,6 @@ impl SphericalExpansion {
         }
         scratch.values = pv;
         scratch.grads = pg;
-        let center_slot = gradients.positions.then_some(center_slot);
-        AtomFeatures {
-            values,
-            grad_atoms,
-            center_slot,
-            grads,
-            strain,
-        }
     }
 
     /// Feature labels `(neighbor_type, l, m, n)` for the given species.
@@ -404,18 +381,47 @@ impl SphericalExpansion {
     /// atoms). Features are `(neighbor_type, l, m, n)`.
     pub fn compute(&self, systems: &[System], gradients: GradientRequest) -> Result<Descriptor> {
         let species = self.species_for(systems)?;
-        let per_atom = for_each_atom(self, systems, &species, |sys, list, idx, i, scratch| {
-            self.expand_atom(sys, list, idx, species.len(), i, gradients, scratch)
-        })?;
-        let numbers: Vec<&[i32]> = systems.iter().map(|s| s.numbers()).collect();
-        Ok(assemble(
-            vec!["neighbor_type", "l", "m", "n"],
-            self.feature_labels(&species),
-            &numbers,
-            per_atom,
-            gradients,
-        ))
+        self.compute_with_species(systems, &species, gradients)
     }
+
+    /// Same as [`compute`](Self::compute) with an explicit, sorted list of neighbour species
+    /// (every atomic number of the structures must be in it).
+    pub fn compute_with_species(
+        &self,
+        systems: &[System],
+        species: &[i32],
+        gradients: GradientRequest,
+    ) -> Result<Descriptor> {
+        let species = check_species(systems, species)?;
+        let nf = species.len() * self.pair_size();
+        let labels = self.feature_labels(&species);
+        run_atoms(
+            self,
+            systems,
+            &species,
+            gradients,
+            nf,
+            vec!["neighbor_type", "l", "m", "n"],
+            labels,
+            |ctx, scratch, out| self.expand_atom(ctx, gradients, scratch, out),
+        )
+    }
+}
+
+/// Sorts/dedups `species` and checks that every atom's number is in it.
+pub(crate) fn check_species(systems: &[System], species: &[i32]) -> Result<Vec<i32>> {
+    let mut given = species.to_vec();
+    given.sort_unstable();
+    given.dedup();
+    for s in systems {
+        if let Some(bad) = s.numbers().iter().find(|z| given.binary_search(z).is_err()) {
+            return Err(Error::parameter(
+                "species",
+                format!("atomic number {bad} is present in the structures but not in the species list {given:?}"),
+            ));
+        }
+    }
+    Ok(given)
 }
 
 /// Reusable buffers for pair expansions.
@@ -428,6 +434,10 @@ pub struct PairScratch {
     tmp: Vec<f64>,
     values: Vec<f64>,
     grads: Vec<f64>,
+    /// per-atom expansion buffers (used by the power spectrum)
+    pub(crate) atom_values: Vec<f64>,
+    pub(crate) atom_grads: Vec<f64>,
+    pub(crate) atom_strain: Vec<f64>,
 }
 
 impl PairScratch {
@@ -444,20 +454,62 @@ impl PairScratch {
             tmp: vec![0.0; nr],
             values: vec![0.0; nlm * nr],
             grads: vec![0.0; 3 * nlm * nr],
+            atom_values: Vec::new(),
+            atom_grads: Vec::new(),
+            atom_strain: Vec::new(),
         }
     }
 }
 
-/// Runs `f` on every atom of every structure in parallel; returns per-structure lists.
-pub(crate) fn for_each_atom<T, F>(
+/// What a per-atom kernel knows about its atom.
+pub(crate) struct AtomContext<'a> {
+    /// centre atom index in its structure
+    pub i: usize,
+    /// species index of every atom of the structure
+    pub species_index: &'a [usize],
+    /// number of neighbour species
+    pub n_species: usize,
+    /// neighbours (all images within the cutoff)
+    pub neighbors: &'a [Neighbor],
+    /// atoms with a gradient row (sorted, centre included); empty without position gradients
+    pub grad_atoms: &'a [usize],
+}
+
+/// Output slices of one atom (zero-initialised).
+pub(crate) struct AtomOut<'a> {
+    /// `n_features`
+    pub values: &'a mut [f64],
+    /// `grad_atoms.len() × 3 × n_features`
+    pub grads: &'a mut [f64],
+    /// `9 × n_features` (empty without strain)
+    pub strain: &'a mut [f64],
+}
+
+fn split_chunks<'a>(mut rest: &'a mut [f64], lens: &[usize]) -> Vec<&'a mut [f64]> {
+    let mut out = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let (head, tail) = rest.split_at_mut(len);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// Runs the per-atom kernel `f` on every atom of every structure in parallel, writing
+/// straight into the dense outputs (one allocation per output array).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_atoms<F>(
     expansion: &SphericalExpansion,
     systems: &[System],
     species: &[i32],
+    gradients: GradientRequest,
+    nf: usize,
+    feature_names: Vec<&'static str>,
+    features: Vec<Vec<i32>>,
     f: F,
-) -> Result<Vec<Vec<T>>>
+) -> Result<Descriptor>
 where
-    T: Send,
-    F: Fn(&System, &CellList, &[usize], usize, &mut PairScratch) -> T + Sync,
+    F: Fn(&AtomContext<'_>, &mut PairScratch, AtomOut<'_>) + Sync,
 {
     let cutoff = expansion.params.cutoff;
     let lists: Vec<(CellList, Vec<usize>)> = systems
@@ -477,17 +529,98 @@ where
         .enumerate()
         .flat_map(|(s, sys)| (0..sys.len()).map(move |i| (s, i)))
         .collect();
-    let flat: Vec<T> = tasks
+    // pass 1: neighbours and gradient rows of every atom
+    let neighbors: Vec<(Vec<Neighbor>, Vec<usize>)> = tasks
         .par_iter()
-        .map_init(
-            || PairScratch::new(expansion),
-            |scratch, &(s, i)| f(&systems[s], &lists[s].0, &lists[s].1, i, scratch),
-        )
+        .map(|&(s, i)| {
+            let mut nbs = Vec::new();
+            lists[s].0.for_each_neighbor(i, |nb| nbs.push(nb));
+            let mut atoms = Vec::new();
+            if gradients.positions {
+                atoms = nbs.iter().map(|n| n.j).chain(std::iter::once(i)).collect();
+                atoms.sort_unstable();
+                atoms.dedup();
+            }
+            (nbs, atoms)
+        })
         .collect();
-    let mut out = Vec::with_capacity(systems.len());
-    let mut it = flat.into_iter();
-    for sys in systems {
-        out.push(it.by_ref().take(sys.len()).collect());
+    let n_samples = tasks.len();
+    let mut values = vec![0.0; n_samples * nf];
+    let grad_lens: Vec<usize> = neighbors.iter().map(|(_, a)| a.len() * 3 * nf).collect();
+    let mut grads = vec![
+        0.0;
+        if gradients.positions {
+            grad_lens.iter().sum()
+        } else {
+            0
+        }
+    ];
+    let mut strain = vec![
+        0.0;
+        if gradients.strain {
+            n_samples * 9 * nf
+        } else {
+            0
+        }
+    ];
+    {
+        let v_chunks = split_chunks(&mut values, &vec![nf; n_samples]);
+        let g_chunks = split_chunks(
+            &mut grads,
+            &if gradients.positions {
+                grad_lens
+            } else {
+                vec![0; n_samples]
+            },
+        );
+        let s_chunks = split_chunks(
+            &mut strain,
+            &vec![if gradients.strain { 9 * nf } else { 0 }; n_samples],
+        );
+        let work: Vec<_> = tasks
+            .iter()
+            .zip(&neighbors)
+            .zip(v_chunks.into_iter().zip(g_chunks).zip(s_chunks))
+            .collect();
+        work.into_par_iter().for_each_init(
+            || PairScratch::new(expansion),
+            |scratch, ((&(s, i), (nbs, atoms)), ((v, g), st))| {
+                let ctx = AtomContext {
+                    i,
+                    species_index: &lists[s].1,
+                    n_species: species.len(),
+                    neighbors: nbs,
+                    grad_atoms: atoms,
+                };
+                f(
+                    &ctx,
+                    scratch,
+                    AtomOut {
+                        values: v,
+                        grads: g,
+                        strain: st,
+                    },
+                );
+            },
+        );
     }
-    Ok(out)
+    let mut samples = Vec::with_capacity(n_samples);
+    let mut gsamples = Vec::new();
+    for (k, (&(s, i), (_, atoms))) in tasks.iter().zip(&neighbors).enumerate() {
+        samples.push([s as i32, i as i32, systems[s].numbers()[i]]);
+        for &j in atoms {
+            gsamples.push([k, s, j]);
+        }
+    }
+    Ok(Descriptor {
+        feature_names,
+        features,
+        samples,
+        values,
+        position_gradients: gradients.positions.then_some(PositionGradients {
+            samples: gsamples,
+            values: grads,
+        }),
+        strain_gradients: gradients.strain.then_some(strain),
+    })
 }
