@@ -58,3 +58,53 @@ pub fn cg_product(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_zero_is_the_power_spectrum_contraction() {
+        // Σ_m (−1)^l/√(2l+1) a_{lm,p} b_{lm,q} is the λ = 0 block of (l, l)
+        let lmax = 3;
+        let (na, nb) = (2, 3);
+        let a: Vec<f64> = (0..(lmax + 1) * (lmax + 1) * na)
+            .map(|k| (k as f64 * 0.37).sin())
+            .collect();
+        let b: Vec<f64> = (0..(lmax + 1) * (lmax + 1) * nb)
+            .map(|k| (k as f64 * 0.71).cos())
+            .collect();
+        let cg = ClebschGordan::new(lmax);
+        let blocks = cg_product(&cg, &a, lmax, na, &b, lmax, nb, 4);
+        for blk in blocks.iter().filter(|b| b.lambda == 0) {
+            assert_eq!(blk.l1, blk.l2);
+            let l = blk.l1;
+            let sign = if l % 2 == 0 { 1.0 } else { -1.0 };
+            for p in 0..na {
+                for q in 0..nb {
+                    let mut s = 0.0;
+                    for lm in l * l..(l + 1) * (l + 1) {
+                        s += a[lm * na + p] * b[lm * nb + q];
+                    }
+                    let expected = sign * s / ((2 * l + 1) as f64).sqrt();
+                    assert!((blk.values[p * nb + q] - expected).abs() < 1e-13);
+                }
+            }
+        }
+        // every (l1, l2, λ) with λ ≤ 4 appears once; parity follows l1 + l2 + λ
+        let count = blocks.len();
+        let mut expected = 0;
+        for l1 in 0..=lmax {
+            for l2 in 0..=lmax {
+                expected += (l1.abs_diff(l2)..=(l1 + l2).min(4)).count();
+            }
+        }
+        assert_eq!(count, expected);
+        assert!(blocks.iter().all(|b| b.sigma
+            == if (b.l1 + b.l2 + b.lambda) % 2 == 0 {
+                1
+            } else {
+                -1
+            }));
+    }
+}

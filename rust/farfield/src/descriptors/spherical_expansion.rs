@@ -624,3 +624,91 @@ where
         strain_gradients: gradients.strain.then_some(strain),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(smoothing: Smoothing) -> ExpansionParameters {
+        ExpansionParameters {
+            smoothing,
+            radial_accuracy: None,
+            ..ExpansionParameters::new(3.0, 3, 4, 0.4)
+        }
+    }
+
+    #[test]
+    fn pair_expansion_gradients_match_finite_differences() {
+        let se = SphericalExpansion::new(params(Smoothing::ShiftedCosine { width: 0.8 })).unwrap();
+        let n = se.pair_size();
+        let mut v = vec![0.0; n];
+        let mut g = vec![0.0; 3 * n];
+        for r in [[0.3, -1.1, 1.7], [1.2, 0.4, -0.2], [0.0, 0.0, 0.9]] {
+            se.pair_expansion(&r, &mut v, Some(&mut g));
+            let h = 1e-6;
+            for a in 0..3 {
+                let (mut rp, mut rm) = (r, r);
+                rp[a] += h;
+                rm[a] -= h;
+                let (mut vp, mut vm) = (vec![0.0; n], vec![0.0; n]);
+                se.pair_expansion(&rp, &mut vp, None);
+                se.pair_expansion(&rm, &mut vm, None);
+                for k in 0..n {
+                    let fd = (vp[k] - vm[k]) / (2.0 * h);
+                    assert!((fd - g[a * n + k]).abs() < 1e-7, "{k} {a}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cutoff_functions() {
+        let se = SphericalExpansion::new(params(Smoothing::ShiftedCosine { width: 0.5 })).unwrap();
+        assert_eq!(se.cutoff_function(2.0), (1.0, 0.0));
+        assert_eq!(se.cutoff_function(3.0), (0.0, 0.0));
+        let (f, _) = se.cutoff_function(2.75);
+        assert!((f - 0.5).abs() < 1e-15);
+        let step = SphericalExpansion::new(params(Smoothing::Step)).unwrap();
+        assert_eq!(step.cutoff_function(2.999), (1.0, 0.0));
+        assert_eq!(step.cutoff_function(3.0), (0.0, 0.0));
+        // featomic's reference value: radius 4, width 0.5, r = 3.8
+        let p = ExpansionParameters {
+            cutoff: 4.0,
+            ..params(Smoothing::ShiftedCosine { width: 0.5 })
+        };
+        let (f, df) = SphericalExpansion::new(p).unwrap().cutoff_function(3.8);
+        assert!((f - 0.34549150281252683).abs() < 1e-15);
+        assert!((df + 2.987832164741557).abs() < 1e-12);
+    }
+
+    #[test]
+    fn isolated_dimer_has_density_of_one_neighbour() {
+        // two atoms, centre weight 0: the expansion of atom 0 is exactly the pair expansion
+        let p = ExpansionParameters {
+            center_atom_weight: 0.0,
+            ..params(Smoothing::Step)
+        };
+        let se = SphericalExpansion::new(p).unwrap();
+        let sys = System::new(vec![[0.0, 0.0, 0.0], [0.4, 0.9, -1.2]], vec![1, 8], None).unwrap();
+        let d = se.compute(&[sys], GradientRequest::default()).unwrap();
+        let n = se.pair_size();
+        let mut g = vec![0.0; n];
+        se.pair_expansion(&[0.4, 0.9, -1.2], &mut g, None);
+        // atom 0, neighbour species 8 (second channel)
+        let row = &d.values[..2 * n];
+        assert!(row[..n].iter().all(|&x| x == 0.0));
+        for k in 0..n {
+            assert_eq!(row[n + k], g[k]);
+        }
+        let bad = ExpansionParameters {
+            cutoff: 0.0,
+            ..params(Smoothing::Step)
+        };
+        assert!(SphericalExpansion::new(bad).is_err());
+        let bad = ExpansionParameters {
+            smearing: -1.0,
+            ..params(Smoothing::Step)
+        };
+        assert!(SphericalExpansion::new(bad).is_err());
+    }
+}
