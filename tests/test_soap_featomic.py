@@ -12,9 +12,33 @@ featomic = pytest.importorskip("featomic")
 ase = pytest.importorskip("ase")
 
 HYPERS = [
-    dict(cutoff=3.5, max_radial=4, max_angular=3, smearing=0.4, cutoff_function="shifted_cosine", width=0.5, center_atom_weight=1.0),
-    dict(cutoff=4.2, max_radial=6, max_angular=5, smearing=0.3, cutoff_function="step", width=0.5, center_atom_weight=0.0),
-    dict(cutoff=3.0, max_radial=2, max_angular=6, smearing=0.55, cutoff_function="shifted_cosine", width=1.2, center_atom_weight=0.7),
+    dict(
+        cutoff=3.5,
+        max_radial=4,
+        max_angular=3,
+        smearing=0.4,
+        cutoff_function="shifted_cosine",
+        width=0.5,
+        center_atom_weight=1.0,
+    ),
+    dict(
+        cutoff=4.2,
+        max_radial=6,
+        max_angular=5,
+        smearing=0.3,
+        cutoff_function="step",
+        width=0.5,
+        center_atom_weight=0.0,
+    ),
+    dict(
+        cutoff=3.0,
+        max_radial=2,
+        max_angular=6,
+        smearing=0.55,
+        cutoff_function="shifted_cosine",
+        width=1.2,
+        center_atom_weight=0.7,
+    ),
 ]
 
 
@@ -35,10 +59,18 @@ def random_frames(seed: int, periodic: bool, n_frames: int = 2) -> list:
 
 
 def featomic_hypers(h: dict) -> dict:
-    smoothing = {"type": "Step"} if h["cutoff_function"] == "step" else {"type": "ShiftedCosine", "width": h["width"]}
+    smoothing = (
+        {"type": "Step"}
+        if h["cutoff_function"] == "step"
+        else {"type": "ShiftedCosine", "width": h["width"]}
+    )
     return dict(
         cutoff={"radius": h["cutoff"], "smoothing": smoothing},
-        density={"type": "Gaussian", "width": h["smearing"], "center_atom_weight": h["center_atom_weight"]},
+        density={
+            "type": "Gaussian",
+            "width": h["smearing"],
+            "center_atom_weight": h["center_atom_weight"],
+        },
         basis={
             "type": "TensorProduct",
             "max_angular": h["max_angular"],
@@ -69,20 +101,29 @@ def test_spherical_expansion_matches_featomic(periodic: bool, h: int) -> None:
     grows = grad_index(ours)
     checked = 0
     for key, block in ref.items():
-        l, _, _, nb = (int(v) for v in key.values)
-        cols = np.nonzero((ours.properties[:, 0] == nb) & (ours.properties[:, 1] == l))[0]
+        ell, _, _, nb = (int(v) for v in key.values)
+        cols = np.nonzero((ours.properties[:, 0] == nb) & (ours.properties[:, 1] == ell))[0]
         samples = [tuple(int(v) for v in s) for s in block.samples.values]
-        mine = np.stack([ours.values[rows[s], cols] for s in samples]).reshape(len(samples), 2 * l + 1, -1)
+        mine = np.stack([ours.values[rows[s], cols] for s in samples]).reshape(
+            len(samples), 2 * ell + 1, -1
+        )
         np.testing.assert_allclose(mine, block.values, atol=1e-10, rtol=0)
         g = block.gradient("positions")
-        for k, (si, system, atom) in enumerate(g.samples.values):
+        for k, (si, _, atom) in enumerate(g.samples.values):
             sample_row = rows[samples[si]]
             mine_g = ours.gradients["positions"][grows[(sample_row, int(atom))]][:, cols]
-            np.testing.assert_allclose(mine_g.reshape(3, 2 * l + 1, -1), g.values[k], atol=1e-10, rtol=0)
+            np.testing.assert_allclose(
+                mine_g.reshape(3, 2 * ell + 1, -1), g.values[k], atol=1e-10, rtol=0
+            )
             checked += 1
         if periodic:
             s = block.gradient("strain")
-            mine_s = np.stack([ours.gradients["strain"][rows[samples[si]]][:, :, cols] for si in range(len(samples))])
+            mine_s = np.stack(
+                [
+                    ours.gradients["strain"][rows[samples[si]]][:, :, cols]
+                    for si in range(len(samples))
+                ]
+            )
             np.testing.assert_allclose(mine_s.reshape(s.values.shape), s.values, atol=1e-10, rtol=0)
     assert checked > 0
 
@@ -113,7 +154,12 @@ def test_power_spectrum_matches_featomic(periodic: bool, h: int) -> None:
             np.testing.assert_allclose(mine_g, g.values[k], atol=1e-10, rtol=0)
         if periodic:
             s = block.gradient("strain")
-            mine_s = np.stack([ours.gradients["strain"][rows[samples[si]]][:, :, cols] for si in range(len(samples))])
+            mine_s = np.stack(
+                [
+                    ours.gradients["strain"][rows[samples[si]]][:, :, cols]
+                    for si in range(len(samples))
+                ]
+            )
             np.testing.assert_allclose(mine_s, s.values, atol=1e-10, rtol=0)
 
 
@@ -123,8 +169,15 @@ def test_splined_radial_integral_is_close_to_exact() -> None:
     exact = ff.PowerSpectrum(**hyp, radial_accuracy=None).compute(frames)
     splined = ff.PowerSpectrum(**hyp, radial_accuracy=1e-9).compute(frames)
     np.testing.assert_allclose(splined.values, exact.values, atol=1e-7)
-    ref = featomic.SoapPowerSpectrum(**{**featomic_hypers(hyp), "basis": {**featomic_hypers(hyp)["basis"], "spline_accuracy": 1e-8}}).compute(frames)
-    ref = ref.keys_to_samples("center_type").keys_to_properties(["neighbor_1_type", "neighbor_2_type"])
+    ref = featomic.SoapPowerSpectrum(
+        **{
+            **featomic_hypers(hyp),
+            "basis": {**featomic_hypers(hyp)["basis"], "spline_accuracy": 1e-8},
+        }
+    ).compute(frames)
+    ref = ref.keys_to_samples("center_type").keys_to_properties(
+        ["neighbor_1_type", "neighbor_2_type"]
+    )
     assert ref.block().values.shape == exact.values.shape
 
 

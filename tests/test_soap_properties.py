@@ -41,17 +41,17 @@ def test_spherical_harmonics_match_scipy() -> None:
     r = np.linalg.norm(v, axis=1)
     theta = np.arccos(v[:, 2] / r)
     phi = np.arctan2(v[:, 1], v[:, 0])
-    for l in range(lmax + 1):
-        for m in range(-l, l + 1):
+    for ell in range(lmax + 1):
+        for m in range(-ell, ell + 1):
             # scipy: sph_harm_y(n, m, theta, phi) includes the Condon-Shortley phase
-            y = special.sph_harm_y(l, abs(m), theta, phi)
+            y = special.sph_harm_y(ell, abs(m), theta, phi)
             if m > 0:
                 ref = np.sqrt(2) * (-1) ** m * y.real
             elif m < 0:
                 ref = np.sqrt(2) * (-1) ** m * y.imag
             else:
                 ref = y.real
-            np.testing.assert_allclose(ours[:, l * l + l + m], ref, atol=1e-12)
+            np.testing.assert_allclose(ours[:, ell * ell + ell + m], ref, atol=1e-12)
 
 
 @pytest.mark.parametrize("periodic", [True, False])
@@ -90,7 +90,9 @@ def test_strain_gradients_finite_differences() -> None:
                 deformed.positions = atoms.positions @ eps
                 out.append(calc.compute(deformed).values)
             fd = (out[0] - out[1]) / (2 * h)
-            np.testing.assert_allclose(res.gradients["strain"][:, a, b], fd, atol=1e-6 * max(1.0, np.abs(fd).max()))
+            np.testing.assert_allclose(
+                res.gradients["strain"][:, a, b], fd, atol=1e-6 * max(1.0, np.abs(fd).max())
+            )
 
 
 def test_power_spectrum_invariances() -> None:
@@ -109,13 +111,13 @@ def test_power_spectrum_invariances() -> None:
 
 
 def wigner_from_harmonics(q: np.ndarray, lmax: int) -> list[np.ndarray]:
-    """Real Wigner matrices D^l with Y(q r) = D^l Y(r), by least squares on random directions."""
+    """Real Wigner matrices D^l with Y(q r) = D^l Y(r), by least squares on directions."""
     v = np.random.default_rng(7).normal(size=(200, 3))
     y = ff.descriptors.spherical_harmonics(v, lmax)
     yr = ff.descriptors.spherical_harmonics(v @ q.T, lmax)
     out = []
-    for l in range(lmax + 1):
-        s = slice(l * l, (l + 1) * (l + 1))
+    for ell in range(lmax + 1):
+        s = slice(ell * ell, (ell + 1) * (ell + 1))
         d, *_ = np.linalg.lstsq(y[:, s], yr[:, s], rcond=None)
         out.append(d.T)
     return out
@@ -132,16 +134,18 @@ def test_expansion_blocks_transform_with_wigner_d(inversion: bool) -> None:
     rotated = calc.compute(moved)
     lmax = HYP["max_angular"]
     d = wigner_from_harmonics(q, lmax)
-    for l in range(lmax + 1):
-        assert np.allclose(d[l] @ d[l].T, np.eye(2 * l + 1), atol=1e-10)
+    for ell in range(lmax + 1):
+        assert np.allclose(d[ell] @ d[ell].T, np.eye(2 * ell + 1), atol=1e-10)
         if inversion:
-            # D(−R) = (−1)^l D(R)
-            assert np.allclose(d[l], (-1) ** l * wigner_from_harmonics(-q, lmax)[l], atol=1e-10)
+            # D(−R) = (−1)^ell D(R)
+            assert np.allclose(
+                d[ell], (-1) ** ell * wigner_from_harmonics(-q, lmax)[ell], atol=1e-10
+            )
         for z in (1, 6, 8):
-            cols = np.nonzero((ref.properties[:, 0] == z) & (ref.properties[:, 1] == l))[0]
-            a = ref.values[:, cols].reshape(len(atoms), 2 * l + 1, -1)
-            b = rotated.values[:, cols].reshape(len(atoms), 2 * l + 1, -1)
-            np.testing.assert_allclose(np.einsum("mk,ikn->imn", d[l], a), b, atol=1e-11)
+            cols = np.nonzero((ref.properties[:, 0] == z) & (ref.properties[:, 1] == ell))[0]
+            a = ref.values[:, cols].reshape(len(atoms), 2 * ell + 1, -1)
+            b = rotated.values[:, cols].reshape(len(atoms), 2 * ell + 1, -1)
+            np.testing.assert_allclose(np.einsum("mk,ikn->imn", d[ell], a), b, atol=1e-11)
 
 
 def test_one_and_two_threads_agree() -> None:
@@ -155,7 +159,9 @@ def test_one_and_two_threads_agree() -> None:
     finally:
         ff.set_num_threads(0)
     np.testing.assert_allclose(one.values, two.values, atol=1e-14, rtol=0)
-    np.testing.assert_allclose(one.gradients["positions"], two.gradients["positions"], atol=1e-14, rtol=0)
+    np.testing.assert_allclose(
+        one.gradients["positions"], two.gradients["positions"], atol=1e-14, rtol=0
+    )
     np.testing.assert_allclose(one.gradients["strain"], two.gradients["strain"], atol=1e-14, rtol=0)
 
 
@@ -172,8 +178,12 @@ def test_batch_progress_and_structure_labels() -> None:
 
 def test_cutoff_longer_than_cell_is_handled() -> None:
     # the cutoff spans several images: compare a small cell with the same crystal as a supercell
-    atoms = ase.Atoms("HO", positions=[[0, 0, 0], [1.1, 0.4, 0.2]], cell=np.diag([2.2, 2.4, 2.6]), pbc=True)
-    calc = ff.PowerSpectrum(cutoff=5.0, max_radial=3, max_angular=3, smearing=0.5, radial_accuracy=None)
+    atoms = ase.Atoms(
+        "HO", positions=[[0, 0, 0], [1.1, 0.4, 0.2]], cell=np.diag([2.2, 2.4, 2.6]), pbc=True
+    )
+    calc = ff.PowerSpectrum(
+        cutoff=5.0, max_radial=3, max_angular=3, smearing=0.5, radial_accuracy=None
+    )
     small = calc.compute(atoms).values
     big = calc.compute(atoms * (2, 3, 2)).values
     np.testing.assert_allclose(big[:2], small, atol=1e-10)
@@ -211,14 +221,20 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="max_radial"):
         ff.PowerSpectrum(cutoff=3.0, max_radial=40, max_angular=2, smearing=0.3)
     with pytest.raises(ValueError, match="cutoff_function"):
-        ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3, cutoff_function="cos")
+        ff.PowerSpectrum(
+            cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3, cutoff_function="cos"
+        )
     with pytest.raises(ValueError, match="radial_accuracy"):
-        ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3, radial_accuracy=-1.0)
+        ff.PowerSpectrum(
+            cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3, radial_accuracy=-1.0
+        )
     calc = ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3, species=[1, 6])
     with pytest.raises(ValueError, match="species"):
         calc.compute(atoms)
     with pytest.raises(ValueError, match="gradient"):
-        ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3).compute(atoms, gradients=["forces"])
+        ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3).compute(
+            atoms, gradients=["forces"]
+        )
     bad = atoms.copy()
     bad.positions[0, 0] = np.nan
     with pytest.raises(ValueError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ from .system import System, as_system
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
-Frames = Union[Any, Sequence[Any]]
+Frames = Any  # one ase.Atoms / System, or a sequence of them
 
 _GRADIENTS = ("positions", "strain", "cell")
 
@@ -61,7 +61,9 @@ class Descriptor:
         """Block keys: ``(center_type, *neighbor types)`` present in the result."""
         centers = sorted(set(int(z) for z in self.samples[:, 2]))
         n_neighbor_cols = sum(1 for name in self.property_names if name.endswith("_type"))
-        neighbors = sorted(set(tuple(int(v) for v in row[:n_neighbor_cols]) for row in self.properties))
+        neighbors = sorted(
+            set(tuple(int(v) for v in row[:n_neighbor_cols]) for row in self.properties)
+        )
         return [(c, *n) for c in centers for n in neighbors]
 
     def block(self, key: tuple[int, ...]) -> Descriptor:
@@ -109,9 +111,13 @@ class Descriptor:
             b = self.block(key)
             block = metatensor.TensorBlock(
                 values=np.ascontiguousarray(b.values),
-                samples=metatensor.Labels(["system", "atom"], np.ascontiguousarray(b.samples[:, :2])),
+                samples=metatensor.Labels(
+                    ["system", "atom"], np.ascontiguousarray(b.samples[:, :2])
+                ),
                 components=[],
-                properties=metatensor.Labels(list(b.property_names), np.ascontiguousarray(b.properties)),
+                properties=metatensor.Labels(
+                    list(b.property_names), np.ascontiguousarray(b.properties)
+                ),
             )
             if "positions" in b.gradients and b.positions_samples is not None:
                 block.add_gradient(
@@ -127,7 +133,9 @@ class Descriptor:
                     ),
                 )
             blocks.append(block)
-        return metatensor.TensorMap(metatensor.Labels(names, np.asarray(keys, dtype=np.int32)), blocks)
+        return metatensor.TensorMap(
+            metatensor.Labels(names, np.asarray(keys, dtype=np.int32)), blocks
+        )
 
 
 def _frames(frames: Frames) -> list[System]:
@@ -149,11 +157,14 @@ def _check_gradients(gradients: Iterable[str]) -> tuple[bool, bool]:
 def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]:
     if len(parts) == 1:
         return parts[0]
-    out: dict[str, Any] = {"properties": parts[0]["properties"], "property_names": parts[0]["property_names"]}
+    out: dict[str, Any] = {
+        "properties": parts[0]["properties"],
+        "property_names": parts[0]["property_names"],
+    }
     samples = []
     sample_offset = 0
     psamples = []
-    for part, offset in zip(parts, offsets):
+    for part, offset in zip(parts, offsets, strict=True):
         s = part["samples"].copy()
         s[:, 0] += offset
         samples.append(s)
@@ -222,7 +233,9 @@ class _Calculator:
             f"center_atom_weight={self.center_atom_weight}, radial_accuracy={self.radial_accuracy})"
         )
 
-    def _call(self, systems: list[System], grads: tuple[bool, bool], species: list[int]) -> dict[str, Any]:
+    def _call(
+        self, systems: list[System], grads: tuple[bool, bool], species: list[int]
+    ) -> dict[str, Any]:
         return self._native.compute([s._arrays() for s in systems], species, grads[0], grads[1])
 
     def compute(
