@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
 from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .results import EwaldResult
 from .system import System
 
 __all__ = [
+    "Descriptor",
     "EwaldResult",
     "PmeParameters",
     "PmeResult",
+    "PowerSpectrum",
+    "SphericalExpansion",
     "System",
     "__version__",
     "ewald",
