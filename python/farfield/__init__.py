@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
 from .system import System
 
 __all__ = [
+    "QEqGradients",
+    "QEqResult",
     "System",
     "__version__",
     "get_num_threads",
+    "qeq",
+    "qeq_batch",
+    "qeq_vjp",
     "set_num_threads",
     "units",
 ]

@@ -1,5 +1,7 @@
 """Typed stubs of the compiled extension ``farfield._native``."""
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -12,3 +14,38 @@ __version__: str
 def validate_system(system: _SystemArrays) -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
+
+# qeq
+def qeq(
+    system: _SystemArrays,
+    electronegativity: _F,
+    hardness: _F,
+    sigma: _F,
+    total_charge: float,
+    fragments: list[int] | None,
+    fragment_charges: list[float] | None,
+    initial_charges: _F | None,
+    solver: str,
+    tolerance: float,
+    max_iterations: int,
+    prefactor: float,
+    ewald_sigma: float | None,
+    accuracy: float,
+    dense_limit: int,
+    grad_charges: _F | None = None,
+    grad_energy: float = 0.0,
+) -> Any: ...
+def qeq_batch(
+    systems: list[_SystemArrays],
+    electronegativity: list[_F],
+    hardness: list[_F],
+    sigma: list[_F],
+    total_charge: list[float],
+    solver: str,
+    tolerance: float,
+    max_iterations: int,
+    prefactor: float,
+    ewald_sigma: float | None,
+    accuracy: float,
+    dense_limit: int,
+) -> list[dict[str, Any]]: ...
