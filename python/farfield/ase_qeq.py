@@ -6,7 +6,7 @@ Re-exported from :mod:`farfield.ase` once that module exists.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -17,7 +17,7 @@ from .qeq import qeq
 __all__ = ["QEqCalculator"]
 
 
-class QEqCalculator(Calculator):  # type: ignore[misc]
+class QEqCalculator(Calculator):
     """Energy, forces, stress and charges of charge-equilibrated Gaussian charges.
 
     ``electronegativity``, ``hardness`` and ``sigma`` map element symbols (or atomic numbers) to
@@ -25,7 +25,7 @@ class QEqCalculator(Calculator):  # type: ignore[misc]
     call warm-start the iterative solver. ``results["charges"]`` holds the charges.
     """
 
-    implemented_properties: ClassVar[list[str]] = ["energy", "forces", "stress", "charges"]
+    implemented_properties = ["energy", "forces", "stress", "charges"]
 
     def __init__(
         self,
@@ -39,7 +39,7 @@ class QEqCalculator(Calculator):  # type: ignore[misc]
         accuracy: float = 1e-10,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.qeq_parameters = (dict(electronegativity), dict(hardness), dict(sigma))
         self.total_charge = total_charge
         self.prefactor = prefactor
@@ -54,10 +54,10 @@ class QEqCalculator(Calculator):  # type: ignore[misc]
         properties: Any = None,
         system_changes: Any = all_changes,
     ) -> None:
-        super().calculate(atoms, properties, system_changes)
+        super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         chi, hard, sig = self.qeq_parameters
         q0 = self._last_charges
-        if q0 is not None and len(q0) != len(self.atoms):
+        if q0 is not None and self.atoms is not None and len(q0) != len(self.atoms):
             q0 = None
         r = qeq(
             self.atoms,

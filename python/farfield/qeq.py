@@ -143,7 +143,11 @@ def _call(
 ) -> Any:
     system, chi, hard, sig = _common(atoms, electronegativity, hardness, sigma)
     frag = None if fragments is None else [int(f) for f in np.asarray(fragments).ravel()]
-    fq = None if fragment_charges is None else [float(c) for c in np.asarray(fragment_charges).ravel()]
+    fq = (
+        None
+        if fragment_charges is None
+        else [float(c) for c in np.asarray(fragment_charges, dtype=np.float64).ravel()]
+    )
     if frag is not None and fq is not None and total_charge != 0.0:
         if not np.isclose(sum(fq), total_charge, rtol=0, atol=1e-9):
             raise ValueError(
@@ -263,11 +267,8 @@ def qeq_batch(
             raise ValueError(f"{name}: expected {n} entries (one per structure), got {len(v)}")
         return [_per_atom(name, x, s) for x, s in zip(v, systems, strict=True)]
 
-    totals = (
-        [float(total_charge)] * n
-        if np.isscalar(total_charge)
-        else [float(t) for t in total_charge]  # type: ignore[union-attr]
-    )
+    tq = np.asarray(total_charge, dtype=np.float64)
+    totals = [float(tq)] * n if tq.ndim == 0 else [float(t) for t in tq.ravel()]
     out = _native.qeq_batch(
         [s._arrays() for s in systems],
         each("electronegativity", electronegativity),
