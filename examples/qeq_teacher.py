@@ -119,12 +119,14 @@ def main() -> None:
     e[3] = h
     fd = (loss_and_grad(w0 + e, range(3))[0] - loss_and_grad(w0 - e, range(3))[0]) / (2 * h)
     print(f"gradient check: analytic {g[3]:.8e}  finite difference {fd:.8e}")
-    print("before fit: charge RMSE %.4f e, energy RMSE %.4f eV/atom (test)" % errors(w0, test))
+    eq, ee = errors(w0, test)
+    print(f"before fit: charge RMSE {eq:.4f} e, energy RMSE {ee:.4f} eV/atom (test)")
     res = scipy.optimize.minimize(loss_and_grad, w0, args=(train,), jac=True, method="L-BFGS-B",
                                   options={"maxiter": 300, "gtol": 1e-12, "ftol": 1e-15})
     print(f"L-BFGS: {res.nit} iterations, final training loss {res.fun:.3e}")
-    print("after fit:  charge RMSE %.2e e, energy RMSE %.2e eV/atom (train)" % errors(res.x, train))
-    print("after fit:  charge RMSE %.2e e, energy RMSE %.2e eV/atom (test)" % errors(res.x, test))
+    for name, idx in [("train", train), ("test", test)]:
+        eq, ee = errors(res.x, idx)
+        print(f"after fit:  charge RMSE {eq:.2e} e, energy RMSE {ee:.2e} eV/atom ({name})")
     chi_err = max(np.abs(feats[k] @ res.x - teacher_chi(data[k][0])).std() for k in test)
     print(f"spread of the χ error within test structures (χ is defined up to a constant): "
           f"{chi_err:.2e} eV")
