@@ -29,6 +29,8 @@ use crate::system::System;
 const SQRT_PI: f64 = 1.772_453_850_905_516;
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+/// Real-space pair values are stored (CSR) when at most this many pairs are expected.
+const PAIR_BUDGET: usize = 25_000_000;
 
 /// Ewald settings of a periodic QEq operator.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,12 +54,21 @@ impl EwaldSettings {
     ) -> EwaldSettings {
         let volume = system.cell().map(|c| c.volume()).unwrap_or(1.0);
         let n = system.len().max(1) as f64;
+        let given = eta.is_some();
         let eta = eta.unwrap_or_else(|| {
             let balanced =
                 (volume * volume / n).powf(1.0 / 6.0) / (2.0 * std::f64::consts::PI).sqrt();
             balanced.max(std::f64::consts::SQRT_2 * max_sigma)
         });
         let x = (-2.0 * accuracy.ln()).sqrt();
+        // keep the stored real-space pairs within PAIR_BUDGET when η is chosen here
+        let max_eta =
+            (PAIR_BUDGET as f64 * volume / (n * n * 4.0 / 3.0 * std::f64::consts::PI)).cbrt() / x;
+        let eta = if given {
+            eta
+        } else {
+            eta.min(max_eta).max(std::f64::consts::SQRT_2 * max_sigma)
+        };
         let widest = eta.max(std::f64::consts::SQRT_2 * max_sigma);
         EwaldSettings {
             eta,
@@ -79,6 +90,8 @@ struct Periodic {
     /// per atom, per direction d, e^{i m b_d·r} for m in −m_max..=m_max
     tables: Vec<Complex64>,
     table_len: usize,
+    /// real-space values [erfc(d/√2η) − erfc(d/√2γ_ij)]/d per row (CSR), when within budget
+    pairs: Option<(Vec<usize>, Vec<u32>, Vec<f64>)>,
 }
 
 /// The QEq matrix of one system.
@@ -176,7 +189,41 @@ impl<'a> Operator<'a> {
                             }
                         }
                     });
+                let estimate = (system.len() as f64).powi(2) * 4.0 / 3.0
+                    * std::f64::consts::PI
+                    * settings.cutoff.powi(3)
+                    / volume;
+                let pairs = if estimate <= 1.5 * PAIR_BUDGET as f64 {
+                    let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..system.len())
+                        .into_par_iter()
+                        .map(|i| {
+                            let mut js = Vec::new();
+                            let mut vs = Vec::new();
+                            cells.for_each_neighbor(i, |nb| {
+                                let g = (sigma[i] * sigma[i] + sigma[nb.j] * sigma[nb.j]).sqrt();
+                                js.push(nb.j as u32);
+                                vs.push(
+                                    gauss_pair(nb.distance, settings.eta).0
+                                        - gauss_pair(nb.distance, g).0,
+                                );
+                            });
+                            (js, vs)
+                        })
+                        .collect();
+                    let mut start = vec![0usize];
+                    let mut cols = Vec::new();
+                    let mut vals = Vec::new();
+                    for (js, vs) in rows {
+                        cols.extend(js);
+                        vals.extend(vs);
+                        start.push(cols.len());
+                    }
+                    Some((start, cols, vals))
+                } else {
+                    None
+                };
                 Some(Periodic {
+                    pairs,
                     settings,
                     volume,
                     cells,
@@ -309,11 +356,19 @@ impl<'a> Operator<'a> {
                     .into_par_iter()
                     .map(|i| {
                         let mut c = 0.0;
-                        p.cells.for_each_neighbor(i, |nb| {
-                            let g = self.gamma(i, nb.j);
-                            c += x[nb.j]
-                                * (gauss_pair(nb.distance, eta).0 - gauss_pair(nb.distance, g).0);
-                        });
+                        match &p.pairs {
+                            Some((start, cols, vals)) => {
+                                for t in start[i]..start[i + 1] {
+                                    c += x[cols[t] as usize] * vals[t];
+                                }
+                            }
+                            None => p.cells.for_each_neighbor(i, |nb| {
+                                let g = self.gamma(i, nb.j);
+                                c += x[nb.j]
+                                    * (gauss_pair(nb.distance, eta).0
+                                        - gauss_pair(nb.distance, g).0);
+                            }),
+                        }
                         for (kk, m) in p.ms.iter().enumerate() {
                             c += p.weights[kk] * (Self::phase(p, i, m).conj() * s[kk]).re;
                         }
