@@ -276,17 +276,34 @@ impl<'a> Operator<'a> {
     }
 
     fn structure_factors(&self, p: &Periodic, x: &[f64]) -> Vec<Complex64> {
-        p.ms.par_iter()
-            .map(|m| {
-                let mut s = Complex64::new(0.0, 0.0);
-                for j in 0..x.len() {
-                    if x[j] != 0.0 {
-                        s += Self::phase(p, j, m) * x[j];
+        // atoms in fixed chunks (each chunk's table stays in cache), partial sums added in
+        // chunk order: identical results for any number of threads
+        const CHUNK: usize = 64;
+        let nk = p.ms.len();
+        let partial: Vec<Vec<Complex64>> = x
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, xs)| {
+                let mut s = vec![Complex64::new(0.0, 0.0); nk];
+                for (o, &xj) in xs.iter().enumerate() {
+                    if xj == 0.0 {
+                        continue;
+                    }
+                    let j = c * CHUNK + o;
+                    for (kk, m) in p.ms.iter().enumerate() {
+                        s[kk] += Self::phase(p, j, m) * xj;
                     }
                 }
                 s
             })
-            .collect()
+            .collect();
+        let mut s = vec![Complex64::new(0.0, 0.0); nk];
+        for part in partial {
+            for kk in 0..nk {
+                s[kk] += part[kk];
+            }
+        }
+        s
     }
 
     /// Self part of C_ii (Gaussian self energy, minus the Ewald self term if periodic), without
@@ -307,12 +324,21 @@ impl<'a> Operator<'a> {
                 let mut c = self.self_term(i);
                 if let Some(p) = &self.periodic {
                     let gi = std::f64::consts::SQRT_2 * self.sigma[i];
-                    p.cells.for_each_neighbor(i, |n| {
-                        if n.j == i {
-                            c += gauss_pair(n.distance, p.settings.eta).0
-                                - gauss_pair(n.distance, gi).0;
+                    match &p.pairs {
+                        Some((start, cols, vals)) => {
+                            for t in start[i]..start[i + 1] {
+                                if cols[t] as usize == i {
+                                    c += vals[t];
+                                }
+                            }
                         }
-                    });
+                        None => p.cells.for_each_neighbor(i, |n| {
+                            if n.j == i {
+                                c += gauss_pair(n.distance, p.settings.eta).0
+                                    - gauss_pair(n.distance, gi).0;
+                            }
+                        }),
+                    }
                     c += p.weights.iter().sum::<f64>();
                     c -= 2.0 * std::f64::consts::PI / p.volume
                         * (p.settings.eta * p.settings.eta - gi * gi);
