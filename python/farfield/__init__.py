@@ -12,6 +12,7 @@ from ._native import __version__, get_num_threads, set_num_threads
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
 from .pme import PmeParameters, PmeResult, pme, pme_preferred
+from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
 from .results import EwaldResult
 from .system import System
 
@@ -21,6 +22,8 @@ __all__ = [
     "PmeParameters",
     "PmeResult",
     "PowerSpectrum",
+    "QEqGradients",
+    "QEqResult",
     "SphericalExpansion",
     "System",
     "__version__",
@@ -29,6 +32,9 @@ __all__ = [
     "get_num_threads",
     "pme",
     "pme_preferred",
+    "qeq",
+    "qeq_batch",
+    "qeq_vjp",
     "set_num_threads",
     "units",
 ]

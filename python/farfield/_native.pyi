@@ -68,3 +68,34 @@ class SoapCalculator:
 
 def clebsch_gordan(l1: int, l2: int, lam: int) -> _F: ...
 def spherical_harmonics(vectors: _F, lmax: int) -> _F: ...
+# qeq
+def qeq(
+    electronegativity: _F,
+    hardness: _F,
+    sigma: _F,
+    total_charge: float,
+    fragments: list[int] | None,
+    fragment_charges: list[float] | None,
+    initial_charges: _F | None,
+    solver: str,
+    tolerance: float,
+    max_iterations: int,
+    prefactor: float,
+    ewald_sigma: float | None,
+    dense_limit: int,
+    grad_charges: _F | None = None,
+    grad_energy: float = 0.0,
+) -> Any: ...
+def qeq_batch(
+    systems: list[_SystemArrays],
+    electronegativity: list[_F],
+    hardness: list[_F],
+    sigma: list[_F],
+    total_charge: list[float],
+    solver: str,
+    tolerance: float,
+    max_iterations: int,
+    prefactor: float,
+    ewald_sigma: float | None,
+    dense_limit: int,
+) -> list[dict[str, Any]]: ...

@@ -1,7 +1,236 @@
-//! Bindings of the qeq engine.
+//! Bindings of the qeq engine: convert, release the GIL, call the core, map errors.
+use numpy::{PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use farfield::qeq::{QEqGradients, QEqOptions, QEqProblem, QEqResult, Solver};
+
+use crate::convert::SystemArrays;
+use crate::errors::guarded;
+use crate::threads;
+
+fn vec1(a: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
+    a.as_array().iter().copied().collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn options(
+    solver: &str,
+    tolerance: f64,
+    max_iterations: usize,
+    prefactor: f64,
+    ewald_sigma: Option<f64>,
+    accuracy: f64,
+    dense_limit: usize,
+) -> farfield::Result<QEqOptions> {
+    let solver = match solver {
+        "auto" => Solver::Auto,
+        "dense" => Solver::Dense,
+        "cg" => Solver::ConjugateGradient,
+        other => {
+            return Err(farfield::Error::parameter(
+                "solver",
+                format!("must be 'auto', 'dense' or 'cg', got '{other}'"),
+            ))
+        }
+    };
+    Ok(QEqOptions {
+        solver,
+        tolerance,
+        max_iterations,
+        prefactor,
+        ewald_sigma,
+        accuracy,
+        dense_limit,
+    })
+}
+
+fn fragments(f: Option<Vec<i64>>) -> farfield::Result<Option<Vec<usize>>> {
+    f.map(|v| {
+        v.into_iter()
+            .map(|x| {
+                usize::try_from(x)
+                    .map_err(|_| farfield::Error::parameter("fragments", "indices must be >= 0"))
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+fn mat<'py>(py: Python<'py>, m: &[[f64; 3]]) -> Bound<'py, PyArray2<f64>> {
+    let rows: Vec<Vec<f64>> = m.iter().map(|r| r.to_vec()).collect();
+    PyArray2::from_vec2(py, &rows).expect("rectangular")
+}
+
+fn result_dict<'py>(py: Python<'py>, r: &QEqResult) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("charges", PyArray1::from_slice(py, &r.charges))?;
+    d.set_item(
+        "chemical_potential",
+        PyArray1::from_slice(py, &r.chemical_potential),
+    )?;
+    d.set_item("energy", r.energy)?;
+    d.set_item("forces", mat(py, &r.forces))?;
+    d.set_item("virial", r.virial.map(|v| mat(py, &v)))?;
+    d.set_item("stress", r.stress.map(|v| mat(py, &v)))?;
+    d.set_item("solver", r.stats.solver)?;
+    d.set_item("iterations", r.stats.iterations)?;
+    d.set_item("residual", r.stats.residual)?;
+    d.set_item("ewald_sigma", r.stats.ewald_sigma)?;
+    d.set_item("cutoff", r.stats.cutoff)?;
+    d.set_item("n_kvectors", r.stats.n_kvectors)?;
+    Ok(d)
+}
+
+fn gradients_dict<'py>(py: Python<'py>, g: &QEqGradients) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(
+        "electronegativity",
+        PyArray1::from_slice(py, &g.electronegativity),
+    )?;
+    d.set_item("hardness", PyArray1::from_slice(py, &g.hardness))?;
+    d.set_item("sigma", PyArray1::from_slice(py, &g.sigma))?;
+    d.set_item("positions", mat(py, &g.positions))?;
+    d.set_item("strain", g.strain.map(|v| mat(py, &v)))?;
+    d.set_item("cell", g.cell.map(|v| mat(py, &v)))?;
+    Ok(d)
+}
+
+/// Solves one QEq problem (see `farfield.qeq`); with `grad_charges` also returns the
+/// vector–Jacobian products as a second dictionary.
+#[pyfunction]
+#[pyo3(signature = (system, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit, grad_charges=None, grad_energy=0.0))]
+#[allow(clippy::too_many_arguments)]
+fn qeq<'py>(
+    py: Python<'py>,
+    system: SystemArrays<'py>,
+    electronegativity: PyReadonlyArray1<'py, f64>,
+    hardness: PyReadonlyArray1<'py, f64>,
+    sigma: PyReadonlyArray1<'py, f64>,
+    total_charge: f64,
+    fragments: Option<Vec<i64>>,
+    fragment_charges: Option<Vec<f64>>,
+    initial_charges: Option<PyReadonlyArray1<'py, f64>>,
+    solver: &str,
+    tolerance: f64,
+    max_iterations: usize,
+    prefactor: f64,
+    ewald_sigma: Option<f64>,
+    accuracy: f64,
+    dense_limit: usize,
+    grad_charges: Option<PyReadonlyArray1<'py, f64>>,
+    grad_energy: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (sys, problem, opts) = guarded(|| {
+        let sys = system.to_system()?;
+        let problem = QEqProblem {
+            electronegativity: vec1(&electronegativity),
+            hardness: vec1(&hardness),
+            sigma: vec1(&sigma),
+            total_charge,
+            fragments: self::fragments(fragments)?,
+            fragment_charges,
+            initial_charges: initial_charges.as_ref().map(vec1),
+        };
+        let opts = options(
+            solver,
+            tolerance,
+            max_iterations,
+            prefactor,
+            ewald_sigma,
+            accuracy,
+            dense_limit,
+        )?;
+        Ok((sys, problem, opts))
+    })?;
+    match grad_charges {
+        None => {
+            let r = py.detach(|| {
+                threads::install(|| guarded(|| farfield::qeq::qeq(&sys, &problem, &opts)))
+            })?;
+            Ok(result_dict(py, &r)?.into_any())
+        }
+        Some(g) => {
+            let g = vec1(&g);
+            let (r, grads) = py.detach(|| {
+                threads::install(|| {
+                    guarded(|| farfield::qeq::qeq_vjp(&sys, &problem, &opts, &g, grad_energy))
+                })
+            })?;
+            let t = (result_dict(py, &r)?, gradients_dict(py, &grads)?);
+            Ok(t.into_pyobject(py)?.into_any())
+        }
+    }
+}
+
+/// Solves many QEq problems in parallel over structures (same options for all).
+#[pyfunction]
+#[pyo3(signature = (systems, electronegativity, hardness, sigma, total_charge, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit))]
+#[allow(clippy::too_many_arguments)]
+fn qeq_batch<'py>(
+    py: Python<'py>,
+    systems: Vec<SystemArrays<'py>>,
+    electronegativity: Vec<PyReadonlyArray1<'py, f64>>,
+    hardness: Vec<PyReadonlyArray1<'py, f64>>,
+    sigma: Vec<PyReadonlyArray1<'py, f64>>,
+    total_charge: Vec<f64>,
+    solver: &str,
+    tolerance: f64,
+    max_iterations: usize,
+    prefactor: f64,
+    ewald_sigma: Option<f64>,
+    accuracy: f64,
+    dense_limit: usize,
+) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    let (systems, problems, opts) = guarded(|| {
+        let n = systems.len();
+        for (what, len) in [
+            ("electronegativity", electronegativity.len()),
+            ("hardness", hardness.len()),
+            ("sigma", sigma.len()),
+            ("total_charge", total_charge.len()),
+        ] {
+            if len != n {
+                return Err(farfield::Error::shape(
+                    what,
+                    format!("{n} entries (one per structure)"),
+                    format!("{len}"),
+                ));
+            }
+        }
+        let systems = systems
+            .iter()
+            .map(|s| s.to_system())
+            .collect::<farfield::Result<Vec<_>>>()?;
+        let problems: Vec<QEqProblem> = (0..n)
+            .map(|k| QEqProblem {
+                electronegativity: vec1(&electronegativity[k]),
+                hardness: vec1(&hardness[k]),
+                sigma: vec1(&sigma[k]),
+                total_charge: total_charge[k],
+                ..Default::default()
+            })
+            .collect();
+        let opts = options(
+            solver,
+            tolerance,
+            max_iterations,
+            prefactor,
+            ewald_sigma,
+            accuracy,
+            dense_limit,
+        )?;
+        Ok((systems, problems, opts))
+    })?;
+    let results = py.detach(|| {
+        threads::install(|| guarded(|| farfield::qeq::qeq_batch(&systems, &problems, &opts)))
+    })?;
+    results.iter().map(|r| result_dict(py, r)).collect()
+}
 
 /// Adds this engine's functions and classes to the module.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(qeq, m)?)?;
+    m.add_function(wrap_pyfunction!(qeq_batch, m)?)?;
     Ok(())
 }

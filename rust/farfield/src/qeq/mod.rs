@@ -1,1 +1,505 @@
-//! Charge equilibration with Gaussian charges.
+//! Charge equilibration (QEq) with Gaussian charges, for molecules and periodic cells.
+//!
+//! # Energy and matrix
+//!
+//! Atom i carries a Gaussian charge of width σ_i, hardness J_i > 0 and electronegativity χ_i.
+//! With γ_ij = √(σ_i² + σ_j²) and k_e the `prefactor` (1 = Gaussian units, 14.399645… for eV·Å):
+//!
+//! E(q) = χᵀq + ½ qᵀAq,   A = diag(J) + k_e C,
+//!
+//! where C is the Coulomb matrix of unit Gaussian charges (see [`operator`]): C_ij =
+//! erf(r_ij/(√2γ_ij))/r_ij, C_ii = 1/(σ_i√π) for open systems, and its Ewald form with the
+//! background term −(2π/V)(η² − γ_ij²) for periodic ones (independent of the Ewald width η for
+//! neutral and charged cells). The prefactor multiplies every electrostatic term, including the
+//! Gaussian self energy 1/(σ_i√π); it does not multiply J or χ.
+//!
+//! # Constraints and chemical potential
+//!
+//! q minimises E subject to Σ_{i∈f} q_i = Q_f for every fragment f (one fragment holding all
+//! atoms by default, Q = total charge): A q + Cᵀλ = −χ. The reported `chemical_potential[f]`
+//! is μ_f = ∂E/∂q_i = (Aq + χ)_i for any i in f, i.e. **μ = −λ**.
+//!
+//! # Derivatives
+//!
+//! * Forces at fixed χ (Hellmann–Feynman): F_i = −½ ∂(qᵀAq)/∂r_i at fixed q (exact total
+//!   derivative of E(q*) because ∂E/∂q_i = μ_f is constant on each fragment and Σ_f dq = 0).
+//!   Virial ∂E/∂ε = ½ qᵀ(∂A/∂ε)q, stress = virial / V.
+//! * Vector–Jacobian products ([`qeq_vjp`]): given ḡ_q = ∂L/∂q and ḡ_E = ∂L/∂E, one adjoint
+//!   solve with the same matrix, A ν + Cᵀκ = ḡ_q, C ν = 0, gives, with p = ½ ḡ_E q − ν:
+//!   - ∂L/∂χ = ḡ_E q − ν,
+//!   - ∂L/∂J_i = p_i q_i,
+//!   - ∂L/∂θ = Σ_ij p_i q_j ∂A_ij/∂θ for θ ∈ {σ_i, r_i, ε} (computed by
+//!     [`operator::Operator::bilinear_gradient`]),
+//!   - ∂L/∂cell = h^{-T}(∂L/∂ε − Rᵀ ∂L/∂R) (rows of h are the cell vectors).
+//!
+//!   Proof sketch: dq = −P(dχ + dA q) with P the (symmetric) top-left block of the bordered
+//!   inverse, and dE = qᵀdχ + ½ qᵀ dA q by the envelope theorem.
+
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+pub mod operator;
+pub mod solve;
+
+use rayon::prelude::*;
+
+use crate::error::{check_finite, Error, Result};
+use crate::math::linalg::{inverse3, Mat3, Vec3};
+use crate::system::System;
+
+pub use operator::{EwaldSettings, Operator};
+pub use solve::Constraints;
+
+/// Which linear solver to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Solver {
+    /// Dense below [`QEqOptions::dense_limit`] atoms, conjugate gradient above.
+    Auto,
+    /// Dense Cholesky factorisation with a Schur complement (O(N²) memory, O(N³) time).
+    Dense,
+    /// Matrix-free projected preconditioned conjugate gradient (O(N) memory).
+    ConjugateGradient,
+}
+
+/// Options of a QEq solve.
+#[derive(Debug, Clone)]
+pub struct QEqOptions {
+    /// Solver choice.
+    pub solver: Solver,
+    /// Convergence threshold on the RMS over atoms of (Aq + χ)_i − μ_f (same units as χ);
+    /// the CG stops below it, the dense solve reports it.
+    pub tolerance: f64,
+    /// Maximum number of CG iterations.
+    pub max_iterations: usize,
+    /// Coulomb prefactor k_e (1: Gaussian units).
+    pub prefactor: f64,
+    /// Ewald width η for periodic systems (None: chosen from the volume and atom count).
+    pub ewald_sigma: Option<f64>,
+    /// Truncation accuracy of the Ewald sums (relative, ≈ e^{−x²}).
+    pub accuracy: f64,
+    /// `Solver::Auto` uses the dense solver up to this many atoms.
+    pub dense_limit: usize,
+}
+
+impl Default for QEqOptions {
+    fn default() -> Self {
+        QEqOptions {
+            solver: Solver::Auto,
+            tolerance: 1e-10,
+            max_iterations: 2000,
+            prefactor: 1.0,
+            ewald_sigma: None,
+            accuracy: 1e-10,
+            dense_limit: 1500,
+        }
+    }
+}
+
+/// Per-atom parameters and constraints of one QEq problem.
+#[derive(Debug, Clone, Default)]
+pub struct QEqProblem {
+    /// χ_i.
+    pub electronegativity: Vec<f64>,
+    /// J_i > 0.
+    pub hardness: Vec<f64>,
+    /// σ_i > 0.
+    pub sigma: Vec<f64>,
+    /// Total charge (ignored when fragments are given, except that it must match their sum
+    /// when `fragment_charges` is absent... see [`QEqProblem::fragments`]).
+    pub total_charge: f64,
+    /// Optional fragment index per atom (0..m); then `fragment_charges` gives each charge.
+    pub fragments: Option<Vec<usize>>,
+    /// Charge of every fragment.
+    pub fragment_charges: Option<Vec<f64>>,
+    /// Warm start for the iterative solver.
+    pub initial_charges: Option<Vec<f64>>,
+}
+
+/// Solver statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SolverStats {
+    /// "dense" or "cg".
+    pub solver: &'static str,
+    /// CG iterations (0 for dense).
+    pub iterations: usize,
+    /// RMS of (Aq + χ)_i − μ_f at the solution.
+    pub residual: f64,
+    /// Ewald width η used (periodic only).
+    pub ewald_sigma: Option<f64>,
+    /// Real-space cutoff (periodic only).
+    pub cutoff: Option<f64>,
+    /// Number of k-vectors (half space; 0 for open systems).
+    pub n_kvectors: usize,
+}
+
+/// Result of a QEq solve.
+#[derive(Debug, Clone)]
+pub struct QEqResult {
+    /// Equilibrated charges.
+    pub charges: Vec<f64>,
+    /// μ_f = ∂E/∂q_i (= −λ_f) per fragment.
+    pub chemical_potential: Vec<f64>,
+    /// E = χᵀq + ½qᵀAq.
+    pub energy: f64,
+    /// −dE/dr_i at fixed χ.
+    pub forces: Vec<Vec3>,
+    /// ∂E/∂ε (periodic only).
+    pub virial: Option<Mat3>,
+    /// virial / V (periodic only; ASE sign convention).
+    pub stress: Option<Mat3>,
+    /// Solver statistics.
+    pub stats: SolverStats,
+}
+
+/// Vector–Jacobian products of a QEq solve.
+#[derive(Debug, Clone)]
+pub struct QEqGradients {
+    /// ∂L/∂χ.
+    pub electronegativity: Vec<f64>,
+    /// ∂L/∂J.
+    pub hardness: Vec<f64>,
+    /// ∂L/∂σ.
+    pub sigma: Vec<f64>,
+    /// ∂L/∂r.
+    pub positions: Vec<Vec3>,
+    /// ∂L/∂ε (periodic only).
+    pub strain: Option<Mat3>,
+    /// ∂L/∂h, h the cell matrix with rows as vectors, positions held fixed (periodic only).
+    pub cell: Option<Mat3>,
+}
+
+fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<Constraints> {
+    let n = system.len();
+    for (name, v) in [
+        ("electronegativity", &problem.electronegativity),
+        ("hardness", &problem.hardness),
+        ("sigma", &problem.sigma),
+    ] {
+        crate::system::check_per_atom(name, v.len(), system)?;
+        check_finite(name, v)?;
+    }
+    if let Some(i) = problem.hardness.iter().position(|&j| j <= 0.0) {
+        return Err(Error::parameter(
+            "hardness",
+            format!("must be > 0 (atom {i} has {})", problem.hardness[i]),
+        ));
+    }
+    if let Some(i) = problem.sigma.iter().position(|&s| s <= 0.0) {
+        return Err(Error::parameter(
+            "sigma",
+            format!("must be > 0 (atom {i} has {})", problem.sigma[i]),
+        ));
+    }
+    check_finite("total_charge", &[problem.total_charge])?;
+    if !(options.prefactor.is_finite() && options.prefactor > 0.0) {
+        return Err(Error::parameter("prefactor", "must be finite and > 0"));
+    }
+    if !(options.tolerance.is_finite() && options.tolerance > 0.0) {
+        return Err(Error::parameter("tolerance", "must be finite and > 0"));
+    }
+    if !(options.accuracy > 0.0 && options.accuracy < 1.0) {
+        return Err(Error::parameter("accuracy", "must be in (0, 1)"));
+    }
+    if let Some(eta) = options.ewald_sigma {
+        if !(eta.is_finite() && eta > 0.0) {
+            return Err(Error::parameter("ewald_sigma", "must be finite and > 0"));
+        }
+    }
+    if let Some(q0) = &problem.initial_charges {
+        crate::system::check_per_atom("initial_charges", q0.len(), system)?;
+        check_finite("initial_charges", q0)?;
+    }
+    let cons = match (&problem.fragments, &problem.fragment_charges) {
+        (None, None) => {
+            if n == 0 && problem.total_charge != 0.0 {
+                return Err(Error::parameter(
+                    "total_charge",
+                    "a system with no atoms cannot carry a charge",
+                ));
+            }
+            Constraints {
+                fragment: vec![0; n],
+                counts: vec![n],
+                charges: vec![problem.total_charge],
+            }
+        }
+        (Some(frag), Some(charges)) => {
+            crate::system::check_per_atom("fragments", frag.len(), system)?;
+            check_finite("fragment_charges", charges)?;
+            let m = charges.len();
+            let mut counts = vec![0usize; m];
+            for (i, &f) in frag.iter().enumerate() {
+                if f >= m {
+                    return Err(Error::parameter(
+                        "fragments",
+                        format!(
+                            "atom {i} is in fragment {f} but only {m} fragment charges are given"
+                        ),
+                    ));
+                }
+                counts[f] += 1;
+            }
+            if let Some(f) = counts.iter().position(|&c| c == 0) {
+                return Err(Error::parameter(
+                    "fragments",
+                    format!("fragment {f} has no atoms, its charge constraint cannot hold"),
+                ));
+            }
+            Constraints {
+                fragment: frag.clone(),
+                counts,
+                charges: charges.clone(),
+            }
+        }
+        _ => {
+            return Err(Error::parameter(
+                "fragments",
+                "fragments and fragment_charges must be given together",
+            ))
+        }
+    };
+    Ok(cons)
+}
+
+fn make_operator<'a>(
+    system: &'a System,
+    problem: &'a QEqProblem,
+    options: &QEqOptions,
+) -> Result<Operator<'a>> {
+    let settings = system.cell().map(|_| {
+        let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
+        EwaldSettings::for_accuracy(system, max_sigma, options.ewald_sigma, options.accuracy)
+    });
+    Operator::new(
+        system,
+        &problem.sigma,
+        &problem.hardness,
+        options.prefactor,
+        settings,
+    )
+}
+
+enum Prepared {
+    Dense(solve::DenseFactor),
+    Iterative(Vec<f64>),
+}
+
+fn prepare(op: &Operator<'_>, options: &QEqOptions, cons: &Constraints) -> Result<Prepared> {
+    let n = op.len();
+    let dense = match options.solver {
+        Solver::Dense => true,
+        Solver::ConjugateGradient => false,
+        Solver::Auto => n <= options.dense_limit,
+    };
+    if dense {
+        Ok(Prepared::Dense(solve::DenseFactor::new(
+            op.dense(),
+            n,
+            cons,
+        )?))
+    } else {
+        let diag = op.diagonal();
+        if let Some(i) = diag.iter().position(|&d| !(d > 0.0)) {
+            return Err(Error::parameter(
+                "hardness",
+                format!("the QEq matrix has a non-positive diagonal at atom {i}"),
+            ));
+        }
+        Ok(Prepared::Iterative(diag))
+    }
+}
+
+fn solve_with(
+    prepared: &Prepared,
+    op: &Operator<'_>,
+    chi: &[f64],
+    cons: &Constraints,
+    target: &[f64],
+    x0: Option<&[f64]>,
+    options: &QEqOptions,
+) -> Result<(Vec<f64>, usize)> {
+    match prepared {
+        Prepared::Dense(f) => Ok((f.solve(chi, cons, target).0, 0)),
+        Prepared::Iterative(diag) => {
+            let s = solve::pcg(
+                op,
+                diag,
+                chi,
+                cons,
+                target,
+                x0,
+                options.tolerance,
+                options.max_iterations,
+            );
+            if !s.converged {
+                return Err(Error::NotConverged(format!(
+                    "QEq conjugate gradient: residual {:.3e} after {} iterations (tolerance {:.3e})",
+                    s.residual, s.iterations, options.tolerance
+                )));
+            }
+            Ok((s.q, s.iterations))
+        }
+    }
+}
+
+/// Solves one QEq problem: charges, chemical potential, energy, forces and (periodic) stress.
+pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
+    let cons = validate(system, problem, options)?;
+    let op = make_operator(system, problem, options)?;
+    let prepared = prepare(&op, options, &cons)?;
+    let chi = &problem.electronegativity;
+    let (q, iterations) = solve_with(
+        &prepared,
+        &op,
+        chi,
+        &cons,
+        &cons.charges,
+        problem.initial_charges.as_deref(),
+        options,
+    )?;
+    finish(system, &op, chi, &cons, q, iterations, &prepared)
+}
+
+fn finish(
+    system: &System,
+    op: &Operator<'_>,
+    chi: &[f64],
+    cons: &Constraints,
+    q: Vec<f64>,
+    iterations: usize,
+    prepared: &Prepared,
+) -> Result<QEqResult> {
+    let n = q.len();
+    let aq = op.apply(&q);
+    let grad: Vec<f64> = (0..n).map(|i| aq[i] + chi[i]).collect();
+    let (residual, chemical_potential) = cons.projected_rms(&grad);
+    let energy: f64 = (0..n).map(|i| chi[i] * q[i] + 0.5 * q[i] * aq[i]).sum();
+    let g = op.bilinear_gradient(&q, &q);
+    let forces = g
+        .positions
+        .iter()
+        .map(|d| [-0.5 * d[0], -0.5 * d[1], -0.5 * d[2]])
+        .collect();
+    let (virial, stress) = match system.cell() {
+        Some(cell) => {
+            let mut v = g.strain;
+            let mut s = v;
+            for a in 0..3 {
+                for b in 0..3 {
+                    v[a][b] *= 0.5;
+                    s[a][b] = v[a][b] / cell.volume();
+                }
+            }
+            (Some(v), Some(s))
+        }
+        None => (None, None),
+    };
+    let settings = op.settings();
+    Ok(QEqResult {
+        charges: q,
+        chemical_potential,
+        energy,
+        forces,
+        virial,
+        stress,
+        stats: SolverStats {
+            solver: match prepared {
+                Prepared::Dense(_) => "dense",
+                Prepared::Iterative(_) => "cg",
+            },
+            iterations,
+            residual,
+            ewald_sigma: settings.map(|s| s.eta),
+            cutoff: settings.map(|s| s.cutoff),
+            n_kvectors: op.n_kvectors(),
+        },
+    })
+}
+
+/// Vector–Jacobian products of the QEq solve: given ∂L/∂q (`grad_charges`) and ∂L/∂E
+/// (`grad_energy`), returns ∂L/∂χ, ∂L/∂J, ∂L/∂σ, ∂L/∂r and (periodic) ∂L/∂ε, ∂L/∂cell, from
+/// the forward solve plus one adjoint solve with the same matrix (formulas in the module docs).
+/// Also returns the forward result.
+pub fn qeq_vjp(
+    system: &System,
+    problem: &QEqProblem,
+    options: &QEqOptions,
+    grad_charges: &[f64],
+    grad_energy: f64,
+) -> Result<(QEqResult, QEqGradients)> {
+    let cons = validate(system, problem, options)?;
+    crate::system::check_per_atom("grad_charges", grad_charges.len(), system)?;
+    check_finite("grad_charges", grad_charges)?;
+    check_finite("grad_energy", &[grad_energy])?;
+    let op = make_operator(system, problem, options)?;
+    let prepared = prepare(&op, options, &cons)?;
+    let chi = &problem.electronegativity;
+    let (q, iterations) = solve_with(
+        &prepared,
+        &op,
+        chi,
+        &cons,
+        &cons.charges,
+        problem.initial_charges.as_deref(),
+        options,
+    )?;
+    // adjoint: A ν + Cᵀκ = ḡ_q, C ν = 0  ⇔  the QEq problem with χ = −ḡ_q and zero charges
+    let minus_g: Vec<f64> = grad_charges.iter().map(|v| -v).collect();
+    let zeros = vec![0.0; cons.len()];
+    let (nu, _) = solve_with(&prepared, &op, &minus_g, &cons, &zeros, None, options)?;
+    let n = q.len();
+    let p: Vec<f64> = (0..n).map(|i| 0.5 * grad_energy * q[i] - nu[i]).collect();
+    let g = op.bilinear_gradient(&p, &q);
+    let gradients = QEqGradients {
+        electronegativity: (0..n).map(|i| grad_energy * q[i] - nu[i]).collect(),
+        hardness: (0..n).map(|i| p[i] * q[i]).collect(),
+        sigma: g.sigma,
+        strain: system.cell().map(|_| g.strain),
+        cell: system.cell().map(|cell| {
+            // ∂L/∂h = h^{-T} (∂L/∂ε − Rᵀ ∂L/∂R)
+            let mut m = g.strain;
+            for (r, d) in system.positions().iter().zip(&g.positions) {
+                for a in 0..3 {
+                    for b in 0..3 {
+                        m[a][b] -= r[a] * d[b];
+                    }
+                }
+            }
+            let inv = inverse3(cell.matrix());
+            let mut out = [[0.0; 3]; 3];
+            for a in 0..3 {
+                for b in 0..3 {
+                    for c in 0..3 {
+                        out[a][b] += inv[c][a] * m[c][b];
+                    }
+                }
+            }
+            out
+        }),
+        positions: g.positions,
+    };
+    let result = finish(system, &op, chi, &cons, q, iterations, &prepared)?;
+    Ok((result, gradients))
+}
+
+/// Solves many QEq problems (a training batch) in parallel over structures.
+pub fn qeq_batch(
+    systems: &[System],
+    problems: &[QEqProblem],
+    options: &QEqOptions,
+) -> Result<Vec<QEqResult>> {
+    if systems.len() != problems.len() {
+        return Err(Error::shape(
+            "problems",
+            format!("{} problems (one per system)", systems.len()),
+            format!("{}", problems.len()),
+        ));
+    }
+    systems
+        .par_iter()
+        .zip(problems.par_iter())
+        .map(|(s, p)| qeq(s, p, options))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,611 @@
+#![allow(
+    clippy::len_without_is_empty,
+    clippy::neg_cmp_op_on_partial_ord,
+    clippy::too_many_arguments
+)]
+//! The QEq matrix `A = diag(J) + k_e C` as an operator: diagonal, dense build, matrix-free
+//! product and the derivatives of the bilinear form `uᵀ C v` with respect to positions, widths
+//! and strain.
+//!
+//! `C` is the Coulomb matrix of unit Gaussian charges of widths σ_i (γ_ij = √(σ_i² + σ_j²)):
+//!
+//! * open systems: `C_ij = erf(r_ij/(√2γ_ij))/r_ij` (i ≠ j), `C_ii = 1/(σ_i√π)`;
+//! * periodic systems (Ewald width η):
+//!   `C_ij = Σ'_L [erfc(d/(√2η)) − erfc(d/(√2γ_ij))]/d + (4π/V) Σ_{k≠0} e^{−η²k²/2}/k² cos(k·(r_i − r_j))
+//!   − (2π/V)(η² − γ_ij²) + δ_ij [1/(σ_i√π) − √(2/π)/η]`.
+//!
+//! The background term `−(2π/V)(η² − γ_ij²)` is the k → 0 limit of the difference of the two
+//! Gaussian kernels; it makes charged cells independent of η.
+
+use rayon::prelude::*;
+use rustfft::num_complex::Complex64;
+
+use crate::error::Result;
+use crate::math::linalg::{Mat3, Vec3};
+use crate::math::special::{erf, erfc};
+use crate::neighbors::CellList;
+use crate::system::System;
+
+const SQRT_PI: f64 = 1.772_453_850_905_516;
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+/// Real-space pair values are stored (CSR) when at most this many pairs are expected.
+const PAIR_BUDGET: usize = 25_000_000;
+
+/// Ewald settings of a periodic QEq operator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EwaldSettings {
+    /// Ewald width η (standard deviation of the screening Gaussian).
+    pub eta: f64,
+    /// Real-space cutoff.
+    pub cutoff: f64,
+    /// Reciprocal-space cutoff |k| ≤ k_cut.
+    pub k_cutoff: f64,
+}
+
+impl EwaldSettings {
+    /// Settings for a relative accuracy `accuracy` (≈ e^{−x²} truncation of both sums):
+    /// η = max(given or (V²/N)^{1/6}/√(2π), √2 max σ), r_c = η √(−2 ln ε), k_c = √(−2 ln ε)/η.
+    pub fn for_accuracy(
+        system: &System,
+        max_sigma: f64,
+        eta: Option<f64>,
+        accuracy: f64,
+    ) -> EwaldSettings {
+        let volume = system.cell().map(|c| c.volume()).unwrap_or(1.0);
+        let n = system.len().max(1) as f64;
+        let given = eta.is_some();
+        let eta = eta.unwrap_or_else(|| {
+            let balanced =
+                (volume * volume / n).powf(1.0 / 6.0) / (2.0 * std::f64::consts::PI).sqrt();
+            balanced.max(std::f64::consts::SQRT_2 * max_sigma)
+        });
+        let x = (-2.0 * accuracy.ln()).sqrt();
+        // keep the stored real-space pairs within PAIR_BUDGET when η is chosen here
+        let max_eta =
+            (PAIR_BUDGET as f64 * volume / (n * n * 4.0 / 3.0 * std::f64::consts::PI)).cbrt() / x;
+        let eta = if given {
+            eta
+        } else {
+            eta.min(max_eta).max(std::f64::consts::SQRT_2 * max_sigma)
+        };
+        let widest = eta.max(std::f64::consts::SQRT_2 * max_sigma);
+        EwaldSettings {
+            eta,
+            cutoff: widest * x,
+            k_cutoff: x / eta,
+        }
+    }
+}
+
+struct Periodic {
+    settings: EwaldSettings,
+    volume: f64,
+    cells: CellList,
+    /// integer indices (m0, m1, m2) of the half-space k-vectors
+    ms: Vec<[i32; 3]>,
+    ks: Vec<Vec3>,
+    /// 2 · (4π/V) e^{−η²k²/2}/k² (factor 2: k and −k)
+    weights: Vec<f64>,
+    /// per atom, per direction d, e^{i m b_d·r} for m in −m_max..=m_max
+    tables: Vec<Complex64>,
+    table_len: usize,
+    /// real-space values [erfc(d/√2η) − erfc(d/√2γ_ij)]/d per row (CSR), when within budget
+    pairs: Option<(Vec<usize>, Vec<u32>, Vec<f64>)>,
+}
+
+/// The QEq matrix of one system.
+pub struct Operator<'a> {
+    system: &'a System,
+    sigma: &'a [f64],
+    hardness: &'a [f64],
+    prefactor: f64,
+    periodic: Option<Periodic>,
+}
+
+#[inline]
+fn gauss_pair(d: f64, s: f64) -> (f64, f64) {
+    // erfc(d/(√2 s))/d and its d-derivative
+    let x = d * FRAC_1_SQRT_2 / s;
+    let e = erfc(x);
+    let v = e / d;
+    let dv = -SQRT_2_OVER_PI * (-x * x).exp() / (s * d) - v / d;
+    (v, dv)
+}
+
+/// ∂/∂γ of −erfc(d/(√2γ))/d (also of erf(d/(√2γ))/d): −√(2/π) e^{−d²/(2γ²)}/γ².
+#[inline]
+fn dgamma(d: f64, g: f64) -> f64 {
+    let x = d * FRAC_1_SQRT_2 / g;
+    -SQRT_2_OVER_PI * (-x * x).exp() / (g * g)
+}
+
+impl<'a> Operator<'a> {
+    /// Builds the operator; for periodic systems `settings` must be given.
+    pub fn new(
+        system: &'a System,
+        sigma: &'a [f64],
+        hardness: &'a [f64],
+        prefactor: f64,
+        settings: Option<EwaldSettings>,
+    ) -> Result<Operator<'a>> {
+        let periodic = match (system.cell(), settings) {
+            (Some(cell), Some(settings)) => {
+                let volume = cell.volume();
+                let cells = CellList::new(system, settings.cutoff)?;
+                let recip = cell.reciprocal();
+                let lengths = cell.lengths();
+                let mut m_max = [0i32; 3];
+                for d in 0..3 {
+                    m_max[d] = (settings.k_cutoff * lengths[d] / (2.0 * std::f64::consts::PI))
+                        .floor() as i32;
+                }
+                let mut ms = Vec::new();
+                let mut ks = Vec::new();
+                let mut weights = Vec::new();
+                let kc2 = settings.k_cutoff * settings.k_cutoff;
+                let eta2 = settings.eta * settings.eta;
+                for m0 in 0..=m_max[0] {
+                    for m1 in -m_max[1]..=m_max[1] {
+                        for m2 in -m_max[2]..=m_max[2] {
+                            let m = [m0, m1, m2];
+                            if m <= [0, 0, 0] {
+                                continue;
+                            }
+                            let mut k = [0.0; 3];
+                            for a in 0..3 {
+                                k[a] = m0 as f64 * recip[0][a]
+                                    + m1 as f64 * recip[1][a]
+                                    + m2 as f64 * recip[2][a];
+                            }
+                            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+                            if k2 > kc2 {
+                                continue;
+                            }
+                            ms.push(m);
+                            ks.push(k);
+                            weights.push(
+                                2.0 * 4.0 * std::f64::consts::PI / volume
+                                    * (-0.5 * eta2 * k2).exp()
+                                    / k2,
+                            );
+                        }
+                    }
+                }
+                let table_len = 3 * (2 * m_max.iter().copied().max().unwrap_or(0) as usize + 1);
+                let width = table_len / 3;
+                let mm = (width / 2) as i32;
+                let mut tables = vec![Complex64::new(0.0, 0.0); system.len() * table_len];
+                tables
+                    .par_chunks_mut(table_len)
+                    .zip(system.positions().par_iter())
+                    .for_each(|(t, r)| {
+                        for d in 0..3 {
+                            let phase =
+                                recip[d][0] * r[0] + recip[d][1] * r[1] + recip[d][2] * r[2];
+                            for m in -mm..=mm {
+                                t[d * width + (m + mm) as usize] =
+                                    Complex64::from_polar(1.0, m as f64 * phase);
+                            }
+                        }
+                    });
+                let estimate = (system.len() as f64).powi(2) * 4.0 / 3.0
+                    * std::f64::consts::PI
+                    * settings.cutoff.powi(3)
+                    / volume;
+                let pairs = if estimate <= 1.5 * PAIR_BUDGET as f64 {
+                    let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..system.len())
+                        .into_par_iter()
+                        .map(|i| {
+                            let mut js = Vec::new();
+                            let mut vs = Vec::new();
+                            cells.for_each_neighbor(i, |nb| {
+                                let g = (sigma[i] * sigma[i] + sigma[nb.j] * sigma[nb.j]).sqrt();
+                                js.push(nb.j as u32);
+                                vs.push(
+                                    gauss_pair(nb.distance, settings.eta).0
+                                        - gauss_pair(nb.distance, g).0,
+                                );
+                            });
+                            (js, vs)
+                        })
+                        .collect();
+                    let mut start = vec![0usize];
+                    let mut cols = Vec::new();
+                    let mut vals = Vec::new();
+                    for (js, vs) in rows {
+                        cols.extend(js);
+                        vals.extend(vs);
+                        start.push(cols.len());
+                    }
+                    Some((start, cols, vals))
+                } else {
+                    None
+                };
+                Some(Periodic {
+                    pairs,
+                    settings,
+                    volume,
+                    cells,
+                    ms,
+                    ks,
+                    weights,
+                    tables,
+                    table_len,
+                })
+            }
+            _ => None,
+        };
+        Ok(Operator {
+            system,
+            sigma,
+            hardness,
+            prefactor,
+            periodic,
+        })
+    }
+
+    /// Number of atoms.
+    pub fn len(&self) -> usize {
+        self.system.len()
+    }
+
+    /// Number of k-vectors (half space) of the periodic operator, 0 for open systems.
+    pub fn n_kvectors(&self) -> usize {
+        self.periodic.as_ref().map_or(0, |p| p.ks.len())
+    }
+
+    /// The Ewald settings in use, if periodic.
+    pub fn settings(&self) -> Option<EwaldSettings> {
+        self.periodic.as_ref().map(|p| p.settings)
+    }
+
+    #[inline]
+    fn gamma(&self, i: usize, j: usize) -> f64 {
+        (self.sigma[i] * self.sigma[i] + self.sigma[j] * self.sigma[j]).sqrt()
+    }
+
+    #[inline]
+    fn phase(p: &Periodic, atom: usize, m: &[i32; 3]) -> Complex64 {
+        let width = p.table_len / 3;
+        let mm = (width / 2) as i32;
+        let t = &p.tables[atom * p.table_len..(atom + 1) * p.table_len];
+        t[(m[0] + mm) as usize]
+            * t[width + (m[1] + mm) as usize]
+            * t[2 * width + (m[2] + mm) as usize]
+    }
+
+    fn structure_factors(&self, p: &Periodic, x: &[f64]) -> Vec<Complex64> {
+        // atoms in fixed chunks (each chunk's table stays in cache), partial sums added in
+        // chunk order: identical results for any number of threads
+        const CHUNK: usize = 64;
+        let nk = p.ms.len();
+        let partial: Vec<Vec<Complex64>> = x
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, xs)| {
+                let mut s = vec![Complex64::new(0.0, 0.0); nk];
+                for (o, &xj) in xs.iter().enumerate() {
+                    if xj == 0.0 {
+                        continue;
+                    }
+                    let j = c * CHUNK + o;
+                    for (kk, m) in p.ms.iter().enumerate() {
+                        s[kk] += Self::phase(p, j, m) * xj;
+                    }
+                }
+                s
+            })
+            .collect();
+        let mut s = vec![Complex64::new(0.0, 0.0); nk];
+        for part in partial {
+            for kk in 0..nk {
+                s[kk] += part[kk];
+            }
+        }
+        s
+    }
+
+    /// Self part of C_ii (Gaussian self energy, minus the Ewald self term if periodic), without
+    /// the image sums.
+    fn self_term(&self, i: usize) -> f64 {
+        let mut v = 1.0 / (self.sigma[i] * SQRT_PI);
+        if let Some(p) = &self.periodic {
+            v -= SQRT_2_OVER_PI / p.settings.eta;
+        }
+        v
+    }
+
+    /// The diagonal of A.
+    pub fn diagonal(&self) -> Vec<f64> {
+        (0..self.len())
+            .into_par_iter()
+            .map(|i| {
+                let mut c = self.self_term(i);
+                if let Some(p) = &self.periodic {
+                    let gi = std::f64::consts::SQRT_2 * self.sigma[i];
+                    match &p.pairs {
+                        Some((start, cols, vals)) => {
+                            for t in start[i]..start[i + 1] {
+                                if cols[t] as usize == i {
+                                    c += vals[t];
+                                }
+                            }
+                        }
+                        None => p.cells.for_each_neighbor(i, |n| {
+                            if n.j == i {
+                                c += gauss_pair(n.distance, p.settings.eta).0
+                                    - gauss_pair(n.distance, gi).0;
+                            }
+                        }),
+                    }
+                    c += p.weights.iter().sum::<f64>();
+                    c -= 2.0 * std::f64::consts::PI / p.volume
+                        * (p.settings.eta * p.settings.eta - gi * gi);
+                }
+                self.hardness[i] + self.prefactor * c
+            })
+            .collect()
+    }
+
+    /// y = A x without storing A (O(N²) for open systems; real space + k-space for periodic).
+    pub fn apply(&self, x: &[f64]) -> Vec<f64> {
+        let n = self.len();
+        let pos = self.system.positions();
+        match &self.periodic {
+            None => (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let ri = pos[i];
+                    let si2 = self.sigma[i] * self.sigma[i];
+                    let mut c = 0.0;
+                    for j in 0..n {
+                        if j == i {
+                            continue;
+                        }
+                        let d = [pos[j][0] - ri[0], pos[j][1] - ri[1], pos[j][2] - ri[2]];
+                        let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+                        let g = (si2 + self.sigma[j] * self.sigma[j]).sqrt();
+                        c += x[j] * erf(r * FRAC_1_SQRT_2 / g) / r;
+                    }
+                    c += self.self_term(i) * x[i];
+                    self.hardness[i] * x[i] + self.prefactor * c
+                })
+                .collect(),
+            Some(p) => {
+                let s = self.structure_factors(p, x);
+                let total: f64 = x.iter().sum();
+                let sig2x: f64 = x.iter().zip(self.sigma).map(|(a, s)| a * s * s).sum();
+                let eta = p.settings.eta;
+                let bg = 2.0 * std::f64::consts::PI / p.volume;
+                (0..n)
+                    .into_par_iter()
+                    .map(|i| {
+                        let mut c = 0.0;
+                        match &p.pairs {
+                            Some((start, cols, vals)) => {
+                                for t in start[i]..start[i + 1] {
+                                    c += x[cols[t] as usize] * vals[t];
+                                }
+                            }
+                            None => p.cells.for_each_neighbor(i, |nb| {
+                                let g = self.gamma(i, nb.j);
+                                c += x[nb.j]
+                                    * (gauss_pair(nb.distance, eta).0
+                                        - gauss_pair(nb.distance, g).0);
+                            }),
+                        }
+                        for (kk, m) in p.ms.iter().enumerate() {
+                            c += p.weights[kk] * (Self::phase(p, i, m).conj() * s[kk]).re;
+                        }
+                        let si2 = self.sigma[i] * self.sigma[i];
+                        c -= bg * ((eta * eta - si2) * total - sig2x);
+                        c += self.self_term(i) * x[i];
+                        self.hardness[i] * x[i] + self.prefactor * c
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The dense matrix A, row-major (N² memory: small and medium systems only).
+    pub fn dense(&self) -> Vec<f64> {
+        let n = self.len();
+        let pos = self.system.positions();
+        let mut a = vec![0.0; n * n];
+        a.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
+            if n == 0 {
+                return;
+            }
+            match &self.periodic {
+                None => {
+                    for j in 0..n {
+                        if j == i {
+                            continue;
+                        }
+                        let d = [
+                            pos[j][0] - pos[i][0],
+                            pos[j][1] - pos[i][1],
+                            pos[j][2] - pos[i][2],
+                        ];
+                        let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+                        row[j] = erf(r * FRAC_1_SQRT_2 / self.gamma(i, j)) / r;
+                    }
+                }
+                Some(p) => {
+                    let eta = p.settings.eta;
+                    p.cells.for_each_neighbor(i, |nb| {
+                        let g = self.gamma(i, nb.j);
+                        row[nb.j] += gauss_pair(nb.distance, eta).0 - gauss_pair(nb.distance, g).0;
+                    });
+                    let phases_i: Vec<Complex64> =
+                        p.ms.iter().map(|m| Self::phase(p, i, m)).collect();
+                    for j in 0..n {
+                        let mut c = 0.0;
+                        for (kk, m) in p.ms.iter().enumerate() {
+                            c += p.weights[kk] * (phases_i[kk].conj() * Self::phase(p, j, m)).re;
+                        }
+                        let g2 = self.sigma[i] * self.sigma[i] + self.sigma[j] * self.sigma[j];
+                        c -= 2.0 * std::f64::consts::PI / p.volume * (eta * eta - g2);
+                        row[j] += c;
+                    }
+                }
+            }
+            row[i] += self.self_term(i);
+            for v in row.iter_mut() {
+                *v *= self.prefactor;
+            }
+            row[i] += self.hardness[i];
+        });
+        a
+    }
+
+    /// Derivatives of the bilinear form B(u, v) = k_e Σ_ij u_i v_j C_ij (the Coulomb part of
+    /// A, hardness excluded) with respect to positions, widths σ and strain ε (positions and
+    /// cell scaled together; zero for open systems).
+    pub fn bilinear_gradient(&self, u: &[f64], v: &[f64]) -> BilinearGradient {
+        let n = self.len();
+        let pos = self.system.positions();
+        let pf = self.prefactor;
+        // per atom: (d/dr_i, d/dσ_i, strain contribution)
+        type PerAtom = (Vec3, f64, Mat3);
+        let per_atom: Vec<PerAtom> = match &self.periodic {
+            None => (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let mut dr = [0.0; 3];
+                    let mut ds = 0.0;
+                    for j in 0..n {
+                        if j == i {
+                            continue;
+                        }
+                        let d = [
+                            pos[j][0] - pos[i][0],
+                            pos[j][1] - pos[i][1],
+                            pos[j][2] - pos[i][2],
+                        ];
+                        let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+                        let g = self.gamma(i, j);
+                        let x = r * FRAC_1_SQRT_2 / g;
+                        let val = erf(x) / r;
+                        let dval = SQRT_2_OVER_PI * (-x * x).exp() / (g * r) - val / r;
+                        let w = u[i] * v[j] + u[j] * v[i];
+                        for a in 0..3 {
+                            dr[a] -= w * dval * d[a] / r;
+                        }
+                        ds += w * dgamma(r, g) * self.sigma[i] / g;
+                    }
+                    ds -= u[i] * v[i] / (self.sigma[i] * self.sigma[i] * SQRT_PI);
+                    (dr, ds, [[0.0; 3]; 3])
+                })
+                .collect(),
+            Some(p) => {
+                let su = self.structure_factors(p, u);
+                let sv = self.structure_factors(p, v);
+                let eta = p.settings.eta;
+                (0..n)
+                    .into_par_iter()
+                    .map(|i| {
+                        let mut dr = [0.0; 3];
+                        let mut ds = 0.0;
+                        let mut st = [[0.0; 3]; 3];
+                        p.cells.for_each_neighbor(i, |nb| {
+                            let j = nb.j;
+                            let g = self.gamma(i, j);
+                            let r = nb.distance;
+                            let dval = gauss_pair(r, eta).1 - gauss_pair(r, g).1;
+                            let w = u[i] * v[j] + u[j] * v[i];
+                            for a in 0..3 {
+                                dr[a] -= w * dval * nb.vector[a] / r;
+                            }
+                            // −erfc(d/√2γ)/d has the same γ-derivative as erf(d/√2γ)/d
+                            ds += w * dgamma(r, g) * self.sigma[i] / g;
+                            let wst = u[i] * v[j] * dval / r;
+                            for a in 0..3 {
+                                for b in 0..3 {
+                                    st[a][b] += wst * nb.vector[a] * nb.vector[b];
+                                }
+                            }
+                        });
+                        for (kk, m) in p.ms.iter().enumerate() {
+                            let e = Self::phase(p, i, m);
+                            let f = p.weights[kk]
+                                * (u[i] * (e * sv[kk].conj()).im + v[i] * (e * su[kk].conj()).im);
+                            for a in 0..3 {
+                                dr[a] -= f * p.ks[kk][a];
+                            }
+                        }
+                        ds -= u[i] * v[i] / (self.sigma[i] * self.sigma[i] * SQRT_PI);
+                        (dr, ds, st)
+                    })
+                    .collect()
+            }
+        };
+        let mut positions = Vec::with_capacity(n);
+        let mut sigma = Vec::with_capacity(n);
+        let mut strain = [[0.0; 3]; 3];
+        for (dr, ds, st) in &per_atom {
+            positions.push([pf * dr[0], pf * dr[1], pf * dr[2]]);
+            sigma.push(pf * ds);
+            for a in 0..3 {
+                for b in 0..3 {
+                    strain[a][b] += pf * st[a][b];
+                }
+            }
+        }
+        if let Some(p) = &self.periodic {
+            let su = self.structure_factors(p, u);
+            let sv = self.structure_factors(p, v);
+            let eta2 = p.settings.eta * p.settings.eta;
+            let mut kst = [[0.0; 3]; 3];
+            for (kk, k) in p.ks.iter().enumerate() {
+                let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+                let b = p.weights[kk] * (su[kk].conj() * sv[kk]).re;
+                // d/dε of w(k²)/V: −w δ − 2 w' k k, w' = −w (η²/2 + 1/k²)
+                let dw = -b * (0.5 * eta2 + 1.0 / k2);
+                for a in 0..3 {
+                    kst[a][a] -= b;
+                    for c in 0..3 {
+                        kst[a][c] -= 2.0 * dw * k[a] * k[c];
+                    }
+                }
+            }
+            // background −(2π/V)[η² U V − Σ(uσ²) V − U Σ(vσ²)]
+            let us: f64 = u.iter().sum();
+            let vs: f64 = v.iter().sum();
+            let usig: f64 = u.iter().zip(self.sigma).map(|(a, s)| a * s * s).sum();
+            let vsig: f64 = v.iter().zip(self.sigma).map(|(a, s)| a * s * s).sum();
+            let bg =
+                -2.0 * std::f64::consts::PI / p.volume * (eta2 * us * vs - usig * vs - us * vsig);
+            for a in 0..3 {
+                kst[a][a] -= bg;
+            }
+            for i in 0..n {
+                sigma[i] += pf * 4.0 * std::f64::consts::PI / p.volume
+                    * self.sigma[i]
+                    * (u[i] * vs + v[i] * us);
+            }
+            for a in 0..3 {
+                for b in 0..3 {
+                    strain[a][b] += pf * kst[a][b];
+                }
+            }
+        }
+        BilinearGradient {
+            positions,
+            sigma,
+            strain,
+        }
+    }
+}
+
+/// Derivatives of B(u, v) = k_e uᵀ C v.
+#[derive(Debug, Clone)]
+pub struct BilinearGradient {
+    /// ∂B/∂r_i.
+    pub positions: Vec<Vec3>,
+    /// ∂B/∂σ_i.
+    pub sigma: Vec<f64>,
+    /// ∂B/∂ε (symmetric strain, positions and cell scaled together).
+    pub strain: Mat3,
+}

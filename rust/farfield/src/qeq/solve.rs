@@ -1,0 +1,316 @@
+#![allow(
+    clippy::len_without_is_empty,
+    clippy::neg_cmp_op_on_partial_ord,
+    clippy::too_many_arguments
+)]
+//! Solvers of the constrained problem min ½qᵀAq + χᵀq subject to C q = Q (C: fragment
+//! indicator rows): a dense Cholesky factorisation with a Schur complement for the
+//! constraints, and a matrix-free projected preconditioned conjugate gradient.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+use super::operator::Operator;
+
+/// Fragment constraints: `fragment[i]` is the fragment of atom i, `charges[f]` its charge.
+#[derive(Debug, Clone)]
+pub struct Constraints {
+    /// Fragment index of every atom.
+    pub fragment: Vec<usize>,
+    /// Number of atoms per fragment (all > 0).
+    pub counts: Vec<usize>,
+    /// Charge of every fragment.
+    pub charges: Vec<f64>,
+}
+
+impl Constraints {
+    /// Number of constraints.
+    pub fn len(&self) -> usize {
+        self.charges.len()
+    }
+
+    /// Per fragment sums of x.
+    pub fn sums(&self, x: &[f64]) -> Vec<f64> {
+        let mut s = vec![0.0; self.len()];
+        for (i, &f) in self.fragment.iter().enumerate() {
+            s[f] += x[i];
+        }
+        s
+    }
+
+    /// RMS over atoms of x minus its fragment mean (the spread of the chemical potential when x
+    /// is the gradient Aq + χ), and the fragment means.
+    pub fn projected_rms(&self, x: &[f64]) -> (f64, Vec<f64>) {
+        let mut mean = self.sums(x);
+        for f in 0..self.len() {
+            mean[f] /= self.counts[f] as f64;
+        }
+        let n = x.len().max(1) as f64;
+        let ss: f64 = x
+            .iter()
+            .zip(&self.fragment)
+            .map(|(v, &f)| (v - mean[f]) * (v - mean[f]))
+            .sum();
+        ((ss / n).sqrt(), mean)
+    }
+}
+
+/// A Cholesky factor of A + ρ CᵀC with the Schur complement of the constraints.
+pub struct DenseFactor {
+    n: usize,
+    l: Vec<f64>,
+    /// Y = A'^{-1} Cᵀ, column f stored contiguously
+    y: Vec<Vec<f64>>,
+    /// Cholesky factor of S = C Y (m × m, tiny)
+    s: Vec<f64>,
+    rho: f64,
+}
+
+fn cholesky(a: &mut [f64], n: usize) -> bool {
+    for j in 0..n {
+        let (head, tail) = a.split_at_mut((j + 1) * n);
+        let row_j = &mut head[j * n..];
+        let d = row_j[j] - row_j[..j].iter().map(|v| v * v).sum::<f64>();
+        if !(d > 0.0) || !d.is_finite() {
+            return false;
+        }
+        let djj = d.sqrt();
+        row_j[j] = djj;
+        let row_j = &head[j * n..(j + 1) * n];
+        tail.par_chunks_mut(n).for_each(|row_i| {
+            let dot: f64 = row_i[..j].iter().zip(&row_j[..j]).map(|(a, b)| a * b).sum();
+            row_i[j] = (row_i[j] - dot) / djj;
+        });
+    }
+    true
+}
+
+fn chol_solve(l: &[f64], n: usize, b: &mut [f64]) {
+    for i in 0..n {
+        let row = &l[i * n..i * n + i];
+        let s: f64 = row.iter().zip(&b[..i]).map(|(a, c)| a * c).sum();
+        b[i] = (b[i] - s) / l[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        for k in i + 1..n {
+            s -= l[k * n + i] * b[k];
+        }
+        b[i] = s / l[i * n + i];
+    }
+}
+
+impl DenseFactor {
+    /// Factorises the dense A (row-major) with the constraints; A need only be positive definite
+    /// on the constraint null space (periodic charged cells), ρ CᵀC is added when needed, which
+    /// changes neither q nor λ.
+    pub fn new(a: Vec<f64>, n: usize, cons: &Constraints) -> Result<DenseFactor> {
+        let scale = (0..n)
+            .map(|i| a[i * n + i].abs())
+            .fold(0.0, f64::max)
+            .max(1e-300);
+        let mut rho = 0.0;
+        for attempt in 0..8 {
+            let mut work = a.clone();
+            if rho > 0.0 {
+                for i in 0..n {
+                    for j in 0..n {
+                        if cons.fragment[i] == cons.fragment[j] {
+                            work[i * n + j] += rho;
+                        }
+                    }
+                }
+            }
+            if cholesky(&mut work, n) {
+                let m = cons.len();
+                let mut y = Vec::with_capacity(m);
+                for f in 0..m {
+                    let mut col: Vec<f64> = cons
+                        .fragment
+                        .iter()
+                        .map(|&g| if g == f { 1.0 } else { 0.0 })
+                        .collect();
+                    chol_solve(&work, n, &mut col);
+                    y.push(col);
+                }
+                let mut s = vec![0.0; m * m];
+                for f in 0..m {
+                    for g in 0..m {
+                        s[f * m + g] = cons
+                            .fragment
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, &h)| h == f)
+                            .map(|(i, _)| y[g][i])
+                            .sum();
+                    }
+                }
+                if !cholesky(&mut s, m) {
+                    return Err(Error::parameter(
+                        "fragments",
+                        "the constraint matrix is singular",
+                    ));
+                }
+                return Ok(DenseFactor {
+                    n,
+                    l: work,
+                    y,
+                    s,
+                    rho,
+                });
+            }
+            rho = scale * 10f64.powi(attempt);
+        }
+        Err(Error::parameter(
+            "hardness",
+            "the QEq matrix is not positive definite on the constrained subspace",
+        ))
+    }
+
+    /// Solves A q + Cᵀλ = −χ, C q = Q; returns (q, λ).
+    pub fn solve(&self, chi: &[f64], cons: &Constraints, target: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let n = self.n;
+        let m = cons.len();
+        // rhs with the ρ CᵀC shift: −χ + ρ Cᵀ Q
+        let mut x: Vec<f64> = (0..n)
+            .map(|i| -chi[i] + self.rho * target[cons.fragment[i]])
+            .collect();
+        chol_solve(&self.l, n, &mut x);
+        let cx = cons.sums(&x);
+        let mut lambda: Vec<f64> = (0..m).map(|f| cx[f] - target[f]).collect();
+        chol_solve(&self.s, m, &mut lambda);
+        for f in 0..m {
+            for i in 0..n {
+                x[i] -= self.y[f][i] * lambda[f];
+            }
+        }
+        (x, lambda)
+    }
+}
+
+/// Result of an iterative solve.
+pub struct IterativeSolution {
+    /// Charges.
+    pub q: Vec<f64>,
+    /// Iterations used.
+    pub iterations: usize,
+    /// Final projected residual (RMS).
+    pub residual: f64,
+    /// Whether the tolerance was reached.
+    pub converged: bool,
+}
+
+/// Projected Jacobi-preconditioned CG for A q + χ ⊥ null(C), C q = Q, starting from `x0`
+/// (shifted onto the constraints).
+pub fn pcg(
+    op: &Operator<'_>,
+    diag: &[f64],
+    chi: &[f64],
+    cons: &Constraints,
+    target: &[f64],
+    x0: Option<&[f64]>,
+    tolerance: f64,
+    max_iterations: usize,
+) -> IterativeSolution {
+    let n = op.len();
+    let m = cons.len();
+    let inv: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
+    let mut wsum = vec![0.0; m];
+    for i in 0..n {
+        wsum[cons.fragment[i]] += inv[i];
+    }
+    // start: feasible point (shift the guess along M⁻¹ Cᵀ)
+    let mut q: Vec<f64> = match x0 {
+        Some(x) => x.to_vec(),
+        None => vec![0.0; n],
+    };
+    let sums = cons.sums(&q);
+    for i in 0..n {
+        let f = cons.fragment[i];
+        q[i] += inv[i] * (target[f] - sums[f]) / wsum[f];
+    }
+    // shift r by Cᵀ(weighted fragment mean) so that rᵀz is not swamped by the multiplier
+    let shift = |r: &mut [f64]| {
+        let mut t = vec![0.0; m];
+        for i in 0..n {
+            t[cons.fragment[i]] += inv[i] * r[i];
+        }
+        for i in 0..n {
+            let f = cons.fragment[i];
+            r[i] -= t[f] / wsum[f];
+        }
+    };
+    let project = |r: &[f64]| -> Vec<f64> {
+        let mut t = vec![0.0; m];
+        for i in 0..n {
+            t[cons.fragment[i]] += inv[i] * r[i];
+        }
+        (0..n)
+            .map(|i| {
+                let f = cons.fragment[i];
+                inv[i] * (r[i] - t[f] / wsum[f])
+            })
+            .collect()
+    };
+    let aq = op.apply(&q);
+    let mut r: Vec<f64> = (0..n).map(|i| aq[i] + chi[i]).collect();
+    let mut residual = cons.projected_rms(&r).0;
+    let mut iterations = 0;
+    if residual <= tolerance {
+        return IterativeSolution {
+            q,
+            iterations,
+            residual,
+            converged: true,
+        };
+    }
+    shift(&mut r);
+    let mut z = project(&r);
+    let mut p: Vec<f64> = z.iter().map(|v| -v).collect();
+    let mut rz: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
+    while iterations < max_iterations {
+        iterations += 1;
+        let ap = op.apply(&p);
+        let pap: f64 = p.iter().zip(&ap).map(|(a, b)| a * b).sum();
+        if !(pap > 0.0) {
+            break;
+        }
+        let alpha = rz / pap;
+        for i in 0..n {
+            q[i] += alpha * p[i];
+            r[i] += alpha * ap[i];
+        }
+        if iterations % 50 == 0 {
+            // refresh the residual against drift
+            let aq = op.apply(&q);
+            for i in 0..n {
+                r[i] = aq[i] + chi[i];
+            }
+        }
+        residual = cons.projected_rms(&r).0;
+        if residual <= tolerance {
+            break;
+        }
+        shift(&mut r);
+        z = project(&r);
+        let rz_new: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
+        let beta = rz_new / rz;
+        rz = rz_new;
+        for i in 0..n {
+            p[i] = -z[i] + beta * p[i];
+        }
+        // keep the search direction in the constraint null space (round-off grows otherwise)
+        let drift = cons.sums(&p);
+        for i in 0..n {
+            let f = cons.fragment[i];
+            p[i] -= inv[i] * drift[f] / wsum[f];
+        }
+    }
+    IterativeSolution {
+        q,
+        iterations,
+        converged: residual <= tolerance,
+        residual,
+    }
+}

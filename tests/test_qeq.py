@@ -1,0 +1,270 @@
+"""QEq with Gaussian charges: every number against an independent reference (numpy bordered
+solve built from the formula, finite differences, invariances, analytic limits)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+import farfield as ff
+
+XI = 2.837297  # sc Madelung-type constant of the 1/L charged-cell error
+
+
+def random_cluster(n: int, seed: int, spacing: float = 2.3, jitter: float = 0.4):
+    rng = np.random.default_rng(seed)
+    m = int(np.ceil(n ** (1 / 3)))
+    grid = np.array([(i, j, k) for i in range(m) for j in range(m) for k in range(m)][:n], float)
+    pos = grid * spacing + rng.uniform(-jitter, jitter, (n, 3))
+    chi = rng.uniform(-0.5, 0.5, n)
+    hard = rng.uniform(0.8, 1.5, n)
+    sigma = rng.uniform(0.5, 0.8, n)
+    return pos, chi, hard, sigma
+
+
+def system(pos, cell=None):
+    return ff.System(np.asarray(pos, float), np.ones(len(pos), np.int32), cell)
+
+
+def numpy_open_qeq(pos, chi, hard, sigma, total):
+    """Independent bordered dense solve of the open-system QEq (formula of science.md §3.1)."""
+    n = len(pos)
+    r = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    g = np.sqrt(sigma[:, None] ** 2 + sigma[None] ** 2)
+    np.fill_diagonal(r, 1.0)
+    a = erf(r / (np.sqrt(2) * g)) / r
+    np.fill_diagonal(a, hard + 1 / (sigma * np.sqrt(np.pi)))
+    m = np.zeros((n + 1, n + 1))
+    m[:n, :n] = a
+    m[:n, n] = m[n, :n] = 1
+    sol = np.linalg.solve(m, np.concatenate([-chi, [total]]))
+    q = sol[:n]
+    return a, q, chi @ q + 0.5 * q @ a @ q, -sol[n]
+
+
+CELL = np.array([[7.1, 0.0, 0.0], [0.6, 6.8, 0.0], [-0.4, 0.3, 7.3]])
+
+
+@pytest.mark.parametrize("total", [0.0, -1.0])
+def test_open_matches_numpy_and_matrix_is_spd(total):
+    pos, chi, hard, sigma = random_cluster(14, 1, spacing=1.6)
+    a, q_ref, e_ref, mu_ref = numpy_open_qeq(pos, chi, hard, sigma, total)
+    assert np.linalg.eigvalsh(a).min() > 0
+    for solver in ["dense", "cg"]:
+        r = ff.qeq(system(pos), chi, hard, sigma, total_charge=total, solver=solver)
+        np.testing.assert_allclose(r.charges, q_ref, atol=1e-9)
+        assert r.energy == pytest.approx(e_ref, abs=1e-9)
+        assert r.chemical_potential[0] == pytest.approx(mu_ref, abs=1e-9)
+        assert abs(r.charges.sum() - total) < 1e-12
+    # prefactor multiplies the Coulomb part of A only
+    k = 14.399645478425667
+    ak = a * k
+    np.fill_diagonal(ak, hard + k / (sigma * np.sqrt(np.pi)))
+    n = len(pos)
+    m = np.zeros((n + 1, n + 1))
+    m[:n, :n], m[:n, n], m[n, :n] = ak, 1, 1
+    qk = np.linalg.solve(m, np.concatenate([-chi, [total]]))[:n]
+    rk = ff.qeq(system(pos), chi, hard, sigma, total_charge=total, prefactor=k)
+    np.testing.assert_allclose(rk.charges, qk, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell", [None, CELL])
+def test_constraints_and_shift_invariance(cell):
+    pos, chi, hard, sigma = random_cluster(16, 2)
+    s = system(pos, cell)
+    r = ff.qeq(s, chi, hard, sigma, total_charge=1.0)
+    assert abs(r.charges.sum() - 1.0) < 1e-12
+    r2 = ff.qeq(s, chi + 3.7, hard, sigma, total_charge=1.0)
+    np.testing.assert_allclose(r2.charges, r.charges, atol=1e-10)
+    assert r2.chemical_potential[0] == pytest.approx(r.chemical_potential[0] + 3.7, abs=1e-9)
+    frag = np.arange(16) % 3
+    for solver in ["dense", "cg"]:
+        rf = ff.qeq(s, chi, hard, sigma, fragments=frag, fragment_charges=[0.5, -1.0, 0.0],
+                    solver=solver)
+        sums = np.bincount(frag, rf.charges)
+        np.testing.assert_allclose(sums, [0.5, -1.0, 0.0], atol=1e-12)
+        assert rf.chemical_potential.shape == (3,)
+
+
+@pytest.mark.parametrize("total", [0.0, -1.0])
+def test_periodic_independent_of_ewald_width(total):
+    pos, chi, hard, sigma = random_cluster(16, 3)
+    s = system(pos, CELL)
+    rs = [ff.qeq(s, chi, hard, sigma, total_charge=total, ewald_sigma=eta, accuracy=1e-14)
+          for eta in [1.0, 1.5, 2.0]]
+    for r in rs[1:]:
+        np.testing.assert_allclose(r.charges, rs[0].charges, atol=1e-10)
+        assert r.energy == pytest.approx(rs[0].energy, abs=1e-10)
+        np.testing.assert_allclose(r.forces, rs[0].forces, atol=1e-9)
+        np.testing.assert_allclose(r.stress, rs[0].stress, atol=1e-10)
+
+
+def water():
+    pos = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.24, 0.927, 0.0]])
+    return pos, np.array([0.8, -0.3, -0.3]), np.array([1.2, 0.9, 0.9]), np.array([0.7, 0.5, 0.5])
+
+
+def test_periodic_to_cluster_limit():
+    pos, chi, hard, sigma = water()
+    for total in [0.0, 1.0]:
+        e_open = ff.qeq(system(pos), chi, hard, sigma, total_charge=total).energy
+        errs = []
+        for L in [10.0, 20.0, 40.0]:
+            r = ff.qeq(system(pos + L / 2, np.eye(3) * L), chi, hard, sigma, total_charge=total)
+            errs.append(r.energy - e_open + XI * total**2 / (2 * L))
+        # what remains after the monopole term decays as 1/L^3 (dipole / finite size)
+        assert abs(errs[1] / errs[0]) == pytest.approx(1 / 8, rel=0.05)
+        assert abs(errs[2] / errs[1]) == pytest.approx(1 / 8, rel=0.05)
+        if total:
+            r60 = ff.qeq(system(pos + 30, np.eye(3) * 60), chi, hard, sigma, total_charge=total)
+            assert (r60.energy - e_open) * 60 == pytest.approx(-XI / 2, rel=1e-3)
+
+
+def fd(f, x, h=1e-5):
+    x = np.array(x, float)
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        g[idx] = (f(xp) - f(xm)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("cell", [None, CELL])
+def test_forces_and_stress_finite_differences(cell):
+    pos, chi, hard, sigma = random_cluster(10, 4)
+    kw = dict(total_charge=-0.5, accuracy=1e-13)
+    r = ff.qeq(system(pos, cell), chi, hard, sigma, **kw)
+    f = fd(lambda p: ff.qeq(system(p, cell), chi, hard, sigma, **kw).energy, pos)
+    # Hellmann-Feynman forces equal the full derivative of E_QEq(q*(R), R)
+    np.testing.assert_allclose(r.forces, -f, atol=2e-8)
+    if cell is not None:
+        def strained(eps):
+            e = np.eye(3) + eps.reshape(3, 3)
+            return ff.qeq(system(pos @ e, cell @ e), chi, hard, sigma, **kw).energy
+        de = fd(strained, np.zeros(9)).reshape(3, 3)
+        vol = abs(np.linalg.det(cell))
+        np.testing.assert_allclose(r.stress, de / vol, atol=2e-9)
+
+
+@pytest.mark.parametrize("cell", [None, CELL])
+def test_vjp_finite_differences(cell):
+    pos, chi, hard, sigma = random_cluster(8, 5)
+    rng = np.random.default_rng(0)
+    gq = rng.normal(size=8)
+    ge = 0.7
+    kw = dict(total_charge=0.5, accuracy=1e-13)
+
+    def loss(p=pos, c=chi, j=hard, s=sigma, h=cell):
+        r = ff.qeq(system(p, h), c, j, s, **kw)
+        return gq @ r.charges + ge * r.energy
+
+    _, g = ff.qeq_vjp(system(pos, cell), chi, hard, sigma, gq, ge, **kw)
+    np.testing.assert_allclose(g.electronegativity, fd(lambda c: loss(c=c), chi), atol=1e-8)
+    np.testing.assert_allclose(g.hardness, fd(lambda j: loss(j=j), hard), atol=1e-8)
+    np.testing.assert_allclose(g.sigma, fd(lambda s: loss(s=s), sigma), atol=1e-8)
+    np.testing.assert_allclose(g.positions, fd(lambda p: loss(p=p), pos), atol=1e-8)
+    if cell is not None:
+        np.testing.assert_allclose(g.cell, fd(lambda h: loss(h=h), cell), atol=1e-8)
+
+
+def test_dq_dchi_and_adjoint_path():
+    pos, chi, hard, sigma = random_cluster(8, 6)
+    s = system(pos)
+    # dq/dχ column by column from VJPs with unit cotangents, against finite differences
+    jac = np.array([ff.qeq_vjp(s, chi, hard, sigma, np.eye(8)[k])[1].electronegativity
+                    for k in range(8)])
+    jac_fd = np.array([fd(lambda c, k=k: ff.qeq(s, c, hard, sigma).charges[k], chi)
+                       for k in range(8)])
+    np.testing.assert_allclose(jac, jac_fd, atol=1e-8)
+    np.testing.assert_allclose(jac, jac.T, atol=1e-12)  # −P is symmetric
+    # when q feeds another term, HF forces are wrong and the adjoint path is right
+    w = np.linspace(0.5, 2.0, 8)
+
+    def total(p):
+        r = ff.qeq(system(p), chi, hard, sigma)
+        return r.energy + w @ r.charges**2
+
+    r, g = ff.qeq_vjp(s, chi, hard, sigma, 2 * w * ff.qeq(s, chi, hard, sigma).charges, 1.0)
+    full = fd(total, pos)
+    np.testing.assert_allclose(g.positions, full, atol=1e-8)
+    assert np.abs(-r.forces - full).max() > 1e-3
+
+
+def test_dense_cg_threads_warm_start_and_batch():
+    pos, chi, hard, sigma = random_cluster(40, 7)
+    for cell in [None, np.eye(3) * 9.5]:
+        s = system(pos, cell)
+        d = ff.qeq(s, chi, hard, sigma, total_charge=1.0, solver="dense")
+        c = ff.qeq(s, chi, hard, sigma, total_charge=1.0, solver="cg", tolerance=1e-9)
+        assert c.solver == "cg" and c.iterations > 0 and c.residual <= 1e-9
+        np.testing.assert_allclose(c.charges, d.charges, atol=1e-7)
+        assert c.energy == pytest.approx(d.energy, abs=1e-8)
+        warm = ff.qeq(s, chi, hard, sigma, total_charge=1.0, solver="cg", tolerance=1e-9,
+                      initial_charges=c.charges)
+        assert warm.iterations < c.iterations
+        before = ff.get_num_threads()
+        try:
+            out = []
+            for t in [1, 2]:
+                ff.set_num_threads(t)
+                out.append(ff.qeq(s, chi, hard, sigma, total_charge=1.0, solver="cg"))
+        finally:
+            ff.set_num_threads(before)
+        np.testing.assert_allclose(out[0].charges, out[1].charges, atol=1e-12)
+        np.testing.assert_allclose(out[0].forces, out[1].forces, atol=1e-11)
+    batch = ff.qeq_batch([system(pos), system(pos[:10], np.eye(3) * 8)],
+                         [chi, chi[:10]], [hard, hard[:10]], [sigma, sigma[:10]], [0.0, -1.0])
+    assert abs(batch[1].charges.sum() + 1) < 1e-12
+    single = ff.qeq(system(pos[:10], np.eye(3) * 8), chi[:10], hard[:10], sigma[:10],
+                    total_charge=-1.0)
+    np.testing.assert_allclose(batch[1].charges, single.charges, atol=1e-12)
+
+
+def test_bad_input():
+    pos, chi, hard, sigma = random_cluster(5, 8)
+    s = system(pos)
+    with pytest.raises(ValueError, match="hardness"):
+        ff.qeq(s, chi, np.where(np.arange(5) == 2, 0.0, hard), sigma)
+    with pytest.raises(ValueError, match="sigma"):
+        ff.qeq(s, chi, hard, -sigma)
+    with pytest.raises(ValueError, match="fragment"):
+        ff.qeq(s, chi, hard, sigma, fragments=[0, 0, 0, 2, 2], fragment_charges=[0, 1, 0])
+    with pytest.raises(ValueError, match="charge"):
+        ff.qeq(ff.System(np.zeros((0, 3)), np.zeros(0, np.int32)), [], [], [], total_charge=1.0)
+    with pytest.raises(ValueError, match="electronegativity"):
+        ff.qeq(s, np.where(np.arange(5) == 1, np.nan, chi), hard, sigma)
+    with pytest.raises(ValueError, match="electronegativity"):
+        ff.qeq(s, chi[:3], hard, sigma)
+    with pytest.raises(ValueError, match="solver"):
+        ff.qeq(s, chi, hard, sigma, solver="lu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ff.qeq(system(np.where(np.arange(15).reshape(5, 3) == 4, np.nan, pos)), chi, hard, sigma)
+
+
+def test_ase_calculator_nve_conserves_energy():
+    ase = pytest.importorskip("ase")
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from farfield.ase_qeq import QEqCalculator
+
+    rng = np.random.default_rng(3)
+    pos = np.array([(i, j, k) for i in range(2) for j in range(2) for k in range(2)], float) * 2.8
+    atoms = ase.Atoms("NaClClNaClNaNaCl", positions=pos + rng.normal(0, 0.05, (8, 3)),
+                      cell=np.eye(3) * 5.6, pbc=True)
+    atoms.calc = QEqCalculator({"Na": -1.0, "Cl": 1.5}, {"Na": 6.0, "Cl": 5.0},
+                               {"Na": 0.8, "Cl": 1.0})
+    atoms.set_velocities(rng.normal(0, 0.01, (8, 3)))
+    q = atoms.get_charges()
+    assert abs(q.sum()) < 1e-12 and q[0] > 0
+    e0 = atoms.get_total_energy()
+    dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    energies = []
+    for _ in range(20):
+        dyn.run(2)
+        energies.append(atoms.get_total_energy())
+    assert np.ptp(np.array(energies) - e0) < 1e-4
+    assert atoms.get_stress().shape == (6,)
