@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .lode import LodeSphericalExpansion
 from .system import System
 
 __all__ = [
+    "LodeSphericalExpansion",
     "System",
     "__version__",
     "get_num_threads",
