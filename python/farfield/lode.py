@@ -222,6 +222,7 @@ class LodeSphericalExpansion:
         self.center_atom_weight = float(center_atom_weight)
         self.drop_divergent_k0 = bool(drop_divergent_k0)
         self.species = None if species is None else tuple(sorted(int(s) for s in species))
+        self._native = _native.LodeCalculator(*self._args())
 
     def _args(self) -> tuple[Any, ...]:
         return (
@@ -276,9 +277,7 @@ class LodeSphericalExpansion:
         values, pairs, selfs, strains, samples, offsets = [], [], [], [], [], [0]
         for index, system in enumerate(iterator):
             n = len(system)
-            out = _native.lode_compute(
-                system._arrays(), list(species), *self._args(), want_pos, want_strain
-            )
+            out = self._native.compute(system._arrays(), list(species), want_pos, want_strain)
             values.append(out["values"].reshape(n, na, nlm, nr))
             if want_pos:
                 pairs.append(out["pair_gradients"].reshape(n, n, 3, nlm, nr))
@@ -395,9 +394,8 @@ class LodeSphericalExpansion:
             n = len(system)
             if g.shape != (n, na, nlm, nr):
                 raise ValueError(f"grad_values must have shape {(n, na, nlm, nr)}, got {g.shape}")
-            pos, strain = _native.lode_backward(
-                system._arrays(), list(species), *self._args(),
-                np.ascontiguousarray(g).reshape(-1),
+            pos, strain = self._native.backward(
+                system._arrays(), list(species), np.ascontiguousarray(g).reshape(-1)
             )
             dpos = pos.reshape(n, 3)
             dstrain = strain.reshape(3, 3)

@@ -83,6 +83,7 @@ pub struct LodeExpansion {
     params: LodeParameters,
     density: Density,
     k_cutoff: f64,
+    kspace: std::sync::OnceLock<std::sync::Arc<(RadialBasis, radial::KSpline)>>,
 }
 
 impl LodeExpansion {
@@ -118,6 +119,7 @@ impl LodeExpansion {
             params,
             density,
             k_cutoff,
+            kspace: std::sync::OnceLock::new(),
         })
     }
 
@@ -200,6 +202,20 @@ impl LodeExpansion {
             self.params.smearing,
             k_max,
         )
+    }
+
+    /// The radial basis and the spline of its k-space integrals on [0, k_cutoff] (built
+    /// once per calculator).
+    pub(crate) fn kspace_tables(&self) -> Result<std::sync::Arc<(RadialBasis, radial::KSpline)>> {
+        if let Some(t) = self.kspace.get() {
+            return Ok(t.clone());
+        }
+        let basis = self.basis(self.k_cutoff)?;
+        let h = (self.k_cutoff / 64.0).min(0.05 / self.params.radius);
+        let spline = radial::KSpline::new(&basis, self.k_cutoff, h);
+        let t = std::sync::Arc::new((basis, spline));
+        let _ = self.kspace.set(t.clone());
+        Ok(t)
     }
 
     pub(crate) fn density(&self) -> &Density {

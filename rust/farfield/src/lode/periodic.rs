@@ -71,8 +71,11 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     }
     let volume = cell.volume();
     let k_cut = calc.k_cutoff();
-    let basis = calc.basis(k_cut)?;
+    let tables = calc.kspace_tables()?;
+    let (basis, spline) = (&tables.0, &tables.1);
     let kvecs = half_kvectors(&cell.reciprocal(), cell.matrix(), k_cut);
+    // exact quadrature for few k-vectors, the (1e-13-accurate) quintic spline otherwise
+    let use_spline = kvecs.len() > 200;
     let lmax = params.max_angular;
     let nr = params.max_radial + 1;
     let nlm = (lmax + 1) * (lmax + 1);
@@ -91,9 +94,14 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
             let mut dints = vec![0.0; (lmax + 1) * nr];
             if strain {
                 super::sph::real_sph(*k, lmax, &mut y, Some(&mut gy));
-                basis.kspace_integrals(kn, &mut ints, Some(&mut dints));
             } else {
                 super::sph::real_sph(*k, lmax, &mut y, None);
+            }
+            if use_spline {
+                spline.eval(kn, &mut ints, &mut dints);
+            } else if strain {
+                basis.kspace_integrals(kn, &mut ints, Some(&mut dints));
+            } else {
                 basis.kspace_integrals(kn, &mut ints, None);
             }
             let mut w = vec![0.0; f];
@@ -190,6 +198,88 @@ fn structure_factors(
     (cs, ss)
 }
 
+/// C (m × n, row stride ldc) = beta C + A (m × k) B (k × n), with explicit strides;
+/// the rows of C are split across the rayon pool.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f64],
+    (rsa, csa): (usize, usize),
+    b: &[f64],
+    (rsb, csb): (usize, usize),
+    c: &mut [f64],
+    beta: f64,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let rows = (m / (4 * rayon::current_num_threads())).clamp(16, 256);
+    c[..m * n]
+        .par_chunks_mut(rows * n)
+        .enumerate()
+        .for_each(|(block, cb)| {
+            let r0 = block * rows;
+            let mr = cb.len() / n;
+            if k == 0 {
+                cb.iter_mut().for_each(|x| *x *= beta);
+                return;
+            }
+            // SAFETY: the slices cover every index the strides address: rows r0..r0+mr of A
+            // (m × k), all of B (k × n) and the mr × n block of C.
+            unsafe {
+                matrixmultiply::dgemm(
+                    mr,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr().add(r0 * rsa),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    csb as isize,
+                    beta,
+                    cb.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+        });
+}
+
+#[derive(Clone, Copy)]
+struct SharedSlice(*mut f64);
+// SAFETY: used only for the disjoint writes documented at the use site.
+unsafe impl Send for SharedSlice {}
+unsafe impl Sync for SharedSlice {}
+
+impl SharedSlice {
+    fn ptr(&self) -> *mut f64 {
+        self.0
+    }
+}
+
+/// Block of k-vectors processed at once (bounds the N × 2 kb trig table).
+const K_BLOCK: usize = 1024;
+
+/// trig table (N × 2 kb): cos(k·r_i) then sin(k·r_i) for k in `ks`.
+fn trig_table(kvecs: &[[f64; 3]], positions: &[[f64; 3]]) -> Vec<f64> {
+    let kb = kvecs.len();
+    let mut t = vec![0.0; positions.len() * 2 * kb];
+    t.par_chunks_mut(2 * kb)
+        .zip(positions.par_iter())
+        .for_each(|(row, r)| {
+            for (q, k) in kvecs.iter().enumerate() {
+                let (s, c) = dot(k, r).sin_cos();
+                row[q] = c;
+                row[kb + q] = s;
+            }
+        });
+    t
+}
+
 /// Values, dense position gradients and strain gradients.
 pub fn compute(
     calc: &LodeExpansion,
@@ -209,150 +299,179 @@ pub fn compute(
     for &ty in types {
         counts[ty] += 1.0;
     }
-    let lmax = t.lmax;
     let nr = t.nr;
     let w_cent = 1.0 - calc.parameters().center_atom_weight;
-    let l_range = |l: usize| (l * l * nr, (l + 1) * (l + 1) * nr);
-
-    // values (without the centre subtraction) and strain gradients, per atom
-    let per_atom: Vec<(Vec<f64>, Option<Vec<f64>>)> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let mut acc = vec![0.0; na * f];
-            let mut sacc = if req.strain {
-                Some(vec![0.0; na * 9 * f])
-            } else {
-                None
-            };
-            let r = positions[i];
-            for k in 0..nk {
-                let (s, c) = dot(&t.kvecs[k], &r).sin_cos();
-                let wk = &t.w[k * f..(k + 1) * f];
-                for a in 0..na {
-                    let ca = cs[a * nk + k];
-                    let sa = ss[a * nk + k];
-                    let ev = c * ca + s * sa;
-                    let od = s * ca - c * sa;
-                    let out = &mut acc[a * f..(a + 1) * f];
-                    for l in 0..=lmax {
-                        let coef = if l % 2 == 0 { ev } else { od };
-                        let (lo, hi) = l_range(l);
-                        for (o, x) in out[lo..hi].iter_mut().zip(&wk[lo..hi]) {
-                            *o += coef * x;
-                        }
-                    }
-                    if let (Some(sacc), Some(d)) = (sacc.as_mut(), t.d.as_ref()) {
-                        let dk = &d[k * 9 * f..(k + 1) * 9 * f];
-                        for ab in 0..9 {
-                            let out = &mut sacc[(ab * na + a) * f..(ab * na + a + 1) * f];
-                            let dd = &dk[ab * f..(ab + 1) * f];
-                            for l in 0..=lmax {
-                                let coef = if l % 2 == 0 { ev } else { od };
-                                let (lo, hi) = l_range(l);
-                                for (o, x) in out[lo..hi].iter_mut().zip(&dd[lo..hi]) {
-                                    *o -= coef * x;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            for a in 0..na {
-                for nn in 0..nr {
-                    acc[a * f + nn] += t.k0[nn] * counts[a];
-                }
-            }
-            if let Some(sacc) = sacc.as_mut() {
-                for al in 0..3 {
-                    let ab = al * 3 + al;
-                    for x in 0..na * f {
-                        sacc[ab * na * f + x] -= acc[x];
-                    }
-                }
-            }
-            for nn in 0..nr {
-                acc[types[i] * f + nn] -= w_cent * t.center[nn];
-            }
-            (acc, sacc)
+    let even: Vec<bool> = (0..f)
+        .map(|x| {
+            let lm = x / nr;
+            let l = (lm as f64).sqrt().floor() as usize;
+            l % 2 == 0
         })
         .collect();
-    let mut values = Vec::with_capacity(n * na * f);
+
+    let af = na * f;
+    let mut values = vec![0.0; n * af];
     let mut strain = if req.strain {
-        Some(Vec::with_capacity(n * 9 * na * f))
+        Some(vec![0.0; n * 9 * af])
     } else {
         None
     };
-    for (v, s) in per_atom {
-        values.extend_from_slice(&v);
-        if let (Some(st), Some(s)) = (strain.as_mut(), s) {
-            st.extend_from_slice(&s);
+    let mut k0 = 0;
+    while k0 < nk {
+        let kb = (nk - k0).min(K_BLOCK);
+        let ks = &t.kvecs[k0..k0 + kb];
+        let trig = trig_table(ks, positions);
+        // U (2kb × A F)
+        let mut u = vec![0.0; 2 * kb * af];
+        let (top, bottom) = u.split_at_mut(kb * af);
+        top.par_chunks_mut(af)
+            .zip(bottom.par_chunks_mut(af))
+            .enumerate()
+            .for_each(|(q, (ut, ub))| {
+                let k = k0 + q;
+                let wk = &t.w[k * f..(k + 1) * f];
+                for a in 0..na {
+                    let (ca, sa) = (cs[a * nk + k], ss[a * nk + k]);
+                    for x in 0..f {
+                        let (p, r) = if even[x] { (ca, sa) } else { (-sa, ca) };
+                        ut[a * f + x] = p * wk[x];
+                        ub[a * f + x] = r * wk[x];
+                    }
+                }
+            });
+        gemm(n, 2 * kb, af, &trig, (2 * kb, 1), &u, (af, 1), &mut values, 1.0);
+        if let (Some(st), Some(d)) = (strain.as_mut(), t.d.as_ref()) {
+            let w9 = 9 * af;
+            let mut us = vec![0.0; 2 * kb * w9];
+            let (top, bottom) = us.split_at_mut(kb * w9);
+            top.par_chunks_mut(w9)
+                .zip(bottom.par_chunks_mut(w9))
+                .enumerate()
+                .for_each(|(q, (ut, ub))| {
+                    let k = k0 + q;
+                    let dk = &d[k * 9 * f..(k + 1) * 9 * f];
+                    for ab in 0..9 {
+                        for a in 0..na {
+                            let (ca, sa) = (cs[a * nk + k], ss[a * nk + k]);
+                            for x in 0..f {
+                                let (p, r) = if even[x] { (ca, sa) } else { (-sa, ca) };
+                                let dv = dk[ab * f + x];
+                                ut[ab * af + a * f + x] = -p * dv;
+                                ub[ab * af + a * f + x] = -r * dv;
+                            }
+                        }
+                    }
+                });
+            gemm(n, 2 * kb, w9, &trig, (2 * kb, 1), &us, (w9, 1), st, 1.0);
+        }
+        k0 += kb;
+    }
+    // K0 term, strain trace term, centre subtraction
+    for i in 0..n {
+        for a in 0..na {
+            for x in 0..nr {
+                values[i * af + a * f + x] += t.k0[x] * counts[a];
+            }
+        }
+        if let Some(st) = strain.as_mut() {
+            for al in 0..3 {
+                let ab = al * 3 + al;
+                for x in 0..af {
+                    st[(i * 9 + ab) * af + x] -= values[i * af + x];
+                }
+            }
+        }
+        for x in 0..nr {
+            values[i * af + types[i] * f + x] -= w_cent * t.center[x];
         }
     }
 
     let (pair, selfg) = if req.positions {
-        // trig table (N, nk)
-        let trig: Vec<(f64, f64)> = (0..n)
-            .into_par_iter()
-            .flat_map_iter(|j| {
-                let r = positions[j];
-                t.kvecs.iter().map(move |k| dot(k, &r).sin_cos())
-            })
-            .collect();
+        let trig = trig_table(&t.kvecs, positions);
         // kw[k][α][f] = k_α W_k[f]
-        let mut kw = vec![0.0; nk * 3 * f];
-        for k in 0..nk {
+        let f3 = 3 * f;
+        let mut kw = vec![0.0; nk * f3];
+        kw.par_chunks_mut(f3).enumerate().for_each(|(k, row)| {
             for al in 0..3 {
                 for x in 0..f {
-                    kw[(k * 3 + al) * f + x] = t.kvecs[k][al] * t.w[k * f + x];
+                    row[al * f + x] = t.kvecs[k][al] * t.w[k * f + x];
                 }
             }
-        }
-        let rows: Vec<(Vec<f64>, Vec<f64>)> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let mut row = vec![0.0; n * 3 * f];
-                let mut selfrow = vec![0.0; 3 * na * f];
-                let ti = &trig[i * nk..(i + 1) * nk];
+        });
+        let mut pair = vec![0.0; n * n * f3];
+        let mut selfg = vec![0.0; n * 3 * af];
+        // upper triangle (j > i) by one GEMM per centre; G_ji = ∓ G_ij (even / odd l)
+        pair.par_chunks_mut(n * f3).enumerate().for_each(|(i, row)| {
+            let m = n - i - 1;
+            if m == 0 {
+                return;
+            }
+            // Z_i (2 nk × 3F): even f: (s_i, -c_i) KW ; odd f: (-c_i, -s_i) KW
+            let mut z = vec![0.0; 2 * nk * f3];
+            let ti = &trig[i * 2 * nk..(i + 1) * 2 * nk];
+            for k in 0..nk {
+                let (c, s) = (ti[k], ti[nk + k]);
+                let kwk = &kw[k * f3..(k + 1) * f3];
+                for al in 0..3 {
+                    for x in 0..f {
+                        let (p, r) = if even[x] { (s, -c) } else { (-c, -s) };
+                        let v = kwk[al * f + x];
+                        z[k * f3 + al * f + x] = p * v;
+                        z[(nk + k) * f3 + al * f + x] = r * v;
+                    }
+                }
+            }
+            // SAFETY: rows i+1..n of the (n × 2nk) trig table, the (2nk × 3F) z and the
+            // (m × 3F) tail of this row are all in bounds.
+            unsafe {
+                matrixmultiply::dgemm(
+                    m,
+                    2 * nk,
+                    f3,
+                    1.0,
+                    trig.as_ptr().add((i + 1) * 2 * nk),
+                    (2 * nk) as isize,
+                    1,
+                    z.as_ptr(),
+                    f3 as isize,
+                    1,
+                    0.0,
+                    row.as_mut_ptr().add((i + 1) * f3),
+                    f3 as isize,
+                    1,
+                );
+            }
+        });
+        // lower triangle from the upper one
+        let sign: Vec<f64> = (0..f3)
+            .map(|x| if even[x % f] { -1.0 } else { 1.0 })
+            .collect();
+        let upper = SharedSlice(pair.as_mut_ptr());
+        (0..n).into_par_iter().for_each(|j| {
+            for i in 0..j {
+                // SAFETY: reads row i, columns j (> i, upper triangle); writes row j,
+                // columns i (< j, lower triangle): disjoint across all tasks.
+                unsafe {
+                    let src = upper.ptr().add((i * n + j) * f3);
+                    let dst = upper.ptr().add((j * n + i) * f3);
+                    for x in 0..f3 {
+                        *dst.add(x) = sign[x] * *src.add(x);
+                    }
+                }
+            }
+        });
+        pair.par_chunks(n * f3)
+            .zip(selfg.par_chunks_mut(3 * af))
+            .for_each(|(row, selfrow)| {
                 for j in 0..n {
-                    if j == i {
-                        continue;
-                    }
-                    let tj = &trig[j * nk..(j + 1) * nk];
-                    let out = &mut row[j * 3 * f..(j + 1) * 3 * f];
-                    for k in 0..nk {
-                        let (si, ci) = ti[k];
-                        let (sj, cj) = tj[k];
-                        let sin_ij = si * cj - ci * sj;
-                        let cos_ij = ci * cj + si * sj;
-                        let kwk = &kw[k * 3 * f..(k + 1) * 3 * f];
-                        for al in 0..3 {
-                            let o = &mut out[al * f..(al + 1) * f];
-                            let x = &kwk[al * f..(al + 1) * f];
-                            for l in 0..=lmax {
-                                let coef = if l % 2 == 0 { sin_ij } else { -cos_ij };
-                                let (lo, hi) = l_range(l);
-                                for (oo, xx) in o[lo..hi].iter_mut().zip(&x[lo..hi]) {
-                                    *oo += coef * xx;
-                                }
-                            }
-                        }
-                    }
                     let a = types[j];
                     for al in 0..3 {
                         for x in 0..f {
-                            selfrow[(al * na + a) * f + x] -= out[al * f + x];
+                            selfrow[(al * na + a) * f + x] -= row[j * f3 + al * f + x];
                         }
                     }
                 }
-                (row, selfrow)
-            })
-            .collect();
-        let mut pair = Vec::with_capacity(n * n * 3 * f);
-        let mut selfg = Vec::with_capacity(n * 3 * na * f);
-        for (r, s) in rows {
-            pair.extend_from_slice(&r);
-            selfg.extend_from_slice(&s);
-        }
+            });
         (Some(pair), Some(selfg))
     } else {
         (None, None)
@@ -367,7 +486,6 @@ pub fn compute(
         strain_gradients: strain,
     })
 }
-
 /// Vector-Jacobian product: dL/dr and dL/dε from dL/dc, at about twice the cost of values.
 pub fn backward(
     calc: &LodeExpansion,

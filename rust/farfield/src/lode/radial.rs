@@ -319,11 +319,11 @@ impl RadialBasis {
                     .map(|n| radius * (n as f64).sqrt().max(1.0) / nr as f64)
                     .fold(0.0, f64::max);
                 let smin = radius / nr as f64;
-                (smax * (13.0 + 0.5 * nr as f64), smin)
+                (smax * (10.0 + 0.5 * nr as f64), smin)
             }
             BasisKind::Monomial => (radius, radius / (4.0 + nr as f64)),
         };
-        let h = scale.min(smearing).min(PI / k_max.max(1e-300)).max(extent / 4000.0);
+        let h = 2.0 * scale.min(smearing).min(PI / k_max.max(1e-300)).max(extent / 4000.0);
         let (nodes, w) = composite_rule(0.0, extent, h, 24);
         let weights_r2: Vec<f64> = nodes.iter().zip(&w).map(|(r, w)| r * r * w).collect();
         let mut values = Vec::with_capacity(lmax + 1);
@@ -452,6 +452,145 @@ mod tests {
             let exact = norm * (PI / 2.0).sqrt() * r0.powi(3) * (-k * k * r0 * r0 / 2.0).exp();
             assert!((out[0] - exact).abs() < 1e-13, "{k} {} {exact}", out[0]);
             assert!((d[0] + k * r0 * r0 * exact).abs() < 1e-12);
+        }
+    }
+}
+
+/// Quintic Hermite spline of I_nl(k) on [0, k_max] (values, first and second derivatives
+/// from quadrature at the knots), evaluated with its analytic derivative.
+#[derive(Debug, Clone)]
+pub struct KSpline {
+    h: f64,
+    k_max: f64,
+    width: usize,
+    /// knots × width × [I, I', I'']
+    data: Vec<[f64; 3]>,
+}
+
+impl KSpline {
+    /// Tabulates the integrals of `basis` with knot spacing ≤ `h`.
+    pub fn new(basis: &RadialBasis, k_max: f64, h: f64) -> KSpline {
+        use rayon::prelude::*;
+        let intervals = ((k_max / h).ceil() as usize).max(8);
+        let h = k_max / intervals as f64;
+        let width = (basis.lmax + 1) * basis.n_radial;
+        let rows: Vec<Vec<[f64; 3]>> = (0..=intervals)
+            .into_par_iter()
+            .map(|q| basis.integrals_d2(q as f64 * h))
+            .collect();
+        KSpline {
+            h,
+            k_max,
+            width,
+            data: rows.into_iter().flatten().collect(),
+        }
+    }
+
+    /// I(k) and dI/dk into `out`, `dout` (layout l*nr + n); k must be in [0, k_max].
+    pub fn eval(&self, k: f64, out: &mut [f64], dout: &mut [f64]) {
+        let t = (k / self.h).clamp(0.0, self.k_max / self.h);
+        let mut i = t.floor() as usize;
+        if (i + 1) * self.width >= self.data.len() {
+            i = self.data.len() / self.width - 2;
+        }
+        let s = t - i as f64;
+        let (s2, s3) = (s * s, s * s * s);
+        let (s4, s5) = (s3 * s, s3 * s2);
+        let h = self.h;
+        let hh = [
+            1.0 - 10.0 * s3 + 15.0 * s4 - 6.0 * s5,
+            h * (s - 6.0 * s3 + 8.0 * s4 - 3.0 * s5),
+            h * h * (0.5 * s2 - 1.5 * s3 + 1.5 * s4 - 0.5 * s5),
+            h * h * (0.5 * s3 - s4 + 0.5 * s5),
+            h * (-4.0 * s3 + 7.0 * s4 - 3.0 * s5),
+            10.0 * s3 - 15.0 * s4 + 6.0 * s5,
+        ];
+        let dh = [
+            (-30.0 * s2 + 60.0 * s3 - 30.0 * s4) / h,
+            1.0 - 18.0 * s2 + 32.0 * s3 - 15.0 * s4,
+            h * (s - 4.5 * s2 + 6.0 * s3 - 2.5 * s4),
+            h * (1.5 * s2 - 4.0 * s3 + 2.5 * s4),
+            -12.0 * s2 + 28.0 * s3 - 15.0 * s4,
+            (30.0 * s2 - 60.0 * s3 + 30.0 * s4) / h,
+        ];
+        let a = &self.data[i * self.width..(i + 1) * self.width];
+        let b = &self.data[(i + 1) * self.width..(i + 2) * self.width];
+        for x in 0..self.width {
+            let (p0, m0, c0) = (a[x][0], a[x][1], a[x][2]);
+            let (p1, m1, c1) = (b[x][0], b[x][1], b[x][2]);
+            out[x] = hh[0] * p0 + hh[1] * m0 + hh[2] * c0 + hh[3] * c1 + hh[4] * m1 + hh[5] * p1;
+            dout[x] = dh[0] * p0 + dh[1] * m0 + dh[2] * c0 + dh[3] * c1 + dh[4] * m1 + dh[5] * p1;
+        }
+    }
+}
+
+impl RadialBasis {
+    /// [I, dI/dk, d²I/dk²] at k for every (l, n), layout l*nr + n.
+    pub fn integrals_d2(&self, k: f64) -> Vec<[f64; 3]> {
+        let nr = self.n_radial;
+        let lmax = self.lmax;
+        let mut out = vec![[0.0; 3]; (lmax + 1) * nr];
+        let mut j = vec![0.0; lmax + 2];
+        for (q, &r) in self.nodes.iter().enumerate() {
+            let x = k * r;
+            spherical_bessel(lmax + 1, x, &mut j);
+            let w = self.weights_r2[q];
+            for l in 0..=lmax {
+                let lf = l as f64;
+                let (d1, d2) = if x > 1e-3 {
+                    let d1 = lf / x * j[l] - j[l + 1];
+                    let d2 = -2.0 / x * d1 - (1.0 - lf * (lf + 1.0) / (x * x)) * j[l];
+                    (d1, d2)
+                } else {
+                    // Taylor: j_0 = 1 - x²/6, j_1 = x/3 - x³/30, j_2 = x²/15
+                    match l {
+                        0 => (-x / 3.0, -1.0 / 3.0 + x * x / 10.0),
+                        1 => (1.0 / 3.0 - x * x / 10.0, -x / 5.0),
+                        2 => (2.0 * x / 15.0, 2.0 / 15.0),
+                        _ => {
+                            let df: f64 = (1..=l).map(|k| (2 * k + 1) as f64).product();
+                            (
+                                lf * x.powi(l as i32 - 1) / df,
+                                lf * (lf - 1.0) * x.powi(l as i32 - 2) / df,
+                            )
+                        }
+                    }
+                };
+                let vals = &self.values[l];
+                for n in 0..nr {
+                    let v = w * vals[n][q];
+                    let o = &mut out[l * nr + n];
+                    o[0] += v * j[l];
+                    o[1] += v * r * d1;
+                    o[2] += v * r * r * d2;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod spline_tests {
+    use super::*;
+
+    #[test]
+    fn spline_matches_quadrature() {
+        for kind in [BasisKind::Gto, BasisKind::Monomial] {
+            let k_max = 1.2 * PI / 0.3;
+            let b = RadialBasis::new(kind, 3, 3, 2.5, 0.3, k_max).unwrap();
+            let s = KSpline::new(&b, k_max, (k_max / 64.0).min(0.05 / 2.5));
+            let w = 16;
+            let (mut a, mut da, mut e, mut de) = (vec![0.0; w], vec![0.0; w], vec![0.0; w], vec![0.0; w]);
+            for q in 0..157 {
+                let k = k_max * (q as f64 + 0.37) / 157.0;
+                s.eval(k, &mut a, &mut da);
+                b.kspace_integrals(k, &mut e, Some(&mut de));
+                for x in 0..w {
+                    assert!((a[x] - e[x]).abs() < 1e-12, "{kind:?} k={k} {} {}", a[x], e[x]);
+                    assert!((da[x] - de[x]).abs() < 1e-10, "{kind:?} dk={k} {} {}", da[x], de[x]);
+                }
+            }
         }
     }
 }
