@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .ewald import ewald, ewald_parameters
 from .lode import LodeSphericalExpansion
+from .results import EwaldResult
 from .system import System
 
 __all__ = [
+    "EwaldResult",
     "LodeSphericalExpansion",
     "System",
     "__version__",
+    "ewald",
+    "ewald_parameters",
     "get_num_threads",
     "set_num_threads",
     "units",
