@@ -1,107 +1,27 @@
-//! Real spherical harmonics Y_lm(v̂) (featomic / science.md §0 convention) and their
-//! gradients with respect to the (non-normalised) vector v.
-//!
-//! TODO(merge soap): replace with `math::spherical_harmonics` once branch `soap` lands.
+//! Adapter from `math::spherical_harmonics` (featomic convention) to the layout LODE uses:
+//! values[lm] and gradients[α][lm].
 
+use crate::math::spherical_harmonics::SphericalHarmonics;
+#[cfg(test)]
 use std::f64::consts::PI;
 
 /// Evaluates Y_lm(v̂) for l = 0..=lmax into `y` ((lmax+1)² entries) and, when `grad` is
 /// given, ∂Y_lm(v̂)/∂v_α into `grad[α][lm]`.
 pub fn real_sph(v: [f64; 3], lmax: usize, y: &mut [f64], grad: Option<&mut [Vec<f64>; 3]>) {
-    let [x, yy, z] = v;
-    let s = x * x + yy * yy + z * z;
-    let r = s.sqrt();
-    let n = (lmax + 1) * (lmax + 1);
-    // A_m = Re (x+iy)^m, B_m = Im (x+iy)^m
-    let mut am = vec![0.0; lmax + 1];
-    let mut bm = vec![0.0; lmax + 1];
-    am[0] = 1.0;
-    for m in 1..=lmax {
-        am[m] = x * am[m - 1] - yy * bm[m - 1];
-        bm[m] = x * bm[m - 1] + yy * am[m - 1];
-    }
-    // solid Legendre Q(l, m)(z, s) with derivatives wrt z and s (independent variables)
-    let idx = |l: usize, m: usize| l * (lmax + 1) + m;
-    let sz = (lmax + 1) * (lmax + 1);
-    let mut q = vec![0.0; sz];
-    let mut qz = vec![0.0; sz];
-    let mut qs = vec![0.0; sz];
-    for m in 0..=lmax {
-        let mut dfact = 1.0;
-        for k in 1..=m {
-            dfact *= (2 * k - 1) as f64;
-        }
-        q[idx(m, m)] = dfact;
-        if m < lmax {
-            q[idx(m + 1, m)] = (2 * m + 1) as f64 * z * dfact;
-            qz[idx(m + 1, m)] = (2 * m + 1) as f64 * dfact;
-        }
-        for l in (m + 2)..=lmax {
-            let a = (2 * l - 1) as f64;
-            let b = (l + m - 1) as f64;
-            let c = (l - m) as f64;
-            q[idx(l, m)] = (a * z * q[idx(l - 1, m)] - b * s * q[idx(l - 2, m)]) / c;
-            qz[idx(l, m)] =
-                (a * (q[idx(l - 1, m)] + z * qz[idx(l - 1, m)]) - b * s * qz[idx(l - 2, m)]) / c;
-            qs[idx(l, m)] =
-                (a * z * qs[idx(l - 1, m)] - b * (q[idx(l - 2, m)] + s * qs[idx(l - 2, m)])) / c;
-        }
-    }
-    let mut want_grad = grad;
-    for l in 0..=lmax {
-        let rl = r.powi(l as i32);
-        let base = l * l + l;
-        for m in 0..=l {
-            // N_lm = sqrt((2l+1)/(4π) (l-m)!/(l+m)!)
-            let mut ratio = 1.0;
-            for k in (l - m + 1)..=(l + m) {
-                ratio /= k as f64;
-            }
-            let mut norm = ((2 * l + 1) as f64 / (4.0 * PI) * ratio).sqrt();
-            if m > 0 {
-                norm *= std::f64::consts::SQRT_2;
-            }
-            let qq = q[idx(l, m)];
-            let zc = norm * qq * am[m];
-            let zs = norm * qq * bm[m];
-            y[base + m] = zc / rl;
-            if m > 0 {
-                y[base - m] = zs / rl;
-            }
-            if let Some(g) = want_grad.as_deref_mut() {
-                // gradient of the solid harmonic Z = norm Q(z,s) A_m(x,y)
-                let dq = [
-                    2.0 * x * qs[idx(l, m)],
-                    2.0 * yy * qs[idx(l, m)],
-                    qz[idx(l, m)] + 2.0 * z * qs[idx(l, m)],
-                ];
-                let (dax, day, dbx, dby) = if m > 0 {
-                    let mf = m as f64;
-                    (mf * am[m - 1], -mf * bm[m - 1], mf * bm[m - 1], mf * am[m - 1])
-                } else {
-                    (0.0, 0.0, 0.0, 0.0)
-                };
-                let gzc = [
-                    norm * (dq[0] * am[m] + qq * dax),
-                    norm * (dq[1] * am[m] + qq * day),
-                    norm * dq[2] * am[m],
-                ];
-                let gzs = [
-                    norm * (dq[0] * bm[m] + qq * dbx),
-                    norm * (dq[1] * bm[m] + qq * dby),
-                    norm * dq[2] * bm[m],
-                ];
-                let lf = l as f64;
+    let sh = SphericalHarmonics::new(lmax);
+    match grad {
+        None => sh.compute(&v, y),
+        Some(g) => {
+            let n = (lmax + 1) * (lmax + 1);
+            let mut flat = vec![0.0; 3 * n];
+            sh.compute_with_gradients(&v, y, &mut flat);
+            for lm in 0..n {
                 for a in 0..3 {
-                    g[a][base + m] = gzc[a] / rl - lf * zc * v[a] / (rl * s);
-                    if m > 0 {
-                        g[a][base - m] = gzs[a] / rl - lf * zs * v[a] / (rl * s);
-                    }
+                    g[a][lm] = flat[3 * lm + a];
                 }
             }
         }
     }
-    debug_assert!(y.len() >= n);
 }
 
 #[cfg(test)]
