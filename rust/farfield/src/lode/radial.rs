@@ -197,6 +197,104 @@ pub struct RadialBasis {
     pub extent: f64,
 }
 
+/// Symmetric eigen-decomposition (cyclic Jacobi) of a small matrix.
+fn sym_eigh(a: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    // cyclic Jacobi
+    let n = a.len();
+    let mut m: Vec<Vec<f64>> = a.to_vec();
+    let mut v = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        v[i][i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let mut off = 0.0;
+        for i in 0..n {
+            for j in (i + 1)..n {
+                off += m[i][j] * m[i][j];
+            }
+        }
+        if off < 1e-30 {
+            break;
+        }
+        for p in 0..n {
+            for q in (p + 1)..n {
+                if m[p][q].abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (m[q][q] - m[p][p]) / (2.0 * m[p][q]);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let mkp = m[k][p];
+                    let mkq = m[k][q];
+                    m[k][p] = c * mkp - s * mkq;
+                    m[k][q] = s * mkp + c * mkq;
+                }
+                for k in 0..n {
+                    let mpk = m[p][k];
+                    let mqk = m[q][k];
+                    m[p][k] = c * mpk - s * mqk;
+                    m[q][k] = s * mpk + c * mqk;
+                }
+                for k in 0..n {
+                    let vkp = v[k][p];
+                    let vkq = v[k][q];
+                    v[k][p] = c * vkp - s * vkq;
+                    v[k][q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| m[i][i]).collect(), v)
+}
+
+/// Löwdin-orthonormalises primitive functions tabulated at nodes (rows = functions).
+fn lowdin(prims: &[Vec<f64>], weights_r2: &[f64]) -> Result<Vec<Vec<f64>>> {
+    let n = prims.len();
+    let mut norm = vec![0.0; n];
+    for i in 0..n {
+        let s: f64 = prims[i]
+            .iter()
+            .zip(weights_r2)
+            .map(|(a, w)| a * a * w)
+            .sum();
+        norm[i] = 1.0 / s.sqrt();
+    }
+    let mut gram = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..n {
+            let s: f64 = (0..weights_r2.len())
+                .map(|q| prims[i][q] * prims[j][q] * weights_r2[q])
+                .sum();
+            gram[i][j] = s * norm[i] * norm[j];
+        }
+    }
+    let (eval, evec) = sym_eigh(&gram);
+    if eval.iter().any(|&e| e < 1e-12) {
+        return Err(Error::parameter(
+            "max_radial",
+            "unable to orthonormalise the radial basis: the Gram matrix is singular; use fewer \
+             radial functions",
+        ));
+    }
+    let mut out = vec![vec![0.0; weights_r2.len()]; n];
+    for i in 0..n {
+        for j in 0..n {
+            let mut c = 0.0;
+            for k in 0..n {
+                c += evec[i][k] * evec[j][k] / eval[k].sqrt();
+            }
+            c *= norm[j];
+            for q in 0..weights_r2.len() {
+                out[i][q] += c * prims[j][q];
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl RadialBasis {
     /// Builds the basis on a grid fine enough for densities of width `smearing` and wave
     /// numbers up to `k_max`.
@@ -215,13 +313,14 @@ impl RadialBasis {
             ));
         }
         let nr = max_radial + 1;
-        let shared: Box<dyn crate::basis::RadialBasis> = match kind {
-            BasisKind::Gto => Box::new(crate::basis::gto::GtoBasis::new(max_radial, radius)?),
-            BasisKind::Monomial => Box::new(crate::basis::monomial::MonomialBasis::new(
-                max_radial, lmax, radius,
-            )?),
+        let gto = match kind {
+            BasisKind::Gto => Some(crate::basis::gto::GtoBasis::new(max_radial, radius)?),
+            BasisKind::Monomial => None,
         };
-        let extent = shared.support();
+        let extent = match &gto {
+            Some(g) => crate::basis::RadialBasis::support(g),
+            None => radius,
+        };
         let scale = match kind {
             BasisKind::Gto => radius / nr as f64,
             BasisKind::Monomial => radius / (4.0 + nr as f64),
@@ -232,13 +331,27 @@ impl RadialBasis {
         let mut values = Vec::with_capacity(lmax + 1);
         let mut buf = vec![0.0; nr];
         for l in 0..=lmax {
-            let mut v = vec![vec![0.0; nodes.len()]; nr];
-            for (q, &r) in nodes.iter().enumerate() {
-                shared.evaluate(l, r, &mut buf);
-                for n in 0..nr {
-                    v[n][q] = buf[n];
+            let v = match &gto {
+                Some(g) => {
+                    let mut v = vec![vec![0.0; nodes.len()]; nr];
+                    for (q, &r) in nodes.iter().enumerate() {
+                        crate::basis::RadialBasis::evaluate(g, l, r, &mut buf);
+                        for n in 0..nr {
+                            v[n][q] = buf[n];
+                        }
+                    }
+                    v
                 }
-            }
+                None => {
+                    // featomic's `Monomials`: normalise each r^(l+2n) first, then Löwdin.
+                    // (`basis::monomial` applies Löwdin to the raw monomials, which is a
+                    // different orthonormal basis, so featomic parity needs this one.)
+                    let prims: Vec<Vec<f64>> = (0..nr)
+                        .map(|n| nodes.iter().map(|&r| r.powi((l + 2 * n) as i32)).collect())
+                        .collect();
+                    lowdin(&prims, &weights_r2)?
+                }
+            };
             values.push(v);
         }
         Ok(RadialBasis {
