@@ -11,6 +11,7 @@ from . import units
 from ._native import __version__, get_num_threads, set_num_threads
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
+from .lode import LodeSphericalExpansion
 from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
 from .results import EwaldResult
@@ -19,6 +20,7 @@ from .system import System
 __all__ = [
     "Descriptor",
     "EwaldResult",
+    "LodeSphericalExpansion",
     "PmeParameters",
     "PmeResult",
     "PowerSpectrum",

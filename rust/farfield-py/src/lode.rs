@@ -1,7 +1,148 @@
-//! Bindings of the lode engine.
+//! Bindings of the lode engine: convert, release the GIL, call `farfield::lode`, map errors.
+use crate::convert::SystemArrays;
+use crate::{errors, threads};
+use farfield::lode::{BasisKind, GradientRequest, LodeExpansion, LodeParameters};
+use farfield::Error;
+use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+#[allow(clippy::too_many_arguments)]
+fn calculator(
+    exponent: f64,
+    smearing: f64,
+    max_angular: usize,
+    max_radial: usize,
+    radius: f64,
+    basis: &str,
+    k_cutoff: Option<f64>,
+    center_atom_weight: f64,
+    drop_divergent_k0: bool,
+) -> farfield::Result<LodeExpansion> {
+    let basis = match basis {
+        "gto" => BasisKind::Gto,
+        "monomial" => BasisKind::Monomial,
+        other => {
+            return Err(Error::parameter(
+                "basis",
+                format!("unknown radial basis '{other}', expected 'gto' or 'monomial'"),
+            ))
+        }
+    };
+    LodeExpansion::new(LodeParameters {
+        exponent,
+        smearing,
+        max_angular,
+        max_radial,
+        radius,
+        basis,
+        k_cutoff,
+        center_atom_weight,
+        drop_divergent_k0,
+    })
+}
+
+/// A LODE calculator (parameters validated once; k-space tables cached across frames).
+#[pyclass(module = "farfield._native", frozen)]
+pub struct LodeCalculator {
+    inner: LodeExpansion,
+}
+
+#[pymethods]
+impl LodeCalculator {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (exponent, smearing, max_angular, max_radial, radius, basis, k_cutoff, center_atom_weight, drop_divergent_k0))]
+    fn new(
+        exponent: f64,
+        smearing: f64,
+        max_angular: usize,
+        max_radial: usize,
+        radius: f64,
+        basis: &str,
+        k_cutoff: Option<f64>,
+        center_atom_weight: f64,
+        drop_divergent_k0: bool,
+    ) -> PyResult<Self> {
+        let inner = errors::guarded(|| {
+            calculator(
+                exponent,
+                smearing,
+                max_angular,
+                max_radial,
+                radius,
+                basis,
+                k_cutoff,
+                center_atom_weight,
+                drop_divergent_k0,
+            )
+        })?;
+        Ok(LodeCalculator { inner })
+    }
+
+    /// The k-space cutoff in use.
+    #[getter]
+    fn k_cutoff(&self) -> f64 {
+        self.inner.k_cutoff()
+    }
+
+    /// Dense expansion of one system. Returns a dict of flat float arrays: values (N, A, F),
+    /// and optionally pair_gradients (N, N, 3, F), self_gradients (N, 3, A, F),
+    /// strain_gradients (N, 3, 3, A, F); F = (lmax+1)² (max_radial+1).
+    fn compute<'py>(
+        &self,
+        py: Python<'py>,
+        system: SystemArrays<'py>,
+        species: Vec<i32>,
+        positions_gradient: bool,
+        strain_gradient: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let system = errors::guarded(|| system.to_system())?;
+        let req = GradientRequest {
+            positions: positions_gradient,
+            strain: strain_gradient,
+        };
+        let calc = &self.inner;
+        let out = py.detach(|| {
+            threads::install(|| errors::guarded(|| calc.compute(&system, &species, req)))
+        })?;
+        let dict = PyDict::new(py);
+        dict.set_item("values", PyArray1::from_vec(py, out.values))?;
+        if let Some(v) = out.pair_gradients {
+            dict.set_item("pair_gradients", PyArray1::from_vec(py, v))?;
+        }
+        if let Some(v) = out.self_gradients {
+            dict.set_item("self_gradients", PyArray1::from_vec(py, v))?;
+        }
+        if let Some(v) = out.strain_gradients {
+            dict.set_item("strain_gradients", PyArray1::from_vec(py, v))?;
+        }
+        Ok(dict)
+    }
+
+    /// Backward pass: dL/dfeatures (flat, values layout) → (dL/dpositions flat (N*3),
+    /// dL/dstrain flat (9)).
+    fn backward<'py>(
+        &self,
+        py: Python<'py>,
+        system: SystemArrays<'py>,
+        species: Vec<i32>,
+        grad_values: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+        let system = errors::guarded(|| system.to_system())?;
+        let g: Vec<f64> = grad_values.as_array().iter().copied().collect();
+        let calc = &self.inner;
+        let out = py.detach(|| {
+            threads::install(|| errors::guarded(|| calc.backward(&system, &species, &g)))
+        })?;
+        let pos: Vec<f64> = out.positions.iter().flat_map(|r| r.iter().copied()).collect();
+        let strain: Vec<f64> = out.strain.iter().flat_map(|r| r.iter().copied()).collect();
+        Ok((PyArray1::from_vec(py, pos), PyArray1::from_vec(py, strain)))
+    }
+}
 
 /// Adds this engine's functions and classes to the module.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LodeCalculator>()?;
     Ok(())
 }

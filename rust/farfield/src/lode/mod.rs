@@ -1,1 +1,240 @@
-//! LODE features: k-space, real-space (open systems), mesh path, gradients.
+//! LODE features (science.md §2): the projection of the smeared 1/r^p potential of every
+//! species on a local radial × spherical-harmonics basis around each atom.
+//!
+//! * periodic systems: the exact k-space sum of §2.3 ([`periodic`]);
+//! * non-periodic systems: the exact real-space projection of §2.5 ([`open`]);
+//! * values, dense position and strain gradients, and a backward pass (vector-Jacobian
+//!   product) that never forms the dense gradient.
+//!
+//! Layout: coefficients of centre `i`, neighbour species `a`, (l, m, n) are stored at
+//! `values[(i * A + a) * F + (l² + l + m) * nr + n]` with F = (lmax+1)² · nr.
+
+pub mod open;
+pub mod periodic;
+pub mod radial;
+pub mod sph;
+
+use crate::error::{Error, Result};
+use crate::system::System;
+pub use radial::{BasisKind, Density, RadialBasis};
+use std::f64::consts::PI;
+
+/// Hyper-parameters of a LODE spherical expansion (featomic names).
+#[derive(Debug, Clone)]
+pub struct LodeParameters {
+    /// exponent p of the density g_p (0 = Gaussian, 1 = Coulomb, any real p > 0)
+    pub exponent: f64,
+    /// Gaussian smearing σ
+    pub smearing: f64,
+    /// largest l (inclusive)
+    pub max_angular: usize,
+    /// index of the last radial function (max_radial + 1 functions)
+    pub max_radial: usize,
+    /// radius of the radial basis (GTO r0 or monomial r_c)
+    pub radius: f64,
+    /// radial basis
+    pub basis: BasisKind,
+    /// k-space cutoff (strict <); `None` = 1.2π/σ
+    pub k_cutoff: Option<f64>,
+    /// weight of the centre atom's own density
+    pub center_atom_weight: f64,
+    /// for p = 3, drop the divergent k = 0 term (featomic's behaviour) instead of failing
+    pub drop_divergent_k0: bool,
+}
+
+/// Which gradients to compute.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GradientRequest {
+    /// dense ∂c_i/∂r_j
+    pub positions: bool,
+    /// ∂c_i/∂ε (positions and cell strained together)
+    pub strain: bool,
+}
+
+/// Dense LODE output for one system.
+#[derive(Debug, Clone)]
+pub struct LodeOutput {
+    /// number of atoms
+    pub n_atoms: usize,
+    /// neighbour species channels, in order
+    pub species: Vec<i32>,
+    /// values, (N, A, F)
+    pub values: Vec<f64>,
+    /// ∂c_i[type(j)]/∂r_j for j ≠ i: (N, N, 3, F) (zero for j = i)
+    pub pair_gradients: Option<Vec<f64>>,
+    /// ∂c_i/∂r_i: (N, 3, A, F)
+    pub self_gradients: Option<Vec<f64>>,
+    /// ∂c_i/∂ε_αβ: (N, 3, 3, A, F)
+    pub strain_gradients: Option<Vec<f64>>,
+}
+
+/// Result of the backward pass.
+#[derive(Debug, Clone)]
+pub struct LodeBackward {
+    /// dL/dr_j, (N, 3)
+    pub positions: Vec<[f64; 3]>,
+    /// dL/dε, (3, 3)
+    pub strain: [[f64; 3]; 3],
+}
+
+/// A LODE spherical expansion calculator.
+#[derive(Debug, Clone)]
+pub struct LodeExpansion {
+    params: LodeParameters,
+    density: Density,
+    k_cutoff: f64,
+    kspace: std::sync::OnceLock<std::sync::Arc<(RadialBasis, radial::KSpline)>>,
+}
+
+impl LodeExpansion {
+    /// Validates the parameters.
+    pub fn new(params: LodeParameters) -> Result<LodeExpansion> {
+        let density = Density::new(params.exponent, params.smearing)?;
+        let k_cutoff = params.k_cutoff.unwrap_or(1.2 * PI / params.smearing);
+        if !(k_cutoff.is_finite() && k_cutoff > 0.0) {
+            return Err(Error::parameter(
+                "k_cutoff",
+                format!("k_cutoff must be positive and finite, got {k_cutoff}"),
+            ));
+        }
+        if !params.center_atom_weight.is_finite() {
+            return Err(Error::parameter(
+                "center_atom_weight",
+                "center_atom_weight must be finite",
+            ));
+        }
+        if !(params.radius.is_finite() && params.radius > 0.0) {
+            return Err(Error::parameter(
+                "radius",
+                format!("the basis radius must be positive and finite, got {}", params.radius),
+            ));
+        }
+        if params.max_angular > 20 || params.max_radial > 30 {
+            return Err(Error::parameter(
+                "max_angular",
+                "max_angular must be <= 20 and max_radial <= 30",
+            ));
+        }
+        Ok(LodeExpansion {
+            params,
+            density,
+            k_cutoff,
+            kspace: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The parameters.
+    pub fn parameters(&self) -> &LodeParameters {
+        &self.params
+    }
+
+    /// The k-space cutoff in use.
+    pub fn k_cutoff(&self) -> f64 {
+        self.k_cutoff
+    }
+
+    /// Number of (l, m, n) features per species channel.
+    pub fn n_features(&self) -> usize {
+        (self.params.max_angular + 1).pow(2) * (self.params.max_radial + 1)
+    }
+
+    fn species_index(&self, system: &System, species: &[i32]) -> Result<Vec<usize>> {
+        system
+            .numbers()
+            .iter()
+            .map(|z| {
+                species.iter().position(|s| s == z).ok_or_else(|| {
+                    Error::parameter(
+                        "species",
+                        format!("atomic number {z} of the system is not in the species list {species:?}"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Computes the expansion of `system` for neighbour species channels `species`.
+    pub fn compute(
+        &self,
+        system: &System,
+        species: &[i32],
+        gradients: GradientRequest,
+    ) -> Result<LodeOutput> {
+        let types = self.species_index(system, species)?;
+        if system.cell().is_some() {
+            periodic::compute(self, system, species, &types, gradients)
+        } else {
+            open::compute(self, system, species, &types, gradients)
+        }
+    }
+
+    /// Backward pass: given dL/dc (same layout as `values`), returns dL/dr and dL/dε
+    /// without forming the dense gradients.
+    pub fn backward(
+        &self,
+        system: &System,
+        species: &[i32],
+        grad_values: &[f64],
+    ) -> Result<LodeBackward> {
+        let types = self.species_index(system, species)?;
+        let expected = system.len() * species.len() * self.n_features();
+        if grad_values.len() != expected {
+            return Err(Error::shape(
+                "dL/dfeatures",
+                format!("{expected} entries"),
+                format!("{}", grad_values.len()),
+            ));
+        }
+        crate::error::check_finite("dL/dfeatures", grad_values)?;
+        if system.cell().is_some() {
+            periodic::backward(self, system, species, &types, grad_values)
+        } else {
+            open::backward(self, system, species, &types, grad_values)
+        }
+    }
+
+    pub(crate) fn basis(&self, k_max: f64) -> Result<RadialBasis> {
+        RadialBasis::new(
+            self.params.basis,
+            self.params.max_radial,
+            self.params.max_angular,
+            self.params.radius,
+            self.params.smearing,
+            k_max,
+        )
+    }
+
+    /// The radial basis and the spline of its k-space integrals on [0, k_cutoff] (built
+    /// once per calculator).
+    pub(crate) fn kspace_tables(&self) -> Result<std::sync::Arc<(RadialBasis, radial::KSpline)>> {
+        if let Some(t) = self.kspace.get() {
+            return Ok(t.clone());
+        }
+        let basis = self.basis(self.k_cutoff)?;
+        let h = (self.k_cutoff / 64.0).min(0.05 / self.params.radius);
+        let spline = radial::KSpline::new(&basis, self.k_cutoff, h);
+        let t = std::sync::Arc::new((basis, spline));
+        let _ = self.kspace.set(t.clone());
+        Ok(t)
+    }
+
+    pub(crate) fn density(&self) -> &Density {
+        &self.density
+    }
+}
+
+/// (−1)^… sign of Re[i^l e^{iθ}] = s_l · (cos θ for even l, sin θ for odd l).
+#[inline]
+pub(crate) fn parity_sign(l: usize) -> f64 {
+    if l % 2 == 0 {
+        if (l / 2) % 2 == 0 {
+            1.0
+        } else {
+            -1.0
+        }
+    } else if ((l + 1) / 2) % 2 == 0 {
+        1.0
+    } else {
+        -1.0
+    }
+}

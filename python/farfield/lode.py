@@ -1,0 +1,407 @@
+"""LODE (long-distance equivariant) features: :class:`LodeSphericalExpansion`.
+
+The projection of the smeared 1/r^p potential of every species on a local radial ×
+real-spherical-harmonics basis around each atom (science.md §2). Periodic systems use the
+exact k-space sum (featomic's formula); non-periodic systems the exact real-space projection
+(no artificial box). Names and conventions follow featomic's ``LodeSphericalExpansion``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _native
+from .system import System, as_system
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int32]
+Frames = Union[Any, Sequence[Any]]
+
+__all__ = ["LodeBackward", "LodeBlock", "LodeResult", "LodeSphericalExpansion"]
+
+
+@dataclass(frozen=True)
+class LodeBlock:
+    """One (centre type, neighbour type, l) block, in featomic's layout.
+
+    Attributes:
+        values: (n_centres, 2l+1, max_radial+1), components m = -l..l.
+        samples: (n_centres, 2) rows (system, atom).
+        positions_gradient: (n_grad, 3, 2l+1, max_radial+1) or ``None``.
+        gradient_samples: (n_grad, 3) rows (sample, system, atom) or ``None``.
+        strain_gradient: (n_centres, 3, 3, 2l+1, max_radial+1) or ``None`` (∂/∂ε, positions
+            and cell strained together).
+    """
+
+    center_type: int
+    neighbor_type: int
+    o3_lambda: int
+    values: FloatArray
+    samples: IntArray
+    positions_gradient: FloatArray | None = None
+    gradient_samples: IntArray | None = None
+    strain_gradient: FloatArray | None = None
+
+
+@dataclass(frozen=True)
+class LodeResult:
+    """LODE coefficients of a batch of frames.
+
+    Attributes:
+        values: dense (n_atoms_total, n_species, (max_angular+1)², max_radial+1) array,
+            neighbour species along axis 1 (in ``species`` order), (l, m) flattened as
+            l² + l + m.
+        samples: (n_atoms_total, 2) rows (system, atom).
+        center_types: (n_atoms_total,) atomic number of each centre.
+        species: the neighbour species channels.
+        blocks: {(center_type, neighbor_type, l): LodeBlock}, featomic's blocks.
+        pair_gradients / self_gradients / strain_gradients: per-frame dense derivative
+            arrays when requested (see :meth:`positions_gradient_dense`).
+    """
+
+    values: FloatArray
+    samples: IntArray
+    center_types: IntArray
+    species: tuple[int, ...]
+    max_angular: int
+    max_radial: int
+    blocks: dict[tuple[int, int, int], LodeBlock]
+    pair_gradients: tuple[FloatArray, ...] | None = None
+    self_gradients: tuple[FloatArray, ...] | None = None
+    strain_gradients: tuple[FloatArray, ...] | None = None
+    frame_offsets: tuple[int, ...] = field(default_factory=tuple)
+
+    def block(self, center_type: int, neighbor_type: int, o3_lambda: int) -> LodeBlock:
+        """The block with these keys (KeyError when absent)."""
+        return self.blocks[(int(center_type), int(neighbor_type), int(o3_lambda))]
+
+    def positions_gradient_dense(self, frame: int = 0) -> FloatArray:
+        """Dense ∂c_i/∂r_j of one frame: (N, N, 3, n_species, (lmax+1)², nmax+1)."""
+        if self.pair_gradients is None or self.self_gradients is None:
+            raise ValueError("positions gradients were not computed")
+        pair = self.pair_gradients[frame]
+        selfg = self.self_gradients[frame]
+        n = pair.shape[0]
+        lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
+        types = self.center_types[lo:hi]
+        index = {s: a for a, s in enumerate(self.species)}
+        dense = np.zeros((n, n, 3, len(self.species)) + pair.shape[3:])
+        for j in range(n):
+            dense[:, j, :, index[int(types[j])]] = pair[:, j]
+        for i in range(n):
+            dense[i, i] += selfg[i].reshape(dense.shape[2:])
+        return dense
+
+    def to_metatensor(self) -> Any:
+        """A ``metatensor.TensorMap`` with featomic's key names (needs metatensor-core)."""
+        try:
+            import metatensor
+        except ImportError as error:  # pragma: no cover
+            raise ImportError("to_metatensor() needs metatensor-core installed") from error
+        keys = []
+        blocks = []
+        for (ct, nt, lam), b in sorted(self.blocks.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+            keys.append([lam, 1, ct, nt])
+            block = metatensor.TensorBlock(
+                values=np.ascontiguousarray(b.values),
+                samples=metatensor.Labels(["system", "atom"], b.samples.astype(np.int32)),
+                components=[
+                    metatensor.Labels(
+                        ["o3_mu"], np.arange(-lam, lam + 1, dtype=np.int32).reshape(-1, 1)
+                    )
+                ],
+                properties=metatensor.Labels(
+                    ["n"], np.arange(self.max_radial + 1, dtype=np.int32).reshape(-1, 1)
+                ),
+            )
+            if b.positions_gradient is not None and b.gradient_samples is not None:
+                block.add_gradient(
+                    "positions",
+                    metatensor.TensorBlock(
+                        values=np.ascontiguousarray(b.positions_gradient),
+                        samples=metatensor.Labels(
+                            ["sample", "system", "atom"], b.gradient_samples.astype(np.int32)
+                        ),
+                        components=[
+                            metatensor.Labels(
+                                ["xyz"], np.arange(3, dtype=np.int32).reshape(-1, 1)
+                            ),
+                            block.components[0],
+                        ],
+                        properties=block.properties,
+                    ),
+                )
+            blocks.append(block)
+        return metatensor.TensorMap(
+            metatensor.Labels(
+                ["o3_lambda", "o3_sigma", "center_type", "neighbor_type"],
+                np.array(keys, dtype=np.int32).reshape(-1, 4),
+            ),
+            blocks,
+        )
+
+
+@dataclass(frozen=True)
+class LodeBackward:
+    """Result of :meth:`LodeSphericalExpansion.backward` for one frame.
+
+    Attributes:
+        positions: dL/dr, (N, 3).
+        strain: dL/dε, (3, 3) (positions and cell strained together).
+        cell: dL/dA at fixed Cartesian positions, (3, 3) rows, ``None`` when open.
+    """
+
+    positions: FloatArray
+    strain: FloatArray
+    cell: FloatArray | None
+
+
+def _frames(frames: Frames) -> list[System]:
+    if isinstance(frames, (list, tuple)):
+        return [as_system(f) for f in frames]
+    return [as_system(frames)]
+
+
+class LodeSphericalExpansion:
+    """LODE spherical expansion, shaped like featomic's ``LodeSphericalExpansion``.
+
+    Args:
+        exponent: p of the density g_p: 0 (Gaussian), 1 (Coulomb), any real p > 0.
+        smearing: Gaussian σ.
+        max_angular: largest l (inclusive).
+        max_radial: index of the last radial function (max_radial + 1 functions).
+        radius: GTO radius r0 or monomial support r_c.
+        basis: ``"gto"`` (featomic's GTO) or ``"monomial"`` (r^(l+2n) on [0, r_c],
+            orthonormalised per l; featomic's ``Monomials`` through ``LodeSpliner``).
+        k_cutoff: k-space cutoff (|k| strictly below); default 1.2π/σ. Periodic only.
+        center_atom_weight: weight of the centre atom's own density.
+        drop_divergent_k0: p = 3 only: drop the divergent k = 0 term as featomic does
+            (otherwise a ValueError).
+        species: neighbour species channels; default: every species in the frames.
+    """
+
+    def __init__(
+        self,
+        exponent: float,
+        smearing: float,
+        max_angular: int,
+        max_radial: int,
+        radius: float,
+        basis: str = "gto",
+        k_cutoff: float | None = None,
+        center_atom_weight: float = 1.0,
+        drop_divergent_k0: bool = False,
+        species: Iterable[int] | None = None,
+    ) -> None:
+        for name, value in (("exponent", exponent), ("smearing", smearing), ("radius", radius)):
+            if not math.isfinite(float(value)):
+                raise ValueError(f"{name} must be finite, got {value}")
+        if float(smearing) <= 0.0:
+            raise ValueError(f"smearing must be positive, got {smearing}")
+        if float(exponent) < 0.0:
+            raise ValueError(f"exponent must be >= 0, got {exponent}")
+        if int(max_angular) < 0 or int(max_radial) < 0:
+            raise ValueError("max_angular and max_radial must be >= 0")
+        if k_cutoff is not None and not (math.isfinite(k_cutoff) and k_cutoff > 0.0):
+            raise ValueError(f"k_cutoff must be positive and finite, got {k_cutoff}")
+        if basis not in ("gto", "monomial"):
+            raise ValueError(f"unknown basis '{basis}', expected 'gto' or 'monomial'")
+        self.exponent = float(exponent)
+        self.smearing = float(smearing)
+        self.max_angular = int(max_angular)
+        self.max_radial = int(max_radial)
+        self.radius = float(radius)
+        self.basis = basis
+        self.k_cutoff = None if k_cutoff is None else float(k_cutoff)
+        self.center_atom_weight = float(center_atom_weight)
+        self.drop_divergent_k0 = bool(drop_divergent_k0)
+        self.species = None if species is None else tuple(sorted(int(s) for s in species))
+        self._native = _native.LodeCalculator(*self._args())
+
+    def _args(self) -> tuple[Any, ...]:
+        return (
+            self.exponent,
+            self.smearing,
+            self.max_angular,
+            self.max_radial,
+            self.radius,
+            self.basis,
+            self.k_cutoff,
+            self.center_atom_weight,
+            self.drop_divergent_k0,
+        )
+
+    def _species(self, systems: list[System]) -> tuple[int, ...]:
+        present = sorted({int(z) for s in systems for z in s.numbers})
+        if self.species is None:
+            return tuple(present)
+        unknown = [z for z in present if z not in self.species]
+        if unknown:
+            raise ValueError(f"atomic numbers {unknown} are not in species={list(self.species)}")
+        return self.species
+
+    def compute(
+        self, frames: Frames, gradients: Sequence[str] = (), progress: bool = False
+    ) -> LodeResult:
+        """Computes the expansion of one frame or a list of frames (``ase.Atoms`` or
+        :class:`farfield.System`); ``gradients`` may hold "positions" and "strain"."""
+        grads = set(gradients)
+        bad = grads - {"positions", "strain", "cell"}
+        if bad:
+            raise ValueError(f"unknown gradients {sorted(bad)}; use 'positions' or 'strain'")
+        want_pos = "positions" in grads
+        want_strain = "strain" in grads or "cell" in grads
+        systems = _frames(frames)
+        if not systems:
+            raise ValueError("no frames given")
+        if self.k_cutoff is not None and not any(s.periodic for s in systems):
+            raise ValueError("k_cutoff is a periodic-only option; the frames are not periodic")
+        species = self._species(systems)
+        na = len(species)
+        nlm = (self.max_angular + 1) ** 2
+        nr = self.max_radial + 1
+        iterator: Iterable[System] = systems
+        if progress:
+            try:
+                from tqdm import tqdm
+
+                iterator = tqdm(systems, desc="LODE")
+            except ImportError:  # pragma: no cover
+                pass
+        values, pairs, selfs, strains, samples, offsets = [], [], [], [], [], [0]
+        for index, system in enumerate(iterator):
+            n = len(system)
+            out = self._native.compute(system._arrays(), list(species), want_pos, want_strain)
+            values.append(out["values"].reshape(n, na, nlm, nr))
+            if want_pos:
+                pairs.append(out["pair_gradients"].reshape(n, n, 3, nlm, nr))
+                selfs.append(out["self_gradients"].reshape(n, 3, na, nlm, nr))
+            if want_strain:
+                strains.append(out["strain_gradients"].reshape(n, 3, 3, na, nlm, nr))
+            samples.append(np.stack([np.full(n, index), np.arange(n)], axis=1))
+            offsets.append(offsets[-1] + n)
+        all_values = np.concatenate(values)
+        all_samples = np.concatenate(samples).astype(np.int32)
+        center_types = np.concatenate([s.numbers for s in systems]).astype(np.int32)
+        blocks = self._blocks(
+            systems, species, all_values, all_samples, center_types, pairs, selfs, strains,
+            offsets,
+        )
+        return LodeResult(
+            values=all_values,
+            samples=all_samples,
+            center_types=center_types,
+            species=species,
+            max_angular=self.max_angular,
+            max_radial=self.max_radial,
+            blocks=blocks,
+            pair_gradients=tuple(pairs) if want_pos else None,
+            self_gradients=tuple(selfs) if want_pos else None,
+            strain_gradients=tuple(strains) if want_strain else None,
+            frame_offsets=tuple(offsets),
+        )
+
+    def _blocks(
+        self,
+        systems: list[System],
+        species: tuple[int, ...],
+        values: FloatArray,
+        samples: IntArray,
+        center_types: IntArray,
+        pairs: list[FloatArray],
+        selfs: list[FloatArray],
+        strains: list[FloatArray],
+        offsets: list[int],
+    ) -> dict[tuple[int, int, int], LodeBlock]:
+        blocks: dict[tuple[int, int, int], LodeBlock] = {}
+        present_centres = sorted({int(z) for z in center_types})
+        for ct in present_centres:
+            rows = np.nonzero(center_types == ct)[0]
+            for a, nt in enumerate(species):
+                for lam in range(self.max_angular + 1):
+                    lm = slice(lam * lam, (lam + 1) * (lam + 1))
+                    grad = gsamples = strain = None
+                    if pairs:
+                        gvals, gsamp = [], []
+                        for s_index, row in enumerate(rows):
+                            frame = int(samples[row, 0])
+                            i = int(samples[row, 1])
+                            nums = systems[frame].numbers
+                            pair = pairs[frame]
+                            gvals.append(selfs[frame][i, :, a, lm][None])
+                            gsamp.append([[s_index, frame, i]])
+                            js = [j for j in np.nonzero(nums == nt)[0] if j != i]
+                            if js:
+                                gvals.append(pair[i, js][:, :, lm])
+                                gsamp.append([[s_index, frame, j] for j in js])
+                        grad = np.concatenate(gvals) if gvals else np.zeros((0, 3, 2 * lam + 1, self.max_radial + 1))
+                        gsamples = np.array(
+                            [g for chunk in gsamp for g in chunk], dtype=np.int32
+                        ).reshape(-1, 3)
+                    if strains:
+                        strain = np.stack(
+                            [
+                                strains[int(samples[row, 0])][
+                                    int(samples[row, 0]) * 0 + int(samples[row, 1]), :, :, a, lm
+                                ]
+                                for row in rows
+                            ]
+                        )
+                    blocks[(ct, nt, lam)] = LodeBlock(
+                        center_type=ct,
+                        neighbor_type=nt,
+                        o3_lambda=lam,
+                        values=values[rows, a, lm],
+                        samples=samples[rows],
+                        positions_gradient=grad,
+                        gradient_samples=gsamples,
+                        strain_gradient=strain,
+                    )
+        return blocks
+
+    def backward(
+        self, frames: Frames, grad_values: FloatArray | Sequence[FloatArray]
+    ) -> list[LodeBackward]:
+        """Vector-Jacobian product without the dense gradients.
+
+        ``grad_values`` holds dL/dvalues in the dense layout of :attr:`LodeResult.values`
+        (one array over the whole batch, or one per frame). Returns one
+        :class:`LodeBackward` per frame.
+        """
+        systems = _frames(frames)
+        species = self._species(systems)
+        na = len(species)
+        nlm = (self.max_angular + 1) ** 2
+        nr = self.max_radial + 1
+        if isinstance(grad_values, np.ndarray):
+            sizes = np.cumsum([0] + [len(s) for s in systems])
+            full = np.asarray(grad_values, dtype=np.float64)
+            if full.shape != (sizes[-1], na, nlm, nr):
+                raise ValueError(
+                    f"grad_values must have shape {(int(sizes[-1]), na, nlm, nr)}, got {full.shape}"
+                )
+            per_frame = [full[sizes[k] : sizes[k + 1]] for k in range(len(systems))]
+        else:
+            per_frame = [np.asarray(g, dtype=np.float64) for g in grad_values]
+        results = []
+        for system, g in zip(systems, per_frame):
+            n = len(system)
+            if g.shape != (n, na, nlm, nr):
+                raise ValueError(f"grad_values must have shape {(n, na, nlm, nr)}, got {g.shape}")
+            pos, strain = self._native.backward(
+                system._arrays(), list(species), np.ascontiguousarray(g).reshape(-1)
+            )
+            dpos = pos.reshape(n, 3)
+            dstrain = strain.reshape(3, 3)
+            cell = None
+            if system.cell is not None:
+                m = dstrain - dpos.T @ system.positions
+                cell = np.linalg.inv(system.cell).T @ m.T
+            results.append(LodeBackward(positions=dpos, strain=dstrain, cell=cell))
+        return results
