@@ -7,14 +7,20 @@ deviation of the Gaussian charge. Cell vectors are rows.
 
 from __future__ import annotations
 
-from . import units
+from . import structures, triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
 from .system import System
+from .triplets import Bispectrum, TripletFeatures, TripletMLP
 
 __all__ = [
+    "Bispectrum",
+    "TripletFeatures",
+    "TripletMLP",
     "System",
     "__version__",
     "get_num_threads",
     "set_num_threads",
+    "structures",
+    "triplets",
     "units",
 ]

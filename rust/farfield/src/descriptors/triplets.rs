@@ -546,7 +546,7 @@ pub fn pair_expansions(
 ) -> Result<Vec<PairExpansion>> {
     let lm = settings.lm_size();
     let mut neighbours = cells.neighbors(i);
-    neighbours.sort_by(|a, b| (a.j, a.shift).cmp(&(b.j, b.shift)));
+    neighbours.sort_by_key(|a| (a.j, a.shift));
     let mut ylm = vec![0.0; lm];
     let mut out = Vec::with_capacity(neighbours.len());
     for nb in neighbours {
