@@ -1,1 +1,60 @@
 //! Radial bases (GTO, monomial), orthonormalisation and radial integrals.
+//!
+//! * [`gto::GtoBasis`]: featomic's Gaussian-type orbitals, Löwdin-orthonormalised on [0, ∞),
+//!   with closed-form k-space integrals `∫ r² R_n(r) j_l(kr) dr`;
+//! * [`monomial::MonomialBasis`]: `R_nl ∝ r^{l+2n}` on [0, r_c], orthonormalised per `l`
+//!   (the multipole basis of LODE);
+//! * [`density::GaussianDensityIntegral`]: the SOAP real-space radial integral of a Gaussian
+//!   atomic density with the GTO basis (exact through ₁F₁, or splined).
+//!
+//! [`RadialBasis`] is what the descriptors need from any of them.
+
+pub mod density;
+pub mod gto;
+pub mod monomial;
+
+use crate::math::quadrature::gauss_legendre_interval;
+
+/// A radial basis `R_nl(r)`, orthonormal for each `l` with weight `r²`.
+pub trait RadialBasis: Send + Sync {
+    /// Number of radial functions for angular channel `l`.
+    fn size(&self, l: usize) -> usize;
+    /// Upper end of the support (`r_c` for monomials; a radius beyond which the GTOs are
+    /// negligible, ~1e-20 relative, for GTOs).
+    fn support(&self) -> f64;
+    /// Writes `R_nl(r)` for `n = 0..size(l)` into `out`.
+    fn evaluate(&self, l: usize, r: f64, out: &mut [f64]);
+    /// k-space radial integrals `I_nl(k) = ∫_0^support r² R_nl(r) j_l(kr) dr` for all `n`,
+    /// by Gauss–Legendre quadrature (exact bases override this with closed forms).
+    fn kspace_integrals(&self, l: usize, k: f64, out: &mut [f64]) {
+        let size = self.size(l);
+        let (xs, ws) = gauss_legendre_interval(200, 0.0, self.support());
+        out[..size].fill(0.0);
+        let mut buf = vec![0.0; size];
+        for (x, w) in xs.iter().zip(&ws) {
+            self.evaluate(l, *x, &mut buf);
+            let f = w * x * x * crate::math::bessel::spherical_jn(l, k * x);
+            for n in 0..size {
+                out[n] += f * buf[n];
+            }
+        }
+    }
+}
+
+/// Gram matrix `∫ r² R_nl R_n'l dr` of a basis by Gauss–Legendre quadrature (for tests and
+/// diagnostics), row-major `size × size`.
+pub fn gram_by_quadrature(basis: &dyn RadialBasis, l: usize, n_points: usize) -> Vec<f64> {
+    let size = basis.size(l);
+    let (xs, ws) = gauss_legendre_interval(n_points, 0.0, basis.support());
+    let mut g = vec![0.0; size * size];
+    let mut buf = vec![0.0; size];
+    for (x, w) in xs.iter().zip(&ws) {
+        basis.evaluate(l, *x, &mut buf);
+        for a in 0..size {
+            for b in 0..size {
+                g[a * size + b] += w * x * x * buf[a] * buf[b];
+            }
+        }
+    }
+    g
+}
