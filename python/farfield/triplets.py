@@ -17,9 +17,10 @@ data set's triplets: ``psi="linear"`` in Rust, or any callable ``(n, F) → (n, 
 :class:`TripletMLP`) applied chunk by chunk. :meth:`TripletFeatures.fit_pca` fits a PCA on a
 sample of triplets; later calls return (and ψ receives) the compressed rows.
 
-The local expansion is ``g_ij[n, l, m] = f_c(r) exp(−(r − r_n)²/(2 w²)) Y_lm(r̂)`` with ``r_n`` a
-uniform grid on [0, cutoff], ``w = radial_width``, a shifted-cosine switch of ``cutoff_width``
-and real harmonics in featomic's convention.
+The local expansion is SOAP's: ``g_ij[n, l, m] = f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)``, the
+Gaussian atomic density of std ``smearing`` on ``max_radial`` GTO radial functions (featomic's
+GTOs with radius = cutoff; featomic's ``max_radial`` is ours minus one), real spherical harmonics
+in featomic's convention, and a shifted-cosine switch of width ``cutoff_width``.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class _Expansion:
         *,
         max_radial: int = 6,
         max_angular: int = 3,
-        radial_width: float = 0.2,
+        smearing: float = 0.2,
         cutoff_width: float = 0.1,
         species: Sequence[int] | None = None,
     ) -> None:
@@ -101,7 +102,7 @@ class _Expansion:
         self.cutoff = float(cutoff)
         self.max_radial = int(max_radial)
         self.max_angular = int(max_angular)
-        self.radial_width = float(radial_width)
+        self.smearing = float(smearing)
         self.cutoff_width = float(cutoff_width)
         self.species = None if species is None else [int(s) for s in species]
         # validate now (the same checks the core runs), with a dummy species list if needed
@@ -112,9 +113,9 @@ class _Expansion:
             raise ValueError(
                 f"invalid cutoff_width: must lie in [0, cutoff = {self.cutoff}], got {cutoff_width}"
             )
-        if not (0 < self.radial_width <= self.cutoff):
+        if not (0 < self.smearing <= self.cutoff):
             raise ValueError(
-                f"invalid radial_width: must lie in (0, cutoff = {self.cutoff}], got {radial_width}"
+                f"invalid smearing: must lie in (0, cutoff = {self.cutoff}], got {smearing}"
             )
 
     def _species(self, systems: list[System]) -> list[int]:
@@ -129,7 +130,7 @@ class _Expansion:
             self.cutoff_width,
             self.max_radial,
             self.max_angular,
-            self.radial_width,
+            self.smearing,
             species,
         )
 
@@ -167,9 +168,9 @@ class TripletFeatures(_Expansion):
 
     Args:
         cutoff: neighbour cutoff (Å), > 0.
-        max_radial: number of Gaussian radial functions (1..32).
+        max_radial: number of GTO radial functions (1..30).
         max_angular: largest l (and λ) (0..8).
-        radial_width: std of each radial Gaussian, in (0, cutoff].
+        smearing: std σ of the Gaussian atomic density, in (0, cutoff].
         cutoff_width: width of the shifted-cosine switch, in [0, cutoff].
         species: atomic numbers of the species channels; default: those in the frames given to
             each call (pass them explicitly to get the same columns across calls). An atom of

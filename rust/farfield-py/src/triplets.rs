@@ -4,8 +4,7 @@ use crate::convert::SystemArrays;
 use crate::{errors, threads};
 use farfield::descriptors::bispectrum::Bispectrum;
 use farfield::descriptors::triplets::{
-    pair_expansions, CentreOutput, Centres, Coupling, ExpansionSettings, Projection,
-    TripletFeatures,
+    CentreOutput, Centres, Coupling, ExpansionSettings, LocalExpansion, Projection, TripletFeatures,
 };
 use farfield::neighbors::CellList;
 use farfield::{Error, System};
@@ -26,7 +25,7 @@ fn settings(
     cutoff_width: f64,
     max_radial: usize,
     max_angular: usize,
-    radial_width: f64,
+    smearing: f64,
     species: Vec<i32>,
 ) -> ExpansionSettings {
     ExpansionSettings {
@@ -34,7 +33,7 @@ fn settings(
         cutoff_width,
         max_radial,
         max_angular,
-        radial_width,
+        smearing,
         species,
     }
 }
@@ -88,7 +87,7 @@ fn projection(
 /// Triplet features of every ordered neighbour pair of every centre:
 /// returns (samples (n, 4) = (structure, centre, j1, j2), values (n, F)).
 #[pyfunction]
-#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, radial_width, species, centres_list=None, proj=None))]
+#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, smearing, species, centres_list=None, proj=None))]
 #[allow(clippy::too_many_arguments)]
 fn triplet_features<'py>(
     py: Python<'py>,
@@ -97,7 +96,7 @@ fn triplet_features<'py>(
     cutoff_width: f64,
     max_radial: usize,
     max_angular: usize,
-    radial_width: f64,
+    smearing: f64,
     species: Vec<i32>,
     centres_list: Option<Vec<usize>>,
     proj: Option<(PyReadonlyArray1<'py, f64>, PyReadonlyArray2<'py, f64>)>,
@@ -108,7 +107,7 @@ fn triplet_features<'py>(
         cutoff_width,
         max_radial,
         max_angular,
-        radial_width,
+        smearing,
         species,
     );
     let proj = projection(proj);
@@ -127,7 +126,7 @@ fn triplet_features<'py>(
 /// Σ_{j1, j2} of the (optionally projected) triplet features of every centre, streamed:
 /// returns (samples (n, 2), n_neighbours (n,), values (n, F)).
 #[pyfunction]
-#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, radial_width, species, centres_list=None, proj=None))]
+#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, smearing, species, centres_list=None, proj=None))]
 #[allow(clippy::too_many_arguments)]
 fn triplet_summed<'py>(
     py: Python<'py>,
@@ -136,7 +135,7 @@ fn triplet_summed<'py>(
     cutoff_width: f64,
     max_radial: usize,
     max_angular: usize,
-    radial_width: f64,
+    smearing: f64,
     species: Vec<i32>,
     centres_list: Option<Vec<usize>>,
     proj: Option<(PyReadonlyArray1<'py, f64>, PyReadonlyArray2<'py, f64>)>,
@@ -147,7 +146,7 @@ fn triplet_summed<'py>(
         cutoff_width,
         max_radial,
         max_angular,
-        radial_width,
+        smearing,
         species,
     );
     let proj = projection(proj);
@@ -162,7 +161,7 @@ fn triplet_summed<'py>(
 
 /// Bispectrum of every centre: returns (samples (n, 2), n_neighbours (n,), values (n, F)).
 #[pyfunction]
-#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, radial_width, species, centres_list=None))]
+#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, smearing, species, centres_list=None))]
 #[allow(clippy::too_many_arguments)]
 fn bispectrum<'py>(
     py: Python<'py>,
@@ -171,7 +170,7 @@ fn bispectrum<'py>(
     cutoff_width: f64,
     max_radial: usize,
     max_angular: usize,
-    radial_width: f64,
+    smearing: f64,
     species: Vec<i32>,
     centres_list: Option<Vec<usize>>,
 ) -> PyResult<CentreArrays<'py>> {
@@ -181,7 +180,7 @@ fn bispectrum<'py>(
         cutoff_width,
         max_radial,
         max_angular,
-        radial_width,
+        smearing,
         species,
     );
     let c = centres(centres_list);
@@ -217,7 +216,7 @@ fn pair_expansion<'py>(
     cutoff_width: f64,
     max_radial: usize,
     max_angular: usize,
-    radial_width: f64,
+    smearing: f64,
     species: Vec<i32>,
 ) -> PyResult<PairArrays<'py>> {
     let s = settings(
@@ -225,13 +224,13 @@ fn pair_expansion<'py>(
         cutoff_width,
         max_radial,
         max_angular,
-        radial_width,
+        smearing,
         species,
     );
     let lm = s.lm_size();
     let pairs = errors::guarded(|| {
         let system = frame.to_system()?;
-        s.validate()?;
+        let expansion = LocalExpansion::new(s.clone())?;
         if centre >= system.len() {
             return Err(Error::parameter(
                 "centre",
@@ -239,7 +238,7 @@ fn pair_expansion<'py>(
             ));
         }
         let cells = CellList::new(&system, s.cutoff)?;
-        pair_expansions(&s, &system, &cells, centre)
+        expansion.pairs(&system, &cells, centre)
     })?;
     let js: Vec<i64> = pairs.iter().map(|p| p.j as i64).collect();
     let flat: Vec<f64> = pairs.iter().flat_map(|p| p.coefficients.clone()).collect();

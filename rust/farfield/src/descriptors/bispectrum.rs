@@ -5,8 +5,8 @@
 //! are kept (σ = (−1)^{l1+l2+l3}).
 
 use crate::descriptors::triplets::{
-    cell_lists, centre_tasks, density, feature_labels, pair_expansions, CentreOutput, Centres,
-    Contraction, Coupling, ExpansionSettings,
+    cell_lists, centre_tasks, density, feature_labels, CentreOutput, Centres, Contraction,
+    Coupling, ExpansionSettings, LocalExpansion,
 };
 use crate::error::Result;
 use crate::system::System;
@@ -16,15 +16,20 @@ use rayon::prelude::*;
 #[derive(Debug, Clone)]
 pub struct Bispectrum {
     settings: ExpansionSettings,
+    expansion: LocalExpansion,
     coupling: Coupling,
 }
 
 impl Bispectrum {
     /// Validates the settings and precomputes the Clebsch–Gordan tables.
     pub fn new(settings: ExpansionSettings) -> Result<Bispectrum> {
-        settings.validate()?;
+        let expansion = LocalExpansion::new(settings.clone())?;
         let coupling = Coupling::new(settings.max_angular);
-        Ok(Bispectrum { settings, coupling })
+        Ok(Bispectrum {
+            settings,
+            expansion,
+            coupling,
+        })
     }
 
     /// Number of features: S³ × n_paths × n³.
@@ -56,7 +61,7 @@ impl Bispectrum {
         let rows: Vec<(usize, Vec<f64>)> = tasks
             .par_iter()
             .map(|&(si, i)| -> Result<(usize, Vec<f64>)> {
-                let pairs = pair_expansions(&self.settings, &systems[si], &cells[si], i)?;
+                let pairs = self.expansion.pairs(&systems[si], &cells[si], i)?;
                 let rho = density(&self.settings, &pairs);
                 let mut ws = contraction.workspace();
                 let mut row = vec![0.0; width];

@@ -27,7 +27,11 @@
 //! cosine cutoff): the completeness argument holds for any radial basis, and the type is the only
 //! place to change when the shared expansion is swapped in.
 
+use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
+use crate::basis::gto::GtoBasis;
 use crate::error::{Error, Result};
+use crate::math::clebsch_gordan::real_cg_dense;
+use crate::math::spherical_harmonics::SphericalHarmonics;
 use crate::neighbors::CellList;
 use crate::system::System;
 use rayon::prelude::*;
@@ -40,12 +44,12 @@ pub struct ExpansionSettings {
     pub cutoff: f64,
     /// Width of the shifted-cosine switch at the cutoff, in [0, cutoff].
     pub cutoff_width: f64,
-    /// Number of radial functions n (≥ 1).
+    /// Number of GTO radial functions n, 1..=30 (featomic's `max_radial` + 1).
     pub max_radial: usize,
     /// Largest angular momentum l (and λ of the Clebsch–Gordan products).
     pub max_angular: usize,
-    /// Standard deviation of each Gaussian radial function, in (0, cutoff].
-    pub radial_width: f64,
+    /// Standard deviation σ of the Gaussian atomic density, in (0, cutoff].
+    pub smearing: f64,
     /// Atomic numbers of the species channels (unique); every atom must be one of them.
     pub species: Vec<i32>,
 }
@@ -71,22 +75,19 @@ impl ExpansionSettings {
                 ),
             ));
         }
-        if !(self.radial_width.is_finite()
-            && self.radial_width > 0.0
-            && self.radial_width <= self.cutoff)
-        {
+        if !(self.smearing.is_finite() && self.smearing > 0.0 && self.smearing <= self.cutoff) {
             return Err(Error::parameter(
-                "radial_width",
+                "smearing",
                 format!(
                     "must lie in (0, cutoff = {}], got {}",
-                    self.cutoff, self.radial_width
+                    self.cutoff, self.smearing
                 ),
             ));
         }
-        if self.max_radial == 0 || self.max_radial > 32 {
+        if self.max_radial == 0 || self.max_radial > 30 {
             return Err(Error::parameter(
                 "max_radial",
-                format!("must lie in 1..=32, got {}", self.max_radial),
+                format!("must lie in 1..=30, got {}", self.max_radial),
             ));
         }
         if self.max_angular > 8 {
@@ -140,182 +141,6 @@ impl ExpansionSettings {
     }
 }
 
-/// Real spherical harmonics `Y_lm(r̂)` for l ≤ l_max of a unit vector, in the order
-/// `(l, m = −l..l)` (index `l² + l + m`); featomic's convention (science.md §0):
-/// `Y_1,−1 ∝ y`, `Y_1,0 ∝ z`, `Y_1,1 ∝ x`.
-pub fn real_spherical_harmonics(l_max: usize, u: [f64; 3], out: &mut [f64]) {
-    let (x, y, z) = (u[0], u[1], u[2]);
-    // Q[l][m] = P̄_l^m(z) / (1 - z²)^{m/2} (no Condon–Shortley phase); (x + iy)^m supplies the
-    // rest: (1 − z²)^{m/2} e^{imφ} = (x + iy)^m for a unit vector.
-    let n = l_max + 1;
-    let mut q = vec![0.0; n * n];
-    for m in 0..n {
-        let mut qmm = 1.0;
-        for k in 0..m {
-            qmm *= (2 * k + 1) as f64;
-        }
-        q[m * n + m] = qmm;
-        if m + 1 < n {
-            q[(m + 1) * n + m] = (2 * m + 1) as f64 * z * qmm;
-        }
-        for l in (m + 2)..n {
-            q[l * n + m] = ((2 * l - 1) as f64 * z * q[(l - 1) * n + m]
-                - (l + m - 1) as f64 * q[(l - 2) * n + m])
-                / (l - m) as f64;
-        }
-    }
-    let mut re = vec![1.0; n];
-    let mut im = vec![0.0; n];
-    for m in 1..n {
-        re[m] = re[m - 1] * x - im[m - 1] * y;
-        im[m] = re[m - 1] * y + im[m - 1] * x;
-    }
-    for l in 0..n {
-        let base = l * l + l;
-        for m in 0..=l {
-            // N_lm = sqrt((2l+1)/(4π) (l−m)!/(l+m)!)
-            let mut ratio = 1.0;
-            for k in (l - m + 1)..=(l + m) {
-                ratio /= k as f64;
-            }
-            let norm = ((2 * l + 1) as f64 / (4.0 * PI) * ratio).sqrt();
-            let value = norm * q[l * n + m];
-            if m == 0 {
-                out[base] = value;
-            } else {
-                out[base + m] = std::f64::consts::SQRT_2 * value * re[m];
-                out[base - m] = std::f64::consts::SQRT_2 * value * im[m];
-            }
-        }
-    }
-}
-
-fn factorial(n: i64) -> f64 {
-    (1..=n).fold(1.0, |acc, k| acc * k as f64)
-}
-
-/// Complex Clebsch–Gordan coefficient ⟨j1 m1 j2 m2 | J M⟩ (Racah's formula, integer j).
-pub fn complex_clebsch_gordan(j1: i64, m1: i64, j2: i64, m2: i64, j: i64, m: i64) -> f64 {
-    if m != m1 + m2 || j < (j1 - j2).abs() || j > j1 + j2 || m1.abs() > j1 || m2.abs() > j2 {
-        return 0.0;
-    }
-    if m.abs() > j {
-        return 0.0;
-    }
-    let pre = ((2 * j + 1) as f64
-        * factorial(j + j1 - j2)
-        * factorial(j - j1 + j2)
-        * factorial(j1 + j2 - j)
-        / factorial(j1 + j2 + j + 1))
-    .sqrt();
-    let pre = pre
-        * (factorial(j + m)
-            * factorial(j - m)
-            * factorial(j1 - m1)
-            * factorial(j1 + m1)
-            * factorial(j2 - m2)
-            * factorial(j2 + m2))
-        .sqrt();
-    let mut sum = 0.0;
-    for k in 0..=(j1 + j2 - j) {
-        let args = [
-            j1 + j2 - j - k,
-            j1 - m1 - k,
-            j2 + m2 - k,
-            j - j2 + m1 + k,
-            j - j1 - m2 + k,
-        ];
-        if args.iter().any(|&a| a < 0) {
-            continue;
-        }
-        let denom = factorial(k) * args.iter().map(|&a| factorial(a)).product::<f64>();
-        sum += if k % 2 == 0 { 1.0 } else { -1.0 } / denom;
-    }
-    pre * sum
-}
-
-/// Unitary map from complex to real harmonics: `Y^R_{l m} = Σ_m' U[m][m'] Y_l^{m'}`, entries as
-/// (re, im), indices `m + l`.
-fn real_from_complex(l: i64) -> Vec<Vec<(f64, f64)>> {
-    let size = (2 * l + 1) as usize;
-    let mut u = vec![vec![(0.0, 0.0); size]; size];
-    let h = std::f64::consts::FRAC_1_SQRT_2;
-    for m in -l..=l {
-        let r = (m + l) as usize;
-        let sign = if m.abs() % 2 == 0 { 1.0 } else { -1.0 };
-        if m > 0 {
-            u[r][(m + l) as usize] = (sign * h, 0.0);
-            u[r][(-m + l) as usize] = (h, 0.0);
-        } else if m == 0 {
-            u[r][l as usize] = (1.0, 0.0);
-        } else {
-            u[r][(-m + l) as usize] = (0.0, -sign * h);
-            u[r][(m + l) as usize] = (0.0, h);
-        }
-    }
-    u
-}
-
-/// Real Clebsch–Gordan coefficients coupling real tensors of l1 and l2 into a real tensor of λ:
-/// `c[μ][m1][m2]` (indices `m + l`), for both parities. They are `U_λ C (U_l1^† ⊗ U_l2^†)`,
-/// which is real or purely imaginary; the non-zero part is returned (equivariant either way).
-pub fn real_clebsch_gordan(l1: usize, l2: usize, lambda: usize) -> Vec<f64> {
-    let (a, b, c) = (l1 as i64, l2 as i64, lambda as i64);
-    let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * lambda + 1);
-    let u1 = real_from_complex(a);
-    let u2 = real_from_complex(b);
-    let u3 = real_from_complex(c);
-    let mut re = vec![0.0; s3 * s1 * s2];
-    let mut im = vec![0.0; s3 * s1 * s2];
-    for mu in 0..s3 {
-        for p1 in 0..s1 {
-            for p2 in 0..s2 {
-                let (mut sr, mut si) = (0.0, 0.0);
-                for q1 in 0..s1 {
-                    // conj(U1[p1][q1])
-                    let (ar, ai) = (u1[p1][q1].0, -u1[p1][q1].1);
-                    if ar == 0.0 && ai == 0.0 {
-                        continue;
-                    }
-                    for q2 in 0..s2 {
-                        let (br, bi) = (u2[p2][q2].0, -u2[p2][q2].1);
-                        if br == 0.0 && bi == 0.0 {
-                            continue;
-                        }
-                        let m1 = q1 as i64 - a;
-                        let m2 = q2 as i64 - b;
-                        let m = m1 + m2;
-                        if m.abs() > c {
-                            continue;
-                        }
-                        let cg = complex_clebsch_gordan(a, m1, b, m2, c, m);
-                        if cg == 0.0 {
-                            continue;
-                        }
-                        let (ur, ui) = u3[mu][(m + c) as usize];
-                        // ur_i * cg * a * b (complex product)
-                        let (xr, xi) = (ar * br - ai * bi, ar * bi + ai * br);
-                        let (yr, yi) = (ur * xr - ui * xi, ur * xi + ui * xr);
-                        sr += cg * yr;
-                        si += cg * yi;
-                    }
-                }
-                re[(mu * s1 + p1) * s2 + p2] = sr;
-                im[(mu * s1 + p1) * s2 + p2] = si;
-            }
-        }
-    }
-    let nr: f64 = re.iter().map(|v| v * v).sum();
-    let ni: f64 = im.iter().map(|v| v * v).sum();
-    let mut out = if nr >= ni { re } else { im };
-    for v in out.iter_mut() {
-        if v.abs() < 1e-14 {
-            *v = 0.0;
-        }
-    }
-    out
-}
-
 /// One `(l1, l2, l3)` coupling path and the non-zero entries of its λ = 0 contraction tensor
 /// `K[m1, m2, m3] = C^{l3 m3}_{l1 m1 l2 m2} / √(2 l3 + 1)`.
 #[derive(Debug, Clone)]
@@ -346,14 +171,14 @@ impl Coupling {
         for l1 in 0..=l_max {
             for l2 in 0..=l_max {
                 for l3 in l1.abs_diff(l2)..=(l1 + l2).min(l_max) {
-                    let cg = real_clebsch_gordan(l1, l2, l3);
-                    let (s1, s2) = (2 * l1 + 1, 2 * l2 + 1);
-                    let scale = 1.0 / ((2 * l3 + 1) as f64).sqrt();
+                    let cg = real_cg_dense(l1, l2, l3);
+                    let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1);
+                    let scale = 1.0 / (s3 as f64).sqrt();
                     let mut entries = Vec::new();
-                    for m3 in 0..(2 * l3 + 1) {
+                    for m3 in 0..s3 {
                         for m1 in 0..s1 {
                             for m2 in 0..s2 {
-                                let v = cg[(m3 * s1 + m1) * s2 + m2];
+                                let v = cg[(m1 * s2 + m2) * s3 + m3];
                                 if v != 0.0 {
                                     entries.push((m1, m2, m3, v * scale));
                                 }
@@ -384,7 +209,7 @@ impl Coupling {
         lambda: usize,
     ) -> Vec<f64> {
         let lm = (self.l_max + 1) * (self.l_max + 1);
-        let cg = real_clebsch_gordan(l1, l2, lambda);
+        let cg = real_cg_dense(l1, l2, lambda);
         let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * lambda + 1);
         let mut out = vec![0.0; n_radial * n_radial * s3];
         for n1 in 0..n_radial {
@@ -393,7 +218,7 @@ impl Coupling {
                     let mut sum = 0.0;
                     for m1 in 0..s1 {
                         for m2 in 0..s2 {
-                            sum += cg[(mu * s1 + m1) * s2 + m2]
+                            sum += cg[(m1 * s2 + m2) * s3 + mu]
                                 * a[n1 * lm + l1 * l1 + m1]
                                 * b[n2 * lm + l2 * l2 + m2];
                         }
@@ -527,49 +352,70 @@ pub fn cutoff_function(r: f64, cutoff: f64, width: f64) -> f64 {
     }
 }
 
-/// Centre of the n-th Gaussian radial function: a uniform grid on [0, cutoff].
-fn radial_centre(settings: &ExpansionSettings, n: usize) -> f64 {
-    if settings.max_radial == 1 {
-        0.5 * settings.cutoff
-    } else {
-        settings.cutoff * n as f64 / (settings.max_radial - 1) as f64
-    }
+/// The local (pair) expansion: SOAP's Gaussian atomic density (std `smearing`) projected on
+/// featomic-style GTO radial functions (radius = cutoff) and real spherical harmonics,
+/// `g_ij[n, l, m] = f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)` with the exact Gaussian-density radial
+/// integral `I_nl` of [`crate::basis::density`], splined to 1e-12.
+#[derive(Debug, Clone)]
+pub struct LocalExpansion {
+    settings: ExpansionSettings,
+    harmonics: SphericalHarmonics,
+    radial: RadialIntegral,
 }
 
-/// Pair expansions `g_ij` of every neighbour of centre `i`, in the neighbour-list order sorted by
-/// (j, shift) so that the result does not depend on the cell-list layout.
-pub fn pair_expansions(
-    settings: &ExpansionSettings,
-    system: &System,
-    cells: &CellList,
-    i: usize,
-) -> Result<Vec<PairExpansion>> {
-    let lm = settings.lm_size();
-    let mut neighbours = cells.neighbors(i);
-    neighbours.sort_by_key(|a| (a.j, a.shift));
-    let mut ylm = vec![0.0; lm];
-    let mut out = Vec::with_capacity(neighbours.len());
-    for nb in neighbours {
-        let r = nb.distance;
-        let u = [nb.vector[0] / r, nb.vector[1] / r, nb.vector[2] / r];
-        real_spherical_harmonics(settings.max_angular, u, &mut ylm);
-        let fc = cutoff_function(r, settings.cutoff, settings.cutoff_width);
-        let mut coefficients = vec![0.0; settings.block_size()];
-        for n in 0..settings.max_radial {
-            let d = (r - radial_centre(settings, n)) / settings.radial_width;
-            let radial = fc * (-0.5 * d * d).exp();
-            for k in 0..lm {
-                coefficients[n * lm + k] = radial * ylm[k];
-            }
-        }
-        out.push(PairExpansion {
-            j: nb.j,
-            species: settings.species_index(system.numbers()[nb.j], nb.j)?,
-            shift: nb.shift,
-            coefficients,
-        });
+impl LocalExpansion {
+    /// Validates the settings and prepares the radial integral.
+    pub fn new(settings: ExpansionSettings) -> Result<LocalExpansion> {
+        settings.validate()?;
+        let gto = GtoBasis::new(settings.max_radial - 1, settings.cutoff)?;
+        let exact = GaussianDensityIntegral::new(gto, settings.max_angular, settings.smearing)?;
+        let radial = RadialIntegral::new(exact, settings.cutoff, Some(1e-12))?;
+        Ok(LocalExpansion {
+            harmonics: SphericalHarmonics::new(settings.max_angular),
+            radial,
+            settings,
+        })
     }
-    Ok(out)
+
+    /// The settings.
+    pub fn settings(&self) -> &ExpansionSettings {
+        &self.settings
+    }
+
+    /// Pair expansions `g_ij` of every neighbour of centre `i`, sorted by (j, shift) so that the
+    /// result does not depend on the cell-list layout.
+    pub fn pairs(&self, system: &System, cells: &CellList, i: usize) -> Result<Vec<PairExpansion>> {
+        let settings = &self.settings;
+        let lm = settings.lm_size();
+        let n_radial = settings.max_radial;
+        let mut neighbours = cells.neighbors(i);
+        neighbours.sort_by_key(|a| (a.j, a.shift));
+        let mut ylm = vec![0.0; lm];
+        let mut radial = vec![0.0; (settings.max_angular + 1) * n_radial];
+        let mut out = Vec::with_capacity(neighbours.len());
+        for nb in neighbours {
+            let r = nb.distance;
+            self.harmonics.compute(&nb.vector, &mut ylm);
+            self.radial.compute(r, &mut radial, None);
+            let fc = cutoff_function(r, settings.cutoff, settings.cutoff_width);
+            let mut coefficients = vec![0.0; settings.block_size()];
+            for n in 0..n_radial {
+                for l in 0..=settings.max_angular {
+                    let f = fc * radial[l * n_radial + n];
+                    for k in l * l..(l + 1) * (l + 1) {
+                        coefficients[n * lm + k] = f * ylm[k];
+                    }
+                }
+            }
+            out.push(PairExpansion {
+                j: nb.j,
+                species: settings.species_index(system.numbers()[nb.j], nb.j)?,
+                shift: nb.shift,
+                coefficients,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// ρ_i of every species: `[a][n][(l, m)]`.
@@ -633,6 +479,7 @@ pub struct CentreOutput {
 #[derive(Debug, Clone)]
 pub struct TripletFeatures {
     settings: ExpansionSettings,
+    expansion: LocalExpansion,
     coupling: Coupling,
 }
 
@@ -713,9 +560,13 @@ pub(crate) fn cell_lists(
 impl TripletFeatures {
     /// Validates the settings and precomputes the Clebsch–Gordan tables.
     pub fn new(settings: ExpansionSettings) -> Result<TripletFeatures> {
-        settings.validate()?;
+        let expansion = LocalExpansion::new(settings.clone())?;
         let coupling = Coupling::new(settings.max_angular);
-        Ok(TripletFeatures { settings, coupling })
+        Ok(TripletFeatures {
+            settings,
+            expansion,
+            coupling,
+        })
     }
 
     /// The settings.
@@ -790,7 +641,7 @@ impl TripletFeatures {
         let parts: Vec<(Vec<[usize; 4]>, Vec<f64>)> = tasks
             .par_iter()
             .map(|&(s, i)| -> Result<(Vec<[usize; 4]>, Vec<f64>)> {
-                let pairs = pair_expansions(&self.settings, &systems[s], &cells[s], i)?;
+                let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
                 let m = pairs.len();
                 let mut samples = Vec::with_capacity(m * m);
                 let mut values = Vec::with_capacity(m * m * width);
@@ -836,7 +687,7 @@ impl TripletFeatures {
         let rows: Vec<(usize, Vec<f64>)> = tasks
             .par_iter()
             .map(|&(s, i)| -> Result<(usize, Vec<f64>)> {
-                let pairs = pair_expansions(&self.settings, &systems[s], &cells[s], i)?;
+                let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
                 let mut sum = vec![0.0; width];
                 let mut tmp = Vec::with_capacity(width);
                 self.for_each_triplet(&pairs, |_, _, row| match projection {
@@ -911,38 +762,13 @@ mod tests {
             cutoff_width: 0.5,
             max_radial: 3,
             max_angular: 3,
-            radial_width: 0.5,
+            smearing: 0.3,
             species: vec![1, 6],
         }
     }
 
-    #[test]
-    fn harmonics_match_closed_forms() {
-        let u = [0.36, -0.48, 0.8];
-        let mut y = vec![0.0; 16];
-        real_spherical_harmonics(3, u, &mut y);
-        let c1 = (3.0 / (4.0 * PI)).sqrt();
-        assert!((y[1] - c1 * u[1]).abs() < 1e-14);
-        assert!((y[2] - c1 * u[2]).abs() < 1e-14);
-        assert!((y[3] - c1 * u[0]).abs() < 1e-14);
-        // Y_2,-2 = ½√(15/π) x y, Y_2,0 = ¼√(5/π)(3z² − 1), Y_3,3 = ¼√(35/(2π)) x(x² − 3y²)
-        assert!((y[4] - 0.5 * (15.0 / PI).sqrt() * u[0] * u[1]).abs() < 1e-14);
-        assert!((y[6] - 0.25 * (5.0 / PI).sqrt() * (3.0 * u[2] * u[2] - 1.0)).abs() < 1e-14);
-        let y33 = 0.25 * (35.0 / (2.0 * PI)).sqrt() * u[0] * (u[0] * u[0] - 3.0 * u[1] * u[1]);
-        assert!((y[15] - y33).abs() < 1e-14);
-    }
-
-    #[test]
-    fn complex_cg_known_values() {
-        // ⟨1 1 1 −1 | 0 0⟩ = 1/√3, ⟨1 0 1 0 | 2 0⟩ = √(2/3), ⟨1 0 1 0 | 1 0⟩ = 0
-        assert!((complex_clebsch_gordan(1, 1, 1, -1, 0, 0) - 1.0 / 3f64.sqrt()).abs() < 1e-14);
-        assert!((complex_clebsch_gordan(1, 0, 1, 0, 2, 0) - (2.0f64 / 3.0).sqrt()).abs() < 1e-14);
-        assert!(complex_clebsch_gordan(1, 0, 1, 0, 1, 0).abs() < 1e-14);
-    }
-
-    /// Real CG couple products of harmonics: Σ C Y_l1(u) Y_l2(u) ∝ Y_λ(u) for even parity, and
-    /// the coupling of two different directions rotates like Y_λ (checked through the
-    /// contraction with Y_λ of a third direction being rotation invariant).
+    /// Every coupling path gives a rotation invariant of three directions, multiplied by the
+    /// parity (−1)^{l1+l2+l3} under inversion.
     #[test]
     fn real_cg_are_equivariant() {
         let dirs = [[0.36, -0.48, 0.8], [0.6, 0.0, -0.8], [0.0, 0.28, 0.96]];
@@ -972,8 +798,9 @@ mod tests {
         let coupling = Coupling::new(3);
         let invariant = |d: &[[f64; 3]; 3], p: &Path| -> f64 {
             let mut y = [vec![0.0; 16], vec![0.0; 16], vec![0.0; 16]];
+            let harmonics = SphericalHarmonics::new(3);
             for k in 0..3 {
-                real_spherical_harmonics(3, d[k], &mut y[k]);
+                harmonics.compute(&d[k], &mut y[k]);
             }
             p.entries
                 .iter()
@@ -1054,7 +881,7 @@ mod tests {
         s.cutoff_width = 4.0;
         assert!(TripletFeatures::new(s).is_err());
         let mut s = settings();
-        s.radial_width = 0.0;
+        s.smearing = 0.0;
         assert!(TripletFeatures::new(s).is_err());
         let t = TripletFeatures::new(settings()).unwrap();
         let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![6, 8], None).unwrap();
