@@ -27,8 +27,10 @@ def power_spectrum(tf: ff.TripletFeatures, atoms: object) -> np.ndarray:
     _, g = tf.pair_expansion(atoms, 0)
     rho = g.sum(axis=0)
     out = [
-        np.einsum("am,bm->ab", rho[:, l * l : (l + 1) ** 2], rho[:, l * l : (l + 1) ** 2])
-        for l in range(tf.max_angular + 1)
+        np.einsum(
+            "am,bm->ab", rho[:, ell * ell : (ell + 1) ** 2], rho[:, ell * ell : (ell + 1) ** 2]
+        )
+        for ell in range(tf.max_angular + 1)
     ]
     return np.stack(out).ravel()
 
@@ -71,8 +73,8 @@ def test_triplets_separate_bpm() -> None:
         assert rel(np.sort(tp, axis=0), np.sort(tm, axis=0)) > 1e-4
         # a random nonlinear ψ summed over the pairs separates the members
         w = np.random.default_rng(seed).normal(size=(tp.shape[1], 8)) / np.abs(tp).max()
-        s_plus = tf.summed(plus, psi=lambda x: np.tanh(x @ w), centres=[0]).values
-        s_minus = tf.summed(minus, psi=lambda x: np.tanh(x @ w), centres=[0]).values
+        s_plus = tf.summed(plus, psi=lambda x, w=w: np.tanh(x @ w), centres=[0]).values
+        s_minus = tf.summed(minus, psi=lambda x, w=w: np.tanh(x @ w), centres=[0]).values
         assert rel(s_plus, s_minus) > 1e-4
         # while the linear sum does not
         assert (
@@ -81,9 +83,11 @@ def test_triplets_separate_bpm() -> None:
 
 
 def parity(tf: ff.TripletFeatures, species: list[int]) -> np.ndarray:
-    labels = ff.TripletFeatures(species=species, **SETTINGS).compute(
-        ase.Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]]), [0]
-    ).properties
+    labels = (
+        ff.TripletFeatures(species=species, **SETTINGS)
+        .compute(ase.Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]]), [0])
+        .properties
+    )
     return np.where((labels[:, 3] + labels[:, 4] + labels[:, 5]) % 2 == 0, 1.0, -1.0)
 
 
@@ -128,12 +132,12 @@ def real_harmonics(l_max: int, u: np.ndarray) -> np.ndarray:
     theta = np.arccos(np.clip(u[:, 2], -1, 1))
     phi = np.arctan2(u[:, 1], u[:, 0])
     out = []
-    for l in range(l_max + 1):
-        for m in range(-l, l + 1):
+    for ell in range(l_max + 1):
+        for m in range(-ell, ell + 1):
             if hasattr(scipy_special, "sph_harm_y"):
-                y = scipy_special.sph_harm_y(l, abs(m), theta, phi)
+                y = scipy_special.sph_harm_y(ell, abs(m), theta, phi)
             else:  # pragma: no cover - older SciPy
-                y = scipy_special.sph_harm(abs(m), l, phi, theta)
+                y = scipy_special.sph_harm(abs(m), ell, phi, theta)
             if m > 0:
                 out.append(np.sqrt(2) * (-1) ** m * y.real)
             elif m == 0:
@@ -149,8 +153,8 @@ def wigner(l_max: int, rotation: np.ndarray) -> list[np.ndarray]:
     u /= np.linalg.norm(u, axis=1)[:, None]
     a, b = real_harmonics(l_max, u), real_harmonics(l_max, u @ rotation.T)
     out = []
-    for l in range(l_max + 1):
-        s = slice(l * l, (l + 1) ** 2)
+    for ell in range(l_max + 1):
+        s = slice(ell * ell, (ell + 1) ** 2)
         d, *_ = np.linalg.lstsq(a[:, s], b[:, s], rcond=None)
         out.append(d.T)
     return out
@@ -161,16 +165,16 @@ def test_intermediate_blocks_are_equivariant() -> None:
     tf = ff.TripletFeatures(species=[1, 6, 8], **SETTINGS)
     rotation = structures.random_rotation(9)
     d = wigner(3, rotation)
-    for l in range(4):
-        np.testing.assert_allclose(d[l] @ d[l].T, np.eye(2 * l + 1), atol=1e-12)
+    for ell in range(4):
+        np.testing.assert_allclose(d[ell] @ d[ell].T, np.eye(2 * ell + 1), atol=1e-12)
     moved = atoms.copy()
     moved.positions = atoms.positions @ rotation.T
     js, g = tf.pair_expansion(atoms, 0)
     js2, g2 = tf.pair_expansion(moved, 0)
     np.testing.assert_array_equal(js, js2)
-    for l in range(4):
-        s = slice(l * l, (l + 1) ** 2)
-        np.testing.assert_allclose(g2[:, :, s], g[:, :, s] @ d[l].T, atol=1e-12)
+    for ell in range(4):
+        s = slice(ell * ell, (ell + 1) ** 2)
+        np.testing.assert_allclose(g2[:, :, s], g[:, :, s] @ d[ell].T, atol=1e-12)
     for l1, l2, lam in [(1, 1, 1), (1, 2, 2), (2, 2, 0), (3, 2, 3), (1, 1, 2)]:
         t = ff.triplets.clebsch_gordan_product(g[0], g[1], l1, l2, lam)
         t2 = ff.triplets.clebsch_gordan_product(g2[0], g2[1], l1, l2, lam)
