@@ -7,7 +7,7 @@ deviation of the Gaussian charge. Cell vectors are rows.
 
 from __future__ import annotations
 
-from . import units
+from . import structures, triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
@@ -16,8 +16,10 @@ from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
 from .results import EwaldResult
 from .system import System
+from .triplets import Bispectrum, TripletFeatures, TripletMLP
 
 __all__ = [
+    "Bispectrum",
     "Descriptor",
     "EwaldResult",
     "LodeSphericalExpansion",
@@ -28,6 +30,8 @@ __all__ = [
     "QEqResult",
     "SphericalExpansion",
     "System",
+    "TripletFeatures",
+    "TripletMLP",
     "__version__",
     "ewald",
     "ewald_parameters",
@@ -38,5 +42,7 @@ __all__ = [
     "qeq_batch",
     "qeq_vjp",
     "set_num_threads",
+    "structures",
+    "triplets",
     "units",
 ]

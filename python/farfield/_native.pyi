@@ -99,3 +99,51 @@ def qeq_batch(
     ewald_sigma: float | None,
     dense_limit: int,
 ) -> list[dict[str, Any]]: ...
+# triplets (rust/farfield-py/src/triplets.rs)
+_L = npt.NDArray[np.int64]
+
+
+def triplet_features(
+    frames: list[_SystemArrays],
+    cutoff: float,
+    cutoff_width: float,
+    max_radial: int,
+    max_angular: int,
+    radial_width: float,
+    species: list[int],
+    centres_list: list[int] | None = None,
+    proj: tuple[_F, _F] | None = None,
+) -> tuple[_L, _F]: ...
+def triplet_summed(
+    frames: list[_SystemArrays],
+    cutoff: float,
+    cutoff_width: float,
+    max_radial: int,
+    max_angular: int,
+    radial_width: float,
+    species: list[int],
+    centres_list: list[int] | None = None,
+    proj: tuple[_F, _F] | None = None,
+) -> tuple[_L, _L, _F]: ...
+def bispectrum(
+    frames: list[_SystemArrays],
+    cutoff: float,
+    cutoff_width: float,
+    max_radial: int,
+    max_angular: int,
+    radial_width: float,
+    species: list[int],
+    centres_list: list[int] | None = None,
+) -> tuple[_L, _L, _F]: ...
+def triplet_feature_labels(max_radial: int, max_angular: int, species: list[int]) -> _I: ...
+def pair_expansion(
+    frame: _SystemArrays,
+    centre: int,
+    cutoff: float,
+    cutoff_width: float,
+    max_radial: int,
+    max_angular: int,
+    radial_width: float,
+    species: list[int],
+) -> tuple[_L, _F]: ...
+def clebsch_gordan_product(a: _F, b: _F, l1: int, l2: int, lam: int) -> _F: ...

@@ -17,3 +17,7 @@ pub mod spherical_expansion;
 pub use power_spectrum::PowerSpectrum;
 pub use result::{Descriptor, GradientRequest, PositionGradients};
 pub use spherical_expansion::{ExpansionParameters, Smoothing, SphericalExpansion};
+//! Local density expansion, power spectrum, Clebsch-Gordan products, triplets.
+
+pub mod bispectrum;
+pub mod triplets;

@@ -1,0 +1,264 @@
+"""Triplet features and the bispectrum: degeneracies (science.md §7 items 19-20), invariances,
+equivariance of the intermediate blocks against independent real Wigner matrices, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import farfield as ff
+
+ase = pytest.importorskip("ase")
+scipy_special = pytest.importorskip("scipy.special")
+
+from farfield import structures  # noqa: E402
+
+SETTINGS = {"cutoff": 2.6, "max_radial": 4, "max_angular": 3, "smearing": 0.3}
+
+
+def calculators(species: list[int]) -> tuple[ff.TripletFeatures, ff.Bispectrum]:
+    return ff.TripletFeatures(species=species, **SETTINGS), ff.Bispectrum(
+        species=species, **SETTINGS
+    )
+
+
+def power_spectrum(tf: ff.TripletFeatures, atoms: object) -> np.ndarray:
+    """ν = 2 invariants Σ_m ρ_nlm ρ_n'lm of the centre atom, from the pair expansions."""
+    _, g = tf.pair_expansion(atoms, 0)
+    rho = g.sum(axis=0)
+    out = [
+        np.einsum(
+            "am,bm->ab", rho[:, ell * ell : (ell + 1) ** 2], rho[:, ell * ell : (ell + 1) ** 2]
+        )
+        for ell in range(tf.max_angular + 1)
+    ]
+    return np.stack(out).ravel()
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(a).max(), np.abs(b).max()))
+
+
+PAIRS = {
+    "planar": lambda s: structures.planar_homometric_pair(seed=s),
+    "ch4": lambda s: structures.ch4_pair(seed=s),
+    "bpm": lambda s: structures.bpm_pair(seed=s),
+}
+
+
+@pytest.mark.parametrize("kind", ["planar", "ch4", "bpm"])
+def test_degenerate_pairs(kind: str) -> None:
+    for seed in range(3):
+        plus, minus = PAIRS[kind](seed)
+        species = sorted(set(plus.numbers.tolist()))
+        tf, bs = calculators(species)
+        assert rel(power_spectrum(tf, plus), power_spectrum(tf, minus)) < 1e-13
+        bp, bm = bs.compute(plus, [0]).values, bs.compute(minus, [0]).values
+        if kind == "bpm":
+            assert rel(bp, bm) < 1e-13
+        else:
+            assert rel(bp, bm) > 1e-4
+        # the linear sum of triplets is the bispectrum (same columns)
+        np.testing.assert_allclose(
+            tf.summed(plus, centres=[0]).values, bp, atol=1e-12 * np.abs(bp).max()
+        )
+
+
+def test_triplets_separate_bpm() -> None:
+    for seed in range(3):
+        plus, minus = structures.bpm_pair(seed=seed)
+        tf, _ = calculators([5])
+        tp, tm = tf.compute(plus, [0]).values, tf.compute(minus, [0]).values
+        # different multisets of rows: already the column-wise sorted values differ
+        assert rel(np.sort(tp, axis=0), np.sort(tm, axis=0)) > 1e-4
+        # a random nonlinear ψ summed over the pairs separates the members
+        w = np.random.default_rng(seed).normal(size=(tp.shape[1], 8)) / np.abs(tp).max()
+        s_plus = tf.summed(plus, psi=lambda x, w=w: np.tanh(x @ w), centres=[0]).values
+        s_minus = tf.summed(minus, psi=lambda x, w=w: np.tanh(x @ w), centres=[0]).values
+        assert rel(s_plus, s_minus) > 1e-4
+        # while the linear sum does not
+        assert (
+            rel(tf.summed(plus, centres=[0]).values, tf.summed(minus, centres=[0]).values) < 1e-13
+        )
+
+
+def parity(tf: ff.TripletFeatures, species: list[int]) -> np.ndarray:
+    labels = (
+        ff.TripletFeatures(species=species, **SETTINGS)
+        .compute(ase.Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]]), [0])
+        .properties
+    )
+    return np.where((labels[:, 3] + labels[:, 4] + labels[:, 5]) % 2 == 0, 1.0, -1.0)
+
+
+def random_cluster(seed: int) -> object:
+    rng = np.random.default_rng(seed)
+    positions = rng.normal(size=(7, 3)) * 0.9
+    positions[0] = 0
+    return ase.Atoms("CH3OH2", positions=positions)
+
+
+def test_invariance_rotation_reflection_permutation() -> None:
+    atoms = random_cluster(1)
+    species = [1, 6, 8]
+    tf = ff.TripletFeatures(species=species, **SETTINGS)
+    ref = tf.compute(atoms)
+    assert len(ref) > 20
+    sigma = parity(tf, species)
+    rotation = structures.random_rotation(3)
+    for matrix, sign in ((rotation, sigma * 0 + 1), (-rotation, sigma)):
+        moved = atoms.copy()
+        moved.positions = atoms.positions @ matrix.T + np.array([0.3, -1.0, 2.0])
+        out = tf.compute(moved)
+        np.testing.assert_array_equal(out.samples, ref.samples)
+        np.testing.assert_allclose(out.values, ref.values * sign, atol=1e-12)
+    # permutation of atoms: same rows, relabelled
+    order = np.random.default_rng(5).permutation(len(atoms))
+    permuted = atoms[order]
+    out = tf.compute(permuted)
+    inverse = np.argsort(order)  # old index -> new index
+    key = {tuple(s): k for k, s in enumerate(out.samples.tolist())}
+    for k, (s, i, j1, j2) in enumerate(ref.samples.tolist()):
+        row = key[(s, inverse[i], inverse[j1], inverse[j2])]
+        np.testing.assert_allclose(out.values[row], ref.values[k], atol=1e-12)
+    # the bispectrum is invariant too
+    bs = ff.Bispectrum(species=species, **SETTINGS)
+    b = bs.compute(atoms).values
+    np.testing.assert_allclose(bs.compute(permuted).values[inverse], b, atol=1e-12)
+
+
+def real_harmonics(l_max: int, u: np.ndarray) -> np.ndarray:
+    """Real harmonics of science.md §0 from SciPy's complex ones (independent of farfield)."""
+    theta = np.arccos(np.clip(u[:, 2], -1, 1))
+    phi = np.arctan2(u[:, 1], u[:, 0])
+    out = []
+    for ell in range(l_max + 1):
+        for m in range(-ell, ell + 1):
+            if hasattr(scipy_special, "sph_harm_y"):
+                y = scipy_special.sph_harm_y(ell, abs(m), theta, phi)
+            else:  # pragma: no cover - older SciPy
+                y = scipy_special.sph_harm(abs(m), ell, phi, theta)
+            if m > 0:
+                out.append(np.sqrt(2) * (-1) ** m * y.real)
+            elif m == 0:
+                out.append(y.real)
+            else:
+                out.append(np.sqrt(2) * (-1) ** m * y.imag)
+    return np.array(out).T
+
+
+def wigner(l_max: int, rotation: np.ndarray) -> list[np.ndarray]:
+    """Real Wigner matrices: Y(R u) = D Y(u), solved by least squares on random directions."""
+    u = np.random.default_rng(0).normal(size=(200, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    a, b = real_harmonics(l_max, u), real_harmonics(l_max, u @ rotation.T)
+    out = []
+    for ell in range(l_max + 1):
+        s = slice(ell * ell, (ell + 1) ** 2)
+        d, *_ = np.linalg.lstsq(a[:, s], b[:, s], rcond=None)
+        out.append(d.T)
+    return out
+
+
+def test_intermediate_blocks_are_equivariant() -> None:
+    atoms = random_cluster(2)
+    tf = ff.TripletFeatures(species=[1, 6, 8], **SETTINGS)
+    rotation = structures.random_rotation(9)
+    d = wigner(3, rotation)
+    for ell in range(4):
+        np.testing.assert_allclose(d[ell] @ d[ell].T, np.eye(2 * ell + 1), atol=1e-12)
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ rotation.T
+    js, g = tf.pair_expansion(atoms, 0)
+    js2, g2 = tf.pair_expansion(moved, 0)
+    np.testing.assert_array_equal(js, js2)
+    for ell in range(4):
+        s = slice(ell * ell, (ell + 1) ** 2)
+        np.testing.assert_allclose(g2[:, :, s], g[:, :, s] @ d[ell].T, atol=1e-12)
+    for l1, l2, lam in [(1, 1, 1), (1, 2, 2), (2, 2, 0), (3, 2, 3), (1, 1, 2)]:
+        t = ff.triplets.clebsch_gordan_product(g[0], g[1], l1, l2, lam)
+        t2 = ff.triplets.clebsch_gordan_product(g2[0], g2[1], l1, l2, lam)
+        assert np.abs(t).max() > 1e-6
+        np.testing.assert_allclose(t2, t @ d[lam].T, atol=1e-12)
+
+
+def test_few_neighbours_and_layout() -> None:
+    tf = ff.TripletFeatures(species=[1], **SETTINGS)
+    lonely = ase.Atoms("H3", positions=[[0, 0, 0], [1.0, 0, 0], [10.0, 0, 0]])
+    out = tf.compute(lonely)
+    # atoms 0 and 1 have one neighbour (one triplet j1 = j2), atom 2 none
+    assert out.samples.tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
+    summed = tf.summed(lonely)
+    assert summed.info["n_neighbours"].tolist() == [1, 1, 0]
+    assert np.all(summed.values[2] == 0)
+    chunked = tf.summed([lonely, lonely], psi=lambda x: x[:, :3] ** 2, chunk_size=1)
+    assert chunked.samples.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    assert chunked.info["n_neighbours"].tolist() == [1, 1, 0, 1, 1, 0]
+    np.testing.assert_allclose(chunked.values[1], out.values[1, :3] ** 2)
+    assert out.values.shape[1] == len(out.properties) == 4**3 * 34
+    assert out.property_names == ("a1", "a2", "a3", "l1", "l2", "l3", "n1", "n2", "n3")
+
+
+def test_pca_and_threads() -> None:
+    frames = [structures.bpm_pair(seed=s)[k] for s in range(4) for k in (0, 1)]
+    tf = ff.TripletFeatures(species=[5])
+    full = tf.compute(frames, [0]).values
+    pca = tf.fit_pca(frames, 12, [0])
+    compressed = tf.compute(frames, [0])
+    np.testing.assert_allclose(compressed.values, (full - pca.mean) @ pca.components, atol=1e-10)
+    assert compressed.values.shape == (len(full), 12)
+    streamed = tf.summed(frames, centres=[0]).values
+    np.testing.assert_allclose(
+        streamed, compressed.values.reshape(8, 49, 12).sum(axis=1), atol=1e-10
+    )
+    previous = ff.get_num_threads()
+    try:
+        ff.set_num_threads(1)
+        one = tf.compute(frames).values
+        ff.set_num_threads(2)
+        two = tf.compute(frames).values
+    finally:
+        ff.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cutoff": -1.0}, "cutoff"),
+        ({"cutoff": float("nan")}, "cutoff"),
+        ({"cutoff_width": 5.0}, "cutoff_width"),
+        ({"smearing": 0.0}, "smearing"),
+        ({"smearing": 3.0}, "smearing"),
+        ({"max_radial": 0}, "max_radial"),
+        ({"max_angular": 12}, "max_angular"),
+        ({"species": [1, 1]}, "species"),
+    ],
+)
+def test_bad_parameters(kwargs: dict[str, object], match: str) -> None:
+    settings = {**SETTINGS, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        ff.TripletFeatures(**settings)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=match):
+        ff.Bispectrum(**settings)  # type: ignore[arg-type]
+
+
+def test_bad_input() -> None:
+    tf = ff.TripletFeatures(species=[1], **SETTINGS)
+    water = ase.Atoms("OH2", positions=[[0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]])
+    with pytest.raises(ValueError, match="atomic number 8"):
+        tf.compute(water)
+    with pytest.raises(ValueError, match="atomic number 8"):
+        ff.Bispectrum(species=[1], **SETTINGS).compute(water)
+    with pytest.raises(ValueError, match="centre"):
+        ff.TripletFeatures(**SETTINGS).compute(water, centres=[7])
+    with pytest.raises(ValueError, match="psi"):
+        ff.TripletFeatures(**SETTINGS).summed(water, psi="quadratic")
+    with pytest.raises(ValueError, match="psi must return"):
+        ff.TripletFeatures(**SETTINGS).summed(water, psi=lambda x: x[:1])
+    with pytest.raises(ValueError, match="n_components"):
+        ff.TripletFeatures(**SETTINGS).fit_pca(water, 0)
+    bad = water.copy()
+    bad.positions[1, 0] = np.nan
+    with pytest.raises(ValueError, match="positions"):
+        ff.TripletFeatures(**SETTINGS).compute(bad)
