@@ -7,17 +7,16 @@
 //! * [`power_spectrum::PowerSpectrum`]: featomic's `SoapPowerSpectrum`;
 //! * [`cg_product`]: general Clebsch–Gordan products of two expansions to any λ;
 //! * [`result::Descriptor`]: dense values with labelled samples and features, position and
-//!   strain gradients.
+//!   strain gradients;
+//! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
+pub mod bispectrum;
 pub mod cg_product;
 pub mod power_spectrum;
 pub mod result;
 pub mod spherical_expansion;
+pub mod triplets;
 
 pub use power_spectrum::PowerSpectrum;
 pub use result::{Descriptor, GradientRequest, PositionGradients};
 pub use spherical_expansion::{ExpansionParameters, Smoothing, SphericalExpansion};
-//! Local density expansion, power spectrum, Clebsch-Gordan products, triplets.
-
-pub mod bispectrum;
-pub mod triplets;
