@@ -135,7 +135,11 @@ impl LodeCalculator {
         let out = py.detach(|| {
             threads::install(|| errors::guarded(|| calc.backward(&system, &species, &g)))
         })?;
-        let pos: Vec<f64> = out.positions.iter().flat_map(|r| r.iter().copied()).collect();
+        let pos: Vec<f64> = out
+            .positions
+            .iter()
+            .flat_map(|r| r.iter().copied())
+            .collect();
         let strain: Vec<f64> = out.strain.iter().flat_map(|r| r.iter().copied()).collect();
         Ok((PyArray1::from_vec(py, pos), PyArray1::from_vec(py, strain)))
     }

@@ -106,7 +106,10 @@ impl LodeExpansion {
         if !(params.radius.is_finite() && params.radius > 0.0) {
             return Err(Error::parameter(
                 "radius",
-                format!("the basis radius must be positive and finite, got {}", params.radius),
+                format!(
+                    "the basis radius must be positive and finite, got {}",
+                    params.radius
+                ),
             ));
         }
         if params.max_angular > 20 || params.max_radial > 30 {
