@@ -5,7 +5,10 @@ use farfield::descriptors::{
 use farfield::System;
 
 fn main() {
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
     let l = (n as f64 / 0.05).powf(1.0 / 3.0);
     let mut seed = 12345u64;
     let mut rnd = || {
