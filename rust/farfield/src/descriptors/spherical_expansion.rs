@@ -204,7 +204,9 @@ impl SphericalExpansion {
             .collect()
     }
 
-    fn pair_expansion_with(
+    /// [`pair_expansion`](Self::pair_expansion) reusing the buffers of `scratch` (no
+    /// allocation; use one [`PairScratch`] per thread).
+    pub fn pair_expansion_with(
         &self,
         vector: &Vec3,
         values: &mut [f64],
