@@ -204,7 +204,9 @@ impl SphericalExpansion {
             .collect()
     }
 
-    fn pair_expansion_with(
+    /// [`pair_expansion`](Self::pair_expansion) reusing the buffers of `scratch` (no
+    /// allocation; use one [`PairScratch`] per thread).
+    pub fn pair_expansion_with(
         &self,
         vector: &Vec3,
         values: &mut [f64],
@@ -592,6 +594,11 @@ where
                     neighbors: nbs,
                     grad_atoms: atoms,
                 };
+                // write (not read) first: the buffers are fresh zero pages from calloc, and a
+                // read-modify-write would fault twice per page (zero page, then copy-on-write)
+                v.fill(0.0);
+                g.fill(0.0);
+                st.fill(0.0);
                 f(
                     &ctx,
                     scratch,
