@@ -39,3 +39,30 @@ def ewald_compute(
     forces: bool = True,
     virial: bool = True,
 ) -> dict[str, Any]: ...
+
+# lode engine
+class LodeCalculator:
+    def __init__(
+        self,
+        exponent: float,
+        smearing: float,
+        max_angular: int,
+        max_radial: int,
+        radius: float,
+        basis: str,
+        k_cutoff: float | None,
+        center_atom_weight: float,
+        drop_divergent_k0: bool,
+    ) -> None: ...
+    @property
+    def k_cutoff(self) -> float: ...
+    def compute(
+        self,
+        system: _SystemArrays,
+        species: list[int],
+        positions_gradient: bool,
+        strain_gradient: bool,
+    ) -> dict[str, Any]: ...
+    def backward(
+        self, system: _SystemArrays, species: list[int], grad_values: _F
+    ) -> tuple[_F, _F]: ...

@@ -106,7 +106,10 @@ impl LodeExpansion {
         if !(params.radius.is_finite() && params.radius > 0.0) {
             return Err(Error::parameter(
                 "radius",
-                format!("the basis radius must be positive and finite, got {}", params.radius),
+                format!(
+                    "the basis radius must be positive and finite, got {}",
+                    params.radius
+                ),
             ));
         }
         if params.max_angular > 20 || params.max_radial > 30 {
@@ -232,7 +235,7 @@ pub(crate) fn parity_sign(l: usize) -> f64 {
         } else {
             -1.0
         }
-    } else if ((l + 1) / 2) % 2 == 0 {
+    } else if l.div_ceil(2) % 2 == 0 {
         1.0
     } else {
         -1.0

@@ -115,9 +115,18 @@ fn pair_features(grid: &KGrid, d: [f64; 3], with_grad: bool) -> (Vec<f64>, Vec<f
     grid.pair(r, &mut val, &mut der);
     let mut y = vec![0.0; nlm];
     let mut gy = [vec![0.0; nlm], vec![0.0; nlm], vec![0.0; nlm]];
-    super::sph::real_sph(d, lmax, &mut y, if with_grad { Some(&mut gy) } else { None });
+    super::sph::real_sph(
+        d,
+        lmax,
+        &mut y,
+        if with_grad { Some(&mut gy) } else { None },
+    );
     let mut out = vec![0.0; f];
-    let mut grad = if with_grad { vec![0.0; 3 * f] } else { Vec::new() };
+    let mut grad = if with_grad {
+        vec![0.0; 3 * f]
+    } else {
+        Vec::new()
+    };
     for l in 0..=lmax {
         for lm in l * l..(l + 1) * (l + 1) {
             for n in 0..nr {
@@ -167,7 +176,8 @@ pub fn compute(
     let pos = system.positions();
     let wgt = calc.parameters().center_atom_weight;
     let want_grad = req.positions || req.strain;
-    let rows: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = (0..n)
+    type Row = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    let rows: Vec<Row> = (0..n)
         .into_par_iter()
         .map(|i| {
             let mut acc = vec![0.0; na * f];

@@ -339,7 +339,17 @@ pub fn compute(
                     }
                 }
             });
-        gemm(n, 2 * kb, af, &trig, (2 * kb, 1), &u, (af, 1), &mut values, 1.0);
+        gemm(
+            n,
+            2 * kb,
+            af,
+            &trig,
+            (2 * kb, 1),
+            &u,
+            (af, 1),
+            &mut values,
+            1.0,
+        );
         if let (Some(st), Some(d)) = (strain.as_mut(), t.d.as_ref()) {
             let w9 = 9 * af;
             let mut us = vec![0.0; 2 * kb * w9];
@@ -401,47 +411,49 @@ pub fn compute(
         let mut pair = vec![0.0; n * n * f3];
         let mut selfg = vec![0.0; n * 3 * af];
         // upper triangle (j > i) by one GEMM per centre; G_ji = ∓ G_ij (even / odd l)
-        pair.par_chunks_mut(n * f3).enumerate().for_each(|(i, row)| {
-            let m = n - i - 1;
-            if m == 0 {
-                return;
-            }
-            // Z_i (2 nk × 3F): even f: (s_i, -c_i) KW ; odd f: (-c_i, -s_i) KW
-            let mut z = vec![0.0; 2 * nk * f3];
-            let ti = &trig[i * 2 * nk..(i + 1) * 2 * nk];
-            for k in 0..nk {
-                let (c, s) = (ti[k], ti[nk + k]);
-                let kwk = &kw[k * f3..(k + 1) * f3];
-                for al in 0..3 {
-                    for x in 0..f {
-                        let (p, r) = if even[x] { (s, -c) } else { (-c, -s) };
-                        let v = kwk[al * f + x];
-                        z[k * f3 + al * f + x] = p * v;
-                        z[(nk + k) * f3 + al * f + x] = r * v;
+        pair.par_chunks_mut(n * f3)
+            .enumerate()
+            .for_each(|(i, row)| {
+                let m = n - i - 1;
+                if m == 0 {
+                    return;
+                }
+                // Z_i (2 nk × 3F): even f: (s_i, -c_i) KW ; odd f: (-c_i, -s_i) KW
+                let mut z = vec![0.0; 2 * nk * f3];
+                let ti = &trig[i * 2 * nk..(i + 1) * 2 * nk];
+                for k in 0..nk {
+                    let (c, s) = (ti[k], ti[nk + k]);
+                    let kwk = &kw[k * f3..(k + 1) * f3];
+                    for al in 0..3 {
+                        for x in 0..f {
+                            let (p, r) = if even[x] { (s, -c) } else { (-c, -s) };
+                            let v = kwk[al * f + x];
+                            z[k * f3 + al * f + x] = p * v;
+                            z[(nk + k) * f3 + al * f + x] = r * v;
+                        }
                     }
                 }
-            }
-            // SAFETY: rows i+1..n of the (n × 2nk) trig table, the (2nk × 3F) z and the
-            // (m × 3F) tail of this row are all in bounds.
-            unsafe {
-                matrixmultiply::dgemm(
-                    m,
-                    2 * nk,
-                    f3,
-                    1.0,
-                    trig.as_ptr().add((i + 1) * 2 * nk),
-                    (2 * nk) as isize,
-                    1,
-                    z.as_ptr(),
-                    f3 as isize,
-                    1,
-                    0.0,
-                    row.as_mut_ptr().add((i + 1) * f3),
-                    f3 as isize,
-                    1,
-                );
-            }
-        });
+                // SAFETY: rows i+1..n of the (n × 2nk) trig table, the (2nk × 3F) z and the
+                // (m × 3F) tail of this row are all in bounds.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        m,
+                        2 * nk,
+                        f3,
+                        1.0,
+                        trig.as_ptr().add((i + 1) * 2 * nk),
+                        (2 * nk) as isize,
+                        1,
+                        z.as_ptr(),
+                        f3 as isize,
+                        1,
+                        0.0,
+                        row.as_mut_ptr().add((i + 1) * f3),
+                        f3 as isize,
+                        1,
+                    );
+                }
+            });
         // lower triangle from the upper one
         let sign: Vec<f64> = (0..f3)
             .map(|x| if even[x % f] { -1.0 } else { 1.0 })

@@ -325,7 +325,11 @@ impl RadialBasis {
             BasisKind::Gto => radius / nr as f64,
             BasisKind::Monomial => radius / (4.0 + nr as f64),
         };
-        let h = 2.0 * scale.min(smearing).min(PI / k_max.max(1e-300)).max(extent / 4000.0);
+        let h = 2.0
+            * scale
+                .min(smearing)
+                .min(PI / k_max.max(1e-300))
+                .max(extent / 4000.0);
         let (nodes, w) = composite_rule(0.0, extent, h, 24);
         let weights_r2: Vec<f64> = nodes.iter().zip(&w).map(|(r, w)| r * r * w).collect();
         let mut values = Vec::with_capacity(lmax + 1);
@@ -430,9 +434,9 @@ mod tests {
     #[test]
     fn bessel_values() {
         let mut j = vec![0.0; 4];
-        for &x in &[0.3, 2.0, 3.9, 4.1, 12.0] {
+        for &x in &[0.3f64, 2.0, 3.9, 4.1, 12.0] {
             spherical_bessel(3, x, &mut j);
-            let (s, c) = (x as f64).sin_cos();
+            let (s, c) = x.sin_cos();
             let j2 = (3.0 / (x * x) - 1.0) * s / x - 3.0 * c / (x * x);
             assert!((j[0] - s / x).abs() < 1e-14);
             assert!((j[2] - j2).abs() < 1e-12, "{x}");
@@ -583,14 +587,25 @@ mod spline_tests {
             let b = RadialBasis::new(kind, 3, 3, 2.5, 0.3, k_max).unwrap();
             let s = KSpline::new(&b, k_max, (k_max / 64.0).min(0.05 / 2.5));
             let w = 16;
-            let (mut a, mut da, mut e, mut de) = (vec![0.0; w], vec![0.0; w], vec![0.0; w], vec![0.0; w]);
+            let (mut a, mut da, mut e, mut de) =
+                (vec![0.0; w], vec![0.0; w], vec![0.0; w], vec![0.0; w]);
             for q in 0..157 {
                 let k = k_max * (q as f64 + 0.37) / 157.0;
                 s.eval(k, &mut a, &mut da);
                 b.kspace_integrals(k, &mut e, Some(&mut de));
                 for x in 0..w {
-                    assert!((a[x] - e[x]).abs() < 1e-12, "{kind:?} k={k} {} {}", a[x], e[x]);
-                    assert!((da[x] - de[x]).abs() < 1e-10, "{kind:?} dk={k} {} {}", da[x], de[x]);
+                    assert!(
+                        (a[x] - e[x]).abs() < 1e-12,
+                        "{kind:?} k={k} {} {}",
+                        a[x],
+                        e[x]
+                    );
+                    assert!(
+                        (da[x] - de[x]).abs() < 1e-10,
+                        "{kind:?} dk={k} {} {}",
+                        da[x],
+                        de[x]
+                    );
                 }
             }
         }
