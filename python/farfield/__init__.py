@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
 from .lode import LodeSphericalExpansion
 from .results import EwaldResult
 from .system import System
 
 __all__ = [
+    "Descriptor",
     "EwaldResult",
     "LodeSphericalExpansion",
+    "PowerSpectrum",
+    "SphericalExpansion",
     "System",
     "__version__",
     "ewald",
