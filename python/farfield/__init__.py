@@ -11,13 +11,14 @@ from . import units
 from ._native import __version__, get_num_threads, set_num_threads
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
-from .lode import LodeSphericalExpansion
+from .lode import LodePowerSpectrum, LodeSphericalExpansion
 from .results import EwaldResult
 from .system import System
 
 __all__ = [
     "Descriptor",
     "EwaldResult",
+    "LodePowerSpectrum",
     "LodeSphericalExpansion",
     "PowerSpectrum",
     "SphericalExpansion",

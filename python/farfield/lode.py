@@ -23,7 +23,13 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
 Frames = Any  # one frame (ase.Atoms or System) or a sequence of them
 
-__all__ = ["LodeBackward", "LodeBlock", "LodeResult", "LodeSphericalExpansion"]
+__all__ = [
+    "LodeBackward",
+    "LodeBlock",
+    "LodePowerSpectrum",
+    "LodeResult",
+    "LodeSphericalExpansion",
+]
 
 
 @dataclass(frozen=True)
@@ -421,3 +427,136 @@ class LodeSphericalExpansion:
                 cell = np.linalg.inv(system.cell).T @ m.T
             results.append(LodeBackward(positions=dpos, strain=dstrain, cell=cell))
         return results
+
+
+def _lambda0(
+    first: FloatArray, second: FloatArray, lmax: int, symmetric: bool
+) -> tuple[FloatArray, list[tuple[int, int, int, int, int]]]:
+    """λ = 0 products Σ_m (-1)^l/√(2l+1) a[..., s1, lm, n1] b[..., s2, lm, n2] (soap's
+    power-spectrum convention; √2 for s1 < s2 when ``symmetric``). Arrays are
+    (..., species, (lmax+1)², n)."""
+    parts = []
+    labels: list[tuple[int, int, int, int, int]] = []
+    na1, na2 = first.shape[-3], second.shape[-3]
+    for s1 in range(na1):
+        for s2 in range(s1 if symmetric else 0, na2):
+            factor = np.sqrt(2.0) if symmetric and s1 != s2 else 1.0
+            for lam in range(lmax + 1):
+                lm = slice(lam * lam, (lam + 1) * (lam + 1))
+                c = factor * (-1) ** lam / np.sqrt(2 * lam + 1)
+                a, b = first[..., s1, lm, :], second[..., s2, lm, :]
+                prod = c * np.einsum("...mn,...mk->...nk", a, b)
+                parts.append(prod.reshape(prod.shape[:-2] + (-1,)))
+                labels += [
+                    (s1, s2, lam, n1, n2)
+                    for n1 in range(first.shape[-1])
+                    for n2 in range(second.shape[-1])
+                ]
+    return np.concatenate(parts, axis=-1), labels
+
+
+class LodePowerSpectrum:
+    """λ = 0 invariants built on LODE (science.md §2.1 item 4).
+
+    * ``density=None``: the LODE power spectrum |V ⊗ V⟩, properties
+      ``(neighbor_1_type, neighbor_2_type, l, n_1, n_2)`` with neighbor_1 ≤ neighbor_2;
+    * ``density=ff.SphericalExpansion(...)``: the multi-scale |ρ ⊗ V⟩, first type from the
+      local density ρ, second from the LODE potential V (all pairs). Both expansions must
+      share ``max_angular``.
+
+    Same normalisation as :class:`farfield.PowerSpectrum` ((-1)^l/√(2l+1), √2 across
+    species for |V ⊗ V⟩). Gradients: "positions" (every atom pair, since LODE is global).
+    """
+
+    def __init__(self, lode: LodeSphericalExpansion, density: Any = None) -> None:
+        if density is not None and int(density.max_angular) != lode.max_angular:
+            raise ValueError("the density and LODE expansions must share max_angular")
+        self.lode = lode
+        self.density = density
+
+    def compute(self, frames: Frames, gradients: Sequence[str] = ()) -> Any:
+        """Computes the invariants of one frame or a list of frames."""
+        from .descriptors import Descriptor
+
+        grads = set(gradients)
+        if grads - {"positions"}:
+            raise ValueError("LodePowerSpectrum supports gradients=['positions'] only")
+        want = "positions" in grads
+        systems = _frames(frames)
+        lode = self.lode.compute(systems, gradients=["positions"] if want else [])
+        lmax = self.lode.max_angular
+        species = lode.species
+        v = lode.values
+        if self.density is None:
+            first, second, symmetric = v, v, True
+            first_species = species
+        else:
+            rho_desc = self.density.compute(systems, gradients=["positions"] if want else [])
+            first_species = tuple(sorted({int(s) for s in rho_desc.properties[:, 0]}))
+            first = self._dense_density(rho_desc, first_species, lmax)
+            second, symmetric = v, False
+        values, labels = _lambda0(first, second, lmax, symmetric)
+        props = np.array(
+            [(first_species[a], species[b], lam, n1, n2) for a, b, lam, n1, n2 in labels],
+            dtype=np.int32,
+        )
+        samples = np.concatenate([lode.samples, lode.center_types[:, None]], axis=1).astype(
+            np.int32
+        )
+        grad: dict[str, FloatArray] = {}
+        positions_samples = None
+        if want:
+            gvals, gsamp = [], []
+            for frame in range(len(systems)):
+                lo, hi = lode.frame_offsets[frame], lode.frame_offsets[frame + 1]
+                dv = lode.positions_gradient_dense(frame)  # (N, N, 3, A, lm, n)
+                vv = v[lo:hi][:, None, None]
+                if self.density is None:
+                    d1, _ = _lambda0(dv, np.broadcast_to(vv, dv.shape), lmax, True)
+                    d2, _ = _lambda0(np.broadcast_to(vv, dv.shape), dv, lmax, True)
+                else:
+                    drho = self._dense_density_gradient(
+                        rho_desc, first_species, lmax, frame, lo, hi
+                    )
+                    rr = first[lo:hi][:, None, None]
+                    d1, _ = _lambda0(drho, np.broadcast_to(vv, dv.shape), lmax, False)
+                    d2, _ = _lambda0(np.broadcast_to(rr, drho.shape), dv, lmax, False)
+                n = hi - lo
+                gvals.append((d1 + d2).reshape(n * n, 3, -1))
+                ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+                gsamp.append(
+                    np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1)
+                )
+            grad["positions"] = np.concatenate(gvals)
+            positions_samples = np.concatenate(gsamp).astype(np.int64)
+        return Descriptor(
+            values=values,
+            samples=samples,
+            properties=props,
+            property_names=("neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2"),
+            gradients=grad,
+            positions_samples=positions_samples,
+        )
+
+    @staticmethod
+    def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:
+        nr = int(desc.properties[:, 3].max()) + 1
+        out = np.zeros((len(desc.samples), len(species), (lmax + 1) ** 2, nr))
+        for col, (t, lam, m, n) in enumerate(desc.properties):
+            out[:, species.index(int(t)), lam * lam + lam + m, n] = desc.values[:, col]
+        return out
+
+    @staticmethod
+    def _dense_density_gradient(
+        desc: Any, species: tuple[int, ...], lmax: int, frame: int, lo: int, hi: int
+    ) -> FloatArray:
+        nr = int(desc.properties[:, 3].max()) + 1
+        n = hi - lo
+        out = np.zeros((n, n, 3, len(species), (lmax + 1) ** 2, nr))
+        ps = desc.positions_samples
+        g = desc.gradients["positions"]
+        rows = np.nonzero(ps[:, 1] == frame)[0]
+        for col, (t, lam, m, nn) in enumerate(desc.properties):
+            a = species.index(int(t))
+            out[ps[rows, 0] - lo, ps[rows, 2], :, a, lam * lam + lam + m, nn] += g[rows, :, col]
+        return out
