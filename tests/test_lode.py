@@ -398,7 +398,8 @@ def test_lode_power_spectrum_gradients_and_invariance(multiscale: bool) -> None:
     atoms = ase.Atoms(
         numbers=[1, 8, 1, 8], positions=rng.random((4, 3)) * 5, cell=np.eye(3) * 6, pbc=True
     )
-    lode = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0)
+    # σ = 0.55: no k-vector of the 6 Å cube sits exactly on |k| = k_cutoff
+    lode = ff.LodeSphericalExpansion(1, 0.55, 2, 1, 2.0)
     density = (
         ff.SphericalExpansion(cutoff=3.0, max_radial=1, max_angular=2, smearing=0.3)
         if multiscale
