@@ -188,6 +188,21 @@ impl PowerSpectrum {
                     &dc[a * ps_in..(a + 1) * ps_in],
                     &dc[b * ps_in..(b + 1) * ps_in],
                 );
+                if a == b {
+                    // d(x·x) = dx·x + (dx·x)ᵀ in (n1, n2): one contraction, then symmetrise
+                    contract(da, cb, o, s);
+                    for l in 0..=lmax {
+                        let ob = &mut o[l * nr * nr..(l + 1) * nr * nr];
+                        for n1 in 0..nr {
+                            for n2 in n1..nr {
+                                let sum = ob[n1 * nr + n2] + ob[n2 * nr + n1];
+                                ob[n1 * nr + n2] = sum;
+                                ob[n2 * nr + n1] = sum;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 if only.is_none() || only == Some(a) {
                     contract(da, cb, o, s);
                 }

@@ -592,6 +592,11 @@ where
                     neighbors: nbs,
                     grad_atoms: atoms,
                 };
+                // write (not read) first: the buffers are fresh zero pages from calloc, and a
+                // read-modify-write would fault twice per page (zero page, then copy-on-write)
+                v.fill(0.0);
+                g.fill(0.0);
+                st.fill(0.0);
                 f(
                     &ctx,
                     scratch,
