@@ -251,7 +251,8 @@ def test_periodic_vs_open_offset() -> None:
         per = ff.LodeSphericalExpansion(1, sigma, 0, 0, r0).compute(atoms).values[:, :, 0, 0]
         scaled[box] = (per - iso) * box
         # the raw offset is already within 5 % at these sizes
-        np.testing.assert_allclose(scaled[box], np.broadcast_to(-counts * xi * one, (3, 2)), rtol=0.05)
+        expected = np.broadcast_to(-counts * xi * one, (3, 2))
+        np.testing.assert_allclose(scaled[box], expected, rtol=0.05)
     extrapolated = (4 * scaled[40.0] - scaled[20.0]) / 3
     np.testing.assert_allclose(
         extrapolated, np.broadcast_to(-counts * xi * one, (3, 2)), rtol=2e-4
@@ -389,3 +390,35 @@ def test_bad_input() -> None:
     calc = ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0)
     with pytest.raises(ValueError, match="shape"):
         calc.backward(atoms, np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("multiscale", [False, True])
+def test_lode_power_spectrum_gradients_and_invariance(multiscale: bool) -> None:
+    rng = np.random.default_rng(0)
+    atoms = ase.Atoms(
+        numbers=[1, 8, 1, 8], positions=rng.random((4, 3)) * 5, cell=np.eye(3) * 6, pbc=True
+    )
+    # σ = 0.55: no k-vector of the 6 Å cube sits exactly on |k| = k_cutoff
+    lode = ff.LodeSphericalExpansion(1, 0.55, 2, 1, 2.0)
+    density = (
+        ff.SphericalExpansion(cutoff=3.0, max_radial=1, max_angular=2, smearing=0.3)
+        if multiscale
+        else None
+    )
+    calc = ff.LodePowerSpectrum(lode, density)
+    res = calc.compute(atoms, gradients=["positions"])
+    assert res.positions_samples is not None
+    h = 1e-5
+    for j in range(len(atoms)):
+        sel = res.positions_samples[:, 2] == j
+        for al in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[j, al] += h
+            minus.positions[j, al] -= h
+            fd = (calc.compute(plus).values - calc.compute(minus).values) / (2 * h)
+            np.testing.assert_allclose(res.gradients["positions"][sel][:, al], fd, atol=1e-7)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    rot = atoms.copy()
+    rot.positions = atoms.positions @ q.T
+    rot.cell = atoms.cell.array @ q.T
+    np.testing.assert_allclose(calc.compute(rot).values, res.values, atol=1e-9)

@@ -11,7 +11,7 @@ from . import structures, triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
-from .lode import LodeSphericalExpansion
+from .lode import LodePowerSpectrum, LodeSphericalExpansion
 from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
 from .results import EwaldResult
@@ -22,6 +22,7 @@ __all__ = [
     "Bispectrum",
     "Descriptor",
     "EwaldResult",
+    "LodePowerSpectrum",
     "LodeSphericalExpansion",
     "PmeParameters",
     "PmeResult",

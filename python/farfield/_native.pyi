@@ -47,6 +47,33 @@ def pme_compute(
     order: int | None = None,
     potentials: bool = False,
 def pme_preferred(system: _SystemArrays, exponent: float = 1.0, accuracy: float = 1e-5) -> bool: ...
+
+# lode engine
+class LodeCalculator:
+    def __init__(
+        self,
+        exponent: float,
+        smearing: float,
+        max_angular: int,
+        max_radial: int,
+        radius: float,
+        basis: str,
+        k_cutoff: float | None,
+        center_atom_weight: float,
+        drop_divergent_k0: bool,
+    ) -> None: ...
+    @property
+    def k_cutoff(self) -> float: ...
+    def compute(
+        self,
+        system: _SystemArrays,
+        species: list[int],
+        positions_gradient: bool,
+        strain_gradient: bool,
+    ) -> dict[str, Any]: ...
+    def backward(
+        self, system: _SystemArrays, species: list[int], grad_values: _F
+    ) -> tuple[_F, _F]: ...
 # descriptors (SOAP)
 class SoapCalculator:
     def __init__(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +21,15 @@ from .system import System, as_system
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
-Frames = Union[Any, Sequence[Any]]
+Frames = Any  # one frame (ase.Atoms or System) or a sequence of them
 
-__all__ = ["LodeBackward", "LodeBlock", "LodeResult", "LodeSphericalExpansion"]
+__all__ = [
+    "LodeBackward",
+    "LodeBlock",
+    "LodePowerSpectrum",
+    "LodeResult",
+    "LodeSphericalExpansion",
+]
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,12 @@ class LodeResult:
         samples: (n_atoms_total, 2) rows (system, atom).
         center_types: (n_atoms_total,) atomic number of each centre.
         species: the neighbour species channels.
-        blocks: {(center_type, neighbor_type, l): LodeBlock}, featomic's blocks.
-        pair_gradients / self_gradients / strain_gradients: per-frame dense derivative
-            arrays when requested (see :meth:`positions_gradient_dense`).
+        pair_gradients: per frame (N, N, 3, (lmax+1)², nmax+1): ∂c_i[type(j)]/∂r_j, j ≠ i.
+        self_gradients: per frame (N, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂r_i.
+        strain_gradients: per frame (N, 3, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂ε.
+        frame_offsets: first sample of each frame (and the total at the end).
+
+    Blocks in featomic's layout come from :meth:`block` / :attr:`blocks` (built on demand).
     """
 
     values: FloatArray
@@ -71,15 +80,89 @@ class LodeResult:
     species: tuple[int, ...]
     max_angular: int
     max_radial: int
-    blocks: dict[tuple[int, int, int], LodeBlock]
     pair_gradients: tuple[FloatArray, ...] | None = None
     self_gradients: tuple[FloatArray, ...] | None = None
     strain_gradients: tuple[FloatArray, ...] | None = None
     frame_offsets: tuple[int, ...] = field(default_factory=tuple)
+    _cache: dict[tuple[int, int, int], LodeBlock] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def keys(self) -> list[tuple[int, int, int]]:
+        """(center_type, neighbor_type, o3_lambda) of every block."""
+        centres = sorted({int(z) for z in self.center_types})
+        return [
+            (ct, nt, lam)
+            for lam in range(self.max_angular + 1)
+            for ct in centres
+            for nt in self.species
+        ]
+
+    @property
+    def blocks(self) -> dict[tuple[int, int, int], LodeBlock]:
+        """Every block, keyed by (center_type, neighbor_type, o3_lambda)."""
+        return {key: self.block(*key) for key in self.keys}
 
     def block(self, center_type: int, neighbor_type: int, o3_lambda: int) -> LodeBlock:
         """The block with these keys (KeyError when absent)."""
-        return self.blocks[(int(center_type), int(neighbor_type), int(o3_lambda))]
+        key = (int(center_type), int(neighbor_type), int(o3_lambda))
+        if key not in self._cache:
+            if key not in self.keys:
+                raise KeyError(key)
+            self._cache[key] = self._build_block(*key)
+        return self._cache[key]
+
+    def _build_block(self, ct: int, nt: int, lam: int) -> LodeBlock:
+        a = self.species.index(nt)
+        lm = slice(lam * lam, (lam + 1) * (lam + 1))
+        rows = np.nonzero(self.center_types == ct)[0]
+        grad = gsamples = strain = None
+        if self.pair_gradients is not None and self.self_gradients is not None:
+            gvals: list[FloatArray] = []
+            gsamp: list[IntArray] = []
+            for frame in range(len(self.frame_offsets) - 1):
+                lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
+                sel = np.nonzero((rows >= lo) & (rows < hi))[0]
+                if sel.size == 0:
+                    continue
+                centres = rows[sel] - lo
+                types = self.center_types[lo:hi]
+                js = np.nonzero(types == nt)[0]
+                pair = self.pair_gradients[frame][np.ix_(centres, js)][:, :, :, lm]
+                own = self.self_gradients[frame][centres][:, :, a, lm]
+                both = np.concatenate([own[:, None], pair], axis=1)
+                atoms = np.concatenate(
+                    [centres[:, None], np.broadcast_to(js, (centres.size, js.size))], axis=1
+                )
+                keep = np.ones(atoms.shape, dtype=bool)
+                keep[:, 1:] = js[None, :] != centres[:, None]
+                sample = np.broadcast_to(sel[:, None], atoms.shape)
+                gvals.append(both[keep])
+                gsamp.append(
+                    np.stack(
+                        [sample[keep], np.full(int(keep.sum()), frame), atoms[keep]], axis=1
+                    ).astype(np.int32)
+                )
+            grad = np.concatenate(gvals)
+            gsamples = np.concatenate(gsamp)
+        if self.strain_gradients is not None:
+            parts = []
+            for frame in range(len(self.frame_offsets) - 1):
+                lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
+                centres = rows[(rows >= lo) & (rows < hi)] - lo
+                parts.append(self.strain_gradients[frame][centres][:, :, :, a, lm])
+            strain = np.concatenate(parts)
+        return LodeBlock(
+            center_type=ct,
+            neighbor_type=nt,
+            o3_lambda=lam,
+            values=self.values[rows, a, lm],
+            samples=self.samples[rows],
+            positions_gradient=grad,
+            gradient_samples=gsamples,
+            strain_gradient=strain,
+        )
 
     def positions_gradient_dense(self, frame: int = 0) -> FloatArray:
         """Dense ∂c_i/∂r_j of one frame: (N, N, 3, n_species, (lmax+1)², nmax+1)."""
@@ -106,7 +189,8 @@ class LodeResult:
             raise ImportError("to_metatensor() needs metatensor-core installed") from error
         keys = []
         blocks = []
-        for (ct, nt, lam), b in sorted(self.blocks.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+        for ct, nt, lam in self.keys:
+            b = self.block(ct, nt, lam)
             keys.append([lam, 1, ct, nt])
             block = metatensor.TensorBlock(
                 values=np.ascontiguousarray(b.values),
@@ -274,7 +358,12 @@ class LodeSphericalExpansion:
                 iterator = tqdm(systems, desc="LODE")
             except ImportError:  # pragma: no cover
                 pass
-        values, pairs, selfs, strains, samples, offsets = [], [], [], [], [], [0]
+        values: list[FloatArray] = []
+        pairs: list[FloatArray] = []
+        selfs: list[FloatArray] = []
+        strains: list[FloatArray] = []
+        samples: list[IntArray] = []
+        offsets = [0]
         for index, system in enumerate(iterator):
             n = len(system)
             out = self._native.compute(system._arrays(), list(species), want_pos, want_strain)
@@ -286,84 +375,18 @@ class LodeSphericalExpansion:
                 strains.append(out["strain_gradients"].reshape(n, 3, 3, na, nlm, nr))
             samples.append(np.stack([np.full(n, index), np.arange(n)], axis=1))
             offsets.append(offsets[-1] + n)
-        all_values = np.concatenate(values)
-        all_samples = np.concatenate(samples).astype(np.int32)
-        center_types = np.concatenate([s.numbers for s in systems]).astype(np.int32)
-        blocks = self._blocks(
-            systems, species, all_values, all_samples, center_types, pairs, selfs, strains,
-            offsets,
-        )
         return LodeResult(
-            values=all_values,
-            samples=all_samples,
-            center_types=center_types,
+            values=np.concatenate(values),
+            samples=np.concatenate(samples).astype(np.int32),
+            center_types=np.concatenate([s.numbers for s in systems]).astype(np.int32),
             species=species,
             max_angular=self.max_angular,
             max_radial=self.max_radial,
-            blocks=blocks,
             pair_gradients=tuple(pairs) if want_pos else None,
             self_gradients=tuple(selfs) if want_pos else None,
             strain_gradients=tuple(strains) if want_strain else None,
             frame_offsets=tuple(offsets),
         )
-
-    def _blocks(
-        self,
-        systems: list[System],
-        species: tuple[int, ...],
-        values: FloatArray,
-        samples: IntArray,
-        center_types: IntArray,
-        pairs: list[FloatArray],
-        selfs: list[FloatArray],
-        strains: list[FloatArray],
-        offsets: list[int],
-    ) -> dict[tuple[int, int, int], LodeBlock]:
-        blocks: dict[tuple[int, int, int], LodeBlock] = {}
-        present_centres = sorted({int(z) for z in center_types})
-        for ct in present_centres:
-            rows = np.nonzero(center_types == ct)[0]
-            for a, nt in enumerate(species):
-                for lam in range(self.max_angular + 1):
-                    lm = slice(lam * lam, (lam + 1) * (lam + 1))
-                    grad = gsamples = strain = None
-                    if pairs:
-                        gvals, gsamp = [], []
-                        for s_index, row in enumerate(rows):
-                            frame = int(samples[row, 0])
-                            i = int(samples[row, 1])
-                            nums = systems[frame].numbers
-                            pair = pairs[frame]
-                            gvals.append(selfs[frame][i, :, a, lm][None])
-                            gsamp.append([[s_index, frame, i]])
-                            js = [j for j in np.nonzero(nums == nt)[0] if j != i]
-                            if js:
-                                gvals.append(pair[i, js][:, :, lm])
-                                gsamp.append([[s_index, frame, j] for j in js])
-                        grad = np.concatenate(gvals) if gvals else np.zeros((0, 3, 2 * lam + 1, self.max_radial + 1))
-                        gsamples = np.array(
-                            [g for chunk in gsamp for g in chunk], dtype=np.int32
-                        ).reshape(-1, 3)
-                    if strains:
-                        strain = np.stack(
-                            [
-                                strains[int(samples[row, 0])][
-                                    int(samples[row, 0]) * 0 + int(samples[row, 1]), :, :, a, lm
-                                ]
-                                for row in rows
-                            ]
-                        )
-                    blocks[(ct, nt, lam)] = LodeBlock(
-                        center_type=ct,
-                        neighbor_type=nt,
-                        o3_lambda=lam,
-                        values=values[rows, a, lm],
-                        samples=samples[rows],
-                        positions_gradient=grad,
-                        gradient_samples=gsamples,
-                        strain_gradient=strain,
-                    )
-        return blocks
 
     def backward(
         self, frames: Frames, grad_values: FloatArray | Sequence[FloatArray]
@@ -383,14 +406,13 @@ class LodeSphericalExpansion:
             sizes = np.cumsum([0] + [len(s) for s in systems])
             full = np.asarray(grad_values, dtype=np.float64)
             if full.shape != (sizes[-1], na, nlm, nr):
-                raise ValueError(
-                    f"grad_values must have shape {(int(sizes[-1]), na, nlm, nr)}, got {full.shape}"
-                )
+                expected = (int(sizes[-1]), na, nlm, nr)
+                raise ValueError(f"grad_values must have shape {expected}, got {full.shape}")
             per_frame = [full[sizes[k] : sizes[k + 1]] for k in range(len(systems))]
         else:
             per_frame = [np.asarray(g, dtype=np.float64) for g in grad_values]
         results = []
-        for system, g in zip(systems, per_frame):
+        for system, g in zip(systems, per_frame, strict=True):
             n = len(system)
             if g.shape != (n, na, nlm, nr):
                 raise ValueError(f"grad_values must have shape {(n, na, nlm, nr)}, got {g.shape}")
@@ -405,3 +427,136 @@ class LodeSphericalExpansion:
                 cell = np.linalg.inv(system.cell).T @ m.T
             results.append(LodeBackward(positions=dpos, strain=dstrain, cell=cell))
         return results
+
+
+def _lambda0(
+    first: FloatArray, second: FloatArray, lmax: int, symmetric: bool
+) -> tuple[FloatArray, list[tuple[int, int, int, int, int]]]:
+    """λ = 0 products Σ_m (-1)^l/√(2l+1) a[..., s1, lm, n1] b[..., s2, lm, n2] (soap's
+    power-spectrum convention; √2 for s1 < s2 when ``symmetric``). Arrays are
+    (..., species, (lmax+1)², n)."""
+    parts = []
+    labels: list[tuple[int, int, int, int, int]] = []
+    na1, na2 = first.shape[-3], second.shape[-3]
+    for s1 in range(na1):
+        for s2 in range(s1 if symmetric else 0, na2):
+            factor = np.sqrt(2.0) if symmetric and s1 != s2 else 1.0
+            for lam in range(lmax + 1):
+                lm = slice(lam * lam, (lam + 1) * (lam + 1))
+                c = factor * (-1) ** lam / np.sqrt(2 * lam + 1)
+                a, b = first[..., s1, lm, :], second[..., s2, lm, :]
+                prod = c * np.einsum("...mn,...mk->...nk", a, b)
+                parts.append(prod.reshape(prod.shape[:-2] + (-1,)))
+                labels += [
+                    (s1, s2, lam, n1, n2)
+                    for n1 in range(first.shape[-1])
+                    for n2 in range(second.shape[-1])
+                ]
+    return np.concatenate(parts, axis=-1), labels
+
+
+class LodePowerSpectrum:
+    """λ = 0 invariants built on LODE (science.md §2.1 item 4).
+
+    * ``density=None``: the LODE power spectrum |V ⊗ V⟩, properties
+      ``(neighbor_1_type, neighbor_2_type, l, n_1, n_2)`` with neighbor_1 ≤ neighbor_2;
+    * ``density=ff.SphericalExpansion(...)``: the multi-scale |ρ ⊗ V⟩, first type from the
+      local density ρ, second from the LODE potential V (all pairs). Both expansions must
+      share ``max_angular``.
+
+    Same normalisation as :class:`farfield.PowerSpectrum` ((-1)^l/√(2l+1), √2 across
+    species for |V ⊗ V⟩). Gradients: "positions" (every atom pair, since LODE is global).
+    """
+
+    def __init__(self, lode: LodeSphericalExpansion, density: Any = None) -> None:
+        if density is not None and int(density.max_angular) != lode.max_angular:
+            raise ValueError("the density and LODE expansions must share max_angular")
+        self.lode = lode
+        self.density = density
+
+    def compute(self, frames: Frames, gradients: Sequence[str] = ()) -> Any:
+        """Computes the invariants of one frame or a list of frames."""
+        from .descriptors import Descriptor
+
+        grads = set(gradients)
+        if grads - {"positions"}:
+            raise ValueError("LodePowerSpectrum supports gradients=['positions'] only")
+        want = "positions" in grads
+        systems = _frames(frames)
+        lode = self.lode.compute(systems, gradients=["positions"] if want else [])
+        lmax = self.lode.max_angular
+        species = lode.species
+        v = lode.values
+        if self.density is None:
+            first, second, symmetric = v, v, True
+            first_species = species
+        else:
+            rho_desc = self.density.compute(systems, gradients=["positions"] if want else [])
+            first_species = tuple(sorted({int(s) for s in rho_desc.properties[:, 0]}))
+            first = self._dense_density(rho_desc, first_species, lmax)
+            second, symmetric = v, False
+        values, labels = _lambda0(first, second, lmax, symmetric)
+        props = np.array(
+            [(first_species[a], species[b], lam, n1, n2) for a, b, lam, n1, n2 in labels],
+            dtype=np.int32,
+        )
+        samples = np.concatenate([lode.samples, lode.center_types[:, None]], axis=1).astype(
+            np.int32
+        )
+        grad: dict[str, FloatArray] = {}
+        positions_samples = None
+        if want:
+            gvals, gsamp = [], []
+            for frame in range(len(systems)):
+                lo, hi = lode.frame_offsets[frame], lode.frame_offsets[frame + 1]
+                dv = lode.positions_gradient_dense(frame)  # (N, N, 3, A, lm, n)
+                vv = v[lo:hi][:, None, None]
+                if self.density is None:
+                    d1, _ = _lambda0(dv, np.broadcast_to(vv, dv.shape), lmax, True)
+                    d2, _ = _lambda0(np.broadcast_to(vv, dv.shape), dv, lmax, True)
+                else:
+                    drho = self._dense_density_gradient(
+                        rho_desc, first_species, lmax, frame, lo, hi
+                    )
+                    rr = first[lo:hi][:, None, None]
+                    d1, _ = _lambda0(drho, np.broadcast_to(vv, dv.shape), lmax, False)
+                    d2, _ = _lambda0(np.broadcast_to(rr, drho.shape), dv, lmax, False)
+                n = hi - lo
+                gvals.append((d1 + d2).reshape(n * n, 3, -1))
+                ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+                gsamp.append(
+                    np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1)
+                )
+            grad["positions"] = np.concatenate(gvals)
+            positions_samples = np.concatenate(gsamp).astype(np.int64)
+        return Descriptor(
+            values=values,
+            samples=samples,
+            properties=props,
+            property_names=("neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2"),
+            gradients=grad,
+            positions_samples=positions_samples,
+        )
+
+    @staticmethod
+    def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:
+        nr = int(desc.properties[:, 3].max()) + 1
+        out = np.zeros((len(desc.samples), len(species), (lmax + 1) ** 2, nr))
+        for col, (t, lam, m, n) in enumerate(desc.properties):
+            out[:, species.index(int(t)), lam * lam + lam + m, n] = desc.values[:, col]
+        return out
+
+    @staticmethod
+    def _dense_density_gradient(
+        desc: Any, species: tuple[int, ...], lmax: int, frame: int, lo: int, hi: int
+    ) -> FloatArray:
+        nr = int(desc.properties[:, 3].max()) + 1
+        n = hi - lo
+        out = np.zeros((n, n, 3, len(species), (lmax + 1) ** 2, nr))
+        ps = desc.positions_samples
+        g = desc.gradients["positions"]
+        rows = np.nonzero(ps[:, 1] == frame)[0]
+        for col, (t, lam, m, nn) in enumerate(desc.properties):
+            a = species.index(int(t))
+            out[ps[rows, 0] - lo, ps[rows, 2], :, a, lam * lam + lam + m, nn] += g[rows, :, col]
+        return out

@@ -7,6 +7,9 @@ use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+/// Two flat float arrays returned to Python.
+type ArrayPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+
 #[allow(clippy::too_many_arguments)]
 fn calculator(
     exponent: f64,
@@ -128,7 +131,7 @@ impl LodeCalculator {
         system: SystemArrays<'py>,
         species: Vec<i32>,
         grad_values: PyReadonlyArray1<'py, f64>,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<ArrayPair<'py>> {
         let system = errors::guarded(|| system.to_system())?;
         let g: Vec<f64> = grad_values.as_array().iter().copied().collect();
         let calc = &self.inner;

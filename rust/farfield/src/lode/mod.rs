@@ -235,7 +235,7 @@ pub(crate) fn parity_sign(l: usize) -> f64 {
         } else {
             -1.0
         }
-    } else if ((l + 1) / 2) % 2 == 0 {
+    } else if l.div_ceil(2) % 2 == 0 {
         1.0
     } else {
         -1.0

@@ -176,7 +176,8 @@ pub fn compute(
     let pos = system.positions();
     let wgt = calc.parameters().center_atom_weight;
     let want_grad = req.positions || req.strain;
-    let rows: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = (0..n)
+    type Row = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    let rows: Vec<Row> = (0..n)
         .into_par_iter()
         .map(|i| {
             let mut acc = vec![0.0; na * f];

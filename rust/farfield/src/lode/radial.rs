@@ -434,9 +434,9 @@ mod tests {
     #[test]
     fn bessel_values() {
         let mut j = vec![0.0; 4];
-        for &x in &[0.3, 2.0, 3.9, 4.1, 12.0] {
+        for &x in &[0.3f64, 2.0, 3.9, 4.1, 12.0] {
             spherical_bessel(3, x, &mut j);
-            let (s, c) = (x as f64).sin_cos();
+            let (s, c) = x.sin_cos();
             let j2 = (3.0 / (x * x) - 1.0) * s / x - 3.0 * c / (x * x);
             assert!((j[0] - s / x).abs() < 1e-14);
             assert!((j[2] - j2).abs() < 1e-12, "{x}");
