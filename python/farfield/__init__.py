@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .ewald import ewald, ewald_parameters
 from .pme import PmeParameters, PmeResult, pme, pme_preferred
+from .results import EwaldResult
 from .system import System
 
 __all__ = [
+    "EwaldResult",
     "PmeParameters",
     "PmeResult",
     "System",
     "__version__",
+    "ewald",
+    "ewald_parameters",
     "get_num_threads",
     "pme",
     "pme_preferred",

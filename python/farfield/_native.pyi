@@ -14,6 +14,31 @@ __version__: str
 def validate_system(system: _SystemArrays) -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
+
+# ewald engine
+def ewald_tune(
+    system: _SystemArrays,
+    exponent: float,
+    accuracy: float,
+    method: str,
+    smearing: float | None = None,
+    cutoff: float | None = None,
+    k_cutoff: float | None = None,
+) -> tuple[str, float, float, float]: ...
+def ewald_compute(
+    system: _SystemArrays,
+    charges: _F,
+    exponent: float,
+    accuracy: float,
+    method: str,
+    smearing: float | None = None,
+    cutoff: float | None = None,
+    k_cutoff: float | None = None,
+    prefactor: float = 1.0,
+    potentials: bool = True,
+    forces: bool = True,
+    virial: bool = True,
+) -> dict[str, Any]: ...
 def pme_compute(
     system: _SystemArrays,
     charges: _F,

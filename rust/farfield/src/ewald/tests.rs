@@ -38,7 +38,9 @@ const FCC: Mat3 = [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]];
 const CUBIC: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
 
 /// (system, charges, -E per formula unit at scale 1, formula units)
-fn madelung_table() -> Vec<(&'static str, Mat3, Vec<[f64; 3]>, Vec<f64>, f64, f64)> {
+type Crystal = (&'static str, Mat3, Vec<[f64; 3]>, Vec<f64>, f64, f64);
+
+fn madelung_table() -> Vec<Crystal> {
     let sqrt83 = (8.0f64 / 3.0).sqrt();
     let u = 3.0 / 8.0;
     vec![

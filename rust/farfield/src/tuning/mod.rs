@@ -41,7 +41,7 @@ pub const MIN_ACCURACY: f64 = 1e-15;
 /// Relative cost of one real-space pair evaluation (per atom, full neighbour loop).
 const REAL_COST: f64 = 1.0;
 /// Relative cost of one (atom, half-space k-vector) term (structure factor + forces).
-const KSPACE_COST: f64 = 0.25;
+const KSPACE_COST: f64 = 0.1;
 /// Safety factor applied to the requested accuracy (the estimates are averages).
 const SAFETY: f64 = 0.5;
 
