@@ -475,9 +475,18 @@ fn timing_breakdown() {
     let n = 20000;
     let mut rng = Lcg(3);
     let l = (n as f64 / 0.1).cbrt();
-    let pos: Vec<Vec3> = (0..n).map(|_| [rng.next() * l, rng.next() * l, rng.next() * l]).collect();
-    let q: Vec<f64> = (0..n).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
-    let system = System::new(pos, vec![1; n], Some([[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l]])).unwrap();
+    let pos: Vec<Vec3> = (0..n)
+        .map(|_| [rng.next() * l, rng.next() * l, rng.next() * l])
+        .collect();
+    let q: Vec<f64> = (0..n)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let system = System::new(
+        pos,
+        vec![1; n],
+        Some([[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l]]),
+    )
+    .unwrap();
     let split = Kernel::coulomb().split(1.4).unwrap();
     let t = std::time::Instant::now();
     let list = crate::neighbors::CellList::new(&system, 6.0).unwrap();
