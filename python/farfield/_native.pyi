@@ -42,6 +42,10 @@ def ewald_compute(
 def pme_compute(
     exponent: float = 1.0,
     accuracy: float = 1e-5,
+    system: _SystemArrays,
+    charges: _F,
+    smearing: float | None = None,
+    cutoff: float | None = None,
     mesh: tuple[int, ...] | None = None,
     mesh_spacing: float | None = None,
     order: int | None = None,
@@ -174,3 +178,6 @@ def pair_expansion(
     species: list[int],
 ) -> tuple[_L, _F]: ...
 def clebsch_gordan_product(a: _F, b: _F, l1: int, l2: int, lam: int) -> _F: ...
+    forces: bool = True,
+    virial: bool = True,
+) -> dict[str, Any]: ...

@@ -210,12 +210,28 @@ impl Pme {
         };
 
         // --- spreading: per-thread private grids, then a parallel reduction
+        // visit atoms sorted by their mesh cell (slab-major) for cache locality
+        let mut order_atoms: Vec<(usize, usize)> = positions
+            .par_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let u = scaled(r);
+                (
+                    (u[0] as usize * n[1] + u[1] as usize) * n[2] + u[2] as usize,
+                    i,
+                )
+            })
+            .collect();
+        order_atoms.par_sort_unstable();
+        let sorted: Vec<(Vec3, f64)> = order_atoms
+            .iter()
+            .map(|&(_, i)| (positions[i], charges[i]))
+            .collect();
         let threads = rayon::current_num_threads().max(1);
         let chunk = system.len().div_ceil(threads).max(1);
-        let partial: Vec<Vec<f64>> = positions
+        let partial: Vec<Vec<f64>> = sorted
             .par_chunks(chunk)
-            .zip(charges.par_chunks(chunk))
-            .map(|(pos, q)| {
+            .map(|atoms| {
                 let mut grid = vec![0.0; len];
                 let mut th = [vec![0.0; order], vec![0.0; order], vec![0.0; order]];
                 let mut dth = vec![0.0; order];
@@ -224,7 +240,7 @@ impl Pme {
                     vec![0usize; order],
                     vec![0usize; order],
                 ];
-                for (r, &qi) in pos.iter().zip(q) {
+                for &(ref r, qi) in atoms {
                     if qi == 0.0 {
                         continue;
                     }
@@ -371,9 +387,8 @@ impl Pme {
         let grid = grid;
         // ∂u_a/∂r_b = K_a inv[b][a]
         let want_forces = request.forces;
-        let per_atom: Vec<(f64, Vec3)> = positions
+        let per_sorted: Vec<(f64, Vec3)> = sorted
             .par_iter()
-            .zip(charges.par_iter())
             .map_init(
                 || {
                     (
@@ -386,7 +401,7 @@ impl Pme {
                         ],
                     )
                 },
-                |(th, dth, idx), (r, &qi)| {
+                |(th, dth, idx), &(ref r, qi)| {
                     let u = scaled(r);
                     for a in 0..3 {
                         let base = u[a].floor();
@@ -435,7 +450,12 @@ impl Pme {
                 },
             )
             .collect();
-        let (potentials, forces): (Vec<f64>, Vec<Vec3>) = per_atom.into_iter().unzip();
+        let mut potentials = vec![0.0; system.len()];
+        let mut forces = vec![[0.0; 3]; system.len()];
+        for (&(_, i), (phi, f)) in order_atoms.iter().zip(per_sorted) {
+            potentials[i] = phi;
+            forces[i] = f;
+        }
         Ok((
             energy,
             potentials,

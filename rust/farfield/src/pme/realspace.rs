@@ -33,9 +33,34 @@ pub fn real_space(
 ) -> Result<RealSpace> {
     let list = CellList::new(system, cutoff)?;
     let n = system.len();
-    let per_atom: Vec<(f64, Vec3, Mat3)> = (0..n)
-        .into_par_iter()
-        .map(|i| {
+    // visit atoms in spatial order (bins of about the cutoff) so that neighbouring atoms,
+    // which share most neighbours, run on the same thread close in time
+    let order: Vec<usize> = match system.cell() {
+        Some(cell) => {
+            let spacing = cell.plane_spacings();
+            let nb: Vec<usize> = (0..3)
+                .map(|a| ((spacing[a] / cutoff).floor() as usize).clamp(1, 1024))
+                .collect();
+            let mut keyed: Vec<(usize, usize)> = system
+                .positions()
+                .par_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let f = cell.to_fractional(r);
+                    let b: Vec<usize> = (0..3)
+                        .map(|a| (((f[a] - f[a].floor()) * nb[a] as f64) as usize).min(nb[a] - 1))
+                        .collect();
+                    (((b[0] * nb[1]) + b[1]) * nb[2] + b[2], i)
+                })
+                .collect();
+            keyed.par_sort_unstable();
+            keyed.into_iter().map(|(_, i)| i).collect()
+        }
+        None => (0..n).collect(),
+    };
+    let per_sorted: Vec<(f64, Vec3, Mat3)> = order
+        .par_iter()
+        .map(|&i| {
             let mut phi = 0.0;
             let mut f = [0.0; 3];
             let mut w = [[0.0; 3]; 3];
@@ -64,17 +89,24 @@ pub fn real_space(
         })
         .collect();
     let mut out = RealSpace {
-        potentials: Vec::with_capacity(n),
+        potentials: vec![0.0; n],
+        forces: if request.forces {
+            vec![[0.0; 3]; n]
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
-    if request.forces {
-        out.forces.reserve(n);
+    let mut per_atom = vec![(0.0, [0.0; 3], [[0.0; 3]; 3]); n];
+    for (&i, v) in order.iter().zip(per_sorted) {
+        per_atom[i] = v;
     }
+    // sums in atom order, so that the result does not depend on the visiting order
     for (i, (phi, f, w)) in per_atom.into_iter().enumerate() {
         out.energy += 0.5 * charges[i] * phi;
-        out.potentials.push(phi);
+        out.potentials[i] = phi;
         if request.forces {
-            out.forces.push(f);
+            out.forces[i] = f;
         }
         for a in 0..3 {
             for b in 0..3 {

@@ -468,3 +468,46 @@ fn agrees_with_the_ewald_engine() {
         }
     }
 }
+
+#[test]
+#[ignore]
+fn timing_breakdown() {
+    let n = 20000;
+    let mut rng = Lcg(3);
+    let l = (n as f64 / 0.1).cbrt();
+    let pos: Vec<Vec3> = (0..n)
+        .map(|_| [rng.next() * l, rng.next() * l, rng.next() * l])
+        .collect();
+    let q: Vec<f64> = (0..n)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let system = System::new(
+        pos,
+        vec![1; n],
+        Some([[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l]]),
+    )
+    .unwrap();
+    let split = Kernel::coulomb().split(1.4).unwrap();
+    let t = std::time::Instant::now();
+    let list = crate::neighbors::CellList::new(&system, 6.0).unwrap();
+    println!("cell list build {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut count = 0usize;
+    let mut acc = 0.0;
+    for i in 0..n {
+        list.for_each_neighbor(i, |nb| {
+            count += 1;
+            acc += nb.distance;
+        });
+    }
+    println!("traverse {:?} pairs {count} {acc}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut s = 0.0;
+    for k in 0..count {
+        s += split.short_range(1.0 + (k % 1000) as f64 * 0.005).1;
+    }
+    println!("short_range x{count} {:?} {s}", t.elapsed());
+    let t = std::time::Instant::now();
+    let r = realspace::real_space(&system, &q, &split, 6.0, Request::all()).unwrap();
+    println!("real_space {:?} {}", t.elapsed(), r.energy);
+}
