@@ -11,11 +11,11 @@ _SystemArrays = tuple[_F, _I, _F | None]
 
 __version__: str
 
+_L = npt.NDArray[np.int64]
+
 def validate_system(system: _SystemArrays) -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
-
-# ewald engine
 def ewald_tune(
     system: _SystemArrays,
     exponent: float,
@@ -40,19 +40,72 @@ def ewald_compute(
     virial: bool = True,
 ) -> dict[str, Any]: ...
 def pme_compute(
-    exponent: float = 1.0,
-    accuracy: float = 1e-5,
     system: _SystemArrays,
     charges: _F,
+    exponent: float = 1.0,
+    accuracy: float = 1e-5,
     smearing: float | None = None,
     cutoff: float | None = None,
     mesh: tuple[int, ...] | None = None,
     mesh_spacing: float | None = None,
     order: int | None = None,
     potentials: bool = False,
+    forces: bool = True,
+    virial: bool = True,
+) -> dict[str, Any]: ...
 def pme_preferred(system: _SystemArrays, exponent: float = 1.0, accuracy: float = 1e-5) -> bool: ...
-
-# lode engine
+class SoapCalculator:
+    def __init__(
+        self,
+        kind: str,
+        cutoff: float,
+        max_radial: int,
+        max_angular: int,
+        smearing: float,
+        cutoff_function: str,
+        width: float,
+        center_atom_weight: float,
+        radial_accuracy: float | None,
+        species: list[int] | None,
+    ) -> None: ...
+    def compute(
+        self, frames: list[_SystemArrays], species: list[int], positions: bool, strain: bool
+    ) -> dict[str, object]: ...
+def clebsch_gordan(l1: int, l2: int, lam: int) -> _F: ...
+def spherical_harmonics(vectors: _F, lmax: int) -> _F: ...
+def qeq(
+    system: _SystemArrays,
+    electronegativity: _F,
+    hardness: _F,
+    sigma: _F,
+    total_charge: float,
+    fragments: list[int] | None,
+    fragment_charges: list[float] | None,
+    initial_charges: _F | None,
+    solver: str,
+    tolerance: float,
+    max_iterations: int,
+    prefactor: float,
+    ewald_sigma: float | None,
+    accuracy: float,
+    dense_limit: int,
+    grad_charges: _F | None = None,
+    grad_energy: float = 0.0,
+) -> Any: ...
+def qeq_batch(
+    systems: list[_SystemArrays],
+    electronegativity: list[_F],
+    hardness: list[_F],
+    sigma: list[_F],
+    total_charge: list[float],
+    solver: str,
+    tolerance: float,
+    max_iterations: int,
+    prefactor: float,
+    ewald_sigma: float | None,
+    accuracy: float,
+    dense_limit: int,
+) -> list[dict[str, Any]]: ...
 class LodeCalculator:
     def __init__(
         self,
@@ -78,62 +131,6 @@ class LodeCalculator:
     def backward(
         self, system: _SystemArrays, species: list[int], grad_values: _F
     ) -> tuple[_F, _F]: ...
-# descriptors (SOAP)
-class SoapCalculator:
-    def __init__(
-        self,
-        kind: str,
-        cutoff: float,
-        max_radial: int,
-        max_angular: int,
-        smearing: float,
-        cutoff_function: str,
-        width: float,
-        center_atom_weight: float,
-        radial_accuracy: float | None,
-        species: list[int] | None,
-    ) -> None: ...
-    def compute(
-        self, frames: list[_SystemArrays], species: list[int], positions: bool, strain: bool
-    ) -> dict[str, object]: ...
-
-def clebsch_gordan(l1: int, l2: int, lam: int) -> _F: ...
-def spherical_harmonics(vectors: _F, lmax: int) -> _F: ...
-# qeq
-def qeq(
-    electronegativity: _F,
-    hardness: _F,
-    sigma: _F,
-    total_charge: float,
-    fragments: list[int] | None,
-    fragment_charges: list[float] | None,
-    initial_charges: _F | None,
-    solver: str,
-    tolerance: float,
-    max_iterations: int,
-    prefactor: float,
-    ewald_sigma: float | None,
-    dense_limit: int,
-    grad_charges: _F | None = None,
-    grad_energy: float = 0.0,
-) -> Any: ...
-def qeq_batch(
-    systems: list[_SystemArrays],
-    electronegativity: list[_F],
-    hardness: list[_F],
-    sigma: list[_F],
-    total_charge: list[float],
-    solver: str,
-    tolerance: float,
-    max_iterations: int,
-    prefactor: float,
-    ewald_sigma: float | None,
-    dense_limit: int,
-) -> list[dict[str, Any]]: ...
-# triplets (rust/farfield-py/src/triplets.rs)
-_L = npt.NDArray[np.int64]
-
-
 def triplet_features(
     frames: list[_SystemArrays],
     cutoff: float,
@@ -178,6 +175,3 @@ def pair_expansion(
     species: list[int],
 ) -> tuple[_L, _F]: ...
 def clebsch_gordan_product(a: _F, b: _F, l1: int, l2: int, lam: int) -> _F: ...
-    forces: bool = True,
-    virial: bool = True,
-) -> dict[str, Any]: ...

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from .pme import pme, pme_preferred
 from .results import EwaldResult, FloatArray
 from .system import as_system
 
 __all__ = ["ewald", "ewald_parameters"]
 
-_METHODS = ("auto", "ewald", "direct")
+_METHODS = ("auto", "ewald", "pme", "direct")
 
 
 def _charges(atoms: Any, charges: Any, n: int) -> FloatArray:
@@ -44,6 +45,18 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
 
 
+def _use_pme(system: Any, method: str, exponent: float, accuracy: float, k_cutoff: Any) -> bool:
+    if method == "pme":
+        if not system.periodic:
+            raise ValueError("method='pme' needs a periodic system (a cell)")
+        if k_cutoff is not None:
+            raise ValueError("k_cutoff is an Ewald parameter; PME takes mesh settings instead")
+        return True
+    if method != "auto" or k_cutoff is not None or not system.periodic:
+        return False
+    return pme_preferred(system, exponent=exponent, accuracy=accuracy)
+
+
 def ewald_parameters(
     atoms: Any,
     exponent: float = 1.0,
@@ -56,6 +69,25 @@ def ewald_parameters(
     """The parameters :func:`ewald` would use (nothing is computed)."""
     _check_method(method)
     system = as_system(atoms)
+    if _use_pme(system, method, float(exponent), float(accuracy), k_cutoff):
+        q = np.ones(len(system))
+        params = pme(
+            system,
+            q,
+            exponent=exponent,
+            accuracy=accuracy,
+            smearing=smearing,
+            cutoff=cutoff,
+            forces=False,
+            stress=False,
+        ).parameters
+        return {
+            "method": "pme",
+            "smearing": params.smearing,
+            "cutoff": params.cutoff,
+            "mesh": params.mesh,
+            "order": params.order,
+        }
     name, s, rc, kc = _native.ewald_tune(
         system._arrays(), float(exponent), float(accuracy), method, smearing, cutoff, k_cutoff
     )
@@ -86,7 +118,9 @@ def ewald(
         charges: (n,) charges; defaults to the initial charges of an ``ase.Atoms``.
         exponent: p > 0 in 1/r^p (p = 3 needs a neutral cell).
         accuracy: target relative RMS force error, in [1e-15, 1) (see the module docs).
-        method: "auto" (Ewald for periodic, direct for open systems), "ewald" or "direct".
+        method: "auto" (for periodic systems Ewald or smooth PME, whichever is predicted to be
+            cheaper at this accuracy; the direct sum for open systems), "ewald", "pme" or
+            "direct".
         prefactor: multiplies energies, forces, stress and potentials
             (e.g. :data:`farfield.units.EV_ANGSTROM`).
         smearing, cutoff, k_cutoff: override the automatic Ewald parameters.
@@ -99,6 +133,36 @@ def ewald(
     _check_method(method)
     system = as_system(atoms)
     q = _charges(atoms, charges, len(system))
+    if _use_pme(system, method, float(exponent), float(accuracy), k_cutoff):
+        res = pme(
+            system,
+            q,
+            exponent=exponent,
+            accuracy=accuracy,
+            smearing=smearing,
+            cutoff=cutoff,
+            prefactor=prefactor,
+            forces=forces,
+            stress=stress,
+            potentials=potentials,
+        )
+        p = res.parameters
+        return EwaldResult(
+            energy=res.energy,
+            forces=res.forces,
+            stress=res.stress,
+            potentials=res.potentials,
+            parameters={
+                "method": "pme",
+                "smearing": p.smearing,
+                "cutoff": p.cutoff,
+                "mesh": p.mesh,
+                "order": p.order,
+                "exponent": float(exponent),
+                "accuracy": float(accuracy),
+                "prefactor": float(prefactor),
+            },
+        )
     out = _native.ewald_compute(
         system._arrays(),
         q,

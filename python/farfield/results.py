@@ -21,8 +21,9 @@ class EwaldResult:
         stress: (3, 3) stress (1/V) ∂E/∂ε (ASE convention), ``None`` for open systems or when
             not requested.
         potentials: (n,) per-atom potentials φ_i (E = ½ Σ q_i φ_i), or ``None``.
-        parameters: what was used: ``method`` ("ewald" or "direct"), and for Ewald
-            ``smearing``, ``cutoff``, ``k_cutoff``; also ``exponent``, ``accuracy``,
+        parameters: what was used: ``method`` ("ewald", "pme" or "direct"), for Ewald
+            ``smearing``, ``cutoff``, ``k_cutoff``, for PME ``smearing``, ``cutoff``, ``mesh``,
+            ``order``; also ``exponent``, ``accuracy``,
             ``prefactor``.
     """
 
