@@ -1,18 +1,62 @@
-"""farfield demonstration (extended as engines land)."""
+"""farfield demonstration: Madelung constants and the electrostatics of a random box."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 import farfield as ff
 
+FCC = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+CRYSTALS = {
+    # name: (cell, fractional positions, charges, formula units, reference -E/fu)
+    "NaCl": (FCC, [[0, 0, 0], [0.5, 0.5, 0.5]], [1, -1], 1, 1.747564594633),
+    "CsCl": (np.eye(3), [[0.5, 0.5, 0.5], [0, 0, 0]], [1, -1], 1, 2.035361509),
+    "zincblende": (FCC, [[0, 0, 0], [0.25, 0.25, 0.25]], [1, -1], 1, 1.8914630519),
+    "fluorite": (
+        0.5 * np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]),
+        [[0, 0, 0], [0.25, 0.25, 0.25], [0.75, 0.75, 0.75]],
+        [2, -1, -1],
+        1,
+        11.6365752270768,
+    ),
+}
+
 
 def main() -> None:
-    print(f"farfield {ff.__version__}, {ff.get_num_threads()} threads")
-    system = ff.System(
-        positions=np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), numbers=np.array([11, 17])
-    )
-    print(f"a system of {len(system)} atoms")
+    print(f"farfield {ff.__version__}, {ff.get_num_threads()} threads\n")
+    print("| crystal | -E per formula unit | reference | rel. error | time (ms) |")
+    print("|---|---|---|---|---|")
+    for name, (cell, frac, charges, fu, reference) in CRYSTALS.items():
+        cell = np.asarray(cell, dtype=float)
+        system = ff.System(np.asarray(frac, dtype=float) @ cell, np.ones(len(frac)), cell)
+        start = time.perf_counter()
+        result = ff.ewald(system, np.asarray(charges, dtype=float), accuracy=1e-12)
+        elapsed = 1e3 * (time.perf_counter() - start)
+        value = -result.energy / fu
+        print(
+            f"| {name} | {value:.12f} | {reference:.12f} | "
+            f"{abs(value / reference - 1):.1e} | {elapsed:.2f} |"
+        )
+
+    print("\nrandom neutral box at liquid density, accuracy 1e-5 (energy, forces, stress):")
+    rng = np.random.default_rng(0)
+    for n in (1000, 4000):
+        length = (n / 0.1) ** (1 / 3)
+        system = ff.System(rng.random((n, 3)) * length, np.ones(n), np.eye(3) * length)
+        charges = rng.standard_normal(n)
+        charges -= charges.mean()
+        start = time.perf_counter()
+        result = ff.ewald(system, charges, accuracy=1e-5, prefactor=ff.units.EV_ANGSTROM)
+        elapsed = 1e3 * (time.perf_counter() - start)
+        assert result.forces is not None
+        p = result.parameters
+        print(
+            f"  N={n}: E = {result.energy:.6f} eV, max |F| = "
+            f"{np.linalg.norm(result.forces, axis=1).max():.4f} eV/Å, {elapsed:.1f} ms "
+            f"(σ={p['smearing']:.3f}, r_c={p['cutoff']:.3f}, k_c={p['k_cutoff']:.3f})"
+        )
 
 
 if __name__ == "__main__":

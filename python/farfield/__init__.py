@@ -9,15 +9,25 @@ from __future__ import annotations
 
 from . import units
 from ._native import __version__, get_num_threads, set_num_threads
+from .ewald import ewald, ewald_parameters
+from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
+from .results import EwaldResult
 from .system import System
 
 __all__ = [
+    "EwaldResult",
+    "PmeParameters",
+    "PmeResult",
     "QEqGradients",
     "QEqResult",
     "System",
     "__version__",
+    "ewald",
+    "ewald_parameters",
     "get_num_threads",
+    "pme",
+    "pme_preferred",
     "qeq",
     "qeq_batch",
     "qeq_vjp",

@@ -1,1 +1,0 @@
-//! Smooth particle-mesh Ewald.

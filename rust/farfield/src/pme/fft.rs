@@ -1,0 +1,192 @@
+//! Parallel 3D real-to-complex FFT on a row-major grid [K1][K2][K3], built from `realfft`
+//! (last axis) and `rustfft` (the other two, after transposes so every transform is
+//! contiguous). The spectrum is stored transposed, as [H][K2][K1] with H = K3/2 + 1.
+
+use rayon::prelude::*;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use rustfft::{num_complex::Complex, Fft, FftPlanner};
+use std::sync::Arc;
+
+/// Complex number type of the spectrum.
+pub type C64 = Complex<f64>;
+
+/// Plans for one grid shape.
+pub struct Fft3 {
+    n: [usize; 3],
+    h: usize,
+    r2c: Arc<dyn RealToComplex<f64>>,
+    c2r: Arc<dyn ComplexToReal<f64>>,
+    f2: Arc<dyn Fft<f64>>,
+    i2: Arc<dyn Fft<f64>>,
+    f1: Arc<dyn Fft<f64>>,
+    i1: Arc<dyn Fft<f64>>,
+}
+
+impl std::fmt::Debug for Fft3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fft3({:?})", self.n)
+    }
+}
+
+impl Fft3 {
+    /// Plans the transforms of a grid with `n` points per axis.
+    pub fn new(n: [usize; 3]) -> Fft3 {
+        let mut rp = RealFftPlanner::<f64>::new();
+        let mut cp = FftPlanner::<f64>::new();
+        Fft3 {
+            n,
+            h: n[2] / 2 + 1,
+            r2c: rp.plan_fft_forward(n[2]),
+            c2r: rp.plan_fft_inverse(n[2]),
+            f2: cp.plan_fft_forward(n[1]),
+            i2: cp.plan_fft_inverse(n[1]),
+            f1: cp.plan_fft_forward(n[0]),
+            i1: cp.plan_fft_inverse(n[0]),
+        }
+    }
+
+    /// Number of complex values of the spectrum, H·K2·K1.
+    pub fn spectrum_len(&self) -> usize {
+        self.h * self.n[1] * self.n[0]
+    }
+
+    /// Half length H = K3/2 + 1 of the last axis.
+    pub fn half(&self) -> usize {
+        self.h
+    }
+
+    /// Forward transform (unnormalised, e^{-2πi m·k/K}) of `real` ([K1][K2][K3]) into
+    /// `spec` ([H][K2][K1]). `real` is used as scratch.
+    pub fn forward(&self, real: &mut [f64], spec: &mut [C64]) {
+        let [n1, n2, n3] = self.n;
+        let h = self.h;
+        // 1. r2c along axis 3 into a [K1][K2][H] buffer
+        let mut a = vec![C64::new(0.0, 0.0); n1 * n2 * h];
+        a.par_chunks_mut(n2 * h)
+            .zip(real.par_chunks_mut(n2 * n3))
+            .for_each(|(out, inp)| {
+                let mut scratch = self.r2c.make_scratch_vec();
+                for (o, i) in out.chunks_mut(h).zip(inp.chunks_mut(n3)) {
+                    self.r2c
+                        .process_with_scratch(i, o, &mut scratch)
+                        .expect("r2c sizes");
+                }
+            });
+        // 2. per K1 slab: transpose [K2][H] -> [H][K2], FFT along K2
+        let mut b = vec![C64::new(0.0, 0.0); n1 * n2 * h];
+        b.par_chunks_mut(n2 * h)
+            .zip(a.par_chunks(n2 * h))
+            .for_each(|(out, inp)| {
+                for i2 in 0..n2 {
+                    for i3 in 0..h {
+                        out[i3 * n2 + i2] = inp[i2 * h + i3];
+                    }
+                }
+                let mut scratch = vec![C64::new(0.0, 0.0); self.f2.get_inplace_scratch_len()];
+                self.f2.process_with_scratch(out, &mut scratch);
+            });
+        drop(a);
+        // 3. transpose [K1][H][K2] -> [H][K2][K1], FFT along K1
+        spec.par_chunks_mut(n2 * n1)
+            .enumerate()
+            .for_each(|(i3, out)| {
+                for i1 in 0..n1 {
+                    let src = &b[(i1 * h + i3) * n2..(i1 * h + i3 + 1) * n2];
+                    for i2 in 0..n2 {
+                        out[i2 * n1 + i1] = src[i2];
+                    }
+                }
+                let mut scratch = vec![C64::new(0.0, 0.0); self.f1.get_inplace_scratch_len()];
+                self.f1.process_with_scratch(out, &mut scratch);
+            });
+    }
+
+    /// Inverse transform (unnormalised, e^{+2πi m·k/K}) of a Hermitian spectrum `spec`
+    /// ([H][K2][K1], destroyed) into `real` ([K1][K2][K3]).
+    pub fn inverse(&self, spec: &mut [C64], real: &mut [f64]) {
+        let [n1, n2, n3] = self.n;
+        let h = self.h;
+        spec.par_chunks_mut(n2 * n1).for_each(|row| {
+            let mut scratch = vec![C64::new(0.0, 0.0); self.i1.get_inplace_scratch_len()];
+            self.i1.process_with_scratch(row, &mut scratch);
+        });
+        // [H][K2][K1] -> [K1][H][K2], inverse FFT along K2
+        let mut b = vec![C64::new(0.0, 0.0); n1 * n2 * h];
+        b.par_chunks_mut(h * n2).enumerate().for_each(|(i1, out)| {
+            for i3 in 0..h {
+                for i2 in 0..n2 {
+                    out[i3 * n2 + i2] = spec[(i3 * n2 + i2) * n1 + i1];
+                }
+            }
+            let mut scratch = vec![C64::new(0.0, 0.0); self.i2.get_inplace_scratch_len()];
+            self.i2.process_with_scratch(out, &mut scratch);
+        });
+        // [K1][H][K2] -> [K1][K2][H], c2r along axis 3
+        real.par_chunks_mut(n2 * n3)
+            .zip(b.par_chunks(h * n2))
+            .for_each(|(out, inp)| {
+                let mut row = vec![C64::new(0.0, 0.0); h];
+                let mut scratch = self.c2r.make_scratch_vec();
+                for i2 in 0..n2 {
+                    for i3 in 0..h {
+                        row[i3] = inp[i3 * n2 + i2];
+                    }
+                    // the DC (and Nyquist) entries of a Hermitian row are real
+                    row[0].im = 0.0;
+                    if n3 % 2 == 0 {
+                        row[h - 1].im = 0.0;
+                    }
+                    self.c2r
+                        .process_with_scratch(
+                            &mut row,
+                            &mut out[i2 * n3..(i2 + 1) * n3],
+                            &mut scratch,
+                        )
+                        .expect("c2r sizes");
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_direct_dft() {
+        let n = [5, 6, 4];
+        let len = n[0] * n[1] * n[2];
+        let data: Vec<f64> = (0..len).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
+        let fft = Fft3::new(n);
+        let mut real = data.clone();
+        let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
+        fft.forward(&mut real, &mut spec);
+        for m3 in 0..fft.half() {
+            for m2 in 0..n[1] {
+                for m1 in 0..n[0] {
+                    let mut s = C64::new(0.0, 0.0);
+                    for k1 in 0..n[0] {
+                        for k2 in 0..n[1] {
+                            for k3 in 0..n[2] {
+                                let ph = -2.0
+                                    * std::f64::consts::PI
+                                    * ((m1 * k1) as f64 / n[0] as f64
+                                        + (m2 * k2) as f64 / n[1] as f64
+                                        + (m3 * k3) as f64 / n[2] as f64);
+                                s += data[(k1 * n[1] + k2) * n[2] + k3]
+                                    * C64::new(ph.cos(), ph.sin());
+                            }
+                        }
+                    }
+                    let got = spec[(m3 * n[1] + m2) * n[0] + m1];
+                    assert!((got - s).norm() < 1e-10, "{m1} {m2} {m3}");
+                }
+            }
+        }
+        let mut back = vec![0.0; len];
+        fft.inverse(&mut spec, &mut back);
+        for i in 0..len {
+            assert!((back[i] / len as f64 - data[i]).abs() < 1e-12);
+        }
+    }
+}
