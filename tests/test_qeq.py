@@ -249,7 +249,7 @@ def test_ase_calculator_nve_conserves_energy():
     from ase import units
     from ase.md.verlet import VelocityVerlet
 
-    from farfield.ase_qeq import QEqCalculator
+    from farfield.ase import QEqCalculator
 
     rng = np.random.default_rng(3)
     pos = np.array([(i, j, k) for i in range(2) for j in range(2) for k in range(2)], float) * 2.8

@@ -100,7 +100,7 @@ def peak_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 100000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--dense-max", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

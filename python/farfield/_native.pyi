@@ -11,6 +11,7 @@ _SystemArrays = tuple[_F, _I, _F | None]
 
 __version__: str
 
+# triplets (rust/farfield-py/src/triplets.rs)
 _L = npt.NDArray[np.int64]
 
 def validate_system(system: _SystemArrays) -> int: ...

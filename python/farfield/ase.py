@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from .ase_qeq import QEqCalculator
 from .ewald import ewald
 from .units import EV_ANGSTROM
 
-__all__ = ["EwaldCalculator"]
+__all__ = ["EwaldCalculator", "QEqCalculator"]
 
 
 class EwaldCalculator(Calculator):

@@ -1,6 +1,6 @@
 """ASE calculator for classic fixed-parameter QEq (per-element χ, J, σ).
 
-Re-exported from :mod:`farfield.ase` once that module exists.
+Re-exported from :mod:`farfield.ase`.
 """
 
 from __future__ import annotations

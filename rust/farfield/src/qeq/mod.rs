@@ -103,8 +103,7 @@ pub struct QEqProblem {
     pub hardness: Vec<f64>,
     /// σ_i > 0.
     pub sigma: Vec<f64>,
-    /// Total charge (ignored when fragments are given, except that it must match their sum
-    /// when `fragment_charges` is absent... see [`QEqProblem::fragments`]).
+    /// Total charge (the single constraint when no fragments are given; ignored otherwise).
     pub total_charge: f64,
     /// Optional fragment index per atom (0..m); then `fragment_charges` gives each charge.
     pub fragments: Option<Vec<usize>>,

@@ -412,6 +412,18 @@ impl<'a> Operator<'a> {
     pub fn dense(&self) -> Vec<f64> {
         let n = self.len();
         let pos = self.system.positions();
+        // phases e^{ik·r_j} · √w_k for all atoms (N × N_k, no more than the N² matrix itself)
+        let phases: Vec<Complex64> = match &self.periodic {
+            Some(p) => (0..n)
+                .into_par_iter()
+                .flat_map_iter(|j| {
+                    p.ms.iter()
+                        .zip(&p.weights)
+                        .map(move |(m, w)| Self::phase(p, j, m) * w.sqrt())
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let mut a = vec![0.0; n * n];
         a.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
             if n == 0 {
@@ -438,12 +450,13 @@ impl<'a> Operator<'a> {
                         let g = self.gamma(i, nb.j);
                         row[nb.j] += gauss_pair(nb.distance, eta).0 - gauss_pair(nb.distance, g).0;
                     });
-                    let phases_i: Vec<Complex64> =
-                        p.ms.iter().map(|m| Self::phase(p, i, m)).collect();
+                    let nk = p.ms.len();
+                    let pi = &phases[i * nk..(i + 1) * nk];
                     for j in 0..n {
+                        let pj = &phases[j * nk..(j + 1) * nk];
                         let mut c = 0.0;
-                        for (kk, m) in p.ms.iter().enumerate() {
-                            c += p.weights[kk] * (phases_i[kk].conj() * Self::phase(p, j, m)).re;
+                        for kk in 0..nk {
+                            c += pi[kk].re * pj[kk].re + pi[kk].im * pj[kk].im;
                         }
                         let g2 = self.sigma[i] * self.sigma[i] + self.sigma[j] * self.sigma[j];
                         c -= 2.0 * std::f64::consts::PI / p.volume * (eta * eta - g2);
