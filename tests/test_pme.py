@@ -207,3 +207,23 @@ def test_bad_input():
         ff.pme(ff.System(s.positions, s.numbers, None), q)
     with pytest.raises(ValueError, match="1/r\\^3|neutral"):
         ff.pme(s, [1.0, 0, 0, 0], exponent=3.0)
+
+
+def test_ewald_entry_point_dispatches_to_pme() -> None:
+    """ff.ewald(method="pme") runs smooth PME and agrees with the Ewald method."""
+    rng = np.random.default_rng(11)
+    n = 64
+    cell = np.array([[9.0, 0.0, 0.0], [1.0, 8.5, 0.0], [-0.5, 0.7, 9.5]])
+    positions = rng.random((n, 3)) @ cell
+    charges = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    system = ff.System(positions, np.ones(n, dtype=np.int32), cell)
+    ref = ff.ewald(system, charges, accuracy=1e-9, method="ewald")
+    res = ff.ewald(system, charges, accuracy=1e-9, method="pme")
+    assert res.parameters["method"] == "pme"
+    assert set(res.parameters) >= {"smearing", "cutoff", "mesh", "order"}
+    assert res.energy == pytest.approx(ref.energy, rel=1e-7)
+    assert res.forces is not None and ref.forces is not None
+    assert np.allclose(res.forces, ref.forces, atol=1e-6 * np.abs(ref.forces).max())
+    assert ff.ewald_parameters(system, method="pme")["method"] == "pme"
+    with pytest.raises(ValueError, match="periodic"):
+        ff.ewald(ff.System(positions[:2], [1, 1]), [1.0, -1.0], method="pme")
