@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import structures, triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
+from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .system import System
 from .triplets import Bispectrum, TripletFeatures, TripletMLP
 
@@ -16,6 +17,9 @@ __all__ = [
     "Bispectrum",
     "TripletFeatures",
     "TripletMLP",
+    "Descriptor",
+    "PowerSpectrum",
+    "SphericalExpansion",
     "System",
     "__version__",
     "get_num_threads",

@@ -61,3 +61,24 @@ def pair_expansion(
     species: list[int],
 ) -> tuple[_L, _F]: ...
 def clebsch_gordan_product(a: _F, b: _F, l1: int, l2: int, lam: int) -> _F: ...
+# descriptors (SOAP)
+class SoapCalculator:
+    def __init__(
+        self,
+        kind: str,
+        cutoff: float,
+        max_radial: int,
+        max_angular: int,
+        smearing: float,
+        cutoff_function: str,
+        width: float,
+        center_atom_weight: float,
+        radial_accuracy: float | None,
+        species: list[int] | None,
+    ) -> None: ...
+    def compute(
+        self, frames: list[_SystemArrays], species: list[int], positions: bool, strain: bool
+    ) -> dict[str, object]: ...
+
+def clebsch_gordan(l1: int, l2: int, lam: int) -> _F: ...
+def spherical_harmonics(vectors: _F, lmax: int) -> _F: ...

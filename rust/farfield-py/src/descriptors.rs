@@ -1,7 +1,223 @@
-//! Bindings of the descriptors engine.
+//! Bindings of the descriptors engine: spherical expansion, power spectrum, CG coefficients.
+use farfield::descriptors::{
+    Descriptor, ExpansionParameters, GradientRequest, PowerSpectrum, Smoothing, SphericalExpansion,
+};
+use farfield::{Error, System};
+use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::convert::SystemArrays;
+use crate::errors::guarded;
+use crate::threads;
+
+#[allow(clippy::too_many_arguments)]
+fn parameters(
+    cutoff: f64,
+    max_radial: usize,
+    max_angular: usize,
+    smearing: f64,
+    cutoff_function: &str,
+    width: f64,
+    center_atom_weight: f64,
+    radial_accuracy: Option<f64>,
+    species: Option<Vec<i32>>,
+) -> farfield::Result<ExpansionParameters> {
+    let smoothing = match cutoff_function {
+        "step" => Smoothing::Step,
+        "shifted_cosine" => Smoothing::ShiftedCosine { width },
+        other => {
+            return Err(Error::parameter(
+                "cutoff_function",
+                format!("expected 'shifted_cosine' or 'step', got '{other}'"),
+            ))
+        }
+    };
+    if let Some(acc) = radial_accuracy {
+        if !(acc.is_finite() && acc > 0.0) {
+            return Err(Error::parameter(
+                "radial_accuracy",
+                format!("must be positive (or None for exact), got {acc}"),
+            ));
+        }
+    }
+    Ok(ExpansionParameters {
+        cutoff,
+        smoothing,
+        smearing,
+        max_radial,
+        max_angular,
+        center_atom_weight,
+        radial_accuracy,
+        species,
+    })
+}
+
+fn to_dict<'py>(py: Python<'py>, d: Descriptor) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    let ns = d.samples.len();
+    let nf = d.features.len();
+    let ncol = d.feature_names.len();
+    let samples: Vec<i32> = d.samples.iter().flatten().copied().collect();
+    out.set_item("samples", PyArray1::from_vec(py, samples).reshape([ns, 3])?)?;
+    let feats: Vec<i32> = d.features.iter().flatten().copied().collect();
+    out.set_item(
+        "properties",
+        PyArray1::from_vec(py, feats).reshape([nf, ncol])?,
+    )?;
+    out.set_item("property_names", d.feature_names.clone())?;
+    out.set_item(
+        "values",
+        PyArray1::from_vec(py, d.values).reshape([ns, nf])?,
+    )?;
+    if let Some(g) = d.position_gradients {
+        let ng = g.samples.len();
+        let gs: Vec<i64> = g.samples.iter().flatten().map(|&v| v as i64).collect();
+        out.set_item(
+            "positions_samples",
+            PyArray1::from_vec(py, gs).reshape([ng, 3])?,
+        )?;
+        out.set_item(
+            "positions",
+            PyArray1::from_vec(py, g.values).reshape([ng, 3, nf])?,
+        )?;
+    }
+    if let Some(s) = d.strain_gradients {
+        out.set_item("strain", PyArray1::from_vec(py, s).reshape([ns, 3, 3, nf])?)?;
+    }
+    Ok(out)
+}
+
+fn systems_of(frames: &[SystemArrays<'_>]) -> farfield::Result<Vec<System>> {
+    frames.iter().map(|f| f.to_system()).collect()
+}
+
+enum Inner {
+    Expansion(SphericalExpansion),
+    Power(PowerSpectrum),
+}
+
+/// A spherical-expansion (kind="expansion") or power-spectrum (kind="power_spectrum")
+/// calculator; the radial spline is built once, at construction.
+#[pyclass(frozen)]
+pub struct SoapCalculator {
+    inner: Inner,
+}
+
+#[pymethods]
+impl SoapCalculator {
+    #[new]
+    #[pyo3(signature = (kind, cutoff, max_radial, max_angular, smearing, cutoff_function, width, center_atom_weight, radial_accuracy, species))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        kind: &str,
+        cutoff: f64,
+        max_radial: usize,
+        max_angular: usize,
+        smearing: f64,
+        cutoff_function: &str,
+        width: f64,
+        center_atom_weight: f64,
+        radial_accuracy: Option<f64>,
+        species: Option<Vec<i32>>,
+    ) -> PyResult<SoapCalculator> {
+        let params = guarded(|| {
+            parameters(
+                cutoff,
+                max_radial,
+                max_angular,
+                smearing,
+                cutoff_function,
+                width,
+                center_atom_weight,
+                radial_accuracy,
+                species,
+            )
+        })?;
+        let kind = kind.to_string();
+        let inner = py.detach(|| {
+            threads::install(|| {
+                guarded(|| match kind.as_str() {
+                    "expansion" => Ok(Inner::Expansion(SphericalExpansion::new(params)?)),
+                    "power_spectrum" => Ok(Inner::Power(PowerSpectrum::new(params)?)),
+                    other => Err(Error::parameter(
+                        "kind",
+                        format!("unknown descriptor kind '{other}'"),
+                    )),
+                })
+            })
+        })?;
+        Ok(SoapCalculator { inner })
+    }
+
+    /// Computes the descriptor of `frames` for the sorted neighbour `species`; returns a dict
+    /// of numpy arrays.
+    fn compute<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<SystemArrays<'py>>,
+        species: Vec<i32>,
+        positions: bool,
+        strain: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let systems = guarded(|| systems_of(&frames))?;
+        let request = GradientRequest { positions, strain };
+        let result = py.detach(|| {
+            threads::install(|| {
+                guarded(|| match &self.inner {
+                    Inner::Expansion(e) => e.compute_with_species(&systems, &species, request),
+                    Inner::Power(p) => p.compute_with_species(&systems, &species, request),
+                })
+            })
+        })?;
+        to_dict(py, result)
+    }
+}
+
+/// Dense real Clebsch–Gordan coefficients `(2l1+1, 2l2+1, 2λ+1)` in featomic's convention.
+#[pyfunction]
+fn clebsch_gordan<'py>(
+    py: Python<'py>,
+    l1: usize,
+    l2: usize,
+    lam: usize,
+) -> PyResult<Bound<'py, numpy::PyArray3<f64>>> {
+    if l1 > 30 || l2 > 30 || lam > 60 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "l1, l2 must be <= 30",
+        ));
+    }
+    let d = farfield::math::clebsch_gordan::real_cg_dense(l1, l2, lam);
+    PyArray1::from_vec(py, d).reshape([2 * l1 + 1, 2 * l2 + 1, 2 * lam + 1])
+}
+
+/// Real spherical harmonics `Y_lm` for each row of `vectors (n, 3)`: `(n, (lmax+1)²)`.
+#[pyfunction]
+fn spherical_harmonics<'py>(
+    py: Python<'py>,
+    vectors: numpy::PyReadonlyArray2<'py, f64>,
+    lmax: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let v = guarded(|| crate::convert::vec3s("vectors", &vectors))?;
+    if lmax > 60 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "lmax must be <= 60",
+        ));
+    }
+    let sh = farfield::math::spherical_harmonics::SphericalHarmonics::new(lmax);
+    let nlm = (lmax + 1) * (lmax + 1);
+    let mut out = vec![0.0; v.len() * nlm];
+    for (k, r) in v.iter().enumerate() {
+        sh.compute(r, &mut out[k * nlm..(k + 1) * nlm]);
+    }
+    PyArray1::from_vec(py, out).reshape([v.len(), nlm])
+}
 
 /// Adds this engine's functions and classes to the module.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SoapCalculator>()?;
+    m.add_function(wrap_pyfunction!(clebsch_gordan, m)?)?;
+    m.add_function(wrap_pyfunction!(spherical_harmonics, m)?)?;
     Ok(())
 }

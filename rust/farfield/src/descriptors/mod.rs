@@ -1,4 +1,23 @@
-//! Local density expansion, power spectrum, Clebsch-Gordan products, triplets.
+//! Local density expansion, power spectrum, Clebsch-Gordan products, and the labelled result.
+//!
+//! * [`spherical_expansion::SphericalExpansion`]: featomic's `SphericalExpansion` (Gaussian
+//!   density, GTO basis, step or shifted-cosine cutoff, `center_atom_weight`), with the
+//!   per-pair expansion `g_ij` ([`SphericalExpansion::pair_expansion`](spherical_expansion::SphericalExpansion::pair_expansion))
+//!   that triplet descriptors build on;
+//! * [`power_spectrum::PowerSpectrum`]: featomic's `SoapPowerSpectrum`;
+//! * [`cg_product`]: general Clebsch–Gordan products of two expansions to any λ;
+//! * [`triplets`] and [`bispectrum`]: triplet descriptors (Nigam et al.) and the ν = 3
+//!   bispectrum;
+//! * [`result::Descriptor`]: dense values with labelled samples and features, position and
+//!   strain gradients.
 
 pub mod bispectrum;
+pub mod cg_product;
+pub mod power_spectrum;
+pub mod result;
+pub mod spherical_expansion;
 pub mod triplets;
+
+pub use power_spectrum::PowerSpectrum;
+pub use result::{Descriptor, GradientRequest, PositionGradients};
+pub use spherical_expansion::{ExpansionParameters, Smoothing, SphericalExpansion};

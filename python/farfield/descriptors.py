@@ -1,0 +1,328 @@
+"""Local density descriptors: spherical expansion and SOAP power spectrum (featomic conventions).
+
+``SphericalExpansion`` and ``PowerSpectrum`` are calculators; ``compute(frames, gradients=...)``
+takes one or a list of ``ase.Atoms`` / :class:`farfield.System` and returns a frozen
+:class:`Descriptor` holding dense numpy arrays with labelled samples and properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _native
+from .system import System, as_system
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int32]
+Frames = Any  # one ase.Atoms / System, or a sequence of them
+
+_GRADIENTS = ("positions", "strain", "cell")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """Dense descriptor values with labels.
+
+    Attributes:
+        values: (n_samples, n_properties) features.
+        samples: (n_samples, 3) int32 labels ``(system, atom, center_type)``.
+        properties: (n_properties, k) int32 labels named by ``property_names``.
+        property_names: names of the property columns, e.g. ``("neighbor_1_type",
+            "neighbor_2_type", "l", "n_1", "n_2")`` for the power spectrum.
+        gradients: ``"positions"``: (n_grad, 3, n_properties) with ``positions_samples``;
+            ``"strain"``: (n_samples, 3, 3, n_properties), derivative with respect to a
+            homogeneous strain of cell and positions (zero for open systems).
+        positions_samples: (n_grad, 3) int64 ``(sample, system, atom)``: the row of ``values``
+            and the atom whose position is differentiated.
+    """
+
+    values: FloatArray
+    samples: IntArray
+    properties: IntArray
+    property_names: tuple[str, ...]
+    gradients: dict[str, FloatArray] = field(default_factory=dict)
+    positions_samples: npt.NDArray[np.int64] | None = None
+    sample_names: tuple[str, ...] = ("system", "atom", "center_type")
+
+    def __post_init__(self) -> None:
+        for array in (self.values, self.samples, self.properties, self.positions_samples):
+            if array is not None:
+                array.setflags(write=False)
+        for array in self.gradients.values():
+            array.setflags(write=False)
+
+    @property
+    def keys(self) -> list[tuple[int, ...]]:
+        """Block keys: ``(center_type, *neighbor types)`` present in the result."""
+        centers = sorted(set(int(z) for z in self.samples[:, 2]))
+        n_neighbor_cols = sum(1 for name in self.property_names if name.endswith("_type"))
+        neighbors = sorted(
+            set(tuple(int(v) for v in row[:n_neighbor_cols]) for row in self.properties)
+        )
+        return [(c, *n) for c in centers for n in neighbors]
+
+    def block(self, key: tuple[int, ...]) -> Descriptor:
+        """The samples of centre type ``key[0]`` and properties of neighbour types ``key[1:]``."""
+        n_types = len(key) - 1
+        rows = np.nonzero(self.samples[:, 2] == key[0])[0]
+        cols = np.nonzero(np.all(self.properties[:, :n_types] == np.asarray(key[1:]), axis=1))[0]
+        if rows.size == 0 or cols.size == 0:
+            raise KeyError(f"no block {key} in this descriptor")
+        gradients: dict[str, FloatArray] = {}
+        positions_samples = None
+        if "positions" in self.gradients and self.positions_samples is not None:
+            remap = -np.ones(len(self.samples), dtype=np.int64)
+            remap[rows] = np.arange(rows.size)
+            keep = np.nonzero(remap[self.positions_samples[:, 0]] >= 0)[0]
+            positions_samples = self.positions_samples[keep].copy()
+            positions_samples[:, 0] = remap[positions_samples[:, 0]]
+            gradients["positions"] = self.gradients["positions"][keep][:, :, cols].copy()
+        if "strain" in self.gradients:
+            gradients["strain"] = self.gradients["strain"][rows][..., cols].copy()
+        return Descriptor(
+            values=self.values[rows][:, cols].copy(),
+            samples=self.samples[rows].copy(),
+            properties=self.properties[cols, n_types:].copy(),
+            property_names=self.property_names[n_types:],
+            gradients=gradients,
+            positions_samples=positions_samples,
+        )
+
+    @property
+    def blocks(self) -> dict[tuple[int, ...], Descriptor]:
+        """All blocks, one per ``(center_type, *neighbor types)``."""
+        return {key: self.block(key) for key in self.keys}
+
+    def to_metatensor(self) -> Any:
+        """A metatensor ``TensorMap`` with one block per key (needs ``metatensor-core``)."""
+        try:
+            import metatensor
+        except ImportError as error:  # pragma: no cover
+            raise ImportError("to_metatensor() needs the metatensor-core package") from error
+        keys = self.keys
+        names = ["center_type"] + [n for n in self.property_names if n.endswith("_type")]
+        blocks = []
+        for key in keys:
+            b = self.block(key)
+            block = metatensor.TensorBlock(
+                values=np.ascontiguousarray(b.values),
+                samples=metatensor.Labels(
+                    ["system", "atom"], np.ascontiguousarray(b.samples[:, :2])
+                ),
+                components=[],
+                properties=metatensor.Labels(
+                    list(b.property_names), np.ascontiguousarray(b.properties)
+                ),
+            )
+            if "positions" in b.gradients and b.positions_samples is not None:
+                block.add_gradient(
+                    "positions",
+                    metatensor.TensorBlock(
+                        values=np.ascontiguousarray(b.gradients["positions"]),
+                        samples=metatensor.Labels(
+                            ["sample", "system", "atom"],
+                            np.ascontiguousarray(b.positions_samples.astype(np.int32)),
+                        ),
+                        components=[metatensor.Labels.range("xyz", 3)],
+                        properties=block.properties,
+                    ),
+                )
+            blocks.append(block)
+        return metatensor.TensorMap(
+            metatensor.Labels(names, np.asarray(keys, dtype=np.int32)), blocks
+        )
+
+
+def _frames(frames: Frames) -> list[System]:
+    if isinstance(frames, (list, tuple)):
+        return [as_system(f) for f in frames]
+    return [as_system(frames)]
+
+
+def _check_gradients(gradients: Iterable[str]) -> tuple[bool, bool]:
+    if isinstance(gradients, str):
+        gradients = [gradients]
+    gradients = list(gradients)
+    for g in gradients:
+        if g not in _GRADIENTS:
+            raise ValueError(f"unknown gradient '{g}', expected some of {list(_GRADIENTS)}")
+    return "positions" in gradients, ("strain" in gradients or "cell" in gradients)
+
+
+def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]:
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, Any] = {
+        "properties": parts[0]["properties"],
+        "property_names": parts[0]["property_names"],
+    }
+    samples = []
+    sample_offset = 0
+    psamples = []
+    for part, offset in zip(parts, offsets, strict=True):
+        s = part["samples"].copy()
+        s[:, 0] += offset
+        samples.append(s)
+        if "positions_samples" in part:
+            p = part["positions_samples"].copy()
+            p[:, 0] += sample_offset
+            p[:, 1] += offset
+            psamples.append(p)
+        sample_offset += len(s)
+    out["samples"] = np.concatenate(samples)
+    out["values"] = np.concatenate([p["values"] for p in parts])
+    if psamples:
+        out["positions_samples"] = np.concatenate(psamples)
+        out["positions"] = np.concatenate([p["positions"] for p in parts])
+    if "strain" in parts[0]:
+        out["strain"] = np.concatenate([p["strain"] for p in parts])
+    return out
+
+
+class _Calculator:
+    _kind = ""
+
+    def __init__(
+        self,
+        cutoff: float,
+        max_radial: int,
+        max_angular: int,
+        smearing: float,
+        *,
+        cutoff_function: str = "shifted_cosine",
+        width: float = 0.5,
+        center_atom_weight: float = 1.0,
+        radial_accuracy: float | None = 1e-8,
+        species: Sequence[int] | None = None,
+    ) -> None:
+        for name, value in (("max_radial", max_radial), ("max_angular", max_angular)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        self.cutoff = float(cutoff)
+        self.max_radial = int(max_radial)
+        self.max_angular = int(max_angular)
+        self.smearing = float(smearing)
+        self.cutoff_function = cutoff_function
+        self.width = float(width)
+        self.center_atom_weight = float(center_atom_weight)
+        self.radial_accuracy = None if radial_accuracy is None else float(radial_accuracy)
+        self.species = None if species is None else sorted(int(z) for z in species)
+        self._native = _native.SoapCalculator(
+            self._kind,
+            self.cutoff,
+            self.max_radial,
+            self.max_angular,
+            self.smearing,
+            self.cutoff_function,
+            self.width,
+            self.center_atom_weight,
+            self.radial_accuracy,
+            self.species,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(cutoff={self.cutoff}, max_radial={self.max_radial}, "
+            f"max_angular={self.max_angular}, smearing={self.smearing}, "
+            f"cutoff_function={self.cutoff_function!r}, width={self.width}, "
+            f"center_atom_weight={self.center_atom_weight}, radial_accuracy={self.radial_accuracy})"
+        )
+
+    def _call(
+        self, systems: list[System], grads: tuple[bool, bool], species: list[int]
+    ) -> dict[str, Any]:
+        return self._native.compute([s._arrays() for s in systems], species, grads[0], grads[1])
+
+    def compute(
+        self,
+        frames: Frames,
+        gradients: Iterable[str] = (),
+        progress: bool | None = None,
+    ) -> Descriptor:
+        """Computes the descriptor of one structure or a list of structures.
+
+        Args:
+            frames: an ``ase.Atoms`` / :class:`System`, or a list of them.
+            gradients: any of ``"positions"``, ``"strain"`` (``"cell"`` is an alias of
+                ``"strain"``).
+            progress: show a tqdm progress bar (default: for batches of more than 256
+                structures when tqdm is installed).
+        """
+        systems = _frames(frames)
+        grads = _check_gradients(gradients)
+        species = self.species
+        if species is None:
+            species = sorted(set(int(z) for s in systems for z in s.numbers))
+        chunk = 256
+        if progress is None:
+            progress = len(systems) > chunk
+        if progress and len(systems) > chunk:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # pragma: no cover
+                progress = False
+        if progress and len(systems) > chunk:
+            parts = []
+            offsets = []
+            with tqdm(total=len(systems), desc=type(self).__name__) as bar:
+                for start in range(0, len(systems), chunk):
+                    batch = systems[start : start + chunk]
+                    parts.append(self._call(batch, grads, species))
+                    offsets.append(start)
+                    bar.update(len(batch))
+            raw = _concatenate(parts, offsets)
+        else:
+            raw = self._call(systems, grads, species)
+        result_gradients: dict[str, FloatArray] = {}
+        if grads[0]:
+            result_gradients["positions"] = raw["positions"]
+        if grads[1]:
+            result_gradients["strain"] = raw["strain"]
+        return Descriptor(
+            values=raw["values"],
+            samples=raw["samples"],
+            properties=raw["properties"],
+            property_names=tuple(raw["property_names"]),
+            gradients=result_gradients,
+            positions_samples=raw.get("positions_samples"),
+        )
+
+
+class SphericalExpansion(_Calculator):
+    """featomic's ``SphericalExpansion``: Gaussian density (width ``smearing``), GTO radial
+    basis (``max_radial`` = index of the last function), real spherical harmonics up to
+    ``max_angular``, cutoff ``cutoff`` with ``"shifted_cosine"`` (of ``width``) or ``"step"``
+    smoothing. ``radial_accuracy=None`` evaluates the radial integral exactly (₁F₁), otherwise
+    through a spline of that absolute accuracy.
+
+    Properties: ``(neighbor_type, l, m, n)``.
+    """
+
+    _kind = "expansion"
+
+
+class PowerSpectrum(_Calculator):
+    """featomic's ``SoapPowerSpectrum`` (same hyper-parameters as :class:`SphericalExpansion`).
+
+    Properties: ``(neighbor_1_type, neighbor_2_type, l, n_1, n_2)`` with
+    ``neighbor_1_type <= neighbor_2_type``.
+    """
+
+    _kind = "power_spectrum"
+
+
+def clebsch_gordan(l1: int, l2: int, lam: int) -> FloatArray:
+    """Real Clebsch–Gordan coefficients ``(2l1+1, 2l2+1, 2λ+1)`` matching the real spherical
+    harmonics (featomic's convention; imaginary part kept when ``l1+l2+λ`` is odd)."""
+    return _native.clebsch_gordan(l1, l2, lam)
+
+
+def spherical_harmonics(vectors: npt.ArrayLike, lmax: int) -> FloatArray:
+    """Real spherical harmonics of the directions of ``vectors (n, 3)``: ``(n, (lmax+1)²)``,
+    ordered ``l = 0..lmax``, ``m = -l..l``."""
+    return _native.spherical_harmonics(np.ascontiguousarray(vectors, dtype=np.float64), lmax)

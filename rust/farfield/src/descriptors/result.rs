@@ -1,0 +1,51 @@
+//! The labelled result of a descriptor calculation.
+
+/// Which gradients to compute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GradientRequest {
+    /// derivatives with respect to atomic positions
+    pub positions: bool,
+    /// derivatives with respect to a homogeneous strain ε of the cell and positions
+    /// (`r → r (1 + ε)`, row vectors), for periodic systems
+    pub strain: bool,
+}
+
+/// Position gradients: one row of `3 × n_features` per (sample, neighbour atom) pair.
+#[derive(Debug, Clone, Default)]
+pub struct PositionGradients {
+    /// `(sample index, structure index, atom index in its structure)` of each gradient row:
+    /// the derivative of the sample's features with respect to that atom's position.
+    pub samples: Vec<[usize; 3]>,
+    /// `n_gradient_samples × 3 × n_features`, row-major
+    pub values: Vec<f64>,
+}
+
+/// Dense descriptor values with labels.
+#[derive(Debug, Clone, Default)]
+pub struct Descriptor {
+    /// Names of the feature label columns.
+    pub feature_names: Vec<&'static str>,
+    /// `n_features` rows of labels, one value per name.
+    pub features: Vec<Vec<i32>>,
+    /// `(structure, atom, centre atomic number)` of each sample (row).
+    pub samples: Vec<[i32; 3]>,
+    /// `n_samples × n_features`, row-major.
+    pub values: Vec<f64>,
+    /// Position gradients, if requested.
+    pub position_gradients: Option<PositionGradients>,
+    /// Strain gradients `∂x/∂ε_{αβ}` as `n_samples × 3 × 3 × n_features`, if requested (zero
+    /// for non-periodic structures).
+    pub strain_gradients: Option<Vec<f64>>,
+}
+
+impl Descriptor {
+    /// Number of features (columns).
+    pub fn n_features(&self) -> usize {
+        self.features.len()
+    }
+
+    /// Number of samples (rows).
+    pub fn n_samples(&self) -> usize {
+        self.samples.len()
+    }
+}

@@ -1,0 +1,721 @@
+//! featomic's `SphericalExpansion`: the Gaussian-smeared neighbour density of every atom,
+//! projected on GTO radial functions × real spherical harmonics, per neighbour species.
+//!
+//! `c^{a}_{i,nlm} = w δ_{a,a_i} δ_{l0} I_n0(0) Y_00 + Σ_{j∈a, r_ij<r_c} f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)`
+//! with `r_ij = r_j + T − r_i` over periodic images (including the centre's own images), `I_nl`
+//! the radial integral of [`crate::basis::density`], `f_c` the cutoff function and `w` the
+//! `center_atom_weight`. Per-atom layout: `[species][l² + l + m][n]`.
+
+use rayon::prelude::*;
+
+use super::result::{Descriptor, GradientRequest, PositionGradients};
+use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
+use crate::basis::gto::GtoBasis;
+use crate::error::{Error, Result};
+use crate::math::linalg::Vec3;
+use crate::math::spherical_harmonics::{lm_count, SphericalHarmonics};
+use crate::neighbors::{CellList, Neighbor};
+use crate::system::System;
+
+/// Smoothing of the density at the cutoff.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Smoothing {
+    /// No smoothing: 1 inside the cutoff, 0 outside.
+    Step,
+    /// `½ (1 + cos(π (r − r_c + width)/width))` on `[r_c − width, r_c]`.
+    ShiftedCosine {
+        /// width of the switching region
+        width: f64,
+    },
+}
+
+/// Hyper-parameters of the spherical expansion (featomic names in brackets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpansionParameters {
+    /// neighbour cutoff radius (`cutoff.radius`), also the GTO radius
+    pub cutoff: f64,
+    /// cutoff smoothing (`cutoff.smoothing`)
+    pub smoothing: Smoothing,
+    /// Gaussian density width σ (`density.width`)
+    pub smearing: f64,
+    /// index of the last radial function (`basis.radial.max_radial`)
+    pub max_radial: usize,
+    /// largest l (`basis.max_angular`)
+    pub max_angular: usize,
+    /// weight of the centre's own density (`density.center_atom_weight`)
+    pub center_atom_weight: f64,
+    /// `None`: exact radial integral (₁F₁); `Some(acc)`: spline to absolute accuracy `acc`
+    pub radial_accuracy: Option<f64>,
+    /// neighbour species (atomic numbers); `None`: all species present in the batch
+    pub species: Option<Vec<i32>>,
+}
+
+impl ExpansionParameters {
+    /// Parameters with featomic-like defaults: shifted cosine of width 0.5, weight 1,
+    /// spline accuracy 1e-8.
+    pub fn new(
+        cutoff: f64,
+        max_radial: usize,
+        max_angular: usize,
+        smearing: f64,
+    ) -> ExpansionParameters {
+        ExpansionParameters {
+            cutoff,
+            smoothing: Smoothing::ShiftedCosine { width: 0.5 },
+            smearing,
+            max_radial,
+            max_angular,
+            center_atom_weight: 1.0,
+            radial_accuracy: Some(1e-8),
+            species: None,
+        }
+    }
+}
+
+/// Spherical expansion calculator.
+#[derive(Debug, Clone)]
+pub struct SphericalExpansion {
+    params: ExpansionParameters,
+    radial: RadialIntegral,
+    harmonics: SphericalHarmonics,
+    n_radial: usize,
+    /// `I_n0(0) Y_00` for the centre contribution
+    center: Vec<f64>,
+}
+
+impl SphericalExpansion {
+    /// Validates the parameters and prepares the radial integral.
+    pub fn new(params: ExpansionParameters) -> Result<SphericalExpansion> {
+        let p = &params;
+        if !(p.cutoff.is_finite() && p.cutoff > 0.0) {
+            return Err(Error::parameter(
+                "cutoff",
+                format!("the cutoff must be positive and finite, got {}", p.cutoff),
+            ));
+        }
+        if !(p.smearing.is_finite() && p.smearing > 0.0) {
+            return Err(Error::parameter(
+                "smearing",
+                format!(
+                    "the density width must be positive and finite, got {}",
+                    p.smearing
+                ),
+            ));
+        }
+        if let Smoothing::ShiftedCosine { width } = p.smoothing {
+            if !(width.is_finite() && width > 0.0 && width <= p.cutoff) {
+                return Err(Error::parameter(
+                    "width",
+                    format!("the shifted-cosine width must be in (0, cutoff], got {width}"),
+                ));
+            }
+        }
+        if p.max_angular > 30 {
+            return Err(Error::parameter(
+                "max_angular",
+                format!("max_angular must be at most 30, got {}", p.max_angular),
+            ));
+        }
+        if !p.center_atom_weight.is_finite() {
+            return Err(Error::parameter("center_atom_weight", "must be finite"));
+        }
+        if let Some(species) = &p.species {
+            if species.is_empty() {
+                return Err(Error::parameter("species", "the list of species is empty"));
+            }
+        }
+        let gto = GtoBasis::new(p.max_radial, p.cutoff)?;
+        let exact = GaussianDensityIntegral::new(gto, p.max_angular, p.smearing)?;
+        let n_radial = exact.size();
+        let mut center = vec![0.0; (p.max_angular + 1) * n_radial];
+        exact.compute(0.0, &mut center, None);
+        center.truncate(n_radial);
+        let y00 = 0.5 / std::f64::consts::PI.sqrt();
+        for v in center.iter_mut() {
+            *v *= y00;
+        }
+        let radial = RadialIntegral::new(exact, p.cutoff, p.radial_accuracy)?;
+        let harmonics = SphericalHarmonics::new(p.max_angular);
+        Ok(SphericalExpansion {
+            params,
+            radial,
+            harmonics,
+            n_radial,
+            center,
+        })
+    }
+
+    /// The parameters.
+    pub fn parameters(&self) -> &ExpansionParameters {
+        &self.params
+    }
+
+    /// Number of radial functions, `max_radial + 1`.
+    pub fn n_radial(&self) -> usize {
+        self.n_radial
+    }
+
+    /// Number of `(l, m)` components, `(max_angular + 1)²`.
+    pub fn n_lm(&self) -> usize {
+        lm_count(self.params.max_angular)
+    }
+
+    /// Size of one pair (or one species channel) expansion: `n_lm × n_radial`.
+    pub fn pair_size(&self) -> usize {
+        self.n_lm() * self.n_radial
+    }
+
+    /// Cutoff function and its derivative.
+    #[inline]
+    pub fn cutoff_function(&self, r: f64) -> (f64, f64) {
+        let rc = self.params.cutoff;
+        match self.params.smoothing {
+            Smoothing::Step => (if r >= rc { 0.0 } else { 1.0 }, 0.0),
+            Smoothing::ShiftedCosine { width } => {
+                if r <= rc - width {
+                    (1.0, 0.0)
+                } else if r >= rc {
+                    (0.0, 0.0)
+                } else {
+                    let s = std::f64::consts::PI * (r - rc + width) / width;
+                    (
+                        0.5 * (1.0 + s.cos()),
+                        -0.5 * std::f64::consts::PI * s.sin() / width,
+                    )
+                }
+            }
+        }
+    }
+
+    /// The expansion `g_ij[lm][n] = f_c(r) I_nl(r) Y_lm(r̂)` of a single neighbour at `vector`
+    /// (= r_j − r_i), featomic's `SphericalExpansionByPair` (without the centre term). With
+    /// `gradients`, also `∂g/∂vector_α` at `gradients[(α n_lm + lm) n_radial + n]`.
+    pub fn pair_expansion(&self, vector: &Vec3, values: &mut [f64], gradients: Option<&mut [f64]>) {
+        let mut scratch = PairScratch::new(self);
+        self.pair_expansion_with(vector, values, gradients, &mut scratch);
+    }
+
+    /// The centre's own contribution `w I_n0(0) Y_00` to the `(l=0, own species)` channel
+    /// (`n_radial` values).
+    pub fn center_contribution(&self) -> Vec<f64> {
+        self.center
+            .iter()
+            .map(|v| v * self.params.center_atom_weight)
+            .collect()
+    }
+
+    /// [`pair_expansion`](Self::pair_expansion) reusing the buffers of `scratch` (no
+    /// allocation; use one [`PairScratch`] per thread).
+    pub fn pair_expansion_with(
+        &self,
+        vector: &Vec3,
+        values: &mut [f64],
+        gradients: Option<&mut [f64]>,
+        s: &mut PairScratch,
+    ) {
+        let r = (vector[0] * vector[0] + vector[1] * vector[1] + vector[2] * vector[2]).sqrt();
+        let (fc, dfc) = self.cutoff_function(r);
+        let nr = self.n_radial;
+        let nlm = self.n_lm();
+        let lmax = self.params.max_angular;
+        match gradients {
+            None => {
+                self.radial.compute(r, &mut s.radial, None);
+                self.harmonics.compute(vector, &mut s.ylm);
+                for l in 0..=lmax {
+                    let rad = &s.radial[l * nr..(l + 1) * nr];
+                    for lm in l * l..(l + 1) * (l + 1) {
+                        let y = fc * s.ylm[lm];
+                        let out = &mut values[lm * nr..(lm + 1) * nr];
+                        for n in 0..nr {
+                            out[n] = y * rad[n];
+                        }
+                    }
+                }
+            }
+            Some(grad) => {
+                self.radial.compute(r, &mut s.radial, Some(&mut s.dradial));
+                self.harmonics
+                    .compute_with_gradients(vector, &mut s.ylm, &mut s.dylm);
+                let inv = if r > 0.0 { 1.0 / r } else { 0.0 };
+                let rhat = [vector[0] * inv, vector[1] * inv, vector[2] * inv];
+                for l in 0..=lmax {
+                    let rad = &s.radial[l * nr..(l + 1) * nr];
+                    let drad = &s.dradial[l * nr..(l + 1) * nr];
+                    for n in 0..nr {
+                        s.tmp[n] = dfc * rad[n] + fc * drad[n];
+                    }
+                    for lm in l * l..(l + 1) * (l + 1) {
+                        let y = s.ylm[lm];
+                        let dy = [s.dylm[3 * lm], s.dylm[3 * lm + 1], s.dylm[3 * lm + 2]];
+                        let out = &mut values[lm * nr..(lm + 1) * nr];
+                        for n in 0..nr {
+                            out[n] = fc * y * rad[n];
+                        }
+                        for a in 0..3 {
+                            let g = &mut grad[(a * nlm + lm) * nr..(a * nlm + lm + 1) * nr];
+                            let ya = rhat[a] * y;
+                            let fdy = fc * dy[a];
+                            for n in 0..nr {
+                                g[n] = ya * s.tmp[n] + fdy * rad[n];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The neighbour species of a batch: the parameter, or every species present.
+    pub(crate) fn species_for(&self, systems: &[System]) -> Result<Vec<i32>> {
+        let mut all: Vec<i32> = systems
+            .iter()
+            .flat_map(|s| s.numbers().iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        match &self.params.species {
+            None => Ok(all),
+            Some(given) => {
+                let mut given = given.clone();
+                given.sort_unstable();
+                given.dedup();
+                if let Some(bad) = all.iter().find(|z| given.binary_search(z).is_err()) {
+                    return Err(Error::parameter(
+                        "species",
+                        format!("atomic number {bad} is present in the structures but not in the species list {given:?}"),
+                    ));
+                }
+                Ok(given)
+            }
+        }
+    }
+
+    /// Expansion of one atom into `out` (values `[species][lm][n]`, gradient rows
+    /// `[slot][xyz][features]` for the atoms of `ctx.grad_atoms`, strain `[αβ][features]`).
+    /// The output slices must be zeroed.
+    pub(crate) fn expand_atom(
+        &self,
+        ctx: &AtomContext<'_>,
+        gradients: GradientRequest,
+        scratch: &mut PairScratch,
+        out: AtomOut<'_>,
+    ) {
+        let ps = self.pair_size();
+        let nf = ctx.n_species * ps;
+        let i = ctx.i;
+        let species_index = ctx.species_index;
+        let values = out.values;
+        let grads = out.grads;
+        let strain = out.strain;
+        let si = species_index[i];
+        let w = self.params.center_atom_weight;
+        for n in 0..self.n_radial {
+            values[si * ps + n] += w * self.center[n];
+        }
+        let want_grad = gradients.positions || gradients.strain;
+        let grad_atoms = ctx.grad_atoms;
+        let center_slot = grad_atoms.binary_search(&i).unwrap_or(0);
+        let mut pv = std::mem::take(&mut scratch.values);
+        let mut pg = std::mem::take(&mut scratch.grads);
+        for nb in ctx.neighbors {
+            let sj = species_index[nb.j];
+            if want_grad {
+                self.pair_expansion_with(&nb.vector, &mut pv, Some(&mut pg), scratch);
+            } else {
+                self.pair_expansion_with(&nb.vector, &mut pv, None, scratch);
+            }
+            let dst = &mut values[sj * ps..(sj + 1) * ps];
+            for k in 0..ps {
+                dst[k] += pv[k];
+            }
+            if gradients.positions && nb.j != i {
+                let slot = grad_atoms.binary_search(&nb.j).expect("neighbour slot");
+                for a in 0..3 {
+                    let src = &pg[a * ps..(a + 1) * ps];
+                    let gj = &mut grads
+                        [(slot * 3 + a) * nf + sj * ps..(slot * 3 + a) * nf + (sj + 1) * ps];
+                    for k in 0..ps {
+                        gj[k] += src[k];
+                    }
+                    let gi = &mut grads[(center_slot * 3 + a) * nf + sj * ps
+                        ..(center_slot * 3 + a) * nf + (sj + 1) * ps];
+                    for k in 0..ps {
+                        gi[k] -= src[k];
+                    }
+                }
+            }
+            if gradients.strain {
+                // ∂c/∂ε_{αβ} = Σ_pairs r_α ∂c/∂r_β
+                for a in 0..3 {
+                    for b in 0..3 {
+                        let ra = nb.vector[a];
+                        let src = &pg[b * ps..(b + 1) * ps];
+                        let dst = &mut strain
+                            [(a * 3 + b) * nf + sj * ps..(a * 3 + b) * nf + (sj + 1) * ps];
+                        for k in 0..ps {
+                            dst[k] += ra * src[k];
+                        }
+                    }
+                }
+            }
+        }
+        scratch.values = pv;
+        scratch.grads = pg;
+    }
+
+    /// Feature labels `(neighbor_type, l, m, n)` for the given species.
+    pub fn feature_labels(&self, species: &[i32]) -> Vec<Vec<i32>> {
+        let mut out = Vec::with_capacity(species.len() * self.pair_size());
+        for &z in species {
+            for l in 0..=self.params.max_angular as i32 {
+                for m in -l..=l {
+                    for n in 0..self.n_radial as i32 {
+                        out.push(vec![z, l, m, n]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Computes the expansion of every atom of every structure (parallel over structures and
+    /// atoms). Features are `(neighbor_type, l, m, n)`.
+    pub fn compute(&self, systems: &[System], gradients: GradientRequest) -> Result<Descriptor> {
+        let species = self.species_for(systems)?;
+        self.compute_with_species(systems, &species, gradients)
+    }
+
+    /// Same as [`compute`](Self::compute) with an explicit, sorted list of neighbour species
+    /// (every atomic number of the structures must be in it).
+    pub fn compute_with_species(
+        &self,
+        systems: &[System],
+        species: &[i32],
+        gradients: GradientRequest,
+    ) -> Result<Descriptor> {
+        let species = check_species(systems, species)?;
+        let nf = species.len() * self.pair_size();
+        let labels = self.feature_labels(&species);
+        run_atoms(
+            self,
+            systems,
+            &species,
+            gradients,
+            nf,
+            vec!["neighbor_type", "l", "m", "n"],
+            labels,
+            |ctx, scratch, out| self.expand_atom(ctx, gradients, scratch, out),
+        )
+    }
+}
+
+/// Sorts/dedups `species` and checks that every atom's number is in it.
+pub(crate) fn check_species(systems: &[System], species: &[i32]) -> Result<Vec<i32>> {
+    let mut given = species.to_vec();
+    given.sort_unstable();
+    given.dedup();
+    for s in systems {
+        if let Some(bad) = s.numbers().iter().find(|z| given.binary_search(z).is_err()) {
+            return Err(Error::parameter(
+                "species",
+                format!("atomic number {bad} is present in the structures but not in the species list {given:?}"),
+            ));
+        }
+    }
+    Ok(given)
+}
+
+/// Reusable buffers for pair expansions.
+#[derive(Debug, Clone)]
+pub struct PairScratch {
+    radial: Vec<f64>,
+    dradial: Vec<f64>,
+    ylm: Vec<f64>,
+    dylm: Vec<f64>,
+    tmp: Vec<f64>,
+    values: Vec<f64>,
+    grads: Vec<f64>,
+    /// per-atom expansion buffers (used by the power spectrum)
+    pub(crate) atom_values: Vec<f64>,
+    pub(crate) atom_grads: Vec<f64>,
+    pub(crate) atom_strain: Vec<f64>,
+}
+
+impl PairScratch {
+    /// Buffers sized for `expansion`.
+    pub fn new(expansion: &SphericalExpansion) -> PairScratch {
+        let nr = expansion.n_radial;
+        let l1 = expansion.params.max_angular + 1;
+        let nlm = expansion.n_lm();
+        PairScratch {
+            radial: vec![0.0; l1 * nr],
+            dradial: vec![0.0; l1 * nr],
+            ylm: vec![0.0; nlm],
+            dylm: vec![0.0; 3 * nlm],
+            tmp: vec![0.0; nr],
+            values: vec![0.0; nlm * nr],
+            grads: vec![0.0; 3 * nlm * nr],
+            atom_values: Vec::new(),
+            atom_grads: Vec::new(),
+            atom_strain: Vec::new(),
+        }
+    }
+}
+
+/// What a per-atom kernel knows about its atom.
+pub(crate) struct AtomContext<'a> {
+    /// centre atom index in its structure
+    pub i: usize,
+    /// species index of every atom of the structure
+    pub species_index: &'a [usize],
+    /// number of neighbour species
+    pub n_species: usize,
+    /// neighbours (all images within the cutoff)
+    pub neighbors: &'a [Neighbor],
+    /// atoms with a gradient row (sorted, centre included); empty without position gradients
+    pub grad_atoms: &'a [usize],
+}
+
+/// Output slices of one atom (zero-initialised).
+pub(crate) struct AtomOut<'a> {
+    /// `n_features`
+    pub values: &'a mut [f64],
+    /// `grad_atoms.len() × 3 × n_features`
+    pub grads: &'a mut [f64],
+    /// `9 × n_features` (empty without strain)
+    pub strain: &'a mut [f64],
+}
+
+fn split_chunks<'a>(mut rest: &'a mut [f64], lens: &[usize]) -> Vec<&'a mut [f64]> {
+    let mut out = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let (head, tail) = rest.split_at_mut(len);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// Runs the per-atom kernel `f` on every atom of every structure in parallel, writing
+/// straight into the dense outputs (one allocation per output array).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_atoms<F>(
+    expansion: &SphericalExpansion,
+    systems: &[System],
+    species: &[i32],
+    gradients: GradientRequest,
+    nf: usize,
+    feature_names: Vec<&'static str>,
+    features: Vec<Vec<i32>>,
+    f: F,
+) -> Result<Descriptor>
+where
+    F: Fn(&AtomContext<'_>, &mut PairScratch, AtomOut<'_>) + Sync,
+{
+    let cutoff = expansion.params.cutoff;
+    let lists: Vec<(CellList, Vec<usize>)> = systems
+        .par_iter()
+        .map(|s| {
+            let list = CellList::new(s, cutoff)?;
+            let idx = s
+                .numbers()
+                .iter()
+                .map(|z| species.binary_search(z).expect("species checked"))
+                .collect();
+            Ok((list, idx))
+        })
+        .collect::<Result<_>>()?;
+    let tasks: Vec<(usize, usize)> = systems
+        .iter()
+        .enumerate()
+        .flat_map(|(s, sys)| (0..sys.len()).map(move |i| (s, i)))
+        .collect();
+    // pass 1: neighbours and gradient rows of every atom
+    let neighbors: Vec<(Vec<Neighbor>, Vec<usize>)> = tasks
+        .par_iter()
+        .map(|&(s, i)| {
+            let mut nbs = Vec::new();
+            lists[s].0.for_each_neighbor(i, |nb| nbs.push(nb));
+            let mut atoms = Vec::new();
+            if gradients.positions {
+                atoms = nbs.iter().map(|n| n.j).chain(std::iter::once(i)).collect();
+                atoms.sort_unstable();
+                atoms.dedup();
+            }
+            (nbs, atoms)
+        })
+        .collect();
+    let n_samples = tasks.len();
+    let mut values = vec![0.0; n_samples * nf];
+    let grad_lens: Vec<usize> = neighbors.iter().map(|(_, a)| a.len() * 3 * nf).collect();
+    let mut grads = vec![
+        0.0;
+        if gradients.positions {
+            grad_lens.iter().sum()
+        } else {
+            0
+        }
+    ];
+    let mut strain = vec![
+        0.0;
+        if gradients.strain {
+            n_samples * 9 * nf
+        } else {
+            0
+        }
+    ];
+    {
+        let v_chunks = split_chunks(&mut values, &vec![nf; n_samples]);
+        let g_chunks = split_chunks(
+            &mut grads,
+            &if gradients.positions {
+                grad_lens
+            } else {
+                vec![0; n_samples]
+            },
+        );
+        let s_chunks = split_chunks(
+            &mut strain,
+            &vec![if gradients.strain { 9 * nf } else { 0 }; n_samples],
+        );
+        let work: Vec<_> = tasks
+            .iter()
+            .zip(&neighbors)
+            .zip(v_chunks.into_iter().zip(g_chunks).zip(s_chunks))
+            .collect();
+        work.into_par_iter().for_each_init(
+            || PairScratch::new(expansion),
+            |scratch, ((&(s, i), (nbs, atoms)), ((v, g), st))| {
+                let ctx = AtomContext {
+                    i,
+                    species_index: &lists[s].1,
+                    n_species: species.len(),
+                    neighbors: nbs,
+                    grad_atoms: atoms,
+                };
+                // write (not read) first: the buffers are fresh zero pages from calloc, and a
+                // read-modify-write would fault twice per page (zero page, then copy-on-write)
+                v.fill(0.0);
+                g.fill(0.0);
+                st.fill(0.0);
+                f(
+                    &ctx,
+                    scratch,
+                    AtomOut {
+                        values: v,
+                        grads: g,
+                        strain: st,
+                    },
+                );
+            },
+        );
+    }
+    let mut samples = Vec::with_capacity(n_samples);
+    let mut gsamples = Vec::new();
+    for (k, (&(s, i), (_, atoms))) in tasks.iter().zip(&neighbors).enumerate() {
+        samples.push([s as i32, i as i32, systems[s].numbers()[i]]);
+        for &j in atoms {
+            gsamples.push([k, s, j]);
+        }
+    }
+    Ok(Descriptor {
+        feature_names,
+        features,
+        samples,
+        values,
+        position_gradients: gradients.positions.then_some(PositionGradients {
+            samples: gsamples,
+            values: grads,
+        }),
+        strain_gradients: gradients.strain.then_some(strain),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(smoothing: Smoothing) -> ExpansionParameters {
+        ExpansionParameters {
+            smoothing,
+            radial_accuracy: None,
+            ..ExpansionParameters::new(3.0, 3, 4, 0.4)
+        }
+    }
+
+    #[test]
+    fn pair_expansion_gradients_match_finite_differences() {
+        let se = SphericalExpansion::new(params(Smoothing::ShiftedCosine { width: 0.8 })).unwrap();
+        let n = se.pair_size();
+        let mut v = vec![0.0; n];
+        let mut g = vec![0.0; 3 * n];
+        for r in [[0.3, -1.1, 1.7], [1.2, 0.4, -0.2], [0.0, 0.0, 0.9]] {
+            se.pair_expansion(&r, &mut v, Some(&mut g));
+            let h = 1e-6;
+            for a in 0..3 {
+                let (mut rp, mut rm) = (r, r);
+                rp[a] += h;
+                rm[a] -= h;
+                let (mut vp, mut vm) = (vec![0.0; n], vec![0.0; n]);
+                se.pair_expansion(&rp, &mut vp, None);
+                se.pair_expansion(&rm, &mut vm, None);
+                for k in 0..n {
+                    let fd = (vp[k] - vm[k]) / (2.0 * h);
+                    assert!((fd - g[a * n + k]).abs() < 1e-7, "{k} {a}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cutoff_functions() {
+        let se = SphericalExpansion::new(params(Smoothing::ShiftedCosine { width: 0.5 })).unwrap();
+        assert_eq!(se.cutoff_function(2.0), (1.0, 0.0));
+        assert_eq!(se.cutoff_function(3.0), (0.0, 0.0));
+        let (f, _) = se.cutoff_function(2.75);
+        assert!((f - 0.5).abs() < 1e-15);
+        let step = SphericalExpansion::new(params(Smoothing::Step)).unwrap();
+        assert_eq!(step.cutoff_function(2.999), (1.0, 0.0));
+        assert_eq!(step.cutoff_function(3.0), (0.0, 0.0));
+        // featomic's reference value: radius 4, width 0.5, r = 3.8
+        let p = ExpansionParameters {
+            cutoff: 4.0,
+            ..params(Smoothing::ShiftedCosine { width: 0.5 })
+        };
+        let (f, df) = SphericalExpansion::new(p).unwrap().cutoff_function(3.8);
+        assert!((f - 0.34549150281252683).abs() < 1e-15);
+        assert!((df + 2.987832164741557).abs() < 1e-12);
+    }
+
+    #[test]
+    fn isolated_dimer_has_density_of_one_neighbour() {
+        // two atoms, centre weight 0: the expansion of atom 0 is exactly the pair expansion
+        let p = ExpansionParameters {
+            center_atom_weight: 0.0,
+            ..params(Smoothing::Step)
+        };
+        let se = SphericalExpansion::new(p).unwrap();
+        let sys = System::new(vec![[0.0, 0.0, 0.0], [0.4, 0.9, -1.2]], vec![1, 8], None).unwrap();
+        let d = se.compute(&[sys], GradientRequest::default()).unwrap();
+        let n = se.pair_size();
+        let mut g = vec![0.0; n];
+        se.pair_expansion(&[0.4, 0.9, -1.2], &mut g, None);
+        // atom 0, neighbour species 8 (second channel)
+        let row = &d.values[..2 * n];
+        assert!(row[..n].iter().all(|&x| x == 0.0));
+        for k in 0..n {
+            assert_eq!(row[n + k], g[k]);
+        }
+        let bad = ExpansionParameters {
+            cutoff: 0.0,
+            ..params(Smoothing::Step)
+        };
+        assert!(SphericalExpansion::new(bad).is_err());
+        let bad = ExpansionParameters {
+            smearing: -1.0,
+            ..params(Smoothing::Step)
+        };
+        assert!(SphericalExpansion::new(bad).is_err());
+    }
+}

@@ -1,0 +1,189 @@
+"""Parity of farfield's SphericalExpansion / PowerSpectrum with featomic 0.6.7 (exact radial
+integrals): values, position gradients and strain gradients, periodic and open systems."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import farfield as ff
+
+featomic = pytest.importorskip("featomic")
+ase = pytest.importorskip("ase")
+
+HYPERS = [
+    dict(
+        cutoff=3.5,
+        max_radial=4,
+        max_angular=3,
+        smearing=0.4,
+        cutoff_function="shifted_cosine",
+        width=0.5,
+        center_atom_weight=1.0,
+    ),
+    dict(
+        cutoff=4.2,
+        max_radial=6,
+        max_angular=5,
+        smearing=0.3,
+        cutoff_function="step",
+        width=0.5,
+        center_atom_weight=0.0,
+    ),
+    dict(
+        cutoff=3.0,
+        max_radial=2,
+        max_angular=6,
+        smearing=0.55,
+        cutoff_function="shifted_cosine",
+        width=1.2,
+        center_atom_weight=0.7,
+    ),
+]
+
+
+def random_frames(seed: int, periodic: bool, n_frames: int = 2) -> list:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n_frames):
+        n = int(rng.integers(8, 14))
+        cell = np.diag([5.0, 5.5, 6.0]) + rng.uniform(-1.2, 1.2, (3, 3))
+        pos = rng.uniform(0, 1, (n, 3)) @ cell
+        nums = rng.choice([1, 6, 8], n)
+        nums[:3] = [1, 6, 8]
+        if periodic:
+            frames.append(ase.Atoms(numbers=nums, positions=pos, cell=cell, pbc=True))
+        else:
+            frames.append(ase.Atoms(numbers=nums, positions=pos))
+    return frames
+
+
+def featomic_hypers(h: dict) -> dict:
+    smoothing = (
+        {"type": "Step"}
+        if h["cutoff_function"] == "step"
+        else {"type": "ShiftedCosine", "width": h["width"]}
+    )
+    return dict(
+        cutoff={"radius": h["cutoff"], "smoothing": smoothing},
+        density={
+            "type": "Gaussian",
+            "width": h["smearing"],
+            "center_atom_weight": h["center_atom_weight"],
+        },
+        basis={
+            "type": "TensorProduct",
+            "max_angular": h["max_angular"],
+            "radial": {"type": "Gto", "max_radial": h["max_radial"]},
+            "spline_accuracy": None,
+        },
+    )
+
+
+def our_index(result: ff.Descriptor, frames: list) -> dict:
+    return {(int(s), int(a)): k for k, (s, a, _) in enumerate(result.samples)}
+
+
+def grad_index(result: ff.Descriptor) -> dict:
+    assert result.positions_samples is not None
+    return {(int(s), int(a)): k for k, (s, _, a) in enumerate(result.positions_samples)}
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+@pytest.mark.parametrize("h", range(len(HYPERS)))
+def test_spherical_expansion_matches_featomic(periodic: bool, h: int) -> None:
+    hyp = HYPERS[h]
+    frames = random_frames(10 + h, periodic)
+    grads = ["positions", "strain"] if periodic else ["positions"]
+    ref = featomic.SphericalExpansion(**featomic_hypers(hyp)).compute(frames, gradients=grads)
+    ours = ff.SphericalExpansion(**hyp, radial_accuracy=None).compute(frames, gradients=grads)
+    rows = our_index(ours, frames)
+    grows = grad_index(ours)
+    checked = 0
+    for key, block in ref.items():
+        ell, _, _, nb = (int(v) for v in key.values)
+        cols = np.nonzero((ours.properties[:, 0] == nb) & (ours.properties[:, 1] == ell))[0]
+        samples = [tuple(int(v) for v in s) for s in block.samples.values]
+        mine = np.stack([ours.values[rows[s], cols] for s in samples]).reshape(
+            len(samples), 2 * ell + 1, -1
+        )
+        np.testing.assert_allclose(mine, block.values, atol=1e-10, rtol=0)
+        g = block.gradient("positions")
+        for k, (si, _, atom) in enumerate(g.samples.values):
+            sample_row = rows[samples[si]]
+            mine_g = ours.gradients["positions"][grows[(sample_row, int(atom))]][:, cols]
+            np.testing.assert_allclose(
+                mine_g.reshape(3, 2 * ell + 1, -1), g.values[k], atol=1e-10, rtol=0
+            )
+            checked += 1
+        if periodic:
+            s = block.gradient("strain")
+            mine_s = np.stack(
+                [
+                    ours.gradients["strain"][rows[samples[si]]][:, :, cols]
+                    for si in range(len(samples))
+                ]
+            )
+            np.testing.assert_allclose(mine_s.reshape(s.values.shape), s.values, atol=1e-10, rtol=0)
+    assert checked > 0
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+@pytest.mark.parametrize("h", range(len(HYPERS)))
+def test_power_spectrum_matches_featomic(periodic: bool, h: int) -> None:
+    hyp = HYPERS[h]
+    frames = random_frames(20 + h, periodic)
+    grads = ["positions", "strain"] if periodic else ["positions"]
+    ref = featomic.SoapPowerSpectrum(**featomic_hypers(hyp)).compute(frames, gradients=grads)
+    ours = ff.PowerSpectrum(**hyp, radial_accuracy=None).compute(frames, gradients=grads)
+    assert ours.property_names == ("neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2")
+    rows = our_index(ours, frames)
+    grows = grad_index(ours)
+    for key, block in ref.items():
+        _, n1, n2 = (int(v) for v in key.values)
+        cols = np.nonzero((ours.properties[:, 0] == n1) & (ours.properties[:, 1] == n2))[0]
+        np.testing.assert_array_equal(ours.properties[cols, 2:], block.properties.values)
+        samples = [tuple(int(v) for v in s) for s in block.samples.values]
+        if not samples:
+            continue
+        mine = np.stack([ours.values[rows[s], cols] for s in samples])
+        np.testing.assert_allclose(mine, block.values, atol=1e-10, rtol=0)
+        g = block.gradient("positions")
+        for k, (si, _, atom) in enumerate(g.samples.values):
+            mine_g = ours.gradients["positions"][grows[(rows[samples[si]], int(atom))]][:, cols]
+            np.testing.assert_allclose(mine_g, g.values[k], atol=1e-10, rtol=0)
+        if periodic:
+            s = block.gradient("strain")
+            mine_s = np.stack(
+                [
+                    ours.gradients["strain"][rows[samples[si]]][:, :, cols]
+                    for si in range(len(samples))
+                ]
+            )
+            np.testing.assert_allclose(mine_s, s.values, atol=1e-10, rtol=0)
+
+
+def test_splined_radial_integral_is_close_to_exact() -> None:
+    frames = random_frames(3, True)
+    hyp = HYPERS[0]
+    exact = ff.PowerSpectrum(**hyp, radial_accuracy=None).compute(frames)
+    splined = ff.PowerSpectrum(**hyp, radial_accuracy=1e-9).compute(frames)
+    np.testing.assert_allclose(splined.values, exact.values, atol=1e-7)
+    ref = featomic.SoapPowerSpectrum(
+        **{
+            **featomic_hypers(hyp),
+            "basis": {**featomic_hypers(hyp)["basis"], "spline_accuracy": 1e-8},
+        }
+    ).compute(frames)
+    ref = ref.keys_to_samples("center_type").keys_to_properties(
+        ["neighbor_1_type", "neighbor_2_type"]
+    )
+    assert ref.block().values.shape == exact.values.shape
+
+
+def test_real_clebsch_gordan_matches_featomic() -> None:
+    from featomic.clebsch_gordan._coefficients import _build_dense_cg_coeff_dict
+
+    ref = _build_dense_cg_coeff_dict(4, np.zeros(0, dtype=complex), "numpy", np.float64, "cpu")
+    for (l1, l2, lam), value in ref.items():
+        np.testing.assert_allclose(ff.descriptors.clebsch_gordan(l1, l2, lam), value, atol=1e-13)
