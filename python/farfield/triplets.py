@@ -220,7 +220,7 @@ class TripletFeatures(_Expansion):
         n_components: int,
         centres: Sequence[int] | None = None,
         *,
-        max_samples: int = 20_000,
+        max_samples: int = 5_000,
         seed: int = 0,
     ) -> PCA:
         """Fits a PCA on (at most ``max_samples`` randomly chosen) triplet rows of ``frames``
@@ -234,14 +234,7 @@ class TripletFeatures(_Expansion):
         rng = np.random.default_rng(seed)
         if len(rows) > max_samples:
             rows = rows[rng.choice(len(rows), max_samples, replace=False)]
-        mean = rows.mean(axis=0)
-        _, s, vt = np.linalg.svd(rows - mean, full_matrices=False)
-        variance = s**2 / max(len(rows) - 1, 1)
-        self.pca = PCA(
-            mean=mean,
-            components=np.ascontiguousarray(vt[:n_components].T),
-            explained_variance=variance[:n_components],
-        )
+        self.pca = fit_pca(rows, n_components, seed=seed)
         return self.pca
 
     def summed(
@@ -328,6 +321,33 @@ class TripletFeatures(_Expansion):
             property_names=("psi",),
             info={"n_neighbours": np.concatenate(counts_all) if counts_all else np.zeros(0)},
         )
+
+
+def fit_pca(x: FloatArray, n_components: int, *, seed: int = 0, n_iter: int = 4) -> PCA:
+    """PCA of the rows of ``x`` by a randomised range finder (Halko et al.) with ``n_iter``
+    power iterations: O(n × F × k) instead of a full SVD."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=0)
+    c = x - mean
+    k = min(n_components + 10, *c.shape)
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(c @ rng.normal(size=(c.shape[1], k)))
+    for _ in range(n_iter):
+        q, _ = np.linalg.qr(c.T @ q)
+        q, _ = np.linalg.qr(c @ q)
+    _, s, vt = np.linalg.svd(q.T @ c, full_matrices=False)
+    variance = s**2 / max(len(x) - 1, 1)
+    return PCA(
+        mean=mean,
+        components=np.ascontiguousarray(vt[:n_components].T),
+        explained_variance=variance[:n_components],
+    )
+
+
+def _scale(x: FloatArray) -> FloatArray:
+    """Per-column std, with (numerically) constant columns left unscaled."""
+    std = x.std(axis=0)
+    return np.where(std > 1e-9 * max(float(std.max(initial=0.0)), 1e-300), std, 1.0)
 
 
 def _centre_rows(n: int, systems: list[System], centres: Sequence[int] | None) -> IntArray:
@@ -433,7 +453,7 @@ class TripletMLP:
             raise ValueError("groups must index targets")
         rng = np.random.default_rng(self.seed)
         self.x_mean = x.mean(axis=0)
-        self.x_scale = x.std(axis=0) + 1e-12
+        self.x_scale = _scale(x)
         z = (x - self.x_mean) / self.x_scale
         counts = np.bincount(groups, minlength=n_groups).astype(np.float64)
         # ψ per row = y_offset + y_scale·net: the offset carries the mean target per row
@@ -481,18 +501,20 @@ class TripletMLP:
 
 
 def ridge(x: FloatArray, y: FloatArray, alpha: float = 1e-8) -> Callable[[FloatArray], FloatArray]:
-    """Linear least squares with a bias and a relative ridge ``alpha``: returns the predictor."""
+    """Linear least squares with a bias and a ridge ``alpha`` relative to the largest squared
+    singular value of the standardised inputs (SVD: O(n p min(n, p))); returns the predictor."""
     x = np.asarray(x, dtype=np.float64)
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-12
+    y = np.asarray(y, dtype=np.float64)
+    mean, scale = x.mean(axis=0), _scale(x)
     z = (x - mean) / scale
-    a = np.hstack([z, np.ones((len(z), 1))])
-    reg = alpha * np.trace(a.T @ a) / a.shape[1] * np.eye(a.shape[1])
-    reg[-1, -1] = 0.0
-    w = np.linalg.solve(a.T @ a + reg, a.T @ np.asarray(y, dtype=np.float64))
+    y_mean = float(y.mean())
+    u, s, vt = np.linalg.svd(z, full_matrices=False)
+    lam = alpha * (s[0] ** 2 if len(s) else 1.0)
+    w = vt.T @ ((s / (s**2 + lam)) * (u.T @ (y - y_mean)))
 
     def predict(xn: FloatArray) -> FloatArray:
         zn = (np.asarray(xn, dtype=np.float64) - mean) / scale
-        return np.asarray(zn @ w[:-1] + w[-1], dtype=np.float64)
+        return np.asarray(zn @ w + y_mean, dtype=np.float64)
 
     return predict
 

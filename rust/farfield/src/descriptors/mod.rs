@@ -6,6 +6,8 @@
 //!   that triplet descriptors build on;
 //! * [`power_spectrum::PowerSpectrum`]: featomic's `SoapPowerSpectrum`;
 //! * [`cg_product`]: general Clebsch–Gordan products of two expansions to any λ;
+//! * [`triplets`] and [`bispectrum`]: triplet descriptors (Nigam et al.) and the ν = 3
+//!   bispectrum;
 //! * [`result::Descriptor`]: dense values with labelled samples and features, position and
 //!   strain gradients;
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.

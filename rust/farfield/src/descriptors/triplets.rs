@@ -355,7 +355,7 @@ pub fn cutoff_function(r: f64, cutoff: f64, width: f64) -> f64 {
 /// The local (pair) expansion: SOAP's Gaussian atomic density (std `smearing`) projected on
 /// featomic-style GTO radial functions (radius = cutoff) and real spherical harmonics,
 /// `g_ij[n, l, m] = f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)` with the exact Gaussian-density radial
-/// integral `I_nl` of [`crate::basis::density`], splined to 1e-12.
+/// integral `I_nl` of [`crate::basis::density`], evaluated exactly (no set-up cost).
 #[derive(Debug, Clone)]
 pub struct LocalExpansion {
     settings: ExpansionSettings,
@@ -369,7 +369,7 @@ impl LocalExpansion {
         settings.validate()?;
         let gto = GtoBasis::new(settings.max_radial - 1, settings.cutoff)?;
         let exact = GaussianDensityIntegral::new(gto, settings.max_angular, settings.smearing)?;
-        let radial = RadialIntegral::new(exact, settings.cutoff, Some(1e-12))?;
+        let radial = RadialIntegral::new(exact, settings.cutoff, None)?;
         Ok(LocalExpansion {
             harmonics: SphericalHarmonics::new(settings.max_angular),
             radial,
