@@ -282,9 +282,29 @@ fn make_operator<'a>(
     problem: &'a QEqProblem,
     options: &QEqOptions,
 ) -> Result<Operator<'a>> {
-    let settings = system.cell().map(|_| {
-        let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
-        EwaldSettings::for_accuracy(system, max_sigma, options.ewald_sigma, options.accuracy)
+    let n = system.len();
+    let dense = match options.solver {
+        Solver::Dense => true,
+        Solver::ConjugateGradient => false,
+        Solver::Auto => n <= options.dense_limit,
+    };
+    let pme = system.cell().is_some()
+        && match options.kspace {
+            KSpace::Ewald => false,
+            KSpace::Pme => true,
+            KSpace::Auto => !dense && n > PME_MIN_ATOMS,
+        };
+    let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
+    let settings = system.cell().map(|cell| {
+        // with PME the mesh is cheap: a narrower η than the Ewald balance (η ≈ (V/N)^{1/3})
+        // keeps the stored real-space pairs few
+        let eta = options.ewald_sigma.or_else(|| {
+            pme.then(|| {
+                let d = (cell.volume() / n.max(1) as f64).cbrt();
+                d.max(std::f64::consts::SQRT_2 * max_sigma)
+            })
+        });
+        EwaldSettings::for_accuracy(system, max_sigma, eta, options.accuracy)
     });
     let mut op = Operator::new(
         system,
@@ -293,25 +313,12 @@ fn make_operator<'a>(
         options.prefactor,
         settings,
     )?;
-    if let Some(s) = settings {
-        let n = system.len();
-        let dense = match options.solver {
-            Solver::Dense => true,
-            Solver::ConjugateGradient => false,
-            Solver::Auto => n <= options.dense_limit,
-        };
-        let pme = match options.kspace {
-            KSpace::Ewald => false,
-            KSpace::Pme => true,
-            KSpace::Auto => !dense && n > PME_MIN_ATOMS,
-        };
-        if pme {
-            // mesh error well below the CG tolerance and the Ewald truncation accuracy
-            let target = (0.01 * options.tolerance.min(options.accuracy)).max(1e-14);
-            op.use_pme(operator::pme_parameters_for(
-                system, s.eta, s.cutoff, target,
-            )?)?;
-        }
+    if let (true, Some(s)) = (pme, settings) {
+        // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
+        let target = options.tolerance.min(options.accuracy).max(1e-14);
+        op.use_pme(operator::pme_parameters_for(
+            system, s.eta, s.cutoff, target,
+        )?)?;
     }
     Ok(op)
 }
