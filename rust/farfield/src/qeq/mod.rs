@@ -296,12 +296,12 @@ fn make_operator<'a>(
         };
     let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
     let settings = system.cell().map(|cell| {
-        // with PME the mesh is cheap: a narrower η than the Ewald balance (η ≈ (V/N)^{1/3})
+        // with PME the mesh is cheap: a narrower η than the Ewald balance (η ≈ 0.8 (V/N)^{1/3})
         // keeps the stored real-space pairs few
         let eta = options.ewald_sigma.or_else(|| {
             pme.then(|| {
                 let d = (cell.volume() / n.max(1) as f64).cbrt();
-                d.max(std::f64::consts::SQRT_2 * max_sigma)
+                (0.8 * d).max(std::f64::consts::SQRT_2 * max_sigma)
             })
         });
         EwaldSettings::for_accuracy(system, max_sigma, eta, options.accuracy)

@@ -426,6 +426,10 @@ impl<'a> Operator<'a> {
 
     /// The diagonal of A.
     pub fn diagonal(&self) -> Vec<f64> {
+        let weight_sum: f64 = self
+            .periodic
+            .as_ref()
+            .map_or(0.0, |p| p.weights.iter().sum());
         (0..self.len())
             .into_par_iter()
             .map(|i| {
@@ -447,7 +451,7 @@ impl<'a> Operator<'a> {
                             }
                         }),
                     }
-                    c += p.weights.iter().sum::<f64>();
+                    c += weight_sum;
                     c -= 2.0 * std::f64::consts::PI / p.volume
                         * (p.settings.eta * p.settings.eta - gi * gi);
                 }
