@@ -42,6 +42,7 @@ fn options(
         ewald_sigma,
         accuracy,
         dense_limit,
+        ..QEqOptions::default()
     })
 }
 

@@ -46,7 +46,7 @@ use crate::error::{check_finite, Error, Result};
 use crate::math::linalg::{inverse3, Mat3, Vec3};
 use crate::system::System;
 
-pub use operator::{EwaldSettings, Operator};
+pub use operator::{pme_parameters_for, EwaldSettings, Operator};
 pub use solve::Constraints;
 
 /// Which linear solver to use.
@@ -78,7 +78,24 @@ pub struct QEqOptions {
     pub accuracy: f64,
     /// `Solver::Auto` uses the dense solver up to this many atoms.
     pub dense_limit: usize,
+    /// How the k-space part of periodic products and gradients is evaluated.
+    pub kspace: KSpace,
 }
+
+/// k-space method of the periodic QEq operator (products, energy, forces, stress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KSpace {
+    /// PME above [`PME_MIN_ATOMS`] atoms when the CG solver is used, explicit Ewald otherwise.
+    #[default]
+    Auto,
+    /// Explicit Ewald sum over k-vectors (O(N·N_k) per product).
+    Ewald,
+    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy.
+    Pme,
+}
+
+/// `KSpace::Auto` switches to PME above this many atoms.
+pub const PME_MIN_ATOMS: usize = 2000;
 
 impl Default for QEqOptions {
     fn default() -> Self {
@@ -90,6 +107,7 @@ impl Default for QEqOptions {
             ewald_sigma: None,
             accuracy: 1e-10,
             dense_limit: 1500,
+            kspace: KSpace::Auto,
         }
     }
 }
@@ -264,17 +282,45 @@ fn make_operator<'a>(
     problem: &'a QEqProblem,
     options: &QEqOptions,
 ) -> Result<Operator<'a>> {
-    let settings = system.cell().map(|_| {
-        let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
-        EwaldSettings::for_accuracy(system, max_sigma, options.ewald_sigma, options.accuracy)
+    let n = system.len();
+    let dense = match options.solver {
+        Solver::Dense => true,
+        Solver::ConjugateGradient => false,
+        Solver::Auto => n <= options.dense_limit,
+    };
+    let pme = system.cell().is_some()
+        && match options.kspace {
+            KSpace::Ewald => false,
+            KSpace::Pme => true,
+            KSpace::Auto => !dense && n > PME_MIN_ATOMS,
+        };
+    let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
+    let settings = system.cell().map(|cell| {
+        // with PME the mesh is cheap: a narrower η than the Ewald balance (η ≈ 0.8 (V/N)^{1/3})
+        // keeps the stored real-space pairs few
+        let eta = options.ewald_sigma.or_else(|| {
+            pme.then(|| {
+                let d = (cell.volume() / n.max(1) as f64).cbrt();
+                (0.8 * d).max(std::f64::consts::SQRT_2 * max_sigma)
+            })
+        });
+        EwaldSettings::for_accuracy(system, max_sigma, eta, options.accuracy)
     });
-    Operator::new(
+    let mut op = Operator::new(
         system,
         &problem.sigma,
         &problem.hardness,
         options.prefactor,
         settings,
-    )
+    )?;
+    if let (true, Some(s)) = (pme, settings) {
+        // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
+        let target = options.tolerance.min(options.accuracy).max(1e-14);
+        op.use_pme(operator::pme_parameters_for(
+            system, s.eta, s.cutoff, target,
+        )?)?;
+    }
+    Ok(op)
 }
 
 enum Prepared {

@@ -21,10 +21,14 @@ use rayon::prelude::*;
 use rustfft::num_complex::Complex64;
 
 use crate::error::Result;
+use crate::kernel::Kernel;
+use crate::longrange::Request;
 use crate::math::linalg::{Mat3, Vec3};
 use crate::math::special::{erf, erfc};
 use crate::neighbors::CellList;
+use crate::pme::{Mesh, Pme, PmeParameters};
 use crate::system::System;
+use crate::tuning::pme::{mesh_error, pme_cost, PmeStats};
 
 const SQRT_PI: f64 = 1.772_453_850_905_516;
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
@@ -92,6 +96,57 @@ struct Periodic {
     table_len: usize,
     /// real-space values [erfc(d/√2η) − erfc(d/√2γ_ij)]/d per row (CSR), when within budget
     pairs: Option<(Vec<usize>, Vec<u32>, Vec<f64>)>,
+    /// PME replacing the explicit k-space sum in products and gradients, when selected
+    pme: Option<Pme>,
+}
+
+/// PME parameters (smearing η) whose predicted mesh error is below `target` (relative, as
+/// [`mesh_error`]), of least predicted cost over orders 4 to 10.
+pub fn pme_parameters_for(
+    system: &System,
+    eta: f64,
+    cutoff: f64,
+    target: f64,
+) -> Result<PmeParameters> {
+    let stats = PmeStats::of(system)?;
+    let kernel = Kernel::coulomb();
+    let mut best: Option<(f64, PmeParameters)> = None;
+    for order in 4..=10usize {
+        let mut h = eta;
+        for _ in 0..60 {
+            let mut n = [0usize; 3];
+            for a in 0..3 {
+                n[a] = crate::pme::fft_friendly(
+                    ((stats.lengths[a] / h).ceil() as usize).max(order).max(2),
+                );
+            }
+            if n.iter().any(|&m| m > 1024) {
+                break;
+            }
+            if mesh_error(kernel, stats, eta, n, order)? < target {
+                let cost = pme_cost(stats, 0.0, n, order);
+                if best.as_ref().map_or(true, |(c, _)| cost < *c) {
+                    best = Some((
+                        cost,
+                        PmeParameters {
+                            smearing: eta,
+                            cutoff,
+                            mesh: Mesh::Points(n),
+                            order,
+                        },
+                    ));
+                }
+                break;
+            }
+            h *= 0.9;
+        }
+    }
+    best.map(|(_, p)| p).ok_or_else(|| {
+        crate::error::Error::parameter(
+            "accuracy",
+            format!("no PME mesh of at most 1024 points per axis reaches {target:e}"),
+        )
+    })
 }
 
 /// The QEq matrix of one system.
@@ -223,6 +278,7 @@ impl<'a> Operator<'a> {
                     None
                 };
                 Some(Periodic {
+                    pme: None,
                     pairs,
                     settings,
                     volume,
@@ -243,6 +299,58 @@ impl<'a> Operator<'a> {
             prefactor,
             periodic,
         })
+    }
+
+    /// Uses PME with these parameters (smearing must be the Ewald width η) for the k-space part
+    /// of products and gradients; no effect for open systems.
+    pub fn use_pme(&mut self, parameters: PmeParameters) -> Result<()> {
+        if let Some(p) = &mut self.periodic {
+            if (parameters.smearing - p.settings.eta).abs() > 1e-12 * p.settings.eta {
+                return Err(crate::error::Error::parameter(
+                    "smearing",
+                    "the PME smearing must equal the Ewald width",
+                ));
+            }
+            p.pme = Some(Pme::new(Kernel::coulomb(), parameters)?);
+        }
+        Ok(())
+    }
+
+    /// Whether the k-space part uses PME.
+    pub fn uses_pme(&self) -> bool {
+        self.periodic.as_ref().is_some_and(|p| p.pme.is_some())
+    }
+
+    /// Per-atom k-space potentials Σ_j x_j (4π/V) Σ_{k≠0} e^{−η²k²/2}/k² cos(k·r_ij).
+    fn kspace_potentials(&self, p: &Periodic, x: &[f64]) -> Vec<f64> {
+        match &p.pme {
+            Some(pme) => {
+                let request = Request {
+                    potentials: true,
+                    forces: false,
+                    virial: false,
+                };
+                match pme.reciprocal(self.system, x, request) {
+                    Ok((_, phi, _, _)) => phi,
+                    Err(_) => self.explicit_kspace_potentials(p, x),
+                }
+            }
+            None => self.explicit_kspace_potentials(p, x),
+        }
+    }
+
+    fn explicit_kspace_potentials(&self, p: &Periodic, x: &[f64]) -> Vec<f64> {
+        let s = self.structure_factors(p, x);
+        (0..self.len())
+            .into_par_iter()
+            .map(|i| {
+                let mut c = 0.0;
+                for (kk, m) in p.ms.iter().enumerate() {
+                    c += p.weights[kk] * (Self::phase(p, i, m).conj() * s[kk]).re;
+                }
+                c
+            })
+            .collect()
     }
 
     /// Number of atoms.
@@ -318,6 +426,10 @@ impl<'a> Operator<'a> {
 
     /// The diagonal of A.
     pub fn diagonal(&self) -> Vec<f64> {
+        let weight_sum: f64 = self
+            .periodic
+            .as_ref()
+            .map_or(0.0, |p| p.weights.iter().sum());
         (0..self.len())
             .into_par_iter()
             .map(|i| {
@@ -339,7 +451,7 @@ impl<'a> Operator<'a> {
                             }
                         }),
                     }
-                    c += p.weights.iter().sum::<f64>();
+                    c += weight_sum;
                     c -= 2.0 * std::f64::consts::PI / p.volume
                         * (p.settings.eta * p.settings.eta - gi * gi);
                 }
@@ -373,7 +485,7 @@ impl<'a> Operator<'a> {
                 })
                 .collect(),
             Some(p) => {
-                let s = self.structure_factors(p, x);
+                let kphi = self.kspace_potentials(p, x);
                 let total: f64 = x.iter().sum();
                 let sig2x: f64 = x.iter().zip(self.sigma).map(|(a, s)| a * s * s).sum();
                 let eta = p.settings.eta;
@@ -395,9 +507,7 @@ impl<'a> Operator<'a> {
                                         - gauss_pair(nb.distance, g).0);
                             }),
                         }
-                        for (kk, m) in p.ms.iter().enumerate() {
-                            c += p.weights[kk] * (Self::phase(p, i, m).conj() * s[kk]).re;
-                        }
+                        c += kphi[i];
                         let si2 = self.sigma[i] * self.sigma[i];
                         c -= bg * ((eta * eta - si2) * total - sig2x);
                         c += self.self_term(i) * x[i];
@@ -482,6 +592,54 @@ impl<'a> Operator<'a> {
         let pf = self.prefactor;
         // per atom: (d/dr_i, d/dσ_i, strain contribution)
         type PerAtom = (Vec3, f64, Mat3);
+        // k-space part by PME: B_k(u, v) = E(u + v) − E(u) − E(v) with E(q) = ½ qᵀKq
+        let pme_k: Option<(Vec<Vec3>, Mat3)> = self
+            .periodic
+            .as_ref()
+            .and_then(|p| p.pme.as_ref())
+            .and_then(|pme| {
+                let request = Request {
+                    potentials: false,
+                    forces: true,
+                    virial: true,
+                };
+                let run = |q: &[f64]| pme.reciprocal(self.system, q, request).ok();
+                if u == v {
+                    let (_, _, f, w) = run(u)?;
+                    let d = f
+                        .iter()
+                        .map(|f| [-2.0 * f[0], -2.0 * f[1], -2.0 * f[2]])
+                        .collect();
+                    let mut st = w;
+                    for row in st.iter_mut() {
+                        for x in row.iter_mut() {
+                            *x *= 2.0;
+                        }
+                    }
+                    Some((d, st))
+                } else {
+                    let uv: Vec<f64> = u.iter().zip(v).map(|(a, b)| a + b).collect();
+                    let (_, _, f0, w0) = run(&uv)?;
+                    let (_, _, f1, w1) = run(u)?;
+                    let (_, _, f2, w2) = run(v)?;
+                    let d = (0..n)
+                        .map(|i| {
+                            let mut x = [0.0; 3];
+                            for a in 0..3 {
+                                x[a] = -(f0[i][a] - f1[i][a] - f2[i][a]);
+                            }
+                            x
+                        })
+                        .collect();
+                    let mut st = [[0.0; 3]; 3];
+                    for a in 0..3 {
+                        for b in 0..3 {
+                            st[a][b] = w0[a][b] - w1[a][b] - w2[a][b];
+                        }
+                    }
+                    Some((d, st))
+                }
+            });
         let per_atom: Vec<PerAtom> = match &self.periodic {
             None => (0..n)
                 .into_par_iter()
@@ -513,8 +671,11 @@ impl<'a> Operator<'a> {
                 })
                 .collect(),
             Some(p) => {
-                let su = self.structure_factors(p, u);
-                let sv = self.structure_factors(p, v);
+                let (su, sv) = if pme_k.is_some() {
+                    (Vec::new(), Vec::new())
+                } else {
+                    (self.structure_factors(p, u), self.structure_factors(p, v))
+                };
                 let eta = p.settings.eta;
                 (0..n)
                     .into_par_iter()
@@ -540,12 +701,19 @@ impl<'a> Operator<'a> {
                                 }
                             }
                         });
-                        for (kk, m) in p.ms.iter().enumerate() {
-                            let e = Self::phase(p, i, m);
-                            let f = p.weights[kk]
-                                * (u[i] * (e * sv[kk].conj()).im + v[i] * (e * su[kk].conj()).im);
+                        if let Some((kd, _)) = &pme_k {
                             for a in 0..3 {
-                                dr[a] -= f * p.ks[kk][a];
+                                dr[a] += kd[i][a];
+                            }
+                        } else {
+                            for (kk, m) in p.ms.iter().enumerate() {
+                                let e = Self::phase(p, i, m);
+                                let f = p.weights[kk]
+                                    * (u[i] * (e * sv[kk].conj()).im
+                                        + v[i] * (e * su[kk].conj()).im);
+                                for a in 0..3 {
+                                    dr[a] -= f * p.ks[kk][a];
+                                }
                             }
                         }
                         ds -= u[i] * v[i] / (self.sigma[i] * self.sigma[i] * SQRT_PI);
@@ -567,11 +735,19 @@ impl<'a> Operator<'a> {
             }
         }
         if let Some(p) = &self.periodic {
-            let su = self.structure_factors(p, u);
-            let sv = self.structure_factors(p, v);
             let eta2 = p.settings.eta * p.settings.eta;
             let mut kst = [[0.0; 3]; 3];
+            let (su, sv) = match &pme_k {
+                Some((_, st)) => {
+                    kst = *st;
+                    (Vec::new(), Vec::new())
+                }
+                None => (self.structure_factors(p, u), self.structure_factors(p, v)),
+            };
             for (kk, k) in p.ks.iter().enumerate() {
+                if pme_k.is_some() {
+                    break;
+                }
                 let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
                 let b = p.weights[kk] * (su[kk].conj() * sv[kk]).re;
                 // d/dε of w(k²)/V: −w δ − 2 w' k k, w' = −w (η²/2 + 1/k²)

@@ -130,3 +130,142 @@ fn qeq_dense_matrix_matches_apply() {
         }
     }
 }
+
+fn periodic_box(side: usize) -> (System, QEqProblem) {
+    let mut seed = 987u64;
+    let mut rnd = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let a = 2.2;
+    let mut pos = Vec::new();
+    for i in 0..side * side * side {
+        let g = [i % side, (i / side) % side, i / (side * side)];
+        pos.push([
+            g[0] as f64 * a + 0.4 * rnd(),
+            g[1] as f64 * a + 0.4 * rnd(),
+            g[2] as f64 * a + 0.4 * rnd(),
+        ]);
+    }
+    let n = pos.len();
+    let l = side as f64 * a;
+    let cell = [[l, 0.0, 0.0], [0.4, l, 0.0], [0.0, -0.3, l]];
+    let chi: Vec<f64> = (0..n)
+        .map(|i| if i % 2 == 0 { 0.3 } else { -0.2 } + 0.1 * rnd())
+        .collect();
+    let hardness: Vec<f64> = (0..n).map(|_| 1.0 + rnd()).collect();
+    let sigma: Vec<f64> = (0..n).map(|_| 0.6 + 0.4 * rnd()).collect();
+    (
+        System::new(pos, vec![1; n], Some(cell)).unwrap(),
+        QEqProblem {
+            electronegativity: chi,
+            hardness,
+            sigma,
+            total_charge: 0.5,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn qeq_pme_products_and_gradients_match_ewald() {
+    let (system, problem) = periodic_box(6);
+    let opts = QEqOptions::default();
+    let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
+    let settings = EwaldSettings::for_accuracy(&system, max_sigma, None, opts.accuracy);
+    let ewald = Operator::new(
+        &system,
+        &problem.sigma,
+        &problem.hardness,
+        1.0,
+        Some(settings),
+    )
+    .unwrap();
+    let mut pme = Operator::new(
+        &system,
+        &problem.sigma,
+        &problem.hardness,
+        1.0,
+        Some(settings),
+    )
+    .unwrap();
+    pme.use_pme(pme_parameters_for(&system, settings.eta, settings.cutoff, 1e-12).unwrap())
+        .unwrap();
+    assert!(pme.uses_pme() && !ewald.uses_pme());
+    let n = system.len();
+    let u: Vec<f64> = (0..n).map(|i| ((i * 7) % 11) as f64 / 11.0 - 0.4).collect();
+    let v: Vec<f64> = (0..n).map(|i| ((i * 5) % 13) as f64 / 13.0 - 0.6).collect();
+    let (ya, yb) = (ewald.apply(&u), pme.apply(&u));
+    for i in 0..n {
+        assert!((ya[i] - yb[i]).abs() < 1e-9, "{i}: {} {}", ya[i], yb[i]);
+    }
+    for (a, b) in [(&u, &u), (&u, &v)] {
+        let ga = ewald.bilinear_gradient(a, b);
+        let gb = pme.bilinear_gradient(a, b);
+        for i in 0..n {
+            for c in 0..3 {
+                let (x, y) = (ga.positions[i][c], gb.positions[i][c]);
+                assert!((x - y).abs() < 1e-8, "{i} {c}: {x} {y}");
+            }
+            assert!((ga.sigma[i] - gb.sigma[i]).abs() < 1e-8);
+        }
+        for c in 0..3 {
+            for d in 0..3 {
+                let (x, y) = (ga.strain[c][d], gb.strain[c][d]);
+                assert!((x - y).abs() < 1e-7 * (1.0 + x.abs()), "{c}{d}: {x} {y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn qeq_pme_cg_agrees_with_dense() {
+    let (system, problem) = periodic_box(6);
+    let dense = qeq(
+        &system,
+        &problem,
+        &QEqOptions {
+            solver: Solver::Dense,
+            kspace: KSpace::Ewald,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cg = qeq(
+        &system,
+        &problem,
+        &QEqOptions {
+            solver: Solver::ConjugateGradient,
+            kspace: KSpace::Pme,
+            tolerance: 1e-10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(cg.stats.solver, "cg");
+    assert!(cg.stats.iterations > 0);
+    let total: f64 = cg.charges.iter().sum();
+    assert!((total - 0.5).abs() < 1e-12);
+    for (a, b) in dense.charges.iter().zip(&cg.charges) {
+        assert!((a - b).abs() < 1e-7, "{a} {b}");
+    }
+    assert!((dense.energy - cg.energy).abs() < 1e-7 * (1.0 + dense.energy.abs()));
+    for (a, b) in dense.forces.iter().zip(&cg.forces) {
+        for c in 0..3 {
+            assert!((a[c] - b[c]).abs() < 1e-6, "{} {}", a[c], b[c]);
+        }
+    }
+    let (sa, sb) = (dense.stress.unwrap(), cg.stress.unwrap());
+    for c in 0..3 {
+        for d in 0..3 {
+            assert!(
+                (sa[c][d] - sb[c][d]).abs() < 1e-7,
+                "{} {}",
+                sa[c][d],
+                sb[c][d]
+            );
+        }
+    }
+}
