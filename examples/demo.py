@@ -42,7 +42,7 @@ def main() -> None:
 
     print("\nrandom neutral box at liquid density, accuracy 1e-5 (energy, forces, stress):")
     rng = np.random.default_rng(0)
-    for n in (1000, 4000):
+    for n in (1000, 4000, 20000):
         length = (n / 0.1) ** (1 / 3)
         system = ff.System(rng.random((n, 3)) * length, np.ones(n), np.eye(3) * length)
         charges = rng.standard_normal(n)
@@ -52,10 +52,15 @@ def main() -> None:
         elapsed = 1e3 * (time.perf_counter() - start)
         assert result.forces is not None
         p = result.parameters
+        grid = (
+            f"k_c={p['k_cutoff']:.3f}"
+            if "k_cutoff" in p
+            else f"mesh={p['mesh']}, order={p['order']}"
+        )
         print(
             f"  N={n}: E = {result.energy:.6f} eV, max |F| = "
             f"{np.linalg.norm(result.forces, axis=1).max():.4f} eV/Å, {elapsed:.1f} ms "
-            f"(σ={p['smearing']:.3f}, r_c={p['cutoff']:.3f}, k_c={p['k_cutoff']:.3f})"
+            f"[{p['method']}: σ={p['smearing']:.3f}, r_c={p['cutoff']:.3f}, {grid}]"
         )
 
 
