@@ -39,7 +39,7 @@ test: develop test-rust lint test-python
 
 bench: develop
 	$(BIN)/python -m pip install -q -r benches/python/requirements.txt
-	cargo bench -p farfield --bench kernels -- --quick
+	cargo bench -p farfield --benches -- --quick
 	for f in benches/python/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
