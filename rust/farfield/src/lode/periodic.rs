@@ -6,41 +6,10 @@
 
 use super::{parity_sign, GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
 use crate::error::{Error, Result};
-use crate::math::linalg::Mat3;
+use crate::kspace::KVectors;
 use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;
-
-/// Half-space k-vectors with 0 < |k| < k_cut (first non-zero Miller index positive).
-/// TODO(merge ewald): use `kspace` once branch `ewald` lands.
-pub fn half_kvectors(reciprocal: &Mat3, matrix: &Mat3, k_cut: f64) -> Vec<[f64; 3]> {
-    let len = |v: &[f64; 3]| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-    let nmax: Vec<i64> = (0..3)
-        .map(|i| (k_cut * len(&matrix[i]) / (2.0 * PI)).floor() as i64 + 1)
-        .collect();
-    let mut out = Vec::new();
-    for m0 in 0..=nmax[0] {
-        for m1 in -nmax[1]..=nmax[1] {
-            for m2 in -nmax[2]..=nmax[2] {
-                let first_positive = m0 > 0 || (m0 == 0 && (m1 > 0 || (m1 == 0 && m2 > 0)));
-                if !first_positive {
-                    continue;
-                }
-                let mut k = [0.0; 3];
-                for a in 0..3 {
-                    k[a] = m0 as f64 * reciprocal[0][a]
-                        + m1 as f64 * reciprocal[1][a]
-                        + m2 as f64 * reciprocal[2][a];
-                }
-                let kn = len(&k);
-                if kn < k_cut && kn > 0.0 {
-                    out.push(k);
-                }
-            }
-        }
-    }
-    out
-}
 
 /// Everything that depends on the cell but not on the positions.
 struct KTables {
@@ -73,7 +42,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     let k_cut = calc.k_cutoff();
     let tables = calc.kspace_tables()?;
     let (basis, spline) = (&tables.0, &tables.1);
-    let kvecs = half_kvectors(&cell.reciprocal(), cell.matrix(), k_cut);
+    let kvecs = KVectors::half_space(cell, k_cut)?.vectors;
     // exact quadrature for few k-vectors, the (1e-13-accurate) quintic spline otherwise
     let use_spline = kvecs.len() > 200;
     let lmax = params.max_angular;
