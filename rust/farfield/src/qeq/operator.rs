@@ -22,6 +22,7 @@ use rustfft::num_complex::Complex64;
 
 use crate::error::Result;
 use crate::kernel::Kernel;
+use crate::kspace::KVectors;
 use crate::longrange::Request;
 use crate::math::linalg::{Mat3, Vec3};
 use crate::math::special::{erf, erfc};
@@ -189,44 +190,17 @@ impl<'a> Operator<'a> {
                 let volume = cell.volume();
                 let cells = CellList::new(system, settings.cutoff)?;
                 let recip = cell.reciprocal();
-                let lengths = cell.lengths();
-                let mut m_max = [0i32; 3];
-                for d in 0..3 {
-                    m_max[d] = (settings.k_cutoff * lengths[d] / (2.0 * std::f64::consts::PI))
-                        .floor() as i32;
-                }
-                let mut ms = Vec::new();
-                let mut ks = Vec::new();
-                let mut weights = Vec::new();
-                let kc2 = settings.k_cutoff * settings.k_cutoff;
+                let kvectors = KVectors::half_space(cell, settings.k_cutoff)?;
+                let m_max = kvectors.max_index;
                 let eta2 = settings.eta * settings.eta;
-                for m0 in 0..=m_max[0] {
-                    for m1 in -m_max[1]..=m_max[1] {
-                        for m2 in -m_max[2]..=m_max[2] {
-                            let m = [m0, m1, m2];
-                            if m <= [0, 0, 0] {
-                                continue;
-                            }
-                            let mut k = [0.0; 3];
-                            for a in 0..3 {
-                                k[a] = m0 as f64 * recip[0][a]
-                                    + m1 as f64 * recip[1][a]
-                                    + m2 as f64 * recip[2][a];
-                            }
-                            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
-                            if k2 > kc2 {
-                                continue;
-                            }
-                            ms.push(m);
-                            ks.push(k);
-                            weights.push(
-                                2.0 * 4.0 * std::f64::consts::PI / volume
-                                    * (-0.5 * eta2 * k2).exp()
-                                    / k2,
-                            );
-                        }
-                    }
-                }
+                let weights: Vec<f64> = kvectors
+                    .norms2
+                    .iter()
+                    .map(|&k2| {
+                        2.0 * 4.0 * std::f64::consts::PI / volume * (-0.5 * eta2 * k2).exp() / k2
+                    })
+                    .collect();
+                let (ms, ks) = (kvectors.indices, kvectors.vectors);
                 let table_len = 3 * (2 * m_max.iter().copied().max().unwrap_or(0) as usize + 1);
                 let width = table_len / 3;
                 let mm = (width / 2) as i32;
