@@ -12,6 +12,7 @@
 //!   strain gradients;
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
+pub(crate) mod alloc;
 pub mod bispectrum;
 pub mod cg_product;
 pub mod power_spectrum;

@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::alloc::zeroed;
 use super::result::{Descriptor, GradientRequest, PositionGradients};
 use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
 use crate::basis::gto::GtoBasis;
@@ -547,24 +548,18 @@ where
         })
         .collect();
     let n_samples = tasks.len();
-    let mut values = vec![0.0; n_samples * nf];
+    let mut values = zeroed(n_samples * nf);
     let grad_lens: Vec<usize> = neighbors.iter().map(|(_, a)| a.len() * 3 * nf).collect();
-    let mut grads = vec![
-        0.0;
-        if gradients.positions {
-            grad_lens.iter().sum()
-        } else {
-            0
-        }
-    ];
-    let mut strain = vec![
-        0.0;
-        if gradients.strain {
-            n_samples * 9 * nf
-        } else {
-            0
-        }
-    ];
+    let mut grads = zeroed(if gradients.positions {
+        grad_lens.iter().sum()
+    } else {
+        0
+    });
+    let mut strain = zeroed(if gradients.strain {
+        n_samples * 9 * nf
+    } else {
+        0
+    });
     {
         let v_chunks = split_chunks(&mut values, &vec![nf; n_samples]);
         let g_chunks = split_chunks(
