@@ -1,5 +1,5 @@
 """Parity of farfield's SphericalExpansion / PowerSpectrum with featomic 0.6.7 (exact radial
-integrals): values, position gradients and strain gradients, periodic and open systems."""
+integrals): values, position, strain and cell gradients, periodic and open systems."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def grad_index(result: ff.Descriptor) -> dict:
 def test_spherical_expansion_matches_featomic(periodic: bool, h: int) -> None:
     hyp = HYPERS[h]
     frames = random_frames(10 + h, periodic)
-    grads = ["positions", "strain"] if periodic else ["positions"]
+    grads = ["positions", "strain", "cell"]
     ref = featomic.SphericalExpansion(**featomic_hypers(hyp)).compute(frames, gradients=grads)
     ours = ff.SphericalExpansion(**hyp, radial_accuracy=None).compute(frames, gradients=grads)
     rows = our_index(ours, frames)
@@ -116,15 +116,19 @@ def test_spherical_expansion_matches_featomic(periodic: bool, h: int) -> None:
                 mine_g.reshape(3, 2 * ell + 1, -1), g.values[k], atol=1e-10, rtol=0
             )
             checked += 1
-        if periodic:
-            s = block.gradient("strain")
+        # strain is non-zero for open systems too; cell gradients vanish there
+        for name in ("strain", "cell"):
+            s = block.gradient(name)
+            np.testing.assert_array_equal(s.samples.values[:, 0], np.arange(len(samples)))
             mine_s = np.stack(
                 [
-                    ours.gradients["strain"][rows[samples[si]]][:, :, cols]
+                    ours.gradients[name][rows[samples[si]]][:, :, cols]
                     for si in range(len(samples))
                 ]
             )
-            np.testing.assert_allclose(mine_s.reshape(s.values.shape), s.values, atol=1e-10, rtol=0)
+            np.testing.assert_allclose(
+                mine_s.reshape(s.values.shape), s.values, atol=1e-10, rtol=0
+            )
     assert checked > 0
 
 
@@ -133,7 +137,7 @@ def test_spherical_expansion_matches_featomic(periodic: bool, h: int) -> None:
 def test_power_spectrum_matches_featomic(periodic: bool, h: int) -> None:
     hyp = HYPERS[h]
     frames = random_frames(20 + h, periodic)
-    grads = ["positions", "strain"] if periodic else ["positions"]
+    grads = ["positions", "strain", "cell"]
     ref = featomic.SoapPowerSpectrum(**featomic_hypers(hyp)).compute(frames, gradients=grads)
     ours = ff.PowerSpectrum(**hyp, radial_accuracy=None).compute(frames, gradients=grads)
     assert ours.property_names == ("neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2")
@@ -152,11 +156,13 @@ def test_power_spectrum_matches_featomic(periodic: bool, h: int) -> None:
         for k, (si, _, atom) in enumerate(g.samples.values):
             mine_g = ours.gradients["positions"][grows[(rows[samples[si]], int(atom))]][:, cols]
             np.testing.assert_allclose(mine_g, g.values[k], atol=1e-10, rtol=0)
-        if periodic:
-            s = block.gradient("strain")
+        # strain is non-zero for open systems too; cell gradients vanish there
+        for name in ("strain", "cell"):
+            s = block.gradient(name)
+            np.testing.assert_array_equal(s.samples.values[:, 0], np.arange(len(samples)))
             mine_s = np.stack(
                 [
-                    ours.gradients["strain"][rows[samples[si]]][:, :, cols]
+                    ours.gradients[name][rows[samples[si]]][:, :, cols]
                     for si in range(len(samples))
                 ]
             )

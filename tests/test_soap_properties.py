@@ -95,6 +95,48 @@ def test_strain_gradients_finite_differences() -> None:
             )
 
 
+@pytest.mark.parametrize("kind", ["expansion", "power_spectrum"])
+def test_strain_and_cell_gradients_finite_differences(kind: str) -> None:
+    # "strain": cell and positions deformed together; "cell": cell matrix alone, Cartesian
+    # positions fixed (featomic's definition)
+    atoms = random_atoms(13)
+    cls = ff.SphericalExpansion if kind == "expansion" else ff.PowerSpectrum
+    calc = cls(**HYP, cutoff_function="shifted_cosine", width=0.8)
+    res = calc.compute(atoms, gradients=["strain", "cell"])
+    assert np.abs(res.gradients["cell"]).max() > 1e-3
+    assert np.abs(res.gradients["cell"] - res.gradients["strain"]).max() > 1e-3
+    h = 1e-6
+    for a in range(3):
+        for b in range(3):
+            strained, celled = [], []
+            for sign in (1, -1):
+                eps = np.eye(3)
+                eps[a, b] += sign * h
+                deformed = atoms.copy()
+                deformed.set_cell(atoms.cell.array @ eps, scale_atoms=False)
+                deformed.positions = atoms.positions @ eps
+                strained.append(calc.compute(deformed).values)
+                moved = atoms.copy()
+                cell = atoms.cell.array.copy()
+                cell[a, b] += sign * h
+                moved.set_cell(cell, scale_atoms=False)
+                celled.append(calc.compute(moved).values)
+            for name, (plus, minus) in (("strain", strained), ("cell", celled)):
+                fd = (plus - minus) / (2 * h)
+                np.testing.assert_allclose(
+                    res.gradients[name][:, a, b], fd, atol=1e-6 * max(1.0, np.abs(fd).max())
+                )
+
+
+def test_cell_gradients_vanish_for_open_systems() -> None:
+    # no images: nothing depends on the cell; the strain derivative (positions scaled) stays
+    atoms = random_atoms(14, periodic=False)
+    res = ff.PowerSpectrum(**HYP).compute(atoms, gradients=["positions", "cell", "strain"])
+    assert res.gradients["cell"].shape == res.gradients["strain"].shape
+    assert not res.gradients["cell"].any()
+    assert np.abs(res.gradients["strain"]).max() > 1e-3
+
+
 def test_power_spectrum_invariances() -> None:
     atoms = random_atoms(4)
     calc = ff.PowerSpectrum(**HYP)
@@ -153,16 +195,17 @@ def test_one_and_two_threads_agree() -> None:
     calc = ff.PowerSpectrum(**HYP)
     try:
         ff.set_num_threads(1)
-        one = calc.compute(frames, gradients=["positions", "strain"])
+        one = calc.compute(frames, gradients=["positions", "strain", "cell"])
         ff.set_num_threads(2)
-        two = calc.compute(frames, gradients=["positions", "strain"])
+        two = calc.compute(frames, gradients=["positions", "strain", "cell"])
     finally:
         ff.set_num_threads(0)
     np.testing.assert_allclose(one.values, two.values, atol=1e-14, rtol=0)
     np.testing.assert_allclose(
         one.gradients["positions"], two.gradients["positions"], atol=1e-14, rtol=0
     )
-    np.testing.assert_allclose(one.gradients["strain"], two.gradients["strain"], atol=1e-14, rtol=0)
+    for name in ("strain", "cell"):
+        np.testing.assert_allclose(one.gradients[name], two.gradients[name], atol=1e-14, rtol=0)
 
 
 def test_batch_progress_and_structure_labels() -> None:

@@ -70,7 +70,12 @@ class SoapCalculator:
         species: list[int] | None,
     ) -> None: ...
     def compute(
-        self, frames: list[_SystemArrays], species: list[int], positions: bool, strain: bool
+        self,
+        frames: list[_SystemArrays],
+        species: list[int],
+        positions: bool,
+        strain: bool,
+        cell: bool,
     ) -> dict[str, object]: ...
 def clebsch_gordan(l1: int, l2: int, lam: int) -> _F: ...
 def spherical_harmonics(vectors: _F, lmax: int) -> _F: ...

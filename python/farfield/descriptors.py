@@ -36,7 +36,11 @@ class Descriptor:
             "neighbor_2_type", "l", "n_1", "n_2")`` for the power spectrum.
         gradients: ``"positions"``: (n_grad, 3, n_properties) with ``positions_samples``;
             ``"strain"``: (n_samples, 3, 3, n_properties), derivative with respect to a
-            homogeneous strain of cell and positions (zero for open systems).
+            homogeneous strain ε of cell and positions together (``r → r (1 + ε)``), what
+            stress and virial need (also defined for open systems); ``"cell"``: (n_samples, 3, 3,
+            n_properties), featomic's ``"cell"`` gradient: ``[s, a, b] = ∂x_s/∂H[a, b]`` with
+            ``H`` the cell matrix (rows = cell vectors, ``atoms.cell``) and the Cartesian
+            positions held fixed (zero for open systems).
         positions_samples: (n_grad, 3) int64 ``(sample, system, atom)``: the row of ``values``
             and the atom whose position is differentiated.
     """
@@ -82,8 +86,9 @@ class Descriptor:
             positions_samples = self.positions_samples[keep].copy()
             positions_samples[:, 0] = remap[positions_samples[:, 0]]
             gradients["positions"] = self.gradients["positions"][keep][:, :, cols].copy()
-        if "strain" in self.gradients:
-            gradients["strain"] = self.gradients["strain"][rows][..., cols].copy()
+        for name in ("strain", "cell"):
+            if name in self.gradients:
+                gradients[name] = self.gradients[name][rows][..., cols].copy()
         return Descriptor(
             values=self.values[rows][:, cols].copy(),
             samples=self.samples[rows].copy(),
@@ -144,14 +149,14 @@ def _frames(frames: Frames) -> list[System]:
     return [as_system(frames)]
 
 
-def _check_gradients(gradients: Iterable[str]) -> tuple[bool, bool]:
+def _check_gradients(gradients: Iterable[str]) -> tuple[bool, bool, bool]:
     if isinstance(gradients, str):
         gradients = [gradients]
     gradients = list(gradients)
     for g in gradients:
         if g not in _GRADIENTS:
             raise ValueError(f"unknown gradient '{g}', expected some of {list(_GRADIENTS)}")
-    return "positions" in gradients, ("strain" in gradients or "cell" in gradients)
+    return "positions" in gradients, "strain" in gradients, "cell" in gradients
 
 
 def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]:
@@ -179,8 +184,9 @@ def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, A
     if psamples:
         out["positions_samples"] = np.concatenate(psamples)
         out["positions"] = np.concatenate([p["positions"] for p in parts])
-    if "strain" in parts[0]:
-        out["strain"] = np.concatenate([p["strain"] for p in parts])
+    for name in ("strain", "cell"):
+        if name in parts[0]:
+            out[name] = np.concatenate([p[name] for p in parts])
     return out
 
 
@@ -234,9 +240,9 @@ class _Calculator:
         )
 
     def _call(
-        self, systems: list[System], grads: tuple[bool, bool], species: list[int]
+        self, systems: list[System], grads: tuple[bool, bool, bool], species: list[int]
     ) -> dict[str, Any]:
-        return self._native.compute([s._arrays() for s in systems], species, grads[0], grads[1])
+        return self._native.compute([s._arrays() for s in systems], species, *grads)
 
     def compute(
         self,
@@ -248,8 +254,10 @@ class _Calculator:
 
         Args:
             frames: an ``ase.Atoms`` / :class:`System`, or a list of them.
-            gradients: any of ``"positions"``, ``"strain"`` (``"cell"`` is an alias of
-                ``"strain"``).
+            gradients: any of ``"positions"``, ``"strain"`` (derivative with respect to a
+                homogeneous strain of cell and positions, for stress) and ``"cell"``
+                (featomic's definition: derivative with respect to the cell matrix with the
+                Cartesian positions fixed).
             progress: show a tqdm progress bar (default: for batches of more than 256
                 structures when tqdm is installed).
         """
@@ -279,10 +287,9 @@ class _Calculator:
         else:
             raw = self._call(systems, grads, species)
         result_gradients: dict[str, FloatArray] = {}
-        if grads[0]:
-            result_gradients["positions"] = raw["positions"]
-        if grads[1]:
-            result_gradients["strain"] = raw["strain"]
+        for wanted, name in zip(grads, ("positions", "strain", "cell"), strict=True):
+            if wanted:
+                result_gradients[name] = raw[name]
         return Descriptor(
             values=raw["values"],
             samples=raw["samples"],

@@ -85,6 +85,9 @@ fn to_dict<'py>(py: Python<'py>, d: Descriptor) -> PyResult<Bound<'py, PyDict>> 
     if let Some(s) = d.strain_gradients {
         out.set_item("strain", PyArray1::from_vec(py, s).reshape([ns, 3, 3, nf])?)?;
     }
+    if let Some(c) = d.cell_gradients {
+        out.set_item("cell", PyArray1::from_vec(py, c).reshape([ns, 3, 3, nf])?)?;
+    }
     Ok(out)
 }
 
@@ -160,9 +163,14 @@ impl SoapCalculator {
         species: Vec<i32>,
         positions: bool,
         strain: bool,
+        cell: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let systems = guarded(|| systems_of(&frames))?;
-        let request = GradientRequest { positions, strain };
+        let request = GradientRequest {
+            positions,
+            strain,
+            cell,
+        };
         let result = py.detach(|| {
             threads::install(|| {
                 guarded(|| match &self.inner {

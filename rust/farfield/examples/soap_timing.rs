@@ -33,6 +33,7 @@ fn main() {
         GradientRequest {
             positions: true,
             strain: false,
+            cell: false,
         },
     ] {
         let t = std::time::Instant::now();

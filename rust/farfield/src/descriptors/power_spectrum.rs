@@ -5,7 +5,8 @@
 
 use super::result::{Descriptor, GradientRequest};
 use super::spherical_expansion::{
-    check_species, run_atoms, AtomContext, AtomOut, ExpansionParameters, SphericalExpansion,
+    add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, ExpansionParameters,
+    SphericalExpansion,
 };
 use crate::error::Result;
 use crate::system::System;
@@ -78,30 +79,51 @@ impl PowerSpectrum {
             vec!["neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2"],
             self.feature_labels(&species),
             |ctx, scratch, out| {
+                let ps_in = exp.pair_size();
                 let mut v = std::mem::take(&mut scratch.atom_values);
                 let mut g = std::mem::take(&mut scratch.atom_grads);
                 let mut st = std::mem::take(&mut scratch.atom_strain);
                 reset(&mut v, nf_in);
+                // compact position derivatives: one [xyz][lm][n] block per neighbour atom,
+                // for its own species channel only
                 reset(
                     &mut g,
                     if gradients.positions {
-                        ctx.grad_atoms.len() * 3 * nf_in
+                        ctx.grad_atoms.len() * 3 * ps_in
                     } else {
                         0
                     },
                 );
-                reset(&mut st, if gradients.strain { 9 * nf_in } else { 0 });
-                exp.expand_atom(
-                    ctx,
-                    gradients,
-                    scratch,
-                    AtomOut {
-                        values: &mut v,
-                        grads: &mut g,
-                        strain: &mut st,
-                    },
-                );
-                self.contract(ctx, &v, &g, &st, gradients, out);
+                let n_strain = if gradients.strain { 9 * nf_in } else { 0 };
+                let n_cell = if gradients.cell { 9 * nf_in } else { 0 };
+                reset(&mut st, n_strain + n_cell);
+                {
+                    let (c_strain, c_cell) = st.split_at_mut(n_strain);
+                    let want = gradients.positions || gradients.strain || gradients.cell;
+                    let i = ctx.i;
+                    let grad_atoms = ctx.grad_atoms;
+                    exp.accumulate(ctx, want, scratch, &mut v, |nb, sj, pg| {
+                        if gradients.positions && nb.j != i {
+                            let slot = grad_atoms.binary_search(&nb.j).expect("neighbour slot");
+                            let dst = &mut g[slot * 3 * ps_in..(slot + 1) * 3 * ps_in];
+                            for (d, x) in dst.iter_mut().zip(pg) {
+                                *d += x;
+                            }
+                        }
+                        add_strain_and_cell(
+                            gradients,
+                            nb,
+                            pg,
+                            sj * ps_in,
+                            ps_in,
+                            nf_in,
+                            c_strain,
+                            c_cell,
+                        );
+                    });
+                }
+                let (c_strain, c_cell) = st.split_at(n_strain);
+                self.contract(ctx, &v, &g, c_strain, c_cell, gradients, out);
                 scratch.atom_values = v;
                 scratch.atom_grads = g;
                 scratch.atom_strain = st;
@@ -109,12 +131,14 @@ impl PowerSpectrum {
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn contract(
         &self,
         ctx: &AtomContext<'_>,
         c_values: &[f64],
         c_grads: &[f64],
         c_strain: &[f64],
+        c_cell: &[f64],
         gradients: GradientRequest,
         out: AtomOut<'_>,
     ) {
@@ -128,13 +152,14 @@ impl PowerSpectrum {
         let block = (lmax + 1) * nr * nr;
         let npairs = nsp * (nsp + 1) / 2;
         let nf = npairs * block;
+        let sqrt2 = std::f64::consts::SQRT_2;
         let norms: Vec<f64> = (0..=lmax)
             .map(|l| if l % 2 == 0 { 1.0 } else { -1.0 } / ((2 * l + 1) as f64).sqrt())
             .collect();
         let pairs: Vec<(usize, usize)> = (0..nsp)
             .flat_map(|a| (a..nsp).map(move |b| (a, b)))
             .collect();
-        // contract(x, y) over m for one pair of species channels into out
+        // out[l][n1][n2] += scale norm_l Σ_m x[lm][n1] y[lm][n2]
         let contract = |x: &[f64], y: &[f64], out: &mut [f64], scale: f64| {
             for l in 0..=lmax {
                 let o = &mut out[l * nr * nr..(l + 1) * nr * nr];
@@ -142,101 +167,108 @@ impl PowerSpectrum {
                 for lm in l * l..(l + 1) * (l + 1) {
                     let xr = &x[lm * nr..(lm + 1) * nr];
                     let yr = &y[lm * nr..(lm + 1) * nr];
-                    for n1 in 0..nr {
+                    for (n1, row) in o.chunks_exact_mut(nr).enumerate() {
                         let xv = f * xr[n1];
-                        let row = &mut o[n1 * nr..(n1 + 1) * nr];
-                        for n2 in 0..nr {
-                            row[n2] += xv * yr[n2];
+                        for (r, yv) in row.iter_mut().zip(yr) {
+                            *r += xv * yv;
                         }
                     }
                 }
             }
         };
+        // o ← o + oᵀ in each (n1, n2) block: d(x·x) = dx·x + (dx·x)ᵀ
+        let symmetrise = |o: &mut [f64]| {
+            for l in 0..=lmax {
+                let ob = &mut o[l * nr * nr..(l + 1) * nr * nr];
+                for n1 in 0..nr {
+                    for n2 in n1..nr {
+                        let sum = ob[n1 * nr + n2] + ob[n2 * nr + n1];
+                        ob[n1 * nr + n2] = sum;
+                        ob[n2 * nr + n1] = sum;
+                    }
+                }
+            }
+        };
+        let channel = |a: usize| a * ps_in..(a + 1) * ps_in;
         let values = out.values;
         for (p, &(a, b)) in pairs.iter().enumerate() {
-            let s = if a == b {
-                1.0
-            } else {
-                std::f64::consts::SQRT_2
-            };
+            let s = if a == b { 1.0 } else { sqrt2 };
             contract(
-                &c_values[a * ps_in..(a + 1) * ps_in],
-                &c_values[b * ps_in..(b + 1) * ps_in],
+                &c_values[channel(a)],
+                &c_values[channel(b)],
                 &mut values[p * block..(p + 1) * block],
                 s,
             );
         }
-        // derivative rows: d(x·y) = dx·y + x·dy
-        let derive = |dc: &[f64], out: &mut [f64], only: Option<usize>| {
+        // derivative of every pair from a full derivative dc of the expansion
+        let derive_all = |dc: &[f64], out: &mut [f64]| {
             for (p, &(a, b)) in pairs.iter().enumerate() {
-                if let Some(sj) = only {
-                    if a != sj && b != sj {
-                        continue;
-                    }
-                }
-                let s = if a == b {
-                    1.0
-                } else {
-                    std::f64::consts::SQRT_2
-                };
                 let o = &mut out[p * block..(p + 1) * block];
-                let (ca, cb) = (
-                    &c_values[a * ps_in..(a + 1) * ps_in],
-                    &c_values[b * ps_in..(b + 1) * ps_in],
-                );
-                let (da, db) = (
-                    &dc[a * ps_in..(a + 1) * ps_in],
-                    &dc[b * ps_in..(b + 1) * ps_in],
-                );
+                let (ca, cb) = (&c_values[channel(a)], &c_values[channel(b)]);
+                let (da, db) = (&dc[channel(a)], &dc[channel(b)]);
                 if a == b {
-                    // d(x·x) = dx·x + (dx·x)ᵀ in (n1, n2): one contraction, then symmetrise
-                    contract(da, cb, o, s);
-                    for l in 0..=lmax {
-                        let ob = &mut o[l * nr * nr..(l + 1) * nr * nr];
-                        for n1 in 0..nr {
-                            for n2 in n1..nr {
-                                let sum = ob[n1 * nr + n2] + ob[n2 * nr + n1];
-                                ob[n1 * nr + n2] = sum;
-                                ob[n2 * nr + n1] = sum;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                if only.is_none() || only == Some(a) {
-                    contract(da, cb, o, s);
-                }
-                if only.is_none() || only == Some(b) {
-                    contract(ca, db, o, s);
+                    contract(da, cb, o, 1.0);
+                    symmetrise(o);
+                } else {
+                    contract(da, cb, o, sqrt2);
+                    contract(ca, db, o, sqrt2);
                 }
             }
         };
-        let grads = out.grads;
-        let center_slot = ctx.grad_atoms.binary_search(&ctx.i).ok();
         if gradients.positions {
+            let grads = out.grads;
+            let center_slot = ctx
+                .grad_atoms
+                .binary_search(&ctx.i)
+                .expect("the centre has a gradient row");
             for (slot, &j) in ctx.grad_atoms.iter().enumerate() {
-                // for a neighbour j, only its species channel of dc is non-zero; the centre's
-                // own row (all channels) is the negative sum of the others
-                let only = if center_slot == Some(slot) {
-                    None
-                } else {
-                    Some(species_index[j])
-                };
+                if slot == center_slot {
+                    continue;
+                }
+                // only the species channel of j moves with r_j: pairs (s, b) and (a, s)
+                let sj = species_index[j];
                 for a in 0..3 {
-                    let dc = &c_grads[(slot * 3 + a) * nf_in..(slot * 3 + a + 1) * nf_in];
-                    derive(
-                        dc,
-                        &mut grads[(slot * 3 + a) * nf..(slot * 3 + a + 1) * nf],
-                        only,
-                    );
+                    let dc = &c_grads[(slot * 3 + a) * ps_in..(slot * 3 + a + 1) * ps_in];
+                    let row = &mut grads[(slot * 3 + a) * nf..(slot * 3 + a + 1) * nf];
+                    for (p, &(x, y)) in pairs.iter().enumerate() {
+                        let o = &mut row[p * block..(p + 1) * block];
+                        if x == sj && y == sj {
+                            contract(dc, &c_values[channel(sj)], o, 1.0);
+                            symmetrise(o);
+                        } else if x == sj {
+                            contract(dc, &c_values[channel(y)], o, sqrt2);
+                        } else if y == sj {
+                            contract(&c_values[channel(x)], dc, o, sqrt2);
+                        }
+                    }
+                }
+            }
+            // translation invariance: ∂p_i/∂r_i = −Σ_{j≠i} ∂p_i/∂r_j
+            let (before, rest) = grads.split_at_mut(center_slot * 3 * nf);
+            let (centre, after) = rest.split_at_mut(3 * nf);
+            for other in before
+                .chunks_exact(3 * nf)
+                .chain(after.chunks_exact(3 * nf))
+            {
+                for (d, x) in centre.iter_mut().zip(other) {
+                    *d -= x;
                 }
             }
         }
-        let strain = out.strain;
         if gradients.strain {
             for ab in 0..9 {
-                let dc = &c_strain[ab * nf_in..(ab + 1) * nf_in];
-                derive(dc, &mut strain[ab * nf..(ab + 1) * nf], None);
+                derive_all(
+                    &c_strain[ab * nf_in..(ab + 1) * nf_in],
+                    &mut out.strain[ab * nf..(ab + 1) * nf],
+                );
+            }
+        }
+        if gradients.cell {
+            for ab in 0..9 {
+                derive_all(
+                    &c_cell[ab * nf_in..(ab + 1) * nf_in],
+                    &mut out.cell[ab * nf..(ab + 1) * nf],
+                );
             }
         }
     }

@@ -292,9 +292,50 @@ impl SphericalExpansion {
         }
     }
 
+    /// Adds the expansion of every neighbour of `ctx.i` (and the centre's own density) to
+    /// `values` (`[species][lm][n]`, zeroed by the caller). With `want_grad`, calls
+    /// `on_pair(neighbour, species index, g)` with `g = ∂g_ij/∂r_ij` as `[xyz][lm][n]`,
+    /// computed together with the values from one radial and one harmonics evaluation.
+    pub(crate) fn accumulate<F>(
+        &self,
+        ctx: &AtomContext<'_>,
+        want_grad: bool,
+        scratch: &mut PairScratch,
+        values: &mut [f64],
+        mut on_pair: F,
+    ) where
+        F: FnMut(&Neighbor, usize, &[f64]),
+    {
+        let ps = self.pair_size();
+        let si = ctx.species_index[ctx.i];
+        let w = self.params.center_atom_weight;
+        for n in 0..self.n_radial {
+            values[si * ps + n] += w * self.center[n];
+        }
+        let mut pv = std::mem::take(&mut scratch.values);
+        let mut pg = std::mem::take(&mut scratch.grads);
+        for nb in ctx.neighbors {
+            let sj = ctx.species_index[nb.j];
+            if want_grad {
+                self.pair_expansion_with(&nb.vector, &mut pv, Some(&mut pg), scratch);
+            } else {
+                self.pair_expansion_with(&nb.vector, &mut pv, None, scratch);
+            }
+            let dst = &mut values[sj * ps..(sj + 1) * ps];
+            for (d, v) in dst.iter_mut().zip(&pv) {
+                *d += v;
+            }
+            if want_grad {
+                on_pair(nb, sj, &pg);
+            }
+        }
+        scratch.values = pv;
+        scratch.grads = pg;
+    }
+
     /// Expansion of one atom into `out` (values `[species][lm][n]`, gradient rows
-    /// `[slot][xyz][features]` for the atoms of `ctx.grad_atoms`, strain `[αβ][features]`).
-    /// The output slices must be zeroed.
+    /// `[slot][xyz][features]` for the atoms of `ctx.grad_atoms`, strain and cell
+    /// `[αβ][features]`). The output slices must be zeroed.
     pub(crate) fn expand_atom(
         &self,
         ctx: &AtomContext<'_>,
@@ -305,64 +346,34 @@ impl SphericalExpansion {
         let ps = self.pair_size();
         let nf = ctx.n_species * ps;
         let i = ctx.i;
-        let species_index = ctx.species_index;
-        let values = out.values;
-        let grads = out.grads;
-        let strain = out.strain;
-        let si = species_index[i];
-        let w = self.params.center_atom_weight;
-        for n in 0..self.n_radial {
-            values[si * ps + n] += w * self.center[n];
-        }
-        let want_grad = gradients.positions || gradients.strain;
+        let AtomOut {
+            values,
+            grads,
+            strain,
+            cell,
+        } = out;
+        let want_grad = gradients.positions || gradients.strain || gradients.cell;
         let grad_atoms = ctx.grad_atoms;
         let center_slot = grad_atoms.binary_search(&i).unwrap_or(0);
-        let mut pv = std::mem::take(&mut scratch.values);
-        let mut pg = std::mem::take(&mut scratch.grads);
-        for nb in ctx.neighbors {
-            let sj = species_index[nb.j];
-            if want_grad {
-                self.pair_expansion_with(&nb.vector, &mut pv, Some(&mut pg), scratch);
-            } else {
-                self.pair_expansion_with(&nb.vector, &mut pv, None, scratch);
-            }
-            let dst = &mut values[sj * ps..(sj + 1) * ps];
-            for k in 0..ps {
-                dst[k] += pv[k];
-            }
+        self.accumulate(ctx, want_grad, scratch, values, |nb, sj, pg| {
             if gradients.positions && nb.j != i {
                 let slot = grad_atoms.binary_search(&nb.j).expect("neighbour slot");
                 for a in 0..3 {
                     let src = &pg[a * ps..(a + 1) * ps];
                     let gj = &mut grads
                         [(slot * 3 + a) * nf + sj * ps..(slot * 3 + a) * nf + (sj + 1) * ps];
-                    for k in 0..ps {
-                        gj[k] += src[k];
+                    for (d, v) in gj.iter_mut().zip(src) {
+                        *d += v;
                     }
                     let gi = &mut grads[(center_slot * 3 + a) * nf + sj * ps
                         ..(center_slot * 3 + a) * nf + (sj + 1) * ps];
-                    for k in 0..ps {
-                        gi[k] -= src[k];
+                    for (d, v) in gi.iter_mut().zip(src) {
+                        *d -= v;
                     }
                 }
             }
-            if gradients.strain {
-                // ∂c/∂ε_{αβ} = Σ_pairs r_α ∂c/∂r_β
-                for a in 0..3 {
-                    for b in 0..3 {
-                        let ra = nb.vector[a];
-                        let src = &pg[b * ps..(b + 1) * ps];
-                        let dst = &mut strain
-                            [(a * 3 + b) * nf + sj * ps..(a * 3 + b) * nf + (sj + 1) * ps];
-                        for k in 0..ps {
-                            dst[k] += ra * src[k];
-                        }
-                    }
-                }
-            }
-        }
-        scratch.values = pv;
-        scratch.grads = pg;
+            add_strain_and_cell(gradients, nb, pg, sj * ps, ps, nf, strain, cell);
+        });
     }
 
     /// Feature labels `(neighbor_type, l, m, n)` for the given species.
@@ -427,6 +438,41 @@ pub(crate) fn check_species(systems: &[System], species: &[i32]) -> Result<Vec<i
     Ok(given)
 }
 
+/// Adds one pair's contribution to the strain (`Σ r_α ∂g/∂r_β`) and cell
+/// (`Σ n_a ∂g/∂r_b`, `n` the lattice shift of the image: with Cartesian positions fixed, only
+/// the image vectors move with the cell) derivatives, `[αβ][features]`, at feature `offset`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn add_strain_and_cell(
+    gradients: GradientRequest,
+    nb: &Neighbor,
+    pg: &[f64],
+    offset: usize,
+    ps: usize,
+    nf: usize,
+    strain: &mut [f64],
+    cell: &mut [f64],
+) {
+    for a in 0..3 {
+        for b in 0..3 {
+            let src = &pg[b * ps..(b + 1) * ps];
+            let at = (a * 3 + b) * nf + offset;
+            if gradients.strain {
+                let ra = nb.vector[a];
+                for (d, v) in strain[at..at + ps].iter_mut().zip(src) {
+                    *d += ra * v;
+                }
+            }
+            if gradients.cell && nb.shift[a] != 0 {
+                let na = f64::from(nb.shift[a]);
+                for (d, v) in cell[at..at + ps].iter_mut().zip(src) {
+                    *d += na * v;
+                }
+            }
+        }
+    }
+}
+
 /// Reusable buffers for pair expansions.
 #[derive(Debug, Clone)]
 pub struct PairScratch {
@@ -486,6 +532,8 @@ pub(crate) struct AtomOut<'a> {
     pub grads: &'a mut [f64],
     /// `9 × n_features` (empty without strain)
     pub strain: &'a mut [f64],
+    /// `9 × n_features` (empty without cell gradients)
+    pub cell: &'a mut [f64],
 }
 
 fn split_chunks<'a>(mut rest: &'a mut [f64], lens: &[usize]) -> Vec<&'a mut [f64]> {
@@ -560,6 +608,11 @@ where
     } else {
         0
     });
+    let mut cell = zeroed(if gradients.cell {
+        n_samples * 9 * nf
+    } else {
+        0
+    });
     {
         let v_chunks = split_chunks(&mut values, &vec![nf; n_samples]);
         let g_chunks = split_chunks(
@@ -574,14 +627,23 @@ where
             &mut strain,
             &vec![if gradients.strain { 9 * nf } else { 0 }; n_samples],
         );
+        let c_chunks = split_chunks(
+            &mut cell,
+            &vec![if gradients.cell { 9 * nf } else { 0 }; n_samples],
+        );
         let work: Vec<_> = tasks
             .iter()
             .zip(&neighbors)
-            .zip(v_chunks.into_iter().zip(g_chunks).zip(s_chunks))
+            .zip(
+                v_chunks
+                    .into_iter()
+                    .zip(g_chunks)
+                    .zip(s_chunks.into_iter().zip(c_chunks)),
+            )
             .collect();
         work.into_par_iter().for_each_init(
             || PairScratch::new(expansion),
-            |scratch, ((&(s, i), (nbs, atoms)), ((v, g), st))| {
+            |scratch, ((&(s, i), (nbs, atoms)), ((v, g), (st, ce)))| {
                 let ctx = AtomContext {
                     i,
                     species_index: &lists[s].1,
@@ -594,6 +656,7 @@ where
                 v.fill(0.0);
                 g.fill(0.0);
                 st.fill(0.0);
+                ce.fill(0.0);
                 f(
                     &ctx,
                     scratch,
@@ -601,6 +664,7 @@ where
                         values: v,
                         grads: g,
                         strain: st,
+                        cell: ce,
                     },
                 );
             },
@@ -624,6 +688,7 @@ where
             values: grads,
         }),
         strain_gradients: gradients.strain.then_some(strain),
+        cell_gradients: gradients.cell.then_some(cell),
     })
 }
 
