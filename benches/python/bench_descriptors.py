@@ -1,9 +1,19 @@
-"""SOAP power spectrum: farfield vs featomic (and dscribe when installed), 2 threads.
+"""SOAP power spectrum: farfield vs featomic 0.6.7 and dscribe, 2 threads.
 
-Same hyper-parameters on both sides (cutoff 5 Å, shifted cosine 0.5, Gaussian width 0.3,
-GTO max_radial 5, max_angular 4, splined radial integrals at 1e-8), random periodic boxes of
-three species at 0.05 atoms/Å³ and a batch of 1000 small molecules. Prints a markdown table:
-best of N wall times, speed-up, and output bytes per atom.
+farfield and featomic use the same hyper-parameters (cutoff 5 Å, shifted cosine of width 0.5,
+Gaussian width 0.3, GTO max_radial 5, max_angular 4, radial integrals splined to 1e-8) and give
+the same numbers. dscribe's SOAP has its own GTO radial basis, normalisation and no smooth
+cutoff: it runs at comparable settings (r_cut 5, n_max 6, l_max 4, sigma 0.3, rbf "gto") and is
+compared on time only. dscribe has analytical gradients only for open systems; for periodic
+boxes it falls back to finite differences with a dense (N, N, 3, F) output, so it is run there
+for the smallest box only. Each box runs as one structure: dscribe's n_jobs splits batches
+across processes, so for the molecule batch it gets n_jobs=2 and only its wall time is given.
+
+Systems: random periodic boxes of three species at 0.05 atoms/Å³ (64, 216, 512, 4096 atoms)
+and a batch of 1000 small molecules (5-12 atoms). Values alone and values + position
+gradients. The machine is shared: every time is the minimum over repeats, wall and CPU (all
+threads of this process). "MB/atom" is the size of the returned arrays per atom.
+Run: `python benches/python/bench_descriptors.py` (set FARFIELD_BENCH_QUICK=1 to skip 4096).
 """
 
 from __future__ import annotations
@@ -11,6 +21,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("RAYON_NUM_THREADS", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -26,93 +38,154 @@ except ImportError:  # pragma: no cover
     sys.exit(0)
 
 HYP = dict(cutoff=5.0, max_radial=5, max_angular=4, smearing=0.3, width=0.5)
+SPECIES = [1, 6, 8]
 
 
 def box(n: int, seed: int) -> ase.Atoms:
     rng = np.random.default_rng(seed)
     length = (n / 0.05) ** (1 / 3)
     return ase.Atoms(
-        numbers=rng.choice([1, 6, 8], n),
+        numbers=rng.choice(SPECIES, n),
         positions=rng.uniform(0, length, (n, 3)),
         cell=np.eye(3) * length,
         pbc=True,
     )
 
 
-def molecules(count: int, seed: int) -> list:
+def molecules(count: int, seed: int) -> list[ase.Atoms]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
         n = int(rng.integers(5, 13))
         pos = rng.uniform(0, 4.0, (n, 3))
-        out.append(ase.Atoms(numbers=rng.choice([1, 6, 8], n), positions=pos))
+        out.append(ase.Atoms(numbers=rng.choice(SPECIES, n), positions=pos))
     return out
 
 
-def best(f, repeat: int) -> tuple[float, float]:
-    """Best wall time of `repeat` runs, and the CPU time (all threads) of that run."""
-    times = []
+def best(f: Callable[[], Any], repeat: int) -> tuple[float, float, int]:
+    """Minimum wall and CPU time (all threads) over `repeat` runs, and the output bytes."""
+    walls, cpus = [], []
+    nbytes = 0
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
-        f()
-        times.append((time.perf_counter() - t, time.process_time() - c))
-    return min(times)
+        out = f()
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+        nbytes = nbytes_of(out)
+        del out
+    return min(walls), min(cpus), nbytes
+
+
+def nbytes_of(out: Any) -> int:
+    if isinstance(out, ff.Descriptor):
+        return out.values.nbytes + sum(g.nbytes for g in out.gradients.values())
+    if isinstance(out, np.ndarray):
+        return out.nbytes
+    if isinstance(out, (list, tuple)):
+        return sum(nbytes_of(o) for o in out)
+    if hasattr(out, "blocks"):  # metatensor TensorMap
+        total = 0
+        for block in out.blocks():
+            total += block.values.nbytes
+            for _, g in block.gradients():
+                total += g.values.nbytes
+        return total
+    return 0
+
+
+def make_featomic() -> Any:
+    try:
+        import featomic
+    except ImportError:
+        return None
+    return featomic.SoapPowerSpectrum(
+        cutoff={
+            "radius": HYP["cutoff"],
+            "smoothing": {"type": "ShiftedCosine", "width": HYP["width"]},
+        },
+        density={"type": "Gaussian", "width": HYP["smearing"]},
+        basis={
+            "type": "TensorProduct",
+            "max_angular": HYP["max_angular"],
+            "radial": {"type": "Gto", "max_radial": HYP["max_radial"]},
+            "spline_accuracy": 1e-8,
+        },
+    )
+
+
+def make_dscribe(periodic: bool) -> Any:
+    try:
+        from dscribe.descriptors import SOAP
+    except ImportError:
+        return None
+    return SOAP(
+        species=SPECIES,
+        r_cut=HYP["cutoff"],
+        n_max=HYP["max_radial"] + 1,
+        l_max=HYP["max_angular"],
+        sigma=HYP["smearing"],
+        rbf="gto",
+        periodic=periodic,
+    )
 
 
 def main() -> None:
     ff.set_num_threads(2)
+    quick = bool(os.environ.get("FARFIELD_BENCH_QUICK"))
     ours = ff.PowerSpectrum(**HYP, radial_accuracy=1e-8)
-    peers = {}
-    try:
-        import featomic
-
-        peers["featomic"] = featomic.SoapPowerSpectrum(
-            cutoff={
-                "radius": HYP["cutoff"],
-                "smoothing": {"type": "ShiftedCosine", "width": HYP["width"]},
-            },
-            density={"type": "Gaussian", "width": HYP["smearing"]},
-            basis={
-                "type": "TensorProduct",
-                "max_angular": HYP["max_angular"],
-                "radial": {"type": "Gto", "max_radial": HYP["max_radial"]},
-                "spline_accuracy": 1e-8,
-            },
-        )
-    except ImportError:
-        print("featomic not installed: farfield timings only")
-    cases = [(f"box {n}", [box(n, n)], 3 if n < 4096 else 1) for n in (64, 216, 512, 4096)]
-    cases.append(("1000 molecules", molecules(1000, 0), 2))
+    feat = make_featomic()
+    if feat is None:
+        print("featomic not installed: skipped")
+    sizes = (64, 216, 512) if quick else (64, 216, 512, 4096)
+    cases: list[tuple[str, list[ase.Atoms], int, bool]] = [
+        (f"box {n}", [box(n, n)], 5 if n < 4096 else 2, True) for n in sizes
+    ]
+    cases.append(("1000 molecules", molecules(1000, 0), 3, False))
     print(
-        "| system | gradients | farfield wall (s) | featomic wall (s) | speed-up (wall) "
-        "| farfield CPU (s) | featomic CPU (s) | speed-up (CPU) | farfield MB/atom |"
+        "| system | gradients | code | wall (s) | CPU (s) | MB/atom "
+        "| farfield speed-up (wall) | farfield speed-up (CPU) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, frames, repeat in cases:
+    print("|---|---|---|---|---|---|---|---|")
+    for name, frames, repeat, periodic in cases:
         n_atoms = sum(len(f) for f in frames)
+        batch = len(frames) > 1
+        dscribe = make_dscribe(periodic)
         for grads in ([], ["positions"]):
-            if grads and name == "box 4096" and not os.environ.get("FARFIELD_BENCH_BIG"):
-                # dense gradients of 4096 atoms take ~3 GB per code: opt in
-                print(f"| {name} | positions | skipped (FARFIELD_BENCH_BIG=1) | | | | | | |")
-                continue
-            result = ours.compute(frames, gradients=grads, progress=False)
-            nbytes = result.values.nbytes + sum(g.nbytes for g in result.gradients.values())
-            del result
-            t_ours = best(
-                lambda f=frames, g=grads: ours.compute(f, gradients=g, progress=False), repeat
-            )
-            t_peer = (float("nan"), float("nan"))
-            if "featomic" in peers:
-                t_peer = best(
-                    lambda f=frames, g=grads: peers["featomic"].compute(f, gradients=g), repeat
-                )
             label = "positions" if grads else "none"
-            print(
-                f"| {name} | {label} | {t_ours[0]:.3f} | {t_peer[0]:.3f} | "
-                f"{t_peer[0] / t_ours[0]:.2f}x | {t_ours[1]:.3f} | {t_peer[1]:.3f} | "
-                f"{t_peer[1] / t_ours[1]:.2f}x | {nbytes / n_atoms / 1e6:.3f} |",
-                flush=True,
-            )
+            runs: dict[str, Callable[[], Any]] = {
+                "farfield": lambda f=frames, g=grads: ours.compute(f, gradients=g, progress=False)
+            }
+            if feat is not None:
+                runs["featomic"] = lambda f=frames, g=grads: feat.compute(f, gradients=g)
+            if dscribe is not None:
+                jobs = 2 if batch else 1
+                target = frames if batch else frames[0]
+                if not grads:
+                    runs["dscribe"] = lambda t=target, j=jobs, d=dscribe: d.create(t, n_jobs=j)
+                elif not periodic:
+                    runs["dscribe (analytical)"] = lambda t=target, j=jobs, d=dscribe: (
+                        d.derivatives(t, method="analytical", n_jobs=j)
+                    )
+                elif n_atoms <= 64:
+                    runs["dscribe (finite diff.)"] = lambda t=target, d=dscribe: d.derivatives(
+                        t, method="numerical"
+                    )
+            reference: tuple[float, float] | None = None
+            for code, run in runs.items():
+                wall, cpu, nbytes = best(run, 1 if code.startswith("dscribe (f") else repeat)
+                if reference is None:
+                    reference = (wall, cpu)
+                    ratios = "", ""
+                else:
+                    ratios = f"{wall / reference[0]:.2f}x", f"{cpu / reference[1]:.2f}x"
+                cpu_text = f"{cpu:.4f}"
+                if code.startswith("dscribe") and batch:
+                    cpu_text, ratios = "n/a (processes)", (ratios[0], "")
+                print(
+                    f"| {name} | {label} | {code} | {wall:.4f} | {cpu_text} | "
+                    f"{nbytes / n_atoms / 1e6:.3f} | {ratios[0]} | {ratios[1]} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -267,6 +267,28 @@ impl SphericalExpansion {
         }
     }
 
+    /// Adds `g_ij[lm][n]` of a neighbour at `vector` to `out` (values only, no temporary).
+    #[inline]
+    fn pair_add_values(&self, vector: &Vec3, out: &mut [f64], s: &mut PairScratch) {
+        let r = (vector[0] * vector[0] + vector[1] * vector[1] + vector[2] * vector[2]).sqrt();
+        let (fc, _) = self.cutoff_function(r);
+        if fc == 0.0 {
+            return;
+        }
+        let nr = self.n_radial;
+        self.radial.compute(r, &mut s.radial, None);
+        self.harmonics.compute(vector, &mut s.ylm);
+        for l in 0..=self.params.max_angular {
+            let rad = &s.radial[l * nr..(l + 1) * nr];
+            for lm in l * l..(l + 1) * (l + 1) {
+                let y = fc * s.ylm[lm];
+                for (o, x) in out[lm * nr..(lm + 1) * nr].iter_mut().zip(rad) {
+                    *o += y * x;
+                }
+            }
+        }
+    }
+
     /// The neighbour species of a batch: the parameter, or every species present.
     pub(crate) fn species_for(&self, systems: &[System]) -> Result<Vec<i32>> {
         let mut all: Vec<i32> = systems
@@ -312,22 +334,23 @@ impl SphericalExpansion {
         for n in 0..self.n_radial {
             values[si * ps + n] += w * self.center[n];
         }
+        if !want_grad {
+            for nb in ctx.neighbors {
+                let sj = ctx.species_index[nb.j];
+                self.pair_add_values(&nb.vector, &mut values[sj * ps..(sj + 1) * ps], scratch);
+            }
+            return;
+        }
         let mut pv = std::mem::take(&mut scratch.values);
         let mut pg = std::mem::take(&mut scratch.grads);
         for nb in ctx.neighbors {
             let sj = ctx.species_index[nb.j];
-            if want_grad {
-                self.pair_expansion_with(&nb.vector, &mut pv, Some(&mut pg), scratch);
-            } else {
-                self.pair_expansion_with(&nb.vector, &mut pv, None, scratch);
-            }
+            self.pair_expansion_with(&nb.vector, &mut pv, Some(&mut pg), scratch);
             let dst = &mut values[sj * ps..(sj + 1) * ps];
             for (d, v) in dst.iter_mut().zip(&pv) {
                 *d += v;
             }
-            if want_grad {
-                on_pair(nb, sj, &pg);
-            }
+            on_pair(nb, sj, &pg);
         }
         scratch.values = pv;
         scratch.grads = pg;
@@ -487,6 +510,8 @@ pub struct PairScratch {
     pub(crate) atom_values: Vec<f64>,
     pub(crate) atom_grads: Vec<f64>,
     pub(crate) atom_strain: Vec<f64>,
+    /// neighbour list of the current atom (when not precomputed)
+    neighbors: Vec<Neighbor>,
 }
 
 impl PairScratch {
@@ -506,6 +531,7 @@ impl PairScratch {
             atom_values: Vec::new(),
             atom_grads: Vec::new(),
             atom_strain: Vec::new(),
+            neighbors: Vec::new(),
         }
     }
 }
@@ -580,21 +606,25 @@ where
         .enumerate()
         .flat_map(|(s, sys)| (0..sys.len()).map(move |i| (s, i)))
         .collect();
-    // pass 1: neighbours and gradient rows of every atom
-    let neighbors: Vec<(Vec<Neighbor>, Vec<usize>)> = tasks
-        .par_iter()
-        .map(|&(s, i)| {
-            let mut nbs = Vec::new();
-            lists[s].0.for_each_neighbor(i, |nb| nbs.push(nb));
-            let mut atoms = Vec::new();
-            if gradients.positions {
-                atoms = nbs.iter().map(|n| n.j).chain(std::iter::once(i)).collect();
+    // pass 1 (position gradients only): neighbours and gradient rows of every atom, to size
+    // the output; without it, each task finds its neighbours in a reused buffer
+    let neighbors: Vec<(Vec<Neighbor>, Vec<usize>)> = if gradients.positions {
+        tasks
+            .par_iter()
+            .map_init(Vec::new, |buf, &(s, i)| {
+                buf.clear();
+                lists[s].0.for_each_neighbor(i, |nb| buf.push(nb));
+                let nbs = buf.clone();
+                let mut atoms: Vec<usize> =
+                    nbs.iter().map(|n| n.j).chain(std::iter::once(i)).collect();
                 atoms.sort_unstable();
                 atoms.dedup();
-            }
-            (nbs, atoms)
-        })
-        .collect();
+                (nbs, atoms)
+            })
+            .collect()
+    } else {
+        vec![(Vec::new(), Vec::new()); tasks.len()]
+    };
     let n_samples = tasks.len();
     let mut values = zeroed(n_samples * nf);
     let grad_lens: Vec<usize> = neighbors.iter().map(|(_, a)| a.len() * 3 * nf).collect();
@@ -644,6 +674,14 @@ where
         work.into_par_iter().for_each_init(
             || PairScratch::new(expansion),
             |scratch, ((&(s, i), (nbs, atoms)), ((v, g), (st, ce)))| {
+                let mut local = std::mem::take(&mut scratch.neighbors);
+                let nbs: &[Neighbor] = if gradients.positions {
+                    nbs
+                } else {
+                    local.clear();
+                    lists[s].0.for_each_neighbor(i, |nb| local.push(nb));
+                    &local
+                };
                 let ctx = AtomContext {
                     i,
                     species_index: &lists[s].1,
@@ -667,6 +705,7 @@ where
                         cell: ce,
                     },
                 );
+                scratch.neighbors = local;
             },
         );
     }
