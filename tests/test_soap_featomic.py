@@ -121,14 +121,9 @@ def test_spherical_expansion_matches_featomic(periodic: bool, h: int) -> None:
             s = block.gradient(name)
             np.testing.assert_array_equal(s.samples.values[:, 0], np.arange(len(samples)))
             mine_s = np.stack(
-                [
-                    ours.gradients[name][rows[samples[si]]][:, :, cols]
-                    for si in range(len(samples))
-                ]
+                [ours.gradients[name][rows[samples[si]]][:, :, cols] for si in range(len(samples))]
             )
-            np.testing.assert_allclose(
-                mine_s.reshape(s.values.shape), s.values, atol=1e-10, rtol=0
-            )
+            np.testing.assert_allclose(mine_s.reshape(s.values.shape), s.values, atol=1e-10, rtol=0)
     assert checked > 0
 
 
@@ -161,10 +156,7 @@ def test_power_spectrum_matches_featomic(periodic: bool, h: int) -> None:
             s = block.gradient(name)
             np.testing.assert_array_equal(s.samples.values[:, 0], np.arange(len(samples)))
             mine_s = np.stack(
-                [
-                    ours.gradients[name][rows[samples[si]]][:, :, cols]
-                    for si in range(len(samples))
-                ]
+                [ours.gradients[name][rows[samples[si]]][:, :, cols] for si in range(len(samples))]
             )
             np.testing.assert_allclose(mine_s, s.values, atol=1e-10, rtol=0)
 
@@ -193,3 +185,23 @@ def test_real_clebsch_gordan_matches_featomic() -> None:
     ref = _build_dense_cg_coeff_dict(4, np.zeros(0, dtype=complex), "numpy", np.float64, "cpu")
     for (l1, l2, lam), value in ref.items():
         np.testing.assert_allclose(ff.descriptors.clebsch_gordan(l1, l2, lam), value, atol=1e-13)
+
+
+def test_metatensor_strain_and_cell_blocks_match_featomic() -> None:
+    pytest.importorskip("metatensor")
+    frames = random_frames(30, True, n_frames=1)
+    hyp = HYPERS[0]
+    grads = ["strain", "cell"]
+    ref = featomic.SoapPowerSpectrum(**featomic_hypers(hyp)).compute(frames, gradients=grads)
+    ours = ff.PowerSpectrum(**hyp, radial_accuracy=None).compute(frames, gradients=grads)
+    tensor = ours.to_metatensor()
+    assert tensor.keys.names == ref.keys.names
+    for key, block in ref.items():
+        if len(block.samples) == 0:
+            continue
+        mine = tensor.block(key)
+        assert mine.samples == block.samples
+        for name in grads:
+            g, r = mine.gradient(name), block.gradient(name)
+            assert [c.names for c in g.components] == [c.names for c in r.components]
+            np.testing.assert_allclose(g.values, r.values, atol=1e-10, rtol=0)

@@ -234,7 +234,7 @@ def test_cutoff_longer_than_cell_is_handled() -> None:
 
 def test_result_type_blocks_and_metatensor() -> None:
     atoms = random_atoms(11)
-    res = ff.PowerSpectrum(**HYP).compute(atoms, gradients=["positions"])
+    res = ff.PowerSpectrum(**HYP).compute(atoms, gradients=["positions", "strain", "cell"])
     with pytest.raises(ValueError):
         res.values[0, 0] = 1.0
     blocks = res.blocks
@@ -247,6 +247,9 @@ def test_result_type_blocks_and_metatensor() -> None:
     pytest.importorskip("metatensor")
     tensor = res.to_metatensor()
     assert len(tensor.keys) == len(blocks)
+    block = tensor.block(center_type=6, neighbor_1_type=1, neighbor_2_type=8)
+    assert sorted(block.gradients_list()) == ["cell", "positions", "strain"]
+    np.testing.assert_array_equal(block.gradient("cell").values, b.gradients["cell"])
 
 
 def test_bad_input() -> None:

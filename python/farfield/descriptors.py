@@ -137,6 +137,20 @@ class Descriptor:
                         properties=block.properties,
                     ),
                 )
+            # component names as featomic 0.6.7 (values agree with featomic element-wise)
+            for name, components in (("strain", ("xyz_2", "xyz_1")), ("cell", ("xyz", "abc"))):
+                if name in b.gradients:
+                    block.add_gradient(
+                        name,
+                        metatensor.TensorBlock(
+                            values=np.ascontiguousarray(b.gradients[name]),
+                            samples=metatensor.Labels(
+                                ["sample"], np.arange(len(b.samples), dtype=np.int32)[:, None]
+                            ),
+                            components=[metatensor.Labels.range(c, 3) for c in components],
+                            properties=block.properties,
+                        ),
+                    )
             blocks.append(block)
         return metatensor.TensorMap(
             metatensor.Labels(names, np.asarray(keys, dtype=np.int32)), blocks
@@ -265,7 +279,7 @@ class _Calculator:
         grads = _check_gradients(gradients)
         species = self.species
         if species is None:
-            species = sorted(set(int(z) for s in systems for z in s.numbers))
+            species = [int(z) for z in np.unique(np.concatenate([s.numbers for s in systems]))]
         chunk = 256
         if progress is None:
             progress = len(systems) > chunk
