@@ -85,14 +85,15 @@ impl PowerSpectrum {
                 let mut st = std::mem::take(&mut scratch.atom_strain);
                 reset(&mut v, nf_in);
                 // compact position derivatives: one [xyz][lm][n] block per neighbour atom,
-                // for its own species channel only
+                // for its own species channel only, then the centre's [xyz][species][lm][n]
+                let n_slots = if gradients.positions {
+                    ctx.grad_atoms.len() * 3 * ps_in
+                } else {
+                    0
+                };
                 reset(
                     &mut g,
-                    if gradients.positions {
-                        ctx.grad_atoms.len() * 3 * ps_in
-                    } else {
-                        0
-                    },
+                    n_slots + if gradients.positions { 3 * nf_in } else { 0 },
                 );
                 let n_strain = if gradients.strain { 9 * nf_in } else { 0 };
                 let n_cell = if gradients.cell { 9 * nf_in } else { 0 };
@@ -102,12 +103,20 @@ impl PowerSpectrum {
                     let want = gradients.positions || gradients.strain || gradients.cell;
                     let i = ctx.i;
                     let grad_atoms = ctx.grad_atoms;
+                    let (g_slots, g_center) = g.split_at_mut(n_slots);
                     exp.accumulate(ctx, want, scratch, &mut v, |nb, sj, pg| {
                         if gradients.positions && nb.j != i {
                             let slot = grad_atoms.binary_search(&nb.j).expect("neighbour slot");
-                            let dst = &mut g[slot * 3 * ps_in..(slot + 1) * 3 * ps_in];
+                            let dst = &mut g_slots[slot * 3 * ps_in..(slot + 1) * 3 * ps_in];
                             for (d, x) in dst.iter_mut().zip(pg) {
                                 *d += x;
+                            }
+                            for a in 0..3 {
+                                let at = a * nf_in + sj * ps_in;
+                                let src = &pg[a * ps_in..(a + 1) * ps_in];
+                                for (d, x) in g_center[at..at + ps_in].iter_mut().zip(src) {
+                                    *d -= x;
+                                }
                             }
                         }
                         add_strain_and_cell(
@@ -161,20 +170,7 @@ impl PowerSpectrum {
             .collect();
         // out[l][n1][n2] += scale norm_l Σ_m x[lm][n1] y[lm][n2]
         let contract = |x: &[f64], y: &[f64], out: &mut [f64], scale: f64| {
-            for l in 0..=lmax {
-                let o = &mut out[l * nr * nr..(l + 1) * nr * nr];
-                let f = norms[l] * scale;
-                for lm in l * l..(l + 1) * (l + 1) {
-                    let xr = &x[lm * nr..(lm + 1) * nr];
-                    let yr = &y[lm * nr..(lm + 1) * nr];
-                    for (n1, row) in o.chunks_exact_mut(nr).enumerate() {
-                        let xv = f * xr[n1];
-                        for (r, yv) in row.iter_mut().zip(yr) {
-                            *r += xv * yv;
-                        }
-                    }
-                }
-            }
+            contract_blocks(x, y, out, scale, &norms, nr);
         };
         // o ← o + oᵀ in each (n1, n2) block: d(x·x) = dx·x + (dx·x)ᵀ
         let symmetrise = |o: &mut [f64]| {
@@ -243,16 +239,13 @@ impl PowerSpectrum {
                     }
                 }
             }
-            // translation invariance: ∂p_i/∂r_i = −Σ_{j≠i} ∂p_i/∂r_j
-            let (before, rest) = grads.split_at_mut(center_slot * 3 * nf);
-            let (centre, after) = rest.split_at_mut(3 * nf);
-            for other in before
-                .chunks_exact(3 * nf)
-                .chain(after.chunks_exact(3 * nf))
-            {
-                for (d, x) in centre.iter_mut().zip(other) {
-                    *d -= x;
-                }
+            // the centre moves every channel: ∂c/∂r_i = −Σ_j ∂c/∂r_j, stored after the slots
+            let c_center = &c_grads[ctx.grad_atoms.len() * 3 * ps_in..];
+            for a in 0..3 {
+                derive_all(
+                    &c_center[a * nf_in..(a + 1) * nf_in],
+                    &mut grads[(center_slot * 3 + a) * nf..(center_slot * 3 + a + 1) * nf],
+                );
             }
         }
         if gradients.strain {
@@ -269,6 +262,67 @@ impl PowerSpectrum {
                     &c_cell[ab * nf_in..(ab + 1) * nf_in],
                     &mut out.cell[ab * nf..(ab + 1) * nf],
                 );
+            }
+        }
+    }
+}
+
+/// `out[l][n1][n2] += scale norms[l] Σ_m x[lm][n1] y[lm][n2]` for every l, with the radial
+/// size as a compile-time constant for the common sizes (the `nr × nr` block stays in registers
+/// over m).
+fn contract_blocks(x: &[f64], y: &[f64], out: &mut [f64], scale: f64, norms: &[f64], nr: usize) {
+    macro_rules! dispatch {
+        ($($n:literal),*) => {
+            match nr {
+                $($n => contract_fixed::<$n>(x, y, out, scale, norms),)*
+                _ => contract_any(x, y, out, scale, norms, nr),
+            }
+        };
+    }
+    dispatch!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+}
+
+#[inline(always)]
+fn contract_fixed<const N: usize>(
+    x: &[f64],
+    y: &[f64],
+    out: &mut [f64],
+    scale: f64,
+    norms: &[f64],
+) {
+    for (l, &norm) in norms.iter().enumerate() {
+        let mut acc = [[0.0f64; N]; N];
+        for lm in l * l..(l + 1) * (l + 1) {
+            let xr: &[f64; N] = x[lm * N..(lm + 1) * N].try_into().expect("N values");
+            let yr: &[f64; N] = y[lm * N..(lm + 1) * N].try_into().expect("N values");
+            for n1 in 0..N {
+                for n2 in 0..N {
+                    acc[n1][n2] += xr[n1] * yr[n2];
+                }
+            }
+        }
+        let f = norm * scale;
+        let o = &mut out[l * N * N..(l + 1) * N * N];
+        for n1 in 0..N {
+            for n2 in 0..N {
+                o[n1 * N + n2] += f * acc[n1][n2];
+            }
+        }
+    }
+}
+
+fn contract_any(x: &[f64], y: &[f64], out: &mut [f64], scale: f64, norms: &[f64], nr: usize) {
+    for (l, &norm) in norms.iter().enumerate() {
+        let o = &mut out[l * nr * nr..(l + 1) * nr * nr];
+        let f = norm * scale;
+        for lm in l * l..(l + 1) * (l + 1) {
+            let xr = &x[lm * nr..(lm + 1) * nr];
+            let yr = &y[lm * nr..(lm + 1) * nr];
+            for (n1, row) in o.chunks_exact_mut(nr).enumerate() {
+                let xv = f * xr[n1];
+                for (r, yv) in row.iter_mut().zip(yr) {
+                    *r += xv * yv;
+                }
             }
         }
     }
