@@ -138,7 +138,7 @@ def main() -> None:
         print("featomic not installed: skipped")
     sizes = (64, 216, 512) if quick else (64, 216, 512, 4096)
     cases: list[tuple[str, list[ase.Atoms], int, bool]] = [
-        (f"box {n}", [box(n, n)], 5 if n < 4096 else 2, True) for n in sizes
+        (f"box {n}", [box(n, n)], 5 if n < 4096 else 3, True) for n in sizes
     ]
     cases.append(("1000 molecules", molecules(1000, 0), 3, False))
     print(
