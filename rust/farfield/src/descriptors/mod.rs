@@ -9,7 +9,7 @@
 //! * [`triplets`] and [`bispectrum`]: triplet descriptors (Nigam et al.) and the ν = 3
 //!   bispectrum;
 //! * [`result::Descriptor`]: dense values with labelled samples and features, position and
-//!   strain gradients;
+//!   strain and cell gradients;
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
 pub(crate) mod alloc;
