@@ -23,8 +23,8 @@ struct KTables {
     kv: KVectors,
     /// W[k][x'] with the features permuted: even-l features first, then odd-l ones
     w: Vec<f64>,
-    /// strain: D[k][α][β][x'] = k_α ∂W_k[x']/∂k_β (only when requested), permuted features
-    d: Option<Vec<f64>>,
+    /// strain: dW[k][β][x'] = ∂W_k[x']/∂k_β (only when requested), permuted features
+    dw: Option<Vec<f64>>,
     /// K0_n (already divided by V)
     k0: Vec<f64>,
     /// centre contribution C_n
@@ -84,11 +84,11 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     let nk = kv.len();
     let mut w = vec![0.0; nk * f];
     let mut d = if strain {
-        vec![0.0; nk * 9 * f]
+        vec![0.0; nk * 3 * f]
     } else {
         Vec::new()
     };
-    let d_chunk = if strain { 9 * f } else { 1 };
+    let d_chunk = if strain { 3 * f } else { 1 };
     let mut d_dummy = vec![0.0; nk];
     let d_slice: &mut [f64] = if strain { &mut d } else { &mut d_dummy };
     w.par_chunks_mut(f)
@@ -129,9 +129,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
                         for b in 0..3 {
                             let dwb =
                                 pref * signs[l] * (radial * y[lm] * k[b] / kn + g * gy[b][lm] * i);
-                            for a in 0..3 {
-                                dk[(a * 3 + b) * f + xp] = k[a] * dwb;
-                            }
+                            dk[b * f + xp] = dwb;
                         }
                     }
                 }
@@ -149,7 +147,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     Ok(KTables {
         kv,
         w,
-        d: if strain { Some(d) } else { None },
+        dw: if strain { Some(d) } else { None },
         k0,
         center,
         f,
@@ -242,6 +240,23 @@ fn phase(pt: &PhaseTables, m: [i32; 3], i: usize) -> (f64, f64) {
     let (c2, s2) = pt.axis(2, m[2]);
     let (c01, s01) = (c0[i] * c1[i] - s0[i] * s1[i], s0[i] * c1[i] + c0[i] * s1[i]);
     (c01 * c2[i] - s01 * s2[i], s01 * c2[i] + c01 * s2[i])
+}
+
+/// Σ_i a_i b_i with four partial sums.
+#[inline]
+fn dot_slices(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = [0.0; 4];
+    let body = a.len().min(b.len()) / 4 * 4;
+    for j0 in (0..body).step_by(4) {
+        for l in 0..4 {
+            s[l] += a[j0 + l] * b[j0 + l];
+        }
+    }
+    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    for j in body..a.len().min(b.len()) {
+        t += a[j] * b[j];
+    }
+    t
 }
 
 /// Per-species structure factors Σ_{j∈a} (cos, sin)(k·r_j), laid out [k · A + a].
@@ -401,6 +416,11 @@ pub fn compute(
         let mut te = vec![0.0; kc * rows];
         let mut to = vec![0.0; kc * rows];
         let mut st = st;
+        let mut db = if st.is_some() {
+            vec![0.0; kc * 9 * f]
+        } else {
+            Vec::new()
+        };
         let mut k0 = 0;
         while k0 < nk {
             let k1 = (k0 + kc).min(nk);
@@ -431,8 +451,22 @@ pub fn compute(
                 &mut ac[fe..],
                 f,
             );
-            if let (Some(st), Some(d)) = (st.as_mut(), t.d.as_ref()) {
-                let db = &d[k0 * 9 * f..k1 * 9 * f];
+            if let (Some(st), Some(dw)) = (st.as_mut(), t.dw.as_ref()) {
+                // D[q][α][β][x'] = k_α ∂W/∂k_β for this chunk
+                for (q, k) in (k0..k1).enumerate() {
+                    let kvec = t.kv.vectors[k];
+                    let dwk = &dw[k * 3 * f..(k + 1) * 3 * f];
+                    for al in 0..3 {
+                        for be in 0..3 {
+                            let out =
+                                &mut db[(q * 9 + al * 3 + be) * f..(q * 9 + al * 3 + be + 1) * f];
+                            for (o, x) in out.iter_mut().zip(&dwk[be * f..(be + 1) * f]) {
+                                *o = kvec[al] * x;
+                            }
+                        }
+                    }
+                }
+                let db = &db[..kbl * 9 * f];
                 for ab in 0..9 {
                     let off = ab * f;
                     let (te, to) = (&te, &to);
@@ -512,60 +546,93 @@ pub fn compute(
 
     let (pair, selfg) = if req.positions {
         let trig = trig_table(&t.kv, &pt);
-        // kw[k][α][f] = k_α W_k[f] (natural feature order)
         let f3 = 3 * f;
-        let mut kw = vec![0.0; nk * f3];
-        kw.par_chunks_mut(f3).enumerate().for_each(|(k, row)| {
+        // kwp[k][c]: columns (α, x'_even) then (α, x'_odd), value k_α W_k[x']
+        let mut kwp = vec![0.0; nk * f3];
+        kwp.par_chunks_mut(f3).enumerate().for_each(|(k, row)| {
+            let wk = &t.w[k * f..(k + 1) * f];
             for al in 0..3 {
-                for (xp, &x) in t.perm.iter().enumerate() {
-                    row[al * f + x] = t.kv.vectors[k][al] * t.w[k * f + xp];
+                let kal = t.kv.vectors[k][al];
+                for xe in 0..fe {
+                    row[al * fe + xe] = kal * wk[xe];
+                }
+                for xo in 0..fo {
+                    row[3 * fe + al * fo + xo] = kal * wk[fe + xo];
                 }
             }
         });
+        // column c of kwp → position α·f + x in a pair's (3, F) block
+        let colmap: Vec<usize> = (0..f3)
+            .map(|c| {
+                if c < 3 * fe {
+                    (c / fe) * f + t.perm[c % fe]
+                } else {
+                    let c2 = c - 3 * fe;
+                    (c2 / fo) * f + t.perm[fe + c2 % fo]
+                }
+            })
+            .collect();
         let mut pair = vec![0.0; n * n * f3];
         let mut selfg = vec![0.0; n * 3 * af];
-        // upper triangle (j > i) by one GEMM per centre; G_ji = ∓ G_ij (even / odd l)
+        // upper triangle (j > i): φ_ij(k) = sin(k·(r_i − r_j)) (even l) or −cos (odd l),
+        // then (j-block × nk)·(nk × 3F) products; G_ji = ∓ G_ij (even / odd l)
+        const JB: usize = 32;
         pair.par_chunks_mut(n * f3)
             .enumerate()
             .for_each(|(i, row)| {
-                let m = n - i - 1;
-                if m == 0 {
+                if i + 1 >= n {
                     return;
                 }
-                // Z_i (2 nk × 3F): even f: (s_i, -c_i) KW ; odd f: (-c_i, -s_i) KW
-                let mut z = vec![0.0; 2 * nk * f3];
-                let ti = &trig[i * 2 * nk..(i + 1) * 2 * nk];
-                for k in 0..nk {
-                    let (c, s) = (ti[k], ti[nk + k]);
-                    let kwk = &kw[k * f3..(k + 1) * f3];
-                    for al in 0..3 {
-                        for x in 0..f {
-                            let (p, r) = if even[x] { (s, -c) } else { (-c, -s) };
-                            let v = kwk[al * f + x];
-                            z[k * f3 + al * f + x] = p * v;
-                            z[(nk + k) * f3 + al * f + x] = r * v;
+                let (ci, si) = trig[i * 2 * nk..(i + 1) * 2 * nk].split_at(nk);
+                let mut phe = vec![0.0; JB * nk];
+                let mut pho = vec![0.0; JB * nk];
+                let mut tmp = vec![0.0; JB * f3];
+                let mut jb = i + 1;
+                while jb < n {
+                    let je = (jb + JB).min(n);
+                    let m = je - jb;
+                    for jj in 0..m {
+                        let (cj, sj) =
+                            trig[(jb + jj) * 2 * nk..(jb + jj + 1) * 2 * nk].split_at(nk);
+                        let pe = &mut phe[jj * nk..(jj + 1) * nk];
+                        let po = &mut pho[jj * nk..(jj + 1) * nk];
+                        for k in 0..nk {
+                            pe[k] = si[k] * cj[k] - ci[k] * sj[k];
+                            po[k] = -(ci[k] * cj[k] + si[k] * sj[k]);
                         }
                     }
-                }
-                // SAFETY: rows i+1..n of the (n × 2nk) trig table, the (2nk × 3F) z and the
-                // (m × 3F) tail of this row are all in bounds.
-                unsafe {
-                    matrixmultiply::dgemm(
+                    dgemm(
                         m,
-                        2 * nk,
-                        f3,
-                        1.0,
-                        trig.as_ptr().add((i + 1) * 2 * nk),
-                        (2 * nk) as isize,
-                        1,
-                        z.as_ptr(),
-                        f3 as isize,
-                        1,
+                        nk,
+                        3 * fe,
+                        &phe,
+                        (nk, 1),
+                        &kwp,
+                        (f3, 1),
                         0.0,
-                        row.as_mut_ptr().add((i + 1) * f3),
-                        f3 as isize,
-                        1,
+                        &mut tmp,
+                        f3,
                     );
+                    dgemm(
+                        m,
+                        nk,
+                        3 * fo,
+                        &pho,
+                        (nk, 1),
+                        &kwp[3 * fe..],
+                        (f3, 1),
+                        0.0,
+                        &mut tmp[3 * fe..],
+                        f3,
+                    );
+                    for jj in 0..m {
+                        let dst = &mut row[(jb + jj) * f3..(jb + jj + 1) * f3];
+                        let src = &tmp[jj * f3..(jj + 1) * f3];
+                        for (c, &x) in colmap.iter().enumerate() {
+                            dst[x] = src[c];
+                        }
+                    }
+                    jb = je;
                 }
             });
         // lower triangle from the upper one
@@ -634,7 +701,7 @@ pub fn backward(
     let nr = t.nr;
     let positions = system.positions();
     let pt = PhaseTables::new(cell, positions, t.kv.max_index);
-    let d = t.d.as_ref().expect("strain tables");
+    let d = t.dw.as_ref().expect("strain tables");
     // dL/dc in the permuted feature layout
     let mut gp = vec![0.0; nn * f];
     gp.par_chunks_mut(f)
@@ -751,15 +818,19 @@ pub fn backward(
                         }
                     }
                     let mq = &mm[q * af..(q + 1) * af];
-                    let dk = &d[k * 9 * f..(k + 1) * 9 * f];
+                    let dk = &d[k * 3 * f..(k + 1) * 3 * f];
                     let wk = &t.w[k * f..(k + 1) * f];
                     for a in 0..na {
                         let ma = &mq[a * f..(a + 1) * f];
-                        for (ab, o) in s10.iter_mut().take(9).enumerate() {
-                            let dd = &dk[ab * f..(ab + 1) * f];
-                            *o -= ma.iter().zip(dd).map(|(x, y)| x * y).sum::<f64>();
+                        // Σ M D[α][β] = k_α Σ M ∂W/∂k_β
+                        for be in 0..3 {
+                            let dd = &dk[be * f..(be + 1) * f];
+                            let u = dot_slices(ma, dd);
+                            for al in 0..3 {
+                                s10[al * 3 + be] -= kvec[al] * u;
+                            }
                         }
-                        s10[9] += ma.iter().zip(wk).map(|(x, y)| x * y).sum::<f64>();
+                        s10[9] += dot_slices(ma, wk);
                     }
                 }
                 k0 = k1;
