@@ -576,65 +576,54 @@ pub fn compute(
         let mut selfg = vec![0.0; n * 3 * af];
         // upper triangle (j > i): φ_ij(k) = sin(k·(r_i − r_j)) (even l) or −cos (odd l),
         // then (j-block × nk)·(nk × 3F) products; G_ji = ∓ G_ij (even / odd l)
-        const JB: usize = 32;
-        pair.par_chunks_mut(n * f3)
-            .enumerate()
-            .for_each(|(i, row)| {
-                if i + 1 >= n {
-                    return;
-                }
-                let (ci, si) = trig[i * 2 * nk..(i + 1) * 2 * nk].split_at(nk);
-                let mut phe = vec![0.0; JB * nk];
-                let mut pho = vec![0.0; JB * nk];
-                let mut tmp = vec![0.0; JB * f3];
-                let mut jb = i + 1;
-                while jb < n {
-                    let je = (jb + JB).min(n);
-                    let m = je - jb;
-                    for jj in 0..m {
-                        let (cj, sj) =
-                            trig[(jb + jj) * 2 * nk..(jb + jj + 1) * 2 * nk].split_at(nk);
-                        let pe = &mut phe[jj * nk..(jj + 1) * nk];
-                        let po = &mut pho[jj * nk..(jj + 1) * nk];
-                        for k in 0..nk {
-                            pe[k] = si[k] * cj[k] - ci[k] * sj[k];
-                            po[k] = -(ci[k] * cj[k] + si[k] * sj[k]);
-                        }
+        // pairs (i < j) in row-major order, processed in chunks of PB rows
+        const PB: usize = 256;
+        let pairs: Vec<(u32, u32)> = (0..n)
+            .flat_map(|i| ((i + 1)..n).map(move |j| (i as u32, j as u32)))
+            .collect();
+        let out = SharedSlice(pair.as_mut_ptr());
+        pairs.par_chunks(PB).for_each_init(
+            || (vec![0.0; PB * nk], vec![0.0; PB * nk], vec![0.0; PB * f3]),
+            |(phe, pho, tmp), chunk| {
+                let m = chunk.len();
+                for (p, &(i, j)) in chunk.iter().enumerate() {
+                    let (ci, si) =
+                        trig[i as usize * 2 * nk..(i as usize + 1) * 2 * nk].split_at(nk);
+                    let (cj, sj) =
+                        trig[j as usize * 2 * nk..(j as usize + 1) * 2 * nk].split_at(nk);
+                    let pe = &mut phe[p * nk..(p + 1) * nk];
+                    let po = &mut pho[p * nk..(p + 1) * nk];
+                    for k in 0..nk {
+                        pe[k] = si[k] * cj[k] - ci[k] * sj[k];
+                        po[k] = -(ci[k] * cj[k] + si[k] * sj[k]);
                     }
-                    dgemm(
-                        m,
-                        nk,
-                        3 * fe,
-                        &phe,
-                        (nk, 1),
-                        &kwp,
-                        (f3, 1),
-                        0.0,
-                        &mut tmp,
-                        f3,
-                    );
-                    dgemm(
-                        m,
-                        nk,
-                        3 * fo,
-                        &pho,
-                        (nk, 1),
-                        &kwp[3 * fe..],
-                        (f3, 1),
-                        0.0,
-                        &mut tmp[3 * fe..],
-                        f3,
-                    );
-                    for jj in 0..m {
-                        let dst = &mut row[(jb + jj) * f3..(jb + jj + 1) * f3];
-                        let src = &tmp[jj * f3..(jj + 1) * f3];
+                }
+                dgemm(m, nk, 3 * fe, phe, (nk, 1), &kwp, (f3, 1), 0.0, tmp, f3);
+                dgemm(
+                    m,
+                    nk,
+                    3 * fo,
+                    pho,
+                    (nk, 1),
+                    &kwp[3 * fe..],
+                    (f3, 1),
+                    0.0,
+                    &mut tmp[3 * fe..],
+                    f3,
+                );
+                for (p, &(i, j)) in chunk.iter().enumerate() {
+                    let src = &tmp[p * f3..(p + 1) * f3];
+                    // SAFETY: every pair (i < j) belongs to exactly one chunk, so the (3, F)
+                    // blocks written here are disjoint across tasks and inside `pair`.
+                    unsafe {
+                        let dst = out.ptr().add((i as usize * n + j as usize) * f3);
                         for (c, &x) in colmap.iter().enumerate() {
-                            dst[x] = src[c];
+                            *dst.add(x) = src[c];
                         }
                     }
-                    jb = je;
                 }
-            });
+            },
+        );
         // lower triangle from the upper one
         let sign: Vec<f64> = (0..f3)
             .map(|x| if even[x % f] { -1.0 } else { 1.0 })
