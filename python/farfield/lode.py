@@ -70,6 +70,7 @@ class LodeResult:
         self_gradients: per frame (N, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂r_i.
         strain_gradients: per frame (N, 3, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂ε.
         frame_offsets: first sample of each frame (and the total at the end).
+        methods: per frame, "exact" or "mesh" (how the values were evaluated).
 
     Blocks in featomic's layout come from :meth:`block` / :attr:`blocks` (built on demand).
     """
@@ -84,6 +85,7 @@ class LodeResult:
     self_gradients: tuple[FloatArray, ...] | None = None
     strain_gradients: tuple[FloatArray, ...] | None = None
     frame_offsets: tuple[int, ...] = field(default_factory=tuple)
+    methods: tuple[str, ...] = field(default_factory=tuple)
     _cache: dict[tuple[int, int, int], LodeBlock] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -268,6 +270,10 @@ class LodeSphericalExpansion:
         drop_divergent_k0: p = 3 only: drop the divergent k = 0 term as featomic does
             (otherwise a ValueError).
         species: neighbour species channels; default: every species in the frames.
+        method: periodic values by the exact k-space sum ("exact"), by B-spline mesh and
+            FFTs in O(N log N) ("mesh", values only), or by whichever is predicted cheaper
+            ("auto"; gradients and non-periodic frames always use the exact formulas).
+        accuracy: target relative accuracy of the mesh (it sets the spline order and grid).
     """
 
     def __init__(
@@ -282,6 +288,8 @@ class LodeSphericalExpansion:
         center_atom_weight: float = 1.0,
         drop_divergent_k0: bool = False,
         species: Iterable[int] | None = None,
+        method: str = "auto",
+        accuracy: float = 1e-6,
     ) -> None:
         for name, value in (("exponent", exponent), ("smearing", smearing), ("radius", radius)):
             if not math.isfinite(float(value)):
@@ -306,6 +314,12 @@ class LodeSphericalExpansion:
         self.center_atom_weight = float(center_atom_weight)
         self.drop_divergent_k0 = bool(drop_divergent_k0)
         self.species = None if species is None else tuple(sorted(int(s) for s in species))
+        if method not in ("auto", "exact", "mesh"):
+            raise ValueError(f"unknown method '{method}', expected 'auto', 'exact' or 'mesh'")
+        if not (math.isfinite(float(accuracy)) and 0.0 < float(accuracy) < 1.0):
+            raise ValueError(f"accuracy must be in (0, 1), got {accuracy}")
+        self.method = method
+        self.accuracy = float(accuracy)
         self._native = _native.LodeCalculator(*self._args())
 
     def _args(self) -> tuple[Any, ...]:
@@ -364,9 +378,18 @@ class LodeSphericalExpansion:
         strains: list[FloatArray] = []
         samples: list[IntArray] = []
         offsets = [0]
+        methods: list[str] = []
         for index, system in enumerate(iterator):
             n = len(system)
-            out = self._native.compute(system._arrays(), list(species), want_pos, want_strain)
+            out = self._native.compute(
+                system._arrays(),
+                list(species),
+                want_pos,
+                want_strain,
+                self.method,
+                self.accuracy,
+            )
+            methods.append(str(out["method"]))
             values.append(out["values"].reshape(n, na, nlm, nr))
             if want_pos:
                 pairs.append(out["pair_gradients"].reshape(n, n, 3, nlm, nr))
@@ -386,6 +409,7 @@ class LodeSphericalExpansion:
             self_gradients=tuple(selfs) if want_pos else None,
             strain_gradients=tuple(strains) if want_strain else None,
             frame_offsets=tuple(offsets),
+            methods=tuple(methods),
         )
 
     def backward(
