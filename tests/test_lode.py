@@ -422,3 +422,52 @@ def test_lode_power_spectrum_gradients_and_invariance(multiscale: bool) -> None:
     rot.positions = atoms.positions @ q.T
     rot.cell = atoms.cell.array @ q.T
     np.testing.assert_allclose(calc.compute(rot).values, res.values, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("exponent", "basis", "weight"),
+    [(1, "gto", 1.0), (0, "gto", 0.0), (6, "gto", 1.0), (2.5, "monomial", 1.0)],
+)
+@pytest.mark.parametrize("accuracy", [1e-4, 1e-8])
+def test_mesh_matches_exact_at_reported_accuracy(
+    exponent: float, basis: str, weight: float, accuracy: float
+) -> None:
+    # a triclinic cell with 40 atoms of three species: both paths run; the mesh error,
+    # relative to the largest coefficient, stays below the requested accuracy
+    cell = np.array([[9.0, 0.0, 0.0], [1.3, 8.2, 0.0], [-0.8, 1.1, 9.6]])
+    rng = np.random.default_rng(5)
+    numbers = rng.choice([1, 6, 8], size=40)
+    atoms = ase.Atoms(numbers=numbers, positions=rng.random((40, 3)) @ cell, cell=cell, pbc=True)
+    kw = {"basis": basis, "center_atom_weight": weight}
+    exact = ff.LodeSphericalExpansion(exponent, 0.8, 3, 2, 2.5, method="exact", **kw)
+    mesh = ff.LodeSphericalExpansion(
+        exponent, 0.8, 3, 2, 2.5, method="mesh", accuracy=accuracy, **kw
+    )
+    ref = exact.compute(atoms)
+    res = mesh.compute(atoms)
+    assert ref.methods == ("exact",) and res.methods == ("mesh",)
+    err = np.abs(res.values - ref.values).max() / np.abs(ref.values).max()
+    assert err < accuracy, err
+    # and it is an approximation, not a copy of the exact path
+    assert err > 1e-15
+
+
+def test_mesh_method_choice_and_bad_input() -> None:
+    atoms = periodic_system(6)
+    # auto: small cells and every gradient use the exact formulas
+    res = ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(atoms, gradients=["positions"])
+    assert res.methods == ("exact",)
+    assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(atoms).methods == ("exact",)
+    mesh = ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, method="mesh")
+    with pytest.raises(ValueError, match="values only"):
+        mesh.compute(atoms, gradients=["positions"])
+    with pytest.raises(ValueError, match="periodic"):
+        mesh.compute(open_system())
+    with pytest.raises(ValueError, match="method"):
+        ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, method="fft")
+    with pytest.raises(ValueError, match="accuracy"):
+        ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, accuracy=0.0)
+    # open systems under 'auto' keep the exact real-space projection
+    assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(open_system()).methods == (
+        "exact",
+    )

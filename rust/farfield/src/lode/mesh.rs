@@ -45,9 +45,9 @@ impl MeshParameters {
         } else if accuracy >= 1e-6 {
             (8, 1.5)
         } else if accuracy >= 1e-8 {
-            (10, 1.75)
+            (10, 2.0)
         } else {
-            (12, 2.0)
+            (12, 2.5)
         };
         Ok(MeshParameters {
             order,

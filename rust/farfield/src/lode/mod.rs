@@ -221,7 +221,8 @@ impl LodeExpansion {
                         let channels = species.len() * self.n_features();
                         let exact = mesh::exact_cost(system.len(), channels, n_k as usize);
                         let meshc = mesh::mesh_cost(system.len(), channels, grid, mp.order);
-                        (meshc < exact).then_some(mp)
+                        // the mesh only when clearly cheaper: the exact path is exact
+                        (2.0 * meshc < exact).then_some(mp)
                     }
                     _ => None,
                 }
