@@ -232,6 +232,11 @@ pub fn compute(
     let mut sp_idx = Vec::new();
     let mut sp_rad = Vec::new();
     let mut sp_y = Vec::new();
+    // first point of every plane m3 (points are stored plane by plane)
+    let mut plane_start = vec![0usize; h + 1];
+    for (m3, (i, _, _)) in per_plane.iter().enumerate() {
+        plane_start[m3 + 1] = plane_start[m3] + i.len();
+    }
     for (i, r, y) in per_plane {
         sp_idx.extend(i);
         sp_rad.extend(r);
@@ -287,13 +292,18 @@ pub fn compute(
             for lm in l * l..(l + 1) * (l + 1) {
                 for nn in 0..nr {
                     let x = lm * nr + nn;
-                    spec.par_iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
                     let sl = signs[l];
-                    for (p, &id) in sp_idx.iter().enumerate() {
-                        let wv = sl * sp_y[p * nlm + lm] * sp_rad[p * nrad + l * nr + nn];
-                        let v = fq[id] * wv;
-                        spec[id] = if l % 2 == 0 { v } else { C64::new(v.im, -v.re) };
-                    }
+                    let plane = n[0] * n[1];
+                    spec.par_chunks_mut(plane).enumerate().for_each(|(m3, sp)| {
+                        sp.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
+                        for p in plane_start[m3]..plane_start[m3 + 1] {
+                            let id = sp_idx[p];
+                            let wv = sl * sp_y[p * nlm + lm] * sp_rad[p * nrad + l * nr + nn];
+                            let v = fq[id] * wv;
+                            sp[id - m3 * plane] =
+                                if l % 2 == 0 { v } else { C64::new(v.im, -v.re) };
+                        }
+                    });
                     fft.inverse(&mut spec, &mut real);
                     field.par_iter_mut().enumerate().for_each(|(i, out)| {
                         let th = &theta[i * 3 * order..(i + 1) * 3 * order];
