@@ -562,6 +562,44 @@ class LodePowerSpectrum:
             positions_samples=positions_samples,
         )
 
+    def backward(
+        self, frames: Frames, grad_values: FloatArray
+    ) -> list[LodeBackward]:
+        """Vector-Jacobian product of |V ⊗ V⟩ without any dense gradient: dL/dV by the
+        product rule on the λ = 0 contraction, then :meth:`LodeSphericalExpansion.backward`.
+
+        ``grad_values``: dL/dfeatures, shape (n_atoms_total, n_properties) as the values
+        of :meth:`compute`. Returns one :class:`LodeBackward` per frame (dL/dpositions,
+        dL/dstrain, dL/dcell). Only for the LODE power spectrum (``density=None``).
+        """
+        if self.density is not None:
+            raise ValueError("backward is available for |V ⊗ V⟩ only (density=None)")
+        systems = _frames(frames)
+        lode = self.lode.compute(systems)
+        v = lode.values
+        lmax = self.lode.max_angular
+        _, labels = _lambda0(v[:1], v[:1], lmax, True)
+        g = np.asarray(grad_values, dtype=np.float64)
+        if g.shape != (v.shape[0], len(labels)):
+            raise ValueError(
+                f"grad_values must have shape {(v.shape[0], len(labels))}, got {g.shape}"
+            )
+        nr = v.shape[-1]
+        dv = np.zeros_like(v)
+        col = 0
+        na = v.shape[1]
+        for s1 in range(na):
+            for s2 in range(s1, na):
+                factor = np.sqrt(2.0) if s1 != s2 else 1.0
+                for lam in range(lmax + 1):
+                    lm = slice(lam * lam, (lam + 1) * (lam + 1))
+                    c = factor * (-1) ** lam / np.sqrt(2 * lam + 1)
+                    blk = g[:, col : col + nr * nr].reshape(-1, nr, nr)
+                    col += nr * nr
+                    dv[:, s1, lm, :] += c * np.einsum("iab,imb->ima", blk, v[:, s2, lm, :])
+                    dv[:, s2, lm, :] += c * np.einsum("iab,ima->imb", blk, v[:, s1, lm, :])
+        return self.lode.backward(systems, dv)
+
     @staticmethod
     def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:
         nr = int(desc.properties[:, 3].max()) + 1
