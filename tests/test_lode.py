@@ -64,7 +64,12 @@ def test_featomic_parity_gto(exponent: int, weight: float) -> None:
         },
     ).compute(atoms, gradients=["positions"])
     calc = ff.LodeSphericalExpansion(
-        exponent, sigma, lmax, nmax, r0, center_atom_weight=weight,
+        exponent,
+        sigma,
+        lmax,
+        nmax,
+        r0,
+        center_atom_weight=weight,
         drop_divergent_k0=(exponent == 3),
     )
     res = calc.compute(atoms, gradients=["positions"])
@@ -254,9 +259,7 @@ def test_periodic_vs_open_offset() -> None:
         expected = np.broadcast_to(-counts * xi * one, (3, 2))
         np.testing.assert_allclose(scaled[box], expected, rtol=0.05)
     extrapolated = (4 * scaled[40.0] - scaled[20.0]) / 3
-    np.testing.assert_allclose(
-        extrapolated, np.broadcast_to(-counts * xi * one, (3, 2)), rtol=2e-4
-    )
+    np.testing.assert_allclose(extrapolated, np.broadcast_to(-counts * xi * one, (3, 2)), rtol=2e-4)
 
 
 def test_open_pair_against_direct_quadrature() -> None:
@@ -468,9 +471,7 @@ def test_mesh_method_choice_and_bad_input() -> None:
     with pytest.raises(ValueError, match="accuracy"):
         ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, accuracy=0.0)
     # open systems under 'auto' keep the exact real-space projection
-    assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(open_system()).methods == (
-        "exact",
-    )
+    assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(open_system()).methods == ("exact",)
 
 
 def test_lode_power_spectrum_backward_matches_dense_and_finite_differences() -> None:

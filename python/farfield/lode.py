@@ -215,9 +215,7 @@ class LodeResult:
                             ["sample", "system", "atom"], b.gradient_samples.astype(np.int32)
                         ),
                         components=[
-                            metatensor.Labels(
-                                ["xyz"], np.arange(3, dtype=np.int32).reshape(-1, 1)
-                            ),
+                            metatensor.Labels(["xyz"], np.arange(3, dtype=np.int32).reshape(-1, 1)),
                             block.components[0],
                         ],
                         properties=block.properties,
@@ -548,9 +546,7 @@ class LodePowerSpectrum:
                 n = hi - lo
                 gvals.append((d1 + d2).reshape(n * n, 3, -1))
                 ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-                gsamp.append(
-                    np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1)
-                )
+                gsamp.append(np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1))
             grad["positions"] = np.concatenate(gvals)
             positions_samples = np.concatenate(gsamp).astype(np.int64)
         return Descriptor(
@@ -562,9 +558,7 @@ class LodePowerSpectrum:
             positions_samples=positions_samples,
         )
 
-    def backward(
-        self, frames: Frames, grad_values: FloatArray
-    ) -> list[LodeBackward]:
+    def backward(self, frames: Frames, grad_values: FloatArray) -> list[LodeBackward]:
         """Vector-Jacobian product of |V ⊗ V⟩ without any dense gradient: dL/dV by the
         product rule on the λ = 0 contraction, then :meth:`LodeSphericalExpansion.backward`.
 
