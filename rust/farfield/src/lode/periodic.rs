@@ -284,7 +284,8 @@ fn species_structure_factors(
 }
 
 /// Phase data of a tile (atoms `atoms`, k-vectors `ks`), k-major:
-/// pc/ps[q·R + i'] = cos/sin(k·r_i), te/to[q·R·A + i'·A + a] = Σ_{j∈a} cos/sin(k·(r_i−r_j)).
+/// pc/ps[q·R + i'] = cos/sin(k·r_i), te/to[q·R·A + a·R + i'] = Σ_{j∈a} cos/sin(k·(r_i−r_j))
+/// (species-major inside a k-vector, so that the loops over atoms vectorise).
 #[allow(clippy::too_many_arguments)]
 fn tile(
     kv: &KVectors,
@@ -328,11 +329,13 @@ fn tile(
         let sa = &ss[k * na..(k + 1) * na];
         let teq = &mut te[q * rows..(q + 1) * rows];
         let toq = &mut to[q * rows..(q + 1) * rows];
-        for ii in 0..r {
-            let (c, s) = (pcq[ii], psq[ii]);
-            for a in 0..na {
-                teq[ii * na + a] = c * ca[a] + s * sa[a];
-                toq[ii * na + a] = s * ca[a] - c * sa[a];
+        for a in 0..na {
+            let (cb, sb) = (ca[a], sa[a]);
+            let te_a = &mut teq[a * r..(a + 1) * r];
+            let to_a = &mut toq[a * r..(a + 1) * r];
+            for ii in 0..r {
+                te_a[ii] = pcq[ii] * cb + psq[ii] * sb;
+                to_a[ii] = psq[ii] * cb - pcq[ii] * sb;
             }
         }
     }
@@ -438,19 +441,34 @@ pub fn compute(
             );
             let wb = &t.w[k0 * f..k1 * f];
             // T_even (rows × kb) · W_even (kb × fe), T_odd · W_odd
-            dgemm(rows, kbl, fe, &te, (1, rows), wb, (f, 1), 1.0, ac, f);
-            dgemm(
-                rows,
-                kbl,
-                fo,
-                &to,
-                (1, rows),
-                &wb[fe..],
-                (f, 1),
-                1.0,
-                &mut ac[fe..],
-                f,
-            );
+            // rows of species a: te[a·r + i'] ↔ accumulator row i'·A + a
+            for a in 0..na {
+                let (ta, oa) = (&te[a * r..], &to[a * r..]);
+                dgemm(
+                    r,
+                    kbl,
+                    fe,
+                    ta,
+                    (1, rows),
+                    wb,
+                    (f, 1),
+                    1.0,
+                    &mut ac[a * f..],
+                    na * f,
+                );
+                dgemm(
+                    r,
+                    kbl,
+                    fo,
+                    oa,
+                    (1, rows),
+                    &wb[fe..],
+                    (f, 1),
+                    1.0,
+                    &mut ac[a * f + fe..],
+                    na * f,
+                );
+            }
             if let (Some(st), Some(dw)) = (st.as_mut(), t.dw.as_ref()) {
                 // D[q][α][β][x'] = k_α ∂W/∂k_β for this chunk
                 for (q, k) in (k0..k1).enumerate() {
@@ -467,33 +485,36 @@ pub fn compute(
                     }
                 }
                 let db = &db[..kbl * 9 * f];
-                for ab in 0..9 {
-                    let off = ab * f;
-                    let (te, to) = (&te, &to);
-                    dgemm(
-                        rows,
-                        kbl,
-                        fe,
-                        te,
-                        (1, rows),
-                        &db[off..],
-                        (9 * f, 1),
-                        1.0,
-                        &mut st[off..],
-                        9 * f,
-                    );
-                    dgemm(
-                        rows,
-                        kbl,
-                        fo,
-                        to,
-                        (1, rows),
-                        &db[off + fe..],
-                        (9 * f, 1),
-                        1.0,
-                        &mut st[off + fe..],
-                        9 * f,
-                    );
+                for a in 0..na {
+                    let (ta, oa) = (&te[a * r..], &to[a * r..]);
+                    for ab in 0..9 {
+                        let off = ab * f;
+                        let c0 = a * 9 * f + off;
+                        dgemm(
+                            r,
+                            kbl,
+                            fe,
+                            ta,
+                            (1, rows),
+                            &db[off..],
+                            (9 * f, 1),
+                            1.0,
+                            &mut st[c0..],
+                            na * 9 * f,
+                        );
+                        dgemm(
+                            r,
+                            kbl,
+                            fo,
+                            oa,
+                            (1, rows),
+                            &db[off + fe..],
+                            (9 * f, 1),
+                            1.0,
+                            &mut st[c0 + fe..],
+                            na * 9 * f,
+                        );
+                    }
                 }
             }
             k0 = k1;
@@ -740,28 +761,41 @@ pub fn backward(
                     (&mut c01, &mut s01),
                 );
                 let wb = &t.w[k0 * f..k1 * f];
-                // H[q][(i, a)] = Σ_x' W_k[x'] dL/dc[(i, a)][x'] (even / odd features)
-                dgemm(kbl, fe, rows, wb, (f, 1), gt, (1, f), 0.0, &mut he, rows);
-                dgemm(
-                    kbl,
-                    fo,
-                    rows,
-                    &wb[fe..],
-                    (f, 1),
-                    &gt[fe..],
-                    (1, f),
-                    0.0,
-                    &mut ho,
-                    rows,
-                );
-                // M[q][a, x'] = Σ_{i in tile} T[q][(i, a)] dL/dc[(i, a)][x']
+                // H[q][a·r + i'] = Σ_x' W_k[x'] dL/dc[(i, a)][x'] (even / odd features)
+                for a in 0..na {
+                    dgemm(
+                        kbl,
+                        fe,
+                        r,
+                        wb,
+                        (f, 1),
+                        &gt[a * f..],
+                        (1, af),
+                        0.0,
+                        &mut he[a * r..],
+                        rows,
+                    );
+                    dgemm(
+                        kbl,
+                        fo,
+                        r,
+                        &wb[fe..],
+                        (f, 1),
+                        &gt[a * f + fe..],
+                        (1, af),
+                        0.0,
+                        &mut ho[a * r..],
+                        rows,
+                    );
+                }
+                // M[q][a, x'] = Σ_{i in tile} T[q][a·r + i'] dL/dc[(i, a)][x']
                 for a in 0..na {
                     dgemm(
                         kbl,
                         r,
                         fe,
-                        &te[a..],
-                        (rows, na),
+                        &te[a * r..],
+                        (rows, 1),
                         &gt[a * f..],
                         (af, 1),
                         0.0,
@@ -772,8 +806,8 @@ pub fn backward(
                         kbl,
                         r,
                         fo,
-                        &to[a..],
-                        (rows, na),
+                        &to[a * r..],
+                        (rows, 1),
                         &gt[a * f + fe..],
                         (af, 1),
                         0.0,
@@ -795,7 +829,7 @@ pub fn backward(
                         let (c, s) = (pcq[ii], psq[ii]);
                         let mut centre = 0.0;
                         for a in 0..na {
-                            let x = ii * na + a;
+                            let x = a * r + ii;
                             centre += -hq_e[x] * toq[x] + hq_o[x] * teq[x];
                             pk[a] += hq_e[x] * s;
                             pk[na + a] += hq_e[x] * c;
