@@ -173,6 +173,13 @@ pub fn compute(
             }
         });
 
+    // atoms sorted by their first grid point (slab-major), for cache locality
+    let mut sorted: Vec<usize> = (0..n_atoms).collect();
+    sorted.sort_by_key(|&i| {
+        let ix = &index[i * 3 * order..(i + 1) * 3 * order];
+        (ix[0], ix[order], ix[2 * order], i)
+    });
+
     // spectral points inside the cutoff sphere (half spectrum, m3 ≥ 0), with ĝ·I_nl·pref,
     // Y_lm(k̂) and |b(m)|²
     let fft = Fft3::new(n);
@@ -251,7 +258,7 @@ pub fn compute(
     let mut field = vec![0.0; n_atoms];
     for a in 0..na {
         // spread the species density (per-thread grids, summed in a fixed order)
-        let members: Vec<usize> = (0..n_atoms).filter(|&i| types[i] == a).collect();
+        let members: Vec<usize> = sorted.iter().copied().filter(|&i| types[i] == a).collect();
         let threads = rayon::current_num_threads().max(1);
         let chunk = members.len().div_ceil(threads).max(1);
         let partial: Vec<Vec<f64>> = members
@@ -305,27 +312,31 @@ pub fn compute(
                         }
                     });
                     fft.inverse(&mut spec, &mut real);
-                    field.par_iter_mut().enumerate().for_each(|(i, out)| {
-                        let th = &theta[i * 3 * order..(i + 1) * 3 * order];
-                        let ix = &index[i * 3 * order..(i + 1) * 3 * order];
-                        let mut acc = 0.0;
-                        for j1 in 0..order {
-                            let o1 = ix[j1] * n[1];
-                            let mut a2 = 0.0;
-                            for j2 in 0..order {
-                                let row = (o1 + ix[order + j2]) * n[2];
-                                let mut a3 = 0.0;
-                                for j3 in 0..order {
-                                    a3 += th[2 * order + j3] * real[row + ix[2 * order + j3]];
+                    // atoms in grid order: neighbouring atoms read the same grid lines
+                    field
+                        .par_iter_mut()
+                        .zip(sorted.par_iter())
+                        .for_each(|(out, &i)| {
+                            let th = &theta[i * 3 * order..(i + 1) * 3 * order];
+                            let ix = &index[i * 3 * order..(i + 1) * 3 * order];
+                            let mut acc = 0.0;
+                            for j1 in 0..order {
+                                let o1 = ix[j1] * n[1];
+                                let mut a2 = 0.0;
+                                for j2 in 0..order {
+                                    let row = (o1 + ix[order + j2]) * n[2];
+                                    let mut a3 = 0.0;
+                                    for j3 in 0..order {
+                                        a3 += th[2 * order + j3] * real[row + ix[2 * order + j3]];
+                                    }
+                                    a2 += th[order + j2] * a3;
                                 }
-                                a2 += th[order + j2] * a3;
+                                acc += th[j1] * a2;
                             }
-                            acc += th[j1] * a2;
-                        }
-                        *out = acc;
-                    });
-                    for i in 0..n_atoms {
-                        values[(i * na + a) * f + x] = field[i];
+                            *out = acc;
+                        });
+                    for (&i, v) in sorted.iter().zip(&field) {
+                        values[(i * na + a) * f + x] = *v;
                     }
                 }
             }
