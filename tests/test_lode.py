@@ -361,6 +361,19 @@ def test_threads_agree() -> None:
     np.testing.assert_allclose(
         one.positions_gradient_dense(0), two.positions_gradient_dense(0), rtol=0, atol=1e-12
     )
+    # the mesh path and the backward pass too
+    mesh = ff.LodeSphericalExpansion(2, 0.4, 2, 2, 2.0, method="mesh")
+    g = np.random.default_rng(0).normal(size=one.values.shape)
+    try:
+        ff.set_num_threads(1)
+        m1, b1 = mesh.compute(atoms).values, calc.backward(atoms, g)[0]
+        ff.set_num_threads(2)
+        m2, b2 = mesh.compute(atoms).values, calc.backward(atoms, g)[0]
+    finally:
+        ff.set_num_threads(0 if before is None else before)
+    np.testing.assert_allclose(m1, m2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b1.positions, b2.positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b1.strain, b2.strain, rtol=0, atol=1e-12)
 
 
 def test_to_metatensor() -> None:
