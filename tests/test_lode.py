@@ -64,7 +64,12 @@ def test_featomic_parity_gto(exponent: int, weight: float) -> None:
         },
     ).compute(atoms, gradients=["positions"])
     calc = ff.LodeSphericalExpansion(
-        exponent, sigma, lmax, nmax, r0, center_atom_weight=weight,
+        exponent,
+        sigma,
+        lmax,
+        nmax,
+        r0,
+        center_atom_weight=weight,
         drop_divergent_k0=(exponent == 3),
     )
     res = calc.compute(atoms, gradients=["positions"])
@@ -254,9 +259,7 @@ def test_periodic_vs_open_offset() -> None:
         expected = np.broadcast_to(-counts * xi * one, (3, 2))
         np.testing.assert_allclose(scaled[box], expected, rtol=0.05)
     extrapolated = (4 * scaled[40.0] - scaled[20.0]) / 3
-    np.testing.assert_allclose(
-        extrapolated, np.broadcast_to(-counts * xi * one, (3, 2)), rtol=2e-4
-    )
+    np.testing.assert_allclose(extrapolated, np.broadcast_to(-counts * xi * one, (3, 2)), rtol=2e-4)
 
 
 def test_open_pair_against_direct_quadrature() -> None:
@@ -358,6 +361,19 @@ def test_threads_agree() -> None:
     np.testing.assert_allclose(
         one.positions_gradient_dense(0), two.positions_gradient_dense(0), rtol=0, atol=1e-12
     )
+    # the mesh path and the backward pass too
+    mesh = ff.LodeSphericalExpansion(2, 0.4, 2, 2, 2.0, method="mesh")
+    g = np.random.default_rng(0).normal(size=one.values.shape)
+    try:
+        ff.set_num_threads(1)
+        m1, b1 = mesh.compute(atoms).values, calc.backward(atoms, g)[0]
+        ff.set_num_threads(2)
+        m2, b2 = mesh.compute(atoms).values, calc.backward(atoms, g)[0]
+    finally:
+        ff.set_num_threads(0 if before is None else before)
+    np.testing.assert_allclose(m1, m2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b1.positions, b2.positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b1.strain, b2.strain, rtol=0, atol=1e-12)
 
 
 def test_to_metatensor() -> None:
@@ -422,3 +438,80 @@ def test_lode_power_spectrum_gradients_and_invariance(multiscale: bool) -> None:
     rot.positions = atoms.positions @ q.T
     rot.cell = atoms.cell.array @ q.T
     np.testing.assert_allclose(calc.compute(rot).values, res.values, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("exponent", "basis", "weight"),
+    [(1, "gto", 1.0), (0, "gto", 0.0), (6, "gto", 1.0), (2.5, "monomial", 1.0)],
+)
+@pytest.mark.parametrize("accuracy", [1e-4, 1e-8])
+def test_mesh_matches_exact_at_reported_accuracy(
+    exponent: float, basis: str, weight: float, accuracy: float
+) -> None:
+    # a triclinic cell with 40 atoms of three species: both paths run; the mesh error,
+    # relative to the largest coefficient, stays below the requested accuracy
+    cell = np.array([[9.0, 0.0, 0.0], [1.3, 8.2, 0.0], [-0.8, 1.1, 9.6]])
+    rng = np.random.default_rng(5)
+    numbers = rng.choice([1, 6, 8], size=40)
+    atoms = ase.Atoms(numbers=numbers, positions=rng.random((40, 3)) @ cell, cell=cell, pbc=True)
+    kw = {"basis": basis, "center_atom_weight": weight}
+    exact = ff.LodeSphericalExpansion(exponent, 0.8, 3, 2, 2.5, method="exact", **kw)
+    mesh = ff.LodeSphericalExpansion(
+        exponent, 0.8, 3, 2, 2.5, method="mesh", accuracy=accuracy, **kw
+    )
+    ref = exact.compute(atoms)
+    res = mesh.compute(atoms)
+    assert ref.methods == ("exact",) and res.methods == ("mesh",)
+    err = np.abs(res.values - ref.values).max() / np.abs(ref.values).max()
+    assert err < accuracy, err
+    # and it is an approximation, not a copy of the exact path
+    assert err > 1e-15
+
+
+def test_mesh_method_choice_and_bad_input() -> None:
+    atoms = periodic_system(6)
+    # auto: small cells and every gradient use the exact formulas
+    res = ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(atoms, gradients=["positions"])
+    assert res.methods == ("exact",)
+    assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(atoms).methods == ("exact",)
+    mesh = ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, method="mesh")
+    with pytest.raises(ValueError, match="values only"):
+        mesh.compute(atoms, gradients=["positions"])
+    with pytest.raises(ValueError, match="periodic"):
+        mesh.compute(open_system())
+    with pytest.raises(ValueError, match="method"):
+        ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, method="fft")
+    with pytest.raises(ValueError, match="accuracy"):
+        ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, accuracy=0.0)
+    # open systems under 'auto' keep the exact real-space projection
+    assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(open_system()).methods == ("exact",)
+
+
+def test_lode_power_spectrum_backward_matches_dense_and_finite_differences() -> None:
+    # dL/dr from the backward pass equals the dense positions gradient (itself checked by
+    # finite differences above) contracted with dL/dfeatures; the strain against a
+    # finite difference of L under a strain of positions and cell
+    atoms = periodic_system(6, seed=2)
+    calc = ff.LodePowerSpectrum(ff.LodeSphericalExpansion(1, 0.55, 2, 1, 2.0))
+    res = calc.compute(atoms, gradients=["positions"])
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=res.values.shape)
+    back = calc.backward(atoms, g)[0]
+    ps = res.positions_samples
+    assert ps is not None
+    dense = np.zeros((len(atoms), 3))
+    np.add.at(dense, ps[:, 2], np.einsum("pxf,pf->px", res.gradients["positions"], g[ps[:, 0]]))
+    np.testing.assert_allclose(back.positions, dense, rtol=1e-10, atol=1e-12)
+    h = 1e-6
+    for al, be in [(0, 0), (0, 1), (2, 1)]:
+        eps = np.zeros((3, 3))
+        eps[al, be] = h
+        vals = []
+        for sign in (1, -1):
+            strained = atoms.copy()
+            strained.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps).T, scale_atoms=True)
+            vals.append(np.sum(g * calc.compute(strained).values))
+        fd = (vals[0] - vals[1]) / (2 * h)
+        assert abs(back.strain[al, be] - fd) < 1e-6 * max(1.0, abs(fd)), (al, be)
+    with pytest.raises(ValueError, match="shape"):
+        calc.backward(atoms, g[:, :3])

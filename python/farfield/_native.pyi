@@ -133,6 +133,8 @@ class LodeCalculator:
         species: list[int],
         positions_gradient: bool,
         strain_gradient: bool,
+        method: str,
+        accuracy: float,
     ) -> dict[str, Any]: ...
     def backward(
         self, system: _SystemArrays, species: list[int], grad_values: _F

@@ -70,6 +70,7 @@ class LodeResult:
         self_gradients: per frame (N, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂r_i.
         strain_gradients: per frame (N, 3, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂ε.
         frame_offsets: first sample of each frame (and the total at the end).
+        methods: per frame, "exact" or "mesh" (how the values were evaluated).
 
     Blocks in featomic's layout come from :meth:`block` / :attr:`blocks` (built on demand).
     """
@@ -84,6 +85,7 @@ class LodeResult:
     self_gradients: tuple[FloatArray, ...] | None = None
     strain_gradients: tuple[FloatArray, ...] | None = None
     frame_offsets: tuple[int, ...] = field(default_factory=tuple)
+    methods: tuple[str, ...] = field(default_factory=tuple)
     _cache: dict[tuple[int, int, int], LodeBlock] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -213,9 +215,7 @@ class LodeResult:
                             ["sample", "system", "atom"], b.gradient_samples.astype(np.int32)
                         ),
                         components=[
-                            metatensor.Labels(
-                                ["xyz"], np.arange(3, dtype=np.int32).reshape(-1, 1)
-                            ),
+                            metatensor.Labels(["xyz"], np.arange(3, dtype=np.int32).reshape(-1, 1)),
                             block.components[0],
                         ],
                         properties=block.properties,
@@ -268,6 +268,10 @@ class LodeSphericalExpansion:
         drop_divergent_k0: p = 3 only: drop the divergent k = 0 term as featomic does
             (otherwise a ValueError).
         species: neighbour species channels; default: every species in the frames.
+        method: periodic values by the exact k-space sum ("exact"), by B-spline mesh and
+            FFTs in O(N log N) ("mesh", values only), or by whichever is predicted cheaper
+            ("auto"; gradients and non-periodic frames always use the exact formulas).
+        accuracy: target relative accuracy of the mesh (it sets the spline order and grid).
     """
 
     def __init__(
@@ -282,6 +286,8 @@ class LodeSphericalExpansion:
         center_atom_weight: float = 1.0,
         drop_divergent_k0: bool = False,
         species: Iterable[int] | None = None,
+        method: str = "auto",
+        accuracy: float = 1e-6,
     ) -> None:
         for name, value in (("exponent", exponent), ("smearing", smearing), ("radius", radius)):
             if not math.isfinite(float(value)):
@@ -306,6 +312,12 @@ class LodeSphericalExpansion:
         self.center_atom_weight = float(center_atom_weight)
         self.drop_divergent_k0 = bool(drop_divergent_k0)
         self.species = None if species is None else tuple(sorted(int(s) for s in species))
+        if method not in ("auto", "exact", "mesh"):
+            raise ValueError(f"unknown method '{method}', expected 'auto', 'exact' or 'mesh'")
+        if not (math.isfinite(float(accuracy)) and 0.0 < float(accuracy) < 1.0):
+            raise ValueError(f"accuracy must be in (0, 1), got {accuracy}")
+        self.method = method
+        self.accuracy = float(accuracy)
         self._native = _native.LodeCalculator(*self._args())
 
     def _args(self) -> tuple[Any, ...]:
@@ -364,9 +376,18 @@ class LodeSphericalExpansion:
         strains: list[FloatArray] = []
         samples: list[IntArray] = []
         offsets = [0]
+        methods: list[str] = []
         for index, system in enumerate(iterator):
             n = len(system)
-            out = self._native.compute(system._arrays(), list(species), want_pos, want_strain)
+            out = self._native.compute(
+                system._arrays(),
+                list(species),
+                want_pos,
+                want_strain,
+                self.method,
+                self.accuracy,
+            )
+            methods.append(str(out["method"]))
             values.append(out["values"].reshape(n, na, nlm, nr))
             if want_pos:
                 pairs.append(out["pair_gradients"].reshape(n, n, 3, nlm, nr))
@@ -386,6 +407,7 @@ class LodeSphericalExpansion:
             self_gradients=tuple(selfs) if want_pos else None,
             strain_gradients=tuple(strains) if want_strain else None,
             frame_offsets=tuple(offsets),
+            methods=tuple(methods),
         )
 
     def backward(
@@ -524,9 +546,7 @@ class LodePowerSpectrum:
                 n = hi - lo
                 gvals.append((d1 + d2).reshape(n * n, 3, -1))
                 ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-                gsamp.append(
-                    np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1)
-                )
+                gsamp.append(np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1))
             grad["positions"] = np.concatenate(gvals)
             positions_samples = np.concatenate(gsamp).astype(np.int64)
         return Descriptor(
@@ -537,6 +557,42 @@ class LodePowerSpectrum:
             gradients=grad,
             positions_samples=positions_samples,
         )
+
+    def backward(self, frames: Frames, grad_values: FloatArray) -> list[LodeBackward]:
+        """Vector-Jacobian product of |V ⊗ V⟩ without any dense gradient: dL/dV by the
+        product rule on the λ = 0 contraction, then :meth:`LodeSphericalExpansion.backward`.
+
+        ``grad_values``: dL/dfeatures, shape (n_atoms_total, n_properties) as the values
+        of :meth:`compute`. Returns one :class:`LodeBackward` per frame (dL/dpositions,
+        dL/dstrain, dL/dcell). Only for the LODE power spectrum (``density=None``).
+        """
+        if self.density is not None:
+            raise ValueError("backward is available for |V ⊗ V⟩ only (density=None)")
+        systems = _frames(frames)
+        lode = self.lode.compute(systems)
+        v = lode.values
+        lmax = self.lode.max_angular
+        _, labels = _lambda0(v[:1], v[:1], lmax, True)
+        g = np.asarray(grad_values, dtype=np.float64)
+        if g.shape != (v.shape[0], len(labels)):
+            raise ValueError(
+                f"grad_values must have shape {(v.shape[0], len(labels))}, got {g.shape}"
+            )
+        nr = v.shape[-1]
+        dv = np.zeros_like(v)
+        col = 0
+        na = v.shape[1]
+        for s1 in range(na):
+            for s2 in range(s1, na):
+                factor = np.sqrt(2.0) if s1 != s2 else 1.0
+                for lam in range(lmax + 1):
+                    lm = slice(lam * lam, (lam + 1) * (lam + 1))
+                    c = factor * (-1) ** lam / np.sqrt(2 * lam + 1)
+                    blk = g[:, col : col + nr * nr].reshape(-1, nr, nr)
+                    col += nr * nr
+                    dv[:, s1, lm, :] += c * np.einsum("iab,imb->ima", blk, v[:, s2, lm, :])
+                    dv[:, s2, lm, :] += c * np.einsum("iab,ima->imb", blk, v[:, s1, lm, :])
+        return self.lode.backward(systems, dv)
 
     @staticmethod
     def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:

@@ -1,7 +1,7 @@
 //! Bindings of the lode engine: convert, release the GIL, call `farfield::lode`, map errors.
 use crate::convert::SystemArrays;
 use crate::{errors, threads};
-use farfield::lode::{BasisKind, GradientRequest, LodeExpansion, LodeParameters};
+use farfield::lode::{BasisKind, GradientRequest, LodeExpansion, LodeParameters, Method};
 use farfield::Error;
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -92,6 +92,7 @@ impl LodeCalculator {
     /// Dense expansion of one system. Returns a dict of flat float arrays: values (N, A, F),
     /// and optionally pair_gradients (N, N, 3, F), self_gradients (N, 3, A, F),
     /// strain_gradients (N, 3, 3, A, F); F = (lmax+1)² (max_radial+1).
+    #[allow(clippy::too_many_arguments)]
     fn compute<'py>(
         &self,
         py: Python<'py>,
@@ -99,17 +100,31 @@ impl LodeCalculator {
         species: Vec<i32>,
         positions_gradient: bool,
         strain_gradient: bool,
+        method: &str,
+        accuracy: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let system = errors::guarded(|| system.to_system())?;
         let req = GradientRequest {
             positions: positions_gradient,
             strain: strain_gradient,
         };
+        let method = errors::guarded(|| match method {
+            "exact" => Ok(Method::Exact),
+            "mesh" => Ok(Method::Mesh(accuracy)),
+            "auto" => Ok(Method::Auto(accuracy)),
+            other => Err(Error::parameter(
+                "method",
+                format!("unknown method '{other}', expected 'auto', 'exact' or 'mesh'"),
+            )),
+        })?;
         let calc = &self.inner;
-        let out = py.detach(|| {
-            threads::install(|| errors::guarded(|| calc.compute(&system, &species, req)))
+        let (out, used_mesh) = py.detach(|| {
+            threads::install(|| {
+                errors::guarded(|| calc.compute_with(&system, &species, req, method))
+            })
         })?;
         let dict = PyDict::new(py);
+        dict.set_item("method", if used_mesh { "mesh" } else { "exact" })?;
         dict.set_item("values", PyArray1::from_vec(py, out.values))?;
         if let Some(v) = out.pair_gradients {
             dict.set_item("pair_gradients", PyArray1::from_vec(py, v))?;

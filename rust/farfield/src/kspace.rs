@@ -226,9 +226,20 @@ pub fn structure_factors(
                 let mut out = Vec::with_capacity(group.range.len());
                 for idx in group.range.clone() {
                     let (c2, s2) = tables.axis(2, kvectors.indices[idx][2]);
-                    let mut re = 0.0;
-                    let mut im = 0.0;
-                    for j in 0..n {
+                    // four independent partial sums (fixed order: thread-count independent)
+                    let mut re = [0.0; 4];
+                    let mut im = [0.0; 4];
+                    let body = n / 4 * 4;
+                    for j0 in (0..body).step_by(4) {
+                        for l in 0..4 {
+                            let j = j0 + l;
+                            re[l] += tc[j] * c2[j] - ts[j] * s2[j];
+                            im[l] += ts[j] * c2[j] + tc[j] * s2[j];
+                        }
+                    }
+                    let mut re = (re[0] + re[1]) + (re[2] + re[3]);
+                    let mut im = (im[0] + im[1]) + (im[2] + im[3]);
+                    for j in body..n {
                         re += tc[j] * c2[j] - ts[j] * s2[j];
                         im += ts[j] * c2[j] + tc[j] * s2[j];
                     }

@@ -9,6 +9,7 @@
 //! Layout: coefficients of centre `i`, neighbour species `a`, (l, m, n) are stored at
 //! `values[(i * A + a) * F + (l² + l + m) * nr + n]` with F = (lmax+1)² · nr.
 
+pub mod mesh;
 pub mod open;
 pub mod periodic;
 pub mod radial;
@@ -66,6 +67,18 @@ pub struct LodeOutput {
     pub self_gradients: Option<Vec<f64>>,
     /// ∂c_i/∂ε_αβ: (N, 3, 3, A, F)
     pub strain_gradients: Option<Vec<f64>>,
+}
+
+/// How periodic values are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// the exact k-space sum (N × N_k)
+    Exact,
+    /// B-spline mesh and FFTs, O(N log N), to the given relative accuracy
+    Mesh(f64),
+    /// the cheaper of the two by predicted cost, the mesh reaching the given accuracy;
+    /// gradients and non-periodic systems always use the exact path
+    Auto(f64),
 }
 
 /// Result of the backward pass.
@@ -168,6 +181,59 @@ impl LodeExpansion {
             periodic::compute(self, system, species, &types, gradients)
         } else {
             open::compute(self, system, species, &types, gradients)
+        }
+    }
+
+    /// Like [`LodeExpansion::compute`], choosing the evaluation method; returns the output
+    /// and whether the mesh was used.
+    pub fn compute_with(
+        &self,
+        system: &System,
+        species: &[i32],
+        gradients: GradientRequest,
+        method: Method,
+    ) -> Result<(LodeOutput, bool)> {
+        let want_mesh = match method {
+            Method::Exact => None,
+            Method::Mesh(acc) => {
+                if gradients.positions || gradients.strain {
+                    return Err(Error::parameter(
+                        "method",
+                        "the mesh method computes values only; use method='exact' (or 'auto') \
+                         for gradients",
+                    ));
+                }
+                if system.cell().is_none() {
+                    return Err(Error::parameter(
+                        "method",
+                        "the mesh method needs a periodic system",
+                    ));
+                }
+                Some(mesh::MeshParameters::for_accuracy(acc)?)
+            }
+            Method::Auto(acc) => {
+                let mp = mesh::MeshParameters::for_accuracy(acc)?;
+                match system.cell() {
+                    Some(cell) if !(gradients.positions || gradients.strain) => {
+                        let grid = mesh::grid(cell, self.k_cutoff, &mp);
+                        let kc = self.k_cutoff;
+                        let n_k = 4.0 / 3.0 * PI * kc.powi(3) * cell.volume() / (16.0 * PI.powi(3));
+                        let channels = species.len() * self.n_features();
+                        let exact = mesh::exact_cost(system.len(), channels, n_k as usize);
+                        let meshc = mesh::mesh_cost(system.len(), channels, grid, mp.order);
+                        // the mesh only when clearly cheaper: the exact path is exact
+                        (2.0 * meshc < exact).then_some(mp)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        match want_mesh {
+            Some(mp) => {
+                let types = self.species_index(system, species)?;
+                Ok((mesh::compute(self, system, species, &types, mp)?, true))
+            }
+            None => Ok((self.compute(system, species, gradients)?, false)),
         }
     }
 

@@ -3,28 +3,56 @@
 //! c_{i,a,nlm} = Σ_{half k} W_k[lm n] · T_{a,l}(i, k) + δ_{l0} K0_n N_a − δ_{l0} δ_{a,t(i)} (1−w) C_n
 //! with W_k = (8π/V) ĝ(k) s_l Y_lm(k̂) I_nl(k), T = Σ_{j∈a} cos(k·(r_i−r_j)) (even l) or
 //! sin(k·(r_i−r_j)) (odd l).
+//!
+//! Everything that depends on k only (ĝ, Y_lm(k̂), I_nl(|k|)) is tabulated once per k in W;
+//! the phases e^{ik·r_i} come from per-axis tables (no trigonometric function per (k, atom));
+//! then the values are two matrix products per block of k-vectors,
+//! (N·A × kb)·(kb × F_even) with T_even and (N·A × kb)·(kb × F_odd) with T_odd, whose inner
+//! dimension is the number of k-vectors only. The backward pass is two products of the same
+//! size plus O(N·A) work per k.
 
 use super::{parity_sign, GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
 use crate::error::{Error, Result};
-use crate::kspace::KVectors;
+use crate::kspace::{KVectors, PhaseTables};
 use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
 /// Everything that depends on the cell but not on the positions.
 struct KTables {
-    kvecs: Vec<[f64; 3]>,
-    /// W[k][f]
+    kv: KVectors,
+    /// W[k][x'] with the features permuted: even-l features first, then odd-l ones
     w: Vec<f64>,
-    /// strain: D[k][α][β][f] = k_α ∂W_k[f]/∂k_β (only when requested)
-    d: Option<Vec<f64>>,
+    /// strain: dW[k][β][x'] = ∂W_k[x']/∂k_β (only when requested), permuted features
+    dw: Option<Vec<f64>>,
     /// K0_n (already divided by V)
     k0: Vec<f64>,
     /// centre contribution C_n
     center: Vec<f64>,
     f: usize,
+    /// number of even-l features (the first `f_even` permuted columns)
+    f_even: usize,
+    /// perm[x'] = x: natural feature index of permuted column x'
+    perm: Vec<usize>,
     nr: usize,
-    lmax: usize,
+}
+
+/// Feature permutation: even-l features, then odd-l ones (natural order inside each).
+fn parity_permutation(lmax: usize, nr: usize) -> (Vec<usize>, usize) {
+    let mut even = Vec::new();
+    let mut odd = Vec::new();
+    for l in 0..=lmax {
+        for x in l * l * nr..(l + 1) * (l + 1) * nr {
+            if l % 2 == 0 {
+                even.push(x);
+            } else {
+                odd.push(x);
+            }
+        }
+    }
+    let fe = even.len();
+    even.extend(odd);
+    (even, fe)
 }
 
 fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables> {
@@ -42,73 +70,71 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     let k_cut = calc.k_cutoff();
     let tables = calc.kspace_tables()?;
     let (basis, spline) = (&tables.0, &tables.1);
-    let kvecs = KVectors::half_space(cell, k_cut)?.vectors;
+    let kv = KVectors::half_space(cell, k_cut)?;
     // exact quadrature for few k-vectors, the (1e-13-accurate) quintic spline otherwise
-    let use_spline = kvecs.len() > 200;
+    let use_spline = kv.len() > 200;
     let lmax = params.max_angular;
     let nr = params.max_radial + 1;
     let nlm = (lmax + 1) * (lmax + 1);
     let f = nlm * nr;
+    let (perm, f_even) = parity_permutation(lmax, nr);
     let density = calc.density();
     let pref = 8.0 * PI / volume;
     let signs: Vec<f64> = (0..=lmax).map(parity_sign).collect();
-    let per_k: Vec<(Vec<f64>, Option<Vec<f64>>)> = kvecs
-        .par_iter()
-        .map(|k| {
-            let kn = (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).sqrt();
-            let (g, dg) = density.fourier(kn);
-            let mut y = vec![0.0; nlm];
-            let mut gy = [vec![0.0; nlm], vec![0.0; nlm], vec![0.0; nlm]];
-            let mut ints = vec![0.0; (lmax + 1) * nr];
-            let mut dints = vec![0.0; (lmax + 1) * nr];
-            if strain {
-                super::sph::real_sph(*k, lmax, &mut y, Some(&mut gy));
-            } else {
-                super::sph::real_sph(*k, lmax, &mut y, None);
-            }
-            if use_spline {
-                spline.eval(kn, &mut ints, &mut dints);
-            } else if strain {
-                basis.kspace_integrals(kn, &mut ints, Some(&mut dints));
-            } else {
-                basis.kspace_integrals(kn, &mut ints, None);
-            }
-            let mut w = vec![0.0; f];
-            let mut d = if strain { Some(vec![0.0; 9 * f]) } else { None };
-            for l in 0..=lmax {
-                for lm in l * l..(l + 1) * (l + 1) {
-                    for n in 0..nr {
-                        let i = ints[l * nr + n];
-                        w[lm * nr + n] = pref * signs[l] * g * y[lm] * i;
-                        if let Some(d) = d.as_mut() {
-                            let radial = dg * i + g * dints[l * nr + n];
-                            for b in 0..3 {
-                                let dwb = pref
-                                    * signs[l]
-                                    * (radial * y[lm] * k[b] / kn + g * gy[b][lm] * i);
-                                for a in 0..3 {
-                                    d[(a * 3 + b) * f + lm * nr + n] = k[a] * dwb;
-                                }
-                            }
+    let nk = kv.len();
+    let mut w = vec![0.0; nk * f];
+    let mut d = if strain {
+        vec![0.0; nk * 3 * f]
+    } else {
+        Vec::new()
+    };
+    let d_chunk = if strain { 3 * f } else { 1 };
+    let mut d_dummy = vec![0.0; nk];
+    let d_slice: &mut [f64] = if strain { &mut d } else { &mut d_dummy };
+    w.par_chunks_mut(f)
+        .zip(d_slice.par_chunks_mut(d_chunk))
+        .zip(kv.vectors.par_iter())
+        .for_each_init(
+            || {
+                (
+                    vec![0.0; nlm],
+                    [vec![0.0; nlm], vec![0.0; nlm], vec![0.0; nlm]],
+                    vec![0.0; (lmax + 1) * nr],
+                    vec![0.0; (lmax + 1) * nr],
+                )
+            },
+            |(y, gy, ints, dints), ((wk, dk), k)| {
+                let kn = (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).sqrt();
+                let (g, dg) = density.fourier(kn);
+                if strain {
+                    super::sph::real_sph(*k, lmax, y, Some(gy));
+                } else {
+                    super::sph::real_sph(*k, lmax, y, None);
+                }
+                if use_spline {
+                    spline.eval(kn, ints, dints);
+                } else if strain {
+                    basis.kspace_integrals(kn, ints, Some(dints));
+                } else {
+                    basis.kspace_integrals(kn, ints, None);
+                }
+                for (xp, &x) in perm.iter().enumerate() {
+                    let lm = x / nr;
+                    let n = x % nr;
+                    let l = (lm as f64).sqrt().floor() as usize;
+                    let i = ints[l * nr + n];
+                    wk[xp] = pref * signs[l] * g * y[lm] * i;
+                    if strain {
+                        let radial = dg * i + g * dints[l * nr + n];
+                        for b in 0..3 {
+                            let dwb =
+                                pref * signs[l] * (radial * y[lm] * k[b] / kn + g * gy[b][lm] * i);
+                            dk[b * f + xp] = dwb;
                         }
                     }
                 }
-            }
-            (w, d)
-        })
-        .collect();
-    let mut w = Vec::with_capacity(kvecs.len() * f);
-    let mut d = if strain {
-        Some(Vec::with_capacity(kvecs.len() * 9 * f))
-    } else {
-        None
-    };
-    for (wk, dk) in per_k {
-        w.extend_from_slice(&wk);
-        if let (Some(d), Some(dk)) = (d.as_mut(), dk) {
-            d.extend_from_slice(&dk);
-        }
-    }
+            },
+        );
     let k0 = match density.fourier_at_zero() {
         Some(g0) if p == 0.0 || p > 3.0 => basis
             .project_l0(|_| 1.0)
@@ -119,58 +145,23 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     };
     let center = basis.project_l0(|r| density.real(r));
     Ok(KTables {
-        kvecs,
+        kv,
         w,
-        d,
+        dw: if strain { Some(d) } else { None },
         k0,
         center,
         f,
+        f_even,
+        perm,
         nr,
-        lmax,
     })
 }
 
-#[inline]
-fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-
-/// Per-species Σ_j cos(k·r_j), Σ_j sin(k·r_j): (A, n_k) each.
-fn structure_factors(
-    kvecs: &[[f64; 3]],
-    positions: &[[f64; 3]],
-    types: &[usize],
-    n_species: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let nk = kvecs.len();
-    let per_k: Vec<(Vec<f64>, Vec<f64>)> = kvecs
-        .par_iter()
-        .map(|k| {
-            let mut c = vec![0.0; n_species];
-            let mut s = vec![0.0; n_species];
-            for (r, &t) in positions.iter().zip(types) {
-                let (si, co) = dot(k, r).sin_cos();
-                c[t] += co;
-                s[t] += si;
-            }
-            (c, s)
-        })
-        .collect();
-    let mut cs = vec![0.0; n_species * nk];
-    let mut ss = vec![0.0; n_species * nk];
-    for (k, (c, s)) in per_k.into_iter().enumerate() {
-        for a in 0..n_species {
-            cs[a * nk + k] = c[a];
-            ss[a * nk + k] = s[a];
-        }
-    }
-    (cs, ss)
-}
-
-/// C (m × n, row stride ldc) = beta C + A (m × k) B (k × n), with explicit strides;
-/// the rows of C are split across the rayon pool.
+/// C (m × n, row stride ldc) = beta C + A (m × k) B (k × n), explicit strides, on the
+/// calling thread (the callers parallelise over blocks of atoms, so every entry is computed
+/// by one task in a fixed order: results do not depend on the number of threads).
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+fn dgemm(
     m: usize,
     k: usize,
     n: usize,
@@ -178,44 +169,41 @@ fn gemm(
     (rsa, csa): (usize, usize),
     b: &[f64],
     (rsb, csb): (usize, usize),
-    c: &mut [f64],
     beta: f64,
+    c: &mut [f64],
+    ldc: usize,
 ) {
     if m == 0 || n == 0 {
         return;
     }
-    let rows = (m / (4 * rayon::current_num_threads())).clamp(16, 256);
-    c[..m * n]
-        .par_chunks_mut(rows * n)
-        .enumerate()
-        .for_each(|(block, cb)| {
-            let r0 = block * rows;
-            let mr = cb.len() / n;
-            if k == 0 {
-                cb.iter_mut().for_each(|x| *x *= beta);
-                return;
-            }
-            // SAFETY: the slices cover every index the strides address: rows r0..r0+mr of A
-            // (m × k), all of B (k × n) and the mr × n block of C.
-            unsafe {
-                matrixmultiply::dgemm(
-                    mr,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr().add(r0 * rsa),
-                    rsa as isize,
-                    csa as isize,
-                    b.as_ptr(),
-                    rsb as isize,
-                    csb as isize,
-                    beta,
-                    cb.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
-            }
-        });
+    assert!(n <= ldc && c.len() >= (m - 1) * ldc + n);
+    if k == 0 {
+        for r in 0..m {
+            c[r * ldc..r * ldc + n].iter_mut().for_each(|x| *x *= beta);
+        }
+        return;
+    }
+    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
+    assert!(b.len() > (k - 1) * rsb + (n - 1) * csb);
+    // SAFETY: the asserts above keep every address the strides reach inside the slices.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -230,22 +218,141 @@ impl SharedSlice {
     }
 }
 
-/// Block of k-vectors processed at once (bounds the N × 2 kb trig table).
-const K_BLOCK: usize = 1024;
+/// A tile of the values: first atom, its rows of the accumulators (values, strain).
+type TileWork<'a> = (usize, &'a mut [f64], Option<&'a mut [f64]>);
 
-/// trig table (N × 2 kb): cos(k·r_i) then sin(k·r_i) for k in `ks`.
-fn trig_table(kvecs: &[[f64; 3]], positions: &[[f64; 3]]) -> Vec<f64> {
-    let kb = kvecs.len();
-    let mut t = vec![0.0; positions.len() * 2 * kb];
-    t.par_chunks_mut(2 * kb)
-        .zip(positions.par_iter())
-        .for_each(|(row, r)| {
-            for (q, k) in kvecs.iter().enumerate() {
-                let (s, c) = dot(k, r).sin_cos();
-                row[q] = c;
-                row[kb + q] = s;
+/// A tile's backward results: dL/dr of its centres, neighbour partial sums, strain terms.
+type TileBackward = (Vec<[f64; 3]>, Vec<f64>, [f64; 10]);
+
+/// Tiling: atoms per tile and k-vectors per chunk, so that a tile's phase tables stay in cache.
+fn tiling(n: usize, na: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads().max(1);
+    let r = (n / (4 * threads)).clamp(8, 256).min(n.max(1));
+    let kc = (131_072 / (r * na).max(1)).clamp(32, 256);
+    (r, kc)
+}
+
+/// e^{ik·r_i} = Π_a e^{i m_a θ_a(i)} from the per-axis tables, written as (cos, sin).
+#[inline]
+fn phase(pt: &PhaseTables, m: [i32; 3], i: usize) -> (f64, f64) {
+    let (c0, s0) = pt.axis(0, m[0]);
+    let (c1, s1) = pt.axis(1, m[1]);
+    let (c2, s2) = pt.axis(2, m[2]);
+    let (c01, s01) = (c0[i] * c1[i] - s0[i] * s1[i], s0[i] * c1[i] + c0[i] * s1[i]);
+    (c01 * c2[i] - s01 * s2[i], s01 * c2[i] + c01 * s2[i])
+}
+
+/// Σ_i a_i b_i with four partial sums.
+#[inline]
+fn dot_slices(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = [0.0; 4];
+    let body = a.len().min(b.len()) / 4 * 4;
+    for j0 in (0..body).step_by(4) {
+        for l in 0..4 {
+            s[l] += a[j0 + l] * b[j0 + l];
+        }
+    }
+    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    for j in body..a.len().min(b.len()) {
+        t += a[j] * b[j];
+    }
+    t
+}
+
+/// Per-species structure factors Σ_{j∈a} (cos, sin)(k·r_j), laid out [k · A + a].
+fn species_structure_factors(
+    kv: &KVectors,
+    pt: &PhaseTables,
+    types: &[usize],
+    na: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let nk = kv.len();
+    let mut cs = vec![0.0; nk * na];
+    let mut ss = vec![0.0; nk * na];
+    for a in 0..na {
+        let indicator: Vec<f64> = types
+            .iter()
+            .map(|&t| if t == a { 1.0 } else { 0.0 })
+            .collect();
+        let s = crate::kspace::structure_factors(kv, pt, &indicator);
+        for (k, (re, im)) in s.into_iter().enumerate() {
+            cs[k * na + a] = re;
+            ss[k * na + a] = im;
+        }
+    }
+    (cs, ss)
+}
+
+/// Phase data of a tile (atoms `atoms`, k-vectors `ks`), k-major:
+/// pc/ps[q·R + i'] = cos/sin(k·r_i), te/to[q·R·A + a·R + i'] = Σ_{j∈a} cos/sin(k·(r_i−r_j))
+/// (species-major inside a k-vector, so that the loops over atoms vectorise).
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    kv: &KVectors,
+    pt: &PhaseTables,
+    na: usize,
+    (cs, ss): (&[f64], &[f64]),
+    atoms: std::ops::Range<usize>,
+    ks: std::ops::Range<usize>,
+    (pc, ps): (&mut [f64], &mut [f64]),
+    (te, to): (&mut [f64], &mut [f64]),
+    scratch: (&mut [f64], &mut [f64]),
+) {
+    let r = atoms.len();
+    let rows = r * na;
+    let i0 = atoms.start;
+    let i1 = atoms.end;
+    // e^{i(m0 θ0 + m1 θ1)} of the current (m0, m1) run
+    let (c01, s01) = scratch;
+    let mut last = None;
+    for (q, k) in ks.enumerate() {
+        let m = kv.indices[k];
+        if last != Some((m[0], m[1])) {
+            let (c0, s0) = pt.axis(0, m[0]);
+            let (c1, s1) = pt.axis(1, m[1]);
+            for ii in 0..r {
+                let i = i0 + ii;
+                c01[ii] = c0[i] * c1[i] - s0[i] * s1[i];
+                s01[ii] = s0[i] * c1[i] + c0[i] * s1[i];
             }
-        });
+            last = Some((m[0], m[1]));
+        }
+        let (c2, s2) = pt.axis(2, m[2]);
+        let (c2, s2) = (&c2[i0..i1], &s2[i0..i1]);
+        let pcq = &mut pc[q * r..(q + 1) * r];
+        let psq = &mut ps[q * r..(q + 1) * r];
+        for ii in 0..r {
+            pcq[ii] = c01[ii] * c2[ii] - s01[ii] * s2[ii];
+            psq[ii] = s01[ii] * c2[ii] + c01[ii] * s2[ii];
+        }
+        let ca = &cs[k * na..(k + 1) * na];
+        let sa = &ss[k * na..(k + 1) * na];
+        let teq = &mut te[q * rows..(q + 1) * rows];
+        let toq = &mut to[q * rows..(q + 1) * rows];
+        for a in 0..na {
+            let (cb, sb) = (ca[a], sa[a]);
+            let te_a = &mut teq[a * r..(a + 1) * r];
+            let to_a = &mut toq[a * r..(a + 1) * r];
+            for ii in 0..r {
+                te_a[ii] = pcq[ii] * cb + psq[ii] * sb;
+                to_a[ii] = psq[ii] * cb - pcq[ii] * sb;
+            }
+        }
+    }
+}
+
+/// Atom-major trig table (N × 2 nk): cos(k·r_i) for all k, then sin(k·r_i).
+fn trig_table(kv: &KVectors, pt: &PhaseTables) -> Vec<f64> {
+    let nk = kv.len();
+    let n = pt.atoms();
+    let mut t = vec![0.0; n * 2 * nk];
+    t.par_chunks_mut(2 * nk).enumerate().for_each(|(i, row)| {
+        for (q, m) in kv.indices.iter().enumerate() {
+            let (c, s) = phase(pt, *m, i);
+            row[q] = c;
+            row[nk + q] = s;
+        }
+    });
     t
 }
 
@@ -258,12 +365,16 @@ pub fn compute(
     req: GradientRequest,
 ) -> Result<LodeOutput> {
     let t = tables(calc, system, req.strain)?;
+    let cell = system.cell().expect("periodic");
     let n = system.len();
     let na = species.len();
     let f = t.f;
-    let nk = t.kvecs.len();
+    let fe = t.f_even;
+    let fo = f - fe;
+    let nk = t.kv.len();
+    let nn = n * na;
     let positions = system.positions();
-    let (cs, ss) = structure_factors(&t.kvecs, positions, types, na);
+    let pt = PhaseTables::new(cell, positions, t.kv.max_index);
     let mut counts = vec![0.0; na];
     for &ty in types {
         counts[ty] += 1.0;
@@ -279,150 +390,261 @@ pub fn compute(
         .collect();
 
     let af = na * f;
-    let mut values = vec![0.0; n * af];
-    let mut strain = if req.strain {
-        Some(vec![0.0; n * 9 * af])
+    let (cs, ss) = species_structure_factors(&t.kv, &pt, types, na);
+    // accumulators in the permuted feature layout: rows (i, a)
+    let mut acc = vec![0.0; nn * f];
+    let mut acc_strain = if req.strain {
+        Some(vec![0.0; nn * 9 * f])
     } else {
         None
     };
-    let mut k0 = 0;
-    while k0 < nk {
-        let kb = (nk - k0).min(K_BLOCK);
-        let ks = &t.kvecs[k0..k0 + kb];
-        let trig = trig_table(ks, positions);
-        // U (2kb × A F)
-        let mut u = vec![0.0; 2 * kb * af];
-        let (top, bottom) = u.split_at_mut(kb * af);
-        top.par_chunks_mut(af)
-            .zip(bottom.par_chunks_mut(af))
-            .enumerate()
-            .for_each(|(q, (ut, ub))| {
-                let k = k0 + q;
-                let wk = &t.w[k * f..(k + 1) * f];
-                for a in 0..na {
-                    let (ca, sa) = (cs[a * nk + k], ss[a * nk + k]);
-                    for x in 0..f {
-                        let (p, r) = if even[x] { (ca, sa) } else { (-sa, ca) };
-                        ut[a * f + x] = p * wk[x];
-                        ub[a * f + x] = r * wk[x];
-                    }
-                }
-            });
-        gemm(
-            n,
-            2 * kb,
-            af,
-            &trig,
-            (2 * kb, 1),
-            &u,
-            (af, 1),
-            &mut values,
-            1.0,
-        );
-        if let (Some(st), Some(d)) = (strain.as_mut(), t.d.as_ref()) {
-            let w9 = 9 * af;
-            let mut us = vec![0.0; 2 * kb * w9];
-            let (top, bottom) = us.split_at_mut(kb * w9);
-            top.par_chunks_mut(w9)
-                .zip(bottom.par_chunks_mut(w9))
-                .enumerate()
-                .for_each(|(q, (ut, ub))| {
-                    let k = k0 + q;
-                    let dk = &d[k * 9 * f..(k + 1) * 9 * f];
-                    for ab in 0..9 {
-                        for a in 0..na {
-                            let (ca, sa) = (cs[a * nk + k], ss[a * nk + k]);
-                            for x in 0..f {
-                                let (p, r) = if even[x] { (ca, sa) } else { (-sa, ca) };
-                                let dv = dk[ab * f + x];
-                                ut[ab * af + a * f + x] = -p * dv;
-                                ub[ab * af + a * f + x] = -r * dv;
+    let (r_tile, kc) = tiling(n, na);
+    let mut work: Vec<TileWork> = Vec::new();
+    {
+        let mut st_chunks: Vec<Option<&mut [f64]>> = match acc_strain.as_mut() {
+            Some(st) => st.chunks_mut(r_tile * na * 9 * f).map(Some).collect(),
+            None => Vec::new(),
+        };
+        st_chunks.reverse();
+        for (tb, ac) in acc.chunks_mut(r_tile * na * f).enumerate() {
+            work.push((tb * r_tile, ac, st_chunks.pop().flatten()));
+        }
+    }
+    work.into_par_iter().for_each(|(i0, ac, st)| {
+        let r = ac.len() / (na * f);
+        let rows = r * na;
+        let mut pc = vec![0.0; kc * r];
+        let (mut c01, mut s01) = (vec![0.0; r], vec![0.0; r]);
+        let mut ps = vec![0.0; kc * r];
+        let mut te = vec![0.0; kc * rows];
+        let mut to = vec![0.0; kc * rows];
+        let mut st = st;
+        let mut db = if st.is_some() {
+            vec![0.0; kc * 9 * f]
+        } else {
+            Vec::new()
+        };
+        let mut k0 = 0;
+        while k0 < nk {
+            let k1 = (k0 + kc).min(nk);
+            let kbl = k1 - k0;
+            tile(
+                &t.kv,
+                &pt,
+                na,
+                (&cs, &ss),
+                i0..i0 + r,
+                k0..k1,
+                (&mut pc, &mut ps),
+                (&mut te, &mut to),
+                (&mut c01, &mut s01),
+            );
+            let wb = &t.w[k0 * f..k1 * f];
+            // T_even (rows × kb) · W_even (kb × fe), T_odd · W_odd
+            // rows of species a: te[a·r + i'] ↔ accumulator row i'·A + a
+            for a in 0..na {
+                let (ta, oa) = (&te[a * r..], &to[a * r..]);
+                dgemm(
+                    r,
+                    kbl,
+                    fe,
+                    ta,
+                    (1, rows),
+                    wb,
+                    (f, 1),
+                    1.0,
+                    &mut ac[a * f..],
+                    na * f,
+                );
+                dgemm(
+                    r,
+                    kbl,
+                    fo,
+                    oa,
+                    (1, rows),
+                    &wb[fe..],
+                    (f, 1),
+                    1.0,
+                    &mut ac[a * f + fe..],
+                    na * f,
+                );
+            }
+            if let (Some(st), Some(dw)) = (st.as_mut(), t.dw.as_ref()) {
+                // D[q][α][β][x'] = k_α ∂W/∂k_β for this chunk
+                for (q, k) in (k0..k1).enumerate() {
+                    let kvec = t.kv.vectors[k];
+                    let dwk = &dw[k * 3 * f..(k + 1) * 3 * f];
+                    for al in 0..3 {
+                        for be in 0..3 {
+                            let out =
+                                &mut db[(q * 9 + al * 3 + be) * f..(q * 9 + al * 3 + be + 1) * f];
+                            for (o, x) in out.iter_mut().zip(&dwk[be * f..(be + 1) * f]) {
+                                *o = kvec[al] * x;
                             }
                         }
                     }
-                });
-            gemm(n, 2 * kb, w9, &trig, (2 * kb, 1), &us, (w9, 1), st, 1.0);
+                }
+                let db = &db[..kbl * 9 * f];
+                for a in 0..na {
+                    let (ta, oa) = (&te[a * r..], &to[a * r..]);
+                    for ab in 0..9 {
+                        let off = ab * f;
+                        let c0 = a * 9 * f + off;
+                        dgemm(
+                            r,
+                            kbl,
+                            fe,
+                            ta,
+                            (1, rows),
+                            &db[off..],
+                            (9 * f, 1),
+                            1.0,
+                            &mut st[c0..],
+                            na * 9 * f,
+                        );
+                        dgemm(
+                            r,
+                            kbl,
+                            fo,
+                            oa,
+                            (1, rows),
+                            &db[off + fe..],
+                            (9 * f, 1),
+                            1.0,
+                            &mut st[c0 + fe..],
+                            na * 9 * f,
+                        );
+                    }
+                }
+            }
+            k0 = k1;
         }
-        k0 += kb;
-    }
-    // K0 term, strain trace term, centre subtraction
+    });
+    // back to the natural layout; K0 term, strain trace term, centre subtraction
+    let mut values = vec![0.0; n * af];
+    values
+        .par_chunks_mut(f)
+        .zip(acc.par_chunks(f))
+        .for_each(|(v, a)| {
+            for (xp, &x) in t.perm.iter().enumerate() {
+                v[x] = a[xp];
+            }
+        });
+    drop(acc);
     for i in 0..n {
         for a in 0..na {
             for x in 0..nr {
                 values[i * af + a * f + x] += t.k0[x] * counts[a];
             }
         }
-        if let Some(st) = strain.as_mut() {
-            for al in 0..3 {
-                let ab = al * 3 + al;
-                for x in 0..af {
-                    st[(i * 9 + ab) * af + x] -= values[i * af + x];
+    }
+    let strain = acc_strain.map(|acc| {
+        let mut st = vec![0.0; n * 9 * af];
+        st.par_chunks_mut(9 * af).enumerate().for_each(|(i, sti)| {
+            for a in 0..na {
+                let row = &acc[(i * na + a) * 9 * f..(i * na + a + 1) * 9 * f];
+                for ab in 0..9 {
+                    let out = &mut sti[ab * af + a * f..ab * af + (a + 1) * f];
+                    for (xp, &x) in t.perm.iter().enumerate() {
+                        out[x] = -row[ab * f + xp];
+                    }
+                    if ab % 4 == 0 {
+                        // −δ_αβ c_i (the volume factor of W and K0)
+                        for x in 0..f {
+                            out[x] -= values[i * af + a * f + x];
+                        }
+                    }
                 }
             }
-        }
+        });
+        st
+    });
+    for i in 0..n {
         for x in 0..nr {
             values[i * af + types[i] * f + x] -= w_cent * t.center[x];
         }
     }
 
     let (pair, selfg) = if req.positions {
-        let trig = trig_table(&t.kvecs, positions);
-        // kw[k][α][f] = k_α W_k[f]
+        let trig = trig_table(&t.kv, &pt);
         let f3 = 3 * f;
-        let mut kw = vec![0.0; nk * f3];
-        kw.par_chunks_mut(f3).enumerate().for_each(|(k, row)| {
+        // kwp[k][c]: columns (α, x'_even) then (α, x'_odd), value k_α W_k[x']
+        let mut kwp = vec![0.0; nk * f3];
+        kwp.par_chunks_mut(f3).enumerate().for_each(|(k, row)| {
+            let wk = &t.w[k * f..(k + 1) * f];
             for al in 0..3 {
-                for x in 0..f {
-                    row[al * f + x] = t.kvecs[k][al] * t.w[k * f + x];
+                let kal = t.kv.vectors[k][al];
+                for xe in 0..fe {
+                    row[al * fe + xe] = kal * wk[xe];
+                }
+                for xo in 0..fo {
+                    row[3 * fe + al * fo + xo] = kal * wk[fe + xo];
                 }
             }
         });
+        // column c of kwp → position α·f + x in a pair's (3, F) block
+        let colmap: Vec<usize> = (0..f3)
+            .map(|c| {
+                if c < 3 * fe {
+                    (c / fe) * f + t.perm[c % fe]
+                } else {
+                    let c2 = c - 3 * fe;
+                    (c2 / fo) * f + t.perm[fe + c2 % fo]
+                }
+            })
+            .collect();
         let mut pair = vec![0.0; n * n * f3];
         let mut selfg = vec![0.0; n * 3 * af];
-        // upper triangle (j > i) by one GEMM per centre; G_ji = ∓ G_ij (even / odd l)
-        pair.par_chunks_mut(n * f3)
-            .enumerate()
-            .for_each(|(i, row)| {
-                let m = n - i - 1;
-                if m == 0 {
-                    return;
+        // upper triangle (j > i): φ_ij(k) = sin(k·(r_i − r_j)) (even l) or −cos (odd l),
+        // then (j-block × nk)·(nk × 3F) products; G_ji = ∓ G_ij (even / odd l)
+        // pairs (i < j) in row-major order, processed in chunks of PB rows
+        const PB: usize = 256;
+        let pairs: Vec<(u32, u32)> = (0..n)
+            .flat_map(|i| ((i + 1)..n).map(move |j| (i as u32, j as u32)))
+            .collect();
+        let out = SharedSlice(pair.as_mut_ptr());
+        pairs.par_chunks(PB).for_each_init(
+            || (vec![0.0; PB * nk], vec![0.0; PB * nk], vec![0.0; PB * f3]),
+            |(phe, pho, tmp), chunk| {
+                let m = chunk.len();
+                for (p, &(i, j)) in chunk.iter().enumerate() {
+                    let (ci, si) =
+                        trig[i as usize * 2 * nk..(i as usize + 1) * 2 * nk].split_at(nk);
+                    let (cj, sj) =
+                        trig[j as usize * 2 * nk..(j as usize + 1) * 2 * nk].split_at(nk);
+                    let pe = &mut phe[p * nk..(p + 1) * nk];
+                    let po = &mut pho[p * nk..(p + 1) * nk];
+                    for k in 0..nk {
+                        pe[k] = si[k] * cj[k] - ci[k] * sj[k];
+                        po[k] = -(ci[k] * cj[k] + si[k] * sj[k]);
+                    }
                 }
-                // Z_i (2 nk × 3F): even f: (s_i, -c_i) KW ; odd f: (-c_i, -s_i) KW
-                let mut z = vec![0.0; 2 * nk * f3];
-                let ti = &trig[i * 2 * nk..(i + 1) * 2 * nk];
-                for k in 0..nk {
-                    let (c, s) = (ti[k], ti[nk + k]);
-                    let kwk = &kw[k * f3..(k + 1) * f3];
-                    for al in 0..3 {
-                        for x in 0..f {
-                            let (p, r) = if even[x] { (s, -c) } else { (-c, -s) };
-                            let v = kwk[al * f + x];
-                            z[k * f3 + al * f + x] = p * v;
-                            z[(nk + k) * f3 + al * f + x] = r * v;
+                dgemm(m, nk, 3 * fe, phe, (nk, 1), &kwp, (f3, 1), 0.0, tmp, f3);
+                dgemm(
+                    m,
+                    nk,
+                    3 * fo,
+                    pho,
+                    (nk, 1),
+                    &kwp[3 * fe..],
+                    (f3, 1),
+                    0.0,
+                    &mut tmp[3 * fe..],
+                    f3,
+                );
+                for (p, &(i, j)) in chunk.iter().enumerate() {
+                    let src = &tmp[p * f3..(p + 1) * f3];
+                    // SAFETY: every pair (i < j) belongs to exactly one chunk, so the (3, F)
+                    // blocks written here are disjoint across tasks and inside `pair`.
+                    unsafe {
+                        let dst = out.ptr().add((i as usize * n + j as usize) * f3);
+                        for (c, &x) in colmap.iter().enumerate() {
+                            *dst.add(x) = src[c];
                         }
                     }
                 }
-                // SAFETY: rows i+1..n of the (n × 2nk) trig table, the (2nk × 3F) z and the
-                // (m × 3F) tail of this row are all in bounds.
-                unsafe {
-                    matrixmultiply::dgemm(
-                        m,
-                        2 * nk,
-                        f3,
-                        1.0,
-                        trig.as_ptr().add((i + 1) * 2 * nk),
-                        (2 * nk) as isize,
-                        1,
-                        z.as_ptr(),
-                        f3 as isize,
-                        1,
-                        0.0,
-                        row.as_mut_ptr().add((i + 1) * f3),
-                        f3 as isize,
-                        1,
-                    );
-                }
-            });
+            },
+        );
         // lower triangle from the upper one
         let sign: Vec<f64> = (0..f3)
             .map(|x| if even[x % f] { -1.0 } else { 1.0 })
@@ -467,7 +689,8 @@ pub fn compute(
         strain_gradients: strain,
     })
 }
-/// Vector-Jacobian product: dL/dr and dL/dε from dL/dc, at about twice the cost of values.
+/// Vector-Jacobian product: dL/dr and dL/dε from dL/dc, at about twice the cost of values
+/// (two matrix products per block of k-vectors, of the size of the values' ones).
 pub fn backward(
     calc: &LodeExpansion,
     system: &System,
@@ -476,132 +699,213 @@ pub fn backward(
     g: &[f64],
 ) -> Result<LodeBackward> {
     let t = tables(calc, system, true)?;
+    let cell = system.cell().expect("periodic");
     let n = system.len();
     let na = species.len();
     let f = t.f;
-    let nk = t.kvecs.len();
-    let lmax = t.lmax;
+    let fe = t.f_even;
+    let fo = f - fe;
+    let af = na * f;
+    let nn = n * na;
+    let nk = t.kv.len();
     let nr = t.nr;
     let positions = system.positions();
-    let (cs, ss) = structure_factors(&t.kvecs, positions, types, na);
-    let l_range = |l: usize| (l * l * nr, (l + 1) * (l + 1) * nr);
-    let d = t.d.as_ref().expect("strain tables");
-
-    let chunk = (nk / (4 * rayon::current_num_threads()).max(1)).max(1);
-    let (forces, strain, strain_trace) = (0..nk)
+    let pt = PhaseTables::new(cell, positions, t.kv.max_index);
+    let d = t.dw.as_ref().expect("strain tables");
+    // dL/dc in the permuted feature layout
+    let mut gp = vec![0.0; nn * f];
+    gp.par_chunks_mut(f)
+        .zip(g.par_chunks(f))
+        .for_each(|(out, row)| {
+            for (xp, &x) in t.perm.iter().enumerate() {
+                out[xp] = row[x];
+            }
+        });
+    let (cs, ss) = species_structure_factors(&t.kv, &pt, types, na);
+    let (r_tile, kc) = tiling(n, na);
+    let n_tiles = n.div_ceil(r_tile);
+    // per tile: dL/dr_i of its centres (the k-space factor of r_i in T), the partial sums
+    // P[k][4][a] = Σ_{i in tile} (H_e s_i, H_e c_i, H_o s_i, H_o c_i) for the neighbour
+    // terms, and the strain contractions
+    let per_tile: Vec<TileBackward> = (0..n_tiles)
         .into_par_iter()
-        .with_min_len(chunk)
-        .fold(
-            || {
-                (
-                    vec![[0.0; 3]; n],
-                    [[0.0; 3]; 3],
-                    vec![0.0; na * f],
-                    vec![0.0; n * 2],
-                    0.0,
-                )
-            },
-            |(mut fr, mut st, mut m, mut trig, mut st_trace), k| {
-                let kv = t.kvecs[k];
-                let wk = &t.w[k * f..(k + 1) * f];
-                let mut pe = vec![0.0; na];
-                let mut qe = vec![0.0; na];
-                let mut po = vec![0.0; na];
-                let mut qo = vec![0.0; na];
-                m.iter_mut().for_each(|x| *x = 0.0);
-                for i in 0..n {
-                    let (s, c) = dot(&kv, &positions[i]).sin_cos();
-                    trig[2 * i] = s;
-                    trig[2 * i + 1] = c;
-                    let mut centre = 0.0;
-                    for a in 0..na {
-                        let gi = &g[(i * na + a) * f..(i * na + a + 1) * f];
-                        let ca = cs[a * nk + k];
-                        let sa = ss[a * nk + k];
-                        let ev = c * ca + s * sa;
-                        let od = s * ca - c * sa;
-                        let mut he = 0.0;
-                        let mut ho = 0.0;
-                        let ma = &mut m[a * f..(a + 1) * f];
-                        for l in 0..=lmax {
-                            let (lo, hi) = l_range(l);
-                            let coef = if l % 2 == 0 { ev } else { od };
-                            let mut h = 0.0;
-                            for x in lo..hi {
-                                h += gi[x] * wk[x];
-                                ma[x] += coef * gi[x];
-                            }
-                            if l % 2 == 0 {
-                                he += h;
-                            } else {
-                                ho += h;
-                            }
-                        }
-                        centre += -he * od + ho * ev;
-                        pe[a] += he * s;
-                        qe[a] += he * c;
-                        po[a] += ho * s;
-                        qo[a] += ho * c;
-                    }
-                    for al in 0..3 {
-                        fr[i][al] += centre * kv[al];
-                    }
-                }
-                for j in 0..n {
-                    let a = types[j];
-                    let (s, c) = (trig[2 * j], trig[2 * j + 1]);
-                    let v = (pe[a] * c - qe[a] * s) - (qo[a] * c + po[a] * s);
-                    for al in 0..3 {
-                        fr[j][al] += v * kv[al];
-                    }
-                }
-                let dk = &d[k * 9 * f..(k + 1) * 9 * f];
-                for ab in 0..9 {
-                    let dd = &dk[ab * f..(ab + 1) * f];
-                    let mut s = 0.0;
-                    for a in 0..na {
-                        let ma = &m[a * f..(a + 1) * f];
-                        for x in 0..f {
-                            s += ma[x] * dd[x];
-                        }
-                    }
-                    st[ab / 3][ab % 3] -= s;
-                }
-                let mut tr = 0.0;
+        .map(|tb| {
+            let i0 = tb * r_tile;
+            let r = r_tile.min(n - i0);
+            let rows = r * na;
+            let gt = &gp[i0 * na * f..(i0 + r) * na * f];
+            let mut pc = vec![0.0; kc * r];
+            let (mut c01, mut s01) = (vec![0.0; r], vec![0.0; r]);
+            let mut ps = vec![0.0; kc * r];
+            let mut te = vec![0.0; kc * rows];
+            let mut to = vec![0.0; kc * rows];
+            let mut he = vec![0.0; kc * rows];
+            let mut ho = vec![0.0; kc * rows];
+            let mut mm = vec![0.0; kc * af];
+            let mut fr = vec![[0.0; 3]; r];
+            let mut pp = vec![0.0; nk * 4 * na];
+            let mut s10 = [0.0; 10];
+            let mut k0 = 0;
+            while k0 < nk {
+                let k1 = (k0 + kc).min(nk);
+                let kbl = k1 - k0;
+                tile(
+                    &t.kv,
+                    &pt,
+                    na,
+                    (&cs, &ss),
+                    i0..i0 + r,
+                    k0..k1,
+                    (&mut pc, &mut ps),
+                    (&mut te, &mut to),
+                    (&mut c01, &mut s01),
+                );
+                let wb = &t.w[k0 * f..k1 * f];
+                // H[q][a·r + i'] = Σ_x' W_k[x'] dL/dc[(i, a)][x'] (even / odd features)
                 for a in 0..na {
-                    let ma = &m[a * f..(a + 1) * f];
-                    for x in 0..f {
-                        tr += ma[x] * wk[x];
+                    dgemm(
+                        kbl,
+                        fe,
+                        r,
+                        wb,
+                        (f, 1),
+                        &gt[a * f..],
+                        (1, af),
+                        0.0,
+                        &mut he[a * r..],
+                        rows,
+                    );
+                    dgemm(
+                        kbl,
+                        fo,
+                        r,
+                        &wb[fe..],
+                        (f, 1),
+                        &gt[a * f + fe..],
+                        (1, af),
+                        0.0,
+                        &mut ho[a * r..],
+                        rows,
+                    );
+                }
+                // M[q][a, x'] = Σ_{i in tile} T[q][a·r + i'] dL/dc[(i, a)][x']
+                for a in 0..na {
+                    dgemm(
+                        kbl,
+                        r,
+                        fe,
+                        &te[a * r..],
+                        (rows, 1),
+                        &gt[a * f..],
+                        (af, 1),
+                        0.0,
+                        &mut mm[a * f..],
+                        af,
+                    );
+                    dgemm(
+                        kbl,
+                        r,
+                        fo,
+                        &to[a * r..],
+                        (rows, 1),
+                        &gt[a * f + fe..],
+                        (af, 1),
+                        0.0,
+                        &mut mm[a * f + fe..],
+                        af,
+                    );
+                }
+                for q in 0..kbl {
+                    let k = k0 + q;
+                    let kvec = t.kv.vectors[k];
+                    let hq_e = &he[q * rows..(q + 1) * rows];
+                    let hq_o = &ho[q * rows..(q + 1) * rows];
+                    let teq = &te[q * rows..(q + 1) * rows];
+                    let toq = &to[q * rows..(q + 1) * rows];
+                    let pcq = &pc[q * r..(q + 1) * r];
+                    let psq = &ps[q * r..(q + 1) * r];
+                    let pk = &mut pp[k * 4 * na..(k + 1) * 4 * na];
+                    for ii in 0..r {
+                        let (c, s) = (pcq[ii], psq[ii]);
+                        let mut centre = 0.0;
+                        for a in 0..na {
+                            let x = a * r + ii;
+                            centre += -hq_e[x] * toq[x] + hq_o[x] * teq[x];
+                            pk[a] += hq_e[x] * s;
+                            pk[na + a] += hq_e[x] * c;
+                            pk[2 * na + a] += hq_o[x] * s;
+                            pk[3 * na + a] += hq_o[x] * c;
+                        }
+                        for al in 0..3 {
+                            fr[ii][al] += centre * kvec[al];
+                        }
+                    }
+                    let mq = &mm[q * af..(q + 1) * af];
+                    let dk = &d[k * 3 * f..(k + 1) * 3 * f];
+                    let wk = &t.w[k * f..(k + 1) * f];
+                    for a in 0..na {
+                        let ma = &mq[a * f..(a + 1) * f];
+                        // Σ M D[α][β] = k_α Σ M ∂W/∂k_β
+                        for be in 0..3 {
+                            let dd = &dk[be * f..(be + 1) * f];
+                            let u = dot_slices(ma, dd);
+                            for al in 0..3 {
+                                s10[al * 3 + be] -= kvec[al] * u;
+                            }
+                        }
+                        s10[9] += dot_slices(ma, wk);
                     }
                 }
-                st_trace += tr;
-                (fr, st, m, trig, st_trace)
-            },
-        )
-        .map(|(fr, st, _, _, tr)| (fr, st, tr))
-        .reduce(
-            || (vec![[0.0; 3]; n], [[0.0; 3]; 3], 0.0),
-            |(mut fa, mut sa, ta), (fb, sb, tb)| {
-                for i in 0..n {
-                    for al in 0..3 {
-                        fa[i][al] += fb[i][al];
-                    }
+                k0 = k1;
+            }
+            (fr, pp, s10)
+        })
+        .collect();
+    // reduce over tiles in a fixed order
+    let mut forces = vec![[0.0; 3]; n];
+    let mut strain = [[0.0; 3]; 3];
+    let mut trace = 0.0;
+    let mut pp = vec![0.0; nk * 4 * na];
+    for (tb, (fr, p, s10)) in per_tile.into_iter().enumerate() {
+        forces[tb * r_tile..tb * r_tile + fr.len()].copy_from_slice(&fr);
+        pp.iter_mut().zip(&p).for_each(|(x, y)| *x += y);
+        for ab in 0..9 {
+            strain[ab / 3][ab % 3] += s10[ab];
+        }
+        trace += s10[9];
+    }
+    // neighbour terms: dL/dr_j += Σ_k k [c_j (P_e − Q_o) − s_j (Q_e + P_o)]_{type(j)}
+    forces
+        .par_chunks_mut(r_tile)
+        .enumerate()
+        .for_each(|(tb, fr)| {
+            let j0 = tb * r_tile;
+            for (k, m) in t.kv.indices.iter().enumerate() {
+                let kvec = t.kv.vectors[k];
+                let pk = &pp[k * 4 * na..(k + 1) * 4 * na];
+                let (c0, s0) = pt.axis(0, m[0]);
+                let (c1, s1) = pt.axis(1, m[1]);
+                let (c2, s2) = pt.axis(2, m[2]);
+                for (jj, fj) in fr.iter_mut().enumerate() {
+                    let j = j0 + jj;
+                    let a = types[j];
+                    let c01 = c0[j] * c1[j] - s0[j] * s1[j];
+                    let s01 = s0[j] * c1[j] + c0[j] * s1[j];
+                    let c = c01 * c2[j] - s01 * s2[j];
+                    let s = s01 * c2[j] + c01 * s2[j];
+                    let v = c * (pk[a] - pk[3 * na + a]) - s * (pk[na + a] + pk[2 * na + a]);
+                    fj[0] += v * kvec[0];
+                    fj[1] += v * kvec[1];
+                    fj[2] += v * kvec[2];
                 }
-                for a in 0..3 {
-                    for b in 0..3 {
-                        sa[a][b] += sb[a][b];
-                    }
-                }
-                (fa, sa, ta + tb)
-            },
-        );
-    // -δ_αβ Σ_i g_i·c_i (without the centre term): the k-space part was accumulated in
-    // strain_trace, the K0 part is added here
+            }
+        });
+    // −δ_αβ Σ_i g_i·c_i (without the centre term): the k-space part was accumulated in
+    // `trace`, the K0 part is added here
     let mut counts = vec![0.0; na];
     for &ty in types {
         counts[ty] += 1.0;
     }
-    let mut trace = strain_trace;
     for i in 0..n {
         for a in 0..na {
             for x in 0..nr {
@@ -609,7 +913,6 @@ pub fn backward(
             }
         }
     }
-    let mut strain = strain;
     for a in 0..3 {
         strain[a][a] -= trace;
     }
