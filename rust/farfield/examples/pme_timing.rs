@@ -1,5 +1,7 @@
 //! Timing breakdown of a tuned PME sum (random ±1 charges at 0.1 atoms/Å³):
 //! `cargo run --release --example pme_timing -- [N] [accuracy] [repeats]`.
+//! Environment: EVAL_ONLY=1 times the tabulated vs exact short-range kernel, ONLY_REAL=k times
+//! k real-space sums, EWALD_TOO=1 adds the Ewald engine's costs (per pair, per (atom, k)).
 use farfield::longrange::{LongRangeSum, Request};
 use farfield::pme::{realspace, Pme};
 use farfield::tuning::pme::tune_pme;
@@ -48,34 +50,6 @@ fn main() {
     let p = choice.parameters;
     let pme = Pme::new(kernel, p).unwrap();
     let split = kernel.split(p.smearing).unwrap();
-    if std::env::var("LOOP_ONLY").is_ok() {
-        let xs: Vec<f64> = (0..n).map(|i| system.positions()[i][0]).collect();
-        let ys: Vec<f64> = (0..n).map(|i| system.positions()[i][1]).collect();
-        let zs: Vec<f64> = (0..n).map(|i| system.positions()[i][2]).collect();
-        let mut hits = vec![0u32; 128];
-        let c = cpu_time();
-        let mut total = 0usize;
-        for _ in 0..3 {
-            for i in 0..n - 80 {
-                for seg in 0..12 {
-                    let lo = (i + seg * 7) % (n - 80);
-                    let mut count = 0;
-                    for j in lo..lo + 6 {
-                        let (dx, dy, dz) = (xs[j] - xs[i], ys[j] - ys[i], zs[j] - zs[i]);
-                        let d2 = dx * dx + dy * dy + dz * dz;
-                        hits[count] = j as u32;
-                        count += usize::from(d2 < 400.0);
-                    }
-                    total += count;
-                }
-            }
-        }
-        println!(
-            "loop: {:.2} ns per candidate ({total})",
-            1e9 * (cpu_time() - c) / (3.0 * n as f64 * 72.0)
-        );
-        return;
-    }
     if std::env::var("EVAL_ONLY").is_ok() {
         let table = realspace::ShortRangeTable::new(&split, p.cutoff).unwrap();
         let m = 20_000_000;
