@@ -19,7 +19,6 @@ import numpy as np
 import farfield as ff
 from farfield import structures
 
-
 CPU: dict[str, float] = {}
 
 
