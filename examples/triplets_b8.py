@@ -19,7 +19,7 @@ Labels (``--label``):
   The quadratic subtracted from the tanh is its least-squares fit over the ρ_a of the data set
   (computed once, constants rounded above): it removes the part a bispectrum model can learn, so
   that the pair difference is a sizeable fraction of the spread of the labels (RMS difference ≈
-  0.55 × std of the pair mean; ≈ 0.17 × without the subtraction; the paper's DFT: ≈ 0.06).
+  0.50 × std of the pair mean; ≈ 0.17 × without the subtraction; the paper's DFT: ≈ 0.06).
   Each term F(ρ_a) is a nonlinear function of the density seen from neighbour a, which the
   triplet rows with j1 = j2 = a (and j1 ≠ j2) describe: ψ can represent it.
 * ``emt``: ASE's EMT after mapping boron to copper and scaling distances by 1.55 (B–B ≈ 1.65 Å
@@ -39,7 +39,12 @@ Metrics on the test pairs: RMSE of the pair mean (E₊ + E₋)/2 divided by its 
 pair difference E₊ − E₋ divided by its root mean square (its std about zero: a model that gives
 both members the same value scores exactly 1.0; the plain std is reported too).
 
-    python examples/triplets_b8.py                       # 2000 pairs, ~10 min on 2 cores
+    python examples/triplets_b8.py                       # 2000 pairs, ~7 min on 2 busy cores
+
+Result of the default run (2000 pairs, 1750 train / 250 test; examples/results/triplets_b8/),
+normalised RMSE of the pair mean / of the pair difference: bispectrum linear 0.569 / 1.000,
+bispectrum MLP 0.442 / 1.000, triplets linear ψ 0.579 / 1.000, triplets MLP ψ 0.179 / 0.500
+(the paper, DFT labels and 3500 training pairs: 0.018 / 0.200 for the nonlinear triplet model).
     python examples/triplets_b8.py --n-pairs 400 --max-radial 3 --components 24 \
         --hidden 32,32 --epochs 100 --pca-frames 60 --no-plot     # the test-suite run
 """
