@@ -139,47 +139,35 @@ class LodeCalculator:
     def backward(
         self, system: _SystemArrays, species: list[int], grad_values: _F
     ) -> tuple[_F, _F]: ...
-def triplet_features(
-    frames: list[_SystemArrays],
-    cutoff: float,
-    cutoff_width: float,
-    max_radial: int,
-    max_angular: int,
-    radial_width: float,
-    species: list[int],
-    centres_list: list[int] | None = None,
-    proj: tuple[_F, _F] | None = None,
-) -> tuple[_L, _F]: ...
-def triplet_summed(
-    frames: list[_SystemArrays],
-    cutoff: float,
-    cutoff_width: float,
-    max_radial: int,
-    max_angular: int,
-    radial_width: float,
-    species: list[int],
-    centres_list: list[int] | None = None,
-    proj: tuple[_F, _F] | None = None,
-) -> tuple[_L, _L, _F]: ...
-def bispectrum(
-    frames: list[_SystemArrays],
-    cutoff: float,
-    cutoff_width: float,
-    max_radial: int,
-    max_angular: int,
-    radial_width: float,
-    species: list[int],
-    centres_list: list[int] | None = None,
-) -> tuple[_L, _L, _F]: ...
-def triplet_feature_labels(max_radial: int, max_angular: int, species: list[int]) -> _I: ...
-def pair_expansion(
-    frame: _SystemArrays,
-    centre: int,
-    cutoff: float,
-    cutoff_width: float,
-    max_radial: int,
-    max_angular: int,
-    radial_width: float,
-    species: list[int],
-) -> tuple[_L, _F]: ...
+class TripletCalculator:
+    def __init__(
+        self,
+        cutoff: float,
+        max_radial: int,
+        max_angular: int,
+        smearing: float,
+        cutoff_function: str,
+        width: float,
+        radial_accuracy: float | None,
+        species: list[int],
+    ) -> None: ...
+    @property
+    def n_features(self) -> int: ...
+    def compute(
+        self,
+        frames: list[_SystemArrays],
+        centres_list: list[int] | None = None,
+        proj: tuple[_F, _F] | None = None,
+    ) -> dict[str, Any]: ...
+    def summed(
+        self,
+        frames: list[_SystemArrays],
+        centres_list: list[int] | None = None,
+        proj: tuple[_F, _F] | None = None,
+    ) -> dict[str, Any]: ...
+    def bispectrum(
+        self, frames: list[_SystemArrays], centres_list: list[int] | None = None
+    ) -> dict[str, Any]: ...
+    def pair_expansion(self, frame: _SystemArrays, centre: int) -> tuple[_L, _F]: ...
+
 def clebsch_gordan_product(a: _F, b: _F, l1: int, l2: int, lam: int) -> _F: ...

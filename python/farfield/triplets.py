@@ -3,11 +3,14 @@
 For a centre *i* with neighbours *j* (every atom or periodic image strictly inside ``cutoff``,
 the centre itself excluded), :class:`TripletFeatures` returns one row per ordered neighbour pair
 ``(j1, j2)`` — **``j1 = j2`` included**, so a centre with *M* neighbours has *M²* rows — holding
-the invariants ``|ρ_i ⊗ g_ij1 ⊗ g_ij2; λ = 0⟩`` of both parities. Columns are labelled
-``(a1, a2, a3, l1, l2, l3, n1, n2, n3)``: ``a1, a2`` the species of ``j1, j2``, ``a3`` the species
-channel of the density ρ_i, parity ``σ = (−1)^(l1+l2+l3)`` (σ = −1 columns change sign under a
-reflection). A centre with no neighbour has no triplet (its summed descriptor is zero); one with
-a single neighbour has one (``j1 = j2``); neither is an error.
+the invariants ``|ρ_i ⊗ g_ij1 ⊗ g_ij2; λ = 0⟩`` of both parities. Results are the library's
+:class:`farfield.Descriptor`: triplet rows are labelled ``(system, atom, center_type, neighbor_1,
+neighbor_2)``, per-centre rows ``(system, atom, center_type)``; columns are labelled
+``(neighbor_1_type, neighbor_2_type, neighbor_3_type, l_1, l_2, l_3, n_1, n_2, n_3)``: the
+species of ``j1``, ``j2`` and of the density channel ρ_i, parity ``σ = (−1)^(l_1+l_2+l_3)``
+(σ = −1 columns change sign under a reflection). A centre with no neighbour has no triplet (its
+summed descriptor is zero); one with a single neighbour has one (``j1 = j2``); neither is an
+error.
 
 :class:`Bispectrum` computes ``|ρ_i ⊗ ρ_i ⊗ ρ_i; 0⟩`` with the same columns: the sum of a centre's
 triplet rows equals its bispectrum, which is why a linear ψ cannot do better than ν = 3.
@@ -17,50 +20,34 @@ data set's triplets: ``psi="linear"`` in Rust, or any callable ``(n, F) → (n, 
 :class:`TripletMLP`) applied chunk by chunk. :meth:`TripletFeatures.fit_pca` fits a PCA on a
 sample of triplets; later calls return (and ψ receives) the compressed rows.
 
-The local expansion is SOAP's: ``g_ij[n, l, m] = f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)``, the
-Gaussian atomic density of std ``smearing`` on ``max_radial`` GTO radial functions (featomic's
-GTOs with radius = cutoff; featomic's ``max_radial`` is ours minus one), real spherical harmonics
-in featomic's convention, and a shifted-cosine switch of width ``cutoff_width``.
+The local expansion is the one of :class:`farfield.SphericalExpansion` (per neighbour, without
+the centre's own density): ``g_ij[n, l, m] = f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)``, the Gaussian
+atomic density of std ``smearing`` on ``max_radial + 1`` GTO radial functions (featomic's
+convention, as everywhere in farfield), real spherical harmonics, and a shifted-cosine switch of
+width ``cutoff_width`` (a step for 0).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _native
+from .descriptors import Descriptor
 from .system import System, as_system
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Psi = Union[str, Callable[[FloatArray], Any]]  # noqa: UP007 (py3.10 runtime alias)
 
-__all__ = ["PCA", "Bispectrum", "TripletDescriptor", "TripletFeatures", "TripletMLP"]
+__all__ = ["PCA", "Bispectrum", "TripletFeatures", "TripletMLP"]
 
-PROPERTY_NAMES = ("a1", "a2", "a3", "l1", "l2", "l3", "n1", "n2", "n3")
-
-
-@dataclass(frozen=True)
-class TripletDescriptor:
-    """Labelled features: ``values[k]`` belongs to sample ``samples[k]`` (named by
-    ``sample_names``); column ``c`` is ``properties[c]`` (named by ``property_names``).
-
-    Extra per-sample information lives in ``info`` (e.g. ``n_neighbours`` per centre).
-    """
-
-    values: FloatArray
-    samples: IntArray
-    sample_names: tuple[str, ...]
-    properties: npt.NDArray[np.int32]
-    property_names: tuple[str, ...]
-    info: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.values.shape[0])
+CENTRE_SAMPLES = ("system", "atom", "center_type")
+TRIPLET_SAMPLES = (*CENTRE_SAMPLES, "neighbor_1", "neighbor_2")
 
 
 @dataclass(frozen=True)
@@ -85,12 +72,27 @@ def _frames(frames: Any) -> list[System]:
     return [as_system(f) for f in frames]
 
 
+def _descriptor(
+    out: dict[str, Any], sample_names: tuple[str, ...], extra: IntArray | None = None
+) -> Descriptor:
+    samples = np.asarray(out["samples"])
+    if extra is not None:
+        samples = np.hstack([samples, extra.astype(samples.dtype)])
+    return Descriptor(
+        values=np.asarray(out["values"]),
+        samples=samples,
+        properties=np.asarray(out["properties"]),
+        property_names=tuple(out["property_names"]),
+        sample_names=sample_names,
+    )
+
+
 class _Expansion:
     def __init__(
         self,
         cutoff: float = 2.0,
         *,
-        max_radial: int = 6,
+        max_radial: int = 5,
         max_angular: int = 3,
         smearing: float = 0.2,
         cutoff_width: float = 0.1,
@@ -105,8 +107,6 @@ class _Expansion:
         self.smearing = float(smearing)
         self.cutoff_width = float(cutoff_width)
         self.species = None if species is None else [int(s) for s in species]
-        # validate now (the same checks the core runs), with a dummy species list if needed
-        _native.triplet_feature_labels(self.max_radial, self.max_angular, self.species or [1])
         if not (np.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"invalid cutoff: must be positive and finite, got {cutoff}")
         if not (0 <= self.cutoff_width <= self.cutoff):
@@ -117,6 +117,24 @@ class _Expansion:
             raise ValueError(
                 f"invalid smearing: must lie in (0, cutoff = {self.cutoff}], got {smearing}"
             )
+        self._calculators: dict[tuple[int, ...], Any] = {}
+        # validate now (the same checks the core runs), with a dummy species list if needed
+        self._calculator(self.species or [1])
+
+    def _calculator(self, species: Sequence[int]) -> Any:
+        key = tuple(species)
+        if key not in self._calculators:
+            self._calculators[key] = _native.TripletCalculator(
+                self.cutoff,
+                self.max_radial,
+                self.max_angular,
+                self.smearing,
+                "shifted_cosine" if self.cutoff_width > 0 else "step",
+                self.cutoff_width,
+                None,
+                list(species),
+            )
+        return self._calculators[key]
 
     def _species(self, systems: list[System]) -> list[int]:
         if self.species is not None:
@@ -124,28 +142,12 @@ class _Expansion:
         found = sorted({int(z) for s in systems for z in s.numbers})
         return found or [1]
 
-    def _args(self, species: list[int]) -> tuple[float, float, int, int, float, list[int]]:
-        return (
-            self.cutoff,
-            self.cutoff_width,
-            self.max_radial,
-            self.max_angular,
-            self.smearing,
-            species,
-        )
-
-    def _labels(self, species: list[int]) -> npt.NDArray[np.int32]:
-        return np.asarray(
-            _native.triplet_feature_labels(self.max_radial, self.max_angular, species),
-            dtype=np.int32,
-        )
-
     def pair_expansion(self, frame: Any, centre: int) -> tuple[IntArray, FloatArray]:
         """The pair expansions ``g_ij`` of one centre: neighbour indices (M,) and coefficients
-        (M, max_radial, (max_angular + 1)²) in the (l, m = −l..l) order."""
+        (M, max_radial + 1, (max_angular + 1)²) in the (l, m = −l..l) order."""
         system = as_system(frame)
-        species = self._species([system])
-        js, g = _native.pair_expansion(system._arrays(), int(centre), *self._args(species))
+        calc = self._calculator(self._species([system]))
+        js, g = calc.pair_expansion(system._arrays(), int(centre))
         return np.asarray(js), np.asarray(g)
 
 
@@ -168,51 +170,41 @@ class TripletFeatures(_Expansion):
 
     Args:
         cutoff: neighbour cutoff (Å), > 0.
-        max_radial: number of GTO radial functions (1..30).
+        max_radial: index of the last GTO radial function (0..29; ``max_radial + 1``
+            functions, featomic's convention).
         max_angular: largest l (and λ) (0..8).
         smearing: std σ of the Gaussian atomic density, in (0, cutoff].
-        cutoff_width: width of the shifted-cosine switch, in [0, cutoff].
+        cutoff_width: width of the shifted-cosine switch, in [0, cutoff] (0: a step).
         species: atomic numbers of the species channels; default: those in the frames given to
             each call (pass them explicitly to get the same columns across calls). An atom of
             another species raises ``ValueError``.
 
-    Defaults follow the B8 study of the paper (cutoff 2 Å, width 0.1, 6 radial, l_max 3, σ 0.2).
+    Defaults follow the B8 study of the paper (cutoff 2 Å, width 0.1, 6 radial functions,
+    l_max 3, σ 0.2).
     """
 
     def __init__(self, cutoff: float = 2.0, **kwargs: Any) -> None:
         super().__init__(cutoff, **kwargs)
         self.pca: PCA | None = None
 
+    def _projection(self, compress: bool) -> tuple[FloatArray, FloatArray] | None:
+        if compress and self.pca is not None:
+            return (self.pca.mean, np.ascontiguousarray(self.pca.components))
+        return None
+
     def compute(
         self, frames: Any, centres: Sequence[int] | None = None, *, compress: bool = True
-    ) -> TripletDescriptor:
+    ) -> Descriptor:
         """Triplet rows of every centre (or of ``centres``, the same indices in each frame),
-        samples ``(structure, centre, j1, j2)``. With a fitted PCA and ``compress=True`` the
-        columns are the principal components."""
+        samples ``(system, atom, center_type, neighbor_1, neighbor_2)``. With a fitted PCA and
+        ``compress=True`` the columns are the principal components (property ``component``)."""
         systems = _frames(frames)
-        species = self._species(systems)
-        proj = None
-        if compress and self.pca is not None:
-            proj = (self.pca.mean, np.ascontiguousarray(self.pca.components))
-        samples, values = _native.triplet_features(
+        out = self._calculator(self._species(systems)).compute(
             [s._arrays() for s in systems],
-            *self._args(species),
             None if centres is None else [int(c) for c in centres],
-            proj,
+            self._projection(compress),
         )
-        if proj is None:
-            properties = self._labels(species)
-            names: tuple[str, ...] = PROPERTY_NAMES
-        else:
-            properties = np.arange(values.shape[1], dtype=np.int32)[:, None]
-            names = ("component",)
-        return TripletDescriptor(
-            values=np.asarray(values),
-            samples=np.asarray(samples),
-            sample_names=("structure", "centre", "j1", "j2"),
-            properties=properties,
-            property_names=names,
-        )
+        return _descriptor(out, TRIPLET_SAMPLES, np.asarray(out["neighbours"]))
 
     def fit_pca(
         self,
@@ -244,82 +236,62 @@ class TripletFeatures(_Expansion):
         centres: Sequence[int] | None = None,
         *,
         chunk_size: int = 256,
-    ) -> TripletDescriptor:
-        """``Σ_{j1,j2} ψ(row)`` for every centre, samples ``(structure, centre)``.
+    ) -> Descriptor:
+        """``Σ_{j1,j2} ψ(row)`` for every centre, samples ``(system, atom, center_type)``.
 
         ``psi="linear"`` sums the (compressed) rows in Rust without storing any triplet — equal
         to the bispectrum for uncompressed rows. A callable receives (n, F) rows (compressed if a
-        PCA is fitted) and returns (n,) or (n, k); frames are processed ``chunk_size`` at a time
-        so that only one chunk's triplets are alive.
+        PCA is fitted) and returns (n,) or (n, k) (properties ``psi``); frames are processed
+        ``chunk_size`` at a time so that only one chunk's triplets are alive.
         """
         systems = _frames(frames)
         species = self._species(systems)
+        centre_list = None if centres is None else [int(c) for c in centres]
         if isinstance(psi, str):
             if psi != "linear":
                 raise ValueError(f"psi must be 'linear' or a callable, got {psi!r}")
-            proj = None
-            if self.pca is not None:
-                proj = (self.pca.mean, np.ascontiguousarray(self.pca.components))
-            samples, counts, values = _native.triplet_summed(
-                [s._arrays() for s in systems],
-                *self._args(species),
-                None if centres is None else [int(c) for c in centres],
-                proj,
+            out = self._calculator(species).summed(
+                [s._arrays() for s in systems], centre_list, self._projection(True)
             )
-            properties = (
-                self._labels(species)
-                if proj is None
-                else np.arange(values.shape[1], dtype=np.int32)[:, None]
-            )
-            return TripletDescriptor(
-                values=np.asarray(values),
-                samples=np.asarray(samples),
-                sample_names=("structure", "centre"),
-                properties=properties,
-                property_names=PROPERTY_NAMES if proj is None else ("component",),
-                info={"n_neighbours": np.asarray(counts)},
-            )
+            return _descriptor(out, CENTRE_SAMPLES)
         if not callable(psi):
             raise ValueError(f"psi must be 'linear' or a callable, got {type(psi).__name__}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-        keep = self.species
-        self.species = species
-        try:
-            out_samples: list[IntArray] = []
-            out_values: list[FloatArray] = []
-            counts_all: list[IntArray] = []
-            for start in range(0, len(systems), chunk_size):
-                chunk = systems[start : start + chunk_size]
-                result = self.compute(chunk, centres)
-                centre_rows = _centre_rows(len(chunk), chunk, centres)
-                centre_rows[:, 0] += start
-                values = np.asarray(psi(result.values), dtype=np.float64)
-                if values.ndim == 1:
-                    values = values[:, None]
-                if values.ndim != 2 or values.shape[0] != len(result):
-                    raise ValueError(
-                        f"psi must return (n,) or (n, k) for n = {len(result)} rows, got "
-                        f"shape {values.shape}"
-                    )
-                keys = result.samples[:, :2] + np.array([start, 0], dtype=np.int64)
-                index = _group_index(keys, centre_rows)
-                sums = np.zeros((len(centre_rows), values.shape[1]))
-                np.add.at(sums, index, values)
-                counts = np.bincount(index, minlength=len(centre_rows))
-                out_samples.append(centre_rows)
-                out_values.append(sums)
-                counts_all.append(np.sqrt(counts).round().astype(np.int64))
-        finally:
-            self.species = keep
+        calc = self._calculator(species)
+        out_samples: list[npt.NDArray[np.int32]] = []
+        out_values: list[FloatArray] = []
+        for start in range(0, len(systems), chunk_size):
+            chunk = systems[start : start + chunk_size]
+            arrays = [s._arrays() for s in chunk]
+            # the per-centre rows (cheap, streamed) give the sample labels of every centre
+            centre_rows = np.asarray(calc.summed(arrays, centre_list, None)["samples"])
+            result = _descriptor(
+                calc.compute(arrays, centre_list, self._projection(True)), TRIPLET_SAMPLES
+            )
+            values = np.asarray(psi(result.values), dtype=np.float64)
+            if values.ndim == 1:
+                values = values[:, None]
+            if values.ndim != 2 or values.shape[0] != len(result.values):
+                raise ValueError(
+                    f"psi must return (n,) or (n, k) for n = {len(result.values)} rows, got "
+                    f"shape {values.shape}"
+                )
+            keys = np.asarray(result.samples[:, :2], dtype=np.int64)
+            index = _group_index(keys, centre_rows[:, :2].astype(np.int64))
+            sums = np.zeros((len(centre_rows), values.shape[1]))
+            np.add.at(sums, index, values)
+            centre_rows = centre_rows.copy()
+            centre_rows[:, 0] += start
+            out_samples.append(centre_rows)
+            out_values.append(sums)
         values = np.concatenate(out_values) if out_values else np.zeros((0, 1))
-        return TripletDescriptor(
+        return Descriptor(
             values=values,
-            samples=np.concatenate(out_samples) if out_samples else np.zeros((0, 2), np.int64),
-            sample_names=("structure", "centre"),
+            samples=np.concatenate(out_samples) if out_samples else np.zeros((0, 3), np.int32),
             properties=np.arange(values.shape[1], dtype=np.int32)[:, None],
             property_names=("psi",),
-            info={"n_neighbours": np.concatenate(counts_all) if counts_all else np.zeros(0)},
+            sample_names=CENTRE_SAMPLES,
         )
 
 
@@ -350,14 +322,6 @@ def _scale(x: FloatArray) -> FloatArray:
     return np.where(std > 1e-9 * max(float(std.max(initial=0.0)), 1e-300), std, 1.0)
 
 
-def _centre_rows(n: int, systems: list[System], centres: Sequence[int] | None) -> IntArray:
-    rows = []
-    for s, system in enumerate(systems[:n]):
-        for c in range(len(system)) if centres is None else centres:
-            rows.append((s, int(c)))
-    return np.array(rows, dtype=np.int64).reshape(-1, 2)
-
-
 def _group_index(keys: IntArray, rows: IntArray) -> IntArray:
     """Index into ``rows`` of every (structure, centre) key (all keys are present in rows)."""
     width = int(max(rows[:, 1].max(initial=0), keys[:, 1].max(initial=0))) + 1
@@ -371,23 +335,14 @@ class Bispectrum(_Expansion):
     """The bispectrum ``|ρ_i ⊗ ρ_i ⊗ ρ_i; λ=0, σ=±1⟩`` of every centre (ν = 3), with the same
     expansion, arguments and columns as :class:`TripletFeatures`."""
 
-    def compute(self, frames: Any, centres: Sequence[int] | None = None) -> TripletDescriptor:
-        """One row per ``(structure, centre)``."""
+    def compute(self, frames: Any, centres: Sequence[int] | None = None) -> Descriptor:
+        """One row per ``(system, atom, center_type)``."""
         systems = _frames(frames)
-        species = self._species(systems)
-        samples, counts, values = _native.bispectrum(
+        out = self._calculator(self._species(systems)).bispectrum(
             [s._arrays() for s in systems],
-            *self._args(species),
             None if centres is None else [int(c) for c in centres],
         )
-        return TripletDescriptor(
-            values=np.asarray(values),
-            samples=np.asarray(samples),
-            sample_names=("structure", "centre"),
-            properties=self._labels(species),
-            property_names=PROPERTY_NAMES,
-            info={"n_neighbours": np.asarray(counts)},
-        )
+        return _descriptor(out, CENTRE_SAMPLES)
 
 
 class TripletMLP:
@@ -396,12 +351,16 @@ class TripletMLP:
     model) fits a target (an energy).
 
     ``tanh`` hidden layers, linear output, inputs standardised with the training statistics,
-    full-batch Adam on the mean squared error plus ``weight_decay`` × ‖W‖².
+    Adam on the mean squared error of the group sums plus ``weight_decay`` × ‖W‖² (decoupled,
+    AdamW-style), mini-batches of whole groups, and early stopping on a validation split of the
+    groups (the weights of the best validation epoch are kept).
     Call the instance on (n, D) rows to get ψ (n,), e.g. as ``TripletFeatures.summed(psi=mlp)``.
     """
 
     def __init__(self, hidden: Sequence[int] = (64, 64), seed: int = 0) -> None:
         self.hidden = tuple(int(h) for h in hidden)
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must hold positive layer sizes, got {hidden!r}")
         self.seed = seed
         self.weights: list[FloatArray] = []
         self.biases: list[FloatArray] = []
@@ -409,6 +368,11 @@ class TripletMLP:
         self.x_scale: FloatArray = np.ones(0)
         self.y_scale = 1.0
         self.y_offset = 0.0
+        #: (epoch, training loss, validation loss) per epoch of the last fit, in units of the
+        #: standardised target (validation loss NaN without a validation split).
+        self.history: list[tuple[int, float, float]] = []
+        #: epoch whose weights were kept.
+        self.best_epoch = 0
 
     def _forward(self, x: FloatArray) -> tuple[FloatArray, list[FloatArray]]:
         acts = [x]
@@ -440,63 +404,137 @@ class TripletMLP:
         epochs: int = 2000,
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-6,
+        batch_size: int | None = None,
+        validation_fraction: float = 0.0,
+        patience: int | None = None,
         verbose: bool = False,
     ) -> TripletMLP:
-        """Trains on rows ``x`` (n, D) whose group (target index) is ``groups`` (n,)."""
+        """Trains on rows ``x`` (n, D) whose group (target index) is ``groups`` (n,).
+
+        Args:
+            epochs: passes over the training groups.
+            learning_rate: Adam step size (decayed by a cosine schedule to 1/20 of it).
+            weight_decay: decoupled weight decay on the weight matrices (not the biases).
+            batch_size: groups per Adam step; ``None``: all training groups (full batch).
+            validation_fraction: fraction of the groups held out (at random) to choose the
+                epoch whose weights are kept; 0 keeps the last epoch.
+            patience: stop after this many epochs without a better validation loss
+                (``None``: never stop early).
+        """
         x = np.asarray(x, dtype=np.float64)
         groups = np.asarray(groups, dtype=np.int64)
         targets = np.asarray(targets, dtype=np.float64)
         n_groups = len(targets)
         if x.ndim != 2 or groups.shape != (len(x),):
             raise ValueError("x must be (n, D) and groups (n,)")
-        if groups.min() < 0 or groups.max() >= n_groups:
+        if len(x) == 0 or groups.min() < 0 or groups.max() >= n_groups:
             raise ValueError("groups must index targets")
+        if not np.all(np.isfinite(x)) or not np.all(np.isfinite(targets)):
+            raise ValueError("x and targets must be finite")
+        if not (0.0 <= validation_fraction < 1.0):
+            raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
+        if epochs < 1 or (batch_size is not None and batch_size < 1):
+            raise ValueError("epochs and batch_size must be positive")
         rng = np.random.default_rng(self.seed)
-        self.x_mean = x.mean(axis=0)
-        self.x_scale = _scale(x)
+        order = rng.permutation(n_groups)
+        n_val = int(round(validation_fraction * n_groups))
+        if validation_fraction > 0 and not (1 <= n_val < n_groups):
+            raise ValueError("validation_fraction leaves no training or no validation group")
+        is_val = np.zeros(n_groups, dtype=bool)
+        is_val[order[:n_val]] = True
+        train_groups = order[n_val:]
+
+        row_train = ~is_val[groups]
+        self.x_mean = x[row_train].mean(axis=0)
+        self.x_scale = _scale(x[row_train])
         z = (x - self.x_mean) / self.x_scale
         counts = np.bincount(groups, minlength=n_groups).astype(np.float64)
         # ψ per row = y_offset + y_scale·net: the offset carries the mean target per row
-        self.y_offset = float(np.sum(targets) / np.sum(counts))
+        self.y_offset = float(np.sum(targets[train_groups]) / max(np.sum(counts[train_groups]), 1))
         resid = targets - self.y_offset * counts
-        self.y_scale = float(resid.std() / max(counts.mean(), 1.0)) or 1.0
+        self.y_scale = float(resid[train_groups].std() / max(counts.mean(), 1.0)) or 1.0
+        goal = resid / self.y_scale
+
         sizes = [x.shape[1], *self.hidden, 1]
         self.weights = [
             rng.normal(size=(a, b)) * np.sqrt(1.0 / a)
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         ]
         self.biases = [np.zeros(b) for b in sizes[1:]]
+        n_w = len(self.weights)
         params = self.weights + self.biases
         m = [np.zeros_like(p) for p in params]
         v = [np.zeros_like(p) for p in params]
-        goal = resid / self.y_scale
-        for step in range(1, epochs + 1):
-            out, acts = self._forward(z)
-            pred = np.bincount(groups, weights=out, minlength=n_groups)
-            err = pred - goal
-            loss = float(np.mean(err**2))
-            grad_out = (2.0 / n_groups) * err[groups]
-            grads_w: list[FloatArray] = []
-            grads_b: list[FloatArray] = []
-            delta = grad_out[:, None]
-            for k in range(len(self.weights) - 1, -1, -1):
-                grads_w.append(acts[k].T @ delta + 2 * weight_decay * self.weights[k])
-                grads_b.append(delta.sum(axis=0))
-                if k > 0:
-                    delta = (delta @ self.weights[k].T) * (1.0 - acts[k] ** 2)
-            grads = grads_w[::-1] + grads_b[::-1]
-            for p, g, mk, vk in zip(params, grads, m, v, strict=True):
-                mk *= 0.9
-                mk += 0.1 * g
-                vk *= 0.999
-                vk += 0.001 * g * g
-                p -= (
-                    learning_rate
-                    * (mk / (1 - 0.9**step))
-                    / (np.sqrt(vk / (1 - 0.999**step)) + 1e-8)
-                )
-            if verbose and step % max(epochs // 10, 1) == 0:
-                print(f"epoch {step}: loss {loss:.4e}")
+
+        # rows sorted by group: a batch of groups is a union of contiguous row ranges
+        row_order = np.argsort(groups, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        val_rows = row_order[is_val[groups[row_order]]]
+        val_ids = np.flatnonzero(is_val)
+
+        def batch_rows(ids: IntArray) -> IntArray:
+            lengths = (starts[ids + 1] - starts[ids]).astype(np.int64)
+            offsets = np.repeat(starts[ids] - np.cumsum(lengths) + lengths, lengths)
+            return np.asarray(row_order[offsets + np.arange(int(lengths.sum()))], np.int64)
+
+        def loss_of(rows: IntArray, ids: IntArray) -> float:
+            out, _ = self._forward(z[rows])
+            pred = np.bincount(groups[rows], weights=out, minlength=n_groups)[ids]
+            return float(np.mean((pred - goal[ids]) ** 2))
+
+        per_batch = len(train_groups) if batch_size is None else int(batch_size)
+        steps_per_epoch = max(1, -(-len(train_groups) // per_batch))
+        total_steps = epochs * steps_per_epoch
+        best = (np.inf, 0, [p.copy() for p in params])
+        self.history = []
+        step = 0
+        for epoch in range(1, epochs + 1):
+            shuffled = rng.permutation(train_groups)
+            train_loss = 0.0
+            for b in range(steps_per_epoch):
+                ids = shuffled[b * per_batch : (b + 1) * per_batch]
+                if len(ids) == 0:
+                    continue
+                step += 1
+                rows = batch_rows(ids)
+                out, acts = self._forward(z[rows])
+                local = np.full(n_groups, -1, dtype=np.int64)
+                local[ids] = np.arange(len(ids))
+                g_local = local[groups[rows]]
+                err = np.bincount(g_local, weights=out, minlength=len(ids)) - goal[ids]
+                train_loss += float(np.sum(err**2))
+                delta = ((2.0 / len(ids)) * err[g_local])[:, None]
+                grads_w: list[FloatArray] = []
+                grads_b: list[FloatArray] = []
+                for k in range(n_w - 1, -1, -1):
+                    grads_w.append(acts[k].T @ delta)
+                    grads_b.append(delta.sum(axis=0))
+                    if k > 0:
+                        delta = (delta @ self.weights[k].T) * (1.0 - acts[k] ** 2)
+                grads = grads_w[::-1] + grads_b[::-1]
+                lr = learning_rate * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / total_steps)))
+                for idx, (p, g, mk, vk) in enumerate(zip(params, grads, m, v, strict=True)):
+                    mk *= 0.9
+                    mk += 0.1 * g
+                    vk *= 0.999
+                    vk += 0.001 * g * g
+                    update = (mk / (1 - 0.9**step)) / (np.sqrt(vk / (1 - 0.999**step)) + 1e-8)
+                    if idx < n_w:
+                        update = update + weight_decay * p
+                    p -= lr * update
+            train_loss /= max(len(train_groups), 1)
+            val_loss = loss_of(val_rows, val_ids) if n_val else float("nan")
+            self.history.append((epoch, train_loss, val_loss))
+            score = val_loss if n_val else -epoch
+            if score < best[0]:
+                best = (score, epoch, [p.copy() for p in params])
+            if verbose and epoch % max(epochs // 20, 1) == 0:
+                print(f"epoch {epoch}: train {train_loss:.4e} validation {val_loss:.4e}")
+            if patience is not None and n_val and epoch - best[1] >= patience:
+                break
+        for p, kept in zip(params, best[2], strict=True):
+            p[...] = kept
+        self.best_epoch = best[1]
         return self
 
 

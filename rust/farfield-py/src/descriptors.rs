@@ -12,7 +12,7 @@ use crate::errors::guarded;
 use crate::threads;
 
 #[allow(clippy::too_many_arguments)]
-fn parameters(
+pub(crate) fn parameters(
     cutoff: f64,
     max_radial: usize,
     max_angular: usize,
@@ -53,7 +53,7 @@ fn parameters(
     })
 }
 
-fn to_dict<'py>(py: Python<'py>, d: Descriptor) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn to_dict<'py>(py: Python<'py>, d: Descriptor) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     let ns = d.samples.len();
     let nf = d.features.len();

@@ -1,42 +1,19 @@
-//! Bindings of the triplets engine: triplet features, their streamed sums, the bispectrum, and
-//! the pair expansions / Clebsch–Gordan products they are made of.
+//! Bindings of the triplets engine: one settings class, [`TripletCalculator`], computing triplet
+//! features, their streamed sums, the bispectrum and the pair expansions they are made of; and
+//! the Clebsch–Gordan product of two expansions.
 use crate::convert::SystemArrays;
+use crate::descriptors::{parameters, to_dict};
 use crate::{errors, threads};
 use farfield::descriptors::bispectrum::Bispectrum;
-use farfield::descriptors::triplets::{
-    CentreOutput, Centres, Coupling, ExpansionSettings, LocalExpansion, Projection, TripletFeatures,
-};
-use farfield::neighbors::CellList;
+use farfield::descriptors::triplets::{Centres, Coupling, Projection, TripletFeatures};
 use farfield::{Error, System};
 use numpy::ndarray::{Array1, Array2, Array3};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-type Arrays2<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f64>>);
 type PairArrays<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray3<f64>>);
-type CentreArrays<'py> = (
-    Bound<'py, PyArray2<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray2<f64>>,
-);
-
-fn settings(
-    cutoff: f64,
-    cutoff_width: f64,
-    max_radial: usize,
-    max_angular: usize,
-    smearing: f64,
-    species: Vec<i32>,
-) -> ExpansionSettings {
-    ExpansionSettings {
-        cutoff,
-        cutoff_width,
-        max_radial,
-        max_angular,
-        smearing,
-        species,
-    }
-}
+type ProjectionArrays<'py> = (PyReadonlyArray1<'py, f64>, PyReadonlyArray2<'py, f64>);
 
 fn systems(frames: &[SystemArrays<'_>]) -> farfield::Result<Vec<System>> {
     frames.iter().map(|f| f.to_system()).collect()
@@ -49,31 +26,7 @@ fn centres(list: Option<Vec<usize>>) -> Centres {
     }
 }
 
-fn matrix<T>(rows: usize, cols: usize, values: Vec<T>) -> farfield::Result<Array2<T>> {
-    Array2::from_shape_vec((rows, cols), values)
-        .map_err(|e| Error::shape("output", format!("({rows}, {cols})"), e.to_string()))
-}
-
-fn samples<const K: usize>(rows: &[[usize; K]]) -> farfield::Result<Array2<i64>> {
-    let flat: Vec<i64> = rows.iter().flatten().map(|&v| v as i64).collect();
-    matrix(rows.len(), K, flat)
-}
-
-fn centre_arrays<'py>(py: Python<'py>, out: CentreOutput) -> PyResult<CentreArrays<'py>> {
-    let n = out.samples.len();
-    let s = errors::guarded(|| samples(&out.samples))?;
-    let v = errors::guarded(|| matrix(n, out.n_features, out.values))?;
-    let m: Vec<i64> = out.n_neighbours.iter().map(|&m| m as i64).collect();
-    Ok((
-        s.into_pyarray(py),
-        Array1::from(m).into_pyarray(py),
-        v.into_pyarray(py),
-    ))
-}
-
-fn projection(
-    proj: Option<(PyReadonlyArray1<'_, f64>, PyReadonlyArray2<'_, f64>)>,
-) -> Option<Projection> {
+fn projection(proj: Option<ProjectionArrays<'_>>) -> Option<Projection> {
     proj.map(|(mean, comps)| {
         let c = comps.as_array();
         Projection {
@@ -84,167 +37,147 @@ fn projection(
     })
 }
 
-/// Triplet features of every ordered neighbour pair of every centre:
-/// returns (samples (n, 4) = (structure, centre, j1, j2), values (n, F)).
-#[pyfunction]
-#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, smearing, species, centres_list=None, proj=None))]
-#[allow(clippy::too_many_arguments)]
-fn triplet_features<'py>(
-    py: Python<'py>,
-    frames: Vec<SystemArrays<'py>>,
-    cutoff: f64,
-    cutoff_width: f64,
-    max_radial: usize,
-    max_angular: usize,
-    smearing: f64,
-    species: Vec<i32>,
-    centres_list: Option<Vec<usize>>,
-    proj: Option<(PyReadonlyArray1<'py, f64>, PyReadonlyArray2<'py, f64>)>,
-) -> PyResult<Arrays2<'py>> {
-    let systems = errors::guarded(|| systems(&frames))?;
-    let s = settings(
-        cutoff,
-        cutoff_width,
-        max_radial,
-        max_angular,
-        smearing,
-        species,
-    );
-    let proj = projection(proj);
-    let c = centres(centres_list);
-    let out = py.detach(|| {
-        threads::install(|| {
-            errors::guarded(|| TripletFeatures::new(s)?.compute(&systems, &c, proj.as_ref()))
+/// Triplet features and the bispectrum for one set of hyper-parameters (validated once, at
+/// construction; `center_atom_weight` is 0).
+#[pyclass(frozen)]
+pub struct TripletCalculator {
+    triplets: TripletFeatures,
+    bispectrum: Bispectrum,
+}
+
+#[pymethods]
+impl TripletCalculator {
+    #[new]
+    #[pyo3(signature = (cutoff, max_radial, max_angular, smearing, cutoff_function, width, radial_accuracy, species))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        cutoff: f64,
+        max_radial: usize,
+        max_angular: usize,
+        smearing: f64,
+        cutoff_function: &str,
+        width: f64,
+        radial_accuracy: Option<f64>,
+        species: Vec<i32>,
+    ) -> PyResult<TripletCalculator> {
+        errors::guarded(|| {
+            let params = parameters(
+                cutoff,
+                max_radial,
+                max_angular,
+                smearing,
+                cutoff_function,
+                width,
+                0.0,
+                radial_accuracy,
+                Some(species),
+            )?;
+            Ok(TripletCalculator {
+                triplets: TripletFeatures::new(params.clone())?,
+                bispectrum: Bispectrum::new(params)?,
+            })
         })
-    })?;
-    let n = out.samples.len();
-    let smp = errors::guarded(|| samples(&out.samples))?;
-    let v = errors::guarded(|| matrix(n, out.n_features, out.values))?;
-    Ok((smp.into_pyarray(py), v.into_pyarray(py)))
-}
+    }
 
-/// Σ_{j1, j2} of the (optionally projected) triplet features of every centre, streamed:
-/// returns (samples (n, 2), n_neighbours (n,), values (n, F)).
-#[pyfunction]
-#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, smearing, species, centres_list=None, proj=None))]
-#[allow(clippy::too_many_arguments)]
-fn triplet_summed<'py>(
-    py: Python<'py>,
-    frames: Vec<SystemArrays<'py>>,
-    cutoff: f64,
-    cutoff_width: f64,
-    max_radial: usize,
-    max_angular: usize,
-    smearing: f64,
-    species: Vec<i32>,
-    centres_list: Option<Vec<usize>>,
-    proj: Option<(PyReadonlyArray1<'py, f64>, PyReadonlyArray2<'py, f64>)>,
-) -> PyResult<CentreArrays<'py>> {
-    let systems = errors::guarded(|| systems(&frames))?;
-    let s = settings(
-        cutoff,
-        cutoff_width,
-        max_radial,
-        max_angular,
-        smearing,
-        species,
-    );
-    let proj = projection(proj);
-    let c = centres(centres_list);
-    let out = py.detach(|| {
-        threads::install(|| {
-            errors::guarded(|| TripletFeatures::new(s)?.summed(&systems, &c, proj.as_ref()))
-        })
-    })?;
-    centre_arrays(py, out)
-}
+    /// Number of features per triplet (and of the bispectrum).
+    #[getter]
+    fn n_features(&self) -> usize {
+        self.triplets.n_features()
+    }
 
-/// Bispectrum of every centre: returns (samples (n, 2), n_neighbours (n,), values (n, F)).
-#[pyfunction]
-#[pyo3(signature = (frames, cutoff, cutoff_width, max_radial, max_angular, smearing, species, centres_list=None))]
-#[allow(clippy::too_many_arguments)]
-fn bispectrum<'py>(
-    py: Python<'py>,
-    frames: Vec<SystemArrays<'py>>,
-    cutoff: f64,
-    cutoff_width: f64,
-    max_radial: usize,
-    max_angular: usize,
-    smearing: f64,
-    species: Vec<i32>,
-    centres_list: Option<Vec<usize>>,
-) -> PyResult<CentreArrays<'py>> {
-    let systems = errors::guarded(|| systems(&frames))?;
-    let s = settings(
-        cutoff,
-        cutoff_width,
-        max_radial,
-        max_angular,
-        smearing,
-        species,
-    );
-    let c = centres(centres_list);
-    let out = py.detach(|| {
-        threads::install(|| errors::guarded(|| Bispectrum::new(s)?.compute(&systems, &c)))
-    })?;
-    centre_arrays(py, out)
-}
+    /// Triplet rows of every ordered neighbour pair of every centre (all atoms, or the same
+    /// indices `centres` in each frame), projected when `proj = (mean, components)` is given:
+    /// the descriptor dict plus `neighbours` (n, 2) = (j1, j2).
+    #[pyo3(signature = (frames, centres_list=None, proj=None))]
+    fn compute<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<SystemArrays<'py>>,
+        centres_list: Option<Vec<usize>>,
+        proj: Option<ProjectionArrays<'py>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let systems = errors::guarded(|| systems(&frames))?;
+        let proj = projection(proj);
+        let c = centres(centres_list);
+        let out = py.detach(|| {
+            threads::install(|| {
+                errors::guarded(|| self.triplets.compute(&systems, &c, proj.as_ref()))
+            })
+        })?;
+        let n = out.neighbours.len();
+        let flat: Vec<i32> = out.neighbours.iter().flatten().copied().collect();
+        let pairs = errors::guarded(|| {
+            Array2::from_shape_vec((n, 2), flat)
+                .map_err(|e| Error::shape("neighbours", format!("({n}, 2)"), e.to_string()))
+        })?;
+        let dict = to_dict(py, out.descriptor)?;
+        dict.set_item("neighbours", pairs.into_pyarray(py))?;
+        Ok(dict)
+    }
 
-/// Column labels (F, 9): (a1, a2, a3, l1, l2, l3, n1, n2, n3).
-#[pyfunction]
-fn triplet_feature_labels<'py>(
-    py: Python<'py>,
-    max_radial: usize,
-    max_angular: usize,
-    species: Vec<i32>,
-) -> PyResult<Bound<'py, PyArray2<i32>>> {
-    let s = settings(1.0, 0.0, max_radial, max_angular, 0.5, species);
-    let labels = errors::guarded(|| Ok(TripletFeatures::new(s)?.feature_labels()))?;
-    let flat: Vec<i32> = labels.iter().flatten().copied().collect();
-    let m = errors::guarded(|| matrix(labels.len(), 9, flat))?;
-    Ok(m.into_pyarray(py))
-}
+    /// Σ_{j1, j2} of the (optionally projected) triplet rows of every centre, streamed.
+    #[pyo3(signature = (frames, centres_list=None, proj=None))]
+    fn summed<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<SystemArrays<'py>>,
+        centres_list: Option<Vec<usize>>,
+        proj: Option<ProjectionArrays<'py>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let systems = errors::guarded(|| systems(&frames))?;
+        let proj = projection(proj);
+        let c = centres(centres_list);
+        let out = py.detach(|| {
+            threads::install(|| {
+                errors::guarded(|| self.triplets.summed(&systems, &c, proj.as_ref()))
+            })
+        })?;
+        to_dict(py, out)
+    }
 
-/// Pair expansions g_ij of one centre: (neighbour indices (M,), coefficients (M, n, (l+1)²)).
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn pair_expansion<'py>(
-    py: Python<'py>,
-    frame: SystemArrays<'py>,
-    centre: usize,
-    cutoff: f64,
-    cutoff_width: f64,
-    max_radial: usize,
-    max_angular: usize,
-    smearing: f64,
-    species: Vec<i32>,
-) -> PyResult<PairArrays<'py>> {
-    let s = settings(
-        cutoff,
-        cutoff_width,
-        max_radial,
-        max_angular,
-        smearing,
-        species,
-    );
-    let lm = s.lm_size();
-    let pairs = errors::guarded(|| {
-        let system = frame.to_system()?;
-        let expansion = LocalExpansion::new(s.clone())?;
-        if centre >= system.len() {
-            return Err(Error::parameter(
-                "centre",
-                format!("{centre} is not an atom of a {}-atom system", system.len()),
-            ));
-        }
-        let cells = CellList::new(&system, s.cutoff)?;
-        expansion.pairs(&system, &cells, centre)
-    })?;
-    let js: Vec<i64> = pairs.iter().map(|p| p.j as i64).collect();
-    let flat: Vec<f64> = pairs.iter().flat_map(|p| p.coefficients.clone()).collect();
-    let arr = Array3::from_shape_vec((pairs.len(), max_radial, lm), flat)
-        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-    Ok((Array1::from(js).into_pyarray(py), arr.into_pyarray(py)))
+    /// The bispectrum of every centre.
+    #[pyo3(signature = (frames, centres_list=None))]
+    fn bispectrum<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<SystemArrays<'py>>,
+        centres_list: Option<Vec<usize>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let systems = errors::guarded(|| systems(&frames))?;
+        let c = centres(centres_list);
+        let out = py.detach(|| {
+            threads::install(|| errors::guarded(|| self.bispectrum.compute(&systems, &c)))
+        })?;
+        to_dict(py, out)
+    }
+
+    /// Pair expansions g_ij of one centre: (neighbour indices (M,), coefficients
+    /// (M, n_radial, (l_max+1)²)).
+    fn pair_expansion<'py>(
+        &self,
+        py: Python<'py>,
+        frame: SystemArrays<'py>,
+        centre: usize,
+    ) -> PyResult<PairArrays<'py>> {
+        let expansion = self.triplets.expansion();
+        let (nr, lm) = (expansion.n_radial(), expansion.n_lm());
+        let pairs = errors::guarded(|| {
+            let system = frame.to_system()?;
+            if centre >= system.len() {
+                return Err(Error::parameter(
+                    "centre",
+                    format!("{centre} is not an atom of a {}-atom system", system.len()),
+                ));
+            }
+            let cells = expansion.cell_lists(std::slice::from_ref(&system))?;
+            expansion.pairs(&system, &cells[0], centre)
+        })?;
+        let js: Vec<i64> = pairs.iter().map(|p| p.j as i64).collect();
+        let flat: Vec<f64> = pairs.iter().flat_map(|p| p.coefficients.clone()).collect();
+        let arr = Array3::from_shape_vec((pairs.len(), nr, lm), flat)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        Ok((Array1::from(js).into_pyarray(py), arr.into_pyarray(py)))
+    }
 }
 
 /// Real Clebsch–Gordan product |a ⊗ b; λ⟩ of two expansions (n, (l_max+1)²):
@@ -292,11 +225,7 @@ fn clebsch_gordan_product<'py>(
 
 /// Adds this engine's functions and classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(triplet_features, m)?)?;
-    m.add_function(wrap_pyfunction!(triplet_summed, m)?)?;
-    m.add_function(wrap_pyfunction!(bispectrum, m)?)?;
-    m.add_function(wrap_pyfunction!(triplet_feature_labels, m)?)?;
-    m.add_function(wrap_pyfunction!(pair_expansion, m)?)?;
+    m.add_class::<TripletCalculator>()?;
     m.add_function(wrap_pyfunction!(clebsch_gordan_product, m)?)?;
     Ok(())
 }

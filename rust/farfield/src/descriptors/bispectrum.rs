@@ -4,9 +4,10 @@
 //! bispectrum exactly (ρ_i = Σ_j g_ij and the contraction is linear in each factor). Both parities
 //! are kept (σ = (−1)^{l1+l2+l3}).
 
+use crate::descriptors::result::Descriptor;
+use crate::descriptors::spherical_expansion::ExpansionParameters;
 use crate::descriptors::triplets::{
-    cell_lists, centre_tasks, density, feature_labels, CentreOutput, Centres, Contraction,
-    Coupling, ExpansionSettings, LocalExpansion,
+    centre_samples, centre_tasks, Centres, Coupling, TripletExpansion, FEATURE_NAMES,
 };
 use crate::error::Result;
 use crate::system::System;
@@ -15,54 +16,46 @@ use rayon::prelude::*;
 /// The bispectrum calculator.
 #[derive(Debug, Clone)]
 pub struct Bispectrum {
-    settings: ExpansionSettings,
-    expansion: LocalExpansion,
+    expansion: TripletExpansion,
     coupling: Coupling,
 }
 
 impl Bispectrum {
-    /// Validates the settings and precomputes the Clebsch–Gordan tables.
-    pub fn new(settings: ExpansionSettings) -> Result<Bispectrum> {
-        let expansion = LocalExpansion::new(settings.clone())?;
-        let coupling = Coupling::new(settings.max_angular);
+    /// Validates the parameters (see [`TripletExpansion::new`]) and precomputes the
+    /// Clebsch–Gordan tables.
+    pub fn new(params: ExpansionParameters) -> Result<Bispectrum> {
+        let coupling = Coupling::new(params.max_angular);
         Ok(Bispectrum {
-            settings,
-            expansion,
+            expansion: TripletExpansion::new(params)?,
             coupling,
         })
     }
 
     /// Number of features: S³ × n_paths × n³.
     pub fn n_features(&self) -> usize {
-        let s = self.settings.species.len();
-        s * s * s * self.coupling.block_len(self.settings.max_radial)
+        self.expansion.n_features(&self.coupling)
     }
 
-    /// Column labels `(a1, a2, a3, l1, l2, l3, n1, n2, n3)`.
-    pub fn feature_labels(&self) -> Vec<[i32; 9]> {
-        feature_labels(&self.settings, &self.coupling)
+    /// Column labels `(a1, a2, a3, l1, l2, l3, n1, n2, n3)`, named by [`FEATURE_NAMES`].
+    pub fn feature_labels(&self) -> Vec<Vec<i32>> {
+        self.expansion.feature_labels(&self.coupling)
     }
 
-    /// The bispectrum of every centre, one row per `(structure, centre)`; parallel over centres
-    /// and structures. Cost O(M) per centre.
-    pub fn compute(&self, systems: &[System], centres: &Centres) -> Result<CentreOutput> {
-        let cells = cell_lists(&self.settings, systems)?;
+    /// The bispectrum of every centre, one row per `(structure, centre, centre Z)`; parallel
+    /// over centres and structures. Cost O(M) per centre.
+    pub fn compute(&self, systems: &[System], centres: &Centres) -> Result<Descriptor> {
+        let cells = self.expansion.cell_lists(systems)?;
         let tasks = centre_tasks(systems, centres)?;
-        let s = self.settings.species.len();
-        let block = self.coupling.block_len(self.settings.max_radial);
-        let bs = self.settings.block_size();
-        let contraction = Contraction {
-            coupling: &self.coupling,
-            n: self.settings.max_radial,
-            lm: self.settings.lm_size(),
-            n_species: s,
-        };
+        let s = self.expansion.species().len();
+        let block = self.coupling.block_len(self.expansion.n_radial());
+        let bs = self.expansion.block_size();
+        let contraction = self.expansion.contraction(&self.coupling);
         let width = self.n_features();
-        let rows: Vec<(usize, Vec<f64>)> = tasks
+        let rows: Vec<Vec<f64>> = tasks
             .par_iter()
-            .map(|&(si, i)| -> Result<(usize, Vec<f64>)> {
+            .map(|&(si, i)| -> Result<Vec<f64>> {
                 let pairs = self.expansion.pairs(&systems[si], &cells[si], i)?;
-                let rho = density(&self.settings, &pairs);
+                let rho = self.expansion.density(&pairs);
                 let mut ws = contraction.workspace();
                 let mut row = vec![0.0; width];
                 for a1 in 0..s {
@@ -76,20 +69,15 @@ impl Bispectrum {
                         );
                     }
                 }
-                Ok((pairs.len(), row))
+                Ok(row)
             })
             .collect::<Result<_>>()?;
-        let mut values = Vec::with_capacity(rows.len() * width);
-        let mut n_neighbours = Vec::with_capacity(rows.len());
-        for (m, row) in rows {
-            n_neighbours.push(m);
-            values.extend(row);
-        }
-        Ok(CentreOutput {
-            samples: tasks.iter().map(|&(si, i)| [si, i]).collect(),
-            n_neighbours,
-            values,
-            n_features: width,
+        Ok(Descriptor {
+            feature_names: FEATURE_NAMES.to_vec(),
+            features: self.feature_labels(),
+            samples: centre_samples(systems, &tasks),
+            values: rows.concat(),
+            ..Descriptor::default()
         })
     }
 }

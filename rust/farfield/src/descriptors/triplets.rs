@@ -4,9 +4,10 @@
 //! For a centre `i` with neighbours `j` (all atoms and periodic images strictly inside the
 //! cutoff, the centre itself excluded):
 //!
-//! 1. `g_ij[n, l, m] = f_c(r_ij) R_n(r_ij) Y_lm(r̂_ij)`: the expansion of the density of the
-//!    single neighbour `j` (the pair expansion); `ρ_i^a = Σ_{j ∈ a} g_ij` is the ν = 1 density
-//!    of species `a`.
+//! 1. `g_ij[n, l, m] = f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)`: the expansion of the density of the
+//!    single neighbour `j`, [`SphericalExpansion::pair_expansion`] of the SOAP engine (same
+//!    Gaussian density, GTO basis, cutoff function and spherical harmonics); `ρ_i^a = Σ_{j ∈ a}
+//!    g_ij` is the ν = 1 density of species `a` (its `center_atom_weight` must be 0).
 //! 2. `|g_ij1 ⊗ g_ij2; λ μ⟩ = Σ C^{λμ}_{l1 m1 l2 m2} g_ij1[n1 l1 m1] g_ij2[n2 l2 m2]`, real
 //!    Clebsch–Gordan coefficients, every λ ≤ l_max and both parities ([`Coupling::pair_product`]).
 //! 3. Triplet features `|ρ_i ⊗ g_ij1 ⊗ g_ij2; λ = 0⟩`: the λ block of step 2 contracted with
@@ -22,106 +23,101 @@
 //! that `(a1, a2)` are non-zero, so that a sum over all pairs equals the bispectrum
 //! ([`crate::descriptors::bispectrum`]) exactly: a linear ψ collapses to a ν = 3 model.
 //!
-//! The local expansion used here ([`PairExpansion`]) is a minimal stand-in for the library's
-//! spherical expansion (point neighbours, Gaussian radial functions centred on a grid, shifted
-//! cosine cutoff): the completeness argument holds for any radial basis, and the type is the only
-//! place to change when the shared expansion is swapped in.
+//! Results use the library's [`Descriptor`] (samples `(structure, centre, centre atomic
+//! number)`); a triplet row also needs its neighbour pair, hence [`TripletOutput`] = a
+//! [`Descriptor`] plus the `(j1, j2)` of each row.
 
-use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
-use crate::basis::gto::GtoBasis;
+use super::result::Descriptor;
+use super::spherical_expansion::{ExpansionParameters, PairScratch, SphericalExpansion};
 use crate::error::{Error, Result};
 use crate::math::clebsch_gordan::real_cg_dense;
-use crate::math::spherical_harmonics::SphericalHarmonics;
 use crate::neighbors::CellList;
 use crate::system::System;
 use rayon::prelude::*;
-use std::f64::consts::PI;
 
-/// Hyper-parameters of the pair expansion, shared by triplets and the bispectrum.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExpansionSettings {
-    /// Neighbours strictly closer than this (Å) are included.
-    pub cutoff: f64,
-    /// Width of the shifted-cosine switch at the cutoff, in [0, cutoff].
-    pub cutoff_width: f64,
-    /// Number of GTO radial functions n, 1..=30 (featomic's `max_radial` + 1).
-    pub max_radial: usize,
-    /// Largest angular momentum l (and λ of the Clebsch–Gordan products).
-    pub max_angular: usize,
-    /// Standard deviation σ of the Gaussian atomic density, in (0, cutoff].
-    pub smearing: f64,
-    /// Atomic numbers of the species channels (unique); every atom must be one of them.
-    pub species: Vec<i32>,
+/// The SOAP engine's [`SphericalExpansion`] as the triplets use it: an explicit, unique list of
+/// species (the species channels are columns of the features, so they must not depend on the
+/// batch), no centre contribution (`center_atom_weight = 0`: ρ_i must equal Σ_j g_ij for the
+/// sum over pairs to be the bispectrum, and the paper uses 0), `max_angular ≤ 8` and at most
+/// 30 radial functions (the triplet count grows as n³ × l_max³). Per-neighbour coefficients
+/// are stored `[n][(l, m)]` (the contraction loops run over `m` innermost).
+#[derive(Debug, Clone)]
+pub struct TripletExpansion {
+    expansion: SphericalExpansion,
+    species: Vec<i32>,
 }
 
-impl ExpansionSettings {
-    /// Checks every parameter, naming the offending one.
-    pub fn validate(&self) -> Result<()> {
-        if !(self.cutoff.is_finite() && self.cutoff > 0.0) {
-            return Err(Error::parameter(
-                "cutoff",
-                format!("must be positive and finite, got {}", self.cutoff),
-            ));
-        }
-        if !(self.cutoff_width.is_finite()
-            && self.cutoff_width >= 0.0
-            && self.cutoff_width <= self.cutoff)
-        {
-            return Err(Error::parameter(
-                "cutoff_width",
-                format!(
-                    "must lie in [0, cutoff = {}], got {}",
-                    self.cutoff, self.cutoff_width
-                ),
-            ));
-        }
-        if !(self.smearing.is_finite() && self.smearing > 0.0 && self.smearing <= self.cutoff) {
-            return Err(Error::parameter(
-                "smearing",
-                format!(
-                    "must lie in (0, cutoff = {}], got {}",
-                    self.cutoff, self.smearing
-                ),
-            ));
-        }
-        if self.max_radial == 0 || self.max_radial > 30 {
-            return Err(Error::parameter(
-                "max_radial",
-                format!("must lie in 1..=30, got {}", self.max_radial),
-            ));
-        }
-        if self.max_angular > 8 {
-            return Err(Error::parameter(
-                "max_angular",
-                format!("must lie in 0..=8, got {}", self.max_angular),
-            ));
-        }
-        if self.species.is_empty() {
-            return Err(Error::parameter(
-                "species",
-                "at least one species is needed",
-            ));
-        }
-        let mut sorted = self.species.clone();
+impl TripletExpansion {
+    /// Checks the parameters (naming the offending one) and prepares the expansion.
+    pub fn new(params: ExpansionParameters) -> Result<TripletExpansion> {
+        let species = match &params.species {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => {
+                return Err(Error::parameter(
+                    "species",
+                    "triplet features need an explicit, non-empty list of species",
+                ))
+            }
+        };
+        let mut sorted = species.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        if sorted.len() != self.species.len() {
+        if sorted.len() != species.len() {
             return Err(Error::parameter(
                 "species",
-                format!("species must be unique, got {:?}", self.species),
+                format!("species must be unique, got {species:?}"),
             ));
         }
-        Ok(())
+        if params.center_atom_weight != 0.0 {
+            return Err(Error::parameter(
+                "center_atom_weight",
+                format!(
+                    "triplet features exclude the centre's own density: must be 0, got {}",
+                    params.center_atom_weight
+                ),
+            ));
+        }
+        if params.max_radial >= 30 {
+            return Err(Error::parameter(
+                "max_radial",
+                format!("must lie in 0..=29, got {}", params.max_radial),
+            ));
+        }
+        if params.max_angular > 8 {
+            return Err(Error::parameter(
+                "max_angular",
+                format!("must lie in 0..=8, got {}", params.max_angular),
+            ));
+        }
+        Ok(TripletExpansion {
+            expansion: SphericalExpansion::new(params)?,
+            species,
+        })
+    }
+
+    /// The parameters of the expansion.
+    pub fn parameters(&self) -> &ExpansionParameters {
+        self.expansion.parameters()
+    }
+
+    /// The species channels (atomic numbers), in the order of the feature blocks.
+    pub fn species(&self) -> &[i32] {
+        &self.species
+    }
+
+    /// Number of radial functions n (`max_radial + 1`).
+    pub fn n_radial(&self) -> usize {
+        self.expansion.n_radial()
     }
 
     /// Number of (l, m) components: (l_max + 1)².
-    pub fn lm_size(&self) -> usize {
-        (self.max_angular + 1) * (self.max_angular + 1)
+    pub fn n_lm(&self) -> usize {
+        self.expansion.n_lm()
     }
 
     /// Length of one expansion `[n, (l, m)]`.
     pub fn block_size(&self) -> usize {
-        self.max_radial * self.lm_size()
+        self.expansion.pair_size()
     }
 
     fn species_index(&self, number: i32, atom: usize) -> Result<usize> {
@@ -139,7 +135,125 @@ impl ExpansionSettings {
                 )
             })
     }
+
+    /// Cell lists of every structure (cutoff of the expansion), after checking that every
+    /// atom has a known species.
+    pub fn cell_lists(&self, systems: &[System]) -> Result<Vec<CellList>> {
+        systems
+            .par_iter()
+            .map(|system| {
+                for (atom, &z) in system.numbers().iter().enumerate() {
+                    self.species_index(z, atom)?;
+                }
+                CellList::new(system, self.parameters().cutoff)
+            })
+            .collect()
+    }
+
+    /// Pair expansions `g_ij` of every neighbour of centre `i` (from
+    /// [`SphericalExpansion::pair_expansion_with`]), sorted by (j, shift) so that the result
+    /// does not depend on the cell-list layout.
+    pub fn pairs(&self, system: &System, cells: &CellList, i: usize) -> Result<Vec<PairExpansion>> {
+        let (nr, nlm) = (self.n_radial(), self.n_lm());
+        let mut neighbours = cells.neighbors(i);
+        neighbours.sort_by_key(|a| (a.j, a.shift));
+        let mut scratch = PairScratch::new(&self.expansion);
+        let mut by_lm = vec![0.0; nr * nlm];
+        let mut out = Vec::with_capacity(neighbours.len());
+        for nb in neighbours {
+            self.expansion
+                .pair_expansion_with(&nb.vector, &mut by_lm, None, &mut scratch);
+            // [lm][n] → [n][lm]
+            let mut coefficients = vec![0.0; nr * nlm];
+            for lm in 0..nlm {
+                for n in 0..nr {
+                    coefficients[n * nlm + lm] = by_lm[lm * nr + n];
+                }
+            }
+            out.push(PairExpansion {
+                j: nb.j,
+                species: self.species_index(system.numbers()[nb.j], nb.j)?,
+                shift: nb.shift,
+                coefficients,
+            });
+        }
+        Ok(out)
+    }
+
+    /// ρ_i of every species, `[a][n][(l, m)]`, from the pair expansions of a centre.
+    pub fn density(&self, pairs: &[PairExpansion]) -> Vec<f64> {
+        let bs = self.block_size();
+        let mut rho = vec![0.0; self.species.len() * bs];
+        for p in pairs {
+            for (k, v) in p.coefficients.iter().enumerate() {
+                rho[p.species * bs + k] += v;
+            }
+        }
+        rho
+    }
+
+    /// Feature labels `(a1, a2, a3, l1, l2, l3, n1, n2, n3)` (species as atomic numbers; the
+    /// parity is `(−1)^{l1+l2+l3}`), shared by triplets and the bispectrum.
+    pub fn feature_labels(&self, coupling: &Coupling) -> Vec<Vec<i32>> {
+        let s = &self.species;
+        let n = self.n_radial() as i32;
+        let mut labels = Vec::new();
+        for &a1 in s {
+            for &a2 in s {
+                for &a3 in s {
+                    for p in &coupling.paths {
+                        for n1 in 0..n {
+                            for n2 in 0..n {
+                                for n3 in 0..n {
+                                    labels.push(vec![
+                                        a1,
+                                        a2,
+                                        a3,
+                                        p.l1 as i32,
+                                        p.l2 as i32,
+                                        p.l3 as i32,
+                                        n1,
+                                        n2,
+                                        n3,
+                                    ]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        labels
+    }
+
+    /// Number of features per centre / triplet: S³ × n_paths × n³.
+    pub fn n_features(&self, coupling: &Coupling) -> usize {
+        let s = self.species.len();
+        s * s * s * coupling.block_len(self.n_radial())
+    }
+
+    pub(crate) fn contraction<'c>(&self, coupling: &'c Coupling) -> Contraction<'c> {
+        Contraction {
+            coupling,
+            n: self.n_radial(),
+            lm: self.n_lm(),
+            n_species: self.species.len(),
+        }
+    }
 }
+
+/// Names of the feature label columns of triplets and the bispectrum.
+pub const FEATURE_NAMES: [&str; 9] = [
+    "neighbor_1_type",
+    "neighbor_2_type",
+    "neighbor_3_type",
+    "l_1",
+    "l_2",
+    "l_3",
+    "n_1",
+    "n_2",
+    "n_3",
+];
 
 /// One `(l1, l2, l3)` coupling path and the non-zero entries of its λ = 0 contraction tensor
 /// `K[m1, m2, m3] = C^{l3 m3}_{l1 m1 l2 m2} / √(2 l3 + 1)`.
@@ -326,108 +440,17 @@ impl<'c> Contraction<'c> {
         }
     }
 }
-
 /// The expansion of one neighbour's density around a centre.
 #[derive(Debug, Clone)]
 pub struct PairExpansion {
     /// Index of the neighbour atom.
     pub j: usize,
-    /// Its species channel (index into `ExpansionSettings::species`).
+    /// Its species channel (index into the species list).
     pub species: usize,
     /// Lattice translation of this image of `j`.
     pub shift: [i32; 3],
-    /// `g_ij[n, (l, m)]`, length `max_radial × (l_max + 1)²`.
+    /// `g_ij[n, (l, m)]`, length `n_radial × (l_max + 1)²`.
     pub coefficients: Vec<f64>,
-}
-
-/// Shifted-cosine cutoff: 1 below `cutoff − width`, ½(1 + cos(π (r − cutoff + width)/width))
-/// above, 0 at and beyond the cutoff.
-pub fn cutoff_function(r: f64, cutoff: f64, width: f64) -> f64 {
-    if r >= cutoff {
-        0.0
-    } else if r <= cutoff - width || width == 0.0 {
-        1.0
-    } else {
-        0.5 * (1.0 + (PI * (r - cutoff + width) / width).cos())
-    }
-}
-
-/// The local (pair) expansion: SOAP's Gaussian atomic density (std `smearing`) projected on
-/// featomic-style GTO radial functions (radius = cutoff) and real spherical harmonics,
-/// `g_ij[n, l, m] = f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)` with the exact Gaussian-density radial
-/// integral `I_nl` of [`crate::basis::density`], evaluated exactly (no set-up cost).
-#[derive(Debug, Clone)]
-pub struct LocalExpansion {
-    settings: ExpansionSettings,
-    harmonics: SphericalHarmonics,
-    radial: RadialIntegral,
-}
-
-impl LocalExpansion {
-    /// Validates the settings and prepares the radial integral.
-    pub fn new(settings: ExpansionSettings) -> Result<LocalExpansion> {
-        settings.validate()?;
-        let gto = GtoBasis::new(settings.max_radial - 1, settings.cutoff)?;
-        let exact = GaussianDensityIntegral::new(gto, settings.max_angular, settings.smearing)?;
-        let radial = RadialIntegral::new(exact, settings.cutoff, None)?;
-        Ok(LocalExpansion {
-            harmonics: SphericalHarmonics::new(settings.max_angular),
-            radial,
-            settings,
-        })
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &ExpansionSettings {
-        &self.settings
-    }
-
-    /// Pair expansions `g_ij` of every neighbour of centre `i`, sorted by (j, shift) so that the
-    /// result does not depend on the cell-list layout.
-    pub fn pairs(&self, system: &System, cells: &CellList, i: usize) -> Result<Vec<PairExpansion>> {
-        let settings = &self.settings;
-        let lm = settings.lm_size();
-        let n_radial = settings.max_radial;
-        let mut neighbours = cells.neighbors(i);
-        neighbours.sort_by_key(|a| (a.j, a.shift));
-        let mut ylm = vec![0.0; lm];
-        let mut radial = vec![0.0; (settings.max_angular + 1) * n_radial];
-        let mut out = Vec::with_capacity(neighbours.len());
-        for nb in neighbours {
-            let r = nb.distance;
-            self.harmonics.compute(&nb.vector, &mut ylm);
-            self.radial.compute(r, &mut radial, None);
-            let fc = cutoff_function(r, settings.cutoff, settings.cutoff_width);
-            let mut coefficients = vec![0.0; settings.block_size()];
-            for n in 0..n_radial {
-                for l in 0..=settings.max_angular {
-                    let f = fc * radial[l * n_radial + n];
-                    for k in l * l..(l + 1) * (l + 1) {
-                        coefficients[n * lm + k] = f * ylm[k];
-                    }
-                }
-            }
-            out.push(PairExpansion {
-                j: nb.j,
-                species: settings.species_index(system.numbers()[nb.j], nb.j)?,
-                shift: nb.shift,
-                coefficients,
-            });
-        }
-        Ok(out)
-    }
-}
-
-/// ρ_i of every species: `[a][n][(l, m)]`.
-pub fn density(settings: &ExpansionSettings, pairs: &[PairExpansion]) -> Vec<f64> {
-    let bs = settings.block_size();
-    let mut rho = vec![0.0; settings.species.len() * bs];
-    for p in pairs {
-        for (k, v) in p.coefficients.iter().enumerate() {
-            rho[p.species * bs + k] += v;
-        }
-    }
-    rho
 }
 
 /// A linear map applied to every triplet feature vector before it is stored:
@@ -451,70 +474,22 @@ pub enum Centres {
     Indices(Vec<usize>),
 }
 
-/// Triplet features of many structures.
+/// Triplet features of many structures: the library's [`Descriptor`] (one row per triplet,
+/// samples `(structure, centre, centre atomic number)`) and the neighbour pair of each row
+/// (the only label a [`Descriptor`] cannot hold).
 #[derive(Debug, Clone)]
 pub struct TripletOutput {
-    /// `(structure, centre, j1, j2)` per row.
-    pub samples: Vec<[usize; 4]>,
-    /// Row-major `(n_samples, n_features)` values (or projected components).
-    pub values: Vec<f64>,
-    /// Columns per row.
-    pub n_features: usize,
-}
-
-/// One row per centre: per-centre sums Σ_{j1, j2} of the triplet features, or the bispectrum.
-#[derive(Debug, Clone)]
-pub struct CentreOutput {
-    /// `(structure, centre)` per row.
-    pub samples: Vec<[usize; 2]>,
-    /// Number of neighbours M of each centre (a centre has M² triplets).
-    pub n_neighbours: Vec<usize>,
-    /// Row-major `(n_samples, n_features)` sums.
-    pub values: Vec<f64>,
-    /// Columns per row.
-    pub n_features: usize,
+    /// Values, feature labels and `(structure, centre, centre Z)` of each row.
+    pub descriptor: Descriptor,
+    /// `(j1, j2)` of each row.
+    pub neighbours: Vec<[i32; 2]>,
 }
 
 /// The triplet-feature calculator.
 #[derive(Debug, Clone)]
 pub struct TripletFeatures {
-    settings: ExpansionSettings,
-    expansion: LocalExpansion,
+    expansion: TripletExpansion,
     coupling: Coupling,
-}
-
-/// Labels of the feature columns: `(a1, a2, a3, l1, l2, l3, n1, n2, n3)` with species as atomic
-/// numbers (the parity is `(−1)^{l1+l2+l3}`). Shared by triplets and the bispectrum.
-pub fn feature_labels(settings: &ExpansionSettings, coupling: &Coupling) -> Vec<[i32; 9]> {
-    let s = &settings.species;
-    let n = settings.max_radial as i32;
-    let mut labels = Vec::new();
-    for &a1 in s {
-        for &a2 in s {
-            for &a3 in s {
-                for p in &coupling.paths {
-                    for n1 in 0..n {
-                        for n2 in 0..n {
-                            for n3 in 0..n {
-                                labels.push([
-                                    a1,
-                                    a2,
-                                    a3,
-                                    p.l1 as i32,
-                                    p.l2 as i32,
-                                    p.l3 as i32,
-                                    n1,
-                                    n2,
-                                    n3,
-                                ]);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    labels
 }
 
 pub(crate) fn centre_tasks(systems: &[System], centres: &Centres) -> Result<Vec<(usize, usize)>> {
@@ -541,37 +516,33 @@ pub(crate) fn centre_tasks(systems: &[System], centres: &Centres) -> Result<Vec<
     Ok(tasks)
 }
 
-pub(crate) fn cell_lists(
-    settings: &ExpansionSettings,
-    systems: &[System],
-) -> Result<Vec<CellList>> {
-    settings.validate()?;
-    systems
-        .par_iter()
-        .map(|system| {
-            for (atom, &z) in system.numbers().iter().enumerate() {
-                settings.species_index(z, atom)?;
-            }
-            CellList::new(system, settings.cutoff)
-        })
+/// `(structure, centre, centre atomic number)` sample labels of `tasks`.
+pub(crate) fn centre_samples(systems: &[System], tasks: &[(usize, usize)]) -> Vec<[i32; 3]> {
+    tasks
+        .iter()
+        .map(|&(s, i)| [s as i32, i as i32, systems[s].numbers()[i]])
         .collect()
 }
 
+/// Feature names and labels of `n` projected components.
+fn component_labels(n: usize) -> (Vec<&'static str>, Vec<Vec<i32>>) {
+    (vec!["component"], (0..n as i32).map(|k| vec![k]).collect())
+}
+
 impl TripletFeatures {
-    /// Validates the settings and precomputes the Clebsch–Gordan tables.
-    pub fn new(settings: ExpansionSettings) -> Result<TripletFeatures> {
-        let expansion = LocalExpansion::new(settings.clone())?;
-        let coupling = Coupling::new(settings.max_angular);
+    /// Validates the parameters (see [`TripletExpansion::new`]) and precomputes the
+    /// Clebsch–Gordan tables.
+    pub fn new(params: ExpansionParameters) -> Result<TripletFeatures> {
+        let coupling = Coupling::new(params.max_angular);
         Ok(TripletFeatures {
-            settings,
-            expansion,
+            expansion: TripletExpansion::new(params)?,
             coupling,
         })
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &ExpansionSettings {
-        &self.settings
+    /// The expansion.
+    pub fn expansion(&self) -> &TripletExpansion {
+        &self.expansion
     }
 
     /// The coupling paths.
@@ -581,32 +552,29 @@ impl TripletFeatures {
 
     /// Number of features per triplet: S³ × n_paths × n³.
     pub fn n_features(&self) -> usize {
-        let s = self.settings.species.len();
-        s * s * s * self.coupling.block_len(self.settings.max_radial)
+        self.expansion.n_features(&self.coupling)
     }
 
-    /// Column labels, see [`feature_labels`].
-    pub fn feature_labels(&self) -> Vec<[i32; 9]> {
-        feature_labels(&self.settings, &self.coupling)
+    /// Column labels, named by [`FEATURE_NAMES`].
+    pub fn feature_labels(&self) -> Vec<Vec<i32>> {
+        self.expansion.feature_labels(&self.coupling)
     }
 
-    fn contraction(&self) -> Contraction<'_> {
-        Contraction {
-            coupling: &self.coupling,
-            n: self.settings.max_radial,
-            lm: self.settings.lm_size(),
-            n_species: self.settings.species.len(),
+    fn labels(&self, projection: Option<&Projection>) -> (Vec<&'static str>, Vec<Vec<i32>>) {
+        match projection {
+            None => (FEATURE_NAMES.to_vec(), self.feature_labels()),
+            Some(p) => component_labels(p.n_components),
         }
     }
 
     /// Calls `f(j1 index, j2 index, features)` for every ordered neighbour pair of centre `i`
     /// (indices into `pairs`), streaming: one feature vector is alive at a time.
     fn for_each_triplet(&self, pairs: &[PairExpansion], mut f: impl FnMut(usize, usize, &[f64])) {
-        let c = self.contraction();
+        let c = self.expansion.contraction(&self.coupling);
         let mut ws = c.workspace();
-        let rho = density(&self.settings, pairs);
-        let s = self.settings.species.len();
-        let block = self.coupling.block_len(self.settings.max_radial);
+        let rho = self.expansion.density(pairs);
+        let s = self.expansion.species().len();
+        let block = self.coupling.block_len(self.expansion.n_radial());
         let mut row = vec![0.0; self.n_features()];
         let mut a3_blocks = vec![0.0; s * block];
         for (p1, g1) in pairs.iter().enumerate() {
@@ -621,10 +589,9 @@ impl TripletFeatures {
         }
     }
 
-    /// Triplet features of every ordered neighbour pair of every centre, rows labelled
-    /// `(structure, centre, j1, j2)`, optionally projected. Parallel over centres and
-    /// structures; the row order is deterministic (structures, centres, then neighbour pairs
-    /// sorted by (j, shift)).
+    /// Triplet features of every ordered neighbour pair of every centre, optionally
+    /// projected. Parallel over centres and structures; the row order is deterministic
+    /// (structures, centres, then neighbour pairs sorted by (j, shift)).
     pub fn compute(
         &self,
         systems: &[System],
@@ -635,58 +602,71 @@ impl TripletFeatures {
         if let Some(p) = projection {
             check_projection(p, n_features)?;
         }
-        let cells = cell_lists(&self.settings, systems)?;
+        let cells = self.expansion.cell_lists(systems)?;
         let tasks = centre_tasks(systems, centres)?;
+        let labels = centre_samples(systems, &tasks);
         let width = projection.map_or(n_features, |p| p.n_components);
-        let parts: Vec<(Vec<[usize; 4]>, Vec<f64>)> = tasks
+        type Part = (Vec<[i32; 3]>, Vec<[i32; 2]>, Vec<f64>);
+        let parts: Vec<Part> = tasks
             .par_iter()
-            .map(|&(s, i)| -> Result<(Vec<[usize; 4]>, Vec<f64>)> {
+            .zip(&labels)
+            .map(|(&(s, i), &label)| -> Result<Part> {
                 let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
                 let m = pairs.len();
                 let mut samples = Vec::with_capacity(m * m);
+                let mut neighbours = Vec::with_capacity(m * m);
                 let mut values = Vec::with_capacity(m * m * width);
                 self.for_each_triplet(&pairs, |p1, p2, row| {
-                    samples.push([s, i, pairs[p1].j, pairs[p2].j]);
+                    samples.push(label);
+                    neighbours.push([pairs[p1].j as i32, pairs[p2].j as i32]);
                     match projection {
                         None => values.extend_from_slice(row),
                         Some(p) => project(p, row, &mut values),
                     }
                 });
-                Ok((samples, values))
+                Ok((samples, neighbours, values))
             })
             .collect::<Result<_>>()?;
         let total: usize = parts.iter().map(|p| p.0.len()).sum();
         let mut samples = Vec::with_capacity(total);
+        let mut neighbours = Vec::with_capacity(total);
         let mut values = Vec::with_capacity(total * width);
-        for (s, v) in parts {
+        for (s, n, v) in parts {
             samples.extend(s);
+            neighbours.extend(n);
             values.extend(v);
         }
+        let (feature_names, features) = self.labels(projection);
         Ok(TripletOutput {
-            samples,
-            values,
-            n_features: width,
+            descriptor: Descriptor {
+                feature_names,
+                features,
+                samples,
+                values,
+                ..Descriptor::default()
+            },
+            neighbours,
         })
     }
 
     /// Σ_{j1, j2} of the (optionally projected) triplet features of every centre: the summed
-    /// descriptor for a linear ψ, streamed (no triplet is stored).
+    /// descriptor for a linear ψ, streamed (no triplet is stored). One row per centre.
     pub fn summed(
         &self,
         systems: &[System],
         centres: &Centres,
         projection: Option<&Projection>,
-    ) -> Result<CentreOutput> {
+    ) -> Result<Descriptor> {
         let n_features = self.n_features();
         if let Some(p) = projection {
             check_projection(p, n_features)?;
         }
-        let cells = cell_lists(&self.settings, systems)?;
+        let cells = self.expansion.cell_lists(systems)?;
         let tasks = centre_tasks(systems, centres)?;
         let width = projection.map_or(n_features, |p| p.n_components);
-        let rows: Vec<(usize, Vec<f64>)> = tasks
+        let rows: Vec<Vec<f64>> = tasks
             .par_iter()
-            .map(|&(s, i)| -> Result<(usize, Vec<f64>)> {
+            .map(|&(s, i)| -> Result<Vec<f64>> {
                 let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
                 let mut sum = vec![0.0; width];
                 let mut tmp = Vec::with_capacity(width);
@@ -698,20 +678,16 @@ impl TripletFeatures {
                         sum.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
                     }
                 });
-                Ok((pairs.len(), sum))
+                Ok(sum)
             })
             .collect::<Result<_>>()?;
-        let mut values = Vec::with_capacity(rows.len() * width);
-        let mut n_neighbours = Vec::with_capacity(rows.len());
-        for (count, row) in rows {
-            n_neighbours.push(count);
-            values.extend(row);
-        }
-        Ok(CentreOutput {
-            samples: tasks.iter().map(|&(s, i)| [s, i]).collect(),
-            n_neighbours,
-            values,
-            n_features: width,
+        let (feature_names, features) = self.labels(projection);
+        Ok(Descriptor {
+            feature_names,
+            features,
+            samples: centre_samples(systems, &tasks),
+            values: rows.concat(),
+            ..Descriptor::default()
         })
     }
 }
@@ -751,20 +727,18 @@ fn project(p: &Projection, row: &[f64], out: &mut Vec<f64>) {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings() -> ExpansionSettings {
-        ExpansionSettings {
-            cutoff: 3.0,
-            cutoff_width: 0.5,
-            max_radial: 3,
-            max_angular: 3,
-            smearing: 0.3,
-            species: vec![1, 6],
-        }
+    use crate::math::spherical_harmonics::SphericalHarmonics;
+
+    fn settings() -> ExpansionParameters {
+        let mut p = ExpansionParameters::new(3.0, 2, 3, 0.3);
+        p.center_atom_weight = 0.0;
+        p.radial_accuracy = None;
+        p.species = Some(vec![1, 6]);
+        p
     }
 
     /// Every coupling path gives a rotation invariant of three directions, multiplied by the
@@ -862,14 +836,15 @@ mod tests {
         let full = t
             .compute(&systems, &Centres::Indices(vec![0]), None)
             .unwrap();
-        assert_eq!(full.samples.len(), 16);
+        assert_eq!(full.descriptor.n_samples(), 16);
+        assert_eq!(full.neighbours.len(), 16);
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap();
         let serial = one.install(|| t.compute(&systems, &Centres::All, None).unwrap());
         let all = t.compute(&systems, &Centres::All, None).unwrap();
-        assert_eq!(serial.values, all.values);
+        assert_eq!(serial.descriptor.values, all.descriptor.values);
     }
 
     #[test]
@@ -878,10 +853,23 @@ mod tests {
         s.cutoff = -1.0;
         assert!(TripletFeatures::new(s).is_err());
         let mut s = settings();
-        s.cutoff_width = 4.0;
+        s.smoothing = crate::descriptors::Smoothing::ShiftedCosine { width: 4.0 };
         assert!(TripletFeatures::new(s).is_err());
         let mut s = settings();
         s.smearing = 0.0;
+        assert!(TripletFeatures::new(s).is_err());
+        let mut s = settings();
+        s.center_atom_weight = 1.0;
+        let err = TripletFeatures::new(s).unwrap_err();
+        assert!(err.to_string().contains("center_atom_weight"));
+        let mut s = settings();
+        s.species = None;
+        assert!(TripletFeatures::new(s)
+            .unwrap_err()
+            .to_string()
+            .contains("species"));
+        let mut s = settings();
+        s.species = Some(vec![6, 6]);
         assert!(TripletFeatures::new(s).is_err());
         let t = TripletFeatures::new(settings()).unwrap();
         let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![6, 8], None).unwrap();
