@@ -599,3 +599,26 @@ def test_multiscale_backward_matches_dense_and_finite_differences(periodic: bool
         assert abs(back.cell[0, 0] - fd) < 1e-6 * max(1.0, abs(fd))
     with pytest.raises(ValueError, match="shape"):
         calc.backward(atoms, g[:, :3])
+
+
+def test_lode_power_spectrum_threads_agree_and_bad_input() -> None:
+    atoms = periodic_system(8, seed=7)
+    lode = ff.LodeSphericalExpansion(1, 0.55, 2, 1, 2.0)
+    density = ff.SphericalExpansion(cutoff=3.0, max_radial=1, max_angular=2, smearing=0.3)
+    calc = ff.LodePowerSpectrum(lode, density)
+    g = np.random.default_rng(8).normal(size=calc.compute(atoms).values.shape)
+    before = ff.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            ff.set_num_threads(threads)
+            out.append((calc.compute(atoms).values, calc.backward(atoms, g)[0]))
+    finally:
+        ff.set_num_threads(0 if before is None else before)
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[0][1].positions, out[1][1].positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[0][1].strain, out[1][1].strain, rtol=0, atol=1e-12)
+    g_bad = g.copy()
+    g_bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        calc.backward(atoms, g_bad)
