@@ -515,3 +515,110 @@ def test_lode_power_spectrum_backward_matches_dense_and_finite_differences() -> 
         assert abs(back.strain[al, be] - fd) < 1e-6 * max(1.0, abs(fd)), (al, be)
     with pytest.raises(ValueError, match="shape"):
         calc.backward(atoms, g[:, :3])
+
+
+def _numpy_lambda0(first: np.ndarray, second: np.ndarray, lmax: int, symmetric: bool) -> np.ndarray:
+    # the independent reference: the former numpy contraction, written out with einsum
+    parts = []
+    for s1 in range(first.shape[-3]):
+        for s2 in range(s1 if symmetric else 0, second.shape[-3]):
+            factor = np.sqrt(2.0) if symmetric and s1 != s2 else 1.0
+            for lam in range(lmax + 1):
+                lm = slice(lam * lam, (lam + 1) * (lam + 1))
+                c = factor * (-1) ** lam / np.sqrt(2 * lam + 1)
+                prod = c * np.einsum(
+                    "...mn,...mk->...nk", first[..., s1, lm, :], second[..., s2, lm, :]
+                )
+                parts.append(prod.reshape(prod.shape[:-2] + (-1,)))
+    return np.concatenate(parts, axis=-1)
+
+
+@pytest.mark.parametrize("multiscale", [False, True])
+def test_lode_power_spectrum_values_match_numpy_contraction(multiscale: bool) -> None:
+    atoms = periodic_system(6, seed=4)
+    lode = ff.LodeSphericalExpansion(1, 0.55, 2, 2, 2.0)
+    density = (
+        ff.SphericalExpansion(cutoff=3.0, max_radial=1, max_angular=2, smearing=0.3)
+        if multiscale
+        else None
+    )
+    calc = ff.LodePowerSpectrum(lode, density)
+    res = calc.compute(atoms)
+    v = lode.compute(atoms).values
+    if density is None:
+        expected = _numpy_lambda0(v, v, 2, True)
+    else:
+        desc = density.compute(atoms)
+        species = tuple(sorted({int(s) for s in desc.properties[:, 0]}))
+        rho = np.zeros((len(atoms), len(species), 9, 2))
+        for col, (t, lam, m, n) in enumerate(desc.properties):
+            rho[:, species.index(int(t)), lam * lam + lam + m, n] = desc.values[:, col]
+        expected = _numpy_lambda0(rho, v, 2, False)
+    np.testing.assert_allclose(res.values, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_multiscale_backward_matches_dense_and_finite_differences(periodic: bool) -> None:
+    # |ρ ⊗ V⟩ backward: dL/dr equals the dense positions gradient (checked by finite
+    # differences in test_lode_power_spectrum_gradients_and_invariance) contracted with a
+    # random dL/dfeatures; dL/dε against a finite difference of L under strain
+    atoms = periodic_system(6, seed=5) if periodic else open_system(5)
+    lode = ff.LodeSphericalExpansion(1, 0.55, 2, 1, 2.0)
+    density = ff.SphericalExpansion(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3)
+    calc = ff.LodePowerSpectrum(lode, density)
+    res = calc.compute(atoms, gradients=["positions"])
+    g = np.random.default_rng(6).normal(size=res.values.shape)
+    back = calc.backward(atoms, g)[0]
+    ps = res.positions_samples
+    assert ps is not None
+    dense = np.zeros((len(atoms), 3))
+    np.add.at(dense, ps[:, 2], np.einsum("pxf,pf->px", res.gradients["positions"], g[ps[:, 0]]))
+    np.testing.assert_allclose(back.positions, dense, rtol=1e-10, atol=1e-12)
+    h = 1e-6
+    for al, be in [(0, 0), (0, 1), (2, 1)]:
+        eps = np.zeros((3, 3))
+        eps[al, be] = h
+        vals = []
+        for sign in (1, -1):
+            strained = atoms.copy()
+            strained.positions = atoms.positions @ (np.eye(3) + sign * eps).T
+            if periodic:
+                strained.cell = atoms.cell.array @ (np.eye(3) + sign * eps).T
+            vals.append(np.sum(g * calc.compute(strained).values))
+        fd = (vals[0] - vals[1]) / (2 * h)
+        assert abs(back.strain[al, be] - fd) < 1e-6 * max(1.0, abs(fd)), (al, be)
+    if periodic:
+        assert back.cell is not None
+        # dL/dA at fixed Cartesian positions, by finite differences of one cell entry
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.cell = atoms.cell.array + np.diag([h, 0.0, 0.0])
+        minus.cell = atoms.cell.array - np.diag([h, 0.0, 0.0])
+        fd = (np.sum(g * calc.compute(plus).values) - np.sum(g * calc.compute(minus).values)) / (
+            2 * h
+        )
+        assert abs(back.cell[0, 0] - fd) < 1e-6 * max(1.0, abs(fd))
+    with pytest.raises(ValueError, match="shape"):
+        calc.backward(atoms, g[:, :3])
+
+
+def test_lode_power_spectrum_threads_agree_and_bad_input() -> None:
+    atoms = periodic_system(8, seed=7)
+    lode = ff.LodeSphericalExpansion(1, 0.55, 2, 1, 2.0)
+    density = ff.SphericalExpansion(cutoff=3.0, max_radial=1, max_angular=2, smearing=0.3)
+    calc = ff.LodePowerSpectrum(lode, density)
+    g = np.random.default_rng(8).normal(size=calc.compute(atoms).values.shape)
+    before = ff.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            ff.set_num_threads(threads)
+            out.append((calc.compute(atoms).values, calc.backward(atoms, g)[0]))
+    finally:
+        ff.set_num_threads(0 if before is None else before)
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[0][1].positions, out[1][1].positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[0][1].strain, out[1][1].strain, rtol=0, atol=1e-12)
+    g_bad = g.copy()
+    g_bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        calc.backward(atoms, g_bad)

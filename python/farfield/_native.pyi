@@ -112,6 +112,28 @@ def qeq_batch(
     accuracy: float,
     dense_limit: int,
 ) -> list[dict[str, Any]]: ...
+def lambda0_invariants(
+    first: npt.NDArray[np.float64],
+    second: npt.NDArray[np.float64],
+    n_species_1: int,
+    n_species_2: int,
+    max_angular: int,
+    n_radial_1: int,
+    n_radial_2: int,
+    symmetric: bool,
+) -> npt.NDArray[np.float64]: ...
+def lambda0_invariants_vjp(
+    first: npt.NDArray[np.float64],
+    second: npt.NDArray[np.float64],
+    grad: npt.NDArray[np.float64],
+    n_species_1: int,
+    n_species_2: int,
+    max_angular: int,
+    n_radial_1: int,
+    n_radial_2: int,
+    symmetric: bool,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
 class LodeCalculator:
     def __init__(
         self,

@@ -455,26 +455,56 @@ def _lambda0(
     first: FloatArray, second: FloatArray, lmax: int, symmetric: bool
 ) -> tuple[FloatArray, list[tuple[int, int, int, int, int]]]:
     """λ = 0 products Σ_m (-1)^l/√(2l+1) a[..., s1, lm, n1] b[..., s2, lm, n2] (soap's
-    power-spectrum convention; √2 for s1 < s2 when ``symmetric``). Arrays are
-    (..., species, (lmax+1)², n)."""
-    parts = []
-    labels: list[tuple[int, int, int, int, int]] = []
-    na1, na2 = first.shape[-3], second.shape[-3]
-    for s1 in range(na1):
-        for s2 in range(s1 if symmetric else 0, na2):
-            factor = np.sqrt(2.0) if symmetric and s1 != s2 else 1.0
-            for lam in range(lmax + 1):
-                lm = slice(lam * lam, (lam + 1) * (lam + 1))
-                c = factor * (-1) ** lam / np.sqrt(2 * lam + 1)
-                a, b = first[..., s1, lm, :], second[..., s2, lm, :]
-                prod = c * np.einsum("...mn,...mk->...nk", a, b)
-                parts.append(prod.reshape(prod.shape[:-2] + (-1,)))
-                labels += [
-                    (s1, s2, lam, n1, n2)
-                    for n1 in range(first.shape[-1])
-                    for n2 in range(second.shape[-1])
-                ]
-    return np.concatenate(parts, axis=-1), labels
+    power-spectrum convention; √2 for s1 < s2 when ``symmetric``), computed by the core
+    (``Lambda0Product``). Arrays are (..., species, (lmax+1)², n)."""
+    na1, _, nr1 = first.shape[-3:]
+    na2, _, nr2 = second.shape[-3:]
+    lead = first.shape[:-3]
+    flat = _native.lambda0_invariants(
+        np.ascontiguousarray(first, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(second, dtype=np.float64).reshape(-1),
+        na1,
+        na2,
+        lmax,
+        nr1,
+        nr2,
+        symmetric,
+    )
+    labels = _lambda0_labels(na1, na2, lmax, nr1, nr2, symmetric)
+    return flat.reshape(lead + (len(labels),)), labels
+
+
+def _lambda0_labels(
+    na1: int, na2: int, lmax: int, nr1: int, nr2: int, symmetric: bool
+) -> list[tuple[int, int, int, int, int]]:
+    return [
+        (s1, s2, lam, n1, n2)
+        for s1 in range(na1)
+        for s2 in range(s1 if symmetric else 0, na2)
+        for lam in range(lmax + 1)
+        for n1 in range(nr1)
+        for n2 in range(nr2)
+    ]
+
+
+def _lambda0_vjp(
+    first: FloatArray, second: FloatArray, grad: FloatArray, lmax: int, symmetric: bool
+) -> tuple[FloatArray, FloatArray]:
+    """dL/dfirst, dL/dsecond of :func:`_lambda0` given dL/dinvariants (core VJP)."""
+    na1, _, nr1 = first.shape[-3:]
+    na2, _, nr2 = second.shape[-3:]
+    d1, d2 = _native.lambda0_invariants_vjp(
+        np.ascontiguousarray(first, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(second, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(grad, dtype=np.float64).reshape(-1),
+        na1,
+        na2,
+        lmax,
+        nr1,
+        nr2,
+        symmetric,
+    )
+    return d1.reshape(first.shape), d2.reshape(second.shape)
 
 
 class LodePowerSpectrum:
@@ -559,40 +589,73 @@ class LodePowerSpectrum:
         )
 
     def backward(self, frames: Frames, grad_values: FloatArray) -> list[LodeBackward]:
-        """Vector-Jacobian product of |V ⊗ V⟩ without any dense gradient: dL/dV by the
-        product rule on the λ = 0 contraction, then :meth:`LodeSphericalExpansion.backward`.
+        """Vector-Jacobian product without dense LODE gradients: dL/dV (and dL/dρ) by the
+        core's transpose of the λ = 0 contraction, then :meth:`LodeSphericalExpansion.backward`
+        for the LODE part; for |ρ ⊗ V⟩ the local expansion's (sparse, neighbour-list sized)
+        position and strain gradients are contracted with dL/dρ.
 
         ``grad_values``: dL/dfeatures, shape (n_atoms_total, n_properties) as the values
         of :meth:`compute`. Returns one :class:`LodeBackward` per frame (dL/dpositions,
-        dL/dstrain, dL/dcell). Only for the LODE power spectrum (``density=None``).
+        dL/dstrain, dL/dcell).
         """
-        if self.density is not None:
-            raise ValueError("backward is available for |V ⊗ V⟩ only (density=None)")
         systems = _frames(frames)
         lode = self.lode.compute(systems)
         v = lode.values
         lmax = self.lode.max_angular
-        _, labels = _lambda0(v[:1], v[:1], lmax, True)
-        g = np.asarray(grad_values, dtype=np.float64)
-        if g.shape != (v.shape[0], len(labels)):
-            raise ValueError(
-                f"grad_values must have shape {(v.shape[0], len(labels))}, got {g.shape}"
+        rho_desc: Any = None
+        if self.density is None:
+            first, symmetric = v, True
+            first_species: tuple[int, ...] = lode.species
+        else:
+            periodic = any(s.periodic for s in systems)
+            rho_desc = self.density.compute(
+                systems, gradients=["positions", "strain"] if periodic else ["positions"]
             )
-        nr = v.shape[-1]
-        dv = np.zeros_like(v)
-        col = 0
-        na = v.shape[1]
-        for s1 in range(na):
-            for s2 in range(s1, na):
-                factor = np.sqrt(2.0) if s1 != s2 else 1.0
-                for lam in range(lmax + 1):
-                    lm = slice(lam * lam, (lam + 1) * (lam + 1))
-                    c = factor * (-1) ** lam / np.sqrt(2 * lam + 1)
-                    blk = g[:, col : col + nr * nr].reshape(-1, nr, nr)
-                    col += nr * nr
-                    dv[:, s1, lm, :] += c * np.einsum("iab,imb->ima", blk, v[:, s2, lm, :])
-                    dv[:, s2, lm, :] += c * np.einsum("iab,ima->imb", blk, v[:, s1, lm, :])
-        return self.lode.backward(systems, dv)
+            first_species = tuple(sorted({int(s) for s in rho_desc.properties[:, 0]}))
+            first, symmetric = self._dense_density(rho_desc, first_species, lmax), False
+        nf = len(
+            _lambda0_labels(
+                first.shape[1], v.shape[1], lmax, first.shape[-1], v.shape[-1], symmetric
+            )
+        )
+        g = np.asarray(grad_values, dtype=np.float64)
+        if g.shape != (v.shape[0], nf):
+            raise ValueError(f"grad_values must have shape {(v.shape[0], nf)}, got {g.shape}")
+        d1, d2 = _lambda0_vjp(first, v, g, lmax, symmetric)
+        if self.density is None:
+            return self.lode.backward(systems, d1 + d2)
+        results = self.lode.backward(systems, d2)
+        # dL/dρ in the local descriptor's property layout, then through its gradients
+        props = rho_desc.properties
+        cols = (
+            np.array([first_species.index(int(t)) for t in props[:, 0]]),
+            props[:, 1] * props[:, 1] + props[:, 1] + props[:, 2],
+            props[:, 3],
+        )
+        grho = d1[:, cols[0], cols[1], cols[2]]  # (n_samples, n_properties)
+        ps = rho_desc.positions_samples
+        contrib = np.einsum("rxf,rf->rx", rho_desc.gradients["positions"], grho[ps[:, 0]])
+        out = []
+        for frame, (system, back) in enumerate(zip(systems, results, strict=True)):
+            lo, hi = lode.frame_offsets[frame], lode.frame_offsets[frame + 1]
+            drho_pos = np.zeros_like(back.positions)
+            rows = ps[:, 1] == frame
+            np.add.at(drho_pos, ps[rows, 2], contrib[rows])
+            dpos = back.positions + drho_pos
+            if system.cell is not None:
+                # the local descriptor stores ∂/∂ε with ε acting on row vectors (r' = r(1+ε)),
+                # the LODE backward with ε on column vectors (r' = (1+ε)r): transpose
+                dstrain = back.strain + np.einsum(
+                    "sbaf,sf->ab", rho_desc.gradients["strain"][lo:hi], grho[lo:hi]
+                )
+            else:  # open: a strain only moves the atoms
+                dstrain = back.strain + drho_pos.T @ system.positions
+            cell = None
+            if system.cell is not None:
+                m = dstrain - dpos.T @ system.positions
+                cell = np.linalg.inv(system.cell).T @ m.T
+            out.append(LodeBackward(positions=dpos, strain=dstrain, cell=cell))
+        return out
 
     @staticmethod
     def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:

@@ -1,6 +1,7 @@
 //! Bindings of the lode engine: convert, release the GIL, call `farfield::lode`, map errors.
 use crate::convert::SystemArrays;
 use crate::{errors, threads};
+use farfield::descriptors::Lambda0Product;
 use farfield::lode::{BasisKind, GradientRequest, LodeExpansion, LodeParameters, Method};
 use farfield::Error;
 use numpy::{PyArray1, PyReadonlyArray1};
@@ -163,8 +164,86 @@ impl LodeCalculator {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn product(
+    n_species_1: usize,
+    n_species_2: usize,
+    max_angular: usize,
+    n_radial_1: usize,
+    n_radial_2: usize,
+    symmetric: bool,
+) -> Lambda0Product {
+    Lambda0Product {
+        n_species_1,
+        n_species_2,
+        max_angular,
+        n_radial_1,
+        n_radial_2,
+        symmetric,
+    }
+}
+
+/// λ = 0 invariants of two dense per-atom expansions (flat arrays) →
+/// flat (n_atoms × n_features); see `farfield::descriptors::Lambda0Product`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn lambda0_invariants<'py>(
+    py: Python<'py>,
+    first: PyReadonlyArray1<'py, f64>,
+    second: PyReadonlyArray1<'py, f64>,
+    n_species_1: usize,
+    n_species_2: usize,
+    max_angular: usize,
+    n_radial_1: usize,
+    n_radial_2: usize,
+    symmetric: bool,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let p = product(
+        n_species_1,
+        n_species_2,
+        max_angular,
+        n_radial_1,
+        n_radial_2,
+        symmetric,
+    );
+    let (a, b) = (first.as_slice()?, second.as_slice()?);
+    let out = py.detach(|| threads::install(|| errors::guarded(|| p.compute(a, b))))?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// Vector-Jacobian product of [`lambda0_invariants`]: dL/dinvariants (flat) →
+/// (dL/dfirst, dL/dsecond) flat.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn lambda0_invariants_vjp<'py>(
+    py: Python<'py>,
+    first: PyReadonlyArray1<'py, f64>,
+    second: PyReadonlyArray1<'py, f64>,
+    grad: PyReadonlyArray1<'py, f64>,
+    n_species_1: usize,
+    n_species_2: usize,
+    max_angular: usize,
+    n_radial_1: usize,
+    n_radial_2: usize,
+    symmetric: bool,
+) -> PyResult<ArrayPair<'py>> {
+    let p = product(
+        n_species_1,
+        n_species_2,
+        max_angular,
+        n_radial_1,
+        n_radial_2,
+        symmetric,
+    );
+    let (a, b, g) = (first.as_slice()?, second.as_slice()?, grad.as_slice()?);
+    let (d1, d2) = py.detach(|| threads::install(|| errors::guarded(|| p.vjp(a, b, g))))?;
+    Ok((PyArray1::from_vec(py, d1), PyArray1::from_vec(py, d2)))
+}
+
 /// Adds this engine's functions and classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LodeCalculator>()?;
+    m.add_function(wrap_pyfunction!(lambda0_invariants, m)?)?;
+    m.add_function(wrap_pyfunction!(lambda0_invariants_vjp, m)?)?;
     Ok(())
 }

@@ -20,6 +20,6 @@ pub mod result;
 pub mod spherical_expansion;
 pub mod triplets;
 
-pub use power_spectrum::PowerSpectrum;
+pub use power_spectrum::{Lambda0Product, PowerSpectrum};
 pub use result::{Descriptor, GradientRequest, PositionGradients};
 pub use spherical_expansion::{ExpansionParameters, Smoothing, SphericalExpansion};

@@ -8,8 +8,9 @@ use super::spherical_expansion::{
     add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, ExpansionParameters,
     SphericalExpansion,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::system::System;
+use rayon::prelude::*;
 
 /// SOAP power spectrum calculator.
 #[derive(Debug, Clone)]
@@ -162,9 +163,7 @@ impl PowerSpectrum {
         let npairs = nsp * (nsp + 1) / 2;
         let nf = npairs * block;
         let sqrt2 = std::f64::consts::SQRT_2;
-        let norms: Vec<f64> = (0..=lmax)
-            .map(|l| if l % 2 == 0 { 1.0 } else { -1.0 } / ((2 * l + 1) as f64).sqrt())
-            .collect();
+        let norms: Vec<f64> = (0..=lmax).map(lambda0_norm).collect();
         let pairs: Vec<(usize, usize)> = (0..nsp)
             .flat_map(|a| (a..nsp).map(move |b| (a, b)))
             .collect();
@@ -328,7 +327,376 @@ fn contract_any(x: &[f64], y: &[f64], out: &mut [f64], scale: f64, norms: &[f64]
     }
 }
 
+/// `(−1)^l / √(2l+1)`, the λ = 0 Clebsch–Gordan factor (featomic's convention).
+fn lambda0_norm(l: usize) -> f64 {
+    (if l % 2 == 0 { 1.0 } else { -1.0 }) / ((2 * l + 1) as f64).sqrt()
+}
+
+/// Adds `scale (−1)^l/√(2l+1) Σ_m x_{lm,n1} y_{lm,n2}` into `out[l][n1][n2]` for one pair of
+/// species channels; `x` is `(lmax+1)² × nr1`, `y` is `(lmax+1)² × nr2`, `out` is
+/// `(lmax+1) × nr1 × nr2` (all row-major).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn contract_lambda0(
+    x: &[f64],
+    y: &[f64],
+    lmax: usize,
+    nr1: usize,
+    nr2: usize,
+    scale: f64,
+    out: &mut [f64],
+) {
+    let norms: Vec<f64> = (0..=lmax).map(lambda0_norm).collect();
+    if nr1 == nr2 {
+        // the SOAP power spectrum's contraction (compile-time radial size)
+        contract_blocks(x, y, out, scale, &norms, nr1);
+        return;
+    }
+    for (l, &norm) in norms.iter().enumerate() {
+        let o = &mut out[l * nr1 * nr2..(l + 1) * nr1 * nr2];
+        let f = norm * scale;
+        for lm in l * l..(l + 1) * (l + 1) {
+            let xr = &x[lm * nr1..(lm + 1) * nr1];
+            let yr = &y[lm * nr2..(lm + 1) * nr2];
+            for (n1, row) in o.chunks_exact_mut(nr2).enumerate() {
+                let xv = f * xr[n1];
+                for (r, yv) in row.iter_mut().zip(yr) {
+                    *r += xv * yv;
+                }
+            }
+        }
+    }
+}
+
+/// Transpose of [`contract_lambda0`]: given `g = dL/dout` for one species pair, adds
+/// `dL/dx` into `dx` and `dL/dy` into `dy`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn contract_lambda0_vjp(
+    x: &[f64],
+    y: &[f64],
+    g: &[f64],
+    lmax: usize,
+    nr1: usize,
+    nr2: usize,
+    scale: f64,
+    dx: &mut [f64],
+    dy: &mut [f64],
+) {
+    for l in 0..=lmax {
+        let gb = &g[l * nr1 * nr2..(l + 1) * nr1 * nr2];
+        let f = lambda0_norm(l) * scale;
+        for lm in l * l..(l + 1) * (l + 1) {
+            let xr = &x[lm * nr1..(lm + 1) * nr1];
+            let yr = &y[lm * nr2..(lm + 1) * nr2];
+            for n1 in 0..nr1 {
+                let row = &gb[n1 * nr2..(n1 + 1) * nr2];
+                let mut acc = 0.0;
+                for n2 in 0..nr2 {
+                    acc += row[n2] * yr[n2];
+                    dy[lm * nr2 + n2] += f * row[n2] * xr[n1];
+                }
+                dx[lm * nr1 + n1] += f * acc;
+            }
+        }
+    }
+}
+
+/// λ = 0 invariants of two (possibly different) per-atom expansions, e.g. the LODE power
+/// spectrum |V ⊗ V⟩ or the multi-scale |ρ ⊗ V⟩ (science.md §2.1 item 4), in the same
+/// convention as [`PowerSpectrum`].
+///
+/// Inputs are dense per atom: `first` is `n_atoms × n_species_1 × (lmax+1)² × n_radial_1`,
+/// `second` is `n_atoms × n_species_2 × (lmax+1)² × n_radial_2`. Output features are ordered
+/// `(s1, s2, l, n1, n2)`. With `symmetric` (both inputs hold the same expansion) only the
+/// species pairs `s1 ≤ s2` are kept, with `√2` for `s1 ≠ s2` (exactly [`PowerSpectrum`]);
+/// otherwise every `(s1, s2)` with factor 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lambda0Product {
+    /// species channels of the first expansion
+    pub n_species_1: usize,
+    /// species channels of the second expansion
+    pub n_species_2: usize,
+    /// shared largest l
+    pub max_angular: usize,
+    /// radial functions of the first expansion
+    pub n_radial_1: usize,
+    /// radial functions of the second expansion
+    pub n_radial_2: usize,
+    /// both inputs are one expansion: species pairs s1 ≤ s2, √2 across species
+    pub symmetric: bool,
+}
+
+impl Lambda0Product {
+    /// Species pairs in output order with their factor.
+    pub fn pairs(&self) -> Vec<(usize, usize, f64)> {
+        let mut out = Vec::new();
+        for a in 0..self.n_species_1 {
+            let start = if self.symmetric { a } else { 0 };
+            for b in start..self.n_species_2 {
+                let s = if self.symmetric && a != b {
+                    std::f64::consts::SQRT_2
+                } else {
+                    1.0
+                };
+                out.push((a, b, s));
+            }
+        }
+        out
+    }
+
+    fn block(&self) -> usize {
+        (self.max_angular + 1) * self.n_radial_1 * self.n_radial_2
+    }
+
+    fn sizes(&self) -> (usize, usize) {
+        let nlm = (self.max_angular + 1) * (self.max_angular + 1);
+        (
+            self.n_species_1 * nlm * self.n_radial_1,
+            self.n_species_2 * nlm * self.n_radial_2,
+        )
+    }
+
+    /// Number of invariants per atom.
+    pub fn n_features(&self) -> usize {
+        self.pairs().len() * self.block()
+    }
+
+    fn check(&self, first: &[f64], second: &[f64]) -> Result<usize> {
+        if self.n_radial_1 == 0 || self.n_radial_2 == 0 {
+            return Err(Error::parameter("n_radial", "must be at least 1"));
+        }
+        if self.symmetric
+            && (self.n_species_1 != self.n_species_2 || self.n_radial_1 != self.n_radial_2)
+        {
+            return Err(Error::parameter(
+                "symmetric",
+                "a symmetric product needs two expansions of the same shape",
+            ));
+        }
+        let (s1, s2) = self.sizes();
+        if s1 == 0 || s2 == 0 || first.len() % s1 != 0 || second.len() % s2 != 0 {
+            return Err(Error::parameter(
+                "first/second",
+                format!(
+                    "lengths {} and {} are not multiples of the per-atom sizes {s1} and {s2}",
+                    first.len(),
+                    second.len()
+                ),
+            ));
+        }
+        let n = first.len() / s1;
+        if second.len() / s2 != n {
+            return Err(Error::parameter(
+                "first/second",
+                format!(
+                    "{n} atoms in the first expansion, {} in the second",
+                    second.len() / s2
+                ),
+            ));
+        }
+        if first.iter().chain(second).any(|v| !v.is_finite()) {
+            return Err(Error::parameter(
+                "first/second",
+                "contains NaN or infinite values",
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The invariants, `n_atoms × n_features` row-major (parallel over atoms).
+    pub fn compute(&self, first: &[f64], second: &[f64]) -> Result<Vec<f64>> {
+        let n = self.check(first, second)?;
+        let (s1, s2) = self.sizes();
+        let nlm = (self.max_angular + 1) * (self.max_angular + 1);
+        let (c1, c2) = (nlm * self.n_radial_1, nlm * self.n_radial_2);
+        let nf = self.n_features();
+        let block = self.block();
+        let pairs = self.pairs();
+        let mut out = vec![0.0; n * nf];
+        if nf == 0 {
+            return Ok(out);
+        }
+        out.par_chunks_mut(nf).enumerate().for_each(|(i, row)| {
+            let x = &first[i * s1..(i + 1) * s1];
+            let y = &second[i * s2..(i + 1) * s2];
+            for (p, &(a, b, s)) in pairs.iter().enumerate() {
+                contract_lambda0(
+                    &x[a * c1..(a + 1) * c1],
+                    &y[b * c2..(b + 1) * c2],
+                    self.max_angular,
+                    self.n_radial_1,
+                    self.n_radial_2,
+                    s,
+                    &mut row[p * block..(p + 1) * block],
+                );
+            }
+        });
+        Ok(out)
+    }
+
+    /// Vector-Jacobian product: `grad` = dL/dinvariants (`n_atoms × n_features`) →
+    /// (dL/dfirst, dL/dsecond) in the input layouts. For a symmetric product (one expansion
+    /// fed twice) the gradient with respect to that expansion is the sum of the two.
+    pub fn vjp(&self, first: &[f64], second: &[f64], grad: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let n = self.check(first, second)?;
+        let nf = self.n_features();
+        if grad.len() != n * nf {
+            return Err(Error::parameter(
+                "grad",
+                format!(
+                    "expected {} values ({n} atoms × {nf} features), got {}",
+                    n * nf,
+                    grad.len()
+                ),
+            ));
+        }
+        if grad.iter().any(|v| !v.is_finite()) {
+            return Err(Error::parameter("grad", "contains NaN or infinite values"));
+        }
+        let (s1, s2) = self.sizes();
+        let nlm = (self.max_angular + 1) * (self.max_angular + 1);
+        let (c1, c2) = (nlm * self.n_radial_1, nlm * self.n_radial_2);
+        let block = self.block();
+        let pairs = self.pairs();
+        let mut d1 = vec![0.0; first.len()];
+        let mut d2 = vec![0.0; second.len()];
+        if n == 0 {
+            return Ok((d1, d2));
+        }
+        d1.par_chunks_mut(s1)
+            .zip(d2.par_chunks_mut(s2))
+            .enumerate()
+            .for_each(|(i, (dx, dy))| {
+                let x = &first[i * s1..(i + 1) * s1];
+                let y = &second[i * s2..(i + 1) * s2];
+                let g = &grad[i * nf..(i + 1) * nf];
+                for (p, &(a, b, s)) in pairs.iter().enumerate() {
+                    contract_lambda0_vjp(
+                        &x[a * c1..(a + 1) * c1],
+                        &y[b * c2..(b + 1) * c2],
+                        &g[p * block..(p + 1) * block],
+                        self.max_angular,
+                        self.n_radial_1,
+                        self.n_radial_2,
+                        s,
+                        &mut dx[a * c1..(a + 1) * c1],
+                        &mut dy[b * c2..(b + 1) * c2],
+                    );
+                }
+            });
+        Ok((d1, d2))
+    }
+}
+
 fn reset(v: &mut Vec<f64>, len: usize) {
     v.clear();
     v.resize(len, 0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptors::cg_product::cg_product;
+    use crate::math::clebsch_gordan::ClebschGordan;
+
+    fn data(len: usize, w: f64) -> Vec<f64> {
+        (0..len).map(|k| (k as f64 * w + 0.3).sin()).collect()
+    }
+
+    #[test]
+    fn lambda0_product_matches_clebsch_gordan_coupling() {
+        // independent check: the λ = 0 block of the general CG product
+        let (lmax, nr1, nr2, ns1, ns2, n) = (2, 2, 3, 2, 3, 3);
+        let nlm = (lmax + 1) * (lmax + 1);
+        let first = data(n * ns1 * nlm * nr1, 0.37);
+        let second = data(n * ns2 * nlm * nr2, 0.71);
+        let prod = Lambda0Product {
+            n_species_1: ns1,
+            n_species_2: ns2,
+            max_angular: lmax,
+            n_radial_1: nr1,
+            n_radial_2: nr2,
+            symmetric: false,
+        };
+        let out = prod.compute(&first, &second).unwrap();
+        let nf = prod.n_features();
+        assert_eq!(nf, ns1 * ns2 * (lmax + 1) * nr1 * nr2);
+        let cg = ClebschGordan::new(lmax);
+        for i in 0..n {
+            for a in 0..ns1 {
+                for b in 0..ns2 {
+                    let x = &first[(i * ns1 + a) * nlm * nr1..(i * ns1 + a + 1) * nlm * nr1];
+                    let y = &second[(i * ns2 + b) * nlm * nr2..(i * ns2 + b + 1) * nlm * nr2];
+                    for blk in cg_product(&cg, x, lmax, nr1, y, lmax, nr2, 0) {
+                        let l = blk.l1;
+                        for k in 0..nr1 * nr2 {
+                            let col = ((a * ns2 + b) * (lmax + 1) + l) * nr1 * nr2 + k;
+                            assert!((out[i * nf + col] - blk.values[k]).abs() < 1e-13);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lambda0_vjp_matches_finite_differences() {
+        for symmetric in [false, true] {
+            let (lmax, ns, n) = (2, 2, 2);
+            let (nr1, nr2) = if symmetric { (2, 2) } else { (2, 3) };
+            let nlm = (lmax + 1) * (lmax + 1);
+            let first = data(n * ns * nlm * nr1, 0.37);
+            let second = data(n * ns * nlm * nr2, 0.71);
+            let prod = Lambda0Product {
+                n_species_1: ns,
+                n_species_2: ns,
+                max_angular: lmax,
+                n_radial_1: nr1,
+                n_radial_2: nr2,
+                symmetric,
+            };
+            let out = prod.compute(&first, &second).unwrap();
+            let w = data(out.len(), 1.13);
+            let loss = |f: &[f64], s: &[f64]| -> f64 {
+                let o = prod.compute(f, s).unwrap();
+                o.iter().zip(&w).map(|(a, b)| a * b).sum()
+            };
+            let (d1, d2) = prod.vjp(&first, &second, &w).unwrap();
+            let h = 1e-6;
+            for k in 0..first.len() {
+                let (mut p, mut m) = (first.clone(), first.clone());
+                p[k] += h;
+                m[k] -= h;
+                let fd = (loss(&p, &second) - loss(&m, &second)) / (2.0 * h);
+                assert!((fd - d1[k]).abs() < 1e-7, "first {k}: {fd} vs {}", d1[k]);
+            }
+            for k in 0..second.len() {
+                let (mut p, mut m) = (second.clone(), second.clone());
+                p[k] += h;
+                m[k] -= h;
+                let fd = (loss(&first, &p) - loss(&first, &m)) / (2.0 * h);
+                assert!((fd - d2[k]).abs() < 1e-7, "second {k}: {fd} vs {}", d2[k]);
+            }
+        }
+    }
+
+    #[test]
+    fn lambda0_product_rejects_bad_shapes() {
+        let prod = Lambda0Product {
+            n_species_1: 1,
+            n_species_2: 1,
+            max_angular: 1,
+            n_radial_1: 2,
+            n_radial_2: 3,
+            symmetric: true,
+        };
+        assert!(prod.compute(&[0.0; 8], &[0.0; 12]).is_err());
+        let prod = Lambda0Product {
+            symmetric: false,
+            ..prod
+        };
+        assert!(prod.compute(&[0.0; 8], &[0.0; 12]).is_ok());
+        assert!(prod.compute(&[0.0; 8], &[0.0; 24]).is_err());
+        assert!(prod.compute(&[f64::NAN; 8], &[0.0; 12]).is_err());
+        assert!(prod.vjp(&[0.0; 8], &[0.0; 12], &[0.0; 5]).is_err());
+    }
 }
