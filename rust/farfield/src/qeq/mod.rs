@@ -38,6 +38,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod operator;
+pub mod precond;
 pub mod solve;
 
 use rayon::prelude::*;
@@ -47,7 +48,7 @@ use crate::math::linalg::{inverse3, Mat3, Vec3};
 use crate::system::System;
 
 pub use operator::{pme_parameters_for, EwaldSettings, Operator};
-pub use solve::Constraints;
+pub use solve::{Constraints, Preconditioner};
 
 /// Which linear solver to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,21 @@ pub struct QEqOptions {
     pub dense_limit: usize,
     /// How the k-space part of periodic products and gradients is evaluated.
     pub kspace: KSpace,
+    /// Preconditioner of the conjugate gradient.
+    pub preconditioner: PreconditionerKind,
+}
+
+/// Preconditioner of the conjugate-gradient solver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PreconditionerKind {
+    /// Fourier for periodic systems, Jacobi for open ones.
+    #[default]
+    Auto,
+    /// Diagonal (Jacobi): iterations grow with the box side.
+    Jacobi,
+    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (Jacobi for
+    /// open ones): iterations independent of N.
+    Fourier,
 }
 
 /// k-space method of the periodic QEq operator (products, energy, forces, stress).
@@ -108,6 +124,7 @@ impl Default for QEqOptions {
             accuracy: 1e-10,
             dense_limit: 1500,
             kspace: KSpace::Auto,
+            preconditioner: PreconditionerKind::Auto,
         }
     }
 }
@@ -136,6 +153,8 @@ pub struct QEqProblem {
 pub struct SolverStats {
     /// "dense" or "cg".
     pub solver: &'static str,
+    /// "cholesky" (dense), "jacobi" or "fourier" (CG).
+    pub preconditioner: &'static str,
     /// CG iterations (0 for dense).
     pub iterations: usize,
     /// RMS of (Aq + χ)_i − μ_f at the solution.
@@ -316,19 +335,27 @@ fn make_operator<'a>(
     if let (true, Some(s)) = (pme, settings) {
         // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
         let target = options.tolerance.min(options.accuracy).max(1e-14);
-        op.use_pme(operator::pme_parameters_for(
-            system, s.eta, s.cutoff, target,
-        )?)?;
+        let pp = operator::pme_parameters_for(system, s.eta, s.cutoff, target)?;
+        if std::env::var("FARFIELD_QEQ_PROFILE").is_ok() {
+            eprintln!("qeq pme {pp:?} settings {s:?}");
+        }
+        op.use_pme(pp)?;
     }
     Ok(op)
 }
 
 enum Prepared {
     Dense(solve::DenseFactor),
-    Iterative(Vec<f64>),
+    Iterative(Preconditioner, Preconditioner),
 }
 
-fn prepare(op: &Operator<'_>, options: &QEqOptions, cons: &Constraints) -> Result<Prepared> {
+fn prepare(
+    system: &System,
+    problem: &QEqProblem,
+    op: &Operator<'_>,
+    options: &QEqOptions,
+    cons: &Constraints,
+) -> Result<Prepared> {
     let n = op.len();
     let dense = match options.solver {
         Solver::Dense => true,
@@ -349,7 +376,23 @@ fn prepare(op: &Operator<'_>, options: &QEqOptions, cons: &Constraints) -> Resul
                 format!("the QEq matrix has a non-positive diagonal at atom {i}"),
             ));
         }
-        Ok(Prepared::Iterative(diag))
+        let inv: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
+        let fourier = match (options.preconditioner, system.cell()) {
+            (PreconditionerKind::Jacobi, _) | (_, None) => None,
+            (_, Some(cell)) if cons.len() <= 64 => {
+                let d = (cell.volume() / n.max(1) as f64).cbrt();
+                let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
+                let eta_p = d.max(1.5 * std::f64::consts::SQRT_2 * max_sigma);
+                precond::FourierPreconditioner::new(system, &diag, options.prefactor, eta_p)
+            }
+            _ => None,
+        };
+        let jacobi = Preconditioner::Jacobi(inv.clone());
+        let primary = match fourier {
+            Some(f) => Preconditioner::Fourier(f),
+            None => Preconditioner::Jacobi(inv),
+        };
+        Ok(Prepared::Iterative(primary, jacobi))
     }
 }
 
@@ -364,10 +407,10 @@ fn solve_with(
 ) -> Result<(Vec<f64>, usize)> {
     match prepared {
         Prepared::Dense(f) => Ok((f.solve(chi, cons, target).0, 0)),
-        Prepared::Iterative(diag) => {
-            let s = solve::pcg(
+        Prepared::Iterative(primary, jacobi) => {
+            let mut s = solve::pcg(
                 op,
-                diag,
+                primary,
                 chi,
                 cons,
                 target,
@@ -375,6 +418,21 @@ fn solve_with(
                 options.tolerance,
                 options.max_iterations,
             );
+            if s.breakdown {
+                // the Fourier preconditioner lost definiteness: continue with Jacobi
+                let used = s.iterations;
+                s = solve::pcg(
+                    op,
+                    jacobi,
+                    chi,
+                    cons,
+                    target,
+                    Some(&s.q),
+                    options.tolerance,
+                    options.max_iterations.saturating_sub(used),
+                );
+                s.iterations += used;
+            }
             if !s.converged {
                 return Err(Error::NotConverged(format!(
                     "QEq conjugate gradient: residual {:.3e} after {} iterations (tolerance {:.3e})",
@@ -389,8 +447,11 @@ fn solve_with(
 /// Solves one QEq problem: charges, chemical potential, energy, forces and (periodic) stress.
 pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
     let cons = validate(system, problem, options)?;
+    let t0 = std::time::Instant::now();
     let op = make_operator(system, problem, options)?;
-    let prepared = prepare(&op, options, &cons)?;
+    let t1 = t0.elapsed().as_secs_f64();
+    let prepared = prepare(system, problem, &op, options, &cons)?;
+    let t2 = t0.elapsed().as_secs_f64();
     let chi = &problem.electronegativity;
     let (q, iterations) = solve_with(
         &prepared,
@@ -401,7 +462,16 @@ pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resul
         problem.initial_charges.as_deref(),
         options,
     )?;
-    finish(system, &op, chi, &cons, q, iterations, &prepared)
+    let t3 = t0.elapsed().as_secs_f64();
+    let ta = std::time::Instant::now();
+    let _ = op.apply(&q);
+    let t5 = ta.elapsed().as_secs_f64();
+    let r = finish(system, &op, chi, &cons, q, iterations, &prepared);
+    let t4 = t0.elapsed().as_secs_f64();
+    if std::env::var("FARFIELD_QEQ_PROFILE").is_ok() {
+        eprintln!("qeq profile: operator {t1:.3} prepare {:.3} solve {:.3} finish {:.3} one apply {t5:.4}", t2 - t1, t3 - t2, t4 - t3 - t5);
+    }
+    r
 }
 
 fn finish(
@@ -449,7 +519,12 @@ fn finish(
         stats: SolverStats {
             solver: match prepared {
                 Prepared::Dense(_) => "dense",
-                Prepared::Iterative(_) => "cg",
+                Prepared::Iterative(..) => "cg",
+            },
+            preconditioner: match prepared {
+                Prepared::Dense(_) => "cholesky",
+                Prepared::Iterative(Preconditioner::Fourier(_), _) => "fourier",
+                Prepared::Iterative(..) => "jacobi",
             },
             iterations,
             residual,
@@ -476,7 +551,7 @@ pub fn qeq_vjp(
     check_finite("grad_charges", grad_charges)?;
     check_finite("grad_energy", &[grad_energy])?;
     let op = make_operator(system, problem, options)?;
-    let prepared = prepare(&op, options, &cons)?;
+    let prepared = prepare(system, problem, &op, options, &cons)?;
     let chi = &problem.electronegativity;
     let (q, iterations) = solve_with(
         &prepared,
