@@ -90,6 +90,8 @@ def qeq(
     ewald_sigma: float | None,
     accuracy: float,
     dense_limit: int,
+    kspace: str,
+    preconditioner: str,
     grad_charges: _F | None = None,
     grad_energy: float = 0.0,
 ) -> Any: ...
@@ -99,6 +101,9 @@ def qeq_batch(
     hardness: list[_F],
     sigma: list[_F],
     total_charge: list[float],
+    fragments: list[list[int] | None],
+    fragment_charges: list[list[float] | None],
+    initial_charges: list[_F | None],
     solver: str,
     tolerance: float,
     max_iterations: int,
@@ -106,7 +111,11 @@ def qeq_batch(
     ewald_sigma: float | None,
     accuracy: float,
     dense_limit: int,
-) -> list[dict[str, Any]]: ...
+    kspace: str,
+    preconditioner: str,
+    grad_charges: list[_F] | None = None,
+    grad_energy: list[float] | None = None,
+) -> list[Any]: ...
 class LodeCalculator:
     def __init__(
         self,

@@ -101,12 +101,14 @@ pub enum PreconditionerKind {
 /// k-space method of the periodic QEq operator (products, energy, forces, stress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KSpace {
-    /// PME above [`PME_MIN_ATOMS`] atoms when the CG solver is used, explicit Ewald otherwise.
+    /// PME above [`PME_MIN_ATOMS`] atoms when the CG solver is used, explicit Ewald otherwise
+    /// (the dense solver always builds its matrix with the explicit Ewald sum).
     #[default]
     Auto,
     /// Explicit Ewald sum over k-vectors (O(N·N_k) per product).
     Ewald,
-    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy.
+    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy (CG only;
+    /// O(N) memory: no k-vector or phase tables are stored).
     Pme,
 }
 
@@ -165,6 +167,10 @@ pub struct SolverStats {
     pub cutoff: Option<f64>,
     /// Number of k-vectors (half space; 0 for open systems).
     pub n_kvectors: usize,
+    /// The convergence threshold asked for (the CG stops when `residual` is below it).
+    pub tolerance: f64,
+    /// k-space method of the periodic operator: "ewald", "pme" or "none" (open system).
+    pub kspace: &'static str,
 }
 
 /// Result of a QEq solve.
@@ -178,12 +184,23 @@ pub struct QEqResult {
     pub energy: f64,
     /// −dE/dr_i at fixed χ.
     pub forces: Vec<Vec3>,
-    /// ∂E/∂ε (periodic only).
+    /// W = ∂E/∂ε, the derivative with respect to a homogeneous strain of positions and cell
+    /// (periodic only). The stress is W / V (see [`QEqResult::stress`]).
     pub virial: Option<Mat3>,
-    /// virial / V (periodic only; ASE sign convention).
-    pub stress: Option<Mat3>,
+    /// Cell volume V (periodic only).
+    pub volume: Option<f64>,
     /// Solver statistics.
     pub stats: SolverStats,
+}
+
+impl QEqResult {
+    /// Stress σ = (1/V) ∂E/∂ε = virial / V (ASE convention, periodic only).
+    pub fn stress(&self) -> Option<Mat3> {
+        match (self.virial, self.volume) {
+            (Some(w), Some(v)) => Some(w.map(|row| row.map(|x| x / v))),
+            _ => None,
+        }
+    }
 }
 
 /// Vector–Jacobian products of a QEq solve.
@@ -296,52 +313,71 @@ fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resu
     Ok(cons)
 }
 
+fn uses_dense(n: usize, options: &QEqOptions) -> bool {
+    match options.solver {
+        Solver::Dense => true,
+        Solver::ConjugateGradient => false,
+        Solver::Auto => n <= options.dense_limit,
+    }
+}
+
 fn make_operator<'a>(
     system: &'a System,
     problem: &'a QEqProblem,
     options: &QEqOptions,
 ) -> Result<Operator<'a>> {
     let n = system.len();
-    let dense = match options.solver {
-        Solver::Dense => true,
-        Solver::ConjugateGradient => false,
-        Solver::Auto => n <= options.dense_limit,
-    };
+    let dense = uses_dense(n, options);
+    // the dense solver always builds the matrix with the explicit Ewald sum
     let pme = system.cell().is_some()
+        && !dense
         && match options.kspace {
             KSpace::Ewald => false,
             KSpace::Pme => true,
-            KSpace::Auto => !dense && n > PME_MIN_ATOMS,
+            KSpace::Auto => n > PME_MIN_ATOMS,
         };
     let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
     let settings = system.cell().map(|cell| {
         // with PME the mesh is cheap: a narrower η than the Ewald balance (η ≈ 0.8 (V/N)^{1/3})
         // keeps the stored real-space pairs few
+        // and within operator::PAIRS_PER_ATOM real-space pairs per atom
         let eta = options.ewald_sigma.or_else(|| {
             pme.then(|| {
                 let d = (cell.volume() / n.max(1) as f64).cbrt();
-                (0.8 * d).max(std::f64::consts::SQRT_2 * max_sigma)
+                let x = (-2.0 * options.accuracy.ln()).sqrt();
+                let budget = (operator::PAIRS_PER_ATOM as f64 * cell.volume()
+                    / (n.max(1) as f64 * 4.0 / 3.0 * std::f64::consts::PI))
+                    .cbrt()
+                    / x;
+                (0.8 * d)
+                    .min(budget)
+                    .max(std::f64::consts::SQRT_2 * max_sigma)
             })
         });
         EwaldSettings::for_accuracy(system, max_sigma, eta, options.accuracy)
     });
-    let mut op = Operator::new(
-        system,
-        &problem.sigma,
-        &problem.hardness,
-        options.prefactor,
-        settings,
-    )?;
-    if let (true, Some(s)) = (pme, settings) {
-        // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
-        let target = options.tolerance.min(options.accuracy).max(1e-14);
-        let pp = operator::pme_parameters_for(system, s.eta, s.cutoff, target)?;
-        if std::env::var("FARFIELD_QEQ_PROFILE").is_ok() {
-            eprintln!("qeq pme {pp:?} settings {s:?}");
+    match (pme, settings) {
+        (true, Some(s)) => {
+            // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
+            let target = options.tolerance.min(options.accuracy).max(1e-14);
+            let pp = operator::pme_parameters_for(system, s.eta, s.cutoff, target)?;
+            Operator::with_pme(
+                system,
+                &problem.sigma,
+                &problem.hardness,
+                options.prefactor,
+                s,
+                pp,
+            )
         }
-        op.use_pme(pp)?;
+        _ => Operator::new(
+            system,
+            &problem.sigma,
+            &problem.hardness,
+            options.prefactor,
+            settings,
+        ),
     }
-    Ok(op)
 }
 
 enum Prepared {
@@ -357,12 +393,7 @@ fn prepare(
     cons: &Constraints,
 ) -> Result<Prepared> {
     let n = op.len();
-    let dense = match options.solver {
-        Solver::Dense => true,
-        Solver::ConjugateGradient => false,
-        Solver::Auto => n <= options.dense_limit,
-    };
-    if dense {
+    if uses_dense(n, options) {
         Ok(Prepared::Dense(solve::DenseFactor::new(
             op.dense(),
             n,
@@ -447,11 +478,8 @@ fn solve_with(
 /// Solves one QEq problem: charges, chemical potential, energy, forces and (periodic) stress.
 pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
     let cons = validate(system, problem, options)?;
-    let t0 = std::time::Instant::now();
     let op = make_operator(system, problem, options)?;
-    let t1 = t0.elapsed().as_secs_f64();
     let prepared = prepare(system, problem, &op, options, &cons)?;
-    let t2 = t0.elapsed().as_secs_f64();
     let chi = &problem.electronegativity;
     let (q, iterations) = solve_with(
         &prepared,
@@ -462,20 +490,13 @@ pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resul
         problem.initial_charges.as_deref(),
         options,
     )?;
-    let t3 = t0.elapsed().as_secs_f64();
-    let ta = std::time::Instant::now();
-    let _ = op.apply(&q);
-    let t5 = ta.elapsed().as_secs_f64();
-    let r = finish(system, &op, chi, &cons, q, iterations, &prepared);
-    let t4 = t0.elapsed().as_secs_f64();
-    if std::env::var("FARFIELD_QEQ_PROFILE").is_ok() {
-        eprintln!("qeq profile: operator {t1:.3} prepare {:.3} solve {:.3} finish {:.3} one apply {t5:.4}", t2 - t1, t3 - t2, t4 - t3 - t5);
-    }
-    r
+    finish(system, options.tolerance, &op, chi, &cons, q, iterations, &prepared)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     system: &System,
+    tolerance: f64,
     op: &Operator<'_>,
     chi: &[f64],
     cons: &Constraints,
@@ -494,20 +515,7 @@ fn finish(
         .iter()
         .map(|d| [-0.5 * d[0], -0.5 * d[1], -0.5 * d[2]])
         .collect();
-    let (virial, stress) = match system.cell() {
-        Some(cell) => {
-            let mut v = g.strain;
-            let mut s = v;
-            for a in 0..3 {
-                for b in 0..3 {
-                    v[a][b] *= 0.5;
-                    s[a][b] = v[a][b] / cell.volume();
-                }
-            }
-            (Some(v), Some(s))
-        }
-        None => (None, None),
-    };
+    let virial = system.cell().map(|_| g.strain.map(|row| row.map(|x| 0.5 * x)));
     let settings = op.settings();
     Ok(QEqResult {
         charges: q,
@@ -515,7 +523,7 @@ fn finish(
         energy,
         forces,
         virial,
-        stress,
+        volume: system.cell().map(|c| c.volume()),
         stats: SolverStats {
             solver: match prepared {
                 Prepared::Dense(_) => "dense",
@@ -531,6 +539,12 @@ fn finish(
             ewald_sigma: settings.map(|s| s.eta),
             cutoff: settings.map(|s| s.cutoff),
             n_kvectors: op.n_kvectors(),
+            tolerance,
+            kspace: match (system.cell(), op.uses_pme()) {
+                (None, _) => "none",
+                (Some(_), true) => "pme",
+                (Some(_), false) => "ewald",
+            },
         },
     })
 }
@@ -597,7 +611,7 @@ pub fn qeq_vjp(
         }),
         positions: g.positions,
     };
-    let result = finish(system, &op, chi, &cons, q, iterations, &prepared)?;
+    let result = finish(system, options.tolerance, &op, chi, &cons, q, iterations, &prepared)?;
     Ok((result, gradients))
 }
 
@@ -618,6 +632,42 @@ pub fn qeq_batch(
         .par_iter()
         .zip(problems.par_iter())
         .map(|(s, p)| qeq(s, p, options))
+        .collect()
+}
+
+/// Vector–Jacobian products of many QEq problems (a training batch) in parallel over
+/// structures: `grad_charges[k]` and `grad_energy[k]` belong to structure k.
+pub fn qeq_vjp_batch(
+    systems: &[System],
+    problems: &[QEqProblem],
+    options: &QEqOptions,
+    grad_charges: &[Vec<f64>],
+    grad_energy: &[f64],
+) -> Result<Vec<(QEqResult, QEqGradients)>> {
+    for (what, len) in [
+        ("problems", problems.len()),
+        ("grad_charges", grad_charges.len()),
+        ("grad_energy", grad_energy.len()),
+    ] {
+        if len != systems.len() {
+            return Err(Error::shape(
+                what,
+                format!("{} entries (one per structure)", systems.len()),
+                format!("{len}"),
+            ));
+        }
+    }
+    (0..systems.len())
+        .into_par_iter()
+        .map(|k| {
+            qeq_vjp(
+                &systems[k],
+                &problems[k],
+                options,
+                &grad_charges[k],
+                grad_energy[k],
+            )
+        })
         .collect()
 }
 

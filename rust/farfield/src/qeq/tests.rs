@@ -257,7 +257,7 @@ fn qeq_pme_cg_agrees_with_dense() {
             assert!((a[c] - b[c]).abs() < 1e-6, "{} {}", a[c], b[c]);
         }
     }
-    let (sa, sb) = (dense.stress.unwrap(), cg.stress.unwrap());
+    let (sa, sb) = (dense.stress().unwrap(), cg.stress().unwrap());
     for c in 0..3 {
         for d in 0..3 {
             assert!(
