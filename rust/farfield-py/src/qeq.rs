@@ -302,9 +302,7 @@ fn qeq_batch<'py>(
         Some((gq, ge)) => {
             let results = py.detach(|| {
                 threads::install(|| {
-                    guarded(|| {
-                        farfield::qeq::qeq_vjp_batch(&systems, &problems, &opts, &gq, &ge)
-                    })
+                    guarded(|| farfield::qeq::qeq_vjp_batch(&systems, &problems, &opts, &gq, &ge))
                 })
             })?;
             results

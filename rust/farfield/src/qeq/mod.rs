@@ -451,6 +451,12 @@ fn solve_with(
             );
             if s.breakdown {
                 // the Fourier preconditioner lost definiteness: continue with Jacobi
+                if std::env::var_os("FARFIELD_QEQ_DEBUG").is_some() {
+                    eprintln!(
+                        "qeq: Fourier preconditioner breakdown after {} iterations (residual {:e})",
+                        s.iterations, s.residual
+                    );
+                }
                 let used = s.iterations;
                 s = solve::pcg(
                     op,
@@ -490,7 +496,16 @@ pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resul
         problem.initial_charges.as_deref(),
         options,
     )?;
-    finish(system, options.tolerance, &op, chi, &cons, q, iterations, &prepared)
+    finish(
+        system,
+        options.tolerance,
+        &op,
+        chi,
+        &cons,
+        q,
+        iterations,
+        &prepared,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -515,7 +530,9 @@ fn finish(
         .iter()
         .map(|d| [-0.5 * d[0], -0.5 * d[1], -0.5 * d[2]])
         .collect();
-    let virial = system.cell().map(|_| g.strain.map(|row| row.map(|x| 0.5 * x)));
+    let virial = system
+        .cell()
+        .map(|_| g.strain.map(|row| row.map(|x| 0.5 * x)));
     let settings = op.settings();
     Ok(QEqResult {
         charges: q,
@@ -611,7 +628,16 @@ pub fn qeq_vjp(
         }),
         positions: g.positions,
     };
-    let result = finish(system, options.tolerance, &op, chi, &cons, q, iterations, &prepared)?;
+    let result = finish(
+        system,
+        options.tolerance,
+        &op,
+        chi,
+        &cons,
+        q,
+        iterations,
+        &prepared,
+    )?;
     Ok((result, gradients))
 }
 

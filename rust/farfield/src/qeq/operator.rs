@@ -133,11 +133,15 @@ fn kspace_weight_sum(cell: &crate::system::Cell, eta: f64, k_cutoff: f64) -> (f6
                     }
                     let mut k = [0.0; 3];
                     for a in 0..3 {
-                        k[a] = m0 as f64 * recip[0][a] + m1 as f64 * recip[1][a] + m2 as f64 * recip[2][a];
+                        k[a] = m0 as f64 * recip[0][a]
+                            + m1 as f64 * recip[1][a]
+                            + m2 as f64 * recip[2][a];
                     }
                     let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
                     if k2 < kc2 && k2 > 0.0 {
-                        s += 2.0 * 4.0 * std::f64::consts::PI / volume * (-0.5 * eta * eta * k2).exp() / k2;
+                        s += 2.0 * 4.0 * std::f64::consts::PI / volume
+                            * (-0.5 * eta * eta * k2).exp()
+                            / k2;
                         c += 1;
                     }
                 }

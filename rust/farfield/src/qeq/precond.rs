@@ -10,14 +10,21 @@
 //! E*D⁻¹E ≈ S·I (S = Σ_i 1/D_i) the inner inverse is the Fourier multiplier
 //! f(k) = k_e G/(1 + S k_e G):
 //!
-//! M⁻¹ r = D⁻¹r − D⁻¹ φ[f](D⁻¹ r),
+//! M₀⁻¹ r = x − D⁻¹ Φ[f](x),  x = D⁻¹ r,
 //!
-//! where φ[f](x)_i = Σ_k f(k) Re(e^{−ik·r_i} Σ_j x_j e^{ik·r_j}) is evaluated on a coarse
-//! B-spline mesh (order 4, spacing ≈ 0.8 η_p): O(N) per application, no accuracy needed since
-//! it only preconditions. Symmetric by construction (gather is the transpose of spreading);
-//! positive definite because 0 ≤ S f < 1 (the CG falls back to Jacobi if rᵀM⁻¹r ≤ 0 ever
-//! happens). The iteration count becomes independent of N (≈ 12 against ≈ 50 for Jacobi at
-//! N = 10⁴ water-like).
+//! where Φ[h](x)_i = Σ_k h(k) Re(e^{−ik·r_i} Σ_j x_j e^{ik·r_j}) is evaluated on a coarse
+//! B-spline mesh (order 4, spacing ≈ 0.8 η_p). The random-phase error δ ~ N^{−1/2} of
+//! E*D⁻¹E ≈ S is amplified by S G (which grows as L²) for the longest waves, so one Neumann
+//! step on the inner matrix K = I + G^{1/2}E*D⁻¹EG^{1/2} with P = (1 + SG)⁻¹,
+//! K⁻¹ ≈ 2P − PKP, is applied, which squares δ:
+//!
+//! M⁻¹ r = x − D⁻¹ (Φ[2f − fP](x) − Φ[f](D⁻¹ Φ[f](x))).
+//!
+//! O(N) per application (two spreads, five coarse FFTs, three gathers), no accuracy needed
+//! since it only preconditions. Symmetric by construction (gather is the transpose of
+//! spreading); positive definite while the inner error stays below 1/(SG) (the CG falls back to
+//! Jacobi if rᵀM⁻¹r ≤ 0 ever happens). The iteration count becomes nearly independent of N
+//! (≈ 12-15 against ≈ 50 for Jacobi at N = 10⁴ water-like).
 
 use rayon::prelude::*;
 
@@ -32,8 +39,10 @@ const ORDER: usize = 4;
 pub struct FourierPreconditioner {
     n: [usize; 3],
     fft: Fft3,
-    /// multiplier per spectrum entry ([H][K2][K1] layout)
+    /// f·|b|² per spectrum entry ([H][K2][K1] layout)
     multiplier: Vec<f64>,
+    /// (2f − fP)·|b|² per spectrum entry
+    multiplier2: Vec<f64>,
     /// 1 / D_i
     inv_d: Vec<f64>,
     /// per atom: base index per axis and B-spline weights
@@ -118,14 +127,18 @@ impl FourierPreconditioner {
         let inv_d: Vec<f64> = d.iter().map(|v| 1.0 / v).collect();
         let s: f64 = inv_d.iter().sum();
         let mut multiplier = vec![0.0; g.len()];
+        let mut multiplier2 = vec![0.0; g.len()];
         for m3 in 0..half {
             for m2 in 0..n[1] {
                 for m1 in 0..n[0] {
                     let t = (m3 * n[1] + m2) * n[0] + m1;
                     let gk = g[t];
                     if gk > 0.0 {
-                        multiplier[t] =
-                            gk / (1.0 + s * gk) * moduli[0][m1] * moduli[1][m2] * moduli[2][m3];
+                        let b2 = moduli[0][m1] * moduli[1][m2] * moduli[2][m3];
+                        let pk = 1.0 / (1.0 + s * gk);
+                        let f = gk * pk;
+                        multiplier[t] = f * b2;
+                        multiplier2[t] = (2.0 * f - f * pk) * b2;
                     }
                 }
             }
@@ -155,6 +168,7 @@ impl FourierPreconditioner {
             n,
             fft,
             multiplier,
+            multiplier2,
             inv_d,
             stencil,
         })
@@ -165,12 +179,11 @@ impl FourierPreconditioner {
         self.n
     }
 
-    /// z = M⁻¹ r.
-    pub fn apply(&self, r: &[f64]) -> Vec<f64> {
+    /// Spreads x onto the mesh and transforms it.
+    fn spread(&self, x: &[f64]) -> Vec<C64> {
         let n = self.n;
         let len = n[0] * n[1] * n[2];
-        let x: Vec<f64> = r.iter().zip(&self.inv_d).map(|(a, b)| a * b).collect();
-        // spreading (sequential: deterministic and cheap, 64 points per atom)
+        // sequential: deterministic and cheap, 64 points per atom
         let mut grid = vec![0.0; len];
         for (i, (base, th)) in self.stencil.iter().enumerate() {
             let xi = x[i];
@@ -192,15 +205,22 @@ impl FourierPreconditioner {
         }
         let mut spec = vec![C64::new(0.0, 0.0); self.fft.spectrum_len()];
         self.fft.forward(&mut grid, &mut spec);
-        spec.par_iter_mut()
-            .zip(self.multiplier.par_iter())
-            .for_each(|(s, m)| *s *= *m);
-        self.fft.inverse(&mut spec, &mut grid);
+        spec
+    }
+
+    /// Multiplies the spectrum, transforms back and gathers at the atoms.
+    fn gather(&self, spec: &[C64], multiplier: &[f64]) -> Vec<f64> {
+        let n = self.n;
+        let mut s: Vec<C64> = spec
+            .par_iter()
+            .zip(multiplier.par_iter())
+            .map(|(s, m)| *s * *m)
+            .collect();
+        let mut grid = vec![0.0; n[0] * n[1] * n[2]];
+        self.fft.inverse(&mut s, &mut grid);
         self.stencil
             .par_iter()
-            .zip(x.par_iter())
-            .zip(self.inv_d.par_iter())
-            .map(|(((base, th), &xi), &id)| {
+            .map(|(base, th)| {
                 let mut phi = 0.0;
                 for j1 in 0..ORDER {
                     let i1 = (base[0] + j1) % n[0];
@@ -214,8 +234,21 @@ impl FourierPreconditioner {
                         phi += th[0][j1] * th[1][j2] * p3;
                     }
                 }
-                xi - id * phi
+                phi
             })
+            .collect()
+    }
+
+    /// z = M⁻¹ r.
+    pub fn apply(&self, r: &[f64]) -> Vec<f64> {
+        let x: Vec<f64> = r.iter().zip(&self.inv_d).map(|(a, b)| a * b).collect();
+        let spec = self.spread(&x);
+        let phi1 = self.gather(&spec, &self.multiplier);
+        let phi2 = self.gather(&spec, &self.multiplier2);
+        let y: Vec<f64> = phi1.iter().zip(&self.inv_d).map(|(a, b)| a * b).collect();
+        let phi3 = self.gather(&self.spread(&y), &self.multiplier);
+        (0..x.len())
+            .map(|i| x[i] - self.inv_d[i] * (phi2[i] - phi3[i]))
             .collect()
     }
 }
