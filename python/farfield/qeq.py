@@ -343,7 +343,9 @@ def qeq_batch(
     tq = np.asarray(total_charge, dtype=np.float64)
     totals = [float(tq)] * n if tq.ndim == 0 else [float(t) for t in tq.ravel()]
     if len(totals) != n:
-        raise ValueError(f"total_charge: expected {n} entries (one per structure), got {len(totals)}")
+        raise ValueError(
+            f"total_charge: expected {n} entries (one per structure), got {len(totals)}"
+        )
     frags = per_structure("fragments", fragments)
     fcharges = per_structure("fragment_charges", fragment_charges)
     pairs = [_fragments(f, c, t) for f, c, t in zip(frags, fcharges, totals, strict=True)]

@@ -329,30 +329,44 @@ impl<'a> Operator<'a> {
                     / volume;
                 let budget = PAIR_BUDGET.max(PAIRS_PER_ATOM * system.len());
                 let pairs = if estimate <= 1.5 * budget as f64 {
-                    let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..system.len())
+                    // two passes (count, then fill in place): no second copy of the pairs
+                    let counts: Vec<usize> = (0..system.len())
                         .into_par_iter()
                         .map(|i| {
-                            let mut js = Vec::new();
-                            let mut vs = Vec::new();
-                            cells.for_each_neighbor(i, |nb| {
-                                let g = (sigma[i] * sigma[i] + sigma[nb.j] * sigma[nb.j]).sqrt();
-                                js.push(nb.j as u32);
-                                vs.push(
-                                    gauss_pair(nb.distance, settings.eta).0
-                                        - gauss_pair(nb.distance, g).0,
-                                );
-                            });
-                            (js, vs)
+                            let mut c = 0usize;
+                            cells.for_each_neighbor(i, |_| c += 1);
+                            c
                         })
                         .collect();
-                    let mut start = vec![0usize];
-                    let mut cols = Vec::new();
-                    let mut vals = Vec::new();
-                    for (js, vs) in rows {
-                        cols.extend(js);
-                        vals.extend(vs);
-                        start.push(cols.len());
+                    let mut start = Vec::with_capacity(system.len() + 1);
+                    start.push(0usize);
+                    for c in &counts {
+                        start.push(start[start.len() - 1] + c);
                     }
+                    let total = start[system.len()];
+                    let mut cols = vec![0u32; total];
+                    let mut vals = vec![0.0f64; total];
+                    let mut rows: Vec<(&mut [u32], &mut [f64])> = Vec::with_capacity(counts.len());
+                    let (mut rest_c, mut rest_v) = (&mut cols[..], &mut vals[..]);
+                    for &c in &counts {
+                        let (hc, tc) = rest_c.split_at_mut(c);
+                        let (hv, tv) = rest_v.split_at_mut(c);
+                        rows.push((hc, hv));
+                        rest_c = tc;
+                        rest_v = tv;
+                    }
+                    rows.into_par_iter().enumerate().for_each(|(i, (rc, rv))| {
+                        let mut t = 0;
+                        cells.for_each_neighbor(i, |nb| {
+                            if t < rc.len() {
+                                let g = (sigma[i] * sigma[i] + sigma[nb.j] * sigma[nb.j]).sqrt();
+                                rc[t] = nb.j as u32;
+                                rv[t] = gauss_pair(nb.distance, settings.eta).0
+                                    - gauss_pair(nb.distance, g).0;
+                            }
+                            t += 1;
+                        });
+                    });
                     Some((start, cols, vals))
                 } else {
                     None
