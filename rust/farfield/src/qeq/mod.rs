@@ -420,7 +420,7 @@ fn prepare(
         };
         let jacobi = Preconditioner::Jacobi(inv.clone());
         let primary = match fourier {
-            Some(f) => Preconditioner::Fourier(f),
+            Some(f) => Preconditioner::Fourier(Box::new(f)),
             None => Preconditioner::Jacobi(inv),
         };
         Ok(Prepared::Iterative(primary, jacobi))

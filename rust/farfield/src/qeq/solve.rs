@@ -208,7 +208,7 @@ pub enum Preconditioner {
     /// Diagonal: M⁻¹ = diag(1/A_ii) (the inverse diagonal is stored).
     Jacobi(Vec<f64>),
     /// Coarse-mesh Fourier preconditioner of periodic systems ([`super::precond`]).
-    Fourier(super::precond::FourierPreconditioner),
+    Fourier(Box<super::precond::FourierPreconditioner>),
 }
 
 impl Preconditioner {
