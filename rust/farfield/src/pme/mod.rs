@@ -229,38 +229,45 @@ impl Pme {
             .collect();
         let threads = rayon::current_num_threads().max(1);
         let chunk = system.len().div_ceil(threads).max(1);
+        // per-thread grids padded along the last axis (K3 + n − 1 points per row), so that
+        // every atom's innermost loop is one contiguous run without wrapping; the padding is
+        // folded back while the threads' grids are summed
+        let n2p = n[2] + order - 1;
         let partial: Vec<Vec<f64>> = sorted
             .par_chunks(chunk)
             .map(|atoms| {
-                let mut grid = vec![0.0; len];
+                let mut grid = vec![0.0; n[0] * n[1] * n2p];
                 let mut th = [vec![0.0; order], vec![0.0; order], vec![0.0; order]];
                 let mut dth = vec![0.0; order];
-                let mut idx = [
-                    vec![0usize; order],
-                    vec![0usize; order],
-                    vec![0usize; order],
-                ];
+                let mut idx = [vec![0usize; order], vec![0usize; order]];
                 for &(ref r, qi) in atoms {
                     if qi == 0.0 {
                         continue;
                     }
                     let u = scaled(r);
+                    let mut start3 = 0;
                     for a in 0..3 {
                         let base = u[a].floor();
                         bspline::fill(u[a] - base, &mut th[a], &mut dth);
-                        let b = base as isize - order as isize + 1;
-                        for j in 0..order {
-                            idx[a][j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
+                        if a == 2 {
+                            // padded index of grid point floor(u) − n + 1 is floor(u)
+                            start3 = (base as usize).min(n[2] - 1);
+                        } else {
+                            let b = base as isize - order as isize + 1;
+                            for j in 0..order {
+                                idx[a][j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
+                            }
                         }
                     }
+                    let th3 = &th[2][..order];
                     for j1 in 0..order {
                         let v1 = qi * th[0][j1];
                         let o1 = idx[0][j1] * n[1];
                         for j2 in 0..order {
                             let v12 = v1 * th[1][j2];
-                            let row = (o1 + idx[1][j2]) * n[2];
-                            for j3 in 0..order {
-                                grid[row + idx[2][j3]] += v12 * th[2][j3];
+                            let row = (o1 + idx[1][j2]) * n2p + start3;
+                            for (g, &t) in grid[row..row + order].iter_mut().zip(th3) {
+                                *g += v12 * t;
                             }
                         }
                     }
@@ -268,25 +275,24 @@ impl Pme {
                 grid
             })
             .collect();
-        let mut grid = if partial.len() == 1 {
-            partial.into_iter().next().unwrap_or_default()
-        } else {
-            let mut g = vec![0.0; len];
-            let block = 4096;
-            g.par_chunks_mut(block).enumerate().for_each(|(c, out)| {
-                let start = c * block;
-                let end = start + out.len();
-                for p in &partial {
-                    for (o, v) in out.iter_mut().zip(&p[start..end]) {
+        // sum the threads' grids and fold the padding: padded point p is grid point
+        // (p − n + 1) mod K3
+        let mut grid = vec![0.0; len];
+        grid.par_chunks_mut(n[2])
+            .enumerate()
+            .for_each(|(row, out)| {
+                for part in &partial {
+                    let src = &part[row * n2p..(row + 1) * n2p];
+                    let wrap = order - 1;
+                    for (o, &v) in out[n[2] - wrap..].iter_mut().zip(&src[..wrap]) {
+                        *o += v;
+                    }
+                    for (o, &v) in out.iter_mut().zip(&src[wrap..]) {
                         *o += v;
                     }
                 }
             });
-            g
-        };
-        if grid.is_empty() {
-            grid = vec![0.0; len];
-        }
+        drop(partial);
 
         // --- forward FFT, influence function, energy and virial
         let fft = Fft3::new(n);
@@ -307,6 +313,22 @@ impl Pme {
             }
         };
         let split = &self.split;
+        let sigma2 = split.smearing() * split.smearing();
+        let orthorhombic = (0..3).all(|a| (0..3).all(|b| a == b || recip[a][b] == 0.0));
+        let separable: Option<[Vec<f64>; 3]> =
+            if orthorhombic && self.kernel.integer_exponent() == Some(1) {
+                let axis = |a: usize| -> Vec<f64> {
+                    (0..n[a])
+                        .map(|m| {
+                            let f = signed(m, n[a]).unwrap_or(0.0) * recip[a][a];
+                            (-0.5 * sigma2 * f * f).exp()
+                        })
+                        .collect()
+                };
+                Some([axis(0), axis(1), axis(2)])
+            } else {
+                None
+            };
         let want_virial = request.virial;
         let plane = n[0] * n[1];
         let (energy2, virial2) = spec
@@ -338,7 +360,15 @@ impl Pme {
                         }
                         let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
                         let bmod = moduli[0][m1] * moduli[1][m2] * moduli[2][m3] / volume;
-                        let (vh, dvh) = split.fourier(k2);
+                        let (vh, dvh) = match &separable {
+                            // Coulomb in an orthorhombic cell: e^{−σ²k²/2} = Π_a e^{−σ²k_a²/2}
+                            Some(e) => {
+                                let v = 4.0 * std::f64::consts::PI * e[0][m1] * e[1][m2] * e[2][m3]
+                                    / k2;
+                                (v, -v * (0.5 * sigma2 + 1.0 / k2))
+                            }
+                            None => split.fourier(k2),
+                        };
                         let g = vh * bmod;
                         let s2 = s.norm_sqr() * weight;
                         e += g * s2;
@@ -384,7 +414,17 @@ impl Pme {
         // --- back to the grid: φ(k) = Σ_m G(m) F[Q](m) e^{2πi m·k/K}
         fft.inverse(&mut spec, &mut grid);
         drop(spec);
-        let grid = grid;
+        // the potential grid padded along the last axis like the spreading grids
+        let mut padded = vec![0.0; n[0] * n[1] * n2p];
+        padded
+            .par_chunks_mut(n2p)
+            .zip(grid.par_chunks(n[2]))
+            .for_each(|(out, row)| {
+                let wrap = order - 1;
+                out[..wrap].copy_from_slice(&row[n[2] - wrap..]);
+                out[wrap..].copy_from_slice(row);
+            });
+        drop(grid);
         // ∂u_a/∂r_b = K_a inv[b][a]
         let want_forces = request.forces;
         let per_sorted: Vec<(f64, Vec3)> = sorted
@@ -394,23 +434,25 @@ impl Pme {
                     (
                         [vec![0.0; order], vec![0.0; order], vec![0.0; order]],
                         [vec![0.0; order], vec![0.0; order], vec![0.0; order]],
-                        [
-                            vec![0usize; order],
-                            vec![0usize; order],
-                            vec![0usize; order],
-                        ],
+                        [vec![0usize; order], vec![0usize; order]],
                     )
                 },
                 |(th, dth, idx), &(ref r, qi)| {
                     let u = scaled(r);
+                    let mut start3 = 0;
                     for a in 0..3 {
                         let base = u[a].floor();
                         bspline::fill(u[a] - base, &mut th[a], &mut dth[a]);
-                        let b = base as isize - order as isize + 1;
-                        for j in 0..order {
-                            idx[a][j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
+                        if a == 2 {
+                            start3 = (base as usize).min(n[2] - 1);
+                        } else {
+                            let b = base as isize - order as isize + 1;
+                            for j in 0..order {
+                                idx[a][j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
+                            }
                         }
                     }
+                    let (th3, dth3) = (&th[2][..order], &dth[2][..order]);
                     let mut phi = 0.0;
                     let mut du = [0.0; 3];
                     for j1 in 0..order {
@@ -419,13 +461,13 @@ impl Pme {
                         let mut d2a = 0.0;
                         let mut d2b = 0.0;
                         for j2 in 0..order {
-                            let row = &grid[(o1 + idx[1][j2]) * n[2]..];
+                            let row = (o1 + idx[1][j2]) * n2p + start3;
+                            let g = &padded[row..row + order];
                             let mut p3 = 0.0;
                             let mut d3 = 0.0;
-                            for j3 in 0..order {
-                                let g = row[idx[2][j3]];
-                                p3 += th[2][j3] * g;
-                                d3 += dth[2][j3] * g;
+                            for ((&gv, &t), &dt) in g.iter().zip(th3).zip(dth3) {
+                                p3 += t * gv;
+                                d3 += dt * gv;
                             }
                             p2 += th[1][j2] * p3;
                             d2a += dth[1][j2] * p3;

@@ -1,0 +1,184 @@
+//! Timing breakdown of a tuned PME sum (random ±1 charges at 0.1 atoms/Å³):
+//! `cargo run --release --example pme_timing -- [N] [accuracy] [repeats]`.
+use farfield::longrange::{LongRangeSum, Request};
+use farfield::pme::{realspace, Pme};
+use farfield::tuning::pme::tune_pme;
+use farfield::{Kernel, System};
+use std::time::Instant;
+
+/// CPU time (user + system, all threads) of this process in seconds, from /proc/self/stat.
+fn cpu_time() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |k: usize| {
+        fields
+            .get(k)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).map_or(100_000, |s| s.parse().unwrap());
+    let accuracy: f64 = args.get(2).map_or(1e-3, |s| s.parse().unwrap());
+    let repeats: usize = args.get(3).map_or(3, |s| s.parse().unwrap());
+    let l = (n as f64 / 0.1).cbrt();
+    let mut seed = 12345u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let positions: Vec<[f64; 3]> = (0..n)
+        .map(|_| [next() * l, next() * l, next() * l])
+        .collect();
+    let charges: Vec<f64> = (0..n)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let cell = [[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l]];
+    let system = System::new(positions, vec![1; n], Some(cell)).unwrap();
+    let kernel = Kernel::coulomb();
+    let t = Instant::now();
+    let choice = tune_pme(kernel, &system, accuracy, None, None, None).unwrap();
+    println!("tune {:?}: {:?}", t.elapsed(), choice);
+    let p = choice.parameters;
+    let pme = Pme::new(kernel, p).unwrap();
+    let split = kernel.split(p.smearing).unwrap();
+    if std::env::var("LOOP_ONLY").is_ok() {
+        let xs: Vec<f64> = (0..n).map(|i| system.positions()[i][0]).collect();
+        let ys: Vec<f64> = (0..n).map(|i| system.positions()[i][1]).collect();
+        let zs: Vec<f64> = (0..n).map(|i| system.positions()[i][2]).collect();
+        let mut hits = vec![0u32; 128];
+        let c = cpu_time();
+        let mut total = 0usize;
+        for _ in 0..3 {
+            for i in 0..n - 80 {
+                for seg in 0..12 {
+                    let lo = (i + seg * 7) % (n - 80);
+                    let mut count = 0;
+                    for j in lo..lo + 6 {
+                        let (dx, dy, dz) = (xs[j] - xs[i], ys[j] - ys[i], zs[j] - zs[i]);
+                        let d2 = dx * dx + dy * dy + dz * dz;
+                        hits[count] = j as u32;
+                        count += usize::from(d2 < 400.0);
+                    }
+                    total += count;
+                }
+            }
+        }
+        println!(
+            "loop: {:.2} ns per candidate ({total})",
+            1e9 * (cpu_time() - c) / (3.0 * n as f64 * 72.0)
+        );
+        return;
+    }
+    if std::env::var("EVAL_ONLY").is_ok() {
+        let table = realspace::ShortRangeTable::new(&split, p.cutoff).unwrap();
+        let m = 20_000_000;
+        let rs: Vec<f64> = (0..4096)
+            .map(|k| 0.5 + (p.cutoff - 0.5) * (k as f64 + 0.5) / 4096.0)
+            .collect();
+        let c = cpu_time();
+        let mut acc = 0.0;
+        for k in 0..m {
+            let (v, g) = table.eval(rs[(k * 7) & 4095]);
+            acc += v + g;
+        }
+        println!(
+            "table eval: {:.2} ns ({acc})",
+            1e9 * (cpu_time() - c) / m as f64
+        );
+        let c = cpu_time();
+        let mut acc = 0.0;
+        for k in 0..m / 10 {
+            let (v, g) = split.short_range(rs[(k * 7) & 4095]);
+            acc += v + g;
+        }
+        println!(
+            "exact eval: {:.2} ns ({acc})",
+            1e9 * (cpu_time() - c) / (m / 10) as f64
+        );
+        return;
+    }
+    if let Ok(k) = std::env::var("ONLY_REAL") {
+        let k: usize = k.parse().unwrap_or(10);
+        let table = realspace::ShortRangeTable::new(&split, p.cutoff).unwrap();
+        let c = cpu_time();
+        let mut e = 0.0;
+        for _ in 0..k {
+            e += realspace::real_space_with_table(&system, &charges, &table, Request::all())
+                .unwrap()
+                .energy;
+        }
+        println!(
+            "real only: CPU {:.4} s per call ({e})",
+            (cpu_time() - c) / k as f64
+        );
+        return;
+    }
+    let (mut c_real, mut c_rec, mut c_all) = (0.0, 0.0, 0.0);
+    for _ in 0..repeats {
+        let c = cpu_time();
+        let t = Instant::now();
+        let r = realspace::real_space(&system, &charges, &split, p.cutoff, Request::all()).unwrap();
+        let t_real = t.elapsed();
+        c_real += cpu_time() - c;
+        let c = cpu_time();
+        let t = Instant::now();
+        let k = pme.reciprocal(&system, &charges, Request::all()).unwrap();
+        let t_rec = t.elapsed();
+        c_rec += cpu_time() - c;
+        let c = cpu_time();
+        let t = Instant::now();
+        let out = pme.compute(&system, &charges, Request::all()).unwrap();
+        let t_all = t.elapsed();
+        c_all += cpu_time() - c;
+        println!(
+            "real {t_real:?} reciprocal {t_rec:?} total {t_all:?} (E = {:.10e}, {:.3e} {:.3e})",
+            out.energy, r.energy, k.0
+        );
+    }
+    let r = repeats as f64;
+    if std::env::var("EWALD_TOO").is_ok() {
+        use farfield::ewald::Ewald;
+        use farfield::tuning::{tune_ewald, EwaldOverrides};
+        let ep = tune_ewald(kernel, &system, accuracy, EwaldOverrides::default()).unwrap();
+        let ew = Ewald::new(kernel, ep).unwrap();
+        let c = cpu_time();
+        let out = ew.compute(&system, &charges, Request::all()).unwrap();
+        let c_ew = cpu_time() - c;
+        // the Ewald engine's real-space loop: full neighbour list, exact kernel
+        let list = farfield::neighbors::CellList::new(&system, ep.cutoff).unwrap();
+        let split = kernel.split(ep.smearing).unwrap();
+        let c = cpu_time();
+        let mut pairs = 0usize;
+        let mut acc = 0.0;
+        for i in 0..n {
+            list.for_each_neighbor(i, |nb| {
+                pairs += 1;
+                acc += split.short_range(nb.distance).1 / nb.distance;
+            });
+        }
+        let c_pairs = cpu_time() - c;
+        let kv = 4.0 / 3.0 * std::f64::consts::PI * ep.k_cutoff.powi(3) * l.powi(3)
+            / (8.0 * std::f64::consts::PI.powi(3))
+            / 2.0;
+        println!(
+            "Ewald {ep:?}: CPU {c_ew:.3} s (E = {:.10e}); its pair loop {c_pairs:.3} s for {pairs} \
+             pairs ({:.1} ns/pair), k-space {:.1} ns per (atom, k) for {kv:.0} k ({acc:.2})",
+            out.energy,
+            1e9 * c_pairs / pairs as f64,
+            1e9 * (c_ew - c_pairs) / (n as f64 * kv)
+        );
+    }
+    println!(
+        "CPU time per call (s): real {:.3} reciprocal {:.3} total {:.3}",
+        c_real / r,
+        c_rec / r,
+        c_all / r
+    );
+}
