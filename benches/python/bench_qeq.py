@@ -153,8 +153,8 @@ def main() -> None:
         return
     print(f"threads: {args.threads}; water-like periodic boxes, eV/Å (prefactor {K_E}); "
           "tolerance 1e-8 eV, Ewald/PME accuracy 1e-8; each row in its own process")
-    print("| N | method | wall (s) | CPU (s) | max abs Δq vs ref | |ΔE| (eV) vs ref |"
-          " max |ΔF| (eV/Å) | CG iterations | residual (eV) | peak RSS (MB) |")
+    print("| N | method | wall (s) | CPU (s) | max abs Δq vs ref | abs ΔE (eV) vs ref |"
+          " max abs ΔF (eV/Å) | CG iterations | residual (eV) | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         n3 = 3 * (n // 3)
@@ -185,7 +185,7 @@ def main() -> None:
                   f" {de} | {df} | {int(r['its']) if method.startswith('cg') else '-'} |"
                   f" {'-' if np.isnan(res) else f'{res:.1e}'} | {float(r['peak']):.0f} |",
                   flush=True)
-    print("\nnumpy/scipy: charges + energy only (no forces). max |ΔF| at N=10^3 is against"
+    print("\nnumpy/scipy: charges + energy only (no forces). max abs ΔF at N=10^3 is against"
           " farfield dense (explicit Ewald, Cholesky); at N=10^4 the reference is the CG with"
           " the explicit Ewald k-space sum (an independent k-space evaluation). CPU = process"
           " CPU time (all threads).")
