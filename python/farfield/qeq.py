@@ -68,7 +68,8 @@ class QEqResult:
     solver: str
     """"dense" or "cg"."""
     preconditioner: str
-    """"cholesky" (dense), "fourier" or "jacobi" (CG)."""
+    """"cholesky" (dense), "fourier" or "jacobi" (CG); "fourier+jacobi" if the Fourier
+    preconditioner lost definiteness and the CG continued with Jacobi."""
     kspace: str
     """"ewald", "pme" or "none" (open system)."""
     tolerance: float

@@ -155,7 +155,8 @@ pub struct QEqProblem {
 pub struct SolverStats {
     /// "dense" or "cg".
     pub solver: &'static str,
-    /// "cholesky" (dense), "jacobi" or "fourier" (CG).
+    /// "cholesky" (dense), "jacobi" or "fourier" (CG); "fourier+jacobi" when the Fourier
+    /// preconditioner lost definiteness and the CG continued with Jacobi.
     pub preconditioner: &'static str,
     /// CG iterations (0 for dense).
     pub iterations: usize,
@@ -435,9 +436,9 @@ fn solve_with(
     target: &[f64],
     x0: Option<&[f64]>,
     options: &QEqOptions,
-) -> Result<(Vec<f64>, usize)> {
+) -> Result<(Vec<f64>, usize, bool)> {
     match prepared {
-        Prepared::Dense(f) => Ok((f.solve(chi, cons, target).0, 0)),
+        Prepared::Dense(f) => Ok((f.solve(chi, cons, target).0, 0, false)),
         Prepared::Iterative(primary, jacobi) => {
             let mut s = solve::pcg(
                 op,
@@ -449,14 +450,9 @@ fn solve_with(
                 options.tolerance,
                 options.max_iterations,
             );
+            let fell_back = s.breakdown;
             if s.breakdown {
                 // the Fourier preconditioner lost definiteness: continue with Jacobi
-                if std::env::var_os("FARFIELD_QEQ_DEBUG").is_some() {
-                    eprintln!(
-                        "qeq: Fourier preconditioner breakdown after {} iterations (residual {:e})",
-                        s.iterations, s.residual
-                    );
-                }
                 let used = s.iterations;
                 s = solve::pcg(
                     op,
@@ -476,7 +472,7 @@ fn solve_with(
                     s.residual, s.iterations, options.tolerance
                 )));
             }
-            Ok((s.q, s.iterations))
+            Ok((s.q, s.iterations, fell_back))
         }
     }
 }
@@ -487,7 +483,7 @@ pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resul
     let op = make_operator(system, problem, options)?;
     let prepared = prepare(system, problem, &op, options, &cons)?;
     let chi = &problem.electronegativity;
-    let (q, iterations) = solve_with(
+    let (q, iterations, fell_back) = solve_with(
         &prepared,
         &op,
         chi,
@@ -503,7 +499,7 @@ pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resul
         chi,
         &cons,
         q,
-        iterations,
+        (iterations, fell_back),
         &prepared,
     )
 }
@@ -516,7 +512,7 @@ fn finish(
     chi: &[f64],
     cons: &Constraints,
     q: Vec<f64>,
-    iterations: usize,
+    (iterations, fell_back): (usize, bool),
     prepared: &Prepared,
 ) -> Result<QEqResult> {
     let n = q.len();
@@ -548,6 +544,7 @@ fn finish(
             },
             preconditioner: match prepared {
                 Prepared::Dense(_) => "cholesky",
+                Prepared::Iterative(Preconditioner::Fourier(_), _) if fell_back => "fourier+jacobi",
                 Prepared::Iterative(Preconditioner::Fourier(_), _) => "fourier",
                 Prepared::Iterative(..) => "jacobi",
             },
@@ -584,7 +581,7 @@ pub fn qeq_vjp(
     let op = make_operator(system, problem, options)?;
     let prepared = prepare(system, problem, &op, options, &cons)?;
     let chi = &problem.electronegativity;
-    let (q, iterations) = solve_with(
+    let (q, iterations, fell_back) = solve_with(
         &prepared,
         &op,
         chi,
@@ -596,7 +593,7 @@ pub fn qeq_vjp(
     // adjoint: A ν + Cᵀκ = ḡ_q, C ν = 0  ⇔  the QEq problem with χ = −ḡ_q and zero charges
     let minus_g: Vec<f64> = grad_charges.iter().map(|v| -v).collect();
     let zeros = vec![0.0; cons.len()];
-    let (nu, _) = solve_with(&prepared, &op, &minus_g, &cons, &zeros, None, options)?;
+    let (nu, _, _) = solve_with(&prepared, &op, &minus_g, &cons, &zeros, None, options)?;
     let n = q.len();
     let p: Vec<f64> = (0..n).map(|i| 0.5 * grad_energy * q[i] - nu[i]).collect();
     let g = op.bilinear_gradient(&p, &q);
@@ -635,7 +632,7 @@ pub fn qeq_vjp(
         chi,
         &cons,
         q,
-        iterations,
+        (iterations, fell_back),
         &prepared,
     )?;
     Ok((result, gradients))
