@@ -3,9 +3,12 @@
 A "teacher" QEq model with a known, environment-dependent electronegativity
 χ_i = χ0[Z_i] + a[Z_i] · f_i (f_i a smooth radial coordination count) generates reference charges
 and energies for random Na/Cl clusters and periodic cells. A student with a linear χ model on
-radial density features (per-element radial counts at several widths; the power spectrum of
-branch ``soap`` can replace them) is fitted to the charges and energies *through* the solve,
-using the analytic vector-Jacobian products of ``ff.qeq_vjp`` (one adjoint solve per structure).
+local power-spectrum features (``ff.PowerSpectrum``: SOAP-type, per element of the centre) is
+fitted to the charges and energies *through* the solve, using the analytic vector-Jacobian
+products of ``ff.qeq_batch`` (one adjoint solve per structure, all structures in parallel).
+
+    python examples/qeq_teacher.py            # 60 structures
+    python examples/qeq_teacher.py --quick    # 12 structures, a few iterations (test suite)
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import scipy.optimize
 
 import farfield as ff
 
-WIDTHS = [1.0, 1.75, 2.5]
 ELEMENTS = [11, 17]
+POWER_SPECTRUM = ff.PowerSpectrum(cutoff=5.0, max_radial=2, max_angular=2, smearing=0.6,
+                                  species=ELEMENTS)
 HARD = {11: 6.0, 17: 5.0}  # eV/e²
 SIGMA = {11: 0.8, 17: 1.0}  # Å
 PREF = ff.units.EV_ANGSTROM
@@ -40,11 +44,19 @@ def radial_counts(system: ff.System, width: float, cutoff: float = 6.0) -> np.nd
     return out
 
 
-def features(system: ff.System) -> np.ndarray:
-    """Per atom: one-hot element, and one-hot element × radial count at each width."""
-    onehot = np.array([[z == e for e in ELEMENTS] for z in system.numbers], float)
-    cols = [onehot] + [onehot * radial_counts(system, w)[:, None] for w in WIDTHS]
-    return np.hstack(cols)
+def features(systems: list[ff.System]) -> list[np.ndarray]:
+    """Per atom: one-hot element, and one-hot element ⊗ power spectrum (columns scaled to unit
+    RMS over all atoms): χ_i = b[Z_i] + w[Z_i] · p_i."""
+    ps = POWER_SPECTRUM.compute(systems).values
+    ps = ps / np.maximum(np.sqrt(np.mean(ps**2, axis=0)), 1e-12)
+    out, start = [], 0
+    for s in systems:
+        n = len(s.numbers)
+        onehot = np.array([[z == e for e in ELEMENTS] for z in s.numbers], float)
+        p = ps[start:start + n]
+        start += n
+        out.append(np.hstack([onehot] + [onehot[:, [k]] * p for k in range(len(ELEMENTS))]))
+    return out
 
 
 def teacher_chi(system: ff.System) -> np.ndarray:
@@ -75,62 +87,80 @@ def random_structure(rng: np.random.Generator, periodic: bool) -> tuple[ff.Syste
             return s, total
 
 
-def main() -> None:
+def main(n_structures: int = 60, maxiter: int = 300) -> dict[str, float]:
     rng = np.random.default_rng(7)
-    data = [random_structure(rng, periodic=k % 3 == 0) for k in range(60)]
+    data = [random_structure(rng, periodic=k % 3 == 0) for k in range(n_structures)]
+    systems = [s for s, _ in data]
+    totals = [t for _, t in data]
     refs = []
     for s, total in data:
         r = ff.qeq(s, teacher_chi(s), HARD, SIGMA, total_charge=total, prefactor=PREF)
         refs.append((r.charges, r.energy))
-    feats = [features(s) for s, _ in data]
-    train, test = range(0, 45), range(45, 60)
+    feats = features(systems)
+    n_train = (3 * n_structures) // 4
+    train, test = range(0, n_train), range(n_train, n_structures)
     w_energy = 1.0 / 8
+    ridge = 1e-6
 
     def loss_and_grad(w: np.ndarray, idx: range) -> tuple[float, np.ndarray]:
-        loss, grad = 0.0, np.zeros_like(w)
-        for k in idx:
-            s, total = data[k]
-            q_ref, e_ref = refs[k]
-            chi = feats[k] @ w
-            r = ff.qeq(s, chi, HARD, SIGMA, total_charge=total, prefactor=PREF)
-            dq = r.charges - q_ref
-            de = (r.energy - e_ref) / len(q_ref)
-            loss += dq @ dq + w_energy * de**2
-            _, g = ff.qeq_vjp(s, chi, HARD, SIGMA, 2 * dq, 2 * w_energy * de / len(q_ref),
-                              total_charge=total, prefactor=PREF)
-            grad += feats[k].T @ g.electronegativity
-        return loss / len(idx), grad / len(idx)
+        chis = [feats[k] @ w for k in idx]
+        fwd = ff.qeq_batch([systems[k] for k in idx], chis, HARD, SIGMA,
+                           [totals[k] for k in idx], prefactor=PREF)
+        # the cotangents need the forward residuals; the VJP call then does the forward solve
+        # and one adjoint solve with the same matrix per structure (in parallel)
+        dqs = [r.charges - refs[k][0] for r, k in zip(fwd, idx, strict=True)]
+        des = [(r.energy - refs[k][1]) / len(r.charges) for r, k in zip(fwd, idx, strict=True)]
+        out = ff.qeq_batch([systems[k] for k in idx], chis, HARD, SIGMA,
+                           [totals[k] for k in idx], prefactor=PREF,
+                           grad_charges=[2 * dq for dq in dqs],
+                           grad_energy=[2 * w_energy * de / len(dq) for de, dq in
+                                        zip(des, dqs, strict=True)])
+        loss = sum(dq @ dq + w_energy * de**2 for dq, de in zip(dqs, des, strict=True))
+        grad = sum(feats[k].T @ g.electronegativity for (_, g), k in zip(out, idx, strict=True))
+        return loss / len(idx) + ridge * w @ w, grad / len(idx) + 2 * ridge * w
 
     def errors(w: np.ndarray, idx: range) -> tuple[float, float]:
         dq, de = [], []
-        for k in idx:
-            s, total = data[k]
-            r = ff.qeq(s, feats[k] @ w, HARD, SIGMA, total_charge=total, prefactor=PREF)
+        out = ff.qeq_batch([systems[k] for k in idx], [feats[k] @ w for k in idx], HARD, SIGMA,
+                           [totals[k] for k in idx], prefactor=PREF)
+        for r, k in zip(out, idx, strict=True):
             dq.extend(r.charges - refs[k][0])
             de.append((r.energy - refs[k][1]) / len(r.charges))
         return float(np.sqrt(np.mean(np.square(dq)))), float(np.sqrt(np.mean(np.square(de))))
 
     w0 = np.zeros(feats[0].shape[1])
     w0[:2] = [-0.5, 0.5]
-    # check the analytic gradient against finite differences once
+    # check the analytic gradient against finite differences once (two directions)
     _, g = loss_and_grad(w0, range(3))
     h = 1e-6
-    e = np.zeros_like(w0)
-    e[3] = h
-    fd = (loss_and_grad(w0 + e, range(3))[0] - loss_and_grad(w0 - e, range(3))[0]) / (2 * h)
-    print(f"gradient check: analytic {g[3]:.8e}  finite difference {fd:.8e}")
+    report: dict[str, float] = {}
+    for j in [0, 5]:
+        e = np.zeros_like(w0)
+        e[j] = h
+        fd = (loss_and_grad(w0 + e, range(3))[0] - loss_and_grad(w0 - e, range(3))[0]) / (2 * h)
+        print(f"gradient check d loss/d w[{j}]: analytic {g[j]:.8e}  finite difference {fd:.8e}")
+        report[f"grad_error_{j}"] = abs(g[j] - fd) / max(abs(fd), 1e-12)
     eq, ee = errors(w0, test)
+    report["charge_rmse_before"], report["energy_rmse_before"] = eq, ee
     print(f"before fit: charge RMSE {eq:.4f} e, energy RMSE {ee:.4f} eV/atom (test)")
     res = scipy.optimize.minimize(loss_and_grad, w0, args=(train,), jac=True, method="L-BFGS-B",
-                                  options={"maxiter": 300, "gtol": 1e-12, "ftol": 1e-15})
-    print(f"L-BFGS: {res.nit} iterations, final training loss {res.fun:.3e}")
+                                  options={"maxiter": maxiter, "gtol": 1e-12, "ftol": 1e-15})
+    print(f"L-BFGS: {res.nit} iterations, final training loss {res.fun:.3e}"
+          f" ({len(w0)} weights, {sum(len(feats[k]) for k in train)} training charges)")
     for name, idx in [("train", train), ("test", test)]:
         eq, ee = errors(res.x, idx)
+        report[f"charge_rmse_{name}"], report[f"energy_rmse_{name}"] = eq, ee
         print(f"after fit:  charge RMSE {eq:.2e} e, energy RMSE {ee:.2e} eV/atom ({name})")
     chi_err = max(np.abs(feats[k] @ res.x - teacher_chi(data[k][0])).std() for k in test)
     print(f"spread of the χ error within test structures (χ is defined up to a constant): "
           f"{chi_err:.2e} eV")
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--quick" in sys.argv:
+        main(n_structures=12, maxiter=15)
+    else:
+        main()

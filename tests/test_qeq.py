@@ -268,3 +268,85 @@ def test_ase_calculator_nve_conserves_energy():
         energies.append(atoms.get_total_energy())
     assert np.ptp(np.array(energies) - e0) < 1e-4
     assert atoms.get_stress().shape == (6,)
+
+
+@pytest.mark.parametrize("kspace", ["ewald", "pme"])
+def test_kspace_and_preconditioner_choices_agree_with_dense(kspace):
+    pos, chi, hard, sigma = random_cluster(64, 9)
+    s = system(pos, np.array([[9.6, 0, 0], [0.5, 9.4, 0], [0, -0.3, 9.8]]))
+    d = ff.qeq(s, chi, hard, sigma, total_charge=-1.0, solver="dense", kspace=kspace)
+    assert d.kspace == "ewald" and d.preconditioner == "cholesky"  # dense: explicit Ewald
+    its = {}
+    for pre in ["fourier", "jacobi"]:
+        c = ff.qeq(s, chi, hard, sigma, total_charge=-1.0, solver="cg", kspace=kspace,
+                   preconditioner=pre, tolerance=1e-9)
+        assert (c.kspace, c.preconditioner, c.tolerance) == (kspace, pre, 1e-9)
+        assert c.residual <= 1e-9 and c.iterations > 0
+        np.testing.assert_allclose(c.charges, d.charges, atol=1e-8)
+        assert c.energy == pytest.approx(d.energy, abs=1e-8)
+        np.testing.assert_allclose(c.forces, d.forces, atol=1e-7)
+        np.testing.assert_allclose(c.stress, d.stress, atol=1e-8)
+        # one stored quantity: stress is the virial over the volume
+        np.testing.assert_allclose(c.stress, c.virial / abs(np.linalg.det(s.cell)), rtol=1e-14)
+        its[pre] = c.iterations
+    assert its["fourier"] < its["jacobi"]
+    with pytest.raises(ValueError, match="kspace"):
+        ff.qeq(s, chi, hard, sigma, kspace="fft")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="preconditioner"):
+        ff.qeq(s, chi, hard, sigma, preconditioner="ilu")  # type: ignore[arg-type]
+
+
+def test_batch_fragments_warm_start_and_vjps_per_structure():
+    rng = np.random.default_rng(11)
+    structures, params = [], []
+    for k, (n, cell) in enumerate([(9, None), (12, CELL), (10, np.eye(3) * 8.0)]):
+        pos, chi, hard, sigma = random_cluster(n, 20 + k)
+        structures.append(system(pos, cell))
+        params.append((chi, hard, sigma))
+    totals = [0.5, -1.0, 0.0]
+    fragments = [None, np.arange(12) % 2, None]
+    fragment_charges = [None, [-1.5, 0.5], None]
+    gq = [rng.normal(size=len(s.numbers)) for s in structures]
+    ge = [0.3, -0.7, 1.1]
+    kw = dict(solver="cg", tolerance=1e-12, accuracy=1e-13)
+    out = ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
+                       [p[2] for p in params], totals, fragments=fragments,
+                       fragment_charges=fragment_charges, grad_charges=gq, grad_energy=ge, **kw)
+    assert len(out) == 3
+    for k, (r, g) in enumerate(out):
+        chi, hard, sigma = params[k]
+        if fragments[k] is None:
+            assert abs(r.charges.sum() - totals[k]) < 1e-12
+        else:
+            np.testing.assert_allclose(np.bincount(fragments[k], r.charges), [-1.5, 0.5],
+                                       atol=1e-12)
+
+        def loss(c, k=k, hard=hard, sigma=sigma):
+            one = ff.qeq(structures[k], c, hard, sigma, total_charge=totals[k],
+                         fragments=fragments[k], fragment_charges=fragment_charges[k], **kw)
+            return gq[k] @ one.charges + ge[k] * one.energy
+
+        np.testing.assert_allclose(g.electronegativity, fd(loss, chi), atol=1e-8)
+
+        def loss_pos(p, k=k, chi=chi, hard=hard, sigma=sigma):
+            s = system(p, structures[k].cell)
+            one = ff.qeq(s, chi, hard, sigma, total_charge=totals[k], fragments=fragments[k],
+                         fragment_charges=fragment_charges[k], **kw)
+            return gq[k] @ one.charges + ge[k] * one.energy
+
+        full = fd(loss_pos, structures[k].positions)
+        np.testing.assert_allclose(g.positions, full, atol=1e-7)
+    # warm start per structure: starting from the solution needs (almost) no iterations
+    cold = ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
+                        [p[2] for p in params], totals, fragments=fragments,
+                        fragment_charges=fragment_charges, **kw)
+    warm = ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
+                        [p[2] for p in params], totals, fragments=fragments,
+                        fragment_charges=fragment_charges,
+                        initial_charges=[r.charges for r in cold], **kw)
+    for c, w in zip(cold, warm, strict=True):
+        assert w.iterations < c.iterations
+        np.testing.assert_allclose(w.charges, c.charges, atol=1e-10)
+    with pytest.raises(ValueError, match="fragments"):
+        ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
+                     [p[2] for p in params], totals, fragments=fragments[:2])

@@ -95,6 +95,8 @@ def qeq(
     ewald_sigma: float | None,
     accuracy: float,
     dense_limit: int,
+    kspace: str,
+    preconditioner: str,
     grad_charges: _F | None = None,
     grad_energy: float = 0.0,
 ) -> Any: ...
@@ -104,6 +106,9 @@ def qeq_batch(
     hardness: list[_F],
     sigma: list[_F],
     total_charge: list[float],
+    fragments: list[list[int] | None],
+    fragment_charges: list[list[float] | None],
+    initial_charges: list[_F | None],
     solver: str,
     tolerance: float,
     max_iterations: int,
@@ -111,7 +116,11 @@ def qeq_batch(
     ewald_sigma: float | None,
     accuracy: float,
     dense_limit: int,
-) -> list[dict[str, Any]]: ...
+    kspace: str,
+    preconditioner: str,
+    grad_charges: list[_F] | None = None,
+    grad_energy: list[float] | None = None,
+) -> list[Any]: ...
 def lambda0_invariants(
     first: npt.NDArray[np.float64],
     second: npt.NDArray[np.float64],
@@ -133,7 +142,6 @@ def lambda0_invariants_vjp(
     n_radial_2: int,
     symmetric: bool,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
-
 class LodeCalculator:
     def __init__(
         self,

@@ -10,7 +10,18 @@ cells its Ewald form, including the background term −(2π/V)(η² − γ_ij²)
 independent of the Ewald width η. The charges minimise E subject to Σq = total_charge (or one
 charge per fragment). ``chemical_potential`` is μ = ∂E/∂q_i = −λ (λ the Lagrange multiplier).
 
-Forces are Hellmann–Feynman forces at fixed χ (exact for E = E_QEq); stress = (1/V) ∂E/∂ε.
+Forces are Hellmann–Feynman forces at fixed χ (exact for E = E_QEq). Periodic results store the
+virial W = ∂E/∂ε (derivative with respect to a homogeneous strain ε of positions and cell) and the
+volume V; ``stress`` is the property W / V (ASE convention, the same as ``atoms.get_stress()``).
+
+Solvers: "dense" (Cholesky with a Schur complement for the constraints, explicit Ewald sum, O(N²)
+memory), "cg" (matrix-free projected preconditioned conjugate gradient: each product is a
+real-space sum over stored neighbour pairs plus an Ewald or PME k-space sum, O(N) memory; the
+default Fourier preconditioner makes the iteration count independent of N), "auto" (dense up to
+``dense_limit`` atoms). The CG stops when the RMS over atoms of ∂E/∂q_i − μ_f is below
+``tolerance``; ``residual`` and ``iterations`` report what was reached (the dense solve reports
+its residual too). k-space: "ewald" (explicit sum over k-vectors), "pme" (smooth particle-mesh
+Ewald, CG only), "auto" (PME for CG above 2000 atoms, else Ewald).
 :func:`qeq_vjp` returns the vector–Jacobian products a model needs to train through the solve:
 with ν from one adjoint solve (A ν + Cᵀκ = ∂L/∂q, Cν = 0) and p = ½ (∂L/∂E) q − ν:
 ∂L/∂χ = (∂L/∂E) q − ν, ∂L/∂J_i = p_i q_i, ∂L/∂θ = Σ_ij p_i q_j ∂A_ij/∂θ for θ = σ, positions,
@@ -32,6 +43,8 @@ from .system import System, as_system
 FloatArray = npt.NDArray[np.float64]
 PerAtom = npt.ArrayLike | Mapping[Any, float]
 SolverName = Literal["auto", "dense", "cg"]
+KSpaceName = Literal["auto", "ewald", "pme"]
+PreconditionerName = Literal["auto", "jacobi", "fourier"]
 
 __all__ = ["QEqGradients", "QEqResult", "qeq", "qeq_batch", "qeq_vjp"]
 
@@ -48,22 +61,36 @@ class QEqResult:
     """E = χᵀq + ½ qᵀAq."""
     forces: FloatArray
     """−dE/dr at fixed χ (Hellmann–Feynman), shape (n, 3)."""
-    stress: FloatArray | None
-    """(1/V) ∂E/∂ε for periodic systems (ASE convention), else None."""
     virial: FloatArray | None
-    """∂E/∂ε for periodic systems, else None."""
+    """W = ∂E/∂ε (homogeneous strain of positions and cell) for periodic systems, else None."""
+    volume: float | None
+    """Cell volume V (periodic only)."""
     solver: str
     """"dense" or "cg"."""
+    preconditioner: str
+    """"cholesky" (dense), "fourier" or "jacobi" (CG); "fourier+jacobi" if the Fourier
+    preconditioner lost definiteness and the CG continued with Jacobi."""
+    kspace: str
+    """"ewald", "pme" or "none" (open system)."""
+    tolerance: float
+    """The tolerance asked for."""
     iterations: int
     """Conjugate-gradient iterations (0 for dense)."""
     residual: float
-    """RMS over atoms of ∂E/∂q_i − μ_f at the solution."""
+    """RMS over atoms of ∂E/∂q_i − μ_f at the solution (≤ tolerance for CG)."""
     ewald_sigma: float | None
     """Ewald width η used (periodic only)."""
     cutoff: float | None
     """Real-space cutoff used (periodic only)."""
     n_kvectors: int
-    """Number of k-vectors (half space)."""
+    """Number of k-vectors (half space) within the k-space cutoff."""
+
+    @property
+    def stress(self) -> FloatArray | None:
+        """σ = W / V = (1/V) ∂E/∂ε (ASE convention), periodic only."""
+        if self.virial is None or self.volume is None:
+            return None
+        return self.virial / self.volume
 
 
 @dataclass(frozen=True)
@@ -138,21 +165,13 @@ def _call(
     accuracy: float,
     max_iterations: int,
     dense_limit: int,
+    kspace: KSpaceName,
+    preconditioner: PreconditionerName,
     grad_charges: npt.ArrayLike | None = None,
     grad_energy: float = 0.0,
 ) -> Any:
     system, chi, hard, sig = _common(atoms, electronegativity, hardness, sigma)
-    frag = None if fragments is None else [int(f) for f in np.asarray(fragments).ravel()]
-    fq = (
-        None
-        if fragment_charges is None
-        else [float(c) for c in np.asarray(fragment_charges, dtype=np.float64).ravel()]
-    )
-    if frag is not None and fq is not None and total_charge != 0.0:
-        if not np.isclose(sum(fq), total_charge, rtol=0, atol=1e-9):
-            raise ValueError(
-                f"total_charge {total_charge} differs from the sum of fragment_charges {sum(fq)}"
-            )
+    frag, fq = _fragments(fragments, fragment_charges, total_charge)
     q0 = None if initial_charges is None else _per_atom("initial_charges", initial_charges, system)
     g = None if grad_charges is None else _per_atom("grad_charges", grad_charges, system)
     return _native.qeq(
@@ -171,9 +190,30 @@ def _call(
         None if ewald_sigma is None else float(ewald_sigma),
         float(accuracy),
         int(dense_limit),
+        kspace,
+        preconditioner,
         g,
         float(grad_energy),
     )
+
+
+def _fragments(
+    fragments: npt.ArrayLike | None,
+    fragment_charges: npt.ArrayLike | None,
+    total_charge: float,
+) -> tuple[list[int] | None, list[float] | None]:
+    frag = None if fragments is None else [int(f) for f in np.asarray(fragments).ravel()]
+    fq = (
+        None
+        if fragment_charges is None
+        else [float(c) for c in np.asarray(fragment_charges, dtype=np.float64).ravel()]
+    )
+    if frag is not None and fq is not None and total_charge != 0.0:
+        if not np.isclose(sum(fq), total_charge, rtol=0, atol=1e-9):
+            raise ValueError(
+                f"total_charge {total_charge} differs from the sum of fragment_charges {sum(fq)}"
+            )
+    return frag, fq
 
 
 def qeq(
@@ -192,21 +232,31 @@ def qeq(
     accuracy: float = 1e-10,
     max_iterations: int = 2000,
     dense_limit: int = 1500,
+    kspace: KSpaceName = "auto",
+    preconditioner: PreconditionerName = "auto",
 ) -> QEqResult:
     """Charge equilibration of ``atoms`` (``ase.Atoms`` or :class:`farfield.System`).
 
     Per-atom parameters are arrays of shape (n,), scalars, or mappings from element symbol or
     atomic number to value. ``fragments`` (index per atom) with ``fragment_charges`` replaces
-    the single total-charge constraint. ``solver``: "dense" (Cholesky + Schur complement),
-    "cg" (matrix-free projected preconditioned CG, O(N) memory, warm-started from
-    ``initial_charges``) or "auto" (dense up to ``dense_limit`` atoms). ``tolerance`` bounds the
-    RMS spread of ∂E/∂q_i around the chemical potential. Periodic cells use Ewald sums of width
+    the single total-charge constraint.
+
+    ``solver``: "dense" (Cholesky + Schur complement, explicit Ewald, O(N²) memory), "cg"
+    (matrix-free projected preconditioned CG, O(N) memory, warm-started from
+    ``initial_charges``, e.g. the previous MD step) or "auto" (dense up to ``dense_limit``
+    atoms, CG above). ``tolerance``: the CG stops when the RMS over atoms of ∂E/∂q_i − μ_f
+    (units of χ) is below it; the result reports ``residual``, ``iterations`` and
+    ``tolerance``. A CG that does not reach it in ``max_iterations`` raises RuntimeError.
+    ``kspace``: "ewald", "pme" (CG only) or "auto" (PME for CG above 2000 atoms).
+    ``preconditioner``: "fourier" (coarse-mesh Woodbury preconditioner of the long-range
+    Coulomb part, periodic only; iterations independent of N), "jacobi", or "auto" (Fourier
+    for periodic cells, Jacobi otherwise). Periodic cells use Ewald sums of width
     ``ewald_sigma`` (default from volume and atom count) truncated at relative ``accuracy``.
     """
     d = _call(
         atoms, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges,
         solver, tolerance, initial_charges, prefactor, ewald_sigma, accuracy, max_iterations,
-        dense_limit,
+        dense_limit, kspace, preconditioner,
     )
     return _result(d)
 
@@ -229,13 +279,16 @@ def qeq_vjp(
     accuracy: float = 1e-10,
     max_iterations: int = 2000,
     dense_limit: int = 1500,
+    kspace: KSpaceName = "auto",
+    preconditioner: PreconditionerName = "auto",
 ) -> tuple[QEqResult, QEqGradients]:
     """The QEq solve and its vector–Jacobian products for ∂L/∂q = ``grad_charges`` and
-    ∂L/∂E = ``grad_energy`` (one adjoint solve with the same matrix)."""
+    ∂L/∂E = ``grad_energy`` (one adjoint solve with the same matrix; formulas in the module
+    docstring). Other arguments as :func:`qeq`."""
     d, g = _call(
         atoms, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges,
         solver, tolerance, initial_charges, prefactor, ewald_sigma, accuracy, max_iterations,
-        dense_limit, grad_charges, grad_energy,
+        dense_limit, kspace, preconditioner, grad_charges, grad_energy,
     )
     return _result(d), QEqGradients(**g)
 
@@ -246,6 +299,11 @@ def qeq_batch(
     hardness: Sequence[PerAtom] | PerAtom,
     sigma: Sequence[PerAtom] | PerAtom,
     total_charge: Sequence[float] | float = 0.0,
+    fragments: Sequence[npt.ArrayLike | None] | None = None,
+    fragment_charges: Sequence[npt.ArrayLike | None] | None = None,
+    initial_charges: Sequence[npt.ArrayLike | None] | None = None,
+    grad_charges: Sequence[npt.ArrayLike] | None = None,
+    grad_energy: Sequence[float] | float | None = None,
     solver: SolverName = "auto",
     tolerance: float = 1e-10,
     prefactor: float = 1.0,
@@ -253,10 +311,19 @@ def qeq_batch(
     accuracy: float = 1e-10,
     max_iterations: int = 2000,
     dense_limit: int = 1500,
-) -> list[QEqResult]:
-    """Solves many structures in one call, in parallel over structures. ``hardness`` and
-    ``sigma`` may be one mapping per element shared by all structures; ``total_charge`` one
-    value or one per structure."""
+    kspace: KSpaceName = "auto",
+    preconditioner: PreconditionerName = "auto",
+) -> list[Any]:
+    """Solves many structures (a training batch) in one call, in parallel over structures.
+
+    ``hardness`` and ``sigma`` may be one mapping per element shared by all structures;
+    ``total_charge`` one value or one per structure. ``fragments``/``fragment_charges`` and
+    ``initial_charges`` (warm start) are one entry per structure (None for none). Without
+    ``grad_charges`` and ``grad_energy`` returns a list of :class:`QEqResult`; with either,
+    a list of ``(QEqResult, QEqGradients)`` pairs, the vector–Jacobian products of each
+    structure (``grad_charges[k]`` = ∂L/∂q of structure k, ``grad_energy`` one value or one per
+    structure). Other arguments as :func:`qeq`.
+    """
     systems = [as_system(s) for s in structures]
     n = len(systems)
 
@@ -267,14 +334,45 @@ def qeq_batch(
             raise ValueError(f"{name}: expected {n} entries (one per structure), got {len(v)}")
         return [_per_atom(name, x, s) for x, s in zip(v, systems, strict=True)]
 
+    def per_structure(name: str, v: Sequence[Any] | None) -> list[Any]:
+        if v is None:
+            return [None] * n
+        if len(v) != n:
+            raise ValueError(f"{name}: expected {n} entries (one per structure), got {len(v)}")
+        return list(v)
+
     tq = np.asarray(total_charge, dtype=np.float64)
     totals = [float(tq)] * n if tq.ndim == 0 else [float(t) for t in tq.ravel()]
+    if len(totals) != n:
+        raise ValueError(
+            f"total_charge: expected {n} entries (one per structure), got {len(totals)}"
+        )
+    frags = per_structure("fragments", fragments)
+    fcharges = per_structure("fragment_charges", fragment_charges)
+    pairs = [_fragments(f, c, t) for f, c, t in zip(frags, fcharges, totals, strict=True)]
+    q0 = [
+        None if q is None else _per_atom("initial_charges", q, s)
+        for q, s in zip(per_structure("initial_charges", initial_charges), systems, strict=True)
+    ]
+    gq: list[FloatArray] | None = None
+    ge: list[float] | None = None
+    if grad_charges is not None or grad_energy is not None:
+        gq = (
+            [np.zeros(len(s.numbers)) for s in systems]
+            if grad_charges is None
+            else each("grad_charges", grad_charges)
+        )
+        g = np.asarray(0.0 if grad_energy is None else grad_energy, dtype=np.float64)
+        ge = [float(g)] * n if g.ndim == 0 else [float(x) for x in g.ravel()]
     out = _native.qeq_batch(
         [s._arrays() for s in systems],
         each("electronegativity", electronegativity),
         each("hardness", hardness),
         each("sigma", sigma),
         totals,
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        q0,
         solver,
         float(tolerance),
         int(max_iterations),
@@ -282,5 +380,11 @@ def qeq_batch(
         None if ewald_sigma is None else float(ewald_sigma),
         float(accuracy),
         int(dense_limit),
+        kspace,
+        preconditioner,
+        gq,
+        ge,
     )
-    return [_result(d) for d in out]
+    if gq is None:
+        return [_result(d) for d in out]
+    return [(_result(d), QEqGradients(**g)) for d, g in out]

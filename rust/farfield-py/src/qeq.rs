@@ -3,7 +3,9 @@ use numpy::{PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use farfield::qeq::{QEqGradients, QEqOptions, QEqProblem, QEqResult, Solver};
+use farfield::qeq::{
+    KSpace, PreconditionerKind, QEqGradients, QEqOptions, QEqProblem, QEqResult, Solver,
+};
 
 use crate::convert::SystemArrays;
 use crate::errors::guarded;
@@ -22,7 +24,31 @@ fn options(
     ewald_sigma: Option<f64>,
     accuracy: f64,
     dense_limit: usize,
+    kspace: &str,
+    preconditioner: &str,
 ) -> farfield::Result<QEqOptions> {
+    let kspace = match kspace {
+        "auto" => KSpace::Auto,
+        "ewald" => KSpace::Ewald,
+        "pme" => KSpace::Pme,
+        other => {
+            return Err(farfield::Error::parameter(
+                "kspace",
+                format!("must be 'auto', 'ewald' or 'pme', got '{other}'"),
+            ))
+        }
+    };
+    let preconditioner = match preconditioner {
+        "auto" => PreconditionerKind::Auto,
+        "jacobi" => PreconditionerKind::Jacobi,
+        "fourier" => PreconditionerKind::Fourier,
+        other => {
+            return Err(farfield::Error::parameter(
+                "preconditioner",
+                format!("must be 'auto', 'jacobi' or 'fourier', got '{other}'"),
+            ))
+        }
+    };
     let solver = match solver {
         "auto" => Solver::Auto,
         "dense" => Solver::Dense,
@@ -42,7 +68,8 @@ fn options(
         ewald_sigma,
         accuracy,
         dense_limit,
-        ..QEqOptions::default()
+        kspace,
+        preconditioner,
     })
 }
 
@@ -73,8 +100,11 @@ fn result_dict<'py>(py: Python<'py>, r: &QEqResult) -> PyResult<Bound<'py, PyDic
     d.set_item("energy", r.energy)?;
     d.set_item("forces", mat(py, &r.forces))?;
     d.set_item("virial", r.virial.map(|v| mat(py, &v)))?;
-    d.set_item("stress", r.stress.map(|v| mat(py, &v)))?;
+    d.set_item("volume", r.volume)?;
     d.set_item("solver", r.stats.solver)?;
+    d.set_item("preconditioner", r.stats.preconditioner)?;
+    d.set_item("kspace", r.stats.kspace)?;
+    d.set_item("tolerance", r.stats.tolerance)?;
     d.set_item("iterations", r.stats.iterations)?;
     d.set_item("residual", r.stats.residual)?;
     d.set_item("ewald_sigma", r.stats.ewald_sigma)?;
@@ -100,7 +130,7 @@ fn gradients_dict<'py>(py: Python<'py>, g: &QEqGradients) -> PyResult<Bound<'py,
 /// Solves one QEq problem (see `farfield.qeq`); with `grad_charges` also returns the
 /// vector–Jacobian products as a second dictionary.
 #[pyfunction]
-#[pyo3(signature = (system, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit, grad_charges=None, grad_energy=0.0))]
+#[pyo3(signature = (system, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit, kspace, preconditioner, grad_charges=None, grad_energy=0.0))]
 #[allow(clippy::too_many_arguments)]
 fn qeq<'py>(
     py: Python<'py>,
@@ -119,6 +149,8 @@ fn qeq<'py>(
     ewald_sigma: Option<f64>,
     accuracy: f64,
     dense_limit: usize,
+    kspace: &str,
+    preconditioner: &str,
     grad_charges: Option<PyReadonlyArray1<'py, f64>>,
     grad_energy: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -141,6 +173,8 @@ fn qeq<'py>(
             ewald_sigma,
             accuracy,
             dense_limit,
+            kspace,
+            preconditioner,
         )?;
         Ok((sys, problem, opts))
     })?;
@@ -164,9 +198,11 @@ fn qeq<'py>(
     }
 }
 
-/// Solves many QEq problems in parallel over structures (same options for all).
+/// Solves many QEq problems in parallel over structures (same options for all); each
+/// structure has its own total charge and optionally fragments, warm start and, when
+/// `grad_charges` is given, its vector–Jacobian products (then a list of pairs is returned).
 #[pyfunction]
-#[pyo3(signature = (systems, electronegativity, hardness, sigma, total_charge, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit))]
+#[pyo3(signature = (systems, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit, kspace, preconditioner, grad_charges=None, grad_energy=None))]
 #[allow(clippy::too_many_arguments)]
 fn qeq_batch<'py>(
     py: Python<'py>,
@@ -175,6 +211,9 @@ fn qeq_batch<'py>(
     hardness: Vec<PyReadonlyArray1<'py, f64>>,
     sigma: Vec<PyReadonlyArray1<'py, f64>>,
     total_charge: Vec<f64>,
+    fragments: Vec<Option<Vec<i64>>>,
+    fragment_charges: Vec<Option<Vec<f64>>>,
+    initial_charges: Vec<Option<PyReadonlyArray1<'py, f64>>>,
     solver: &str,
     tolerance: f64,
     max_iterations: usize,
@@ -182,15 +221,29 @@ fn qeq_batch<'py>(
     ewald_sigma: Option<f64>,
     accuracy: f64,
     dense_limit: usize,
-) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let (systems, problems, opts) = guarded(|| {
+    kspace: &str,
+    preconditioner: &str,
+    grad_charges: Option<Vec<PyReadonlyArray1<'py, f64>>>,
+    grad_energy: Option<Vec<f64>>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let (systems, problems, opts, grads) = guarded(|| {
         let n = systems.len();
-        for (what, len) in [
+        let mut lens = vec![
             ("electronegativity", electronegativity.len()),
             ("hardness", hardness.len()),
             ("sigma", sigma.len()),
             ("total_charge", total_charge.len()),
-        ] {
+            ("fragments", fragments.len()),
+            ("fragment_charges", fragment_charges.len()),
+            ("initial_charges", initial_charges.len()),
+        ];
+        if let Some(g) = &grad_charges {
+            lens.push(("grad_charges", g.len()));
+        }
+        if let Some(g) = &grad_energy {
+            lens.push(("grad_energy", g.len()));
+        }
+        for (what, len) in lens {
             if len != n {
                 return Err(farfield::Error::shape(
                     what,
@@ -203,15 +256,18 @@ fn qeq_batch<'py>(
             .iter()
             .map(|s| s.to_system())
             .collect::<farfield::Result<Vec<_>>>()?;
-        let problems: Vec<QEqProblem> = (0..n)
-            .map(|k| QEqProblem {
+        let mut problems = Vec::with_capacity(n);
+        for k in 0..n {
+            problems.push(QEqProblem {
                 electronegativity: vec1(&electronegativity[k]),
                 hardness: vec1(&hardness[k]),
                 sigma: vec1(&sigma[k]),
                 total_charge: total_charge[k],
-                ..Default::default()
-            })
-            .collect();
+                fragments: self::fragments(fragments[k].clone())?,
+                fragment_charges: fragment_charges[k].clone(),
+                initial_charges: initial_charges[k].as_ref().map(vec1),
+            });
+        }
         let opts = options(
             solver,
             tolerance,
@@ -220,13 +276,44 @@ fn qeq_batch<'py>(
             ewald_sigma,
             accuracy,
             dense_limit,
+            kspace,
+            preconditioner,
         )?;
-        Ok((systems, problems, opts))
+        let grads = grad_charges.as_ref().map(|g| {
+            (
+                g.iter().map(vec1).collect::<Vec<_>>(),
+                grad_energy.clone().unwrap_or_else(|| vec![0.0; n]),
+            )
+        });
+        Ok((systems, problems, opts, grads))
     })?;
-    let results = py.detach(|| {
-        threads::install(|| guarded(|| farfield::qeq::qeq_batch(&systems, &problems, &opts)))
-    })?;
-    results.iter().map(|r| result_dict(py, r)).collect()
+    match grads {
+        None => {
+            let results = py.detach(|| {
+                threads::install(|| {
+                    guarded(|| farfield::qeq::qeq_batch(&systems, &problems, &opts))
+                })
+            })?;
+            results
+                .iter()
+                .map(|r| Ok(result_dict(py, r)?.into_any()))
+                .collect()
+        }
+        Some((gq, ge)) => {
+            let results = py.detach(|| {
+                threads::install(|| {
+                    guarded(|| farfield::qeq::qeq_vjp_batch(&systems, &problems, &opts, &gq, &ge))
+                })
+            })?;
+            results
+                .iter()
+                .map(|(r, g)| {
+                    let t = (result_dict(py, r)?, gradients_dict(py, g)?);
+                    Ok(t.into_pyobject(py)?.into_any())
+                })
+                .collect()
+        }
+    }
 }
 
 /// Adds this engine's functions and classes to the module.

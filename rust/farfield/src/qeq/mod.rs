@@ -38,6 +38,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod operator;
+pub mod precond;
 pub mod solve;
 
 use rayon::prelude::*;
@@ -47,7 +48,7 @@ use crate::math::linalg::{inverse3, Mat3, Vec3};
 use crate::system::System;
 
 pub use operator::{pme_parameters_for, EwaldSettings, Operator};
-pub use solve::Constraints;
+pub use solve::{Constraints, Preconditioner};
 
 /// Which linear solver to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,17 +81,34 @@ pub struct QEqOptions {
     pub dense_limit: usize,
     /// How the k-space part of periodic products and gradients is evaluated.
     pub kspace: KSpace,
+    /// Preconditioner of the conjugate gradient.
+    pub preconditioner: PreconditionerKind,
+}
+
+/// Preconditioner of the conjugate-gradient solver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PreconditionerKind {
+    /// Fourier for periodic systems, Jacobi for open ones.
+    #[default]
+    Auto,
+    /// Diagonal (Jacobi): iterations grow with the box side.
+    Jacobi,
+    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (Jacobi for
+    /// open ones): iterations independent of N.
+    Fourier,
 }
 
 /// k-space method of the periodic QEq operator (products, energy, forces, stress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KSpace {
-    /// PME above [`PME_MIN_ATOMS`] atoms when the CG solver is used, explicit Ewald otherwise.
+    /// PME above [`PME_MIN_ATOMS`] atoms when the CG solver is used, explicit Ewald otherwise
+    /// (the dense solver always builds its matrix with the explicit Ewald sum).
     #[default]
     Auto,
     /// Explicit Ewald sum over k-vectors (O(N·N_k) per product).
     Ewald,
-    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy.
+    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy (CG only;
+    /// O(N) memory: no k-vector or phase tables are stored).
     Pme,
 }
 
@@ -108,6 +126,7 @@ impl Default for QEqOptions {
             accuracy: 1e-10,
             dense_limit: 1500,
             kspace: KSpace::Auto,
+            preconditioner: PreconditionerKind::Auto,
         }
     }
 }
@@ -136,6 +155,9 @@ pub struct QEqProblem {
 pub struct SolverStats {
     /// "dense" or "cg".
     pub solver: &'static str,
+    /// "cholesky" (dense), "jacobi" or "fourier" (CG); "fourier+jacobi" when the Fourier
+    /// preconditioner lost definiteness and the CG continued with Jacobi.
+    pub preconditioner: &'static str,
     /// CG iterations (0 for dense).
     pub iterations: usize,
     /// RMS of (Aq + χ)_i − μ_f at the solution.
@@ -146,6 +168,10 @@ pub struct SolverStats {
     pub cutoff: Option<f64>,
     /// Number of k-vectors (half space; 0 for open systems).
     pub n_kvectors: usize,
+    /// The convergence threshold asked for (the CG stops when `residual` is below it).
+    pub tolerance: f64,
+    /// k-space method of the periodic operator: "ewald", "pme" or "none" (open system).
+    pub kspace: &'static str,
 }
 
 /// Result of a QEq solve.
@@ -159,12 +185,23 @@ pub struct QEqResult {
     pub energy: f64,
     /// −dE/dr_i at fixed χ.
     pub forces: Vec<Vec3>,
-    /// ∂E/∂ε (periodic only).
+    /// W = ∂E/∂ε, the derivative with respect to a homogeneous strain of positions and cell
+    /// (periodic only). The stress is W / V (see [`QEqResult::stress`]).
     pub virial: Option<Mat3>,
-    /// virial / V (periodic only; ASE sign convention).
-    pub stress: Option<Mat3>,
+    /// Cell volume V (periodic only).
+    pub volume: Option<f64>,
     /// Solver statistics.
     pub stats: SolverStats,
+}
+
+impl QEqResult {
+    /// Stress σ = (1/V) ∂E/∂ε = virial / V (ASE convention, periodic only).
+    pub fn stress(&self) -> Option<Mat3> {
+        match (self.virial, self.volume) {
+            (Some(w), Some(v)) => Some(w.map(|row| row.map(|x| x / v))),
+            _ => None,
+        }
+    }
 }
 
 /// Vector–Jacobian products of a QEq solve.
@@ -277,65 +314,87 @@ fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resu
     Ok(cons)
 }
 
+fn uses_dense(n: usize, options: &QEqOptions) -> bool {
+    match options.solver {
+        Solver::Dense => true,
+        Solver::ConjugateGradient => false,
+        Solver::Auto => n <= options.dense_limit,
+    }
+}
+
 fn make_operator<'a>(
     system: &'a System,
     problem: &'a QEqProblem,
     options: &QEqOptions,
 ) -> Result<Operator<'a>> {
     let n = system.len();
-    let dense = match options.solver {
-        Solver::Dense => true,
-        Solver::ConjugateGradient => false,
-        Solver::Auto => n <= options.dense_limit,
-    };
+    let dense = uses_dense(n, options);
+    // the dense solver always builds the matrix with the explicit Ewald sum
     let pme = system.cell().is_some()
+        && !dense
         && match options.kspace {
             KSpace::Ewald => false,
             KSpace::Pme => true,
-            KSpace::Auto => !dense && n > PME_MIN_ATOMS,
+            KSpace::Auto => n > PME_MIN_ATOMS,
         };
     let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
     let settings = system.cell().map(|cell| {
         // with PME the mesh is cheap: a narrower η than the Ewald balance (η ≈ 0.8 (V/N)^{1/3})
         // keeps the stored real-space pairs few
+        // and within operator::PAIRS_PER_ATOM real-space pairs per atom
         let eta = options.ewald_sigma.or_else(|| {
             pme.then(|| {
                 let d = (cell.volume() / n.max(1) as f64).cbrt();
-                (0.8 * d).max(std::f64::consts::SQRT_2 * max_sigma)
+                let x = (-2.0 * options.accuracy.ln()).sqrt();
+                let budget = (operator::PAIRS_PER_ATOM as f64 * cell.volume()
+                    / (n.max(1) as f64 * 4.0 / 3.0 * std::f64::consts::PI))
+                    .cbrt()
+                    / x;
+                (0.8 * d)
+                    .min(budget)
+                    .max(std::f64::consts::SQRT_2 * max_sigma)
             })
         });
         EwaldSettings::for_accuracy(system, max_sigma, eta, options.accuracy)
     });
-    let mut op = Operator::new(
-        system,
-        &problem.sigma,
-        &problem.hardness,
-        options.prefactor,
-        settings,
-    )?;
-    if let (true, Some(s)) = (pme, settings) {
-        // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
-        let target = options.tolerance.min(options.accuracy).max(1e-14);
-        op.use_pme(operator::pme_parameters_for(
-            system, s.eta, s.cutoff, target,
-        )?)?;
+    match (pme, settings) {
+        (true, Some(s)) => {
+            // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
+            let target = options.tolerance.min(options.accuracy).max(1e-14);
+            let pp = operator::pme_parameters_for(system, s.eta, s.cutoff, target)?;
+            Operator::with_pme(
+                system,
+                &problem.sigma,
+                &problem.hardness,
+                options.prefactor,
+                s,
+                pp,
+            )
+        }
+        _ => Operator::new(
+            system,
+            &problem.sigma,
+            &problem.hardness,
+            options.prefactor,
+            settings,
+        ),
     }
-    Ok(op)
 }
 
 enum Prepared {
     Dense(solve::DenseFactor),
-    Iterative(Vec<f64>),
+    Iterative(Preconditioner, Preconditioner),
 }
 
-fn prepare(op: &Operator<'_>, options: &QEqOptions, cons: &Constraints) -> Result<Prepared> {
+fn prepare(
+    system: &System,
+    problem: &QEqProblem,
+    op: &Operator<'_>,
+    options: &QEqOptions,
+    cons: &Constraints,
+) -> Result<Prepared> {
     let n = op.len();
-    let dense = match options.solver {
-        Solver::Dense => true,
-        Solver::ConjugateGradient => false,
-        Solver::Auto => n <= options.dense_limit,
-    };
-    if dense {
+    if uses_dense(n, options) {
         Ok(Prepared::Dense(solve::DenseFactor::new(
             op.dense(),
             n,
@@ -349,7 +408,23 @@ fn prepare(op: &Operator<'_>, options: &QEqOptions, cons: &Constraints) -> Resul
                 format!("the QEq matrix has a non-positive diagonal at atom {i}"),
             ));
         }
-        Ok(Prepared::Iterative(diag))
+        let inv: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
+        let fourier = match (options.preconditioner, system.cell()) {
+            (PreconditionerKind::Jacobi, _) | (_, None) => None,
+            (_, Some(cell)) if cons.len() <= 64 => {
+                let d = (cell.volume() / n.max(1) as f64).cbrt();
+                let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
+                let eta_p = d.max(1.5 * std::f64::consts::SQRT_2 * max_sigma);
+                precond::FourierPreconditioner::new(system, &diag, options.prefactor, eta_p)
+            }
+            _ => None,
+        };
+        let jacobi = Preconditioner::Jacobi(inv.clone());
+        let primary = match fourier {
+            Some(f) => Preconditioner::Fourier(Box::new(f)),
+            None => Preconditioner::Jacobi(inv),
+        };
+        Ok(Prepared::Iterative(primary, jacobi))
     }
 }
 
@@ -361,13 +436,13 @@ fn solve_with(
     target: &[f64],
     x0: Option<&[f64]>,
     options: &QEqOptions,
-) -> Result<(Vec<f64>, usize)> {
+) -> Result<(Vec<f64>, usize, bool)> {
     match prepared {
-        Prepared::Dense(f) => Ok((f.solve(chi, cons, target).0, 0)),
-        Prepared::Iterative(diag) => {
-            let s = solve::pcg(
+        Prepared::Dense(f) => Ok((f.solve(chi, cons, target).0, 0, false)),
+        Prepared::Iterative(primary, jacobi) => {
+            let mut s = solve::pcg(
                 op,
-                diag,
+                primary,
                 chi,
                 cons,
                 target,
@@ -375,13 +450,29 @@ fn solve_with(
                 options.tolerance,
                 options.max_iterations,
             );
+            let fell_back = s.breakdown;
+            if s.breakdown {
+                // the Fourier preconditioner lost definiteness: continue with Jacobi
+                let used = s.iterations;
+                s = solve::pcg(
+                    op,
+                    jacobi,
+                    chi,
+                    cons,
+                    target,
+                    Some(&s.q),
+                    options.tolerance,
+                    options.max_iterations.saturating_sub(used),
+                );
+                s.iterations += used;
+            }
             if !s.converged {
                 return Err(Error::NotConverged(format!(
                     "QEq conjugate gradient: residual {:.3e} after {} iterations (tolerance {:.3e})",
                     s.residual, s.iterations, options.tolerance
                 )));
             }
-            Ok((s.q, s.iterations))
+            Ok((s.q, s.iterations, fell_back))
         }
     }
 }
@@ -390,9 +481,9 @@ fn solve_with(
 pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
     let cons = validate(system, problem, options)?;
     let op = make_operator(system, problem, options)?;
-    let prepared = prepare(&op, options, &cons)?;
+    let prepared = prepare(system, problem, &op, options, &cons)?;
     let chi = &problem.electronegativity;
-    let (q, iterations) = solve_with(
+    let (q, iterations, fell_back) = solve_with(
         &prepared,
         &op,
         chi,
@@ -401,16 +492,27 @@ pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resul
         problem.initial_charges.as_deref(),
         options,
     )?;
-    finish(system, &op, chi, &cons, q, iterations, &prepared)
+    finish(
+        system,
+        options.tolerance,
+        &op,
+        chi,
+        &cons,
+        q,
+        (iterations, fell_back),
+        &prepared,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     system: &System,
+    tolerance: f64,
     op: &Operator<'_>,
     chi: &[f64],
     cons: &Constraints,
     q: Vec<f64>,
-    iterations: usize,
+    (iterations, fell_back): (usize, bool),
     prepared: &Prepared,
 ) -> Result<QEqResult> {
     let n = q.len();
@@ -424,20 +526,9 @@ fn finish(
         .iter()
         .map(|d| [-0.5 * d[0], -0.5 * d[1], -0.5 * d[2]])
         .collect();
-    let (virial, stress) = match system.cell() {
-        Some(cell) => {
-            let mut v = g.strain;
-            let mut s = v;
-            for a in 0..3 {
-                for b in 0..3 {
-                    v[a][b] *= 0.5;
-                    s[a][b] = v[a][b] / cell.volume();
-                }
-            }
-            (Some(v), Some(s))
-        }
-        None => (None, None),
-    };
+    let virial = system
+        .cell()
+        .map(|_| g.strain.map(|row| row.map(|x| 0.5 * x)));
     let settings = op.settings();
     Ok(QEqResult {
         charges: q,
@@ -445,17 +536,29 @@ fn finish(
         energy,
         forces,
         virial,
-        stress,
+        volume: system.cell().map(|c| c.volume()),
         stats: SolverStats {
             solver: match prepared {
                 Prepared::Dense(_) => "dense",
-                Prepared::Iterative(_) => "cg",
+                Prepared::Iterative(..) => "cg",
+            },
+            preconditioner: match prepared {
+                Prepared::Dense(_) => "cholesky",
+                Prepared::Iterative(Preconditioner::Fourier(_), _) if fell_back => "fourier+jacobi",
+                Prepared::Iterative(Preconditioner::Fourier(_), _) => "fourier",
+                Prepared::Iterative(..) => "jacobi",
             },
             iterations,
             residual,
             ewald_sigma: settings.map(|s| s.eta),
             cutoff: settings.map(|s| s.cutoff),
             n_kvectors: op.n_kvectors(),
+            tolerance,
+            kspace: match (system.cell(), op.uses_pme()) {
+                (None, _) => "none",
+                (Some(_), true) => "pme",
+                (Some(_), false) => "ewald",
+            },
         },
     })
 }
@@ -476,9 +579,9 @@ pub fn qeq_vjp(
     check_finite("grad_charges", grad_charges)?;
     check_finite("grad_energy", &[grad_energy])?;
     let op = make_operator(system, problem, options)?;
-    let prepared = prepare(&op, options, &cons)?;
+    let prepared = prepare(system, problem, &op, options, &cons)?;
     let chi = &problem.electronegativity;
-    let (q, iterations) = solve_with(
+    let (q, iterations, fell_back) = solve_with(
         &prepared,
         &op,
         chi,
@@ -490,7 +593,7 @@ pub fn qeq_vjp(
     // adjoint: A ν + Cᵀκ = ḡ_q, C ν = 0  ⇔  the QEq problem with χ = −ḡ_q and zero charges
     let minus_g: Vec<f64> = grad_charges.iter().map(|v| -v).collect();
     let zeros = vec![0.0; cons.len()];
-    let (nu, _) = solve_with(&prepared, &op, &minus_g, &cons, &zeros, None, options)?;
+    let (nu, _, _) = solve_with(&prepared, &op, &minus_g, &cons, &zeros, None, options)?;
     let n = q.len();
     let p: Vec<f64> = (0..n).map(|i| 0.5 * grad_energy * q[i] - nu[i]).collect();
     let g = op.bilinear_gradient(&p, &q);
@@ -522,7 +625,16 @@ pub fn qeq_vjp(
         }),
         positions: g.positions,
     };
-    let result = finish(system, &op, chi, &cons, q, iterations, &prepared)?;
+    let result = finish(
+        system,
+        options.tolerance,
+        &op,
+        chi,
+        &cons,
+        q,
+        (iterations, fell_back),
+        &prepared,
+    )?;
     Ok((result, gradients))
 }
 
@@ -543,6 +655,42 @@ pub fn qeq_batch(
         .par_iter()
         .zip(problems.par_iter())
         .map(|(s, p)| qeq(s, p, options))
+        .collect()
+}
+
+/// Vector–Jacobian products of many QEq problems (a training batch) in parallel over
+/// structures: `grad_charges[k]` and `grad_energy[k]` belong to structure k.
+pub fn qeq_vjp_batch(
+    systems: &[System],
+    problems: &[QEqProblem],
+    options: &QEqOptions,
+    grad_charges: &[Vec<f64>],
+    grad_energy: &[f64],
+) -> Result<Vec<(QEqResult, QEqGradients)>> {
+    for (what, len) in [
+        ("problems", problems.len()),
+        ("grad_charges", grad_charges.len()),
+        ("grad_energy", grad_energy.len()),
+    ] {
+        if len != systems.len() {
+            return Err(Error::shape(
+                what,
+                format!("{} entries (one per structure)", systems.len()),
+                format!("{len}"),
+            ));
+        }
+    }
+    (0..systems.len())
+        .into_par_iter()
+        .map(|k| {
+            qeq_vjp(
+                &systems[k],
+                &problems[k],
+                options,
+                &grad_charges[k],
+                grad_energy[k],
+            )
+        })
         .collect()
 }
 

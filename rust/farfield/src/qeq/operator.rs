@@ -36,6 +36,8 @@ const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// Real-space pair values are stored (CSR) when at most this many pairs are expected.
 const PAIR_BUDGET: usize = 25_000_000;
+/// ... or at most this many per atom on average (12 bytes each: O(N) memory).
+pub const PAIRS_PER_ATOM: usize = 300;
 
 /// Ewald settings of a periodic QEq operator.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,6 +101,57 @@ struct Periodic {
     pairs: Option<(Vec<usize>, Vec<u32>, Vec<f64>)>,
     /// PME replacing the explicit k-space sum in products and gradients, when selected
     pme: Option<Pme>,
+    /// Σ over the half-space k-vectors of `weights` (the k-space part of C_ii)
+    weight_sum: f64,
+    /// number of half-space k-vectors within the cutoff
+    n_kvectors: usize,
+}
+
+/// Σ_{k half space, 0 < |k| ≤ k_c} 2 (4π/V) e^{−η²k²/2}/k² and the number of terms, without
+/// storing the k-vectors.
+fn kspace_weight_sum(cell: &crate::system::Cell, eta: f64, k_cutoff: f64) -> (f64, usize) {
+    let recip = cell.reciprocal();
+    let lengths = cell.lengths();
+    let volume = cell.volume();
+    let mut mm = [0i64; 3];
+    for a in 0..3 {
+        mm[a] = (k_cutoff * lengths[a] / (2.0 * std::f64::consts::PI)).floor() as i64;
+    }
+    let kc2 = k_cutoff * k_cutoff;
+    let (sum, count) = (0..=mm[0])
+        .into_par_iter()
+        .map(|m0| {
+            let mut s = 0.0;
+            let mut c = 0usize;
+            for m1 in -mm[1]..=mm[1] {
+                if m0 == 0 && m1 < 0 {
+                    continue;
+                }
+                for m2 in -mm[2]..=mm[2] {
+                    if m0 == 0 && m1 == 0 && m2 <= 0 {
+                        continue;
+                    }
+                    let mut k = [0.0; 3];
+                    for a in 0..3 {
+                        k[a] = m0 as f64 * recip[0][a]
+                            + m1 as f64 * recip[1][a]
+                            + m2 as f64 * recip[2][a];
+                    }
+                    let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+                    if k2 < kc2 && k2 > 0.0 {
+                        s += 2.0 * 4.0 * std::f64::consts::PI / volume
+                            * (-0.5 * eta * eta * k2).exp()
+                            / k2;
+                        c += 1;
+                    }
+                }
+            }
+            (s, c)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold((0.0, 0), |(a, b), (c, d)| (a + c, b + d));
+    (sum, count)
 }
 
 /// PME parameters (smearing η) whose predicted mesh error is below `target` (relative, as
@@ -177,7 +230,8 @@ fn dgamma(d: f64, g: f64) -> f64 {
 }
 
 impl<'a> Operator<'a> {
-    /// Builds the operator; for periodic systems `settings` must be given.
+    /// Builds the operator with an explicit Ewald k-space sum; for periodic systems
+    /// `settings` must be given.
     pub fn new(
         system: &'a System,
         sigma: &'a [f64],
@@ -185,12 +239,63 @@ impl<'a> Operator<'a> {
         prefactor: f64,
         settings: Option<EwaldSettings>,
     ) -> Result<Operator<'a>> {
+        Self::build(system, sigma, hardness, prefactor, settings, None)
+    }
+
+    /// Builds the operator with the k-space part by PME (smearing = the Ewald width η): the
+    /// k-vectors and phase tables of the explicit sum are never stored (O(N) memory), so the
+    /// dense matrix is not available from this operator.
+    pub fn with_pme(
+        system: &'a System,
+        sigma: &'a [f64],
+        hardness: &'a [f64],
+        prefactor: f64,
+        settings: EwaldSettings,
+        parameters: PmeParameters,
+    ) -> Result<Operator<'a>> {
+        if (parameters.smearing - settings.eta).abs() > 1e-12 * settings.eta {
+            return Err(crate::error::Error::parameter(
+                "smearing",
+                "the PME smearing must equal the Ewald width",
+            ));
+        }
+        Self::build(
+            system,
+            sigma,
+            hardness,
+            prefactor,
+            Some(settings),
+            Some(parameters),
+        )
+    }
+
+    fn build(
+        system: &'a System,
+        sigma: &'a [f64],
+        hardness: &'a [f64],
+        prefactor: f64,
+        settings: Option<EwaldSettings>,
+        pme: Option<PmeParameters>,
+    ) -> Result<Operator<'a>> {
         let periodic = match (system.cell(), settings) {
             (Some(cell), Some(settings)) => {
                 let volume = cell.volume();
                 let cells = CellList::new(system, settings.cutoff)?;
+                let (weight_sum, n_kvectors) =
+                    kspace_weight_sum(cell, settings.eta, settings.k_cutoff);
+                let pme = pme.map(|p| Pme::new(Kernel::coulomb(), p)).transpose()?;
                 let recip = cell.reciprocal();
-                let kvectors = KVectors::half_space(cell, settings.k_cutoff)?;
+                let kvectors = if pme.is_some() {
+                    KVectors {
+                        indices: Vec::new(),
+                        vectors: Vec::new(),
+                        norms2: Vec::new(),
+                        groups: Vec::new(),
+                        max_index: [0; 3],
+                    }
+                } else {
+                    KVectors::half_space(cell, settings.k_cutoff)?
+                };
                 let m_max = kvectors.max_index;
                 let eta2 = settings.eta * settings.eta;
                 let weights: Vec<f64> = kvectors
@@ -222,37 +327,54 @@ impl<'a> Operator<'a> {
                     * std::f64::consts::PI
                     * settings.cutoff.powi(3)
                     / volume;
-                let pairs = if estimate <= 1.5 * PAIR_BUDGET as f64 {
-                    let rows: Vec<(Vec<u32>, Vec<f64>)> = (0..system.len())
+                let budget = PAIR_BUDGET.max(PAIRS_PER_ATOM * system.len());
+                let pairs = if estimate <= 1.5 * budget as f64 {
+                    // two passes (count, then fill in place): no second copy of the pairs
+                    let counts: Vec<usize> = (0..system.len())
                         .into_par_iter()
                         .map(|i| {
-                            let mut js = Vec::new();
-                            let mut vs = Vec::new();
-                            cells.for_each_neighbor(i, |nb| {
-                                let g = (sigma[i] * sigma[i] + sigma[nb.j] * sigma[nb.j]).sqrt();
-                                js.push(nb.j as u32);
-                                vs.push(
-                                    gauss_pair(nb.distance, settings.eta).0
-                                        - gauss_pair(nb.distance, g).0,
-                                );
-                            });
-                            (js, vs)
+                            let mut c = 0usize;
+                            cells.for_each_neighbor(i, |_| c += 1);
+                            c
                         })
                         .collect();
-                    let mut start = vec![0usize];
-                    let mut cols = Vec::new();
-                    let mut vals = Vec::new();
-                    for (js, vs) in rows {
-                        cols.extend(js);
-                        vals.extend(vs);
-                        start.push(cols.len());
+                    let mut start = Vec::with_capacity(system.len() + 1);
+                    start.push(0usize);
+                    for c in &counts {
+                        start.push(start[start.len() - 1] + c);
                     }
+                    let total = start[system.len()];
+                    let mut cols = vec![0u32; total];
+                    let mut vals = vec![0.0f64; total];
+                    let mut rows: Vec<(&mut [u32], &mut [f64])> = Vec::with_capacity(counts.len());
+                    let (mut rest_c, mut rest_v) = (&mut cols[..], &mut vals[..]);
+                    for &c in &counts {
+                        let (hc, tc) = rest_c.split_at_mut(c);
+                        let (hv, tv) = rest_v.split_at_mut(c);
+                        rows.push((hc, hv));
+                        rest_c = tc;
+                        rest_v = tv;
+                    }
+                    rows.into_par_iter().enumerate().for_each(|(i, (rc, rv))| {
+                        let mut t = 0;
+                        cells.for_each_neighbor(i, |nb| {
+                            if t < rc.len() {
+                                let g = (sigma[i] * sigma[i] + sigma[nb.j] * sigma[nb.j]).sqrt();
+                                rc[t] = nb.j as u32;
+                                rv[t] = gauss_pair(nb.distance, settings.eta).0
+                                    - gauss_pair(nb.distance, g).0;
+                            }
+                            t += 1;
+                        });
+                    });
                     Some((start, cols, vals))
                 } else {
                     None
                 };
                 Some(Periodic {
-                    pme: None,
+                    pme,
+                    weight_sum,
+                    n_kvectors,
                     pairs,
                     settings,
                     volume,
@@ -306,7 +428,8 @@ impl<'a> Operator<'a> {
                 };
                 match pme.reciprocal(self.system, x, request) {
                     Ok((_, phi, _, _)) => phi,
-                    Err(_) => self.explicit_kspace_potentials(p, x),
+                    // cannot happen for a periodic system; NaN makes the solver fail loudly
+                    Err(_) => vec![f64::NAN; x.len()],
                 }
             }
             None => self.explicit_kspace_potentials(p, x),
@@ -334,7 +457,7 @@ impl<'a> Operator<'a> {
 
     /// Number of k-vectors (half space) of the periodic operator, 0 for open systems.
     pub fn n_kvectors(&self) -> usize {
-        self.periodic.as_ref().map_or(0, |p| p.ks.len())
+        self.periodic.as_ref().map_or(0, |p| p.n_kvectors)
     }
 
     /// The Ewald settings in use, if periodic.
@@ -400,10 +523,7 @@ impl<'a> Operator<'a> {
 
     /// The diagonal of A.
     pub fn diagonal(&self) -> Vec<f64> {
-        let weight_sum: f64 = self
-            .periodic
-            .as_ref()
-            .map_or(0.0, |p| p.weights.iter().sum());
+        let weight_sum: f64 = self.periodic.as_ref().map_or(0.0, |p| p.weight_sum);
         (0..self.len())
             .into_par_iter()
             .map(|i| {

@@ -199,13 +199,156 @@ pub struct IterativeSolution {
     pub residual: f64,
     /// Whether the tolerance was reached.
     pub converged: bool,
+    /// Whether the preconditioner stopped being positive definite (rᵀM⁻¹r ≤ 0).
+    pub breakdown: bool,
 }
 
-/// Projected Jacobi-preconditioned CG for A q + χ ⊥ null(C), C q = Q, starting from `x0`
-/// (shifted onto the constraints).
+/// A symmetric positive definite preconditioner M⁻¹ of the CG.
+pub enum Preconditioner {
+    /// Diagonal: M⁻¹ = diag(1/A_ii) (the inverse diagonal is stored).
+    Jacobi(Vec<f64>),
+    /// Coarse-mesh Fourier preconditioner of periodic systems ([`super::precond`]).
+    Fourier(Box<super::precond::FourierPreconditioner>),
+}
+
+impl Preconditioner {
+    fn apply(&self, r: &[f64]) -> Vec<f64> {
+        match self {
+            Preconditioner::Jacobi(inv) => r.iter().zip(inv).map(|(a, b)| a * b).collect(),
+            Preconditioner::Fourier(f) => f.apply(r),
+        }
+    }
+}
+
+/// Y = M⁻¹Cᵀ and S⁻¹ = (C M⁻¹ Cᵀ)⁻¹ of the constraint projection.
+struct Projector<'c> {
+    cons: &'c Constraints,
+    /// columns of Y (None for Jacobi: Y_f = inv restricted to fragment f)
+    ys: Option<Vec<Vec<f64>>>,
+    inv: Option<&'c [f64]>,
+    /// S⁻¹, m × m row-major
+    s_inv: Vec<f64>,
+}
+
+fn invert_spd(a: &[f64], m: usize) -> Option<Vec<f64>> {
+    // Gauss-Jordan with partial pivoting (m is the number of fragments, small)
+    let mut w = a.to_vec();
+    let mut out = vec![0.0; m * m];
+    for i in 0..m {
+        out[i * m + i] = 1.0;
+    }
+    for c in 0..m {
+        let piv = (c..m).max_by(|&x, &y| w[x * m + c].abs().total_cmp(&w[y * m + c].abs()))?;
+        if !(w[piv * m + c].abs() > 0.0) {
+            return None;
+        }
+        for k in 0..m {
+            w.swap(c * m + k, piv * m + k);
+            out.swap(c * m + k, piv * m + k);
+        }
+        let d = 1.0 / w[c * m + c];
+        for k in 0..m {
+            w[c * m + k] *= d;
+            out[c * m + k] *= d;
+        }
+        for r in 0..m {
+            if r != c {
+                let f = w[r * m + c];
+                if f != 0.0 {
+                    for k in 0..m {
+                        w[r * m + k] -= f * w[c * m + k];
+                        out[r * m + k] -= f * out[c * m + k];
+                    }
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+impl<'c> Projector<'c> {
+    fn new(pre: &'c Preconditioner, cons: &'c Constraints) -> Option<Projector<'c>> {
+        let m = cons.len();
+        match pre {
+            Preconditioner::Jacobi(inv) => {
+                let mut wsum = vec![0.0; m];
+                for (i, &f) in cons.fragment.iter().enumerate() {
+                    wsum[f] += inv[i];
+                }
+                let mut s_inv = vec![0.0; m * m];
+                for f in 0..m {
+                    s_inv[f * m + f] = 1.0 / wsum[f];
+                }
+                Some(Projector {
+                    cons,
+                    ys: None,
+                    inv: Some(inv),
+                    s_inv,
+                })
+            }
+            Preconditioner::Fourier(_) => {
+                let ys: Vec<Vec<f64>> = (0..m)
+                    .map(|f| {
+                        let c: Vec<f64> = cons
+                            .fragment
+                            .iter()
+                            .map(|&g| if g == f { 1.0 } else { 0.0 })
+                            .collect();
+                        pre.apply(&c)
+                    })
+                    .collect();
+                let mut s = vec![0.0; m * m];
+                for (g, y) in ys.iter().enumerate() {
+                    let sums = cons.sums(y);
+                    for f in 0..m {
+                        s[f * m + g] = sums[f];
+                    }
+                }
+                let s_inv = invert_spd(&s, m)?;
+                Some(Projector {
+                    cons,
+                    ys: Some(ys),
+                    inv: None,
+                    s_inv,
+                })
+            }
+        }
+    }
+
+    /// S⁻¹ b.
+    fn s_solve(&self, b: &[f64]) -> Vec<f64> {
+        let m = b.len();
+        (0..m)
+            .map(|f| (0..m).map(|g| self.s_inv[f * m + g] * b[g]).sum())
+            .collect()
+    }
+
+    /// x −= Y λ.
+    fn sub_y(&self, x: &mut [f64], lambda: &[f64]) {
+        match (&self.ys, self.inv) {
+            (Some(ys), _) => {
+                for (y, &l) in ys.iter().zip(lambda) {
+                    for (xi, yi) in x.iter_mut().zip(y) {
+                        *xi -= l * yi;
+                    }
+                }
+            }
+            (None, Some(inv)) => {
+                for (i, xi) in x.iter_mut().enumerate() {
+                    *xi -= inv[i] * lambda[self.cons.fragment[i]];
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// Projected preconditioned CG for A q + χ ⊥ null(C), C q = Q, starting from `x0` (shifted
+/// onto the constraints). With the projector P = I − Y S⁻¹C (Y = M⁻¹Cᵀ, S = C M⁻¹ Cᵀ) every
+/// direction stays in the constraint null space.
 pub fn pcg(
     op: &Operator<'_>,
-    diag: &[f64],
+    pre: &Preconditioner,
     chi: &[f64],
     cons: &Constraints,
     target: &[f64],
@@ -214,61 +357,56 @@ pub fn pcg(
     max_iterations: usize,
 ) -> IterativeSolution {
     let n = op.len();
-    let m = cons.len();
-    let inv: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
-    let mut wsum = vec![0.0; m];
-    for i in 0..n {
-        wsum[cons.fragment[i]] += inv[i];
-    }
-    // start: feasible point (shift the guess along M⁻¹ Cᵀ)
     let mut q: Vec<f64> = match x0 {
         Some(x) => x.to_vec(),
         None => vec![0.0; n],
     };
-    let sums = cons.sums(&q);
-    for i in 0..n {
-        let f = cons.fragment[i];
-        q[i] += inv[i] * (target[f] - sums[f]) / wsum[f];
-    }
-    // shift r by Cᵀ(weighted fragment mean) so that rᵀz is not swamped by the multiplier
-    let shift = |r: &mut [f64]| {
-        let mut t = vec![0.0; m];
-        for i in 0..n {
-            t[cons.fragment[i]] += inv[i] * r[i];
-        }
-        for i in 0..n {
-            let f = cons.fragment[i];
-            r[i] -= t[f] / wsum[f];
+    let proj = match Projector::new(pre, cons) {
+        Some(p) => p,
+        None => {
+            return IterativeSolution {
+                q,
+                iterations: 0,
+                residual: f64::INFINITY,
+                converged: false,
+                breakdown: true,
+            }
         }
     };
-    let project = |r: &[f64]| -> Vec<f64> {
-        let mut t = vec![0.0; m];
-        for i in 0..n {
-            t[cons.fragment[i]] += inv[i] * r[i];
+    // start: feasible point q += Y S⁻¹ (Q − C q)
+    let sums = cons.sums(&q);
+    let miss: Vec<f64> = (0..cons.len()).map(|f| sums[f] - target[f]).collect();
+    proj.sub_y(&mut q, &proj.s_solve(&miss));
+    // z = P M⁻¹ r, and r shifted by Cᵀλ so that rᵀz is not swamped by the multiplier
+    let project = |r: &mut [f64]| -> Vec<f64> {
+        let mut z = pre.apply(r);
+        let lambda = proj.s_solve(&cons.sums(&z));
+        proj.sub_y(&mut z, &lambda);
+        for (i, ri) in r.iter_mut().enumerate() {
+            *ri -= lambda[cons.fragment[i]];
         }
-        (0..n)
-            .map(|i| {
-                let f = cons.fragment[i];
-                inv[i] * (r[i] - t[f] / wsum[f])
-            })
-            .collect()
+        z
     };
     let aq = op.apply(&q);
     let mut r: Vec<f64> = (0..n).map(|i| aq[i] + chi[i]).collect();
     let mut residual = cons.projected_rms(&r).0;
     let mut iterations = 0;
+    let done = |q, iterations, residual, breakdown| IterativeSolution {
+        q,
+        iterations,
+        converged: residual <= tolerance,
+        residual,
+        breakdown,
+    };
     if residual <= tolerance {
-        return IterativeSolution {
-            q,
-            iterations,
-            residual,
-            converged: true,
-        };
+        return done(q, iterations, residual, false);
     }
-    shift(&mut r);
-    let mut z = project(&r);
+    let mut z = project(&mut r);
     let mut p: Vec<f64> = z.iter().map(|v| -v).collect();
     let mut rz: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
+    if !(rz > 0.0) {
+        return done(q, iterations, residual, true);
+    }
     while iterations < max_iterations {
         iterations += 1;
         let ap = op.apply(&p);
@@ -292,9 +430,11 @@ pub fn pcg(
         if residual <= tolerance {
             break;
         }
-        shift(&mut r);
-        z = project(&r);
+        z = project(&mut r);
         let rz_new: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
+        if !(rz_new > 0.0) {
+            return done(q, iterations, residual, true);
+        }
         let beta = rz_new / rz;
         rz = rz_new;
         for i in 0..n {
@@ -302,15 +442,7 @@ pub fn pcg(
         }
         // keep the search direction in the constraint null space (round-off grows otherwise)
         let drift = cons.sums(&p);
-        for i in 0..n {
-            let f = cons.fragment[i];
-            p[i] -= inv[i] * drift[f] / wsum[f];
-        }
+        proj.sub_y(&mut p, &proj.s_solve(&drift));
     }
-    IterativeSolution {
-        q,
-        iterations,
-        converged: residual <= tolerance,
-        residual,
-    }
+    done(q, iterations, residual, false)
 }

@@ -257,7 +257,7 @@ fn qeq_pme_cg_agrees_with_dense() {
             assert!((a[c] - b[c]).abs() < 1e-6, "{} {}", a[c], b[c]);
         }
     }
-    let (sa, sb) = (dense.stress.unwrap(), cg.stress.unwrap());
+    let (sa, sb) = (dense.stress().unwrap(), cg.stress().unwrap());
     for c in 0..3 {
         for d in 0..3 {
             assert!(
@@ -268,4 +268,82 @@ fn qeq_pme_cg_agrees_with_dense() {
             );
         }
     }
+}
+
+#[test]
+fn qeq_fourier_preconditioner_agrees_with_dense_and_beats_jacobi() {
+    let (system, mut problem) = periodic_box(7);
+    let n = system.len();
+    // three fragments with their own charges (the projector with a dense S)
+    problem.fragments = Some((0..n).map(|i| i % 3).collect());
+    problem.fragment_charges = Some(vec![0.5, -1.0, 0.25]);
+    let dense = qeq(
+        &system,
+        &problem,
+        &QEqOptions {
+            solver: Solver::Dense,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut iterations = Vec::new();
+    for pre in [PreconditionerKind::Fourier, PreconditionerKind::Jacobi] {
+        let cg = qeq(
+            &system,
+            &problem,
+            &QEqOptions {
+                solver: Solver::ConjugateGradient,
+                kspace: KSpace::Ewald,
+                preconditioner: pre,
+                tolerance: 1e-11,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let sums = Constraints {
+            fragment: problem.fragments.clone().unwrap(),
+            counts: vec![0; 3],
+            charges: vec![0.0; 3],
+        }
+        .sums(&cg.charges);
+        for (s, t) in sums.iter().zip([0.5, -1.0, 0.25]) {
+            assert!((s - t).abs() < 1e-12, "{s} {t}");
+        }
+        for (a, b) in dense.charges.iter().zip(&cg.charges) {
+            assert!((a - b).abs() < 1e-8, "{pre:?} {a} {b}");
+        }
+        for (a, b) in dense.chemical_potential.iter().zip(&cg.chemical_potential) {
+            assert!((a - b).abs() < 1e-8, "{pre:?} {a} {b}");
+        }
+        iterations.push((cg.stats.preconditioner, cg.stats.iterations));
+    }
+    assert_eq!(iterations[0].0, "fourier");
+    assert_eq!(iterations[1].0, "jacobi");
+    assert!(iterations[0].1 < iterations[1].1, "{iterations:?}");
+}
+
+#[test]
+fn fourier_preconditioner_is_symmetric_positive_definite() {
+    let (system, problem) = periodic_box(5);
+    let opts = QEqOptions::default();
+    let settings = EwaldSettings::for_accuracy(&system, 1.0, None, 1e-10);
+    let op = Operator::new(
+        &system,
+        &problem.sigma,
+        &problem.hardness,
+        opts.prefactor,
+        Some(settings),
+    )
+    .unwrap();
+    let diag = op.diagonal();
+    let pre = precond::FourierPreconditioner::new(&system, &diag, 1.0, 2.2).unwrap();
+    let n = system.len();
+    let u: Vec<f64> = (0..n).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
+    let v: Vec<f64> = (0..n).map(|i| ((i * 104729) % 11) as f64 - 5.0).collect();
+    let (mu, mv) = (pre.apply(&u), pre.apply(&v));
+    let uv: f64 = u.iter().zip(&mv).map(|(a, b)| a * b).sum();
+    let vu: f64 = v.iter().zip(&mu).map(|(a, b)| a * b).sum();
+    assert!((uv - vu).abs() < 1e-12 * uv.abs().max(1.0), "{uv} {vu}");
+    let uu: f64 = u.iter().zip(&mu).map(|(a, b)| a * b).sum();
+    assert!(uu > 0.0);
 }
