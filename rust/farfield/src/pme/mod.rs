@@ -689,7 +689,7 @@ fn spread_slabs(
                 }
             };
             add(p + order - 1);
-            if p + order - 1 >= n[0] {
+            if p + order > n[0] {
                 add(p + order - 1 - n[0]);
             }
         });
