@@ -41,6 +41,7 @@ bench: develop
 	$(BIN)/python -m pip install -q -r benches/python/requirements.txt
 	cargo bench -p farfield --benches -- --quick
 	for f in benches/python/bench_*.py; do $(BIN)/python $$f || exit 1; done
+	$(BIN)/python benches/python/bench_pme.py --system water --accuracy 1.2e-4
 
 clean:
 	rm -rf $(VENV) target

@@ -1,9 +1,11 @@
 //! Timing breakdown of a tuned PME sum (random ±1 charges at 0.1 atoms/Å³):
 //! `cargo run --release --example pme_timing -- [N] [accuracy] [repeats]`.
 //! Environment: EVAL_ONLY=1 times the tabulated vs exact short-range kernel, ONLY_REAL=k times
-//! k real-space sums, EWALD_TOO=1 adds the Ewald engine's costs (per pair, per (atom, k)).
+//! k real-space sums, EWALD_TOO=1 adds the Ewald engine's costs (per pair, per (atom, k)),
+//! SPREADING=1 times the reciprocal part (spreading + FFT + interpolation) with per-thread
+//! grids and with slabs, on 1 and 2 threads.
 use farfield::longrange::{LongRangeSum, Request};
-use farfield::pme::{realspace, Pme};
+use farfield::pme::{realspace, Pme, Spreading};
 use farfield::tuning::pme::tune_pme;
 use farfield::{Kernel, System};
 use std::time::Instant;
@@ -76,6 +78,42 @@ fn main() {
             "exact eval: {:.2} ns ({acc})",
             1e9 * (cpu_time() - c) / (m / 10) as f64
         );
+        return;
+    }
+    if std::env::var("SPREADING").is_ok() {
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for spreading in [Spreading::ThreadGrids, Spreading::Slabs] {
+                let pme = pme.clone().with_spreading(spreading);
+                let mut spread = f64::INFINITY;
+                for _ in 0..repeats {
+                    let t = Instant::now();
+                    let g = pool.install(|| pme.charge_grid(&system, &charges)).unwrap();
+                    spread = spread.min(t.elapsed().as_secs_f64());
+                    std::hint::black_box(g);
+                }
+                let (mut best, mut cpu, mut e) = (f64::INFINITY, f64::INFINITY, 0.0);
+                for _ in 0..repeats {
+                    let c = cpu_time();
+                    let t = Instant::now();
+                    e = pool
+                        .install(|| pme.reciprocal(&system, &charges, Request::all()))
+                        .unwrap()
+                        .0;
+                    best = best.min(t.elapsed().as_secs_f64());
+                    cpu = cpu.min(cpu_time() - c);
+                }
+                println!(
+                    "N {n} mesh {:?} order {} threads {threads} {spreading:?}: sort+spread wall \
+                     {spread:.4} s, reciprocal wall {best:.4} s CPU {cpu:.3} s (E_rec = {e:.12e})",
+                    p.grid(system.cell().unwrap()).unwrap(),
+                    p.order
+                );
+            }
+        }
         return;
     }
     if let Ok(k) = std::env::var("ONLY_REAL") {

@@ -146,12 +146,29 @@ impl PmeParameters {
     }
 }
 
+/// How charges are spread on the mesh in parallel (both are free of data races and give the
+/// same grid to round-off; see `benches/python/bench_pme_results.md` for timings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spreading {
+    /// Every thread spreads a contiguous chunk of the sorted atoms on a private grid; the
+    /// grids are then summed in parallel. Memory: threads × grid.
+    #[default]
+    ThreadGrids,
+    /// Atoms sorted by the mesh plane (first axis) of their first spline point; the planes are
+    /// cut into slabs at least `order − 1` planes wide, and the even then the odd slabs are
+    /// spread concurrently on one shared grid (an atom writes only to its slab and the next
+    /// `order − 1` planes, so slabs of the same parity never overlap). Memory: one grid.
+    /// The spread grid is independent of the thread count bit for bit.
+    Slabs,
+}
+
 /// A smooth PME sum of a kernel 1/r^p.
 #[derive(Debug, Clone)]
 pub struct Pme {
     kernel: Kernel,
     parameters: PmeParameters,
     split: RangeSplit,
+    spreading: Spreading,
 }
 
 impl Pme {
@@ -163,7 +180,19 @@ impl Pme {
             kernel,
             parameters,
             split,
+            spreading: Spreading::default(),
         })
+    }
+
+    /// The same sum with another charge-spreading strategy.
+    pub fn with_spreading(mut self, spreading: Spreading) -> Pme {
+        self.spreading = spreading;
+        self
+    }
+
+    /// The charge-spreading strategy.
+    pub fn spreading(&self) -> Spreading {
+        self.spreading
     }
 
     /// The parameters.
@@ -176,41 +205,37 @@ impl Pme {
         self.kernel
     }
 
-    /// The reciprocal-space part only: (energy, per-atom potentials, forces, virial) of the
-    /// mesh sum over k ≠ 0.
-    pub fn reciprocal(
-        &self,
-        system: &System,
-        charges: &[f64],
-        request: Request,
-    ) -> Result<(f64, Vec<f64>, Vec<Vec3>, Mat3)> {
+    /// The charge grid Q on the mesh of `system`'s cell (mesh sizes, values in row-major
+    /// order over the three cell vectors): Σ_i q_i M_n(u_i1 − k1) M_n(u_i2 − k2) M_n(u_i3 − k3)
+    /// summed over periodic images, u = K ∘ fractional coordinates.
+    pub fn charge_grid(&self, system: &System, charges: &[f64]) -> Result<([usize; 3], Vec<f64>)> {
+        check_per_atom("charges", charges.len(), system)?;
+        check_finite("charges", charges)?;
         let cell = system
             .cell()
             .ok_or_else(|| Error::Unsupported("PME needs a periodic cell".into()))?;
         let n = self.parameters.grid(cell)?;
+        Ok((n, self.spread(system, charges, n).2))
+    }
+
+    /// Sorts the atoms by mesh cell (first axis major) and spreads the charges: (sort key and
+    /// original index per sorted atom, sorted (position, charge), charge grid).
+    #[allow(clippy::type_complexity)]
+    fn spread(
+        &self,
+        system: &System,
+        charges: &[f64],
+        n: [usize; 3],
+    ) -> (Vec<(usize, usize)>, Vec<(Vec3, f64)>, Vec<f64>) {
         let order = self.parameters.order;
-        let len = n[0] * n[1] * n[2];
-        let inv = *cell.inverse();
-        let volume = cell.volume();
-        let recip = cell.reciprocal();
         let positions = system.positions();
-
-        // scaled fractional coordinates u ∈ [0, K)
-        let scaled = |r: &Vec3| -> [f64; 3] {
-            let mut u = [0.0; 3];
-            for a in 0..3 {
-                let s = r[0] * inv[0][a] + r[1] * inv[1][a] + r[2] * inv[2][a];
-                let mut x = (s - s.floor()) * n[a] as f64;
-                if x >= n[a] as f64 {
-                    x -= n[a] as f64;
-                }
-                u[a] = x.max(0.0);
-            }
-            u
+        let inv = match system.cell() {
+            Some(cell) => *cell.inverse(),
+            None => return (Vec::new(), Vec::new(), vec![0.0; n[0] * n[1] * n[2]]),
         };
-
-        // --- spreading: per-thread private grids, then a parallel reduction
-        // visit atoms sorted by their mesh cell (slab-major) for cache locality
+        let scaled = |r: &Vec3| scaled_coordinates(r, &inv, n);
+        // visit atoms sorted by their mesh cell (first-axis-major) for cache locality; the
+        // slab strategy relies on this order
         let mut order_atoms: Vec<(usize, usize)> = positions
             .par_iter()
             .enumerate()
@@ -227,72 +252,39 @@ impl Pme {
             .iter()
             .map(|&(_, i)| (positions[i], charges[i]))
             .collect();
-        let threads = rayon::current_num_threads().max(1);
-        let chunk = system.len().div_ceil(threads).max(1);
-        // per-thread grids padded along the last axis (K3 + n − 1 points per row), so that
-        // every atom's innermost loop is one contiguous run without wrapping; the padding is
-        // folded back while the threads' grids are summed
+        let grid = match self.spreading {
+            Spreading::ThreadGrids => spread_thread_grids(&sorted, n, order, &scaled),
+            Spreading::Slabs => {
+                let planes: Vec<usize> = order_atoms
+                    .iter()
+                    .map(|&(key, _)| key / (n[1] * n[2]))
+                    .collect();
+                spread_slabs(&sorted, &planes, n, order, &scaled)
+            }
+        };
+        (order_atoms, sorted, grid)
+    }
+
+    /// The reciprocal-space part only: (energy, per-atom potentials, forces, virial) of the
+    /// mesh sum over k ≠ 0.
+    pub fn reciprocal(
+        &self,
+        system: &System,
+        charges: &[f64],
+        request: Request,
+    ) -> Result<(f64, Vec<f64>, Vec<Vec3>, Mat3)> {
+        let cell = system
+            .cell()
+            .ok_or_else(|| Error::Unsupported("PME needs a periodic cell".into()))?;
+        let n = self.parameters.grid(cell)?;
+        let order = self.parameters.order;
+        let inv = *cell.inverse();
+        let volume = cell.volume();
+        let recip = cell.reciprocal();
+
+        let scaled = |r: &Vec3| scaled_coordinates(r, &inv, n);
+        let (order_atoms, sorted, mut grid) = self.spread(system, charges, n);
         let n2p = n[2] + order - 1;
-        let partial: Vec<Vec<f64>> = sorted
-            .par_chunks(chunk)
-            .map(|atoms| {
-                let mut grid = vec![0.0; n[0] * n[1] * n2p];
-                let mut th = [vec![0.0; order], vec![0.0; order], vec![0.0; order]];
-                let mut dth = vec![0.0; order];
-                let mut idx = [vec![0usize; order], vec![0usize; order]];
-                for &(ref r, qi) in atoms {
-                    if qi == 0.0 {
-                        continue;
-                    }
-                    let u = scaled(r);
-                    let mut start3 = 0;
-                    for a in 0..3 {
-                        let base = u[a].floor();
-                        bspline::fill(u[a] - base, &mut th[a], &mut dth);
-                        if a == 2 {
-                            // padded index of grid point floor(u) − n + 1 is floor(u)
-                            start3 = (base as usize).min(n[2] - 1);
-                        } else {
-                            let b = base as isize - order as isize + 1;
-                            for j in 0..order {
-                                idx[a][j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
-                            }
-                        }
-                    }
-                    let th3 = &th[2][..order];
-                    for j1 in 0..order {
-                        let v1 = qi * th[0][j1];
-                        let o1 = idx[0][j1] * n[1];
-                        for j2 in 0..order {
-                            let v12 = v1 * th[1][j2];
-                            let row = (o1 + idx[1][j2]) * n2p + start3;
-                            for (g, &t) in grid[row..row + order].iter_mut().zip(th3) {
-                                *g += v12 * t;
-                            }
-                        }
-                    }
-                }
-                grid
-            })
-            .collect();
-        // sum the threads' grids and fold the padding: padded point p is grid point
-        // (p − n + 1) mod K3
-        let mut grid = vec![0.0; len];
-        grid.par_chunks_mut(n[2])
-            .enumerate()
-            .for_each(|(row, out)| {
-                for part in &partial {
-                    let src = &part[row * n2p..(row + 1) * n2p];
-                    let wrap = order - 1;
-                    for (o, &v) in out[n[2] - wrap..].iter_mut().zip(&src[..wrap]) {
-                        *o += v;
-                    }
-                    for (o, &v) in out.iter_mut().zip(&src[wrap..]) {
-                        *o += v;
-                    }
-                }
-            });
-        drop(partial);
 
         // --- forward FFT, influence function, energy and virial
         let fft = Fft3::new(n);
@@ -505,6 +497,203 @@ impl Pme {
             virial,
         ))
     }
+}
+
+/// Scaled fractional coordinates u ∈ [0, K) of a position (`inv`: inverse of the cell matrix).
+#[inline]
+fn scaled_coordinates(r: &Vec3, inv: &Mat3, n: [usize; 3]) -> [f64; 3] {
+    let mut u = [0.0; 3];
+    for a in 0..3 {
+        let s = r[0] * inv[0][a] + r[1] * inv[1][a] + r[2] * inv[2][a];
+        let mut x = (s - s.floor()) * n[a] as f64;
+        if x >= n[a] as f64 {
+            x -= n[a] as f64;
+        }
+        u[a] = x.max(0.0);
+    }
+    u
+}
+
+/// B-spline weights of one atom: the weights along the three axes, the (wrapped) mesh
+/// indices along the second axis, the first spline point along the first axis (unwrapped,
+/// i.e. floor(u0), the index in a grid padded by `order − 1` planes in front) and along the
+/// padded last axis.
+struct Stencil {
+    th: [Vec<f64>; 3],
+    dth: Vec<f64>,
+    idx1: Vec<usize>,
+    start0: usize,
+    start3: usize,
+}
+
+impl Stencil {
+    fn new(order: usize) -> Stencil {
+        Stencil {
+            th: [vec![0.0; order], vec![0.0; order], vec![0.0; order]],
+            dth: vec![0.0; order],
+            idx1: vec![0; order],
+            start0: 0,
+            start3: 0,
+        }
+    }
+
+    fn fill(&mut self, u: [f64; 3], n: [usize; 3]) {
+        let order = self.idx1.len();
+        for a in 0..3 {
+            let base = u[a].floor();
+            bspline::fill(u[a] - base, &mut self.th[a], &mut self.dth);
+            match a {
+                0 => self.start0 = (base as usize).min(n[0] - 1),
+                1 => {
+                    let b = base as isize - order as isize + 1;
+                    for j in 0..order {
+                        self.idx1[j] = (b + j as isize).rem_euclid(n[1] as isize) as usize;
+                    }
+                }
+                _ => self.start3 = (base as usize).min(n[2] - 1),
+            }
+        }
+    }
+
+    /// Adds q × the spline weights to `grid` (rows of `n2p` points, `n1` rows per plane),
+    /// `plane(j1)` giving the grid plane of the j1-th spline point along the first axis.
+    #[inline]
+    fn deposit(
+        &self,
+        grid: &mut [f64],
+        q: f64,
+        n1: usize,
+        n2p: usize,
+        plane: impl Fn(usize) -> usize,
+    ) {
+        let order = self.idx1.len();
+        let th3 = &self.th[2][..order];
+        for j1 in 0..order {
+            let v1 = q * self.th[0][j1];
+            let o1 = plane(j1) * n1;
+            for j2 in 0..order {
+                let v12 = v1 * self.th[1][j2];
+                let row = (o1 + self.idx1[j2]) * n2p + self.start3;
+                for (g, &t) in grid[row..row + order].iter_mut().zip(th3) {
+                    *g += v12 * t;
+                }
+            }
+        }
+    }
+}
+
+/// Adds a row padded along the last axis (point p is grid point (p − order + 1) mod K3) to a
+/// grid row.
+#[inline]
+fn fold_row(out: &mut [f64], src: &[f64], order: usize) {
+    let k3 = out.len();
+    let wrap = order - 1;
+    for (o, &v) in out[k3 - wrap..].iter_mut().zip(&src[..wrap]) {
+        *o += v;
+    }
+    for (o, &v) in out.iter_mut().zip(&src[wrap..]) {
+        *o += v;
+    }
+}
+
+/// Spreading on per-thread private grids (padded along the last axis) summed in parallel.
+fn spread_thread_grids(
+    sorted: &[(Vec3, f64)],
+    n: [usize; 3],
+    order: usize,
+    scaled: &(impl Fn(&Vec3) -> [f64; 3] + Sync),
+) -> Vec<f64> {
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = sorted.len().div_ceil(threads).max(1);
+    let n2p = n[2] + order - 1;
+    let partial: Vec<Vec<f64>> = sorted
+        .par_chunks(chunk)
+        .map(|atoms| {
+            let mut grid = vec![0.0; n[0] * n[1] * n2p];
+            let mut st = Stencil::new(order);
+            for &(ref r, qi) in atoms {
+                if qi == 0.0 {
+                    continue;
+                }
+                st.fill(scaled(r), n);
+                let b0 = st.start0 + n[0] - order + 1;
+                st.deposit(&mut grid, qi, n[1], n2p, |j1| (b0 + j1) % n[0]);
+            }
+            grid
+        })
+        .collect();
+    let mut grid = vec![0.0; n[0] * n[1] * n[2]];
+    grid.par_chunks_mut(n[2])
+        .enumerate()
+        .for_each(|(row, out)| {
+            for part in &partial {
+                fold_row(out, &part[row * n2p..(row + 1) * n2p], order);
+            }
+        });
+    grid
+}
+
+/// Spreading on one grid padded by `order − 1` planes in front (padded plane P is grid plane
+/// (P − order + 1) mod K1) and along the last axis, by slabs of planes: even slabs first,
+/// then odd slabs, each pass in parallel over disjoint chunks of the grid. `planes[i]` is
+/// floor(u0) of sorted atom i (non-decreasing).
+fn spread_slabs(
+    sorted: &[(Vec3, f64)],
+    planes: &[usize],
+    n: [usize; 3],
+    order: usize,
+    scaled: &(impl Fn(&Vec3) -> [f64; 3] + Sync),
+) -> Vec<f64> {
+    let n2p = n[2] + order - 1;
+    let plane_len = n[1] * n2p;
+    let padded_planes = n[0] + order - 1;
+    // slab width: at least order − 1 planes (so that an atom's writes stay within its slab
+    // and the next one), and independent of the thread count (so is the result)
+    let width = (order - 1).max(n[0].div_ceil(32)).max(1);
+    let slabs = n[0].div_ceil(width);
+    // atoms of slab s: home planes [s w, (s+1) w)
+    let bounds: Vec<usize> = (0..=slabs)
+        .map(|s| planes.partition_point(|&p| p < s * width))
+        .collect();
+    let mut padded = vec![0.0; padded_planes * plane_len];
+    for parity in 0..2 {
+        // chunk c of this pass holds padded planes [(2c + parity) w, (2c + parity + 2) w)
+        padded[parity * width * plane_len..]
+            .par_chunks_mut(2 * width * plane_len)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let s = 2 * c + parity;
+                if s >= slabs {
+                    return;
+                }
+                let first = s * width;
+                let mut st = Stencil::new(order);
+                for &(ref r, qi) in &sorted[bounds[s]..bounds[s + 1]] {
+                    if qi == 0.0 {
+                        continue;
+                    }
+                    st.fill(scaled(r), n);
+                    let local = st.start0 - first;
+                    st.deposit(chunk, qi, n[1], n2p, |j1| local + j1);
+                }
+            });
+    }
+    let mut grid = vec![0.0; n[0] * n[1] * n[2]];
+    grid.par_chunks_mut(n[1] * n[2])
+        .enumerate()
+        .for_each(|(p, out)| {
+            let mut add = |pp: usize| {
+                let src = &padded[pp * plane_len..(pp + 1) * plane_len];
+                for (o, s) in out.chunks_mut(n[2]).zip(src.chunks(n2p)) {
+                    fold_row(o, s, order);
+                }
+            };
+            add(p + order - 1);
+            if p + order > n[0] {
+                add(p + order - 1 - n[0]);
+            }
+        });
+    grid
 }
 
 impl LongRangeSum for Pme {

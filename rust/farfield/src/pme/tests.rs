@@ -359,21 +359,89 @@ fn one_and_two_threads_agree() {
         mesh: Mesh::Spacing(0.3),
         order: 6,
     };
-    let pme = Pme::new(Kernel::coulomb(), params).unwrap();
-    let run = |t: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build()
+    for spreading in [Spreading::ThreadGrids, Spreading::Slabs] {
+        let pme = Pme::new(Kernel::coulomb(), params)
             .unwrap()
-            .install(|| pme.compute(&system, &q, Request::all()).unwrap())
-    };
-    let (a, b) = (run(1), run(2));
-    assert!(close(a.energy, b.energy, 1e-12));
-    let (fa, fb) = (a.forces.unwrap(), b.forces.unwrap());
-    let s = max_abs(&fa);
-    for i in 0..system.len() {
-        for c in 0..3 {
-            assert!((fa[i][c] - fb[i][c]).abs() < 1e-12 * s);
+            .with_spreading(spreading);
+        let run = |t: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(|| pme.compute(&system, &q, Request::all()).unwrap())
+        };
+        let (a, b) = (run(1), run(2));
+        assert!(close(a.energy, b.energy, 1e-12));
+        let (fa, fb) = (a.forces.unwrap(), b.forces.unwrap());
+        let s = max_abs(&fa);
+        for i in 0..system.len() {
+            for c in 0..3 {
+                assert!((fa[i][c] - fb[i][c]).abs() < 1e-12 * s);
+            }
+        }
+    }
+}
+
+/// Slab spreading and per-thread grids spread the same charges: equal results to round-off,
+/// for several orders (slab width = order − 1 or wider, mesh sizes not multiples of it),
+/// triclinic charged cells and 1, 2 or 3 threads.
+#[test]
+fn spreading_strategies_agree() {
+    for (seed, order, spacing, charged) in [
+        (5, 4, 0.35, false),
+        (6, 7, 0.3, true),
+        (7, 10, 0.25, false),
+        (8, 3, 0.2, true),
+    ] {
+        let (system, q) = triclinic(seed, 60, charged);
+        let params = PmeParameters {
+            smearing: 0.6,
+            cutoff: 3.0,
+            mesh: Mesh::Spacing(spacing),
+            order,
+        };
+        let run = |spreading: Spreading, t: usize| {
+            let pme = Pme::new(Kernel::coulomb(), params)
+                .unwrap()
+                .with_spreading(spreading);
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(|| pme.compute(&system, &q, Request::all()).unwrap())
+        };
+        let a = run(Spreading::ThreadGrids, 2);
+        let fa = a.forces.clone().unwrap();
+        let s = max_abs(&fa);
+        for t in [1, 2, 3] {
+            let b = run(Spreading::Slabs, t);
+            assert!(
+                close(b.energy, a.energy, 1e-12),
+                "order {order}: {} vs {}",
+                b.energy,
+                a.energy
+            );
+            let fb = b.forces.clone().unwrap();
+            for i in 0..system.len() {
+                for c in 0..3 {
+                    assert!((fa[i][c] - fb[i][c]).abs() < 1e-11 * s);
+                }
+            }
+            let (pa, pb) = (
+                a.potentials.as_ref().unwrap(),
+                b.potentials.as_ref().unwrap(),
+            );
+            for i in 0..system.len() {
+                assert!(
+                    (pa[i] - pb[i]).abs() < 1e-11 * pa.iter().map(|x| x.abs()).fold(0.0, f64::max)
+                );
+            }
+            let (wa, wb) = (a.virial.unwrap(), b.virial.unwrap());
+            for x in 0..3 {
+                for y in 0..3 {
+                    assert!((wa[x][y] - wb[x][y]).abs() < 1e-11 * a.energy.abs().max(1.0));
+                }
+            }
         }
     }
 }
@@ -510,4 +578,88 @@ fn timing_breakdown() {
     let t = std::time::Instant::now();
     let r = realspace::real_space(&system, &q, &split, 6.0, Request::all()).unwrap();
     println!("real_space {:?} {}", t.elapsed(), r.energy);
+}
+
+/// Cardinal B-spline from its explicit formula M_n(x) = 1/(n−1)! Σ_k (−1)^k C(n,k) (x−k)_+^{n−1}.
+fn cardinal_bspline(n: usize, x: f64) -> f64 {
+    if x <= 0.0 || x >= n as f64 {
+        return 0.0;
+    }
+    let mut fact = 1.0;
+    for k in 1..n {
+        fact *= k as f64;
+    }
+    let mut binom = 1.0;
+    let mut s = 0.0;
+    for k in 0..=n {
+        let t = x - k as f64;
+        if t > 0.0 {
+            let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
+            s += sign * binom * t.powi(n as i32 - 1);
+        }
+        binom = binom * (n - k) as f64 / (k + 1) as f64;
+    }
+    s / fact
+}
+
+/// Both spreading strategies against the charge grid written out from the definition
+/// Q(k) = Σ_i Σ_m q_i Π_a M_n(u_ia − k_a − m_a K_a), with 1 and 2 threads.
+#[test]
+fn charge_grid_matches_the_definition() {
+    let (system, q) = triclinic(21, 25, true);
+    let cell = system.cell().unwrap();
+    let inv = *cell.inverse();
+    for (order, mesh) in [(4, [9, 10, 12]), (7, [14, 15, 16]), (5, [5, 6, 20])] {
+        let params = PmeParameters {
+            smearing: 0.6,
+            cutoff: 3.0,
+            mesh: Mesh::Points(mesh),
+            order,
+        };
+        let mut expected = vec![0.0; mesh[0] * mesh[1] * mesh[2]];
+        for (r, &qi) in system.positions().iter().zip(&q) {
+            let mut w: [Vec<f64>; 3] = Default::default();
+            for a in 0..3 {
+                let s = r[0] * inv[0][a] + r[1] * inv[1][a] + r[2] * inv[2][a];
+                let u = (s - s.floor()) * mesh[a] as f64;
+                w[a] = (0..mesh[a])
+                    .map(|k| {
+                        (-2..=2)
+                            .map(|m| {
+                                cardinal_bspline(order, u - k as f64 - (m * mesh[a] as i64) as f64)
+                            })
+                            .sum()
+                    })
+                    .collect();
+            }
+            for k1 in 0..mesh[0] {
+                for k2 in 0..mesh[1] {
+                    for k3 in 0..mesh[2] {
+                        expected[(k1 * mesh[1] + k2) * mesh[2] + k3] +=
+                            qi * w[0][k1] * w[1][k2] * w[2][k3];
+                    }
+                }
+            }
+        }
+        let scale = expected.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        for spreading in [Spreading::ThreadGrids, Spreading::Slabs] {
+            let pme = Pme::new(Kernel::coulomb(), params)
+                .unwrap()
+                .with_spreading(spreading);
+            for t in [1, 2] {
+                let (n, grid) = rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap()
+                    .install(|| pme.charge_grid(&system, &q).unwrap());
+                assert_eq!(n, mesh);
+                for (g, e) in grid.iter().zip(&expected) {
+                    assert!(
+                        (g - e).abs() < 1e-12 * scale,
+                        "{spreading:?} order {order} threads {t}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
 }
