@@ -24,6 +24,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod basis;
+pub(crate) mod buffers;
 pub mod descriptors;
 pub mod direct;
 pub mod error;

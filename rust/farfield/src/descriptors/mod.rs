@@ -12,7 +12,6 @@
 //!   strain and cell gradients;
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
-pub(crate) mod alloc;
 pub mod bispectrum;
 pub mod cg_product;
 pub mod power_spectrum;

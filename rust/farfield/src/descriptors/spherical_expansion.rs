@@ -8,10 +8,10 @@
 
 use rayon::prelude::*;
 
-use super::alloc::zeroed;
 use super::result::{Descriptor, GradientRequest, PositionGradients};
 use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
 use crate::basis::gto::GtoBasis;
+use crate::buffers::zeroed;
 use crate::error::{Error, Result};
 use crate::math::linalg::Vec3;
 use crate::math::spherical_harmonics::{lm_count, SphericalHarmonics};

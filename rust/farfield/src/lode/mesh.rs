@@ -12,6 +12,7 @@
 //! and the grid oversampling; the k-set and W_k are those of the exact path.
 
 use super::{parity_sign, LodeExpansion, LodeOutput};
+use crate::buffers::{filled, zeroed};
 use crate::error::{Error, Result};
 use crate::pme::fft::{Fft3, C64};
 use crate::pme::{bspline, fft_friendly};
@@ -252,8 +253,8 @@ pub fn compute(
     let _ = basis;
 
     let mut values = vec![0.0; n_atoms * na * f];
-    let mut real = vec![0.0; len];
-    let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
+    let mut real = zeroed(len);
+    let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
     let signs: Vec<f64> = (0..=lmax).map(parity_sign).collect();
     let mut field = vec![0.0; n_atoms];
     for a in 0..na {
@@ -264,7 +265,7 @@ pub fn compute(
         let partial: Vec<Vec<f64>> = members
             .par_chunks(chunk)
             .map(|atoms| {
-                let mut q = vec![0.0; len];
+                let mut q = zeroed(len);
                 for &i in atoms {
                     let th = &theta[i * 3 * order..(i + 1) * 3 * order];
                     let ix = &index[i * 3 * order..(i + 1) * 3 * order];
@@ -293,7 +294,7 @@ pub fn compute(
             }
         });
         drop(partial);
-        let mut fq = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
+        let mut fq = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
         fft.forward(&mut real, &mut fq);
         for l in 0..=lmax {
             for lm in l * l..(l + 1) * (l + 1) {

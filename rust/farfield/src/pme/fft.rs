@@ -2,6 +2,7 @@
 //! (last axis) and `rustfft` (the other two, after transposes so every transform is
 //! contiguous). The spectrum is stored transposed, as [H][K2][K1] with H = K3/2 + 1.
 
+use crate::buffers::filled;
 use rayon::prelude::*;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{num_complex::Complex, Fft, FftPlanner};
@@ -61,7 +62,7 @@ impl Fft3 {
         let [n1, n2, n3] = self.n;
         let h = self.h;
         // 1. r2c along axis 3 into a [K1][K2][H] buffer
-        let mut a = vec![C64::new(0.0, 0.0); n1 * n2 * h];
+        let mut a = filled(n1 * n2 * h, C64::new(0.0, 0.0));
         a.par_chunks_mut(n2 * h)
             .zip(real.par_chunks_mut(n2 * n3))
             .for_each(|(out, inp)| {
@@ -73,7 +74,7 @@ impl Fft3 {
                 }
             });
         // 2. per K1 slab: transpose [K2][H] -> [H][K2], FFT along K2
-        let mut b = vec![C64::new(0.0, 0.0); n1 * n2 * h];
+        let mut b = filled(n1 * n2 * h, C64::new(0.0, 0.0));
         b.par_chunks_mut(n2 * h)
             .zip(a.par_chunks(n2 * h))
             .for_each(|(out, inp)| {
@@ -111,7 +112,7 @@ impl Fft3 {
             self.i1.process_with_scratch(row, &mut scratch);
         });
         // [H][K2][K1] -> [K1][H][K2], inverse FFT along K2
-        let mut b = vec![C64::new(0.0, 0.0); n1 * n2 * h];
+        let mut b = filled(n1 * n2 * h, C64::new(0.0, 0.0));
         b.par_chunks_mut(h * n2).enumerate().for_each(|(i1, out)| {
             for i3 in 0..h {
                 for i2 in 0..n2 {
@@ -151,6 +152,7 @@ impl Fft3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buffers::zeroed;
 
     #[test]
     fn matches_direct_dft() {
@@ -159,7 +161,7 @@ mod tests {
         let data: Vec<f64> = (0..len).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
         let fft = Fft3::new(n);
         let mut real = data.clone();
-        let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
+        let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
         fft.forward(&mut real, &mut spec);
         for m3 in 0..fft.half() {
             for m2 in 0..n[1] {
@@ -183,7 +185,7 @@ mod tests {
                 }
             }
         }
-        let mut back = vec![0.0; len];
+        let mut back = zeroed(len);
         fft.inverse(&mut spec, &mut back);
         for i in 0..len {
             assert!((back[i] / len as f64 - data[i]).abs() < 1e-12);

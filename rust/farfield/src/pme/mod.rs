@@ -20,6 +20,7 @@ pub mod bspline;
 pub mod fft;
 pub mod realspace;
 
+use crate::buffers::{filled, zeroed};
 use crate::error::{check_finite, Error, Result};
 use crate::kernel::{Kernel, RangeSplit};
 use crate::longrange::{LongRangeSum, Output, Request};
@@ -288,7 +289,7 @@ impl Pme {
 
         // --- forward FFT, influence function, energy and virial
         let fft = Fft3::new(n);
-        let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
+        let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
         fft.forward(&mut grid, &mut spec);
         let moduli = [
             bspline::moduli(order, n[0]),
@@ -407,7 +408,7 @@ impl Pme {
         fft.inverse(&mut spec, &mut grid);
         drop(spec);
         // the potential grid padded along the last axis like the spreading grids
-        let mut padded = vec![0.0; n[0] * n[1] * n2p];
+        let mut padded = zeroed(n[0] * n[1] * n2p);
         padded
             .par_chunks_mut(n2p)
             .zip(grid.par_chunks(n[2]))
@@ -609,7 +610,7 @@ fn spread_thread_grids(
     let partial: Vec<Vec<f64>> = sorted
         .par_chunks(chunk)
         .map(|atoms| {
-            let mut grid = vec![0.0; n[0] * n[1] * n2p];
+            let mut grid = zeroed(n[0] * n[1] * n2p);
             let mut st = Stencil::new(order);
             for &(ref r, qi) in atoms {
                 if qi == 0.0 {
@@ -622,7 +623,7 @@ fn spread_thread_grids(
             grid
         })
         .collect();
-    let mut grid = vec![0.0; n[0] * n[1] * n[2]];
+    let mut grid = zeroed(n[0] * n[1] * n[2]);
     grid.par_chunks_mut(n[2])
         .enumerate()
         .for_each(|(row, out)| {
@@ -655,7 +656,7 @@ fn spread_slabs(
     let bounds: Vec<usize> = (0..=slabs)
         .map(|s| planes.partition_point(|&p| p < s * width))
         .collect();
-    let mut padded = vec![0.0; padded_planes * plane_len];
+    let mut padded = zeroed(padded_planes * plane_len);
     for parity in 0..2 {
         // chunk c of this pass holds padded planes [(2c + parity) w, (2c + parity + 2) w)
         padded[parity * width * plane_len..]
@@ -678,7 +679,7 @@ fn spread_slabs(
                 }
             });
     }
-    let mut grid = vec![0.0; n[0] * n[1] * n[2]];
+    let mut grid = zeroed(n[0] * n[1] * n[2]);
     grid.par_chunks_mut(n[1] * n[2])
         .enumerate()
         .for_each(|(p, out)| {
