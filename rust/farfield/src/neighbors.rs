@@ -192,6 +192,12 @@ impl CellList {
         (b[0] as usize * n_bins[1] + b[1] as usize) * n_bins[2] + b[2] as usize
     }
 
+    /// Atom indices grouped bin by bin (bins in memory order): visiting atoms in this order
+    /// keeps the neighbouring bins of consecutive queries in cache.
+    pub fn atoms_in_bin_order(&self) -> &[usize] {
+        &self.sorted
+    }
+
     /// The cutoff this list was built for.
     pub fn cutoff(&self) -> f64 {
         self.cutoff
