@@ -59,3 +59,28 @@ impl SystemArrays<'_> {
         System::new(positions, numbers, cell)
     }
 }
+
+/// Maps a string option to its value: `options` lists the accepted `(name, value)` pairs; any
+/// other string is a ValueError naming the parameter and the accepted choices.
+pub fn choice<T: Clone>(
+    parameter: &str,
+    value: &str,
+    options: &[(&str, T)],
+) -> farfield::Result<T> {
+    if let Some((_, v)) = options.iter().find(|(name, _)| *name == value) {
+        return Ok(v.clone());
+    }
+    let names: Vec<String> = options
+        .iter()
+        .map(|(name, _)| format!("'{name}'"))
+        .collect();
+    let expected = match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(Error::parameter(
+        parameter,
+        format!("unknown {parameter} '{value}', expected {expected}"),
+    ))
+}

@@ -7,7 +7,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::convert::SystemArrays;
+use crate::convert::{choice, SystemArrays};
 use crate::errors::guarded;
 use crate::threads;
 
@@ -23,16 +23,14 @@ pub(crate) fn parameters(
     radial_accuracy: Option<f64>,
     species: Option<Vec<i32>>,
 ) -> farfield::Result<ExpansionParameters> {
-    let smoothing = match cutoff_function {
-        "step" => Smoothing::Step,
-        "shifted_cosine" => Smoothing::ShiftedCosine { width },
-        other => {
-            return Err(Error::parameter(
-                "cutoff_function",
-                format!("expected 'shifted_cosine' or 'step', got '{other}'"),
-            ))
-        }
-    };
+    let smoothing = choice(
+        "cutoff_function",
+        cutoff_function,
+        &[
+            ("shifted_cosine", Smoothing::ShiftedCosine { width }),
+            ("step", Smoothing::Step),
+        ],
+    )?;
     if let Some(acc) = radial_accuracy {
         if !(acc.is_finite() && acc > 0.0) {
             return Err(Error::parameter(
@@ -139,17 +137,13 @@ impl SoapCalculator {
             )
         })?;
         let kind = kind.to_string();
-        let inner = py.detach(|| {
-            threads::install(|| {
-                guarded(|| match kind.as_str() {
-                    "expansion" => Ok(Inner::Expansion(SphericalExpansion::new(params)?)),
-                    "power_spectrum" => Ok(Inner::Power(PowerSpectrum::new(params)?)),
-                    other => Err(Error::parameter(
-                        "kind",
-                        format!("unknown descriptor kind '{other}'"),
-                    )),
-                })
-            })
+        let inner = threads::run(py, || match kind.as_str() {
+            "expansion" => Ok(Inner::Expansion(SphericalExpansion::new(params)?)),
+            "power_spectrum" => Ok(Inner::Power(PowerSpectrum::new(params)?)),
+            other => Err(Error::parameter(
+                "kind",
+                format!("unknown descriptor kind '{other}'"),
+            )),
         })?;
         Ok(SoapCalculator { inner })
     }
@@ -171,13 +165,9 @@ impl SoapCalculator {
             strain,
             cell,
         };
-        let result = py.detach(|| {
-            threads::install(|| {
-                guarded(|| match &self.inner {
-                    Inner::Expansion(e) => e.compute_with_species(&systems, &species, request),
-                    Inner::Power(p) => p.compute_with_species(&systems, &species, request),
-                })
-            })
+        let result = threads::run(py, || match &self.inner {
+            Inner::Expansion(e) => e.compute_with_species(&systems, &species, request),
+            Inner::Power(p) => p.compute_with_species(&systems, &species, request),
         })?;
         to_dict(py, result)
     }

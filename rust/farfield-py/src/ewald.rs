@@ -86,10 +86,8 @@ fn ewald_tune(
         cutoff,
         k_cutoff,
     };
-    let chosen = py.detach(|| {
-        threads::install(|| {
-            errors::guarded(|| parse_method(method, kernel, &system, accuracy, overrides))
-        })
+    let chosen = threads::run(py, || {
+        parse_method(method, kernel, &system, accuracy, overrides)
     })?;
     Ok(match chosen {
         Method::Ewald(p) => ("ewald".into(), p.smearing, p.cutoff, p.k_cutoff),
@@ -147,19 +145,13 @@ fn ewald_compute<'py>(
         forces,
         virial,
     };
-    let (chosen, out) = py.detach(|| {
-        threads::install(|| {
-            errors::guarded(|| {
-                let chosen = parse_method(method, kernel, &system, accuracy, overrides)?;
-                let out = match chosen {
-                    Method::Ewald(p) => {
-                        Ewald::new(kernel, p)?.compute(&system, &charges, request)?
-                    }
-                    Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
-                };
-                Ok((chosen, out))
-            })
-        })
+    let (chosen, out) = threads::run(py, || {
+        let chosen = parse_method(method, kernel, &system, accuracy, overrides)?;
+        let out = match chosen {
+            Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request)?,
+            Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
+        };
+        Ok((chosen, out))
     })?;
     let dict = PyDict::new(py);
     dict.set_item("energy", prefactor * out.energy)?;

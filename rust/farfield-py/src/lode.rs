@@ -1,9 +1,8 @@
 //! Bindings of the lode engine: convert, release the GIL, call `farfield::lode`, map errors.
-use crate::convert::SystemArrays;
+use crate::convert::{choice, SystemArrays};
 use crate::{errors, threads};
 use farfield::descriptors::Lambda0Product;
 use farfield::lode::{BasisKind, GradientRequest, LodeExpansion, LodeParameters, Method};
-use farfield::Error;
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -23,16 +22,11 @@ fn calculator(
     center_atom_weight: f64,
     drop_divergent_k0: bool,
 ) -> farfield::Result<LodeExpansion> {
-    let basis = match basis {
-        "gto" => BasisKind::Gto,
-        "monomial" => BasisKind::Monomial,
-        other => {
-            return Err(Error::parameter(
-                "basis",
-                format!("unknown radial basis '{other}', expected 'gto' or 'monomial'"),
-            ))
-        }
-    };
+    let basis = choice(
+        "basis",
+        basis,
+        &[("gto", BasisKind::Gto), ("monomial", BasisKind::Monomial)],
+    )?;
     LodeExpansion::new(LodeParameters {
         exponent,
         smearing,
@@ -109,21 +103,20 @@ impl LodeCalculator {
             positions: positions_gradient,
             strain: strain_gradient,
         };
-        let method = errors::guarded(|| match method {
-            "exact" => Ok(Method::Exact),
-            "mesh" => Ok(Method::Mesh(accuracy)),
-            "auto" => Ok(Method::Auto(accuracy)),
-            other => Err(Error::parameter(
+        let method = errors::guarded(|| {
+            choice(
                 "method",
-                format!("unknown method '{other}', expected 'auto', 'exact' or 'mesh'"),
-            )),
+                method,
+                &[
+                    ("auto", Method::Auto(accuracy)),
+                    ("exact", Method::Exact),
+                    ("mesh", Method::Mesh(accuracy)),
+                ],
+            )
         })?;
         let calc = &self.inner;
-        let (out, used_mesh) = py.detach(|| {
-            threads::install(|| {
-                errors::guarded(|| calc.compute_with(&system, &species, req, method))
-            })
-        })?;
+        let (out, used_mesh) =
+            threads::run(py, || calc.compute_with(&system, &species, req, method))?;
         let dict = PyDict::new(py);
         dict.set_item("method", if used_mesh { "mesh" } else { "exact" })?;
         dict.set_item("values", PyArray1::from_vec(py, out.values))?;
@@ -151,9 +144,7 @@ impl LodeCalculator {
         let system = errors::guarded(|| system.to_system())?;
         let g: Vec<f64> = grad_values.as_array().iter().copied().collect();
         let calc = &self.inner;
-        let out = py.detach(|| {
-            threads::install(|| errors::guarded(|| calc.backward(&system, &species, &g)))
-        })?;
+        let out = threads::run(py, || calc.backward(&system, &species, &g))?;
         let pos: Vec<f64> = out
             .positions
             .iter()
@@ -207,7 +198,7 @@ fn lambda0_invariants<'py>(
         symmetric,
     );
     let (a, b) = (first.as_slice()?, second.as_slice()?);
-    let out = py.detach(|| threads::install(|| errors::guarded(|| p.compute(a, b))))?;
+    let out = threads::run(py, || p.compute(a, b))?;
     Ok(PyArray1::from_vec(py, out))
 }
 
@@ -236,7 +227,7 @@ fn lambda0_invariants_vjp<'py>(
         symmetric,
     );
     let (a, b, g) = (first.as_slice()?, second.as_slice()?, grad.as_slice()?);
-    let (d1, d2) = py.detach(|| threads::install(|| errors::guarded(|| p.vjp(a, b, g))))?;
+    let (d1, d2) = threads::run(py, || p.vjp(a, b, g))?;
     Ok((PyArray1::from_vec(py, d1), PyArray1::from_vec(py, d2)))
 }
 

@@ -56,15 +56,11 @@ fn pme_compute<'py>(
         forces,
         virial,
     };
-    let (params, out) = py.detach(|| {
-        threads::install(|| {
-            errors::guarded(|| {
-                let kernel = Kernel::new(exponent)?;
-                let params = pme_parameters(kernel, &system, accuracy, overrides)?;
-                let out = Pme::new(kernel, params)?.compute(&system, &charges, request)?;
-                Ok((params, out))
-            })
-        })
+    let (params, out) = threads::run(py, || {
+        let kernel = Kernel::new(exponent)?;
+        let params = pme_parameters(kernel, &system, accuracy, overrides)?;
+        let out = Pme::new(kernel, params)?.compute(&system, &charges, request)?;
+        Ok((params, out))
     })?;
     let d = PyDict::new(py);
     d.set_item("energy", out.energy)?;
@@ -107,11 +103,7 @@ fn pme_preferred(
     accuracy: f64,
 ) -> PyResult<bool> {
     let system = errors::guarded(|| system.to_system())?;
-    py.detach(|| {
-        threads::install(|| {
-            errors::guarded(|| prefer_pme(Kernel::new(exponent)?, &system, accuracy))
-        })
-    })
+    threads::run(py, || prefer_pme(Kernel::new(exponent)?, &system, accuracy))
 }
 
 /// Adds this engine's functions and classes to the module.

@@ -7,7 +7,7 @@ use farfield::qeq::{
     KSpace, PreconditionerKind, QEqGradients, QEqOptions, QEqProblem, QEqResult, Solver,
 };
 
-use crate::convert::SystemArrays;
+use crate::convert::{choice, SystemArrays};
 use crate::errors::guarded;
 use crate::threads;
 
@@ -27,39 +27,33 @@ fn options(
     kspace: &str,
     preconditioner: &str,
 ) -> farfield::Result<QEqOptions> {
-    let kspace = match kspace {
-        "auto" => KSpace::Auto,
-        "ewald" => KSpace::Ewald,
-        "pme" => KSpace::Pme,
-        other => {
-            return Err(farfield::Error::parameter(
-                "kspace",
-                format!("must be 'auto', 'ewald' or 'pme', got '{other}'"),
-            ))
-        }
-    };
-    let preconditioner = match preconditioner {
-        "auto" => PreconditionerKind::Auto,
-        "jacobi" => PreconditionerKind::Jacobi,
-        "fourier" => PreconditionerKind::Fourier,
-        other => {
-            return Err(farfield::Error::parameter(
-                "preconditioner",
-                format!("must be 'auto', 'jacobi' or 'fourier', got '{other}'"),
-            ))
-        }
-    };
-    let solver = match solver {
-        "auto" => Solver::Auto,
-        "dense" => Solver::Dense,
-        "cg" => Solver::ConjugateGradient,
-        other => {
-            return Err(farfield::Error::parameter(
-                "solver",
-                format!("must be 'auto', 'dense' or 'cg', got '{other}'"),
-            ))
-        }
-    };
+    let kspace = choice(
+        "kspace",
+        kspace,
+        &[
+            ("auto", KSpace::Auto),
+            ("ewald", KSpace::Ewald),
+            ("pme", KSpace::Pme),
+        ],
+    )?;
+    let preconditioner = choice(
+        "preconditioner",
+        preconditioner,
+        &[
+            ("auto", PreconditionerKind::Auto),
+            ("jacobi", PreconditionerKind::Jacobi),
+            ("fourier", PreconditionerKind::Fourier),
+        ],
+    )?;
+    let solver = choice(
+        "solver",
+        solver,
+        &[
+            ("auto", Solver::Auto),
+            ("dense", Solver::Dense),
+            ("cg", Solver::ConjugateGradient),
+        ],
+    )?;
     Ok(QEqOptions {
         solver,
         tolerance,
@@ -180,17 +174,13 @@ fn qeq<'py>(
     })?;
     match grad_charges {
         None => {
-            let r = py.detach(|| {
-                threads::install(|| guarded(|| farfield::qeq::qeq(&sys, &problem, &opts)))
-            })?;
+            let r = threads::run(py, || farfield::qeq::qeq(&sys, &problem, &opts))?;
             Ok(result_dict(py, &r)?.into_any())
         }
         Some(g) => {
             let g = vec1(&g);
-            let (r, grads) = py.detach(|| {
-                threads::install(|| {
-                    guarded(|| farfield::qeq::qeq_vjp(&sys, &problem, &opts, &g, grad_energy))
-                })
+            let (r, grads) = threads::run(py, || {
+                farfield::qeq::qeq_vjp(&sys, &problem, &opts, &g, grad_energy)
             })?;
             let t = (result_dict(py, &r)?, gradients_dict(py, &grads)?);
             Ok(t.into_pyobject(py)?.into_any())
@@ -289,21 +279,16 @@ fn qeq_batch<'py>(
     })?;
     match grads {
         None => {
-            let results = py.detach(|| {
-                threads::install(|| {
-                    guarded(|| farfield::qeq::qeq_batch(&systems, &problems, &opts))
-                })
-            })?;
+            let results =
+                threads::run(py, || farfield::qeq::qeq_batch(&systems, &problems, &opts))?;
             results
                 .iter()
                 .map(|r| Ok(result_dict(py, r)?.into_any()))
                 .collect()
         }
         Some((gq, ge)) => {
-            let results = py.detach(|| {
-                threads::install(|| {
-                    guarded(|| farfield::qeq::qeq_vjp_batch(&systems, &problems, &opts, &gq, &ge))
-                })
+            let results = threads::run(py, || {
+                farfield::qeq::qeq_vjp_batch(&systems, &problems, &opts, &gq, &ge)
             })?;
             results
                 .iter()

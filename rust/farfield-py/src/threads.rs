@@ -15,6 +15,12 @@ pub fn install<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     }
 }
 
+/// Runs a core computation the way every binding must: with the GIL released, inside the
+/// configured pool, with core errors mapped to Python exceptions and panics caught.
+pub fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> farfield::Result<T> + Send) -> PyResult<T> {
+    py.detach(|| install(|| crate::errors::guarded(f)))
+}
+
 /// Sets the number of threads used by farfield (0 restores the default: all cores, or
 /// RAYON_NUM_THREADS).
 #[pyfunction]

@@ -99,11 +99,7 @@ impl TripletCalculator {
         let systems = errors::guarded(|| systems(&frames))?;
         let proj = projection(proj);
         let c = centres(centres_list);
-        let out = py.detach(|| {
-            threads::install(|| {
-                errors::guarded(|| self.triplets.compute(&systems, &c, proj.as_ref()))
-            })
-        })?;
+        let out = threads::run(py, || self.triplets.compute(&systems, &c, proj.as_ref()))?;
         let n = out.neighbours.len();
         let flat: Vec<i32> = out.neighbours.iter().flatten().copied().collect();
         let pairs = errors::guarded(|| {
@@ -127,11 +123,7 @@ impl TripletCalculator {
         let systems = errors::guarded(|| systems(&frames))?;
         let proj = projection(proj);
         let c = centres(centres_list);
-        let out = py.detach(|| {
-            threads::install(|| {
-                errors::guarded(|| self.triplets.summed(&systems, &c, proj.as_ref()))
-            })
-        })?;
+        let out = threads::run(py, || self.triplets.summed(&systems, &c, proj.as_ref()))?;
         to_dict(py, out)
     }
 
@@ -145,9 +137,7 @@ impl TripletCalculator {
     ) -> PyResult<Bound<'py, PyDict>> {
         let systems = errors::guarded(|| systems(&frames))?;
         let c = centres(centres_list);
-        let out = py.detach(|| {
-            threads::install(|| errors::guarded(|| self.bispectrum.compute(&systems, &c)))
-        })?;
+        let out = threads::run(py, || self.bispectrum.compute(&systems, &c))?;
         to_dict(py, out)
     }
 
