@@ -14,8 +14,9 @@
 use super::{parity_sign, LodeExpansion, LodeOutput};
 use crate::buffers::{filled, zeroed};
 use crate::error::{Error, Result};
+use crate::pme::bspline::{self, signed_frequency};
 use crate::pme::fft::{Fft3, C64};
-use crate::pme::{bspline, fft_friendly};
+use crate::pme::fft_friendly;
 use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -185,20 +186,7 @@ pub fn compute(
     // Y_lm(k̂) and |b(m)|²
     let fft = Fft3::new(n);
     let h = fft.half();
-    let moduli = [
-        bspline::moduli(order, n[0]),
-        bspline::moduli(order, n[1]),
-        bspline::moduli(order, n[2]),
-    ];
-    let signed = |m: usize, k: usize| -> Option<f64> {
-        if k % 2 == 0 && m == k / 2 {
-            None
-        } else if m <= k / 2 {
-            Some(m as f64)
-        } else {
-            Some(m as f64 - k as f64)
-        }
-    };
+    let moduli = bspline::moduli3(order, n);
     let nrad = (lmax + 1) * nr;
     let per_plane: Vec<(Vec<usize>, Vec<f64>, Vec<f64>)> = (0..h)
         .into_par_iter()
@@ -206,16 +194,20 @@ pub fn compute(
             let mut idx = Vec::new();
             let mut rad = Vec::new();
             let mut ylm = Vec::new();
-            let Some(f3) = signed(m3, n[2]) else {
+            let Some(f3) = signed_frequency(m3, n[2]) else {
                 return (idx, rad, ylm);
             };
             let mut y = vec![0.0; nlm];
             let mut ints = vec![0.0; nrad];
             let mut dints = vec![0.0; nrad];
             for m2 in 0..n[1] {
-                let Some(f2) = signed(m2, n[1]) else { continue };
+                let Some(f2) = signed_frequency(m2, n[1]) else {
+                    continue;
+                };
                 for m1 in 0..n[0] {
-                    let Some(f1) = signed(m1, n[0]) else { continue };
+                    let Some(f1) = signed_frequency(m1, n[0]) else {
+                        continue;
+                    };
                     let mut k = [0.0; 3];
                     for c in 0..3 {
                         k[c] = f1 * recip[0][c] + f2 * recip[1][c] + f3 * recip[2][c];

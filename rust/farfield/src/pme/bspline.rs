@@ -46,6 +46,23 @@ pub fn cardinal(n: usize, x: f64) -> f64 {
     (x * cardinal(n - 1, x) + (n as f64 - x) * cardinal(n - 1, x - 1.0)) / m
 }
 
+/// [`moduli`] of the three axes of a `mesh`.
+pub fn moduli3(order: usize, mesh: [usize; 3]) -> [Vec<f64>; 3] {
+    mesh.map(|size| moduli(order, size))
+}
+
+/// Signed frequency of FFT index `m` on an axis of `size` points (m or m − size), or `None`
+/// for the Nyquist index of an even axis, whose sine and cosine parts cannot be separated.
+pub fn signed_frequency(m: usize, size: usize) -> Option<f64> {
+    if size % 2 == 0 && m == size / 2 {
+        None
+    } else if m <= size / 2 {
+        Some(m as f64)
+    } else {
+        Some(m as f64 - size as f64)
+    }
+}
+
 /// |b(m)|² for m = 0..size (indices, not signed frequencies) of one grid axis with `size`
 /// points and spline order `order`: 1/|Σ_{k=0}^{n-2} M_n(k+1) e^{2πi m k / K}|². A vanishing
 /// denominator (odd orders at the Nyquist frequency) gives 0.

@@ -26,6 +26,7 @@ use crate::kernel::{Kernel, RangeSplit};
 use crate::longrange::{LongRangeSum, Output, Request};
 use crate::math::linalg::{Mat3, Vec3};
 use crate::system::{check_per_atom, Cell, System};
+use bspline::signed_frequency;
 use fft::{Fft3, C64};
 use rayon::prelude::*;
 
@@ -291,20 +292,7 @@ impl Pme {
         let fft = Fft3::new(n);
         let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
         fft.forward(&mut grid, &mut spec);
-        let moduli = [
-            bspline::moduli(order, n[0]),
-            bspline::moduli(order, n[1]),
-            bspline::moduli(order, n[2]),
-        ];
-        let signed = |m: usize, k: usize| -> Option<f64> {
-            if k % 2 == 0 && m == k / 2 {
-                None
-            } else if m <= k / 2 {
-                Some(m as f64)
-            } else {
-                Some(m as f64 - k as f64)
-            }
-        };
+        let moduli = bspline::moduli3(order, n);
         let split = &self.split;
         let sigma2 = split.smearing() * split.smearing();
         let orthorhombic = (0..3).all(|a| (0..3).all(|b| a == b || recip[a][b] == 0.0));
@@ -313,7 +301,7 @@ impl Pme {
                 let axis = |a: usize| -> Vec<f64> {
                     (0..n[a])
                         .map(|m| {
-                            let f = signed(m, n[a]).unwrap_or(0.0) * recip[a][a];
+                            let f = signed_frequency(m, n[a]).unwrap_or(0.0) * recip[a][a];
                             (-0.5 * sigma2 * f * f).exp()
                         })
                         .collect()
@@ -330,13 +318,13 @@ impl Pme {
             .map(|(m3, rows)| {
                 let mut e = 0.0;
                 let mut w = [[0.0; 3]; 3];
-                let f3 = signed(m3, n[2]);
+                let f3 = signed_frequency(m3, n[2]);
                 let weight = if m3 == 0 { 1.0 } else { 2.0 };
                 for m2 in 0..n[1] {
-                    let f2 = signed(m2, n[1]);
+                    let f2 = signed_frequency(m2, n[1]);
                     for m1 in 0..n[0] {
                         let s = &mut rows[m2 * n[0] + m1];
-                        let (f1, f2, f3) = match (signed(m1, n[0]), f2, f3) {
+                        let (f1, f2, f3) = match (signed_frequency(m1, n[0]), f2, f3) {
                             (Some(a), Some(b), Some(c)) => (a, b, c),
                             _ => {
                                 *s = C64::new(0.0, 0.0);

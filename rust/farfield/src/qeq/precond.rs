@@ -29,7 +29,7 @@
 use rayon::prelude::*;
 
 use crate::math::linalg::Vec3;
-use crate::pme::bspline;
+use crate::pme::bspline::{self, signed_frequency};
 use crate::pme::fft::{Fft3, C64};
 use crate::system::System;
 
@@ -77,28 +77,18 @@ impl FourierPreconditioner {
         }
         let fft = Fft3::new(n);
         let half = fft.half();
-        let moduli = [
-            bspline::moduli(ORDER, n[0]),
-            bspline::moduli(ORDER, n[1]),
-            bspline::moduli(ORDER, n[2]),
-        ];
-        let signed = |m: usize, k: usize| -> Option<f64> {
-            if k % 2 == 0 && m == k / 2 {
-                None
-            } else if m <= k / 2 {
-                Some(m as f64)
-            } else {
-                Some(m as f64 - k as f64)
-            }
-        };
+        let moduli = bspline::moduli3(ORDER, n);
         // G(k) per spectrum entry and Σ_k G(k) over the full mesh (the diagonal of L)
         let mut g = vec![0.0; fft.spectrum_len()];
         let mut l_diag = 0.0;
         for m3 in 0..half {
             for m2 in 0..n[1] {
                 for m1 in 0..n[0] {
-                    let (f1, f2, f3) = match (signed(m1, n[0]), signed(m2, n[1]), signed(m3, n[2]))
-                    {
+                    let (f1, f2, f3) = match (
+                        signed_frequency(m1, n[0]),
+                        signed_frequency(m2, n[1]),
+                        signed_frequency(m3, n[2]),
+                    ) {
                         (Some(a), Some(b), Some(c)) => (a, b, c),
                         _ => continue,
                     };
