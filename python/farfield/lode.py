@@ -246,6 +246,16 @@ class LodeBackward:
     cell: FloatArray | None
 
 
+def _backward(system: System, dpos: FloatArray, dstrain: FloatArray) -> LodeBackward:
+    """The backward result with dL/dcell = h⁻ᵀ (dL/dε − dL/dRᵀ R)ᵀ for periodic systems
+    (positions held fixed; ε acts on column vectors here)."""
+    cell = None
+    if system.cell is not None:
+        m = dstrain - dpos.T @ system.positions
+        cell = np.linalg.inv(system.cell).T @ m.T
+    return LodeBackward(positions=dpos, strain=dstrain, cell=cell)
+
+
 def _frames(frames: Frames) -> list[System]:
     if isinstance(frames, (list, tuple)):
         return [as_system(f) for f in frames]
@@ -443,11 +453,7 @@ class LodeSphericalExpansion:
             )
             dpos = pos.reshape(n, 3)
             dstrain = strain.reshape(3, 3)
-            cell = None
-            if system.cell is not None:
-                m = dstrain - dpos.T @ system.positions
-                cell = np.linalg.inv(system.cell).T @ m.T
-            results.append(LodeBackward(positions=dpos, strain=dstrain, cell=cell))
+            results.append(_backward(system, dpos, dstrain))
         return results
 
 
@@ -650,11 +656,7 @@ class LodePowerSpectrum:
                 )
             else:  # open: a strain only moves the atoms
                 dstrain = back.strain + drho_pos.T @ system.positions
-            cell = None
-            if system.cell is not None:
-                m = dstrain - dpos.T @ system.positions
-                cell = np.linalg.inv(system.cell).T @ m.T
-            out.append(LodeBackward(positions=dpos, strain=dstrain, cell=cell))
+            out.append(_backward(system, dpos, dstrain))
         return out
 
     @staticmethod
