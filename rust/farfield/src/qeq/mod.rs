@@ -477,31 +477,66 @@ fn solve_with(
     }
 }
 
+/// The solved forward problem: the operator, its factorisation or preconditioners, the
+/// constraints and the charges, shared by [`qeq`] and the adjoint solve of [`qeq_vjp`].
+struct Forward<'a> {
+    op: Operator<'a>,
+    prepared: Prepared,
+    cons: Constraints,
+    q: Vec<f64>,
+    stats: (usize, bool),
+}
+
+impl<'a> Forward<'a> {
+    fn solve(
+        system: &'a System,
+        problem: &'a QEqProblem,
+        options: &QEqOptions,
+        cons: Constraints,
+    ) -> Result<Forward<'a>> {
+        let op = make_operator(system, problem, options)?;
+        let prepared = prepare(system, problem, &op, options, &cons)?;
+        let (q, iterations, fell_back) = solve_with(
+            &prepared,
+            &op,
+            &problem.electronegativity,
+            &cons,
+            &cons.charges,
+            problem.initial_charges.as_deref(),
+            options,
+        )?;
+        Ok(Forward {
+            op,
+            prepared,
+            cons,
+            q,
+            stats: (iterations, fell_back),
+        })
+    }
+
+    fn finish(
+        self,
+        system: &System,
+        problem: &QEqProblem,
+        options: &QEqOptions,
+    ) -> Result<QEqResult> {
+        finish(
+            system,
+            options.tolerance,
+            &self.op,
+            &problem.electronegativity,
+            &self.cons,
+            self.q,
+            self.stats,
+            &self.prepared,
+        )
+    }
+}
+
 /// Solves one QEq problem: charges, chemical potential, energy, forces and (periodic) stress.
 pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
     let cons = validate(system, problem, options)?;
-    let op = make_operator(system, problem, options)?;
-    let prepared = prepare(system, problem, &op, options, &cons)?;
-    let chi = &problem.electronegativity;
-    let (q, iterations, fell_back) = solve_with(
-        &prepared,
-        &op,
-        chi,
-        &cons,
-        &cons.charges,
-        problem.initial_charges.as_deref(),
-        options,
-    )?;
-    finish(
-        system,
-        options.tolerance,
-        &op,
-        chi,
-        &cons,
-        q,
-        (iterations, fell_back),
-        &prepared,
-    )
+    Forward::solve(system, problem, options, cons)?.finish(system, problem, options)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -578,25 +613,21 @@ pub fn qeq_vjp(
     crate::system::check_per_atom("grad_charges", grad_charges.len(), system)?;
     check_finite("grad_charges", grad_charges)?;
     check_finite("grad_energy", &[grad_energy])?;
-    let op = make_operator(system, problem, options)?;
-    let prepared = prepare(system, problem, &op, options, &cons)?;
-    let chi = &problem.electronegativity;
-    let (q, iterations, fell_back) = solve_with(
-        &prepared,
-        &op,
-        chi,
-        &cons,
-        &cons.charges,
-        problem.initial_charges.as_deref(),
-        options,
-    )?;
+    let fwd = Forward::solve(system, problem, options, cons)?;
+    let Forward {
+        op,
+        prepared,
+        cons,
+        q,
+        ..
+    } = &fwd;
     // adjoint: A ν + Cᵀκ = ḡ_q, C ν = 0  ⇔  the QEq problem with χ = −ḡ_q and zero charges
     let minus_g: Vec<f64> = grad_charges.iter().map(|v| -v).collect();
     let zeros = vec![0.0; cons.len()];
-    let (nu, _, _) = solve_with(&prepared, &op, &minus_g, &cons, &zeros, None, options)?;
+    let (nu, _, _) = solve_with(prepared, op, &minus_g, cons, &zeros, None, options)?;
     let n = q.len();
     let p: Vec<f64> = (0..n).map(|i| 0.5 * grad_energy * q[i] - nu[i]).collect();
-    let g = op.bilinear_gradient(&p, &q);
+    let g = op.bilinear_gradient(&p, q);
     let gradients = QEqGradients {
         electronegativity: (0..n).map(|i| grad_energy * q[i] - nu[i]).collect(),
         hardness: (0..n).map(|i| p[i] * q[i]).collect(),
@@ -625,16 +656,7 @@ pub fn qeq_vjp(
         }),
         positions: g.positions,
     };
-    let result = finish(
-        system,
-        options.tolerance,
-        &op,
-        chi,
-        &cons,
-        q,
-        (iterations, fell_back),
-        &prepared,
-    )?;
+    let result = fwd.finish(system, problem, options)?;
     Ok((result, gradients))
 }
 
