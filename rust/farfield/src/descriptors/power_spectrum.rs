@@ -332,23 +332,22 @@ fn lambda0_norm(l: usize) -> f64 {
     (if l % 2 == 0 { 1.0 } else { -1.0 }) / ((2 * l + 1) as f64).sqrt()
 }
 
-/// Adds `scale (−1)^l/√(2l+1) Σ_m x_{lm,n1} y_{lm,n2}` into `out[l][n1][n2]` for one pair of
-/// species channels; `x` is `(lmax+1)² × nr1`, `y` is `(lmax+1)² × nr2`, `out` is
+/// Adds `scale norms[l] Σ_m x_{lm,n1} y_{lm,n2}` into `out[l][n1][n2]` for one pair of
+/// species channels, `norms[l] = (−1)^l/√(2l+1)` for l = 0..=lmax ([`lambda0_norm`], computed
+/// once by the caller); `x` is `(lmax+1)² × nr1`, `y` is `(lmax+1)² × nr2`, `out` is
 /// `(lmax+1) × nr1 × nr2` (all row-major).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn contract_lambda0(
     x: &[f64],
     y: &[f64],
-    lmax: usize,
+    norms: &[f64],
     nr1: usize,
     nr2: usize,
     scale: f64,
     out: &mut [f64],
 ) {
-    let norms: Vec<f64> = (0..=lmax).map(lambda0_norm).collect();
     if nr1 == nr2 {
         // the SOAP power spectrum's contraction (compile-time radial size)
-        contract_blocks(x, y, out, scale, &norms, nr1);
+        contract_blocks(x, y, out, scale, norms, nr1);
         return;
     }
     for (l, &norm) in norms.iter().enumerate() {
@@ -511,6 +510,7 @@ impl Lambda0Product {
         let nf = self.n_features();
         let block = self.block();
         let pairs = self.pairs();
+        let norms: Vec<f64> = (0..=self.max_angular).map(lambda0_norm).collect();
         let mut out = vec![0.0; n * nf];
         if nf == 0 {
             return Ok(out);
@@ -522,7 +522,7 @@ impl Lambda0Product {
                 contract_lambda0(
                     &x[a * c1..(a + 1) * c1],
                     &y[b * c2..(b + 1) * c2],
-                    self.max_angular,
+                    &norms,
                     self.n_radial_1,
                     self.n_radial_2,
                     s,
