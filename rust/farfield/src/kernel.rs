@@ -98,6 +98,20 @@ enum Form {
     General,
 }
 
+/// The Coulomb short-range part erfc(r/(√2σ))/r and its r-derivative: the interaction
+/// screened by Gaussian charges of width σ. [`RangeSplit::short_range`] uses it for p = 1 and
+/// QEq for its per-pair Gaussian widths γ_ij (science.md §3.1).
+#[inline]
+pub fn screened_coulomb(r: f64, sigma: f64) -> (f64, f64) {
+    let inv_r = 1.0 / r;
+    let sx = r * std::f64::consts::FRAC_1_SQRT_2 / sigma;
+    let e = (-sx * sx).exp();
+    let v = erfc(sx) * inv_r;
+    // d/dr erfc(r/(√2σ))/r = -v/r - 2 √x e^{-x} / (√π r²), x = r²/(2σ²)
+    let dv = -(v + 2.0 * sx * e / SQRT_PI * inv_r) * inv_r;
+    (v, dv)
+}
+
 /// The Gaussian range split of a [`Kernel`]: everything Ewald-like sums need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeSplit {
@@ -193,14 +207,7 @@ impl RangeSplit {
         let x = r * r / self.two_sigma2;
         let inv_r = 1.0 / r;
         match self.form {
-            Form::Coulomb => {
-                let e = (-x).exp();
-                let sx = x.sqrt();
-                let v = erfc(sx) * inv_r;
-                // d/dr erfc(r/(√2σ))/r = -v/r - 2 √x e^{-x} / (√π r²)
-                let dv = -(v + 2.0 * sx * e / SQRT_PI * inv_r) * inv_r;
-                (v, dv)
-            }
+            Form::Coulomb => screened_coulomb(r, self.smearing),
             _ => {
                 let p = self.kernel.exponent;
                 let rp = self.kernel.value(r).0;

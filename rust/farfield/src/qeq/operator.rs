@@ -21,11 +21,11 @@ use rayon::prelude::*;
 use rustfft::num_complex::Complex64;
 
 use crate::error::Result;
-use crate::kernel::Kernel;
+use crate::kernel::{screened_coulomb, Kernel};
 use crate::kspace::KVectors;
 use crate::longrange::Request;
 use crate::math::linalg::{Mat3, Vec3};
-use crate::math::special::{erf, erfc};
+use crate::math::special::erf;
 use crate::neighbors::CellList;
 use crate::pme::{Mesh, Pme, PmeParameters};
 use crate::system::System;
@@ -212,16 +212,6 @@ pub struct Operator<'a> {
     periodic: Option<Periodic>,
 }
 
-#[inline]
-fn gauss_pair(d: f64, s: f64) -> (f64, f64) {
-    // erfc(d/(√2 s))/d and its d-derivative
-    let x = d * FRAC_1_SQRT_2 / s;
-    let e = erfc(x);
-    let v = e / d;
-    let dv = -SQRT_2_OVER_PI * (-x * x).exp() / (s * d) - v / d;
-    (v, dv)
-}
-
 /// ∂/∂γ of −erfc(d/(√2γ))/d (also of erf(d/(√2γ))/d): −√(2/π) e^{−d²/(2γ²)}/γ².
 #[inline]
 fn dgamma(d: f64, g: f64) -> f64 {
@@ -361,8 +351,8 @@ impl<'a> Operator<'a> {
                             if t < rc.len() {
                                 let g = (sigma[i] * sigma[i] + sigma[nb.j] * sigma[nb.j]).sqrt();
                                 rc[t] = nb.j as u32;
-                                rv[t] = gauss_pair(nb.distance, settings.eta).0
-                                    - gauss_pair(nb.distance, g).0;
+                                rv[t] = screened_coulomb(nb.distance, settings.eta).0
+                                    - screened_coulomb(nb.distance, g).0;
                             }
                             t += 1;
                         });
@@ -540,8 +530,8 @@ impl<'a> Operator<'a> {
                         }
                         None => p.cells.for_each_neighbor(i, |n| {
                             if n.j == i {
-                                c += gauss_pair(n.distance, p.settings.eta).0
-                                    - gauss_pair(n.distance, gi).0;
+                                c += screened_coulomb(n.distance, p.settings.eta).0
+                                    - screened_coulomb(n.distance, gi).0;
                             }
                         }),
                     }
@@ -597,8 +587,8 @@ impl<'a> Operator<'a> {
                             None => p.cells.for_each_neighbor(i, |nb| {
                                 let g = self.gamma(i, nb.j);
                                 c += x[nb.j]
-                                    * (gauss_pair(nb.distance, eta).0
-                                        - gauss_pair(nb.distance, g).0);
+                                    * (screened_coulomb(nb.distance, eta).0
+                                        - screened_coulomb(nb.distance, g).0);
                             }),
                         }
                         c += kphi[i];
@@ -652,7 +642,8 @@ impl<'a> Operator<'a> {
                     let eta = p.settings.eta;
                     p.cells.for_each_neighbor(i, |nb| {
                         let g = self.gamma(i, nb.j);
-                        row[nb.j] += gauss_pair(nb.distance, eta).0 - gauss_pair(nb.distance, g).0;
+                        row[nb.j] += screened_coulomb(nb.distance, eta).0
+                            - screened_coulomb(nb.distance, g).0;
                     });
                     let nk = p.ms.len();
                     let pi = &phases[i * nk..(i + 1) * nk];
@@ -781,7 +772,7 @@ impl<'a> Operator<'a> {
                             let j = nb.j;
                             let g = self.gamma(i, j);
                             let r = nb.distance;
-                            let dval = gauss_pair(r, eta).1 - gauss_pair(r, g).1;
+                            let dval = screened_coulomb(r, eta).1 - screened_coulomb(r, g).1;
                             let w = u[i] * v[j] + u[j] * v[i];
                             for a in 0..3 {
                                 dr[a] -= w * dval * nb.vector[a] / r;
