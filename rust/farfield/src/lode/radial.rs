@@ -88,42 +88,9 @@ impl Density {
     }
 }
 
-/// Gauss-Legendre nodes and weights on [-1, 1].
-pub fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut x = vec![0.0; n];
-    let mut w = vec![0.0; n];
-    for i in 0..n.div_ceil(2) {
-        let mut z = (PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
-        let mut dp = 0.0;
-        for _ in 0..100 {
-            let (mut p0, mut p1) = (1.0, z);
-            for k in 2..=n {
-                let p2 = ((2 * k - 1) as f64 * z * p1 - (k - 1) as f64 * p0) / k as f64;
-                p0 = p1;
-                p1 = p2;
-            }
-            if n == 1 {
-                p1 = z;
-                p0 = 1.0;
-            }
-            dp = n as f64 * (z * p1 - p0) / (z * z - 1.0);
-            let dz = p1 / dp;
-            z -= dz;
-            if dz.abs() < 1e-16 {
-                break;
-            }
-        }
-        x[i] = -z;
-        x[n - 1 - i] = z;
-        w[i] = 2.0 / ((1.0 - z * z) * dp * dp);
-        w[n - 1 - i] = w[i];
-    }
-    (x, w)
-}
-
 /// Composite Gauss-Legendre rule on [a, b] with panels of at most `h`.
 pub fn composite_rule(a: f64, b: f64, h: f64, order: usize) -> (Vec<f64>, Vec<f64>) {
-    let (x, w) = gauss_legendre(order);
+    let (x, w) = crate::math::quadrature::gauss_legendre(order);
     let panels = (((b - a) / h).ceil() as usize).clamp(1, 100_000);
     let width = (b - a) / panels as f64;
     let mut nodes = Vec::with_capacity(panels * order);
