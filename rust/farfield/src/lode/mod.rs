@@ -11,6 +11,7 @@
 
 pub mod mesh;
 pub mod open;
+mod pair_gradients;
 pub mod periodic;
 pub mod radial;
 pub mod sph;
