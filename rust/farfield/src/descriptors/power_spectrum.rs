@@ -329,7 +329,7 @@ fn contract_any(x: &[f64], y: &[f64], out: &mut [f64], scale: f64, norms: &[f64]
 
 /// `(−1)^l / √(2l+1)`, the λ = 0 Clebsch–Gordan factor (featomic's convention).
 fn lambda0_norm(l: usize) -> f64 {
-    (if l % 2 == 0 { 1.0 } else { -1.0 }) / ((2 * l + 1) as f64).sqrt()
+    (if l.is_multiple_of(2) { 1.0 } else { -1.0 }) / ((2 * l + 1) as f64).sqrt()
 }
 
 /// Adds `scale norms[l] Σ_m x_{lm,n1} y_{lm,n2}` into `out[l][n1][n2]` for one pair of
@@ -472,7 +472,8 @@ impl Lambda0Product {
             ));
         }
         let (s1, s2) = self.sizes();
-        if s1 == 0 || s2 == 0 || first.len() % s1 != 0 || second.len() % s2 != 0 {
+        if s1 == 0 || s2 == 0 || !first.len().is_multiple_of(s1) || !second.len().is_multiple_of(s2)
+        {
             return Err(Error::parameter(
                 "first/second",
                 format!(
