@@ -462,24 +462,25 @@ pub struct ExpansionBackward {
 }
 
 impl SphericalExpansion {
-    /// Vector-Jacobian products of one pair at `vector` (= r_ij, `r > 0`):
+    /// Vector-Jacobian product of one pair at `vector` (= r_ij): `d = t − u` with
     /// `u = Σ wi · ∂g(r_ij)/∂r_ij` (the centre `i` sees `j`) and
-    /// `t = Σ wj · ∂g/∂r evaluated at r_ji = −r_ij` (the centre `j` sees `i`), from a single
-    /// radial and harmonics evaluation using `g(−r) = (−1)^l g(r)`, hence
-    /// `(∇g)(−r) = (−1)^{l+1} ∇g(r)`. The gradient is contracted through the factorised form
-    /// `∂g/∂r_a = r̂_a Y_lm (f_c I)' + f_c I ∂Y_lm/∂r_a`, without forming `∂g`.
-    fn pair_vjp(&self, vector: &Vec3, wi: &[f64], wj: &[f64], s: &mut PairScratch) -> (Vec3, Vec3) {
+    /// `t = Σ wj · (∂g/∂r)(r_ji = −r_ij)` (the centre `j` sees `i`), i.e. `∂L/∂r_i` from this
+    /// pair. One radial and harmonics evaluation serves both sides through
+    /// `g(−r) = (−1)^l g(r)`, hence `(∇g)(−r) = (−1)^{l+1} ∇g(r)`: `d` contracts `∇g(r)` with
+    /// `W = (−1)^{l+1} wj − wi`, through the factorised form
+    /// `∂g/∂r_a = r̂_a Y_lm (f_c I)' + f_c I ∂Y_lm/∂r_a` (the gradient is never formed).
+    fn pair_vjp(&self, vector: &Vec3, wi: &[f64], wj: &[f64], s: &mut PairScratch) -> Vec3 {
         let r = (vector[0] * vector[0] + vector[1] * vector[1] + vector[2] * vector[2]).sqrt();
         let (fc, dfc) = self.cutoff_function(r);
         if (fc == 0.0 && dfc == 0.0) || r == 0.0 {
-            return ([0.0; 3], [0.0; 3]);
+            return [0.0; 3];
         }
         let nr = self.n_radial;
         self.radial.compute(r, &mut s.radial, Some(&mut s.dradial));
         self.harmonics
             .compute_with_gradients(vector, &mut s.ylm, &mut s.dylm);
-        let (mut radial_i, mut radial_j) = (0.0, 0.0);
-        let (mut ang_i, mut ang_j) = ([0.0; 3], [0.0; 3]);
+        let mut radial_part = 0.0;
+        let mut angular = [0.0; 3];
         for l in 0..=self.params.max_angular {
             let rad = &s.radial[l * nr..(l + 1) * nr];
             let drad = &s.dradial[l * nr..(l + 1) * nr];
@@ -490,32 +491,24 @@ impl SphericalExpansion {
             for lm in l * l..(l + 1) * (l + 1) {
                 let w_i = &wi[lm * nr..(lm + 1) * nr];
                 let w_j = &wj[lm * nr..(lm + 1) * nr];
-                let (mut ai, mut bi, mut aj, mut bj) = (0.0, 0.0, 0.0, 0.0);
+                let (mut a, mut b) = (0.0, 0.0);
                 for n in 0..nr {
-                    ai += w_i[n] * s.tmp[n];
-                    bi += w_i[n] * rad[n];
-                    aj += w_j[n] * s.tmp[n];
-                    bj += w_j[n] * rad[n];
+                    let w = sign * w_j[n] - w_i[n];
+                    a += w * s.tmp[n];
+                    b += w * rad[n];
                 }
-                let y = s.ylm[lm];
-                radial_i += y * ai;
-                radial_j += sign * y * aj;
-                for a in 0..3 {
-                    let dy = s.dylm[3 * lm + a];
-                    ang_i[a] += dy * bi;
-                    ang_j[a] += sign * dy * bj;
+                radial_part += s.ylm[lm] * a;
+                for (x, dy) in angular.iter_mut().zip(&s.dylm[3 * lm..3 * lm + 3]) {
+                    *x += dy * b;
                 }
             }
         }
         let inv = 1.0 / r;
-        let mut u = [0.0; 3];
-        let mut t = [0.0; 3];
-        for a in 0..3 {
-            let rhat = vector[a] * inv;
-            u[a] = rhat * radial_i + fc * ang_i[a];
-            t[a] = rhat * radial_j + fc * ang_j[a];
-        }
-        (u, t)
+        [
+            vector[0] * inv * radial_part + fc * angular[0],
+            vector[1] * inv * radial_part + fc * angular[1],
+            vector[2] * inv * radial_part + fc * angular[2],
+        ]
     }
 
     /// Backward pass (vector-Jacobian product): from `grad_values = dL/dvalues` in the layout
@@ -523,10 +516,10 @@ impl SphericalExpansion {
     /// structure in order, `[species][lm][n]` per atom), `dL/dpositions`, `dL/dstrain` and
     /// `dL/dcell` of every structure, without forming the gradient arrays.
     ///
-    /// One pass over the neighbour pairs, parallel over atoms: atom `i` gathers
-    /// `dL/dr_i = Σ_j (t_ij − u_ij)` from its own neighbour list (both directions of each pair
-    /// from one pair evaluation), so nothing is scattered; per-atom strain and cell terms are
-    /// reduced in atom order, so results do not depend on the thread count. Memory O(N).
+    /// One parallel pass over the neighbour pairs, each pair evaluated once for both centres'
+    /// dependence on it; the partner's share is added afterwards in a fixed sequential order
+    /// and the per-atom strain and cell terms are reduced in atom order, so results do not
+    /// depend on the thread count. Memory O(N) (one 3-vector per pair).
     pub fn backward(
         &self,
         systems: &[System],
@@ -570,13 +563,19 @@ impl SphericalExpansion {
                 })
                 .collect::<Result<_>>()?
         };
-        let tasks: Vec<(usize, usize)> = systems
+        // atoms in cell-list bin order: consecutive tasks read the dL/dvalues rows of nearby
+        // atoms (the rows of a random order would miss the cache for large structures)
+        let tasks: Vec<(usize, usize)> = lists
             .iter()
             .enumerate()
-            .flat_map(|(s, sys)| (0..sys.len()).map(move |i| (s, i)))
+            .flat_map(|(s, (list, _, _))| list.atoms_in_bin_order().iter().map(move |&i| (s, i)))
             .collect();
         // per atom: dL/dr_i (3), strain (9), cell (9)
-        let per_atom: Vec<[f64; 21]> = tasks
+        // pass 1, parallel: every pair once (from its `is_half` side), `d = ∂L/∂r_i` from both
+        // centres' dependence on it, gathered into the centre's row (dL/dr_i += d; strain and
+        // cell −d ⊗ r_ij, −n ⊗ d) and kept as `(j, d)` for the partner
+        type Visit = ([f64; 21], Vec<(usize, Vec3)>);
+        let in_task_order: Vec<Visit> = tasks
             .par_iter()
             .map_init(
                 || PairScratch::new(self),
@@ -585,27 +584,45 @@ impl SphericalExpansion {
                     let si = idx[i];
                     let row_i = &grad_values[(offset + i) * nf..(offset + i + 1) * nf];
                     let mut out = [0.0; 21];
+                    let mut partners = Vec::new();
                     list.for_each_neighbor(i, |nb| {
+                        if !nb.is_half(i) {
+                            return;
+                        }
                         let sj = idx[nb.j];
                         let row_j = &grad_values[(offset + nb.j) * nf..(offset + nb.j + 1) * nf];
-                        let (u, t) = self.pair_vjp(
+                        let d = self.pair_vjp(
                             &nb.vector,
                             &row_i[sj * ps..(sj + 1) * ps],
                             &row_j[si * ps..(si + 1) * ps],
                             scratch,
                         );
                         for a in 0..3 {
-                            out[a] += t[a] - u[a];
+                            out[a] += d[a];
                             for b in 0..3 {
-                                out[3 + 3 * a + b] += u[a] * nb.vector[b];
-                                out[12 + 3 * a + b] += f64::from(nb.shift[a]) * u[b];
+                                out[3 + 3 * a + b] -= d[a] * nb.vector[b];
+                                out[12 + 3 * a + b] -= f64::from(nb.shift[a]) * d[b];
                             }
                         }
+                        partners.push((nb.j, d));
                     });
-                    out
+                    (out, partners)
                 },
             )
             .collect();
+        // pass 2, sequential in a fixed order (independent of the thread count): dL/dr_j −= d
+        let mut per_atom = vec![[0.0; 21]; n_total];
+        for (&(s, i), (row, _)) in tasks.iter().zip(&in_task_order) {
+            per_atom[lists[s].2 + i] = *row;
+        }
+        for (&(s, _), (_, partners)) in tasks.iter().zip(&in_task_order) {
+            let offset = lists[s].2;
+            for &(j, d) in partners {
+                for a in 0..3 {
+                    per_atom[offset + j][a] -= d[a];
+                }
+            }
+        }
         let mut results = Vec::with_capacity(systems.len());
         let mut start = 0;
         for system in systems {
