@@ -19,7 +19,8 @@ A second table times the backward pass of farfield's SphericalExpansion (same hy
 species 1/6/8): `values` (forward only), `values + gradients` (dense position and strain
 gradients, what a dense VJP would contract), `backward` (SphericalExpansion.backward: dL/dr,
 dL/dε, dL/dcell from a random dL/dvalues, no gradient arrays) and `values + backward` (a
-training step). `--backward` runs only that table.
+training step), with featomic's values + gradients (positions and strain, what a featomic user
+contracts) for comparison. `--backward` runs only that table.
 """
 
 from __future__ import annotations
@@ -137,14 +138,34 @@ def make_dscribe(periodic: bool) -> Any:
 
 def backward_table(sizes: tuple[int, ...]) -> None:
     expansion = ff.SphericalExpansion(**HYP, radial_accuracy=1e-8, species=SPECIES)
+    feat = None
+    try:
+        import featomic
+
+        feat = featomic.SphericalExpansion(
+            cutoff={
+                "radius": HYP["cutoff"],
+                "smoothing": {"type": "ShiftedCosine", "width": HYP["width"]},
+            },
+            density={"type": "Gaussian", "width": HYP["smearing"]},
+            basis={
+                "type": "TensorProduct",
+                "max_angular": HYP["max_angular"],
+                "radial": {"type": "Gto", "max_radial": HYP["max_radial"]},
+                "spline_accuracy": 1e-8,
+            },
+        )
+    except ImportError:
+        print("featomic not installed: its column is skipped")
     cases = [(f"box {n}", [box(n, n)], 5 if n < 4096 else 3) for n in sizes]
     cases.append(("1000 molecules", molecules(1000, 0), 3))
     print()
     print(
         "| system (SphericalExpansion) | values (s) | values + gradients (s) | backward (s) "
-        "| values + backward (s) | gradients MB/atom | (values + gradients) / (values + backward) |"
+        "| values + backward (s) | gradients MB/atom | (values + gradients) / (values + backward) "
+        "| featomic values + gradients (s) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, frames, repeat in cases:
         n_atoms = sum(len(f) for f in frames)
         values = expansion.compute(frames, progress=False).values
@@ -158,9 +179,14 @@ def backward_table(sizes: tuple[int, ...]) -> None:
         )
         t_back, _, _ = best(lambda f=frames, g=g: expansion.backward(f, g), repeat)
         step = t_values + t_back
+        t_feat = "n/a"
+        if feat is not None:
+            t_feat = "{:.4f}".format(
+                best(lambda f=frames: feat.compute(f, gradients=["positions", "strain"]), repeat)[0]
+            )
         print(
             f"| {name} | {t_values:.4f} | {t_grads:.4f} | {t_back:.4f} | {step:.4f} | "
-            f"{(nbytes - values.nbytes) / n_atoms / 1e6:.3f} | {t_grads / step:.1f}x |",
+            f"{(nbytes - values.nbytes) / n_atoms / 1e6:.3f} | {t_grads / step:.1f}x | {t_feat} |",
             flush=True,
         )
 
