@@ -314,23 +314,10 @@ class _Calculator:
             positions_samples=raw.get("positions_samples"),
         )
 
-
-class SphericalExpansion(_Calculator):
-    """featomic's ``SphericalExpansion``: Gaussian density (width ``smearing``), GTO radial
-    basis (``max_radial`` = index of the last function), real spherical harmonics up to
-    ``max_angular``, cutoff ``cutoff`` with ``"shifted_cosine"`` (of ``width``) or ``"step"``
-    smoothing. ``radial_accuracy=None`` evaluates the radial integral exactly (₁F₁), otherwise
-    through a spline of that absolute accuracy.
-
-    Properties: ``(neighbor_type, l, m, n)``.
-    """
-
-    _kind = "expansion"
-
     def backward(
         self, frames: Frames, grad_values: npt.ArrayLike | Sequence[npt.ArrayLike]
     ) -> list[LodeBackward]:
-        """Vector-Jacobian product of the expansion, without forming its gradients.
+        """Vector-Jacobian product of the descriptor, without forming its gradients.
 
         Args:
             frames: an ``ase.Atoms`` / :class:`System`, or a list of them.
@@ -349,7 +336,7 @@ class SphericalExpansion(_Calculator):
         species = self.species
         if species is None:
             species = [int(z) for z in np.unique(np.concatenate([s.numbers for s in systems]))]
-        n_features = len(species) * (self.max_angular + 1) ** 2 * (self.max_radial + 1)
+        n_features = self._n_features(len(species))
         if isinstance(grad_values, (list, tuple)):
             parts = [np.asarray(g, dtype=np.float64) for g in grad_values]
             if len(parts) != len(systems):
@@ -380,6 +367,22 @@ class SphericalExpansion(_Calculator):
             for pos, strain, cell in raw
         ]
 
+    def _n_features(self, n_species: int) -> int:
+        return n_species * (self.max_angular + 1) ** 2 * (self.max_radial + 1)
+
+
+class SphericalExpansion(_Calculator):
+    """featomic's ``SphericalExpansion``: Gaussian density (width ``smearing``), GTO radial
+    basis (``max_radial`` = index of the last function), real spherical harmonics up to
+    ``max_angular``, cutoff ``cutoff`` with ``"shifted_cosine"`` (of ``width``) or ``"step"``
+    smoothing. ``radial_accuracy=None`` evaluates the radial integral exactly (₁F₁), otherwise
+    through a spline of that absolute accuracy.
+
+    Properties: ``(neighbor_type, l, m, n)``.
+    """
+
+    _kind = "expansion"
+
 
 class PowerSpectrum(_Calculator):
     """featomic's ``SoapPowerSpectrum`` (same hyper-parameters as :class:`SphericalExpansion`).
@@ -389,6 +392,10 @@ class PowerSpectrum(_Calculator):
     """
 
     _kind = "power_spectrum"
+
+    def _n_features(self, n_species: int) -> int:
+        pairs = n_species * (n_species + 1) // 2
+        return pairs * (self.max_angular + 1) * (self.max_radial + 1) ** 2
 
 
 def clebsch_gordan(l1: int, l2: int, lam: int) -> FloatArray:

@@ -172,7 +172,7 @@ impl SoapCalculator {
         to_dict(py, result)
     }
 
-    /// Backward pass of the spherical expansion: `grad_values` = dL/dvalues (flat, the values
+    /// Backward pass of the descriptor: `grad_values` = dL/dvalues (flat, the values
     /// layout of `compute` over all frames) → per frame `(dL/dpositions (N*3), dL/dstrain (9),
     /// dL/dcell (9) or None)`, strain with ε acting on column vectors.
     fn backward<'py>(
@@ -183,11 +183,6 @@ impl SoapCalculator {
         grad_values: PyReadonlyArray1<'py, f64>,
     ) -> PyResult<Vec<BackwardArrays<'py>>> {
         let systems = guarded(|| systems_of(&frames))?;
-        let Inner::Expansion(expansion) = &self.inner else {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "backward is implemented for the spherical expansion only",
-            ));
-        };
         let copied;
         let g: &[f64] = match grad_values.as_slice() {
             Ok(slice) => slice,
@@ -196,7 +191,10 @@ impl SoapCalculator {
                 &copied
             }
         };
-        let results = threads::run(py, || expansion.backward(&systems, &species, g))?;
+        let results = threads::run(py, || match &self.inner {
+            Inner::Expansion(e) => e.backward(&systems, &species, g),
+            Inner::Power(p) => p.backward(&systems, &species, g),
+        })?;
         Ok(results
             .into_iter()
             .map(|r| {
