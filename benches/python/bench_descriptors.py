@@ -20,7 +20,8 @@ species 1/6/8): `values` (forward only), `values + gradients` (dense position an
 gradients, what a dense VJP would contract), `backward` (SphericalExpansion.backward: dL/dr,
 dL/dε, dL/dcell from a random dL/dvalues, no gradient arrays) and `values + backward` (a
 training step), with featomic's values + gradients (positions and strain, what a featomic user
-contracts) for comparison. `--backward` runs only that table.
+contracts) for comparison, and the same for farfield's PowerSpectrum (`PS`). `--backward` runs
+only that table.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def make_dscribe(periodic: bool) -> Any:
 
 def backward_table(sizes: tuple[int, ...]) -> None:
     expansion = ff.SphericalExpansion(**HYP, radial_accuracy=1e-8, species=SPECIES)
+    power = ff.PowerSpectrum(**HYP, radial_accuracy=1e-8, species=SPECIES)
     feat = None
     try:
         import featomic
@@ -163,9 +165,9 @@ def backward_table(sizes: tuple[int, ...]) -> None:
     print(
         "| system (SphericalExpansion) | values (s) | values + gradients (s) | backward (s) "
         "| values + backward (s) | gradients MB/atom | (values + gradients) / (values + backward) "
-        "| featomic values + gradients (s) |"
+        "| featomic values + gradients (s) | PS values + gradients (s) | PS backward (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, frames, repeat in cases:
         n_atoms = sum(len(f) for f in frames)
         values = expansion.compute(frames, progress=False).values
@@ -184,9 +186,17 @@ def backward_table(sizes: tuple[int, ...]) -> None:
             t_feat = "{:.4f}".format(
                 best(lambda f=frames: feat.compute(f, gradients=["positions", "strain"]), repeat)[0]
             )
+        ps_values = power.compute(frames, progress=False).values
+        g_ps = np.random.default_rng(1).normal(size=ps_values.shape)
+        t_ps_grads = best(
+            lambda f=frames: power.compute(f, gradients=["positions", "strain"], progress=False),
+            repeat,
+        )[0]
+        t_ps_back = best(lambda f=frames, g=g_ps: power.backward(f, g), repeat)[0]
         print(
             f"| {name} | {t_values:.4f} | {t_grads:.4f} | {t_back:.4f} | {step:.4f} | "
-            f"{(nbytes - values.nbytes) / n_atoms / 1e6:.3f} | {t_grads / step:.1f}x | {t_feat} |",
+            f"{(nbytes - values.nbytes) / n_atoms / 1e6:.3f} | {t_grads / step:.1f}x | {t_feat} | "
+            f"{t_ps_grads:.4f} | {t_ps_back:.4f} |",
             flush=True,
         )
 
