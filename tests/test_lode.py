@@ -87,6 +87,31 @@ def test_featomic_parity_gto(exponent: int, weight: float) -> None:
         assert mine.values.shape == blk.values.shape
 
 
+@pytest.mark.parametrize("exponent", [1, 6])
+def test_featomic_parity_gradients_cubic_cell(exponent: int) -> None:
+    """A cubic cell, where many k-vectors share their length: the dense gradients are then
+    summed shell by shell (radial factor per shell), checked against featomic."""
+    featomic = pytest.importorskip("featomic")
+    atoms = periodic_system(n=10, seed=4, cell=np.eye(3) * 6.5)
+    sigma, lmax, nmax, r0 = 0.5, 4, 2, 2.5
+    ref = featomic.LodeSphericalExpansion(
+        density={"type": "SmearedPowerLaw", "smearing": sigma, "exponent": exponent},
+        basis={
+            "type": "TensorProduct",
+            "max_angular": lmax,
+            "radial": {"type": "Gto", "max_radial": nmax, "radius": r0},
+            "spline_accuracy": None,
+        },
+    ).compute(atoms, gradients=["positions"])
+    res = ff.LodeSphericalExpansion(exponent, sigma, lmax, nmax, r0).compute(
+        atoms, gradients=["positions"]
+    )
+    values, grad = _featomic_dense(ref, list(res.species), len(atoms), (lmax + 1) ** 2, nmax + 1)
+    tol = 2e-9 if exponent == 6 else 1e-10
+    np.testing.assert_allclose(res.values, values, rtol=0, atol=tol)
+    np.testing.assert_allclose(res.positions_gradient_dense(0), grad, rtol=0, atol=2 * tol)
+
+
 def test_featomic_parity_monomial() -> None:
     featomic = pytest.importorskip("featomic")
     from featomic import basis as fb
