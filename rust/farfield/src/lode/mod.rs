@@ -4,7 +4,9 @@
 //! * periodic systems: the exact k-space sum of §2.3 ([`periodic`]);
 //! * non-periodic systems: the exact real-space projection of §2.5 ([`open`]);
 //! * values, dense position and strain gradients, and a backward pass (vector-Jacobian
-//!   product) that never forms the dense gradient.
+//!   product) that never forms the dense gradient;
+//! * large periodic cells: values and the backward pass on a B-spline mesh in O(N log N)
+//!   ([`mesh`]).
 //!
 //! Layout: coefficients of centre `i`, neighbour species `a`, (l, m, n) are stored at
 //! `values[(i * A + a) * F + (l² + l + m) * nr + n]` with F = (lmax+1)² · nr.
