@@ -109,6 +109,23 @@ pub fn exact_cost(n_atoms: usize, n_channels: usize, n_kvectors: usize) -> f64 {
     2.0 * (n_atoms * n_kvectors) as f64 * n_channels as f64
 }
 
+/// The spectral points of the cutoff sphere in one plane m3 of the half spectrum.
+#[derive(Default)]
+struct Plane {
+    /// spectrum index of every point
+    idx: Vec<usize>,
+    /// ½ (8π/V) ĝ(k) |b(m)|² I_nl(k), per point × (l, n)
+    rad: Vec<f64>,
+    /// Y_lm(k̂), per point × lm
+    y: Vec<f64>,
+    /// derivatives only: ½ (8π/V) |b(m)|² (ĝ' I + ĝ I')/|k| per point × (l, n)
+    drad: Vec<f64>,
+    /// derivatives only: ∂Y_lm/∂k_β per point × 3 × lm
+    gy: Vec<f64>,
+    /// derivatives only: the k-vector of every point
+    k: Vec<[f64; 3]>,
+}
+
 /// Everything of the mesh evaluation that does not depend on dL/dc: B-spline weights of the
 /// atoms, grid, FFT plans and the spectral points of the cutoff sphere with their weights.
 struct Mesh {
@@ -125,20 +142,8 @@ struct Mesh {
     /// ∂u_α/∂r_c = K_α (h⁻¹)_{cα}, stored [c][α]
     du_dr: [[f64; 3]; 3],
     fft: Fft3,
-    /// first spectral point of every plane m3 (points are stored plane by plane)
-    plane_start: Vec<usize>,
-    /// spectrum index of every point
-    sp_idx: Vec<usize>,
-    /// ½ (8π/V) ĝ(k) |b(m)|² I_nl(k), per point × (l, n)
-    sp_rad: Vec<f64>,
-    /// Y_lm(k̂), per point × lm
-    sp_y: Vec<f64>,
-    /// derivatives only: ½ (8π/V) |b(m)|² (ĝ' I + ĝ I')/|k| per point × (l, n)
-    sp_drad: Vec<f64>,
-    /// derivatives only: ∂Y_lm/∂k_β per point × 3 × lm
-    sp_gy: Vec<f64>,
-    /// derivatives only: the k-vector of every point
-    sp_k: Vec<[f64; 3]>,
+    /// the spectral points of the cutoff sphere, per plane m3 of the half spectrum
+    planes: Vec<Plane>,
     lmax: usize,
     nr: usize,
     nlm: usize,
@@ -239,15 +244,7 @@ impl Mesh {
         let h = fft.half();
         let moduli = bspline::moduli3(order, n);
         let nrad = (lmax + 1) * nr;
-        type Plane = (
-            Vec<usize>,
-            Vec<f64>,
-            Vec<f64>,
-            Vec<f64>,
-            Vec<f64>,
-            Vec<[f64; 3]>,
-        );
-        let per_plane: Vec<Plane> = (0..h)
+        let planes: Vec<Plane> = (0..h)
             .into_par_iter()
             .map(|m3| {
                 let mut out: Plane = Default::default();
@@ -278,33 +275,29 @@ impl Mesh {
                         let (g, dg) = density.fourier(kn);
                         spline.eval(kn, &mut ints, &mut dints);
                         let b2 = moduli[0][m1] * moduli[1][m2] * moduli[2][m3];
-                        out.0.push((m3 * n[1] + m2) * n[0] + m1);
-                        out.1.extend(ints.iter().map(|v| 0.5 * pref * g * b2 * v));
+                        out.idx.push((m3 * n[1] + m2) * n[0] + m1);
+                        out.rad.extend(ints.iter().map(|v| 0.5 * pref * g * b2 * v));
                         if derivatives {
                             super::sph::real_sph(k, lmax, &mut y, Some(&mut gy));
-                            out.3.extend(
+                            out.drad.extend(
                                 ints.iter()
                                     .zip(&dints)
                                     .map(|(v, dv)| 0.5 * pref * b2 * (dg * v + g * dv) / kn),
                             );
                             for gb in &gy {
-                                out.4.extend_from_slice(gb);
+                                out.gy.extend_from_slice(gb);
                             }
-                            out.5.push(k);
+                            out.k.push(k);
                         } else {
                             super::sph::real_sph(k, lmax, &mut y, None);
                         }
-                        out.2.extend_from_slice(&y);
+                        out.y.extend_from_slice(&y);
                     }
                 }
                 out
             })
             .collect();
-        let mut plane_start = vec![0usize; h + 1];
-        for (m3, pl) in per_plane.iter().enumerate() {
-            plane_start[m3 + 1] = plane_start[m3] + pl.0.len();
-        }
-        let mut mesh = Mesh {
+        Ok(Mesh {
             n,
             len,
             order,
@@ -314,27 +307,12 @@ impl Mesh {
             sorted,
             du_dr,
             fft,
-            plane_start,
-            sp_idx: Vec::new(),
-            sp_rad: Vec::new(),
-            sp_y: Vec::new(),
-            sp_drad: Vec::new(),
-            sp_gy: Vec::new(),
-            sp_k: Vec::new(),
+            planes,
             lmax,
             nr,
             nlm,
             signs: (0..=lmax).map(parity_sign).collect(),
-        };
-        for pl in per_plane {
-            mesh.sp_idx.extend(pl.0);
-            mesh.sp_rad.extend(pl.1);
-            mesh.sp_y.extend(pl.2);
-            mesh.sp_drad.extend(pl.3);
-            mesh.sp_gy.extend(pl.4);
-            mesh.sp_k.extend(pl.5);
-        }
-        Ok(mesh)
+        })
     }
 
     /// (l, lm, n) of every feature, in the natural order x = lm·nr + n.
@@ -350,11 +328,12 @@ impl Mesh {
         out
     }
 
-    /// Weight W(m) of feature (l, lm, n) at spectral point `p` (with the parity sign).
+    /// Weight W(m) of feature (l, lm, n) at point `p` of `plane` (with the parity sign).
     #[inline]
-    fn weight(&self, p: usize, l: usize, lm: usize, nn: usize) -> f64 {
+    fn weight(&self, plane: &Plane, p: usize, feature: (usize, usize, usize)) -> f64 {
+        let (l, lm, nn) = feature;
         let nrad = (self.lmax + 1) * self.nr;
-        self.signs[l] * self.sp_y[p * self.nlm + lm] * self.sp_rad[p * nrad + l * self.nr + nn]
+        self.signs[l] * plane.y[p * self.nlm + lm] * plane.rad[p * nrad + l * self.nr + nn]
     }
 
     /// Q = Σ_{i ∈ atoms} weight(i) θ_i on the grid (per-thread grids summed in a fixed order).
@@ -408,15 +387,15 @@ impl Mesh {
         adjoint: bool,
         spec: &mut [C64],
     ) {
-        let (l, lm, nn) = feature;
+        let l = feature.0;
         let plane = self.n[0] * self.n[1];
         spec.par_chunks_mut(plane).enumerate().for_each(|(m3, sp)| {
             if !adjoint {
                 sp.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
             }
-            for p in self.plane_start[m3]..self.plane_start[m3 + 1] {
-                let id = self.sp_idx[p];
-                let v = src[id] * self.weight(p, l, lm, nn);
+            let pl = &self.planes[m3];
+            for (p, &id) in pl.idx.iter().enumerate() {
+                let v = src[id] * self.weight(pl, p, feature);
                 let o = &mut sp[id - m3 * plane];
                 match (l % 2 == 0, adjoint) {
                     (true, false) => *o = v,
@@ -500,23 +479,16 @@ impl Mesh {
             });
     }
 
-    /// Spectra FFT[Q_a] of the species densities.
-    fn species_spectra(&self, types: &[usize], na: usize) -> Vec<Vec<C64>> {
-        let mut real = zeroed(self.len);
-        (0..na)
-            .map(|a| {
-                let members: Vec<usize> = self
-                    .sorted
-                    .iter()
-                    .copied()
-                    .filter(|&i| types[i] == a)
-                    .collect();
-                self.spread(&members, &|_| 1.0, &mut real);
-                let mut fq = filled(self.fft.spectrum_len(), C64::new(0.0, 0.0));
-                self.fft.forward(&mut real, &mut fq);
-                fq
-            })
-            .collect()
+    /// Spectrum FFT[Q_a] of the density of species `a` into `fq` (`real` is scratch).
+    fn species_spectrum(&self, types: &[usize], a: usize, real: &mut [f64], fq: &mut [C64]) {
+        let members: Vec<usize> = self
+            .sorted
+            .iter()
+            .copied()
+            .filter(|&i| types[i] == a)
+            .collect();
+        self.spread(&members, &|_| 1.0, real);
+        self.fft.forward(real, fq);
     }
 }
 
@@ -559,7 +531,9 @@ pub fn compute(
     let mut real = zeroed(m.len);
     let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
     let mut field = vec![0.0; n_atoms];
-    for (a, fq) in m.species_spectra(types, na).into_iter().enumerate() {
+    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    for a in 0..na {
+        m.species_spectrum(types, a, &mut real, &mut fq);
         for (x, &feature) in features.iter().enumerate() {
             m.feature_spectrum(&fq, feature, false, &mut spec);
             m.fft.inverse(&mut spec, &mut real);
@@ -635,7 +609,9 @@ pub fn backward(
     let mut fr = vec![[0.0; 3]; n_atoms];
     // strain (9) and trace (1) sums, per plane m3, then summed in plane order
     let mut s10 = [0.0; 10];
-    for (a, fq) in m.species_spectra(types, na).into_iter().enumerate() {
+    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    for a in 0..na {
+        m.species_spectrum(types, a, &mut real, &mut fq);
         vspec.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
         for (x, &feature) in features.iter().enumerate() {
             let (l, lm, nn) = feature;
@@ -657,20 +633,20 @@ pub fn backward(
                 .map(|m3| {
                     let mut acc = [0.0; 10];
                     let c = if m3 == 0 { 1.0 } else { 2.0 };
-                    for p in m.plane_start[m3]..m.plane_start[m3 + 1] {
-                        let id = m.sp_idx[p];
+                    let pl = &m.planes[m3];
+                    for (p, &id) in pl.idx.iter().enumerate() {
                         let (q, gg) = (fq[id], gx[id]);
                         let t = c * if odd {
                             q.im * gg.re - q.re * gg.im
                         } else {
                             q.re * gg.re + q.im * gg.im
                         };
-                        let y = m.sp_y[p * m.nlm + lm];
-                        let rad = m.sp_rad[p * nrad + l * nr + nn];
-                        let drad = m.sp_drad[p * nrad + l * nr + nn];
-                        let k = m.sp_k[p];
+                        let y = pl.y[p * m.nlm + lm];
+                        let rad = pl.rad[p * nrad + l * nr + nn];
+                        let drad = pl.drad[p * nrad + l * nr + nn];
+                        let k = pl.k[p];
                         for be in 0..3 {
-                            let gy = m.sp_gy[(p * 3 + be) * m.nlm + lm];
+                            let gy = pl.gy[(p * 3 + be) * m.nlm + lm];
                             let u = t * sl * (drad * y * k[be] + rad * gy);
                             for al in 0..3 {
                                 acc[al * 3 + be] -= k[al] * u;
