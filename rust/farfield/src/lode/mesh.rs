@@ -120,8 +120,6 @@ struct Plane {
     y: Vec<f64>,
     /// derivatives only: ½ (8π/V) |b(m)|² (ĝ' I + ĝ I')/|k| per point × (l, n)
     drad: Vec<f64>,
-    /// derivatives only: ∂Y_lm/∂k_β per point × 3 × lm
-    gy: Vec<f64>,
     /// derivatives only: the k-vector of every point
     k: Vec<[f64; 3]>,
 }
@@ -252,7 +250,6 @@ impl Mesh {
                     return out;
                 };
                 let mut y = vec![0.0; nlm];
-                let mut gy = [vec![0.0; nlm], vec![0.0; nlm], vec![0.0; nlm]];
                 let mut ints = vec![0.0; nrad];
                 let mut dints = vec![0.0; nrad];
                 for m2 in 0..n[1] {
@@ -278,19 +275,14 @@ impl Mesh {
                         out.idx.push((m3 * n[1] + m2) * n[0] + m1);
                         out.rad.extend(ints.iter().map(|v| 0.5 * pref * g * b2 * v));
                         if derivatives {
-                            super::sph::real_sph(k, lmax, &mut y, Some(&mut gy));
                             out.drad.extend(
                                 ints.iter()
                                     .zip(&dints)
                                     .map(|(v, dv)| 0.5 * pref * b2 * (dg * v + g * dv) / kn),
                             );
-                            for gb in &gy {
-                                out.gy.extend_from_slice(gb);
-                            }
                             out.k.push(k);
-                        } else {
-                            super::sph::real_sph(k, lmax, &mut y, None);
                         }
+                        super::sph::real_sph(k, lmax, &mut y, None);
                         out.y.extend_from_slice(&y);
                     }
                 }
@@ -492,6 +484,10 @@ impl Mesh {
     }
 }
 
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 /// The K0 term (per unit species count, divided by V) and the centre contribution C_n, as
 /// in the exact path.
 fn constant_terms(calc: &LodeExpansion, volume: f64) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -600,15 +596,24 @@ pub fn backward(
     let nr = m.nr;
     let nrad = (m.lmax + 1) * nr;
     let features = m.features();
-    let h = m.fft.half();
     let mut real = zeroed(m.len);
     let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
     let mut gx = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
     let mut vspec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
     // dL/dr in grid order (fr[p] for atom sorted[p])
     let mut fr = vec![[0.0; 3]; n_atoms];
-    // strain (9) and trace (1) sums, per plane m3, then summed in plane order
-    let mut s10 = [0.0; 10];
+    // strain accumulators per plane m3 (see below), reduced in plane order at the end
+    let mut acc: Vec<(Vec<f64>, Vec<f64>, f64)> = m
+        .planes
+        .iter()
+        .map(|pl| {
+            (
+                vec![0.0; pl.idx.len()],
+                vec![0.0; pl.idx.len() * m.nlm],
+                0.0,
+            )
+        })
+        .collect();
     let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
     for a in 0..na {
         m.species_spectrum(types, a, &mut real, &mut fq);
@@ -625,43 +630,33 @@ pub fn backward(
             m.fft.forward(&mut real, &mut gx);
             m.feature_spectrum(&gx, feature, true, &mut vspec);
             // strain: Σ_m c(m3) Re[ph FQ_a G*] ∂W/∂ε (weight 2 off the m3 = 0 plane, which
-            // holds both m and −m)
+            // holds both m and −m), with ∂W/∂k_β = s_l (D_ln Y_lm k_β + R_ln ∂Y_lm/∂k_β):
+            // per point, the radial-derivative part is summed in `dsum`, the angular one per
+            // lm in `zsum` (contracted with ∂Y/∂k once at the end), the volume part in `tsum`
             let odd = l % 2 == 1;
             let sl = m.signs[l];
-            let parts: Vec<[f64; 10]> = (0..h)
-                .into_par_iter()
-                .map(|m3| {
-                    let mut acc = [0.0; 10];
+            m.planes
+                .par_iter()
+                .zip(acc.par_iter_mut())
+                .enumerate()
+                .for_each(|(m3, (pl, (dsum, zsum, tsum)))| {
                     let c = if m3 == 0 { 1.0 } else { 2.0 };
-                    let pl = &m.planes[m3];
                     for (p, &id) in pl.idx.iter().enumerate() {
                         let (q, gg) = (fq[id], gx[id]);
-                        let t = c * if odd {
-                            q.im * gg.re - q.re * gg.im
-                        } else {
-                            q.re * gg.re + q.im * gg.im
-                        };
+                        let t = c
+                            * sl
+                            * if odd {
+                                q.im * gg.re - q.re * gg.im
+                            } else {
+                                q.re * gg.re + q.im * gg.im
+                            };
                         let y = pl.y[p * m.nlm + lm];
                         let rad = pl.rad[p * nrad + l * nr + nn];
-                        let drad = pl.drad[p * nrad + l * nr + nn];
-                        let k = pl.k[p];
-                        for be in 0..3 {
-                            let gy = pl.gy[(p * 3 + be) * m.nlm + lm];
-                            let u = t * sl * (drad * y * k[be] + rad * gy);
-                            for al in 0..3 {
-                                acc[al * 3 + be] -= k[al] * u;
-                            }
-                        }
-                        acc[9] += t * sl * y * rad;
+                        dsum[p] += t * y * pl.drad[p * nrad + l * nr + nn];
+                        zsum[p * m.nlm + lm] += t * rad;
+                        *tsum += t * y * rad;
                     }
-                    acc
-                })
-                .collect();
-            for part in parts {
-                for (s, v) in s10.iter_mut().zip(part) {
-                    *s += v;
-                }
-            }
+                });
         }
         // neighbour term through Ψ_a
         m.fft.inverse(&mut vspec, &mut real);
@@ -670,6 +665,37 @@ pub fn backward(
     let mut positions = vec![[0.0; 3]; n_atoms];
     for (&i, v) in m.sorted.iter().zip(&fr) {
         positions[i] = *v;
+    }
+    // strain: −k_α Σ (∂W/∂k_β)·(…) per point (∂Y/∂k evaluated once per point), reduced in
+    // plane order
+    let lmax = m.lmax;
+    let parts: Vec<[f64; 10]> = m
+        .planes
+        .par_iter()
+        .zip(acc.par_iter())
+        .map(|(pl, (dsum, zsum, tsum))| {
+            let mut out = [0.0; 10];
+            let mut y = vec![0.0; m.nlm];
+            let mut gy = [vec![0.0; m.nlm], vec![0.0; m.nlm], vec![0.0; m.nlm]];
+            for (p, k) in pl.k.iter().enumerate() {
+                super::sph::real_sph(*k, lmax, &mut y, Some(&mut gy));
+                let z = &zsum[p * m.nlm..(p + 1) * m.nlm];
+                for be in 0..3 {
+                    let u = dsum[p] * k[be] + dot(z, &gy[be]);
+                    for al in 0..3 {
+                        out[al * 3 + be] -= k[al] * u;
+                    }
+                }
+            }
+            out[9] = *tsum;
+            out
+        })
+        .collect();
+    let mut s10 = [0.0; 10];
+    for part in parts {
+        for (s, v) in s10.iter_mut().zip(part) {
+            *s += v;
+        }
     }
     // −δ_αβ Σ_i g_i·c_i without the centre term: k-space part in s10[9], K0 part here
     let volume = system.cell().expect("periodic").volume();
