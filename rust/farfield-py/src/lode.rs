@@ -136,10 +136,18 @@ impl LodeCalculator {
         accuracy: f64,
     ) -> PyResult<ArrayPair<'py>> {
         let system = errors::guarded(|| system.to_system())?;
-        let g: Vec<f64> = grad_values.as_array().iter().copied().collect();
+        // the numpy buffer itself when contiguous (no copy of N·A·F values)
+        let owned: Vec<f64>;
+        let g: &[f64] = match grad_values.as_slice() {
+            Ok(slice) => slice,
+            Err(_) => {
+                owned = grad_values.as_array().iter().copied().collect();
+                &owned
+            }
+        };
         let method = errors::guarded(|| lode_method(method, accuracy))?;
         let calc = &self.inner;
-        let (out, _) = threads::run(py, || calc.backward_with(&system, &species, &g, method))?;
+        let (out, _) = threads::run(py, || calc.backward_with(&system, &species, g, method))?;
         let pos: Vec<f64> = out
             .positions
             .iter()
