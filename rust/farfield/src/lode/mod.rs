@@ -13,6 +13,7 @@
 
 pub mod mesh;
 pub mod open;
+mod pair_gradients;
 pub mod periodic;
 pub mod radial;
 pub mod sph;

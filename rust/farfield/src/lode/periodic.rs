@@ -25,6 +25,8 @@ struct KTables {
     w: Vec<f64>,
     /// strain: dW[k][β][x'] = ∂W_k[x']/∂k_β (only when requested), permuted features
     dw: Option<Vec<f64>>,
+    /// R[k][l·nr + n] = (8π/V) s_l ĝ(k) I_nl(|k|): W_k[lmn] = R[k][ln] Y_lm(k̂)
+    radial: Vec<f64>,
     /// K0_n (already divided by V)
     k0: Vec<f64>,
     /// centre contribution C_n
@@ -83,6 +85,8 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     let signs: Vec<f64> = (0..=lmax).map(parity_sign).collect();
     let nk = kv.len();
     let mut w = vec![0.0; nk * f];
+    let nrad = (lmax + 1) * nr;
+    let mut radial = vec![0.0; nk * nrad];
     let mut d = if strain {
         vec![0.0; nk * 3 * f]
     } else {
@@ -93,6 +97,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     let d_slice: &mut [f64] = if strain { &mut d } else { &mut d_dummy };
     w.par_chunks_mut(f)
         .zip(d_slice.par_chunks_mut(d_chunk))
+        .zip(radial.par_chunks_mut(nrad))
         .zip(kv.vectors.par_iter())
         .for_each_init(
             || {
@@ -103,7 +108,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
                     vec![0.0; (lmax + 1) * nr],
                 )
             },
-            |(y, gy, ints, dints), ((wk, dk), k)| {
+            |(y, gy, ints, dints), (((wk, dk), rk), k)| {
                 let kn = (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).sqrt();
                 let (g, dg) = density.fourier(kn);
                 if strain {
@@ -117,6 +122,11 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
                     basis.kspace_integrals(kn, ints, Some(dints));
                 } else {
                     basis.kspace_integrals(kn, ints, None);
+                }
+                for l in 0..=lmax {
+                    for n in 0..nr {
+                        rk[l * nr + n] = pref * signs[l] * g * ints[l * nr + n];
+                    }
                 }
                 for (xp, &x) in perm.iter().enumerate() {
                     let lm = x / nr;
@@ -147,6 +157,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     Ok(KTables {
         kv,
         w,
+        radial,
         dw: if strain { Some(d) } else { None },
         k0,
         center,
@@ -161,7 +172,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
 /// calling thread (the callers parallelise over blocks of atoms, so every entry is computed
 /// by one task in a fixed order: results do not depend on the number of threads).
 #[allow(clippy::too_many_arguments)]
-fn dgemm(
+pub(super) fn dgemm(
     m: usize,
     k: usize,
     n: usize,
@@ -206,18 +217,6 @@ fn dgemm(
     }
 }
 
-#[derive(Clone, Copy)]
-struct SharedSlice(*mut f64);
-// SAFETY: used only for the disjoint writes documented at the use site.
-unsafe impl Send for SharedSlice {}
-unsafe impl Sync for SharedSlice {}
-
-impl SharedSlice {
-    fn ptr(&self) -> *mut f64 {
-        self.0
-    }
-}
-
 /// A tile of the values: first atom, its rows of the accumulators (values, strain).
 type TileWork<'a> = (usize, &'a mut [f64], Option<&'a mut [f64]>);
 
@@ -234,7 +233,7 @@ fn tiling(n: usize, na: usize) -> (usize, usize) {
 
 /// e^{ik·r_i} = Π_a e^{i m_a θ_a(i)} from the per-axis tables, written as (cos, sin).
 #[inline]
-fn phase(pt: &PhaseTables, m: [i32; 3], i: usize) -> (f64, f64) {
+pub(super) fn phase(pt: &PhaseTables, m: [i32; 3], i: usize) -> (f64, f64) {
     let (c0, s0) = pt.axis(0, m[0]);
     let (c1, s1) = pt.axis(1, m[1]);
     let (c2, s2) = pt.axis(2, m[2]);
@@ -341,21 +340,6 @@ fn tile(
     }
 }
 
-/// Atom-major trig table (N × 2 nk): cos(k·r_i) for all k, then sin(k·r_i).
-fn trig_table(kv: &KVectors, pt: &PhaseTables) -> Vec<f64> {
-    let nk = kv.len();
-    let n = pt.atoms();
-    let mut t = vec![0.0; n * 2 * nk];
-    t.par_chunks_mut(2 * nk).enumerate().for_each(|(i, row)| {
-        for (q, m) in kv.indices.iter().enumerate() {
-            let (c, s) = phase(pt, *m, i);
-            row[q] = c;
-            row[nk + q] = s;
-        }
-    });
-    t
-}
-
 /// Values, dense position gradients and strain gradients.
 pub fn compute(
     calc: &LodeExpansion,
@@ -381,13 +365,6 @@ pub fn compute(
     }
     let nr = t.nr;
     let w_cent = 1.0 - calc.parameters().center_atom_weight;
-    let even: Vec<bool> = (0..f)
-        .map(|x| {
-            let lm = x / nr;
-            let l = (lm as f64).sqrt().floor() as usize;
-            l % 2 == 0
-        })
-        .collect();
 
     let af = na * f;
     let (cs, ss) = species_structure_factors(&t.kv, &pt, types, na);
@@ -566,115 +543,14 @@ pub fn compute(
     }
 
     let (pair, selfg) = if req.positions {
-        let trig = trig_table(&t.kv, &pt);
-        let f3 = 3 * f;
-        // kwp[k][c]: columns (α, x'_even) then (α, x'_odd), value k_α W_k[x']
-        let mut kwp = vec![0.0; nk * f3];
-        kwp.par_chunks_mut(f3).enumerate().for_each(|(k, row)| {
-            let wk = &t.w[k * f..(k + 1) * f];
-            for al in 0..3 {
-                let kal = t.kv.vectors[k][al];
-                for xe in 0..fe {
-                    row[al * fe + xe] = kal * wk[xe];
-                }
-                for xo in 0..fo {
-                    row[3 * fe + al * fo + xo] = kal * wk[fe + xo];
-                }
-            }
-        });
-        // column c of kwp → position α·f + x in a pair's (3, F) block
-        let colmap: Vec<usize> = (0..f3)
-            .map(|c| {
-                if c < 3 * fe {
-                    (c / fe) * f + t.perm[c % fe]
-                } else {
-                    let c2 = c - 3 * fe;
-                    (c2 / fo) * f + t.perm[fe + c2 % fo]
-                }
-            })
-            .collect();
-        let mut pair = vec![0.0; n * n * f3];
-        let mut selfg = vec![0.0; n * 3 * af];
-        // upper triangle (j > i): φ_ij(k) = sin(k·(r_i − r_j)) (even l) or −cos (odd l),
-        // then (j-block × nk)·(nk × 3F) products; G_ji = ∓ G_ij (even / odd l)
-        // pairs (i < j) in row-major order, processed in chunks of PB rows
-        const PB: usize = 256;
-        let pairs: Vec<(u32, u32)> = (0..n)
-            .flat_map(|i| ((i + 1)..n).map(move |j| (i as u32, j as u32)))
-            .collect();
-        let out = SharedSlice(pair.as_mut_ptr());
-        pairs.par_chunks(PB).for_each_init(
-            || (vec![0.0; PB * nk], vec![0.0; PB * nk], vec![0.0; PB * f3]),
-            |(phe, pho, tmp), chunk| {
-                let m = chunk.len();
-                for (p, &(i, j)) in chunk.iter().enumerate() {
-                    let (ci, si) =
-                        trig[i as usize * 2 * nk..(i as usize + 1) * 2 * nk].split_at(nk);
-                    let (cj, sj) =
-                        trig[j as usize * 2 * nk..(j as usize + 1) * 2 * nk].split_at(nk);
-                    let pe = &mut phe[p * nk..(p + 1) * nk];
-                    let po = &mut pho[p * nk..(p + 1) * nk];
-                    for k in 0..nk {
-                        pe[k] = si[k] * cj[k] - ci[k] * sj[k];
-                        po[k] = -(ci[k] * cj[k] + si[k] * sj[k]);
-                    }
-                }
-                dgemm(m, nk, 3 * fe, phe, (nk, 1), &kwp, (f3, 1), 0.0, tmp, f3);
-                dgemm(
-                    m,
-                    nk,
-                    3 * fo,
-                    pho,
-                    (nk, 1),
-                    &kwp[3 * fe..],
-                    (f3, 1),
-                    0.0,
-                    &mut tmp[3 * fe..],
-                    f3,
-                );
-                for (p, &(i, j)) in chunk.iter().enumerate() {
-                    let src = &tmp[p * f3..(p + 1) * f3];
-                    // SAFETY: every pair (i < j) belongs to exactly one chunk, so the (3, F)
-                    // blocks written here are disjoint across tasks and inside `pair`.
-                    unsafe {
-                        let dst = out.ptr().add((i as usize * n + j as usize) * f3);
-                        for (c, &x) in colmap.iter().enumerate() {
-                            *dst.add(x) = src[c];
-                        }
-                    }
-                }
-            },
+        let (pair, selfg) = super::pair_gradients::pair_gradients(
+            &t.kv,
+            &pt,
+            &t.radial,
+            (calc.parameters().max_angular, nr),
+            types,
+            na,
         );
-        // lower triangle from the upper one
-        let sign: Vec<f64> = (0..f3)
-            .map(|x| if even[x % f] { -1.0 } else { 1.0 })
-            .collect();
-        let upper = SharedSlice(pair.as_mut_ptr());
-        (0..n).into_par_iter().for_each(|j| {
-            for i in 0..j {
-                // SAFETY: reads row i, columns j (> i, upper triangle); writes row j,
-                // columns i (< j, lower triangle): disjoint across all tasks.
-                unsafe {
-                    let src = upper.ptr().add((i * n + j) * f3);
-                    let dst = upper.ptr().add((j * n + i) * f3);
-                    for x in 0..f3 {
-                        *dst.add(x) = sign[x] * *src.add(x);
-                    }
-                }
-            }
-        });
-        pair.par_chunks(n * f3)
-            .zip(selfg.par_chunks_mut(3 * af))
-            .for_each(|(row, selfrow)| {
-                for j in 0..n {
-                    let a = types[j];
-                    for al in 0..3 {
-                        for x in 0..f {
-                            selfrow[(al * na + a) * f + x] -= row[j * f3 + al * f + x];
-                        }
-                    }
-                }
-            });
         (Some(pair), Some(selfg))
     } else {
         (None, None)

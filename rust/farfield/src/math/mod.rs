@@ -5,6 +5,7 @@ pub mod clebsch_gordan;
 pub mod eigen;
 pub mod hypergeometric;
 pub mod linalg;
+pub mod microkernel;
 pub mod quadrature;
 pub mod special;
 pub mod spherical_harmonics;

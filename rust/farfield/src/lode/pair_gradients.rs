@@ -1,0 +1,830 @@
+//! Dense position gradients of the periodic LODE expansion, ∂c_i[type(j)]/∂r_j for every
+//! pair, by the exact k-space sum of science.md §2.3.
+//!
+//! For j ≠ i, G_ij[α, lmn] = Σ_{half k} φ_ij(k) k_α W_k[lmn] with W_k[lmn] = R_k[ln] Y_lm(k̂)
+//! (R the radial and prefactor part) and φ_ij = sin(k·(r_i − r_j)) for even l, −cos for odd l.
+//!
+//! 1. Fewer columns. Since k̂_α Y_lm(k̂) = Σ_{L=l±1,M} A^α_{lm,LM} Y_LM(k̂) (a degree-1 times
+//!    a degree-l harmonic), G = A·H with H_ij[L M l n] = Σ_k φ_ij(k) R_k[ln] |k| Y_LM(k̂):
+//!    33 instead of 48 sums per radial function at l_max = 3. The coefficients A are
+//!    projections on the sphere, by a quadrature exact for these degrees.
+//! 2. Shells. When many k-vectors share their length (cubic, tetragonal, hexagonal cells),
+//!    R_k depends on the shell s only, and H = Σ_s R_s[ln] Q_ij[s, LM] with
+//!    Q_ij[s, LM] = Σ_{k∈s} φ_ij(k) |k| Y_LM(k̂): N_k·(l_max+2)² + N_shells·n_H
+//!    multiply-adds per pair instead of N_k·n_H. The cheaper of the two is used; both are
+//!    the same exact sum.
+//!
+//! Pairs i < j only (G_ji = ∓G_ij for even / odd l), in tiles of a few i and j so that
+//! their phase tables stay in cache, with register-blocked kernels on tables packed once.
+
+use crate::buffers::zeroed;
+use crate::kspace::{KVectors, PhaseTables};
+use crate::math::microkernel::{KernelPair, MicroKernel};
+use crate::math::quadrature::gauss_legendre;
+use rayon::prelude::*;
+
+/// Rows (centres i) and columns (neighbours j) of a tile of pairs.
+const TILE_I: usize = 4;
+const TILE_J: usize = 12;
+/// k-vectors per block of the direct products (a block of a panel of H stays in L1).
+const K_BLOCK: usize = 128;
+
+/// Columns of H in the order (parity group, L, M, l, n): even l (odd L) first.
+struct Columns {
+    /// number of columns with even l (they come first), and in all
+    even: usize,
+    total: usize,
+    /// per column: (l, n, L, M index inside L's 2L+1)
+    cols: Vec<(usize, usize, usize, usize)>,
+    /// per (L, M) with at least one column: (parity group of l, L, M, first column, count)
+    blocks: Vec<(usize, usize, usize, usize, usize)>,
+    /// CSR map: output component d = α·F + lm·nr + n is Σ coef · H[src] over
+    /// `terms[offsets[d]..offsets[d + 1]]`
+    offsets: Vec<usize>,
+    terms: Vec<(usize, f64)>,
+}
+
+/// A^α_{lm,LM} = ∫ k̂_α Y_lm Y_LM dΩ for L ≤ lmax + 1, indexed [α][lm][LM].
+fn dipole_couplings(lmax: usize) -> Vec<Vec<Vec<f64>>> {
+    let big = lmax + 1;
+    let nlm = (lmax + 1) * (lmax + 1);
+    let nbig = (big + 1) * (big + 1);
+    // integrands are polynomials of degree ≤ 2 lmax + 2 on the sphere
+    let (u, wu) = gauss_legendre(lmax + 3);
+    let nphi = 2 * lmax + 6;
+    let mut a = vec![vec![vec![0.0; nbig]; nlm]; 3];
+    let mut y = vec![0.0; nbig];
+    for (&uq, &wq) in u.iter().zip(&wu) {
+        let s = (1.0 - uq * uq).max(0.0).sqrt();
+        for p in 0..nphi {
+            let phi = 2.0 * std::f64::consts::PI * p as f64 / nphi as f64;
+            let v = [s * phi.cos(), s * phi.sin(), uq];
+            super::sph::real_sph(v, big, &mut y, None);
+            let w = wq * 2.0 * std::f64::consts::PI / nphi as f64;
+            for (al, a_al) in a.iter_mut().enumerate() {
+                for (lm, row) in a_al.iter_mut().enumerate() {
+                    let f = w * v[al] * y[lm];
+                    for (x, &yb) in row.iter_mut().zip(&y) {
+                        *x += f * yb;
+                    }
+                }
+            }
+        }
+    }
+    a
+}
+
+fn columns(lmax: usize, nr: usize) -> Columns {
+    let mut cols = Vec::new();
+    let mut blocks = Vec::new();
+    for group in 0..2 {
+        // l of parity `group` couples to L of the other parity
+        for big_l in ((1 - group)..=lmax + 1).step_by(2) {
+            for m in 0..2 * big_l + 1 {
+                let first = cols.len();
+                for l in [big_l.wrapping_sub(1), big_l + 1] {
+                    if l <= lmax {
+                        for n in 0..nr {
+                            cols.push((l, n, big_l, m));
+                        }
+                    }
+                }
+                if cols.len() > first {
+                    blocks.push((group, big_l, m, first, cols.len() - first));
+                }
+            }
+        }
+    }
+    let even = cols.iter().filter(|c| c.0 % 2 == 0).count();
+    let index: std::collections::HashMap<_, _> =
+        cols.iter().enumerate().map(|(c, &k)| (k, c)).collect();
+    let a = dipole_couplings(lmax);
+    let nlm = (lmax + 1) * (lmax + 1);
+    let f = nlm * nr;
+    let mut offsets = vec![0];
+    let mut terms = Vec::new();
+    for (al, a_al) in a.iter().enumerate() {
+        for lm in 0..nlm {
+            let l = (lm as f64).sqrt().floor() as usize;
+            for n in 0..nr {
+                debug_assert_eq!(offsets.len() - 1, al * f + lm * nr + n);
+                for big_l in [l.wrapping_sub(1), l + 1] {
+                    if big_l > lmax + 1 {
+                        continue;
+                    }
+                    for m in 0..2 * big_l + 1 {
+                        let coef = a_al[lm][big_l * big_l + m];
+                        if coef.abs() > 1e-14 {
+                            terms.push((index[&(l, n, big_l, m)], coef));
+                        }
+                    }
+                }
+                offsets.push(terms.len());
+            }
+        }
+    }
+    Columns {
+        even,
+        total: cols.len(),
+        cols,
+        blocks,
+        offsets,
+        terms,
+    }
+}
+
+/// Atom-major trig table (N × 2 nk) over the k-vectors in the order `order`:
+/// cos(k·r_i) for all k, then sin(k·r_i).
+fn trig_table(kv: &KVectors, pt: &PhaseTables, order: &[usize]) -> Vec<f64> {
+    let nk = order.len();
+    let n = pt.atoms();
+    let mut t = zeroed(n * 2 * nk);
+    t.par_chunks_mut(2 * nk).enumerate().for_each(|(i, row)| {
+        for (q, &k) in order.iter().enumerate() {
+            let (c, s) = super::periodic::phase(pt, kv.indices[k], i);
+            row[q] = c;
+            row[nk + q] = s;
+        }
+    });
+    t
+}
+
+/// `cols` columns of a row-major table (`rows × stride`, starting at column `first`) packed
+/// in panels of `nr` columns (zero-padded), k-major inside a panel: [panel][row][nr].
+fn pack_panels(
+    table: &[f64],
+    (rows, stride): (usize, usize),
+    (first, cols): (usize, usize),
+    nr: usize,
+) -> Vec<f64> {
+    let panels = cols.div_ceil(nr);
+    let mut out = vec![0.0; panels * rows * nr];
+    for p in 0..panels {
+        for r in 0..rows {
+            for c in 0..nr.min(cols - p * nr) {
+                out[(p * rows + r) * nr + c] = table[r * stride + first + p * nr + c];
+            }
+        }
+    }
+    out
+}
+
+/// The k-vectors sorted by length and split into shells of equal length.
+fn shells(kv: &KVectors) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let norm2 = |k: usize| {
+        let v = kv.vectors[k];
+        v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
+    };
+    let mut order: Vec<usize> = (0..kv.len()).collect();
+    order.sort_by(|&a, &b| norm2(a).total_cmp(&norm2(b)).then(a.cmp(&b)));
+    let mut out = Vec::new();
+    let mut start = 0;
+    for q in 1..=order.len() {
+        if q == order.len() || norm2(order[q]) > norm2(order[start]) * (1.0 + 1e-12) {
+            out.push((start, q));
+            start = q;
+        }
+    }
+    (order, out)
+}
+
+/// How H is summed: directly over k, or shell by shell.
+enum Plan {
+    /// H packed in panels of the wide kernel: even-l columns, then odd-l ones
+    Direct { hpack: Vec<f64>, even_panels: usize },
+    /// per parity group: |k| Y_LM(k̂) packed [panel][k][nr] (k in shell order) and its LM
+    /// width; per (L, M) block: R_s packed [panel][s][nr] of the narrow kernel
+    Shells {
+        shells: Vec<(usize, usize)>,
+        angular: [Vec<f64>; 2],
+        lm_width: [usize; 2],
+        radial: Vec<Vec<f64>>,
+    },
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    kv: &KVectors,
+    radial: &[f64],
+    (lmax, nr): (usize, usize),
+    c: &Columns,
+    kern: KernelPair,
+    (order, sh): (&[usize], Vec<(usize, usize)>),
+    choice: Option<bool>,
+) -> Plan {
+    let nk = kv.len();
+    let nrad = (lmax + 1) * nr;
+    let (wide, narrow) = (kern.wide.nr, kern.narrow.nr);
+    let nh = c.total;
+    let ne = c.even;
+    let direct_cost = nk * (ne.div_ceil(wide) + (nh - ne).div_ceil(wide)) * wide;
+    let lm_count = |g: usize| c.blocks.iter().filter(|b| b.0 == g).count();
+    let lm_width = [
+        lm_count(0).div_ceil(wide) * wide,
+        lm_count(1).div_ceil(wide) * wide,
+    ];
+    let radial_width: usize = c.blocks.iter().map(|b| b.4.div_ceil(narrow) * narrow).sum();
+    let shell_cost = nk * (lm_width[0] + lm_width[1]) + sh.len() * radial_width;
+    let kvec = |q: usize| kv.vectors[order[q]];
+    if choice.unwrap_or(5 * shell_cost < 4 * direct_cost) {
+        // angular tables per group, k in shell order
+        let nlm_big = (lmax + 2) * (lmax + 2);
+        let mut ylm = vec![0.0; nk * nlm_big];
+        ylm.par_chunks_mut(nlm_big).enumerate().for_each(|(q, y)| {
+            let v = kvec(q);
+            super::sph::real_sph(v, lmax + 1, y, None);
+            let kn = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+            y.iter_mut().for_each(|x| *x *= kn);
+        });
+        let angular = [0, 1].map(|g| {
+            let lms: Vec<usize> = c
+                .blocks
+                .iter()
+                .filter(|b| b.0 == g)
+                .map(|b| b.1 * b.1 + b.2)
+                .collect();
+            let mut table = vec![0.0; nk * lms.len()];
+            for q in 0..nk {
+                for (x, &lm) in lms.iter().enumerate() {
+                    table[q * lms.len() + x] = ylm[q * nlm_big + lm];
+                }
+            }
+            pack_panels(&table, (nk, lms.len()), (0, lms.len()), wide)
+        });
+        let ns = sh.len();
+        let radial_blocks = c
+            .blocks
+            .iter()
+            .map(|&(_, _, _, first, count)| {
+                let mut table = vec![0.0; ns * count];
+                for (s, &(start, _)) in sh.iter().enumerate() {
+                    let rk = &radial[order[start] * nrad..(order[start] + 1) * nrad];
+                    for x in 0..count {
+                        let (l, n, _, _) = c.cols[first + x];
+                        table[s * count + x] = rk[l * nr + n];
+                    }
+                }
+                pack_panels(&table, (ns, count), (0, count), narrow)
+            })
+            .collect();
+        Plan::Shells {
+            shells: sh,
+            angular,
+            lm_width,
+            radial: radial_blocks,
+        }
+    } else {
+        let mut h = vec![0.0; nk * nh];
+        h.par_chunks_mut(nh).enumerate().for_each_init(
+            || vec![0.0; (lmax + 2) * (lmax + 2)],
+            |y, (q, row)| {
+                let v = kvec(q);
+                let kn = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                super::sph::real_sph(v, lmax + 1, y, None);
+                let rk = &radial[order[q] * nrad..(order[q] + 1) * nrad];
+                for (x, &(l, nn, big_l, m)) in row.iter_mut().zip(&c.cols) {
+                    *x = rk[l * nr + nn] * kn * y[big_l * big_l + m];
+                }
+            },
+        );
+        let mut hpack = pack_panels(&h, (nk, nh), (0, ne), wide);
+        hpack.extend(pack_panels(&h, (nk, nh), (ne, nh - ne), wide));
+        Plan::Direct {
+            hpack,
+            even_panels: ne.div_ceil(wide),
+        }
+    }
+}
+
+/// Blocks of consecutive k (in shell order) of about K_BLOCK vectors, made of whole shells:
+/// (first k, end k, first shell, end shell).
+fn shell_blocks(sh: &[(usize, usize)]) -> Vec<(usize, usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut s0 = 0;
+    while s0 < sh.len() {
+        let mut s1 = s0 + 1;
+        while s1 < sh.len() && sh[s1].1 - sh[s0].0 <= K_BLOCK {
+            s1 += 1;
+        }
+        out.push((sh[s0].0, sh[s1 - 1].1, s0, s1));
+        s0 = s1;
+    }
+    out
+}
+
+/// Phases of the pairs of `chunk` over k in `k0..k1` (shell order), one row of `k1 − k0`
+/// per pair (rows up to `rows` zero), for both parities; vectorised with the widest
+/// instructions the CPU has.
+fn chunk_phases(
+    trig: &[f64],
+    nk: usize,
+    chunk: &[(u32, u32)],
+    ks: (usize, usize),
+    rows: usize,
+    out: (&mut [f64], &mut [f64]),
+) {
+    #[inline(always)]
+    fn body(
+        trig: &[f64],
+        nk: usize,
+        chunk: &[(u32, u32)],
+        (k0, k1): (usize, usize),
+        rows: usize,
+        (pe, po): (&mut [f64], &mut [f64]),
+    ) {
+        let kb = k1 - k0;
+        for p in 0..rows {
+            let pe = &mut pe[p * kb..(p + 1) * kb];
+            let po = &mut po[p * kb..(p + 1) * kb];
+            if p >= chunk.len() {
+                pe.iter_mut().for_each(|x| *x = 0.0);
+                po.iter_mut().for_each(|x| *x = 0.0);
+                continue;
+            }
+            let (i, j) = (chunk[p].0 as usize, chunk[p].1 as usize);
+            let ti = &trig[i * 2 * nk..(i + 1) * 2 * nk];
+            let tj = &trig[j * 2 * nk..(j + 1) * 2 * nk];
+            pair_phases(
+                (&ti[k0..k1], &ti[nk + k0..nk + k1]),
+                (&tj[k0..k1], &tj[nk + k0..nk + k1]),
+                pe,
+                po,
+            );
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        type Out<'a> = (&'a mut [f64], &'a mut [f64]);
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(
+            t: &[f64],
+            nk: usize,
+            c: &[(u32, u32)],
+            ks: (usize, usize),
+            rows: usize,
+            out: Out,
+        ) {
+            body(t, nk, c, ks, rows, out)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(
+            t: &[f64],
+            nk: usize,
+            c: &[(u32, u32)],
+            ks: (usize, usize),
+            rows: usize,
+            out: Out,
+        ) {
+            body(t, nk, c, ks, rows, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { wide(trig, nk, chunk, ks, rows, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { avx2(trig, nk, chunk, ks, rows, out) };
+        }
+    }
+    body(trig, nk, chunk, ks, rows, out)
+}
+
+/// Runs `kern` over the row groups of a chunk: C[g·mr + r] += A[g·mr + r] B.
+///
+/// # Safety
+/// As [`MicroKernel::run`] for every group: A rows at `a + (g·mr + r)·lda + q·inc`,
+/// C rows at `c + (g·mr + r)·ldc`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_groups(
+    kern: &MicroKernel,
+    groups: usize,
+    kb: usize,
+    (a, lda, inc): (*const f64, usize, usize),
+    b: *const f64,
+    (c, ldc): (*mut f64, usize),
+    overwrite: bool,
+) {
+    let mr = kern.mr;
+    for g in 0..groups {
+        kern.run(
+            kb,
+            (a.add(g * mr * lda), lda, inc),
+            b,
+            (c.add(g * mr * ldc), ldc),
+            overwrite,
+        );
+    }
+}
+
+/// φ_ij for both parities: sin(k·(r_i − r_j)) and −cos(k·(r_i − r_j)) from the per-atom
+/// cos/sin tables.
+#[inline(always)]
+fn pair_phases(
+    (ci, si): (&[f64], &[f64]),
+    (cj, sj): (&[f64], &[f64]),
+    pe: &mut [f64],
+    po: &mut [f64],
+) {
+    let n = pe.len();
+    let (ci, si, cj, sj, po) = (&ci[..n], &si[..n], &cj[..n], &sj[..n], &mut po[..n]);
+    for q in 0..n {
+        pe[q] = si[q] * cj[q] - ci[q] * sj[q];
+        po[q] = -(ci[q] * cj[q] + si[q] * sj[q]);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SharedSlice(*mut f64);
+// SAFETY: used only for the disjoint writes documented at the use site.
+unsafe impl Send for SharedSlice {}
+unsafe impl Sync for SharedSlice {}
+
+impl SharedSlice {
+    fn ptr(&self) -> *mut f64 {
+        self.0
+    }
+}
+
+/// Dense pair gradients (N × N × 3 × F: ∂c_i[type(j)]/∂r_j, zero for j = i) and self
+/// gradients (N × 3 × A × F: ∂c_i[a]/∂r_i = −Σ_{j∈a, j≠i} G_ij), natural feature order.
+/// `radial[k·(lmax+1)·nr + l·nr + n]` is R_k[ln], the k-dependent factor of W_k[lmn]
+/// other than Y_lm(k̂).
+pub(super) fn pair_gradients(
+    kv: &KVectors,
+    pt: &PhaseTables,
+    radial: &[f64],
+    (lmax, nr): (usize, usize),
+    types: &[usize],
+    na: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    pair_gradients_with(kv, pt, radial, (lmax, nr), types, na, None)
+}
+
+/// As [`pair_gradients`]; `shells` forces the shell (true) or direct (false) summation.
+#[allow(clippy::too_many_arguments)]
+fn pair_gradients_with(
+    kv: &KVectors,
+    pt: &PhaseTables,
+    radial: &[f64],
+    (lmax, nr): (usize, usize),
+    types: &[usize],
+    na: usize,
+    shells_choice: Option<bool>,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = pt.atoms();
+    let nk = kv.len();
+    let nlm = (lmax + 1) * (lmax + 1);
+    let f = nlm * nr;
+    let f3 = 3 * f;
+    let af = na * f;
+    let c = columns(lmax, nr);
+    let nh = c.total;
+    let kern = KernelPair::detect();
+    let mr = kern.wide.mr;
+    let (order, sh) = shells(kv);
+    let plan = plan(
+        kv,
+        radial,
+        (lmax, nr),
+        &c,
+        kern,
+        (&order, sh),
+        shells_choice,
+    );
+    // sign of G_ji relative to G_ij per output component: −1 for even l, +1 for odd l
+    let sign: Vec<f64> = (0..f3)
+        .map(|d| {
+            let l = ((d % f / nr) as f64).sqrt().floor() as usize;
+            if l % 2 == 0 {
+                -1.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    // a row of the per-chunk H: nh columns and room for the zero columns of a padded panel
+    let ldt = nh + kern.wide.nr.max(kern.narrow.nr);
+    let trig = trig_table(kv, pt, &order);
+
+    // tiles of pairs (i < j): TILE_I centres × TILE_J neighbours
+    let mut tiles: Vec<Vec<(u32, u32)>> = Vec::new();
+    for ib in (0..n).step_by(TILE_I) {
+        for jb in (ib..n).step_by(TILE_J) {
+            let tile: Vec<(u32, u32)> = (ib..(ib + TILE_I).min(n))
+                .flat_map(|i| (jb.max(i + 1)..(jb + TILE_J).min(n)).map(move |j| (i, j)))
+                .map(|(i, j)| (i as u32, j as u32))
+                .collect();
+            if !tile.is_empty() {
+                tiles.push(tile);
+            }
+        }
+    }
+    let rows = (TILE_I * TILE_J).div_ceil(mr) * mr;
+    let kmax = match &plan {
+        Plan::Direct { .. } => K_BLOCK.min(nk),
+        Plan::Shells { shells, .. } => shell_blocks(shells)
+            .iter()
+            .map(|b| b.1 - b.0)
+            .max()
+            .unwrap_or(0),
+    };
+    let qwidth = match &plan {
+        Plan::Direct { .. } => [0, 0],
+        Plan::Shells {
+            shells, lm_width, ..
+        } => [shells.len() * lm_width[0], shells.len() * lm_width[1]],
+    };
+    let blocks = match &plan {
+        Plan::Shells { shells, .. } => shell_blocks(shells),
+        Plan::Direct { .. } => Vec::new(),
+    };
+
+    let mut pair = zeroed(n * n * f3);
+    let out = SharedSlice(pair.as_mut_ptr());
+    tiles.par_iter().for_each_init(
+        || {
+            (
+                vec![0.0; rows * kmax],
+                vec![0.0; rows * kmax],
+                vec![0.0; rows * ldt],
+                [vec![0.0; rows * qwidth[0]], vec![0.0; rows * qwidth[1]]],
+            )
+        },
+        |(ape, apo, tmp, q), chunk| {
+            let groups = chunk.len().div_ceil(mr);
+            let used = groups * mr;
+            tmp[..used * ldt].iter_mut().for_each(|x| *x = 0.0);
+            match &plan {
+                Plan::Direct { hpack, even_panels } => {
+                    let wide = &kern.wide;
+                    let panels = hpack.len() / (nk * wide.nr);
+                    let mut k0 = 0;
+                    while k0 < nk {
+                        let k1 = (k0 + K_BLOCK).min(nk);
+                        let kb = k1 - k0;
+                        chunk_phases(&trig, nk, chunk, (k0, k1), used, (ape, apo));
+                        for panel in 0..panels {
+                            // H columns: even panels from 0, odd ones from c.even (the zero
+                            // columns padding the last even panel add nothing)
+                            let (a, col) = if panel < *even_panels {
+                                (&ape, panel * wide.nr)
+                            } else {
+                                (&apo, c.even + (panel - even_panels) * wide.nr)
+                            };
+                            let hb = &hpack[(panel * nk + k0) * wide.nr..];
+                            assert!(hb.len() >= kb * wide.nr && a.len() >= used * kb);
+                            assert!(tmp.len() >= used * ldt && col + wide.nr <= ldt);
+                            // SAFETY: A rows of kb at stride kb (asserted), B holds kb·nr
+                            // values, C rows of nr inside ldt (asserted).
+                            unsafe {
+                                run_groups(
+                                    wide,
+                                    groups,
+                                    kb,
+                                    (a.as_ptr(), kb, 1),
+                                    hb.as_ptr(),
+                                    (tmp.as_mut_ptr().add(col), ldt),
+                                    false,
+                                )
+                            };
+                        }
+                        k0 = k1;
+                    }
+                }
+                Plan::Shells {
+                    shells,
+                    angular,
+                    lm_width,
+                    radial,
+                } => {
+                    let (wide, narrow) = (&kern.wide, &kern.narrow);
+                    let ns = shells.len();
+                    // Q[pair][s][LM] = Σ_{k∈s} φ(k) |k| Y_LM(k̂), written once per entry
+                    // (every shell lies in one block)
+                    for &(k0, k1, s0, s1) in &blocks {
+                        let kb = k1 - k0;
+                        chunk_phases(&trig, nk, chunk, (k0, k1), used, (ape, apo));
+                        for (g, a) in [&ape, &apo].into_iter().enumerate() {
+                            let panels = lm_width[g] / wide.nr;
+                            let qg = &mut q[g];
+                            assert!(a.len() >= used * kb && qg.len() >= used * qwidth[g]);
+                            for s in s0..s1 {
+                                let (ks, ke) = shells[s];
+                                for panel in 0..panels {
+                                    let b = &angular[g][(panel * nk + ks) * wide.nr..];
+                                    assert!(b.len() >= (ke - ks) * wide.nr);
+                                    // SAFETY: A rows of kb at stride kb, from column
+                                    // ks − k0 < kb; B holds (ke − ks)·nr values; C rows
+                                    // at stride qwidth inside q (asserted).
+                                    unsafe {
+                                        run_groups(
+                                            wide,
+                                            groups,
+                                            ke - ks,
+                                            (a.as_ptr().add(ks - k0), kb, 1),
+                                            b.as_ptr(),
+                                            (
+                                                qg.as_mut_ptr()
+                                                    .add(s * lm_width[g] + panel * wide.nr),
+                                                qwidth[g],
+                                            ),
+                                            true,
+                                        )
+                                    };
+                                }
+                            }
+                        }
+                    }
+                    // H[pair][L M l n] = Σ_s Q[pair][s][LM] R_s[l n]
+                    let mut index = [0usize; 2];
+                    for (b, &(g, _, _, first, count)) in c.blocks.iter().enumerate() {
+                        let x = index[g];
+                        index[g] += 1;
+                        let rb = &radial[b];
+                        for panel in 0..count.div_ceil(narrow.nr) {
+                            let bp = &rb[panel * ns * narrow.nr..];
+                            assert!(bp.len() >= ns * narrow.nr);
+                            assert!(first + panel * narrow.nr + narrow.nr <= ldt);
+                            // SAFETY: A entries (row r, shell s) at r·qwidth + s·lm_width + x
+                            // inside q; B holds ns·nr values; C rows inside ldt (asserted).
+                            unsafe {
+                                run_groups(
+                                    narrow,
+                                    groups,
+                                    ns,
+                                    (q[g].as_ptr().add(x), qwidth[g], lm_width[g]),
+                                    bp.as_ptr(),
+                                    (tmp.as_mut_ptr().add(first + panel * narrow.nr), ldt),
+                                    false,
+                                )
+                            };
+                        }
+                    }
+                }
+            }
+            for (p, &(i, j)) in chunk.iter().enumerate() {
+                let (i, j) = (i as usize, j as usize);
+                let hp = &tmp[p * ldt..p * ldt + nh];
+                // SAFETY: every pair (i < j) belongs to exactly one tile, so the (3, F)
+                // blocks (i, j) and (j, i) written here are disjoint across tasks.
+                unsafe {
+                    let gij = out.ptr().add((i * n + j) * f3);
+                    let gji = out.ptr().add((j * n + i) * f3);
+                    for d in 0..f3 {
+                        let mut s = 0.0;
+                        for &(src, coef) in &c.terms[c.offsets[d]..c.offsets[d + 1]] {
+                            s += coef * hp[src];
+                        }
+                        *gij.add(d) = s;
+                        *gji.add(d) = sign[d] * s;
+                    }
+                }
+            }
+        },
+    );
+    let mut selfg = vec![0.0; n * 3 * af];
+    pair.par_chunks(n * f3)
+        .zip(selfg.par_chunks_mut(3 * af))
+        .for_each(|(row, selfrow)| {
+            for (j, g) in row.chunks(f3).enumerate() {
+                let a = types[j];
+                for al in 0..3 {
+                    let dst = &mut selfrow[(al * na + a) * f..(al * na + a + 1) * f];
+                    for (o, &x) in dst.iter_mut().zip(&g[al * f..(al + 1) * f]) {
+                        *o -= x;
+                    }
+                }
+            }
+        });
+    (pair, selfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// k̂_α Y_lm(k̂) = Σ A^α_{lm,LM} Y_LM(k̂) holds at arbitrary directions.
+    #[test]
+    fn dipole_couplings_reproduce_the_product() {
+        let lmax = 4;
+        let a = dipole_couplings(lmax);
+        let nbig = (lmax + 2) * (lmax + 2);
+        let mut y = vec![0.0; nbig];
+        for v in [[0.3, -0.7, 0.5], [-0.9, 0.1, -0.2], [0.0, 0.0, 1.0]] {
+            let r = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) as f64;
+            let u = [v[0] / r.sqrt(), v[1] / r.sqrt(), v[2] / r.sqrt()];
+            super::super::sph::real_sph(u, lmax + 1, &mut y, None);
+            for al in 0..3 {
+                for lm in 0..(lmax + 1) * (lmax + 1) {
+                    let lhs = u[al] * y[lm];
+                    let rhs: f64 = a[al][lm].iter().zip(&y).map(|(c, yb)| c * yb).sum();
+                    assert!((lhs - rhs).abs() < 1e-13, "α={al} lm={lm}: {lhs} vs {rhs}");
+                }
+            }
+        }
+    }
+
+    /// Both summations against the plain definition G_ij = Σ_k φ_ij(k) k_α R_k Y_lm(k̂),
+    /// on a cubic cell (many shells of equal |k|) and a triclinic one.
+    #[test]
+    fn both_summations_match_the_definition() {
+        use crate::system::Cell;
+        let (lmax, nr) = (3, 2);
+        let nrad = (lmax + 1) * nr;
+        let nlm = (lmax + 1) * (lmax + 1);
+        let f = nlm * nr;
+        for matrix in [
+            [[6.0, 0.0, 0.0], [0.0, 6.0, 0.0], [0.0, 0.0, 6.0]],
+            [[6.0, 0.0, 0.0], [1.3, 5.5, 0.0], [-0.7, 0.9, 6.4]],
+        ] {
+            let cell = Cell::new(matrix).unwrap();
+            let positions: Vec<[f64; 3]> = (0..7)
+                .map(|i| {
+                    let x = i as f64;
+                    [
+                        (1.7 * x).sin() * 3.0 + 3.0,
+                        (2.3 * x + 1.0).cos() * 3.0,
+                        0.8 * x,
+                    ]
+                })
+                .collect();
+            let types = [0, 1, 0, 0, 1, 1, 0];
+            let kv = KVectors::half_space(&cell, 2.6).unwrap();
+            let pt = PhaseTables::new(&cell, &positions, kv.max_index);
+            // a radial factor depending on |k| only (as the real one does)
+            let radial: Vec<f64> = kv
+                .vectors
+                .iter()
+                .flat_map(|k| {
+                    let kn = (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).sqrt();
+                    (0..nrad).map(move |x| {
+                        (-(kn * kn) * (x + 1) as f64 / 9.0).exp() * (kn * x as f64).cos()
+                    })
+                })
+                .collect();
+            let n = positions.len();
+            let mut expect = vec![0.0; n * n * 3 * f];
+            let mut y = vec![0.0; nlm];
+            for (k, kvec) in kv.vectors.iter().enumerate() {
+                super::super::sph::real_sph(*kvec, lmax, &mut y, None);
+                for i in 0..n {
+                    for j in 0..n {
+                        if i == j {
+                            continue;
+                        }
+                        let d: f64 = (0..3)
+                            .map(|a| kvec[a] * (positions[i][a] - positions[j][a]))
+                            .sum();
+                        for lm in 0..nlm {
+                            let l = (lm as f64).sqrt().floor() as usize;
+                            let phi = if l % 2 == 0 { d.sin() } else { -d.cos() };
+                            for nn in 0..nr {
+                                let w = radial[k * nrad + l * nr + nn] * y[lm];
+                                for a in 0..3 {
+                                    expect[(i * n + j) * 3 * f + a * f + lm * nr + nn] +=
+                                        phi * kvec[a] * w;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let scale = expect.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for choice in [false, true] {
+                let (got, selfg) =
+                    pair_gradients_with(&kv, &pt, &radial, (lmax, nr), &types, 2, Some(choice));
+                for (x, (g, e)) in got.iter().zip(&expect).enumerate() {
+                    assert!(
+                        (g - e).abs() < 1e-12 * scale,
+                        "shells={choice} entry {x}: {g} vs {e}"
+                    );
+                }
+                // self gradients: minus the sum over the neighbours of each species
+                for i in 0..n {
+                    for a in 0..3 {
+                        for x in 0..f {
+                            let s: f64 = (0..n)
+                                .filter(|&j| types[j] == 1)
+                                .map(|j| expect[(i * n + j) * 3 * f + a * f + x])
+                                .sum();
+                            let g = selfg[i * 3 * 2 * f + (a * 2 + 1) * f + x];
+                            assert!((g + s).abs() < 1e-12 * scale);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Only L = l ± 1 couple, and the column count is the reduced one.
+    #[test]
+    fn columns_are_fewer_than_three_per_feature() {
+        let c = columns(3, 4);
+        assert_eq!(c.total, 33 * 4);
+        assert_eq!(c.offsets.len(), 3 * 16 * 4 + 1);
+        assert!(c.cols[..c.even].iter().all(|x| x.0 % 2 == 0));
+        assert!(c.cols[c.even..].iter().all(|x| x.0 % 2 == 1));
+        let per_block: usize = c.blocks.iter().map(|b| b.4).sum();
+        assert_eq!(per_block, c.total);
+    }
+}
