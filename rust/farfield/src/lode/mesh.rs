@@ -389,7 +389,7 @@ impl Mesh {
             for (p, &id) in pl.idx.iter().enumerate() {
                 let v = src[id] * self.weight(pl, p, feature);
                 let o = &mut sp[id - m3 * plane];
-                match (l % 2 == 0, adjoint) {
+                match (l.is_multiple_of(2), adjoint) {
                     (true, false) => *o = v,
                     (false, false) => *o = C64::new(v.im, -v.re),
                     (true, true) => *o += v,

@@ -337,13 +337,13 @@ impl LodeExpansion {
 /// (−1)^… sign of Re[i^l e^{iθ}] = s_l · (cos θ for even l, sin θ for odd l).
 #[inline]
 pub(crate) fn parity_sign(l: usize) -> f64 {
-    if l % 2 == 0 {
-        if (l / 2) % 2 == 0 {
+    if l.is_multiple_of(2) {
+        if (l / 2).is_multiple_of(2) {
             1.0
         } else {
             -1.0
         }
-    } else if l.div_ceil(2) % 2 == 0 {
+    } else if l.div_ceil(2).is_multiple_of(2) {
         1.0
     } else {
         -1.0
