@@ -615,10 +615,22 @@ pub fn backward(
         })
         .collect();
     let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    // (species, feature) channels with a non-zero dL/dc column: the others contribute
+    // nothing and are skipped
+    let active: Vec<bool> = (0..na * f)
+        .into_par_iter()
+        .map(|ax| (0..n_atoms).any(|i| g[i * na * f + ax] != 0.0))
+        .collect();
     for a in 0..na {
+        if !active[a * f..(a + 1) * f].iter().any(|&on| on) {
+            continue;
+        }
         m.species_spectrum(types, a, &mut real, &mut fq);
         vspec.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
         for (x, &feature) in features.iter().enumerate() {
+            if !active[a * f + x] {
+                continue;
+            }
             let (l, lm, nn) = feature;
             let col = |i: usize| g[(i * na + a) * f + x];
             // centre term through the forward field Φ_{a,x}
