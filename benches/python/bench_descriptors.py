@@ -14,6 +14,14 @@ and a batch of 1000 small molecules (5-12 atoms). Values alone and values + posi
 gradients. The machine is shared: every time is the minimum over repeats, wall and CPU (all
 threads of this process). "MB/atom" is the size of the returned arrays per atom.
 Run: `python benches/python/bench_descriptors.py` (set FARFIELD_BENCH_QUICK=1 to skip 4096).
+
+A second table times the backward pass of farfield's SphericalExpansion (same hyper-parameters,
+species 1/6/8): `values` (forward only), `values + gradients` (dense position and strain
+gradients, what a dense VJP would contract), `backward` (SphericalExpansion.backward: dL/dr,
+dL/dε, dL/dcell from a random dL/dvalues, no gradient arrays) and `values + backward` (a
+training step), with featomic's values + gradients (positions and strain, what a featomic user
+contracts) for comparison, and the same for farfield's PowerSpectrum (`PS`). `--backward` runs
+only that table.
 """
 
 from __future__ import annotations
@@ -129,9 +137,76 @@ def make_dscribe(periodic: bool) -> Any:
     )
 
 
+def backward_table(sizes: tuple[int, ...]) -> None:
+    expansion = ff.SphericalExpansion(**HYP, radial_accuracy=1e-8, species=SPECIES)
+    power = ff.PowerSpectrum(**HYP, radial_accuracy=1e-8, species=SPECIES)
+    feat = None
+    try:
+        import featomic
+
+        feat = featomic.SphericalExpansion(
+            cutoff={
+                "radius": HYP["cutoff"],
+                "smoothing": {"type": "ShiftedCosine", "width": HYP["width"]},
+            },
+            density={"type": "Gaussian", "width": HYP["smearing"]},
+            basis={
+                "type": "TensorProduct",
+                "max_angular": HYP["max_angular"],
+                "radial": {"type": "Gto", "max_radial": HYP["max_radial"]},
+                "spline_accuracy": 1e-8,
+            },
+        )
+    except ImportError:
+        print("featomic not installed: its column is skipped")
+    cases = [(f"box {n}", [box(n, n)], 5 if n < 4096 else 3) for n in sizes]
+    cases.append(("1000 molecules", molecules(1000, 0), 3))
+    print()
+    print(
+        "| system (SphericalExpansion) | values (s) | values + gradients (s) | backward (s) "
+        "| values + backward (s) | gradients MB/atom | (values + gradients) / (values + backward) "
+        "| featomic values + gradients (s) | PS values + gradients (s) | PS backward (s) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, frames, repeat in cases:
+        n_atoms = sum(len(f) for f in frames)
+        values = expansion.compute(frames, progress=False).values
+        g = np.random.default_rng(0).normal(size=values.shape)
+        t_values, _, _ = best(lambda f=frames: expansion.compute(f, progress=False), repeat)
+        t_grads, _, nbytes = best(
+            lambda f=frames: expansion.compute(
+                f, gradients=["positions", "strain"], progress=False
+            ),
+            repeat,
+        )
+        t_back, _, _ = best(lambda f=frames, g=g: expansion.backward(f, g), repeat)
+        step = t_values + t_back
+        t_feat = "n/a"
+        if feat is not None:
+            t_feat = "{:.4f}".format(
+                best(lambda f=frames: feat.compute(f, gradients=["positions", "strain"]), repeat)[0]
+            )
+        ps_values = power.compute(frames, progress=False).values
+        g_ps = np.random.default_rng(1).normal(size=ps_values.shape)
+        t_ps_grads = best(
+            lambda f=frames: power.compute(f, gradients=["positions", "strain"], progress=False),
+            repeat,
+        )[0]
+        t_ps_back = best(lambda f=frames, g=g_ps: power.backward(f, g), repeat)[0]
+        print(
+            f"| {name} | {t_values:.4f} | {t_grads:.4f} | {t_back:.4f} | {step:.4f} | "
+            f"{(nbytes - values.nbytes) / n_atoms / 1e6:.3f} | {t_grads / step:.1f}x | {t_feat} | "
+            f"{t_ps_grads:.4f} | {t_ps_back:.4f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     ff.set_num_threads(2)
     quick = bool(os.environ.get("FARFIELD_BENCH_QUICK"))
+    if "--backward" in sys.argv:
+        backward_table((64, 216, 512) if quick else (64, 216, 512, 4096))
+        return
     ours = ff.PowerSpectrum(**HYP, radial_accuracy=1e-8)
     feat = make_featomic()
     if feat is None:
@@ -186,6 +261,7 @@ def main() -> None:
                     f"{nbytes / n_atoms / 1e6:.3f} | {ratios[0]} | {ratios[1]} |",
                     flush=True,
                 )
+    backward_table(sizes)
 
 
 if __name__ == "__main__":

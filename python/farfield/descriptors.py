@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _native
+from .lode import LodeBackward
 from .system import System, as_system
 
 FloatArray = npt.NDArray[np.float64]
@@ -313,6 +314,62 @@ class _Calculator:
             positions_samples=raw.get("positions_samples"),
         )
 
+    def backward(
+        self, frames: Frames, grad_values: npt.ArrayLike | Sequence[npt.ArrayLike]
+    ) -> list[LodeBackward]:
+        """Vector-Jacobian product of the descriptor, without forming its gradients.
+
+        Args:
+            frames: an ``ase.Atoms`` / :class:`System`, or a list of them.
+            grad_values: dL/dvalues, shaped like :attr:`Descriptor.values` of
+                ``compute(frames)`` (n_atoms_total, n_properties), or one such array per frame.
+
+        Returns:
+            One :class:`farfield.lode.LodeBackward` per frame: ``positions`` dL/dr (N, 3),
+            ``strain`` dL/dε (3, 3) for a homogeneous strain of positions and cell with ε
+            acting on column vectors (``r → (1 + ε) r``; the transpose of the ``"strain"``
+            gradient layout of :meth:`compute`, the same convention as
+            :meth:`farfield.LodeSphericalExpansion.backward`), and ``cell`` dL/dH (3, 3) at
+            fixed Cartesian positions (featomic's ``"cell"`` convention; ``None`` when open).
+        """
+        systems = _frames(frames)
+        species = self.species
+        if species is None:
+            species = [int(z) for z in np.unique(np.concatenate([s.numbers for s in systems]))]
+        n_features = self._n_features(len(species))
+        if isinstance(grad_values, (list, tuple)):
+            parts = [np.asarray(g, dtype=np.float64) for g in grad_values]
+            if len(parts) != len(systems):
+                raise ValueError(f"grad_values has {len(parts)} arrays for {len(systems)} frames")
+            for system, part in zip(systems, parts, strict=True):
+                if part.shape != (len(system), n_features):
+                    raise ValueError(
+                        f"grad_values must have shape {(len(system), n_features)} per frame, "
+                        f"got {part.shape}"
+                    )
+            g = np.concatenate(parts) if parts else np.zeros((0, n_features))
+        else:
+            g = np.asarray(grad_values, dtype=np.float64)
+            n_atoms = sum(len(s) for s in systems)
+            if g.shape != (n_atoms, n_features):
+                raise ValueError(
+                    f"grad_values must have shape {(n_atoms, n_features)}, got {g.shape}"
+                )
+        raw = self._native.backward(
+            [s._arrays() for s in systems], species, np.ascontiguousarray(g).reshape(-1)
+        )
+        return [
+            LodeBackward(
+                positions=pos.reshape(-1, 3),
+                strain=strain.reshape(3, 3),
+                cell=None if cell is None else cell.reshape(3, 3),
+            )
+            for pos, strain, cell in raw
+        ]
+
+    def _n_features(self, n_species: int) -> int:
+        return n_species * (self.max_angular + 1) ** 2 * (self.max_radial + 1)
+
 
 class SphericalExpansion(_Calculator):
     """featomic's ``SphericalExpansion``: Gaussian density (width ``smearing``), GTO radial
@@ -335,6 +392,10 @@ class PowerSpectrum(_Calculator):
     """
 
     _kind = "power_spectrum"
+
+    def _n_features(self, n_species: int) -> int:
+        pairs = n_species * (n_species + 1) // 2
+        return pairs * (self.max_angular + 1) * (self.max_radial + 1) ** 2
 
 
 def clebsch_gordan(l1: int, l2: int, lam: int) -> FloatArray:

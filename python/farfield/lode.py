@@ -605,10 +605,10 @@ class LodePowerSpectrum:
         )
 
     def backward(self, frames: Frames, grad_values: FloatArray) -> list[LodeBackward]:
-        """Vector-Jacobian product without dense LODE gradients: dL/dV (and dL/dρ) by the
-        core's transpose of the λ = 0 contraction, then :meth:`LodeSphericalExpansion.backward`
-        for the LODE part; for |ρ ⊗ V⟩ the local expansion's (sparse, neighbour-list sized)
-        position and strain gradients are contracted with dL/dρ.
+        """Vector-Jacobian product without dense gradients: dL/dV (and dL/dρ) by the core's
+        transpose of the λ = 0 contraction, then :meth:`LodeSphericalExpansion.backward` for
+        the LODE part and, for |ρ ⊗ V⟩, :meth:`farfield.SphericalExpansion.backward` for the
+        local density (one pass over the neighbour pairs; its gradients are never formed).
 
         ``grad_values``: dL/dfeatures, shape (n_atoms_total, n_properties) as the values
         of :meth:`compute`. Returns one :class:`LodeBackward` per frame (dL/dpositions,
@@ -618,15 +618,10 @@ class LodePowerSpectrum:
         lode = self.lode.compute(systems)
         v = lode.values
         lmax = self.lode.max_angular
-        rho_desc: Any = None
         if self.density is None:
             first, symmetric = v, True
-            first_species: tuple[int, ...] = lode.species
         else:
-            periodic = any(s.periodic for s in systems)
-            rho_desc = self.density.compute(
-                systems, gradients=["positions", "strain"] if periodic else ["positions"]
-            )
+            rho_desc = self.density.compute(systems)
             first_species = tuple(sorted({int(s) for s in rho_desc.properties[:, 0]}))
             first, symmetric = self._dense_density(rho_desc, first_species, lmax), False
         nf = len(
@@ -641,33 +636,13 @@ class LodePowerSpectrum:
         if self.density is None:
             return self.lode.backward(systems, d1 + d2)
         results = self.lode.backward(systems, d2)
-        # dL/dρ in the local descriptor's property layout, then through its gradients
-        props = rho_desc.properties
-        cols = (
-            np.array([first_species.index(int(t)) for t in props[:, 0]]),
-            props[:, 1] * props[:, 1] + props[:, 1] + props[:, 2],
-            props[:, 3],
-        )
-        grho = d1[:, cols[0], cols[1], cols[2]]  # (n_samples, n_properties)
-        ps = rho_desc.positions_samples
-        contrib = np.einsum("rxf,rf->rx", rho_desc.gradients["positions"], grho[ps[:, 0]])
-        out = []
-        for frame, (system, back) in enumerate(zip(systems, results, strict=True)):
-            lo, hi = lode.frame_offsets[frame], lode.frame_offsets[frame + 1]
-            drho_pos = np.zeros_like(back.positions)
-            rows = ps[:, 1] == frame
-            np.add.at(drho_pos, ps[rows, 2], contrib[rows])
-            dpos = back.positions + drho_pos
-            if system.cell is not None:
-                # the local descriptor stores ∂/∂ε with ε acting on row vectors (r' = r(1+ε)),
-                # the LODE backward with ε on column vectors (r' = (1+ε)r): transpose
-                dstrain = back.strain + np.einsum(
-                    "sbaf,sf->ab", rho_desc.gradients["strain"][lo:hi], grho[lo:hi]
-                )
-            else:  # open: a strain only moves the atoms
-                dstrain = back.strain + drho_pos.T @ system.positions
-            out.append(_backward(system, dpos, dstrain))
-        return out
+        # dL/dρ: the dense (species, lm, n) layout is the local descriptor's property order;
+        # both backward results use ε on column vectors
+        local = self.density.backward(systems, d1.reshape(len(d1), -1))
+        return [
+            _backward(system, back.positions + loc.positions, back.strain + loc.strain)
+            for system, back, loc in zip(systems, results, local, strict=True)
+        ]
 
     @staticmethod
     def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:

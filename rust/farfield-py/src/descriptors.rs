@@ -3,7 +3,7 @@ use farfield::descriptors::{
     Descriptor, ExpansionParameters, GradientRequest, PowerSpectrum, Smoothing, SphericalExpansion,
 };
 use farfield::{Error, System};
-use numpy::{PyArray1, PyArray2, PyArrayMethods};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -171,7 +171,49 @@ impl SoapCalculator {
         })?;
         to_dict(py, result)
     }
+
+    /// Backward pass of the descriptor: `grad_values` = dL/dvalues (flat, the values
+    /// layout of `compute` over all frames) → per frame `(dL/dpositions (N*3), dL/dstrain (9),
+    /// dL/dcell (9) or None)`, strain with ε acting on column vectors.
+    fn backward<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<SystemArrays<'py>>,
+        species: Vec<i32>,
+        grad_values: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<Vec<BackwardArrays<'py>>> {
+        let systems = guarded(|| systems_of(&frames))?;
+        let copied;
+        let g: &[f64] = match grad_values.as_slice() {
+            Ok(slice) => slice,
+            Err(_) => {
+                copied = grad_values.as_array().iter().copied().collect::<Vec<f64>>();
+                &copied
+            }
+        };
+        let results = threads::run(py, || match &self.inner {
+            Inner::Expansion(e) => e.backward(&systems, &species, g),
+            Inner::Power(p) => p.backward(&systems, &species, g),
+        })?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                let flat = |m: [[f64; 3]; 3]| PyArray1::from_vec(py, m.as_flattened().to_vec());
+                (
+                    PyArray1::from_vec(py, r.positions.as_flattened().to_vec()),
+                    flat(r.strain),
+                    r.cell.map(flat),
+                )
+            })
+            .collect())
+    }
 }
+
+type BackwardArrays<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Option<Bound<'py, PyArray1<f64>>>,
+);
 
 /// Dense real Clebsch–Gordan coefficients `(2l1+1, 2l2+1, 2λ+1)` in featomic's convention.
 #[pyfunction]

@@ -21,4 +21,6 @@ pub mod triplets;
 
 pub use power_spectrum::{Lambda0Product, PowerSpectrum};
 pub use result::{Descriptor, GradientRequest, PositionGradients};
-pub use spherical_expansion::{ExpansionParameters, Smoothing, SphericalExpansion};
+pub use spherical_expansion::{
+    ExpansionBackward, ExpansionParameters, Smoothing, SphericalExpansion,
+};

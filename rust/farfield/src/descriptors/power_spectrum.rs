@@ -5,8 +5,8 @@
 
 use super::result::{Descriptor, GradientRequest};
 use super::spherical_expansion::{
-    add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, ExpansionParameters,
-    SphericalExpansion,
+    add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, ExpansionBackward,
+    ExpansionParameters, SphericalExpansion,
 };
 use crate::error::{Error, Result};
 use crate::system::System;
@@ -54,6 +54,46 @@ impl PowerSpectrum {
     pub fn compute(&self, systems: &[System], gradients: GradientRequest) -> Result<Descriptor> {
         let species = self.expansion.species_for(systems)?;
         self.compute_with_species(systems, &species, gradients)
+    }
+
+    /// Backward pass (vector-Jacobian product) from `grad_values = dL/dvalues` (the values
+    /// layout of [`compute_with_species`](Self::compute_with_species)): the expansion values,
+    /// dL/dexpansion by the transpose of the λ = 0 contraction ([`Lambda0Product::vjp`]),
+    /// then [`SphericalExpansion::backward`]; no gradient array is formed. Same conventions
+    /// as the expansion's backward (strain with ε on column vectors, featomic's cell).
+    pub fn backward(
+        &self,
+        systems: &[System],
+        species: &[i32],
+        grad_values: &[f64],
+    ) -> Result<Vec<ExpansionBackward>> {
+        let exp = &self.expansion;
+        let species = check_species(systems, species)?;
+        let nr = exp.n_radial();
+        let product = Lambda0Product {
+            n_species_1: species.len(),
+            n_species_2: species.len(),
+            max_angular: exp.parameters().max_angular,
+            n_radial_1: nr,
+            n_radial_2: nr,
+            symmetric: true,
+        };
+        let n_total: usize = systems.iter().map(System::len).sum();
+        let nf = product.n_features();
+        if grad_values.len() != n_total * nf {
+            return Err(Error::shape(
+                "grad_values",
+                format!("{n_total} atoms × {nf} features = {} entries", n_total * nf),
+                format!("{} entries", grad_values.len()),
+            ));
+        }
+        crate::error::check_finite("grad_values", grad_values)?;
+        let values = exp
+            .compute_with_species(systems, &species, GradientRequest::default())?
+            .values;
+        let (mut d1, d2) = product.vjp(&values, &values, grad_values)?;
+        d1.par_iter_mut().zip(&d2).for_each(|(a, b)| *a += b);
+        exp.backward(systems, &species, &d1)
     }
 
     /// Same as [`compute`](Self::compute) with an explicit list of neighbour species.
@@ -329,7 +369,7 @@ fn contract_any(x: &[f64], y: &[f64], out: &mut [f64], scale: f64, norms: &[f64]
 
 /// `(−1)^l / √(2l+1)`, the λ = 0 Clebsch–Gordan factor (featomic's convention).
 fn lambda0_norm(l: usize) -> f64 {
-    (if l % 2 == 0 { 1.0 } else { -1.0 }) / ((2 * l + 1) as f64).sqrt()
+    (if l.is_multiple_of(2) { 1.0 } else { -1.0 }) / ((2 * l + 1) as f64).sqrt()
 }
 
 /// Adds `scale norms[l] Σ_m x_{lm,n1} y_{lm,n2}` into `out[l][n1][n2]` for one pair of
@@ -472,7 +512,8 @@ impl Lambda0Product {
             ));
         }
         let (s1, s2) = self.sizes();
-        if s1 == 0 || s2 == 0 || first.len() % s1 != 0 || second.len() % s2 != 0 {
+        if s1 == 0 || s2 == 0 || !first.len().is_multiple_of(s1) || !second.len().is_multiple_of(s2)
+        {
             return Err(Error::parameter(
                 "first/second",
                 format!(

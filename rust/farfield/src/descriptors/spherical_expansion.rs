@@ -13,7 +13,7 @@ use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
 use crate::basis::gto::GtoBasis;
 use crate::buffers::zeroed;
 use crate::error::{Error, Result};
-use crate::math::linalg::Vec3;
+use crate::math::linalg::{Mat3, Vec3};
 use crate::math::spherical_harmonics::{lm_count, SphericalHarmonics};
 use crate::neighbors::{CellList, Neighbor};
 use crate::system::System;
@@ -445,6 +445,209 @@ impl SphericalExpansion {
     }
 }
 
+/// Result of [`SphericalExpansion::backward`] for one structure: the vector-Jacobian product
+/// of the expansion with `dL/dvalues`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpansionBackward {
+    /// `dL/dr_i`, one row per atom
+    pub positions: Vec<Vec3>,
+    /// `dL/dε` for a homogeneous strain of positions and cell with ε acting on column vectors
+    /// (`r → (1 + ε) r`): `[a][b] = Σ_pairs (∂L/∂r_ij)_a (r_ij)_b` (the transpose of the
+    /// row-vector convention of the stored `strain` gradients; LODE's backward convention).
+    /// Also defined for open systems (positions only).
+    pub strain: Mat3,
+    /// `dL/dH[a][b]` with `H` the cell matrix (rows = cell vectors) and the Cartesian
+    /// positions fixed (featomic's `cell` gradient convention); `None` for open systems
+    pub cell: Option<Mat3>,
+}
+
+impl SphericalExpansion {
+    /// Vector-Jacobian product of one pair at `vector` (= r_ij): `d = t − u` with
+    /// `u = Σ wi · ∂g(r_ij)/∂r_ij` (the centre `i` sees `j`) and
+    /// `t = Σ wj · (∂g/∂r)(r_ji = −r_ij)` (the centre `j` sees `i`), i.e. `∂L/∂r_i` from this
+    /// pair. One radial and harmonics evaluation serves both sides through
+    /// `g(−r) = (−1)^l g(r)`, hence `(∇g)(−r) = (−1)^{l+1} ∇g(r)`: `d` contracts `∇g(r)` with
+    /// `W = (−1)^{l+1} wj − wi`, through the factorised form
+    /// `∂g/∂r_a = r̂_a Y_lm (f_c I)' + f_c I ∂Y_lm/∂r_a` (the gradient is never formed).
+    fn pair_vjp(&self, vector: &Vec3, wi: &[f64], wj: &[f64], s: &mut PairScratch) -> Vec3 {
+        let r = (vector[0] * vector[0] + vector[1] * vector[1] + vector[2] * vector[2]).sqrt();
+        let (fc, dfc) = self.cutoff_function(r);
+        if (fc == 0.0 && dfc == 0.0) || r == 0.0 {
+            return [0.0; 3];
+        }
+        let nr = self.n_radial;
+        self.radial.compute(r, &mut s.radial, Some(&mut s.dradial));
+        self.harmonics
+            .compute_with_gradients(vector, &mut s.ylm, &mut s.dylm);
+        let mut radial_part = 0.0;
+        let mut angular = [0.0; 3];
+        for l in 0..=self.params.max_angular {
+            let rad = &s.radial[l * nr..(l + 1) * nr];
+            let drad = &s.dradial[l * nr..(l + 1) * nr];
+            for n in 0..nr {
+                s.tmp[n] = dfc * rad[n] + fc * drad[n];
+            }
+            let sign = if l % 2 == 0 { -1.0 } else { 1.0 };
+            for lm in l * l..(l + 1) * (l + 1) {
+                let w_i = &wi[lm * nr..(lm + 1) * nr];
+                let w_j = &wj[lm * nr..(lm + 1) * nr];
+                let (mut a, mut b) = (0.0, 0.0);
+                for n in 0..nr {
+                    let w = sign * w_j[n] - w_i[n];
+                    a += w * s.tmp[n];
+                    b += w * rad[n];
+                }
+                radial_part += s.ylm[lm] * a;
+                for (x, dy) in angular.iter_mut().zip(&s.dylm[3 * lm..3 * lm + 3]) {
+                    *x += dy * b;
+                }
+            }
+        }
+        let inv = 1.0 / r;
+        [
+            vector[0] * inv * radial_part + fc * angular[0],
+            vector[1] * inv * radial_part + fc * angular[1],
+            vector[2] * inv * radial_part + fc * angular[2],
+        ]
+    }
+
+    /// Backward pass (vector-Jacobian product): from `grad_values = dL/dvalues` in the layout
+    /// of [`compute_with_species`](Self::compute_with_species)'s values (every atom of every
+    /// structure in order, `[species][lm][n]` per atom), `dL/dpositions`, `dL/dstrain` and
+    /// `dL/dcell` of every structure, without forming the gradient arrays.
+    ///
+    /// One parallel pass over the neighbour pairs, each pair evaluated once for both centres'
+    /// dependence on it; the partner's share is added afterwards in a fixed sequential order
+    /// and the per-atom strain and cell terms are reduced in atom order, so results do not
+    /// depend on the thread count. Memory O(N) (one 3-vector per pair).
+    pub fn backward(
+        &self,
+        systems: &[System],
+        species: &[i32],
+        grad_values: &[f64],
+    ) -> Result<Vec<ExpansionBackward>> {
+        let species = check_species(systems, species)?;
+        let ps = self.pair_size();
+        let nf = species.len() * ps;
+        let n_total: usize = systems.iter().map(System::len).sum();
+        if grad_values.len() != n_total * nf {
+            return Err(Error::shape(
+                "grad_values",
+                format!("{n_total} atoms × {nf} features = {} entries", n_total * nf),
+                format!("{} entries", grad_values.len()),
+            ));
+        }
+        crate::error::check_finite("grad_values", grad_values)?;
+        let cutoff = self.params.cutoff;
+        let lists: Vec<(CellList, Vec<usize>, usize)> = {
+            let mut offset = 0;
+            let offsets: Vec<usize> = systems
+                .iter()
+                .map(|s| {
+                    let o = offset;
+                    offset += s.len();
+                    o
+                })
+                .collect();
+            systems
+                .par_iter()
+                .zip(offsets)
+                .map(|(s, o)| {
+                    let list = CellList::new(s, cutoff)?;
+                    let idx = s
+                        .numbers()
+                        .iter()
+                        .map(|z| species.binary_search(z).expect("species checked"))
+                        .collect();
+                    Ok((list, idx, o))
+                })
+                .collect::<Result<_>>()?
+        };
+        // atoms in cell-list bin order: consecutive tasks read the dL/dvalues rows of nearby
+        // atoms (the rows of a random order would miss the cache for large structures)
+        let tasks: Vec<(usize, usize)> = lists
+            .iter()
+            .enumerate()
+            .flat_map(|(s, (list, _, _))| list.atoms_in_bin_order().iter().map(move |&i| (s, i)))
+            .collect();
+        // per atom: dL/dr_i (3), strain (9), cell (9)
+        // pass 1, parallel: every pair once (from its `is_half` side), `d = ∂L/∂r_i` from both
+        // centres' dependence on it, gathered into the centre's row (dL/dr_i += d; strain and
+        // cell −d ⊗ r_ij, −n ⊗ d) and kept as `(j, d)` for the partner
+        type Visit = ([f64; 21], Vec<(usize, Vec3)>);
+        let in_task_order: Vec<Visit> = tasks
+            .par_iter()
+            .map_init(
+                || PairScratch::new(self),
+                |scratch, &(s, i)| {
+                    let (list, idx, offset) = &lists[s];
+                    let si = idx[i];
+                    let row_i = &grad_values[(offset + i) * nf..(offset + i + 1) * nf];
+                    let mut out = [0.0; 21];
+                    let mut partners = Vec::new();
+                    list.for_each_neighbor(i, |nb| {
+                        if !nb.is_half(i) {
+                            return;
+                        }
+                        let sj = idx[nb.j];
+                        let row_j = &grad_values[(offset + nb.j) * nf..(offset + nb.j + 1) * nf];
+                        let d = self.pair_vjp(
+                            &nb.vector,
+                            &row_i[sj * ps..(sj + 1) * ps],
+                            &row_j[si * ps..(si + 1) * ps],
+                            scratch,
+                        );
+                        for a in 0..3 {
+                            out[a] += d[a];
+                            for b in 0..3 {
+                                out[3 + 3 * a + b] -= d[a] * nb.vector[b];
+                                out[12 + 3 * a + b] -= f64::from(nb.shift[a]) * d[b];
+                            }
+                        }
+                        partners.push((nb.j, d));
+                    });
+                    (out, partners)
+                },
+            )
+            .collect();
+        // pass 2, sequential in a fixed order (independent of the thread count): dL/dr_j −= d
+        let mut per_atom = vec![[0.0; 21]; n_total];
+        for (&(s, i), (row, _)) in tasks.iter().zip(&in_task_order) {
+            per_atom[lists[s].2 + i] = *row;
+        }
+        for (&(s, _), (_, partners)) in tasks.iter().zip(&in_task_order) {
+            let offset = lists[s].2;
+            for &(j, d) in partners {
+                for a in 0..3 {
+                    per_atom[offset + j][a] -= d[a];
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(systems.len());
+        let mut start = 0;
+        for system in systems {
+            let rows = &per_atom[start..start + system.len()];
+            start += system.len();
+            let mut strain = [[0.0; 3]; 3];
+            let mut cell = [[0.0; 3]; 3];
+            for row in rows {
+                for a in 0..3 {
+                    for b in 0..3 {
+                        strain[a][b] += row[3 + 3 * a + b];
+                        cell[a][b] += row[12 + 3 * a + b];
+                    }
+                }
+            }
+            results.push(ExpansionBackward {
+                positions: rows.iter().map(|r| [r[0], r[1], r[2]]).collect(),
+                strain,
+                cell: system.cell().map(|_| cell),
+            });
+        }
+        Ok(results)
+    }
+}
+
 /// Sorts/dedups `species` and checks that every atom's number is in it.
 pub(crate) fn check_species(systems: &[System], species: &[i32]) -> Result<Vec<i32>> {
     let mut given = species.to_vec();
@@ -765,6 +968,87 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn backward_matches_contracted_dense_gradients() {
+        // small triclinic cell (the cutoff sees several images, including the atoms' own)
+        let cell = [[3.1, 0.0, 0.0], [0.7, 2.9, 0.0], [-0.4, 0.5, 3.3]];
+        let positions = vec![
+            [0.1, 0.2, 0.3],
+            [1.4, 0.9, 0.2],
+            [0.6, 2.1, 1.7],
+            [2.2, 1.3, 2.6],
+        ];
+        let periodic = System::new(positions.clone(), vec![1, 8, 8, 1], Some(cell)).unwrap();
+        let open = System::new(positions, vec![1, 8, 8, 1], None).unwrap();
+        let se = SphericalExpansion::new(params(Smoothing::ShiftedCosine { width: 0.8 })).unwrap();
+        let systems = [periodic, open];
+        let request = GradientRequest {
+            positions: true,
+            strain: true,
+            cell: true,
+        };
+        let d = se.compute_with_species(&systems, &[1, 8], request).unwrap();
+        let nf = d.features.len();
+        // deterministic pseudo-random dL/dvalues
+        let w: Vec<f64> = (0..d.values.len())
+            .map(|k| ((k as f64 * 0.7548776662466927).fract() - 0.5) * 2.0)
+            .collect();
+        let back = se.backward(&systems, &[1, 8], &w).unwrap();
+        let dot = |row: usize, g: &[f64]| -> f64 {
+            w[row * nf..(row + 1) * nf]
+                .iter()
+                .zip(g)
+                .map(|(a, b)| a * b)
+                .sum()
+        };
+        let pg = d.position_gradients.as_ref().unwrap();
+        let mut dense_pos = [vec![[0.0; 3]; 4], vec![[0.0; 3]; 4]];
+        for (r, &[k, s, j]) in pg.samples.iter().enumerate() {
+            for a in 0..3 {
+                dense_pos[s][j][a] += dot(k, &pg.values[(r * 3 + a) * nf..(r * 3 + a + 1) * nf]);
+            }
+        }
+        let strain = d.strain_gradients.as_ref().unwrap();
+        let cellg = d.cell_gradients.as_ref().unwrap();
+        for s in 0..2 {
+            for i in 0..4 {
+                for a in 0..3 {
+                    let diff = (dense_pos[s][i][a] - back[s].positions[i][a]).abs();
+                    assert!(diff < 1e-12, "positions {s} {i} {a}: {diff}");
+                }
+            }
+            for a in 0..3 {
+                for b in 0..3 {
+                    let (mut st, mut ce) = (0.0, 0.0);
+                    for k in 4 * s..4 * s + 4 {
+                        // stored strain: row-vector convention [a][b]; backward: column
+                        st += dot(
+                            k,
+                            &strain[(k * 9 + b * 3 + a) * nf..(k * 9 + b * 3 + a + 1) * nf],
+                        );
+                        ce += dot(
+                            k,
+                            &cellg[(k * 9 + a * 3 + b) * nf..(k * 9 + a * 3 + b + 1) * nf],
+                        );
+                    }
+                    assert!(
+                        (st - back[s].strain[a][b]).abs() < 1e-12,
+                        "strain {s} {a} {b}"
+                    );
+                    if s == 0 {
+                        let c = back[0].cell.unwrap()[a][b];
+                        assert!((ce - c).abs() < 1e-12, "cell {a} {b}");
+                    }
+                }
+            }
+        }
+        assert!(back[1].cell.is_none());
+        assert!(se.backward(&systems, &[1, 8], &w[1..]).is_err());
+        let mut nan = w.clone();
+        nan[3] = f64::NAN;
+        assert!(se.backward(&systems, &[1, 8], &nan).is_err());
     }
 
     #[test]

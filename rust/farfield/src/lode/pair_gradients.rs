@@ -38,8 +38,9 @@ struct Columns {
     cols: Vec<(usize, usize, usize, usize)>,
     /// per (L, M) with at least one column: (parity group of l, L, M, first column, count)
     blocks: Vec<(usize, usize, usize, usize, usize)>,
-    /// CSR map: output component d = α·F + lm·nr + n is Σ coef · H[src] over
-    /// `terms[offsets[d]..offsets[d + 1]]`
+    /// CSR map: output components α·F + lm·nr + n (n = 0..nr, row d = α·nlm + lm) are
+    /// Σ coef · H[src + n] over `terms[offsets[d]..offsets[d + 1]]` (the coupling does not
+    /// depend on n, and n is the innermost index of both layouts)
     offsets: Vec<usize>,
     terms: Vec<(usize, f64)>,
 }
@@ -100,29 +101,27 @@ fn columns(lmax: usize, nr: usize) -> Columns {
         cols.iter().enumerate().map(|(c, &k)| (k, c)).collect();
     let a = dipole_couplings(lmax);
     let nlm = (lmax + 1) * (lmax + 1);
-    let f = nlm * nr;
     let mut offsets = vec![0];
     let mut terms = Vec::new();
-    for (al, a_al) in a.iter().enumerate() {
-        for lm in 0..nlm {
+    for a_al in &a {
+        for (lm, a_lm) in a_al.iter().enumerate().take(nlm) {
             let l = (lm as f64).sqrt().floor() as usize;
-            for n in 0..nr {
-                debug_assert_eq!(offsets.len() - 1, al * f + lm * nr + n);
-                for big_l in [l.wrapping_sub(1), l + 1] {
-                    if big_l > lmax + 1 {
-                        continue;
-                    }
-                    for m in 0..2 * big_l + 1 {
-                        let coef = a_al[lm][big_l * big_l + m];
-                        if coef.abs() > 1e-14 {
-                            terms.push((index[&(l, n, big_l, m)], coef));
-                        }
+            for big_l in [l.wrapping_sub(1), l + 1] {
+                if big_l > lmax + 1 {
+                    continue;
+                }
+                for m in 0..2 * big_l + 1 {
+                    let coef = a_lm[big_l * big_l + m];
+                    if coef.abs() > 1e-14 {
+                        terms.push((index[&(l, 0, big_l, m)], coef));
                     }
                 }
-                offsets.push(terms.len());
             }
+            offsets.push(terms.len());
         }
     }
+    debug_assert_eq!(offsets.len(), 3 * nlm + 1);
+    debug_assert!((0..nr).all(|n| cols.iter().filter(|c| c.1 == n).count() * nr == cols.len()));
     Columns {
         even,
         total: cols.len(),
@@ -495,7 +494,7 @@ fn pair_gradients_with(
     let sign: Vec<f64> = (0..f3)
         .map(|d| {
             let l = ((d % f / nr) as f64).sqrt().floor() as usize;
-            if l % 2 == 0 {
+            if l.is_multiple_of(2) {
                 -1.0
             } else {
                 1.0
@@ -506,10 +505,11 @@ fn pair_gradients_with(
     let ldt = nh + kern.wide.nr.max(kern.narrow.nr);
     let trig = trig_table(kv, pt, &order);
 
-    // tiles of pairs (i < j): TILE_I centres × TILE_J neighbours
+    // tiles of pairs (i < j): TILE_I centres × TILE_J neighbours, neighbour-block major so
+    // that consecutive tiles (mostly on one thread) share their neighbours' phase rows
     let mut tiles: Vec<Vec<(u32, u32)>> = Vec::new();
-    for ib in (0..n).step_by(TILE_I) {
-        for jb in (ib..n).step_by(TILE_J) {
+    for jb in (0..n).step_by(TILE_J) {
+        for ib in (0..(jb + TILE_J).min(n)).step_by(TILE_I) {
             let tile: Vec<(u32, u32)> = (ib..(ib + TILE_I).min(n))
                 .flat_map(|i| (jb.max(i + 1)..(jb + TILE_J).min(n)).map(move |j| (i, j)))
                 .map(|(i, j)| (i as u32, j as u32))
@@ -548,9 +548,10 @@ fn pair_gradients_with(
                 vec![0.0; rows * kmax],
                 vec![0.0; rows * ldt],
                 [vec![0.0; rows * qwidth[0]], vec![0.0; rows * qwidth[1]]],
+                vec![0.0; rows * qwidth[0].max(qwidth[1])],
             )
         },
-        |(ape, apo, tmp, q), chunk| {
+        |(ape, apo, tmp, q, qt), chunk| {
             let groups = chunk.len().div_ceil(mr);
             let used = groups * mr;
             tmp[..used * ldt].iter_mut().for_each(|x| *x = 0.0);
@@ -635,33 +636,49 @@ fn pair_gradients_with(
                             }
                         }
                     }
-                    // H[pair][L M l n] = Σ_s Q[pair][s][LM] R_s[l n]
-                    let mut index = [0usize; 2];
-                    for (b, &(g, _, _, first, count)) in c.blocks.iter().enumerate() {
-                        let x = index[g];
-                        index[g] += 1;
-                        let rb = &radial[b];
-                        for panel in 0..count.div_ceil(narrow.nr) {
-                            let bp = &rb[panel * ns * narrow.nr..];
-                            assert!(bp.len() >= ns * narrow.nr);
-                            assert!(first + panel * narrow.nr + narrow.nr <= ldt);
-                            // SAFETY: A entries (row r, shell s) at r·qwidth + s·lm_width + x
-                            // inside q; B holds ns·nr values; C rows inside ldt (asserted).
-                            unsafe {
-                                run_groups(
-                                    narrow,
-                                    groups,
-                                    ns,
-                                    (q[g].as_ptr().add(x), qwidth[g], lm_width[g]),
-                                    bp.as_ptr(),
-                                    (tmp.as_mut_ptr().add(first + panel * narrow.nr), ldt),
-                                    false,
-                                )
-                            };
+                    // H[pair][L M l n] = Σ_s Q[pair][s][LM] R_s[l n], group by group with
+                    // Q transposed pair by pair to [pair][LM][s] (contiguous kernel rows)
+                    for g in 0..2 {
+                        let lm_count = c.blocks.iter().filter(|b| b.0 == g).count();
+                        let qg = &q[g];
+                        let (lw, qs) = (lm_width[g], lm_count * ns);
+                        for r in 0..used {
+                            let src = &qg[r * qwidth[g]..r * qwidth[g] + ns * lw];
+                            let dst = &mut qt[r * qs..(r + 1) * qs];
+                            for (s, row) in src.chunks_exact(lw).enumerate() {
+                                for (x, &v) in row[..lm_count].iter().enumerate() {
+                                    dst[x * ns + s] = v;
+                                }
+                            }
+                        }
+                        let blocks = c.blocks.iter().enumerate().filter(|(_, b)| b.0 == g);
+                        for (x, (b, &(_, _, _, first, count))) in blocks.enumerate() {
+                            let rb = &radial[b];
+                            let a = &qt[x * ns..];
+                            assert!(a.len() >= (used - 1) * qs + ns);
+                            for panel in 0..count.div_ceil(narrow.nr) {
+                                let bp = &rb[panel * ns * narrow.nr..];
+                                assert!(bp.len() >= ns * narrow.nr);
+                                assert!(first + panel * narrow.nr + narrow.nr <= ldt);
+                                // SAFETY: A holds `used` rows of ns at stride qs; B holds
+                                // ns·nr values; C rows inside ldt (asserted).
+                                unsafe {
+                                    run_groups(
+                                        narrow,
+                                        groups,
+                                        ns,
+                                        (a.as_ptr(), qs, 1),
+                                        bp.as_ptr(),
+                                        (tmp.as_mut_ptr().add(first + panel * narrow.nr), ldt),
+                                        false,
+                                    )
+                                };
+                            }
                         }
                     }
                 }
             }
+            let mut rowbuf = vec![0.0; nr];
             for (p, &(i, j)) in chunk.iter().enumerate() {
                 let (i, j) = (i as usize, j as usize);
                 let hp = &tmp[p * ldt..p * ldt + nh];
@@ -670,13 +687,19 @@ fn pair_gradients_with(
                 unsafe {
                     let gij = out.ptr().add((i * n + j) * f3);
                     let gji = out.ptr().add((j * n + i) * f3);
-                    for d in 0..f3 {
-                        let mut s = 0.0;
+                    for d in 0..3 * nlm {
+                        let row = &mut rowbuf[..];
+                        row.iter_mut().for_each(|x| *x = 0.0);
                         for &(src, coef) in &c.terms[c.offsets[d]..c.offsets[d + 1]] {
-                            s += coef * hp[src];
+                            for (x, &h) in row.iter_mut().zip(&hp[src..src + nr]) {
+                                *x += coef * h;
+                            }
                         }
-                        *gij.add(d) = s;
-                        *gji.add(d) = sign[d] * s;
+                        let sg = sign[d * nr];
+                        for (nn, &x) in row.iter().enumerate() {
+                            *gij.add(d * nr + nn) = x;
+                            *gji.add(d * nr + nn) = sg * x;
+                        }
                     }
                 }
             }
@@ -711,7 +734,7 @@ mod tests {
         let nbig = (lmax + 2) * (lmax + 2);
         let mut y = vec![0.0; nbig];
         for v in [[0.3, -0.7, 0.5], [-0.9, 0.1, -0.2], [0.0, 0.0, 1.0]] {
-            let r = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) as f64;
+            let r: f64 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
             let u = [v[0] / r.sqrt(), v[1] / r.sqrt(), v[2] / r.sqrt()];
             super::super::sph::real_sph(u, lmax + 1, &mut y, None);
             for al in 0..3 {
@@ -777,7 +800,11 @@ mod tests {
                             .sum();
                         for lm in 0..nlm {
                             let l = (lm as f64).sqrt().floor() as usize;
-                            let phi = if l % 2 == 0 { d.sin() } else { -d.cos() };
+                            let phi = if l.is_multiple_of(2) {
+                                d.sin()
+                            } else {
+                                -d.cos()
+                            };
                             for nn in 0..nr {
                                 let w = radial[k * nrad + l * nr + nn] * y[lm];
                                 for a in 0..3 {
@@ -821,7 +848,7 @@ mod tests {
     fn columns_are_fewer_than_three_per_feature() {
         let c = columns(3, 4);
         assert_eq!(c.total, 33 * 4);
-        assert_eq!(c.offsets.len(), 3 * 16 * 4 + 1);
+        assert_eq!(c.offsets.len(), 3 * 16 + 1);
         assert!(c.cols[..c.even].iter().all(|x| x.0 % 2 == 0));
         assert!(c.cols[c.even..].iter().all(|x| x.0 % 2 == 1));
         let per_block: usize = c.blocks.iter().map(|b| b.4).sum();

@@ -83,6 +83,7 @@ impl MicroKernel {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 unsafe fn portable<const MR: usize, const NR: usize>(
     kb: usize,
     a: *const f64,
@@ -120,6 +121,7 @@ mod x86 {
     /// broadcasts of A per q.
     macro_rules! avx512_kernel {
         ($name:ident, $mr:expr, $nv:expr) => {
+            #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = "avx512f")]
             unsafe fn $name(
                 kb: usize,
@@ -164,6 +166,7 @@ mod x86 {
     /// An MR × (4·NV) AVX2 + FMA kernel.
     macro_rules! avx2_kernel {
         ($name:ident, $mr:expr, $nv:expr) => {
+            #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn $name(
                 kb: usize,

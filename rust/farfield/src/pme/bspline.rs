@@ -54,7 +54,7 @@ pub fn moduli3(order: usize, mesh: [usize; 3]) -> [Vec<f64>; 3] {
 /// Signed frequency of FFT index `m` on an axis of `size` points (m or m − size), or `None`
 /// for the Nyquist index of an even axis, whose sine and cosine parts cannot be separated.
 pub fn signed_frequency(m: usize, size: usize) -> Option<f64> {
-    if size % 2 == 0 && m == size / 2 {
+    if size.is_multiple_of(2) && m == size / 2 {
         None
     } else if m <= size / 2 {
         Some(m as f64)

@@ -179,7 +179,7 @@ pub fn pme_parameters_for(
             }
             if mesh_error(kernel, stats, eta, n, order)? < target {
                 let cost = pme_cost(stats, 0.0, n, order);
-                if best.as_ref().map_or(true, |(c, _)| cost < *c) {
+                if best.as_ref().is_none_or(|(c, _)| cost < *c) {
                     best = Some((
                         cost,
                         PmeParameters {

@@ -224,7 +224,7 @@ pub fn tune_ewald(
     for s in 0..=steps {
         let sigma = lo * (hi / lo).powf(s as f64 / steps as f64);
         let (params, cost) = choose(sigma)?;
-        if best.map_or(true, |b| cost < b.1) {
+        if best.is_none_or(|b| cost < b.1) {
             best = Some((params, cost));
         }
     }

@@ -239,7 +239,7 @@ pub fn tune_pme(
                 continue;
             }
             let cost = pme_cost(stats, rc, n, n_order);
-            if best.map_or(true, |b| cost < b.cost) {
+            if best.is_none_or(|b| cost < b.cost) {
                 best = Some(PmeChoice {
                     parameters: PmeParameters {
                         smearing: sigma,
@@ -269,7 +269,7 @@ pub fn tune_pme(
     for s in 0..=steps {
         let sigma = lo * (hi / lo).powf(s as f64 / steps as f64);
         if let Some(c) = choose(sigma)? {
-            if best.map_or(true, |b| c.cost < b.cost) {
+            if best.is_none_or(|b| c.cost < b.cost) {
                 best = Some(c);
             }
         }
