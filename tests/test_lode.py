@@ -512,6 +512,127 @@ def test_mesh_method_choice_and_bad_input() -> None:
     assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(open_system()).methods == ("exact",)
 
 
+def _mesh_cell_system(n: int, seed: int) -> ase.Atoms:
+    cell = np.array([[7.5, 0.0, 0.0], [1.1, 6.9, 0.0], [-0.7, 0.9, 8.0]])
+    rng = np.random.default_rng(seed)
+    numbers = rng.choice([1, 6, 8], size=n)
+    return ase.Atoms(numbers=numbers, positions=rng.random((n, 3)) @ cell, cell=cell, pbc=True)
+
+
+@pytest.mark.parametrize(
+    ("exponent", "basis", "accuracy"),
+    [(1.0, "gto", 1e-4), (2.5, "monomial", 1e-6), (6.0, "gto", 1e-6), (1.0, "monomial", 1e-8)],
+)
+def test_mesh_backward_matches_exact_backward(exponent: float, basis: str, accuracy: float) -> None:
+    # triclinic cell, three species: the O(N log N) mesh backward approximates the exact
+    # k-space backward to the requested accuracy (relative to the largest entry)
+    atoms = _mesh_cell_system(30, 8)
+    kw = {"basis": basis, "center_atom_weight": 0.5}
+    exact = ff.LodeSphericalExpansion(exponent, 0.8, 2, 2, 2.5, method="exact", **kw)
+    mesh = ff.LodeSphericalExpansion(
+        exponent, 0.8, 2, 2, 2.5, method="mesh", accuracy=accuracy, **kw
+    )
+    g = np.random.default_rng(1).normal(size=exact.compute(atoms).values.shape)
+    ref, res = exact.backward(atoms, g)[0], mesh.backward(atoms, g)[0]
+    assert ref.cell is not None and res.cell is not None
+    for a, b in ((ref.positions, res.positions), (ref.strain, res.strain), (ref.cell, res.cell)):
+        err = np.abs(a - b).max() / np.abs(a).max()
+        assert 1e-15 < err < accuracy, err
+
+
+def test_mesh_backward_against_finite_differences_of_mesh_values() -> None:
+    # L = <g, mesh values>: dL/dr and dL/dcell (fixed Cartesian positions) by central
+    # differences of the mesh values themselves
+    atoms = _mesh_cell_system(8, 2)
+    calc = ff.LodeSphericalExpansion(
+        2.5, 0.7, 2, 1, 2.0, basis="monomial", method="mesh", accuracy=1e-3
+    )
+    res = calc.compute(atoms)
+    assert res.methods == ("mesh",)
+    g = np.random.default_rng(3).normal(size=res.values.shape)
+    back = calc.backward(atoms, g)[0]
+    assert back.cell is not None
+    scale = np.abs(back.positions).max()
+    h = 1e-5
+    for j in range(0, len(atoms), 3):
+        for al in range(3):
+            vals = []
+            for sign in (1, -1):
+                a2 = atoms.copy()
+                a2.positions[j, al] += sign * h
+                vals.append(np.sum(g * calc.compute(a2).values))
+            fd = (vals[0] - vals[1]) / (2 * h)
+            assert abs(fd - back.positions[j, al]) < 1e-7 * scale
+    for r in range(3):
+        for c in range(3):
+            vals = []
+            for sign in (1, -1):
+                a2 = atoms.copy()
+                cell = atoms.cell.array.copy()
+                cell[r, c] += sign * h
+                a2.set_cell(cell, scale_atoms=False)
+                vals.append(np.sum(g * calc.compute(a2).values))
+            fd = (vals[0] - vals[1]) / (2 * h)
+            assert abs(fd - back.cell[r, c]) < 1e-7 * scale
+
+
+def test_mesh_backward_dispatch_and_threads() -> None:
+    atoms = _mesh_cell_system(40, 4)
+    mesh = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, method="mesh", accuracy=1e-5)
+    auto = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, accuracy=1e-5)
+    g = np.random.default_rng(5).normal(size=mesh.compute(atoms).values.shape)
+    before = ff.get_num_threads()
+    try:
+        ff.set_num_threads(1)
+        one = mesh.backward(atoms, g)[0]
+        ff.set_num_threads(2)
+        two = mesh.backward(atoms, g)[0]
+    finally:
+        ff.set_num_threads(0 if before is None else before)
+    np.testing.assert_allclose(one.positions, two.positions, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(one.strain, two.strain, rtol=1e-12, atol=1e-12)
+    # channels with zero dL/dc are skipped: the backward of one channel is the exact one's
+    # to the mesh accuracy, and the sum over channels is linear
+    exact_calc = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, method="exact")
+    parts = []
+    for a in range(g.shape[1]):
+        ga = np.zeros_like(g)
+        ga[:, a, 4:] = g[:, a, 4:]
+        back_a, ref_a = mesh.backward(atoms, ga)[0], exact_calc.backward(atoms, ga)[0]
+        err = np.abs(back_a.positions - ref_a.positions).max()
+        assert err < 1e-5 * np.abs(ref_a.positions).max(), err
+        parts.append(back_a)
+    g_first = g.copy()
+    g_first[:, :, 4:] = 0.0
+    rest = mesh.backward(atoms, g_first)[0]
+    np.testing.assert_allclose(
+        sum(p.positions for p in parts) + rest.positions, one.positions, rtol=0, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        sum(p.strain for p in parts) + rest.strain, one.strain, rtol=0, atol=1e-10
+    )
+    # 'auto' follows the values' choice (exact for this small cell): same as method='exact'
+    assert auto.compute(atoms).methods == ("exact",)
+    exact = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, method="exact").backward(atoms, g)[0]
+    np.testing.assert_array_equal(auto.backward(atoms, g)[0].positions, exact.positions)
+    # ... and the mesh where the values use it (a large cell)
+    rng = np.random.default_rng(6)
+    big = ase.Atoms("Na" * 1500, positions=rng.random((1500, 3)) * 31.0, cell=[31.0] * 3, pbc=True)
+    kw = {"accuracy": 1e-3}
+    auto_big = ff.LodeSphericalExpansion(1, 1.0, 1, 0, 2.0, **kw)
+    assert auto_big.compute(big).methods == ("mesh",)
+    gb = np.random.default_rng(7).normal(size=(1500, 1, 4, 1))
+    mesh_big = ff.LodeSphericalExpansion(1, 1.0, 1, 0, 2.0, method="mesh", **kw)
+    np.testing.assert_array_equal(
+        auto_big.backward(big, gb)[0].positions, mesh_big.backward(big, gb)[0].positions
+    )
+    # dense gradients stay exact-only, with a message pointing to backward()
+    with pytest.raises(ValueError, match="backward"):
+        mesh.compute(atoms, gradients=["strain"])
+    with pytest.raises(ValueError, match="periodic"):
+        mesh.backward(open_system(), np.zeros((5, 3, 9, 2)))
+
+
 def test_lode_power_spectrum_backward_matches_dense_and_finite_differences() -> None:
     # dL/dr from the backward pass equals the dense positions gradient (itself checked by
     # finite differences above) contracted with dL/dfeatures; the strain against a

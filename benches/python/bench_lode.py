@@ -4,8 +4,9 @@ Random NaCl point-charge boxes (number density 0.05 / Å³) and water boxes (1 g
 p = 1, σ = 1, GTO basis (max_radial = 3, radius = 3), max_angular = 3, k_cutoff = 1.2π/σ.
 Prints markdown tables of the best of several repeats, wall-clock and CPU time (all
 threads): values, values + dense position gradients, the farfield backward pass (dL/dr and
-dL/dε from dL/dfeatures, without the dense gradients), and the mesh path from 10³ to 10⁵
-atoms (each size in a fresh process, for its peak memory) with the fitted exponent.
+dL/dε from dL/dfeatures, without the dense gradients), and the mesh path (values and
+backward) from 10³ to 10⁵ atoms (each size in a fresh process, for its peak memory) with the
+fitted exponents.
 Run: .venv/bin/python benches/python/bench_lode.py [--sizes 64 216 ...] [--mesh-sizes ...]
 """
 
@@ -96,14 +97,18 @@ def ratio(a: float, b: float) -> str:
 
 
 def mesh_worker(n: int) -> None:
-    """One mesh run in this process: prints wall, CPU, peak RSS (MiB), grid error."""
+    """One mesh run in this process: prints values wall, CPU, peak RSS (MiB), then the same
+    for the mesh backward pass (dL/dr, dL/dε from a random dL/dvalues)."""
     ff.set_num_threads(2)
     atoms = box(n)
     calc = ff.LodeSphericalExpansion(P, SIGMA, LMAX, NMAX, R0, method="mesh", accuracy=1e-4)
     calc.compute(box(64))
     wall, cpu = best(lambda: calc.compute(atoms), 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{wall} {cpu} {peak}")
+    g = np.random.default_rng(1).normal(size=calc.compute(atoms).values.shape)
+    bwall, bcpu = best(lambda: calc.backward(atoms, g), 1)
+    bpeak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{wall} {cpu} {peak} {bwall} {bcpu} {bpeak}")
 
 
 def main() -> None:
@@ -166,11 +171,18 @@ def main() -> None:
     if not args.mesh_sizes:
         return
     print()
-    print("Mesh path (method='mesh', accuracy=1e-4), one fresh process per size")
+    print("Mesh path (method='mesh', accuracy=1e-4), one fresh process per size:")
+    print("values, and the mesh backward pass (dL/dr and dL/dε from dL/dvalues)")
     print()
-    print("| atoms | wall (s) | CPU (s) | peak RSS (MiB) |")
-    print("|---|---|---|---|")
-    sizes, walls, cpus = [], [], []
+    print(
+        "| atoms | values wall (s) | values CPU (s) | peak RSS values (MiB) | "
+        "backward wall (s) | backward CPU (s) | backward / values wall (CPU) | "
+        "peak RSS with backward (MiB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    sizes: list[int] = []
+    times: dict[str, list[float]] = {"values wall": [], "values CPU": []}
+    times.update({"backward wall": [], "backward CPU": []})
     for n in args.mesh_sizes:
         out = subprocess.run(
             [sys.executable, __file__, "--mesh-worker", str(n)],
@@ -178,18 +190,22 @@ def main() -> None:
             text=True,
             check=True,
         ).stdout.split()
-        wall, cpu, peak = (float(x) for x in out[-3:])
+        wall, cpu, peak, bwall, bcpu, bpeak = (float(x) for x in out[-6:])
         sizes.append(n)
-        walls.append(wall)
-        cpus.append(cpu)
-        print(f"| {n} | {wall:.3f} | {cpu:.3f} | {peak:.0f} |", flush=True)
+        for key, t in zip(times, (wall, cpu, bwall, bcpu), strict=True):
+            times[key].append(t)
+        print(
+            f"| {n} | {wall:.3f} | {cpu:.3f} | {peak:.0f} | {bwall:.3f} | {bcpu:.3f} | "
+            f"{bwall / wall:.2f} ({bcpu / cpu:.2f}) | {bpeak:.0f} |",
+            flush=True,
+        )
     if len(sizes) > 1:
         x = np.log(sizes)
         print()
-        print(
-            f"fitted exponent t ∝ N^a: wall a = {np.polyfit(x, np.log(walls), 1)[0]:.2f}, "
-            f"CPU a = {np.polyfit(x, np.log(cpus), 1)[0]:.2f}"
+        fits = ", ".join(
+            f"{key} a = {np.polyfit(x, np.log(t), 1)[0]:.2f}" for key, t in times.items()
         )
+        print(f"fitted exponents t ∝ N^a: {fits}")
 
 
 if __name__ == "__main__":

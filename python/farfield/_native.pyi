@@ -170,7 +170,12 @@ class LodeCalculator:
         accuracy: float,
     ) -> dict[str, Any]: ...
     def backward(
-        self, system: _SystemArrays, species: list[int], grad_values: _F
+        self,
+        system: _SystemArrays,
+        species: list[int],
+        grad_values: _F,
+        method: str = "exact",
+        accuracy: float = 1e-6,
     ) -> tuple[_F, _F]: ...
 class TripletCalculator:
     def __init__(

@@ -279,8 +279,10 @@ class LodeSphericalExpansion:
             (otherwise a ValueError).
         species: neighbour species channels; default: every species in the frames.
         method: periodic values by the exact k-space sum ("exact"), by B-spline mesh and
-            FFTs in O(N log N) ("mesh", values only), or by whichever is predicted cheaper
-            ("auto"; gradients and non-periodic frames always use the exact formulas).
+            FFTs in O(N log N) ("mesh": values and :meth:`backward`, not the dense
+            gradients), or by whichever is predicted cheaper ("auto"; dense gradients and
+            non-periodic frames always use the exact formulas, :meth:`backward` follows the
+            values' choice).
         accuracy: target relative accuracy of the mesh (it sets the spline order and grid).
     """
 
@@ -428,6 +430,10 @@ class LodeSphericalExpansion:
         ``grad_values`` holds dL/dvalues in the dense layout of :attr:`LodeResult.values`
         (one array over the whole batch, or one per frame). Returns one
         :class:`LodeBackward` per frame.
+
+        The path follows ``method`` as for the values: with "mesh" (or "auto" where the
+        values would use the mesh) the result is the exact derivative of the mesh values,
+        in O(N log N) like them; otherwise the exact k-space (or real-space) formulas.
         """
         systems = _frames(frames)
         species = self._species(systems)
@@ -449,7 +455,11 @@ class LodeSphericalExpansion:
             if g.shape != (n, na, nlm, nr):
                 raise ValueError(f"grad_values must have shape {(n, na, nlm, nr)}, got {g.shape}")
             pos, strain = self._native.backward(
-                system._arrays(), list(species), np.ascontiguousarray(g).reshape(-1)
+                system._arrays(),
+                list(species),
+                np.ascontiguousarray(g).reshape(-1),
+                self.method,
+                self.accuracy,
             )
             dpos = pos.reshape(n, 3)
             dstrain = strain.reshape(3, 3)

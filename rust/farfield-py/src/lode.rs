@@ -103,17 +103,7 @@ impl LodeCalculator {
             positions: positions_gradient,
             strain: strain_gradient,
         };
-        let method = errors::guarded(|| {
-            choice(
-                "method",
-                method,
-                &[
-                    ("auto", Method::Auto(accuracy)),
-                    ("exact", Method::Exact),
-                    ("mesh", Method::Mesh(accuracy)),
-                ],
-            )
-        })?;
+        let method = errors::guarded(|| lode_method(method, accuracy))?;
         let calc = &self.inner;
         let (out, used_mesh) =
             threads::run(py, || calc.compute_with(&system, &species, req, method))?;
@@ -133,18 +123,31 @@ impl LodeCalculator {
     }
 
     /// Backward pass: dL/dfeatures (flat, values layout) → (dL/dpositions flat (N*3),
-    /// dL/dstrain flat (9)).
+    /// dL/dstrain flat (9)); `method` ("exact", "mesh" or "auto") and `accuracy` choose the
+    /// path as for the values.
+    #[pyo3(signature = (system, species, grad_values, method="exact", accuracy=1e-6))]
     fn backward<'py>(
         &self,
         py: Python<'py>,
         system: SystemArrays<'py>,
         species: Vec<i32>,
         grad_values: PyReadonlyArray1<'py, f64>,
+        method: &str,
+        accuracy: f64,
     ) -> PyResult<ArrayPair<'py>> {
         let system = errors::guarded(|| system.to_system())?;
-        let g: Vec<f64> = grad_values.as_array().iter().copied().collect();
+        // the numpy buffer itself when contiguous (no copy of N·A·F values)
+        let owned: Vec<f64>;
+        let g: &[f64] = match grad_values.as_slice() {
+            Ok(slice) => slice,
+            Err(_) => {
+                owned = grad_values.as_array().iter().copied().collect();
+                &owned
+            }
+        };
+        let method = errors::guarded(|| lode_method(method, accuracy))?;
         let calc = &self.inner;
-        let out = threads::run(py, || calc.backward(&system, &species, &g))?;
+        let (out, _) = threads::run(py, || calc.backward_with(&system, &species, g, method))?;
         let pos: Vec<f64> = out
             .positions
             .iter()
@@ -153,6 +156,19 @@ impl LodeCalculator {
         let strain: Vec<f64> = out.strain.iter().flat_map(|r| r.iter().copied()).collect();
         Ok((PyArray1::from_vec(py, pos), PyArray1::from_vec(py, strain)))
     }
+}
+
+/// The LODE evaluation method from its Python name.
+fn lode_method(method: &str, accuracy: f64) -> farfield::Result<Method> {
+    choice(
+        "method",
+        method,
+        &[
+            ("auto", Method::Auto(accuracy)),
+            ("exact", Method::Exact),
+            ("mesh", Method::Mesh(accuracy)),
+        ],
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -11,7 +11,7 @@
 //! approximation is this B-spline interpolation (aliasing), controlled by the spline order
 //! and the grid oversampling; the k-set and W_k are those of the exact path.
 
-use super::{parity_sign, LodeExpansion, LodeOutput};
+use super::{parity_sign, LodeBackward, LodeExpansion, LodeOutput};
 use crate::buffers::{filled, zeroed};
 use crate::error::{Error, Result};
 use crate::pme::bspline::{self, signed_frequency};
@@ -109,160 +109,243 @@ pub fn exact_cost(n_atoms: usize, n_channels: usize, n_kvectors: usize) -> f64 {
     2.0 * (n_atoms * n_kvectors) as f64 * n_channels as f64
 }
 
-/// Values of the LODE expansion on the mesh (no gradients).
-pub fn compute(
-    calc: &LodeExpansion,
-    system: &System,
-    species: &[i32],
-    types: &[usize],
-    mesh: MeshParameters,
-) -> Result<LodeOutput> {
-    mesh.validate()?;
-    let cell = system
-        .cell()
-        .ok_or_else(|| Error::Unsupported("the mesh method needs a periodic cell".into()))?;
-    let params = calc.parameters();
-    let p = params.exponent;
-    if (p - 3.0).abs() < 1e-12 && !params.drop_divergent_k0 {
-        return Err(Error::Divergent(
-            "exponent 3: the k = 0 term of every (charged) species channel diverges \
-             logarithmically; pass drop_divergent_k0=True to drop it as featomic does"
-                .into(),
-        ));
-    }
-    let n_atoms = system.len();
-    let na = species.len();
-    let lmax = params.max_angular;
-    let nr = params.max_radial + 1;
-    let nlm = (lmax + 1) * (lmax + 1);
-    let f = nlm * nr;
-    let order = mesh.order;
-    let k_cut = calc.k_cutoff();
-    let kc2 = k_cut * k_cut;
-    let volume = cell.volume();
-    let pref = 8.0 * PI / volume;
-    let n = grid(cell, k_cut, &mesh);
-    let len = n[0] * n[1] * n[2];
-    let inv = *cell.inverse();
-    let recip = cell.reciprocal();
-    let positions = system.positions();
-    let tables = calc.kspace_tables()?;
-    let (basis, spline) = (&tables.0, &tables.1);
-    let density = calc.density();
+/// The spectral points of the cutoff sphere in one plane m3 of the half spectrum.
+#[derive(Default)]
+struct Plane {
+    /// spectrum index of every point
+    idx: Vec<usize>,
+    /// ½ (8π/V) ĝ(k) |b(m)|² I_nl(k), per point × (l, n)
+    rad: Vec<f64>,
+    /// Y_lm(k̂), per point × lm
+    y: Vec<f64>,
+    /// derivatives only: ½ (8π/V) |b(m)|² (ĝ' I + ĝ I')/|k| per point × (l, n)
+    drad: Vec<f64>,
+    /// derivatives only: the k-vector of every point
+    k: Vec<[f64; 3]>,
+}
 
-    // B-spline weights and grid indices of every atom (N × 3 × order)
-    let mut theta = vec![0.0; n_atoms * 3 * order];
-    let mut index = vec![0usize; n_atoms * 3 * order];
-    theta
-        .par_chunks_mut(3 * order)
-        .zip(index.par_chunks_mut(3 * order))
-        .zip(positions.par_iter())
-        .for_each(|((th, idx), r)| {
-            let mut dth = vec![0.0; order];
-            for a in 0..3 {
-                let s = r[0] * inv[0][a] + r[1] * inv[1][a] + r[2] * inv[2][a];
-                let mut u = (s - s.floor()) * n[a] as f64;
-                if u >= n[a] as f64 {
-                    u -= n[a] as f64;
+/// Everything of the mesh evaluation that does not depend on dL/dc: B-spline weights of the
+/// atoms, grid, FFT plans and the spectral points of the cutoff sphere with their weights.
+struct Mesh {
+    n: [usize; 3],
+    len: usize,
+    order: usize,
+    /// B-spline weights θ (and dθ/du when derivatives are needed), N × 3 × order
+    theta: Vec<f64>,
+    dtheta: Vec<f64>,
+    /// grid index of every weight, N × 3 × order
+    index: Vec<usize>,
+    /// atoms sorted by their first grid point (slab-major), for cache locality
+    sorted: Vec<usize>,
+    /// ∂u_α/∂r_c = K_α (h⁻¹)_{cα}, stored [c][α]
+    du_dr: [[f64; 3]; 3],
+    fft: Fft3,
+    /// the spectral points of the cutoff sphere, per plane m3 of the half spectrum
+    planes: Vec<Plane>,
+    lmax: usize,
+    nr: usize,
+    nlm: usize,
+    signs: Vec<f64>,
+}
+
+impl Mesh {
+    fn new(
+        calc: &LodeExpansion,
+        system: &System,
+        mesh: MeshParameters,
+        derivatives: bool,
+    ) -> Result<Mesh> {
+        mesh.validate()?;
+        let cell = system
+            .cell()
+            .ok_or_else(|| Error::Unsupported("the mesh method needs a periodic cell".into()))?;
+        let params = calc.parameters();
+        let p = params.exponent;
+        if (p - 3.0).abs() < 1e-12 && !params.drop_divergent_k0 {
+            return Err(Error::Divergent(
+                "exponent 3: the k = 0 term of every (charged) species channel diverges \
+                 logarithmically; pass drop_divergent_k0=True to drop it as featomic does"
+                    .into(),
+            ));
+        }
+        let n_atoms = system.len();
+        let lmax = params.max_angular;
+        let nr = params.max_radial + 1;
+        let nlm = (lmax + 1) * (lmax + 1);
+        let order = mesh.order;
+        let k_cut = calc.k_cutoff();
+        let kc2 = k_cut * k_cut;
+        let pref = 8.0 * PI / cell.volume();
+        let n = grid(cell, k_cut, &mesh);
+        let len = n[0] * n[1] * n[2];
+        let inv = *cell.inverse();
+        let recip = cell.reciprocal();
+        let positions = system.positions();
+        let tables = calc.kspace_tables()?;
+        let spline = &tables.1;
+        let density = calc.density();
+
+        // B-spline weights and grid indices of every atom (N × 3 × order)
+        let mut theta = vec![0.0; n_atoms * 3 * order];
+        let mut dtheta = if derivatives {
+            vec![0.0; n_atoms * 3 * order]
+        } else {
+            Vec::new()
+        };
+        let mut index = vec![0usize; n_atoms * 3 * order];
+        let mut dummy = vec![0.0; n_atoms];
+        let (dchunk, dslice) = if derivatives {
+            (3 * order, &mut dtheta[..])
+        } else {
+            (1, &mut dummy[..])
+        };
+        theta
+            .par_chunks_mut(3 * order)
+            .zip(dslice.par_chunks_mut(dchunk))
+            .zip(index.par_chunks_mut(3 * order))
+            .zip(positions.par_iter())
+            .for_each(|(((th, dth_out), idx), r)| {
+                let mut dth = vec![0.0; order];
+                for a in 0..3 {
+                    let s = r[0] * inv[0][a] + r[1] * inv[1][a] + r[2] * inv[2][a];
+                    let mut u = (s - s.floor()) * n[a] as f64;
+                    if u >= n[a] as f64 {
+                        u -= n[a] as f64;
+                    }
+                    let u = u.max(0.0);
+                    let base = u.floor();
+                    bspline::fill(u - base, &mut th[a * order..(a + 1) * order], &mut dth);
+                    if derivatives {
+                        dth_out[a * order..(a + 1) * order].copy_from_slice(&dth);
+                    }
+                    let b = base as isize - order as isize + 1;
+                    for j in 0..order {
+                        idx[a * order + j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
+                    }
                 }
-                let u = u.max(0.0);
-                let base = u.floor();
-                bspline::fill(u - base, &mut th[a * order..(a + 1) * order], &mut dth);
-                let b = base as isize - order as isize + 1;
-                for j in 0..order {
-                    idx[a * order + j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
-                }
-            }
+            });
+        let mut sorted: Vec<usize> = (0..n_atoms).collect();
+        sorted.sort_by_key(|&i| {
+            let ix = &index[i * 3 * order..(i + 1) * 3 * order];
+            (ix[0], ix[order], ix[2 * order], i)
         });
+        let mut du_dr = [[0.0; 3]; 3];
+        for c in 0..3 {
+            for a in 0..3 {
+                du_dr[c][a] = n[a] as f64 * inv[c][a];
+            }
+        }
 
-    // atoms sorted by their first grid point (slab-major), for cache locality
-    let mut sorted: Vec<usize> = (0..n_atoms).collect();
-    sorted.sort_by_key(|&i| {
-        let ix = &index[i * 3 * order..(i + 1) * 3 * order];
-        (ix[0], ix[order], ix[2 * order], i)
-    });
-
-    // spectral points inside the cutoff sphere (half spectrum, m3 ≥ 0), with ĝ·I_nl·pref,
-    // Y_lm(k̂) and |b(m)|²
-    let fft = Fft3::new(n);
-    let h = fft.half();
-    let moduli = bspline::moduli3(order, n);
-    let nrad = (lmax + 1) * nr;
-    let per_plane: Vec<(Vec<usize>, Vec<f64>, Vec<f64>)> = (0..h)
-        .into_par_iter()
-        .map(|m3| {
-            let mut idx = Vec::new();
-            let mut rad = Vec::new();
-            let mut ylm = Vec::new();
-            let Some(f3) = signed_frequency(m3, n[2]) else {
-                return (idx, rad, ylm);
-            };
-            let mut y = vec![0.0; nlm];
-            let mut ints = vec![0.0; nrad];
-            let mut dints = vec![0.0; nrad];
-            for m2 in 0..n[1] {
-                let Some(f2) = signed_frequency(m2, n[1]) else {
-                    continue;
+        // spectral points inside the cutoff sphere (half spectrum, m3 ≥ 0), with ĝ·I_nl·pref,
+        // Y_lm(k̂) and |b(m)|² (and their k-derivatives)
+        let fft = Fft3::new(n);
+        let h = fft.half();
+        let moduli = bspline::moduli3(order, n);
+        let nrad = (lmax + 1) * nr;
+        let planes: Vec<Plane> = (0..h)
+            .into_par_iter()
+            .map(|m3| {
+                let mut out: Plane = Default::default();
+                let Some(f3) = signed_frequency(m3, n[2]) else {
+                    return out;
                 };
-                for m1 in 0..n[0] {
-                    let Some(f1) = signed_frequency(m1, n[0]) else {
+                let mut y = vec![0.0; nlm];
+                let mut ints = vec![0.0; nrad];
+                let mut dints = vec![0.0; nrad];
+                for m2 in 0..n[1] {
+                    let Some(f2) = signed_frequency(m2, n[1]) else {
                         continue;
                     };
-                    let mut k = [0.0; 3];
-                    for c in 0..3 {
-                        k[c] = f1 * recip[0][c] + f2 * recip[1][c] + f3 * recip[2][c];
+                    for m1 in 0..n[0] {
+                        let Some(f1) = signed_frequency(m1, n[0]) else {
+                            continue;
+                        };
+                        let mut k = [0.0; 3];
+                        for c in 0..3 {
+                            k[c] = f1 * recip[0][c] + f2 * recip[1][c] + f3 * recip[2][c];
+                        }
+                        let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+                        if k2 == 0.0 || k2 >= kc2 {
+                            continue;
+                        }
+                        let kn = k2.sqrt();
+                        let (g, dg) = density.fourier(kn);
+                        spline.eval(kn, &mut ints, &mut dints);
+                        let b2 = moduli[0][m1] * moduli[1][m2] * moduli[2][m3];
+                        out.idx.push((m3 * n[1] + m2) * n[0] + m1);
+                        out.rad.extend(ints.iter().map(|v| 0.5 * pref * g * b2 * v));
+                        if derivatives {
+                            out.drad.extend(
+                                ints.iter()
+                                    .zip(&dints)
+                                    .map(|(v, dv)| 0.5 * pref * b2 * (dg * v + g * dv) / kn),
+                            );
+                            out.k.push(k);
+                        }
+                        super::sph::real_sph(k, lmax, &mut y, None);
+                        out.y.extend_from_slice(&y);
                     }
-                    let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
-                    if k2 == 0.0 || k2 >= kc2 {
-                        continue;
-                    }
-                    let kn = k2.sqrt();
-                    let (g, _) = density.fourier(kn);
-                    spline.eval(kn, &mut ints, &mut dints);
-                    super::sph::real_sph(k, lmax, &mut y, None);
-                    let b2 = moduli[0][m1] * moduli[1][m2] * moduli[2][m3];
-                    idx.push((m3 * n[1] + m2) * n[0] + m1);
-                    rad.extend(ints.iter().map(|v| 0.5 * pref * g * b2 * v));
-                    ylm.extend_from_slice(&y);
+                }
+                out
+            })
+            .collect();
+        Ok(Mesh {
+            n,
+            len,
+            order,
+            theta,
+            dtheta,
+            index,
+            sorted,
+            du_dr,
+            fft,
+            planes,
+            lmax,
+            nr,
+            nlm,
+            signs: (0..=lmax).map(parity_sign).collect(),
+        })
+    }
+
+    /// (l, lm, n) of every feature, in the natural order x = lm·nr + n.
+    fn features(&self) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::with_capacity(self.nlm * self.nr);
+        for l in 0..=self.lmax {
+            for lm in l * l..(l + 1) * (l + 1) {
+                for nn in 0..self.nr {
+                    out.push((l, lm, nn));
                 }
             }
-            (idx, rad, ylm)
-        })
-        .collect();
-    let mut sp_idx = Vec::new();
-    let mut sp_rad = Vec::new();
-    let mut sp_y = Vec::new();
-    // first point of every plane m3 (points are stored plane by plane)
-    let mut plane_start = vec![0usize; h + 1];
-    for (m3, (i, _, _)) in per_plane.iter().enumerate() {
-        plane_start[m3 + 1] = plane_start[m3] + i.len();
+        }
+        out
     }
-    for (i, r, y) in per_plane {
-        sp_idx.extend(i);
-        sp_rad.extend(r);
-        sp_y.extend(y);
-    }
-    let _ = basis;
 
-    let mut values = vec![0.0; n_atoms * na * f];
-    let mut real = zeroed(len);
-    let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
-    let signs: Vec<f64> = (0..=lmax).map(parity_sign).collect();
-    let mut field = vec![0.0; n_atoms];
-    for a in 0..na {
-        // spread the species density (per-thread grids, summed in a fixed order)
-        let members: Vec<usize> = sorted.iter().copied().filter(|&i| types[i] == a).collect();
+    /// Weight W(m) of feature (l, lm, n) at point `p` of `plane` (with the parity sign).
+    #[inline]
+    fn weight(&self, plane: &Plane, p: usize, feature: (usize, usize, usize)) -> f64 {
+        let (l, lm, nn) = feature;
+        let nrad = (self.lmax + 1) * self.nr;
+        self.signs[l] * plane.y[p * self.nlm + lm] * plane.rad[p * nrad + l * self.nr + nn]
+    }
+
+    /// Q = Σ_{i ∈ atoms} weight(i) θ_i on the grid (per-thread grids summed in a fixed order).
+    fn spread(&self, atoms: &[usize], weight: &(dyn Fn(usize) -> f64 + Sync), real: &mut [f64]) {
+        let (order, n, len) = (self.order, self.n, self.len);
         let threads = rayon::current_num_threads().max(1);
-        let chunk = members.len().div_ceil(threads).max(1);
-        let partial: Vec<Vec<f64>> = members
+        let chunk = atoms.len().div_ceil(threads).max(1);
+        let partial: Vec<Vec<f64>> = atoms
             .par_chunks(chunk)
             .map(|atoms| {
                 let mut q = zeroed(len);
                 for &i in atoms {
-                    let th = &theta[i * 3 * order..(i + 1) * 3 * order];
-                    let ix = &index[i * 3 * order..(i + 1) * 3 * order];
+                    let wi = weight(i);
+                    if wi == 0.0 {
+                        continue;
+                    }
+                    let th = &self.theta[i * 3 * order..(i + 1) * 3 * order];
+                    let ix = &self.index[i * 3 * order..(i + 1) * 3 * order];
                     for j1 in 0..order {
-                        let v1 = th[j1];
+                        let v1 = wi * th[j1];
                         let o1 = ix[j1] * n[1];
                         for j2 in 0..order {
                             let v12 = v1 * th[order + j2];
@@ -285,61 +368,135 @@ pub fn compute(
                 }
             }
         });
-        drop(partial);
-        let mut fq = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
-        fft.forward(&mut real, &mut fq);
-        for l in 0..=lmax {
-            for lm in l * l..(l + 1) * (l + 1) {
-                for nn in 0..nr {
-                    let x = lm * nr + nn;
-                    let sl = signs[l];
-                    let plane = n[0] * n[1];
-                    spec.par_chunks_mut(plane).enumerate().for_each(|(m3, sp)| {
-                        sp.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
-                        for p in plane_start[m3]..plane_start[m3 + 1] {
-                            let id = sp_idx[p];
-                            let wv = sl * sp_y[p * nlm + lm] * sp_rad[p * nrad + l * nr + nn];
-                            let v = fq[id] * wv;
-                            sp[id - m3 * plane] =
-                                if l % 2 == 0 { v } else { C64::new(v.im, -v.re) };
-                        }
-                    });
-                    fft.inverse(&mut spec, &mut real);
-                    // atoms in grid order: neighbouring atoms read the same grid lines
-                    field
-                        .par_iter_mut()
-                        .zip(sorted.par_iter())
-                        .for_each(|(out, &i)| {
-                            let th = &theta[i * 3 * order..(i + 1) * 3 * order];
-                            let ix = &index[i * 3 * order..(i + 1) * 3 * order];
-                            let mut acc = 0.0;
-                            for j1 in 0..order {
-                                let o1 = ix[j1] * n[1];
-                                let mut a2 = 0.0;
-                                for j2 in 0..order {
-                                    let row = (o1 + ix[order + j2]) * n[2];
-                                    let mut a3 = 0.0;
-                                    for j3 in 0..order {
-                                        a3 += th[2 * order + j3] * real[row + ix[2 * order + j3]];
-                                    }
-                                    a2 += th[order + j2] * a3;
-                                }
-                                acc += th[j1] * a2;
-                            }
-                            *out = acc;
-                        });
-                    for (&i, v) in sorted.iter().zip(&field) {
-                        values[(i * na + a) * f + x] = *v;
-                    }
+    }
+
+    /// spec = W(m)·(1 or −i)·src(m) on the sphere, 0 elsewhere (the field of one feature);
+    /// with `adjoint`, spec += W(m)·(1 or +i)·src(m) instead (the transposed operator).
+    fn feature_spectrum(
+        &self,
+        src: &[C64],
+        feature: (usize, usize, usize),
+        adjoint: bool,
+        spec: &mut [C64],
+    ) {
+        let l = feature.0;
+        let plane = self.n[0] * self.n[1];
+        spec.par_chunks_mut(plane).enumerate().for_each(|(m3, sp)| {
+            if !adjoint {
+                sp.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
+            }
+            let pl = &self.planes[m3];
+            for (p, &id) in pl.idx.iter().enumerate() {
+                let v = src[id] * self.weight(pl, p, feature);
+                let o = &mut sp[id - m3 * plane];
+                match (l.is_multiple_of(2), adjoint) {
+                    (true, false) => *o = v,
+                    (false, false) => *o = C64::new(v.im, -v.re),
+                    (true, true) => *o += v,
+                    (false, true) => *o += C64::new(-v.im, v.re),
                 }
             }
-        }
+        });
     }
-    // K0 term and centre subtraction, as in the exact path
-    let mut counts = vec![0.0; na];
-    for &ty in types {
-        counts[ty] += 1.0;
+
+    /// Σ_grid θ_i · real, for every atom in grid order (`out[p]` for atom `sorted[p]`).
+    fn interpolate(&self, real: &[f64], out: &mut [f64]) {
+        let (order, n) = (self.order, self.n);
+        out.par_iter_mut()
+            .zip(self.sorted.par_iter())
+            .for_each(|(out, &i)| {
+                let th = &self.theta[i * 3 * order..(i + 1) * 3 * order];
+                let ix = &self.index[i * 3 * order..(i + 1) * 3 * order];
+                let mut acc = 0.0;
+                for j1 in 0..order {
+                    let o1 = ix[j1] * n[1];
+                    let mut a2 = 0.0;
+                    for j2 in 0..order {
+                        let row = (o1 + ix[order + j2]) * n[2];
+                        let mut a3 = 0.0;
+                        for j3 in 0..order {
+                            a3 += th[2 * order + j3] * real[row + ix[2 * order + j3]];
+                        }
+                        a2 += th[order + j2] * a3;
+                    }
+                    acc += th[j1] * a2;
+                }
+                *out = acc;
+            });
     }
+
+    /// out[p] += scale(i) ∇_{r_i} Σ_grid θ_i · real for every atom i = sorted[p] with a
+    /// non-zero scale (Cartesian gradient through the B-spline derivatives).
+    fn add_gradient(
+        &self,
+        real: &[f64],
+        scale: &(dyn Fn(usize) -> f64 + Sync),
+        out: &mut [[f64; 3]],
+    ) {
+        let (order, n) = (self.order, self.n);
+        out.par_iter_mut()
+            .zip(self.sorted.par_iter())
+            .for_each(|(out, &i)| {
+                let s = scale(i);
+                if s == 0.0 {
+                    return;
+                }
+                let th = &self.theta[i * 3 * order..(i + 1) * 3 * order];
+                let dth = &self.dtheta[i * 3 * order..(i + 1) * 3 * order];
+                let ix = &self.index[i * 3 * order..(i + 1) * 3 * order];
+                let mut du = [0.0; 3];
+                for j1 in 0..order {
+                    let o1 = ix[j1] * n[1];
+                    let (mut b2, mut db2, mut b23) = (0.0, 0.0, 0.0);
+                    for j2 in 0..order {
+                        let row = (o1 + ix[order + j2]) * n[2];
+                        let (mut a3, mut da3) = (0.0, 0.0);
+                        for j3 in 0..order {
+                            let v = real[row + ix[2 * order + j3]];
+                            a3 += th[2 * order + j3] * v;
+                            da3 += dth[2 * order + j3] * v;
+                        }
+                        b2 += th[order + j2] * a3;
+                        db2 += dth[order + j2] * a3;
+                        b23 += th[order + j2] * da3;
+                    }
+                    du[0] += dth[j1] * b2;
+                    du[1] += th[j1] * db2;
+                    du[2] += th[j1] * b23;
+                }
+                for c in 0..3 {
+                    let d = self.du_dr[c];
+                    out[c] += s * (d[0] * du[0] + d[1] * du[1] + d[2] * du[2]);
+                }
+            });
+    }
+
+    /// Spectrum FFT[Q_a] of the density of species `a` into `fq` (`real` is scratch).
+    fn species_spectrum(&self, types: &[usize], a: usize, real: &mut [f64], fq: &mut [C64]) {
+        let members: Vec<usize> = self
+            .sorted
+            .iter()
+            .copied()
+            .filter(|&i| types[i] == a)
+            .collect();
+        self.spread(&members, &|_| 1.0, real);
+        self.fft.forward(real, fq);
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The K0 term (per unit species count, divided by V) and the centre contribution C_n, as
+/// in the exact path.
+fn constant_terms(calc: &LodeExpansion, volume: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+    let params = calc.parameters();
+    let p = params.exponent;
+    let nr = params.max_radial + 1;
+    let tables = calc.kspace_tables()?;
+    let basis = &tables.0;
+    let density = calc.density();
     let k0: Vec<f64> = match density.fourier_at_zero() {
         Some(g0) if p == 0.0 || p > 3.0 => basis
             .project_l0(|_| 1.0)
@@ -349,7 +506,48 @@ pub fn compute(
         _ => vec![0.0; nr],
     };
     let center = basis.project_l0(|r| density.real(r));
-    let w_cent = 1.0 - params.center_atom_weight;
+    Ok((k0, center))
+}
+
+/// Values of the LODE expansion on the mesh (no gradients).
+pub fn compute(
+    calc: &LodeExpansion,
+    system: &System,
+    species: &[i32],
+    types: &[usize],
+    mesh: MeshParameters,
+) -> Result<LodeOutput> {
+    let m = Mesh::new(calc, system, mesh, false)?;
+    let n_atoms = system.len();
+    let na = species.len();
+    let f = m.nlm * m.nr;
+    let nr = m.nr;
+    let features = m.features();
+    let mut values = vec![0.0; n_atoms * na * f];
+    let mut real = zeroed(m.len);
+    let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let mut field = vec![0.0; n_atoms];
+    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    for a in 0..na {
+        m.species_spectrum(types, a, &mut real, &mut fq);
+        for (x, &feature) in features.iter().enumerate() {
+            m.feature_spectrum(&fq, feature, false, &mut spec);
+            m.fft.inverse(&mut spec, &mut real);
+            // atoms in grid order: neighbouring atoms read the same grid lines
+            m.interpolate(&real, &mut field);
+            for (&i, v) in m.sorted.iter().zip(&field) {
+                values[(i * na + a) * f + x] = *v;
+            }
+        }
+    }
+    // K0 term and centre subtraction, as in the exact path
+    let volume = system.cell().expect("periodic").volume();
+    let (k0, center) = constant_terms(calc, volume)?;
+    let mut counts = vec![0.0; na];
+    for &ty in types {
+        counts[ty] += 1.0;
+    }
+    let w_cent = 1.0 - calc.parameters().center_atom_weight;
     for i in 0..n_atoms {
         for a in 0..na {
             for x in 0..nr {
@@ -368,4 +566,371 @@ pub fn compute(
         self_gradients: None,
         strain_gradients: None,
     })
+}
+
+/// Vector-Jacobian product of the mesh values: dL/dr and dL/dε (same convention as
+/// [`super::periodic::backward`]) from g = dL/dc, in O(N log N).
+///
+/// With Θ_i(m) = FFT[θ_i], FQ_a = Σ_{j∈a} Θ_j and G_{a,x} = Σ_i g_{i,a,x} Θ_i (the
+/// g-weighted centres spread and transformed), the mesh gives
+///   L = Σ_{a,x} Σ_m W_x(m) ph_x FQ_a(m) G_{a,x}(m)* + constant terms,
+/// ph_x = 1 (even l) or −i (odd l). Hence
+/// * centre term: dL/dr_i += Σ_{a,x} g_{i,a,x} ∇(θ_i · Φ_{a,x}), Φ_{a,x} the forward fields;
+/// * neighbour term: dL/dr_j += ∇(θ_j · Ψ_a), j ∈ a, Ψ_a = IFFT[Σ_x W_x ph_x* G_{a,x}] (one
+///   inverse FFT per species);
+/// * strain: positions and cell strained together leave the fractional coordinates, hence
+///   every Θ_i, unchanged: only W (through k and the 1/V prefactor) and K0 depend on ε,
+///   dW/dε_αβ = −k_α ∂W/∂k_β − δ_αβ W, accumulated in k-space.
+pub fn backward(
+    calc: &LodeExpansion,
+    system: &System,
+    species: &[i32],
+    types: &[usize],
+    g: &[f64],
+    mesh: MeshParameters,
+) -> Result<LodeBackward> {
+    let m = Mesh::new(calc, system, mesh, true)?;
+    let n_atoms = system.len();
+    let na = species.len();
+    let f = m.nlm * m.nr;
+    let nr = m.nr;
+    let nrad = (m.lmax + 1) * nr;
+    let features = m.features();
+    let mut real = zeroed(m.len);
+    let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let mut gx = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let mut vspec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    // dL/dr in grid order (fr[p] for atom sorted[p])
+    let mut fr = vec![[0.0; 3]; n_atoms];
+    // strain accumulators per plane m3 (see below), reduced in plane order at the end
+    let mut acc: Vec<(Vec<f64>, Vec<f64>, f64)> = m
+        .planes
+        .iter()
+        .map(|pl| {
+            (
+                vec![0.0; pl.idx.len()],
+                vec![0.0; pl.idx.len() * m.nlm],
+                0.0,
+            )
+        })
+        .collect();
+    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    // (species, feature) channels with a non-zero dL/dc column: the others contribute
+    // nothing and are skipped
+    let active: Vec<bool> = (0..na * f)
+        .into_par_iter()
+        .map(|ax| (0..n_atoms).any(|i| g[i * na * f + ax] != 0.0))
+        .collect();
+    for a in 0..na {
+        if !active[a * f..(a + 1) * f].iter().any(|&on| on) {
+            continue;
+        }
+        m.species_spectrum(types, a, &mut real, &mut fq);
+        vspec.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
+        for (x, &feature) in features.iter().enumerate() {
+            if !active[a * f + x] {
+                continue;
+            }
+            let (l, lm, nn) = feature;
+            let col = |i: usize| g[(i * na + a) * f + x];
+            // centre term through the forward field Φ_{a,x}
+            m.feature_spectrum(&fq, feature, false, &mut spec);
+            m.fft.inverse(&mut spec, &mut real);
+            m.add_gradient(&real, &col, &mut fr);
+            // G_{a,x}: the g-weighted centres on the mesh
+            m.spread(&m.sorted, &col, &mut real);
+            m.fft.forward(&mut real, &mut gx);
+            m.feature_spectrum(&gx, feature, true, &mut vspec);
+            // strain: Σ_m c(m3) Re[ph FQ_a G*] ∂W/∂ε (weight 2 off the m3 = 0 plane, which
+            // holds both m and −m), with ∂W/∂k_β = s_l (D_ln Y_lm k_β + R_ln ∂Y_lm/∂k_β):
+            // per point, the radial-derivative part is summed in `dsum`, the angular one per
+            // lm in `zsum` (contracted with ∂Y/∂k once at the end), the volume part in `tsum`
+            let odd = l % 2 == 1;
+            let sl = m.signs[l];
+            m.planes
+                .par_iter()
+                .zip(acc.par_iter_mut())
+                .enumerate()
+                .for_each(|(m3, (pl, (dsum, zsum, tsum)))| {
+                    let c = if m3 == 0 { 1.0 } else { 2.0 };
+                    for (p, &id) in pl.idx.iter().enumerate() {
+                        let (q, gg) = (fq[id], gx[id]);
+                        let t = c
+                            * sl
+                            * if odd {
+                                q.im * gg.re - q.re * gg.im
+                            } else {
+                                q.re * gg.re + q.im * gg.im
+                            };
+                        let y = pl.y[p * m.nlm + lm];
+                        let rad = pl.rad[p * nrad + l * nr + nn];
+                        dsum[p] += t * y * pl.drad[p * nrad + l * nr + nn];
+                        zsum[p * m.nlm + lm] += t * rad;
+                        *tsum += t * y * rad;
+                    }
+                });
+        }
+        // neighbour term through Ψ_a
+        m.fft.inverse(&mut vspec, &mut real);
+        m.add_gradient(&real, &|i| if types[i] == a { 1.0 } else { 0.0 }, &mut fr);
+    }
+    let mut positions = vec![[0.0; 3]; n_atoms];
+    for (&i, v) in m.sorted.iter().zip(&fr) {
+        positions[i] = *v;
+    }
+    // strain: −k_α Σ (∂W/∂k_β)·(…) per point (∂Y/∂k evaluated once per point), reduced in
+    // plane order
+    let lmax = m.lmax;
+    let parts: Vec<[f64; 10]> = m
+        .planes
+        .par_iter()
+        .zip(acc.par_iter())
+        .map(|(pl, (dsum, zsum, tsum))| {
+            let mut out = [0.0; 10];
+            let mut y = vec![0.0; m.nlm];
+            let mut gy = [vec![0.0; m.nlm], vec![0.0; m.nlm], vec![0.0; m.nlm]];
+            for (p, k) in pl.k.iter().enumerate() {
+                super::sph::real_sph(*k, lmax, &mut y, Some(&mut gy));
+                let z = &zsum[p * m.nlm..(p + 1) * m.nlm];
+                for be in 0..3 {
+                    let u = dsum[p] * k[be] + dot(z, &gy[be]);
+                    for al in 0..3 {
+                        out[al * 3 + be] -= k[al] * u;
+                    }
+                }
+            }
+            out[9] = *tsum;
+            out
+        })
+        .collect();
+    let mut s10 = [0.0; 10];
+    for part in parts {
+        for (s, v) in s10.iter_mut().zip(part) {
+            *s += v;
+        }
+    }
+    // −δ_αβ Σ_i g_i·c_i without the centre term: k-space part in s10[9], K0 part here
+    let volume = system.cell().expect("periodic").volume();
+    let (k0, _) = constant_terms(calc, volume)?;
+    let mut counts = vec![0.0; na];
+    for &ty in types {
+        counts[ty] += 1.0;
+    }
+    let mut trace = s10[9];
+    for i in 0..n_atoms {
+        for a in 0..na {
+            for x in 0..nr {
+                trace += g[(i * na + a) * f + x] * k0[x] * counts[a];
+            }
+        }
+    }
+    let mut strain = [[0.0; 3]; 3];
+    for ab in 0..9 {
+        strain[ab / 3][ab % 3] = s10[ab];
+    }
+    for al in 0..3 {
+        strain[al][al] -= trace;
+    }
+    Ok(LodeBackward { positions, strain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lode::{BasisKind, LodeParameters, Method};
+
+    const CELL: [[f64; 3]; 3] = [[5.0, 0.0, 0.0], [0.6, 4.6, 0.0], [-0.4, 0.7, 5.3]];
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn system(n: usize, seed: u64, cell: [[f64; 3]; 3]) -> System {
+        let mut s = seed;
+        let numbers = (0..n).map(|i| [1, 8, 6][i % 3]).collect();
+        let positions = (0..n)
+            .map(|_| {
+                let f = [lcg(&mut s), lcg(&mut s), lcg(&mut s)];
+                let mut r = [0.0; 3];
+                for c in 0..3 {
+                    r[c] = f[0] * cell[0][c] + f[1] * cell[1][c] + f[2] * cell[2][c];
+                }
+                r
+            })
+            .collect();
+        System::new(positions, numbers, Some(cell)).unwrap()
+    }
+
+    fn calc(exponent: f64, basis: BasisKind, weight: f64) -> LodeExpansion {
+        LodeExpansion::new(LodeParameters {
+            exponent,
+            smearing: 0.7,
+            max_angular: 2,
+            max_radial: 1,
+            radius: 2.0,
+            basis,
+            k_cutoff: None,
+            center_atom_weight: weight,
+            drop_divergent_k0: false,
+        })
+        .unwrap()
+    }
+
+    fn gradient(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n).map(|_| lcg(&mut s) - 0.5).collect()
+    }
+
+    fn loss(c: &LodeExpansion, sys: &System, g: &[f64], acc: f64) -> f64 {
+        let (out, used) = c
+            .compute_with(sys, &[1, 6, 8], Default::default(), Method::Mesh(acc))
+            .unwrap();
+        assert!(used);
+        out.values.iter().zip(g).map(|(v, w)| v * w).sum()
+    }
+
+    fn strained(sys: &System, al: usize, be: usize, h: f64) -> System {
+        let mut m = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        m[al][be] += h;
+        let apply = |r: &[f64; 3]| {
+            let mut o = [0.0; 3];
+            for a in 0..3 {
+                o[a] = m[a][0] * r[0] + m[a][1] * r[1] + m[a][2] * r[2];
+            }
+            o
+        };
+        let cell = sys.cell().unwrap().matrix();
+        let cell = [apply(&cell[0]), apply(&cell[1]), apply(&cell[2])];
+        let pos = sys.positions().iter().map(apply).collect();
+        System::new(pos, sys.numbers().to_vec(), Some(cell)).unwrap()
+    }
+
+    #[test]
+    fn mesh_backward_is_the_derivative_of_the_mesh_values() {
+        // L = Σ g·values of the mesh itself: central differences in positions and strain
+        // (p = 1, GTO, triclinic, three species, some centre-atom weight)
+        let c = calc(1.0, BasisKind::Gto, 0.5);
+        let sys = system(7, 3, CELL);
+        let acc = 1e-3;
+        let g = gradient(sys.len() * 3 * c.n_features(), 11);
+        let (back, used) = c
+            .backward_with(&sys, &[1, 6, 8], &g, Method::Mesh(acc))
+            .unwrap();
+        assert!(used);
+        let h = 1e-5;
+        let mut scale: f64 = 0.0;
+        back.positions
+            .iter()
+            .for_each(|r| r.iter().for_each(|v| scale = scale.max(v.abs())));
+        for j in 0..sys.len() {
+            for al in 0..3 {
+                let mut val = [0.0; 2];
+                for (s, sign) in [1.0, -1.0].into_iter().enumerate() {
+                    let mut pos = sys.positions().to_vec();
+                    pos[j][al] += sign * h;
+                    let s2 = System::new(pos, sys.numbers().to_vec(), Some(CELL)).unwrap();
+                    val[s] = loss(&c, &s2, &g, acc);
+                }
+                let fd = (val[0] - val[1]) / (2.0 * h);
+                let err = (fd - back.positions[j][al]).abs();
+                assert!(
+                    err < 1e-7 * scale.max(1.0),
+                    "dL/dr[{j}][{al}]: {fd} vs {}",
+                    back.positions[j][al]
+                );
+            }
+        }
+        for al in 0..3 {
+            for be in 0..3 {
+                let fd = (loss(&c, &strained(&sys, al, be, h), &g, acc)
+                    - loss(&c, &strained(&sys, al, be, -h), &g, acc))
+                    / (2.0 * h);
+                let err = (fd - back.strain[al][be]).abs();
+                assert!(
+                    err < 1e-7 * scale.max(1.0),
+                    "dL/dε[{al}][{be}]: {fd} vs {}",
+                    back.strain[al][be]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mesh_backward_matches_exact_backward() {
+        // the mesh backward approximates the exact one to the requested accuracy
+        // (relative to the largest entry), and is not a copy of it
+        let cell = [[7.0, 0.0, 0.0], [1.0, 6.5, 0.0], [-0.6, 0.8, 7.2]];
+        let sys = system(20, 5, cell);
+        for (p, basis, acc) in [
+            (1.0, BasisKind::Gto, 1e-4),
+            (2.5, BasisKind::Monomial, 1e-6),
+            (6.0, BasisKind::Gto, 1e-6),
+        ] {
+            let c = calc(p, basis, 1.0);
+            let g = gradient(sys.len() * 3 * c.n_features(), 2);
+            let exact = c.backward(&sys, &[1, 6, 8], &g).unwrap();
+            let (mesh, _) = c
+                .backward_with(&sys, &[1, 6, 8], &g, Method::Mesh(acc))
+                .unwrap();
+            let mut scale: f64 = 0.0;
+            let mut err: f64 = 0.0;
+            for (a, b) in exact.positions.iter().zip(&mesh.positions) {
+                for k in 0..3 {
+                    scale = scale.max(a[k].abs());
+                    err = err.max((a[k] - b[k]).abs());
+                }
+            }
+            let mut s_scale: f64 = 0.0;
+            let mut s_err: f64 = 0.0;
+            for al in 0..3 {
+                for be in 0..3 {
+                    s_scale = s_scale.max(exact.strain[al][be].abs());
+                    s_err = s_err.max((exact.strain[al][be] - mesh.strain[al][be]).abs());
+                }
+            }
+            eprintln!(
+                "p={p} acc={acc}: positions {:.2e} strain {:.2e}",
+                err / scale,
+                s_err / s_scale
+            );
+            assert!(
+                err < 10.0 * acc * scale && err > 1e-15 * scale,
+                "p={p}: {err} / {scale}"
+            );
+            assert!(s_err < acc * s_scale, "p={p}: {s_err} / {s_scale}");
+        }
+    }
+
+    #[test]
+    fn mesh_backward_threads_agree() {
+        let c = calc(2.5, BasisKind::Monomial, 1.0);
+        let sys = system(30, 9, CELL);
+        let g = gradient(sys.len() * 3 * c.n_features(), 4);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    c.backward_with(&sys, &[1, 6, 8], &g, Method::Mesh(1e-5))
+                        .unwrap()
+                        .0
+                })
+        };
+        let (one, two) = (run(1), run(2));
+        for (a, b) in one.positions.iter().zip(&two.positions) {
+            for k in 0..3 {
+                assert!((a[k] - b[k]).abs() < 1e-12 * (1.0 + a[k].abs()));
+            }
+        }
+        for al in 0..3 {
+            for be in 0..3 {
+                let (a, b) = (one.strain[al][be], two.strain[al][be]);
+                assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()));
+            }
+        }
+    }
 }

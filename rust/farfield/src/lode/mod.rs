@@ -4,7 +4,9 @@
 //! * periodic systems: the exact k-space sum of §2.3 ([`periodic`]);
 //! * non-periodic systems: the exact real-space projection of §2.5 ([`open`]);
 //! * values, dense position and strain gradients, and a backward pass (vector-Jacobian
-//!   product) that never forms the dense gradient.
+//!   product) that never forms the dense gradient;
+//! * large periodic cells: values and the backward pass on a B-spline mesh in O(N log N)
+//!   ([`mesh`]).
 //!
 //! Layout: coefficients of centre `i`, neighbour species `a`, (l, m, n) are stored at
 //! `values[(i * A + a) * F + (l² + l + m) * nr + n]` with F = (lmax+1)² · nr.
@@ -78,7 +80,8 @@ pub enum Method {
     /// B-spline mesh and FFTs, O(N log N), to the given relative accuracy
     Mesh(f64),
     /// the cheaper of the two by predicted cost, the mesh reaching the given accuracy;
-    /// gradients and non-periodic systems always use the exact path
+    /// dense gradients and non-periodic systems always use the exact path (the backward
+    /// pass follows the values' choice)
     Auto(f64),
 }
 
@@ -185,23 +188,25 @@ impl LodeExpansion {
         }
     }
 
-    /// Like [`LodeExpansion::compute`], choosing the evaluation method; returns the output
-    /// and whether the mesh was used.
-    pub fn compute_with(
+    /// The mesh parameters when `method` evaluates the periodic values of `system` on the
+    /// mesh (always for `Mesh`, by predicted cost for `Auto`), `None` for the exact path.
+    fn mesh_choice(
         &self,
         system: &System,
         species: &[i32],
         gradients: GradientRequest,
         method: Method,
-    ) -> Result<(LodeOutput, bool)> {
-        let want_mesh = match method {
+    ) -> Result<Option<mesh::MeshParameters>> {
+        Ok(match method {
             Method::Exact => None,
             Method::Mesh(acc) => {
                 if gradients.positions || gradients.strain {
                     return Err(Error::parameter(
                         "method",
-                        "the mesh method computes values only; use method='exact' (or 'auto') \
-                         for gradients",
+                        "dense gradients (positions, strain) are N² by nature and not available \
+                         with the mesh method, which computes values only; use method='exact' \
+                         (or 'auto') for them, or backward() for the vector-Jacobian product \
+                         on the mesh in O(N log N)",
                     ));
                 }
                 if system.cell().is_none() {
@@ -228,8 +233,19 @@ impl LodeExpansion {
                     _ => None,
                 }
             }
-        };
-        match want_mesh {
+        })
+    }
+
+    /// Like [`LodeExpansion::compute`], choosing the evaluation method; returns the output
+    /// and whether the mesh was used.
+    pub fn compute_with(
+        &self,
+        system: &System,
+        species: &[i32],
+        gradients: GradientRequest,
+        method: Method,
+    ) -> Result<(LodeOutput, bool)> {
+        match self.mesh_choice(system, species, gradients, method)? {
             Some(mp) => {
                 let types = self.species_index(system, species)?;
                 Ok((mesh::compute(self, system, species, &types, mp)?, true))
@@ -239,13 +255,28 @@ impl LodeExpansion {
     }
 
     /// Backward pass: given dL/dc (same layout as `values`), returns dL/dr and dL/dε
-    /// without forming the dense gradients.
+    /// without forming the dense gradients (exact formulas).
     pub fn backward(
         &self,
         system: &System,
         species: &[i32],
         grad_values: &[f64],
     ) -> Result<LodeBackward> {
+        Ok(self
+            .backward_with(system, species, grad_values, Method::Exact)?
+            .0)
+    }
+
+    /// Like [`LodeExpansion::backward`], choosing the method as [`LodeExpansion::compute_with`]
+    /// does for the values (the mesh backward is the exact derivative of the mesh values,
+    /// O(N log N)); returns the result and whether the mesh was used.
+    pub fn backward_with(
+        &self,
+        system: &System,
+        species: &[i32],
+        grad_values: &[f64],
+        method: Method,
+    ) -> Result<(LodeBackward, bool)> {
         let types = self.species_index(system, species)?;
         let expected = system.len() * species.len() * self.n_features();
         if grad_values.len() != expected {
@@ -256,10 +287,20 @@ impl LodeExpansion {
             ));
         }
         crate::error::check_finite("dL/dfeatures", grad_values)?;
-        if system.cell().is_some() {
-            periodic::backward(self, system, species, &types, grad_values)
-        } else {
-            open::backward(self, system, species, &types, grad_values)
+        let choice = self.mesh_choice(system, species, GradientRequest::default(), method)?;
+        match (choice, system.cell().is_some()) {
+            (Some(mp), _) => Ok((
+                mesh::backward(self, system, species, &types, grad_values, mp)?,
+                true,
+            )),
+            (None, true) => Ok((
+                periodic::backward(self, system, species, &types, grad_values)?,
+                false,
+            )),
+            (None, false) => Ok((
+                open::backward(self, system, species, &types, grad_values)?,
+                false,
+            )),
         }
     }
 
