@@ -444,6 +444,67 @@ impl SharedSlice {
     }
 }
 
+/// G_ij = A·H_ij (the dipole coupling) and G_ji = ∓G_ij, with the radial index innermost;
+/// specialised for the common radial sizes so that the loops over it vectorise.
+fn couple(c: &Columns, nr: usize, hp: &[f64], sign: &[f64], out: (&mut [f64], &mut [f64])) {
+    #[inline(always)]
+    fn fixed<const NR: usize>(
+        c: &Columns,
+        hp: &[f64],
+        sign: &[f64],
+        (gij, gji): (&mut [f64], &mut [f64]),
+    ) {
+        for (d, (oij, oji)) in gij
+            .chunks_exact_mut(NR)
+            .zip(gji.chunks_exact_mut(NR))
+            .enumerate()
+        {
+            let mut row = [0.0; NR];
+            for &(src, coef) in &c.terms[c.offsets[d]..c.offsets[d + 1]] {
+                let h: &[f64; NR] = hp[src..src + NR].try_into().expect("NR values");
+                for n in 0..NR {
+                    row[n] += coef * h[n];
+                }
+            }
+            let sg = sign[d * NR];
+            for n in 0..NR {
+                oij[n] = row[n];
+                oji[n] = sg * row[n];
+            }
+        }
+    }
+    match nr {
+        1 => fixed::<1>(c, hp, sign, out),
+        2 => fixed::<2>(c, hp, sign, out),
+        3 => fixed::<3>(c, hp, sign, out),
+        4 => fixed::<4>(c, hp, sign, out),
+        5 => fixed::<5>(c, hp, sign, out),
+        6 => fixed::<6>(c, hp, sign, out),
+        8 => fixed::<8>(c, hp, sign, out),
+        _ => {
+            let (gij, gji) = out;
+            let mut row = vec![0.0; nr];
+            for (d, (oij, oji)) in gij
+                .chunks_exact_mut(nr)
+                .zip(gji.chunks_exact_mut(nr))
+                .enumerate()
+            {
+                row.iter_mut().for_each(|x| *x = 0.0);
+                for &(src, coef) in &c.terms[c.offsets[d]..c.offsets[d + 1]] {
+                    for (x, &h) in row.iter_mut().zip(&hp[src..src + nr]) {
+                        *x += coef * h;
+                    }
+                }
+                let sg = sign[d * nr];
+                for ((a, b), &x) in oij.iter_mut().zip(oji.iter_mut()).zip(&row) {
+                    *a = x;
+                    *b = sg * x;
+                }
+            }
+        }
+    }
+}
+
 /// Dense pair gradients (N × N × 3 × F: ∂c_i[type(j)]/∂r_j, zero for j = i) and self
 /// gradients (N × 3 × A × F: ∂c_i[a]/∂r_i = −Σ_{j∈a, j≠i} G_ij), natural feature order.
 /// `radial[k·(lmax+1)·nr + l·nr + n]` is R_k[ln], the k-dependent factor of W_k[lmn]
@@ -678,30 +739,19 @@ fn pair_gradients_with(
                     }
                 }
             }
-            let mut rowbuf = vec![0.0; nr];
             for (p, &(i, j)) in chunk.iter().enumerate() {
                 let (i, j) = (i as usize, j as usize);
                 let hp = &tmp[p * ldt..p * ldt + nh];
                 // SAFETY: every pair (i < j) belongs to exactly one tile, so the (3, F)
-                // blocks (i, j) and (j, i) written here are disjoint across tasks.
-                unsafe {
-                    let gij = out.ptr().add((i * n + j) * f3);
-                    let gji = out.ptr().add((j * n + i) * f3);
-                    for d in 0..3 * nlm {
-                        let row = &mut rowbuf[..];
-                        row.iter_mut().for_each(|x| *x = 0.0);
-                        for &(src, coef) in &c.terms[c.offsets[d]..c.offsets[d + 1]] {
-                            for (x, &h) in row.iter_mut().zip(&hp[src..src + nr]) {
-                                *x += coef * h;
-                            }
-                        }
-                        let sg = sign[d * nr];
-                        for (nn, &x) in row.iter().enumerate() {
-                            *gij.add(d * nr + nn) = x;
-                            *gji.add(d * nr + nn) = sg * x;
-                        }
-                    }
-                }
+                // blocks (i, j) and (j, i) written here are disjoint across tasks, and
+                // both lie inside `pair` (n·n·f3 values).
+                let (gij, gji) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(out.ptr().add((i * n + j) * f3), f3),
+                        std::slice::from_raw_parts_mut(out.ptr().add((j * n + i) * f3), f3),
+                    )
+                };
+                couple(&c, nr, hp, &sign, (gij, gji));
             }
         },
     );
