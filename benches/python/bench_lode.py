@@ -152,7 +152,7 @@ def main() -> None:
         g = np.random.default_rng(1).normal(size=values.shape)
         b = best(lambda atoms=atoms, g=g: calc.backward(atoms, g), repeat)
         gr = (
-            best(lambda atoms=atoms: calc.compute(atoms, gradients=["positions"]), 1)
+            best(lambda atoms=atoms: calc.compute(atoms, gradients=["positions"]), repeat)
             if n <= args.max_dense_gradients
             else (nan, nan)
         )
@@ -160,7 +160,10 @@ def main() -> None:
         if ref is not None and n <= args.max_featomic_values:
             fv = best(lambda atoms=atoms: ref.compute(atoms), 1 if n > 216 else 2)
         if ref is not None and n <= args.max_featomic_gradients:
-            fg = best(lambda atoms=atoms: ref.compute(atoms, gradients=["positions"]), 1)
+            fg = best(
+                lambda atoms=atoms: ref.compute(atoms, gradients=["positions"]),
+                2 if n <= 216 else 1,
+            )
         print(
             f"| {name} | {n} | {fmt(v[0])} / {fmt(v[1])} | {fmt(fv[0], 3)} / {fmt(fv[1], 3)} | "
             f"{ratio(fv[0], v[0])} ({ratio(fv[1], v[1])}) | {fmt(gr[0], 3)} / {fmt(gr[1], 3)} | "

@@ -706,9 +706,9 @@ fn pair_gradients_with(
                         for r in 0..used {
                             let src = &qg[r * qwidth[g]..r * qwidth[g] + ns * lw];
                             let dst = &mut qt[r * qs..(r + 1) * qs];
-                            for (s, row) in src.chunks_exact(lw).enumerate() {
-                                for (x, &v) in row[..lm_count].iter().enumerate() {
-                                    dst[x * ns + s] = v;
+                            for (x, drow) in dst.chunks_exact_mut(ns).enumerate() {
+                                for (d, &v) in drow.iter_mut().zip(src[x..].iter().step_by(lw)) {
+                                    *d = v;
                                 }
                             }
                         }
