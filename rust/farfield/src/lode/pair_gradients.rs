@@ -24,10 +24,10 @@ use crate::math::quadrature::gauss_legendre;
 use rayon::prelude::*;
 
 /// Rows (centres i) and columns (neighbours j) of a tile of pairs.
-const TILE_I: usize = 4;
-const TILE_J: usize = 12;
+const TILE_I: usize = 3;
+const TILE_J: usize = 24;
 /// k-vectors per block of the direct products (a block of a panel of H stays in L1).
-const K_BLOCK: usize = 128;
+const K_BLOCK: usize = 256;
 
 /// Columns of H in the order (parity group, L, M, l, n): even l (odd L) first.
 struct Columns {
