@@ -602,159 +602,156 @@ fn pair_gradients_with(
 
     let mut pair = zeroed(n * n * f3);
     let out = SharedSlice(pair.as_mut_ptr());
-    tiles.par_iter().for_each_init(
-        || {
-            (
-                vec![0.0; rows * kmax],
-                vec![0.0; rows * kmax],
-                vec![0.0; rows * ldt],
-                [vec![0.0; rows * qwidth[0]], vec![0.0; rows * qwidth[1]]],
-                vec![0.0; rows * qwidth[0].max(qwidth[1])],
-            )
-        },
-        |(ape, apo, tmp, q, qt), chunk| {
-            let groups = chunk.len().div_ceil(mr);
-            let used = groups * mr;
-            tmp[..used * ldt].iter_mut().for_each(|x| *x = 0.0);
-            match &plan {
-                Plan::Direct { hpack, even_panels } => {
-                    let wide = &kern.wide;
-                    let panels = hpack.len() / (nk * wide.nr);
-                    let mut k0 = 0;
-                    while k0 < nk {
-                        let k1 = (k0 + K_BLOCK).min(nk);
-                        let kb = k1 - k0;
-                        chunk_phases(&trig, nk, chunk, (k0, k1), used, (ape, apo));
-                        for panel in 0..panels {
-                            // H columns: even panels from 0, odd ones from c.even (the zero
-                            // columns padding the last even panel add nothing)
-                            let (a, col) = if panel < *even_panels {
-                                (&ape, panel * wide.nr)
-                            } else {
-                                (&apo, c.even + (panel - even_panels) * wide.nr)
-                            };
-                            let hb = &hpack[(panel * nk + k0) * wide.nr..];
-                            assert!(hb.len() >= kb * wide.nr && a.len() >= used * kb);
-                            assert!(tmp.len() >= used * ldt && col + wide.nr <= ldt);
-                            // SAFETY: A rows of kb at stride kb (asserted), B holds kb·nr
-                            // values, C rows of nr inside ldt (asserted).
-                            unsafe {
-                                run_groups(
-                                    wide,
-                                    groups,
-                                    kb,
-                                    (a.as_ptr(), kb, 1),
-                                    hb.as_ptr(),
-                                    (tmp.as_mut_ptr().add(col), ldt),
-                                    false,
-                                )
-                            };
-                        }
-                        k0 = k1;
+    // scratch allocated once per block of tiles (not per rayon split: large fresh
+    // allocations cost page faults)
+    type Scratch = (Vec<f64>, Vec<f64>, Vec<f64>, [Vec<f64>; 2]);
+    let init = || -> Scratch {
+        (
+            vec![0.0; rows * kmax],
+            vec![0.0; rows * kmax],
+            vec![0.0; rows * ldt],
+            [vec![0.0; rows * qwidth[0]], vec![0.0; rows * qwidth[1]]],
+        )
+    };
+    let per_block = tiles
+        .len()
+        .div_ceil(8 * rayon::current_num_threads().max(1))
+        .max(1);
+    let work = |(ape, apo, tmp, q): &mut Scratch, chunk: &Vec<(u32, u32)>| {
+        let groups = chunk.len().div_ceil(mr);
+        let used = groups * mr;
+        tmp[..used * ldt].iter_mut().for_each(|x| *x = 0.0);
+        match &plan {
+            Plan::Direct { hpack, even_panels } => {
+                let wide = &kern.wide;
+                let panels = hpack.len() / (nk * wide.nr);
+                let mut k0 = 0;
+                while k0 < nk {
+                    let k1 = (k0 + K_BLOCK).min(nk);
+                    let kb = k1 - k0;
+                    chunk_phases(&trig, nk, chunk, (k0, k1), used, (ape, apo));
+                    for panel in 0..panels {
+                        // H columns: even panels from 0, odd ones from c.even (the zero
+                        // columns padding the last even panel add nothing)
+                        let (a, col) = if panel < *even_panels {
+                            (&ape, panel * wide.nr)
+                        } else {
+                            (&apo, c.even + (panel - even_panels) * wide.nr)
+                        };
+                        let hb = &hpack[(panel * nk + k0) * wide.nr..];
+                        assert!(hb.len() >= kb * wide.nr && a.len() >= used * kb);
+                        assert!(tmp.len() >= used * ldt && col + wide.nr <= ldt);
+                        // SAFETY: A rows of kb at stride kb (asserted), B holds kb·nr
+                        // values, C rows of nr inside ldt (asserted).
+                        unsafe {
+                            run_groups(
+                                wide,
+                                groups,
+                                kb,
+                                (a.as_ptr(), kb, 1),
+                                hb.as_ptr(),
+                                (tmp.as_mut_ptr().add(col), ldt),
+                                false,
+                            )
+                        };
                     }
+                    k0 = k1;
                 }
-                Plan::Shells {
-                    shells,
-                    angular,
-                    lm_width,
-                    radial,
-                } => {
-                    let (wide, narrow) = (&kern.wide, &kern.narrow);
-                    let ns = shells.len();
-                    // Q[pair][s][LM] = Σ_{k∈s} φ(k) |k| Y_LM(k̂), written once per entry
-                    // (every shell lies in one block)
-                    for &(k0, k1, s0, s1) in &blocks {
-                        let kb = k1 - k0;
-                        chunk_phases(&trig, nk, chunk, (k0, k1), used, (ape, apo));
-                        for (g, a) in [&ape, &apo].into_iter().enumerate() {
-                            let panels = lm_width[g] / wide.nr;
-                            let qg = &mut q[g];
-                            assert!(a.len() >= used * kb && qg.len() >= used * qwidth[g]);
-                            for s in s0..s1 {
-                                let (ks, ke) = shells[s];
-                                for panel in 0..panels {
-                                    let b = &angular[g][(panel * nk + ks) * wide.nr..];
-                                    assert!(b.len() >= (ke - ks) * wide.nr);
-                                    // SAFETY: A rows of kb at stride kb, from column
-                                    // ks − k0 < kb; B holds (ke − ks)·nr values; C rows
-                                    // at stride qwidth inside q (asserted).
-                                    unsafe {
-                                        run_groups(
-                                            wide,
-                                            groups,
-                                            ke - ks,
-                                            (a.as_ptr().add(ks - k0), kb, 1),
-                                            b.as_ptr(),
-                                            (
-                                                qg.as_mut_ptr()
-                                                    .add(s * lm_width[g] + panel * wide.nr),
-                                                qwidth[g],
-                                            ),
-                                            true,
-                                        )
-                                    };
-                                }
-                            }
-                        }
-                    }
-                    // H[pair][L M l n] = Σ_s Q[pair][s][LM] R_s[l n], group by group with
-                    // Q transposed pair by pair to [pair][LM][s] (contiguous kernel rows)
-                    for g in 0..2 {
-                        let lm_count = c.blocks.iter().filter(|b| b.0 == g).count();
-                        let qg = &q[g];
-                        let (lw, qs) = (lm_width[g], lm_count * ns);
-                        for r in 0..used {
-                            let src = &qg[r * qwidth[g]..r * qwidth[g] + ns * lw];
-                            let dst = &mut qt[r * qs..(r + 1) * qs];
-                            for (x, drow) in dst.chunks_exact_mut(ns).enumerate() {
-                                for (d, &v) in drow.iter_mut().zip(src[x..].iter().step_by(lw)) {
-                                    *d = v;
-                                }
-                            }
-                        }
-                        let blocks = c.blocks.iter().enumerate().filter(|(_, b)| b.0 == g);
-                        for (x, (b, &(_, _, _, first, count))) in blocks.enumerate() {
-                            let rb = &radial[b];
-                            let a = &qt[x * ns..];
-                            assert!(a.len() >= (used - 1) * qs + ns);
-                            for panel in 0..count.div_ceil(narrow.nr) {
-                                let bp = &rb[panel * ns * narrow.nr..];
-                                assert!(bp.len() >= ns * narrow.nr);
-                                assert!(first + panel * narrow.nr + narrow.nr <= ldt);
-                                // SAFETY: A holds `used` rows of ns at stride qs; B holds
-                                // ns·nr values; C rows inside ldt (asserted).
+            }
+            Plan::Shells {
+                shells,
+                angular,
+                lm_width,
+                radial,
+            } => {
+                let (wide, narrow) = (&kern.wide, &kern.narrow);
+                let ns = shells.len();
+                // Q[pair][s][LM] = Σ_{k∈s} φ(k) |k| Y_LM(k̂), written once per entry
+                // (every shell lies in one block)
+                for &(k0, k1, s0, s1) in &blocks {
+                    let kb = k1 - k0;
+                    chunk_phases(&trig, nk, chunk, (k0, k1), used, (ape, apo));
+                    for (g, a) in [&ape, &apo].into_iter().enumerate() {
+                        let panels = lm_width[g] / wide.nr;
+                        let qg = &mut q[g];
+                        assert!(a.len() >= used * kb && qg.len() >= used * qwidth[g]);
+                        for s in s0..s1 {
+                            let (ks, ke) = shells[s];
+                            for panel in 0..panels {
+                                let b = &angular[g][(panel * nk + ks) * wide.nr..];
+                                assert!(b.len() >= (ke - ks) * wide.nr);
+                                // SAFETY: A rows of kb at stride kb, from column
+                                // ks − k0 < kb; B holds (ke − ks)·nr values; C rows
+                                // at stride qwidth inside q (asserted).
                                 unsafe {
                                     run_groups(
-                                        narrow,
+                                        wide,
                                         groups,
-                                        ns,
-                                        (a.as_ptr(), qs, 1),
-                                        bp.as_ptr(),
-                                        (tmp.as_mut_ptr().add(first + panel * narrow.nr), ldt),
-                                        false,
+                                        ke - ks,
+                                        (a.as_ptr().add(ks - k0), kb, 1),
+                                        b.as_ptr(),
+                                        (
+                                            qg.as_mut_ptr().add(s * lm_width[g] + panel * wide.nr),
+                                            qwidth[g],
+                                        ),
+                                        true,
                                     )
                                 };
                             }
                         }
                     }
                 }
+                // H[pair][L M l n] = Σ_s Q[pair][s][LM] R_s[l n] (kernel rows read Q
+                // with stride lm_width along s)
+                for g in 0..2 {
+                    let blocks = c.blocks.iter().enumerate().filter(|(_, b)| b.0 == g);
+                    for (x, (b, &(_, _, _, first, count))) in blocks.enumerate() {
+                        let rb = &radial[b];
+                        let a = &q[g][x..];
+                        assert!(a.len() > (used - 1) * qwidth[g] + (ns - 1) * lm_width[g]);
+                        for panel in 0..count.div_ceil(narrow.nr) {
+                            let bp = &rb[panel * ns * narrow.nr..];
+                            assert!(bp.len() >= ns * narrow.nr);
+                            assert!(first + panel * narrow.nr + narrow.nr <= ldt);
+                            // SAFETY: A entries (row r, shell s) at r·qwidth + s·lm_width
+                            // inside q (asserted); B holds ns·nr values; C rows inside ldt.
+                            unsafe {
+                                run_groups(
+                                    narrow,
+                                    groups,
+                                    ns,
+                                    (a.as_ptr(), qwidth[g], lm_width[g]),
+                                    bp.as_ptr(),
+                                    (tmp.as_mut_ptr().add(first + panel * narrow.nr), ldt),
+                                    false,
+                                )
+                            };
+                        }
+                    }
+                }
             }
-            for (p, &(i, j)) in chunk.iter().enumerate() {
-                let (i, j) = (i as usize, j as usize);
-                let hp = &tmp[p * ldt..p * ldt + nh];
-                // SAFETY: every pair (i < j) belongs to exactly one tile, so the (3, F)
-                // blocks (i, j) and (j, i) written here are disjoint across tasks, and
-                // both lie inside `pair` (n·n·f3 values).
-                let (gij, gji) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(out.ptr().add((i * n + j) * f3), f3),
-                        std::slice::from_raw_parts_mut(out.ptr().add((j * n + i) * f3), f3),
-                    )
-                };
-                couple(&c, nr, hp, &sign, (gij, gji));
-            }
-        },
-    );
+        }
+        for (p, &(i, j)) in chunk.iter().enumerate() {
+            let (i, j) = (i as usize, j as usize);
+            let hp = &tmp[p * ldt..p * ldt + nh];
+            // SAFETY: every pair (i < j) belongs to exactly one tile, so the (3, F)
+            // blocks (i, j) and (j, i) written here are disjoint across tasks, and
+            // both lie inside `pair` (n·n·f3 values).
+            let (gij, gji) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(out.ptr().add((i * n + j) * f3), f3),
+                    std::slice::from_raw_parts_mut(out.ptr().add((j * n + i) * f3), f3),
+                )
+            };
+            couple(&c, nr, hp, &sign, (gij, gji));
+        }
+    };
+    tiles.par_chunks(per_block).for_each(|block| {
+        let mut scratch = init();
+        for chunk in block {
+            work(&mut scratch, chunk);
+        }
+    });
     let mut selfg = vec![0.0; n * 3 * af];
     pair.par_chunks(n * f3)
         .zip(selfg.par_chunks_mut(3 * af))
