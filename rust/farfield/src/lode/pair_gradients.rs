@@ -192,12 +192,17 @@ enum Plan {
     /// H packed in panels of the wide kernel: even-l columns, then odd-l ones
     Direct { hpack: Vec<f64>, even_panels: usize },
     /// per parity group: |k| Y_LM(k̂) packed [panel][k][nr] (k in shell order) and its LM
-    /// width; per (L, M) block: R_s packed [panel][s][nr] of the narrow kernel
+    /// width; R_s[l n] for the group's l packed [panel][s][nr] of the narrow kernel; the
+    /// per-pair H layout [group][LM (rows padded to the kernel's)][l n (hcols)]
     Shells {
         shells: Vec<(usize, usize)>,
         angular: [Vec<f64>; 2],
         lm_width: [usize; 2],
-        radial: Vec<Vec<f64>>,
+        radial: [Vec<f64>; 2],
+        lm_count: [usize; 2],
+        hcols: [usize; 2],
+        offset: [usize; 2],
+        width: usize,
     },
 }
 
@@ -222,7 +227,12 @@ fn plan(
         lm_count(0).div_ceil(wide) * wide,
         lm_count(1).div_ceil(wide) * wide,
     ];
-    let radial_width: usize = c.blocks.iter().map(|b| b.4.div_ceil(narrow) * narrow).sum();
+    let mr = kern.narrow.mr;
+    let lm_count = [lm_count(0), lm_count(1)];
+    // l of group g: g, g + 2, ..., ≤ lmax
+    let hcols = [0, 1].map(|g| ((g..=lmax).step_by(2).count() * nr).div_ceil(narrow) * narrow);
+    let lm_rows = [0, 1].map(|g| lm_count[g].div_ceil(mr) * mr);
+    let radial_width = lm_rows[0] * hcols[0] + lm_rows[1] * hcols[1];
     let shell_cost = nk * (lm_width[0] + lm_width[1]) + sh.len() * radial_width;
     let kvec = |q: usize| kv.vectors[order[q]];
     if choice.unwrap_or(5 * shell_cost < 4 * direct_cost) {
@@ -251,26 +261,28 @@ fn plan(
             pack_panels(&table, (nk, lms.len()), (0, lms.len()), wide)
         });
         let ns = sh.len();
-        let radial_blocks = c
-            .blocks
-            .iter()
-            .map(|&(_, _, _, first, count)| {
-                let mut table = vec![0.0; ns * count];
-                for (s, &(start, _)) in sh.iter().enumerate() {
-                    let rk = &radial[order[start] * nrad..(order[start] + 1) * nrad];
-                    for x in 0..count {
-                        let (l, n, _, _) = c.cols[first + x];
-                        table[s * count + x] = rk[l * nr + n];
+        let radial_groups = [0, 1].map(|g| {
+            let count = (g..=lmax).step_by(2).count() * nr;
+            let mut table = vec![0.0; ns * count];
+            for (s, &(start, _)) in sh.iter().enumerate() {
+                let rk = &radial[order[start] * nrad..(order[start] + 1) * nrad];
+                for (x, l) in (g..=lmax).step_by(2).enumerate() {
+                    for n in 0..nr {
+                        table[s * count + x * nr + n] = rk[l * nr + n];
                     }
                 }
-                pack_panels(&table, (ns, count), (0, count), narrow)
-            })
-            .collect();
+            }
+            pack_panels(&table, (ns, count), (0, count), narrow)
+        });
         Plan::Shells {
             shells: sh,
             angular,
             lm_width,
-            radial: radial_blocks,
+            radial: radial_groups,
+            lm_count,
+            hcols,
+            offset: [0, lm_rows[0] * hcols[0]],
+            width: radial_width,
         }
     } else {
         let mut h = vec![0.0; nk * nh];
@@ -446,10 +458,16 @@ impl SharedSlice {
 
 /// G_ij = A·H_ij (the dipole coupling) and G_ji = ∓G_ij, with the radial index innermost;
 /// specialised for the common radial sizes so that the loops over it vectorise.
-fn couple(c: &Columns, nr: usize, hp: &[f64], sign: &[f64], out: (&mut [f64], &mut [f64])) {
+fn couple(
+    (terms, offsets): (&[(usize, f64)], &[usize]),
+    nr: usize,
+    hp: &[f64],
+    sign: &[f64],
+    out: (&mut [f64], &mut [f64]),
+) {
     #[inline(always)]
     fn fixed<const NR: usize>(
-        c: &Columns,
+        (terms, offsets): (&[(usize, f64)], &[usize]),
         hp: &[f64],
         sign: &[f64],
         (gij, gji): (&mut [f64], &mut [f64]),
@@ -460,7 +478,7 @@ fn couple(c: &Columns, nr: usize, hp: &[f64], sign: &[f64], out: (&mut [f64], &m
             .enumerate()
         {
             let mut row = [0.0; NR];
-            for &(src, coef) in &c.terms[c.offsets[d]..c.offsets[d + 1]] {
+            for &(src, coef) in &terms[offsets[d]..offsets[d + 1]] {
                 let h: &[f64; NR] = hp[src..src + NR].try_into().expect("NR values");
                 for n in 0..NR {
                     row[n] += coef * h[n];
@@ -474,13 +492,13 @@ fn couple(c: &Columns, nr: usize, hp: &[f64], sign: &[f64], out: (&mut [f64], &m
         }
     }
     match nr {
-        1 => fixed::<1>(c, hp, sign, out),
-        2 => fixed::<2>(c, hp, sign, out),
-        3 => fixed::<3>(c, hp, sign, out),
-        4 => fixed::<4>(c, hp, sign, out),
-        5 => fixed::<5>(c, hp, sign, out),
-        6 => fixed::<6>(c, hp, sign, out),
-        8 => fixed::<8>(c, hp, sign, out),
+        1 => fixed::<1>((terms, offsets), hp, sign, out),
+        2 => fixed::<2>((terms, offsets), hp, sign, out),
+        3 => fixed::<3>((terms, offsets), hp, sign, out),
+        4 => fixed::<4>((terms, offsets), hp, sign, out),
+        5 => fixed::<5>((terms, offsets), hp, sign, out),
+        6 => fixed::<6>((terms, offsets), hp, sign, out),
+        8 => fixed::<8>((terms, offsets), hp, sign, out),
         _ => {
             let (gij, gji) = out;
             let mut row = vec![0.0; nr];
@@ -490,7 +508,7 @@ fn couple(c: &Columns, nr: usize, hp: &[f64], sign: &[f64], out: (&mut [f64], &m
                 .enumerate()
             {
                 row.iter_mut().for_each(|x| *x = 0.0);
-                for &(src, coef) in &c.terms[c.offsets[d]..c.offsets[d + 1]] {
+                for &(src, coef) in &terms[offsets[d]..offsets[d + 1]] {
                     for (x, &h) in row.iter_mut().zip(&hp[src..src + nr]) {
                         *x += coef * h;
                     }
@@ -563,7 +581,34 @@ fn pair_gradients_with(
         })
         .collect();
     // a row of the per-chunk H: nh columns and room for the zero columns of a padded panel
-    let ldt = nh + kern.wide.nr.max(kern.narrow.nr);
+    // (direct), or the shell layout; the coupling's sources in that layout
+    let (ldt, terms) = match &plan {
+        Plan::Direct { .. } => (nh + kern.wide.nr.max(kern.narrow.nr), c.terms.clone()),
+        Plan::Shells {
+            hcols,
+            offset,
+            width,
+            ..
+        } => {
+            let mut lm_index = std::collections::HashMap::new();
+            let mut next = [0usize; 2];
+            for &(g, big_l, m, _, _) in &c.blocks {
+                lm_index.insert((big_l, m), next[g]);
+                next[g] += 1;
+            }
+            let terms = c
+                .terms
+                .iter()
+                .map(|&(src, coef)| {
+                    let (l, n, big_l, m) = c.cols[src];
+                    let g = l % 2;
+                    let x = lm_index[&(big_l, m)];
+                    (offset[g] + x * hcols[g] + (l - g) / 2 * nr + n, coef)
+                })
+                .collect();
+            (*width, terms)
+        }
+    };
     let trig = trig_table(kv, pt, &order);
 
     // tiles of pairs (i < j): TILE_I centres × TILE_J neighbours, neighbour-block major so
@@ -610,7 +655,8 @@ fn pair_gradients_with(
             vec![0.0; rows * kmax],
             vec![0.0; rows * kmax],
             vec![0.0; rows * ldt],
-            [vec![0.0; rows * qwidth[0]], vec![0.0; rows * qwidth[1]]],
+            // slack: the radial stage reads up to a kernel's rows past the last LM
+            [0, 1].map(|g| vec![0.0; rows * qwidth[g] + 2 * mr]),
         )
     };
     let per_block = tiles
@@ -620,7 +666,9 @@ fn pair_gradients_with(
     let work = |(ape, apo, tmp, q): &mut Scratch, chunk: &Vec<(u32, u32)>| {
         let groups = chunk.len().div_ceil(mr);
         let used = groups * mr;
-        tmp[..used * ldt].iter_mut().for_each(|x| *x = 0.0);
+        if let Plan::Direct { .. } = plan {
+            tmp[..used * ldt].iter_mut().for_each(|x| *x = 0.0);
+        }
         match &plan {
             Plan::Direct { hpack, even_panels } => {
                 let wide = &kern.wide;
@@ -663,6 +711,10 @@ fn pair_gradients_with(
                 angular,
                 lm_width,
                 radial,
+                lm_count,
+                hcols,
+                offset,
+                ..
             } => {
                 let (wide, narrow) = (&kern.wide, &kern.narrow);
                 let ns = shells.len();
@@ -701,31 +753,34 @@ fn pair_gradients_with(
                         }
                     }
                 }
-                // H[pair][L M l n] = Σ_s Q[pair][s][LM] R_s[l n] (kernel rows read Q
-                // with stride lm_width along s)
+                // H[pair][LM][l n] = Σ_s Q[pair][s][LM] R_s[l n], pair by pair: kernel
+                // rows are a pair's consecutive LM (stride lm_width along s, in cache);
+                // rows past the group's LM count read neighbouring values and fill
+                // padding rows of H that are never read
                 for g in 0..2 {
-                    let blocks = c.blocks.iter().enumerate().filter(|(_, b)| b.0 == g);
-                    for (x, (b, &(_, _, _, first, count))) in blocks.enumerate() {
-                        let rb = &radial[b];
-                        let a = &q[g][x..];
-                        assert!(a.len() > (used - 1) * qwidth[g] + (ns - 1) * lm_width[g]);
-                        for panel in 0..count.div_ceil(narrow.nr) {
-                            let bp = &rb[panel * ns * narrow.nr..];
-                            assert!(bp.len() >= ns * narrow.nr);
-                            assert!(first + panel * narrow.nr + narrow.nr <= ldt);
-                            // SAFETY: A entries (row r, shell s) at r·qwidth + s·lm_width
-                            // inside q (asserted); B holds ns·nr values; C rows inside ldt.
-                            unsafe {
-                                run_groups(
-                                    narrow,
-                                    groups,
-                                    ns,
-                                    (a.as_ptr(), qwidth[g], lm_width[g]),
-                                    bp.as_ptr(),
-                                    (tmp.as_mut_ptr().add(first + panel * narrow.nr), ldt),
-                                    false,
-                                )
-                            };
+                    let panels = hcols[g] / narrow.nr;
+                    for p in 0..chunk.len() {
+                        for x0 in (0..lm_count[g]).step_by(narrow.mr) {
+                            let a = &q[g][p * qwidth[g] + x0..];
+                            assert!(a.len() > (ns - 1) * lm_width[g] + narrow.mr - 1);
+                            for panel in 0..panels {
+                                let bp = &radial[g][panel * ns * narrow.nr..];
+                                let col = offset[g] + x0 * hcols[g] + panel * narrow.nr;
+                                assert!(bp.len() >= ns * narrow.nr);
+                                assert!(col + (narrow.mr - 1) * hcols[g] + narrow.nr <= ldt);
+                                // SAFETY: A rows r at x0 + r + s·lm_width inside q, B
+                                // holds ns·nr values, C rows inside the pair's ldt
+                                // (asserted).
+                                unsafe {
+                                    narrow.run(
+                                        ns,
+                                        (a.as_ptr(), 1, lm_width[g]),
+                                        bp.as_ptr(),
+                                        (tmp.as_mut_ptr().add(p * ldt + col), hcols[g]),
+                                        true,
+                                    )
+                                };
+                            }
                         }
                     }
                 }
@@ -733,7 +788,7 @@ fn pair_gradients_with(
         }
         for (p, &(i, j)) in chunk.iter().enumerate() {
             let (i, j) = (i as usize, j as usize);
-            let hp = &tmp[p * ldt..p * ldt + nh];
+            let hp = &tmp[p * ldt..(p + 1) * ldt];
             // SAFETY: every pair (i < j) belongs to exactly one tile, so the (3, F)
             // blocks (i, j) and (j, i) written here are disjoint across tasks, and
             // both lie inside `pair` (n·n·f3 values).
@@ -743,7 +798,7 @@ fn pair_gradients_with(
                     std::slice::from_raw_parts_mut(out.ptr().add((j * n + i) * f3), f3),
                 )
             };
-            couple(&c, nr, hp, &sign, (gij, gji));
+            couple((&terms, &c.offsets), nr, hp, &sign, (gij, gji));
         }
     };
     tiles.par_chunks(per_block).for_each(|block| {
