@@ -197,6 +197,7 @@ enum Plan {
     Shells {
         shells: Vec<(usize, usize)>,
         angular: [Vec<f64>; 2],
+        panels: [Vec<(usize, MicroKernel)>; 2],
         lm_width: [usize; 2],
         radial: [Vec<f64>; 2],
         lm_count: [usize; 2],
@@ -223,10 +224,9 @@ fn plan(
     let ne = c.even;
     let direct_cost = nk * (ne.div_ceil(wide) + (nh - ne).div_ceil(wide)) * wide;
     let lm_count = |g: usize| c.blocks.iter().filter(|b| b.0 == g).count();
-    let lm_width = [
-        lm_count(0).div_ceil(wide) * wide,
-        lm_count(1).div_ceil(wide) * wide,
-    ];
+    // LM columns of each group in panels of the widest kernels that fit
+    let panels = [kern.panels(lm_count(0)), kern.panels(lm_count(1))];
+    let lm_width = [0, 1].map(|g| panels[g].iter().map(|p| p.1.nr).sum::<usize>());
     let mr = kern.narrow.mr;
     let lm_count = [lm_count(0), lm_count(1)];
     // l of group g: g, g + 2, ..., ≤ lmax
@@ -258,7 +258,17 @@ fn plan(
                     table[q * lms.len() + x] = ylm[q * nlm_big + lm];
                 }
             }
-            pack_panels(&table, (nk, lms.len()), (0, lms.len()), wide)
+            // panel by panel, each [k][its width]: panel (col, w) starts at nk·col
+            let mut packed = vec![0.0; nk * lm_width[g]];
+            for &(col, k) in &panels[g] {
+                let w = k.nr;
+                let cols = w.min(lms.len().saturating_sub(col));
+                let dst = &mut packed[nk * col..nk * (col + w)];
+                for q in 0..nk {
+                    dst[q * w..q * w + cols].copy_from_slice(&table[q * lms.len() + col..][..cols]);
+                }
+            }
+            packed
         });
         let ns = sh.len();
         let radial_groups = [0, 1].map(|g| {
@@ -277,6 +287,7 @@ fn plan(
         Plan::Shells {
             shells: sh,
             angular,
+            panels,
             lm_width,
             radial: radial_groups,
             lm_count,
@@ -709,6 +720,7 @@ fn pair_gradients_with(
             Plan::Shells {
                 shells,
                 angular,
+                panels,
                 lm_width,
                 radial,
                 lm_count,
@@ -716,7 +728,7 @@ fn pair_gradients_with(
                 offset,
                 ..
             } => {
-                let (wide, narrow) = (&kern.wide, &kern.narrow);
+                let narrow = &kern.narrow;
                 let ns = shells.len();
                 // Q[pair][s][LM] = Σ_{k∈s} φ(k) |k| Y_LM(k̂), written once per entry
                 // (every shell lies in one block)
@@ -724,28 +736,25 @@ fn pair_gradients_with(
                     let kb = k1 - k0;
                     chunk_phases(&trig, nk, chunk, (k0, k1), used, (ape, apo));
                     for (g, a) in [&ape, &apo].into_iter().enumerate() {
-                        let panels = lm_width[g] / wide.nr;
                         let qg = &mut q[g];
                         assert!(a.len() >= used * kb && qg.len() >= used * qwidth[g]);
                         for s in s0..s1 {
                             let (ks, ke) = shells[s];
-                            for panel in 0..panels {
-                                let b = &angular[g][(panel * nk + ks) * wide.nr..];
-                                assert!(b.len() >= (ke - ks) * wide.nr);
+                            for &(col, pk) in &panels[g] {
+                                let b = &angular[g][nk * col + ks * pk.nr..];
+                                assert!(b.len() >= (ke - ks) * pk.nr);
+                                assert!(col + pk.nr <= lm_width[g]);
                                 // SAFETY: A rows of kb at stride kb, from column
                                 // ks − k0 < kb; B holds (ke − ks)·nr values; C rows
                                 // at stride qwidth inside q (asserted).
                                 unsafe {
                                     run_groups(
-                                        wide,
+                                        &pk,
                                         groups,
                                         ke - ks,
                                         (a.as_ptr().add(ks - k0), kb, 1),
                                         b.as_ptr(),
-                                        (
-                                            qg.as_mut_ptr().add(s * lm_width[g] + panel * wide.nr),
-                                            qwidth[g],
-                                        ),
+                                        (qg.as_mut_ptr().add(s * lm_width[g] + col), qwidth[g]),
                                         true,
                                     )
                                 };

@@ -27,6 +27,8 @@ pub struct KernelPair {
     pub wide: MicroKernel,
     /// NR = 8 (AVX-512, AVX2) or 4 (portable)
     pub narrow: MicroKernel,
+    /// NR = 4
+    pub quarter: MicroKernel,
 }
 
 impl KernelPair {
@@ -59,7 +61,31 @@ impl KernelPair {
                 nr: 4,
                 run: portable::<4, 4>,
             },
+            quarter: MicroKernel {
+                mr: 4,
+                nr: 4,
+                run: portable::<4, 4>,
+            },
         }
+    }
+
+    /// Kernels covering `count` columns (rounded up to a multiple of the quarter width)
+    /// with as few and as wide panels as possible: (first column, kernel) per panel.
+    pub fn panels(&self, count: usize) -> Vec<(usize, MicroKernel)> {
+        let mut left = count.div_ceil(self.quarter.nr) * self.quarter.nr;
+        let mut out = Vec::new();
+        let mut col = 0;
+        for k in [self.wide, self.narrow, self.quarter] {
+            while left >= k.nr {
+                out.push((col, k));
+                col += k.nr;
+                left -= k.nr;
+            }
+        }
+        if left > 0 {
+            out.push((col, self.quarter));
+        }
+        out
     }
 }
 
@@ -212,6 +238,8 @@ mod x86 {
     avx512_kernel!(avx512_12x8, 12, 1);
     avx2_kernel!(avx2_4x12, 4, 3);
     avx2_kernel!(avx2_4x8, 4, 2);
+    avx2_kernel!(avx2_4x4, 4, 1);
+    avx2_kernel!(avx2_12x4, 12, 1);
 
     pub(super) fn avx512_pair() -> KernelPair {
         KernelPair {
@@ -224,6 +252,12 @@ mod x86 {
                 mr: 12,
                 nr: 8,
                 run: avx512_12x8,
+            },
+            // 12 ymm accumulators (AVX2 encoding, available with AVX-512)
+            quarter: MicroKernel {
+                mr: 12,
+                nr: 4,
+                run: avx2_12x4,
             },
         }
     }
@@ -240,6 +274,11 @@ mod x86 {
                 nr: 8,
                 run: avx2_4x8,
             },
+            quarter: MicroKernel {
+                mr: 4,
+                nr: 4,
+                run: avx2_4x4,
+            },
         }
     }
 }
@@ -247,6 +286,23 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Panels cover the columns, widest first, padding to the quarter width only.
+    #[test]
+    fn panels_cover_the_columns() {
+        for pair in [KernelPair::portable(), KernelPair::detect()] {
+            for count in 1..40 {
+                let panels = pair.panels(count);
+                let width: usize = panels.iter().map(|p| p.1.nr).sum();
+                assert_eq!(width, count.div_ceil(pair.quarter.nr) * pair.quarter.nr);
+                let mut col = 0;
+                for (c, k) in &panels {
+                    assert_eq!(*c, col);
+                    col += k.nr;
+                }
+            }
+        }
+    }
 
     /// Every kernel this CPU runs computes C + A B (against a plain triple loop).
     #[test]
@@ -263,7 +319,7 @@ mod tests {
                 pairs.push(x86::avx2_pair());
             }
         }
-        for kern in pairs.iter().flat_map(|p| [p.wide, p.narrow]) {
+        for kern in pairs.iter().flat_map(|p| [p.wide, p.narrow, p.quarter]) {
             let (mr, nr, kb) = (kern.mr, kern.nr, 37);
             let (ldc, lda, inc) = (nr + 5, 3 * kb + 2, 3);
             let a: Vec<f64> = (0..lda * mr)
