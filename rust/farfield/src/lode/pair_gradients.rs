@@ -627,8 +627,10 @@ fn pair_gradients_with(
     let mut tiles: Vec<Vec<(u32, u32)>> = Vec::new();
     for jb in (0..n).step_by(TILE_J) {
         for ib in (0..(jb + TILE_J).min(n)).step_by(TILE_I) {
-            let tile: Vec<(u32, u32)> = (ib..(ib + TILE_I).min(n))
-                .flat_map(|i| (jb.max(i + 1)..(jb + TILE_J).min(n)).map(move |j| (i, j)))
+            // j-major inside the tile: the phases of consecutive pairs share the
+            // neighbour's row (in L1) and cycle over the few centres' rows
+            let tile: Vec<(u32, u32)> = (jb..(jb + TILE_J).min(n))
+                .flat_map(|j| (ib..(ib + TILE_I).min(n).min(j)).map(move |i| (i, j)))
                 .map(|(i, j)| (i as u32, j as u32))
                 .collect();
             if !tile.is_empty() {
