@@ -187,7 +187,9 @@ fn shells(kv: &KVectors) -> (Vec<usize>, Vec<(usize, usize)>) {
     (order, out)
 }
 
-/// How H is summed: directly over k, or shell by shell.
+/// How H is summed: directly over k, or shell by shell (one value per call, so the size
+/// difference of the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     /// H packed in panels of the wide kernel: even-l columns, then odd-l ones
     Direct { hpack: Vec<f64>, even_panels: usize },
