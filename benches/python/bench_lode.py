@@ -152,7 +152,10 @@ def main() -> None:
         g = np.random.default_rng(1).normal(size=values.shape)
         b = best(lambda atoms=atoms, g=g: calc.backward(atoms, g), repeat)
         gr = (
-            best(lambda atoms=atoms: calc.compute(atoms, gradients=["positions"]), repeat)
+            best(
+                lambda atoms=atoms: calc.compute(atoms, gradients=["positions"]),
+                5 if n <= 216 else repeat,
+            )
             if n <= args.max_dense_gradients
             else (nan, nan)
         )
