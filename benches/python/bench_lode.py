@@ -22,6 +22,8 @@ from typing import Any
 
 os.environ.setdefault("RAYON_NUM_THREADS", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# numpy's BLAS threads spin after each call and would take the 2 cores from the codes timed
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
