@@ -160,14 +160,7 @@ impl Mesh {
             .cell()
             .ok_or_else(|| Error::Unsupported("the mesh method needs a periodic cell".into()))?;
         let params = calc.parameters();
-        let p = params.exponent;
-        if (p - 3.0).abs() < 1e-12 && !params.drop_divergent_k0 {
-            return Err(Error::Divergent(
-                "exponent 3: the k = 0 term of every (charged) species channel diverges \
-                 logarithmically; pass drop_divergent_k0=True to drop it as featomic does"
-                    .into(),
-            ));
-        }
+        calc.check_k0()?;
         let n_atoms = system.len();
         let lmax = params.max_angular;
         let nr = params.max_radial + 1;

@@ -315,6 +315,19 @@ impl LodeExpansion {
         )
     }
 
+    /// Error for exponent 3, where the k = 0 term of every charged species channel of a
+    /// periodic sum diverges, unless `drop_divergent_k0` asks to drop it (as featomic does).
+    pub(crate) fn check_k0(&self) -> Result<()> {
+        if (self.params.exponent - 3.0).abs() < 1e-12 && !self.params.drop_divergent_k0 {
+            return Err(Error::Divergent(
+                "exponent 3: the k = 0 term of every (charged) species channel diverges \
+                 logarithmically; pass drop_divergent_k0=True to drop it as featomic does"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The radial basis and the spline of its k-space integrals on [0, k_cutoff] (built
     /// once per calculator).
     pub(crate) fn kspace_tables(&self) -> Result<std::sync::Arc<(RadialBasis, radial::KSpline)>> {

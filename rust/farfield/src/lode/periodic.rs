@@ -12,7 +12,7 @@
 //! size plus O(N·A) work per k.
 
 use super::{parity_sign, GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kspace::{KVectors, PhaseTables};
 use crate::system::System;
 use rayon::prelude::*;
@@ -61,13 +61,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
     let cell = system.cell().expect("periodic");
     let params = calc.parameters();
     let p = params.exponent;
-    if (p - 3.0).abs() < 1e-12 && !params.drop_divergent_k0 {
-        return Err(Error::Divergent(
-            "exponent 3: the k = 0 term of every (charged) species channel diverges \
-             logarithmically; pass drop_divergent_k0=True to drop it as featomic does"
-                .into(),
-        ));
-    }
+    calc.check_k0()?;
     let volume = cell.volume();
     let k_cut = calc.k_cutoff();
     let tables = calc.kspace_tables()?;
@@ -172,7 +166,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
 /// calling thread (the callers parallelise over blocks of atoms, so every entry is computed
 /// by one task in a fixed order: results do not depend on the number of threads).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn dgemm(
+fn dgemm(
     m: usize,
     k: usize,
     n: usize,
