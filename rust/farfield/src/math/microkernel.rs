@@ -143,12 +143,13 @@ mod x86 {
     use super::{KernelPair, MicroKernel};
     use std::arch::x86_64::*;
 
-    /// An MR × (8·NV) AVX-512 kernel: MR·NV zmm accumulators, NV loads of B and MR
-    /// broadcasts of A per q.
-    macro_rules! avx512_kernel {
-        ($name:ident, $mr:expr, $nv:expr) => {
+    /// An MR × (LANES·NV) kernel on one vector width: MR·NV accumulators, NV loads of B
+    /// and MR broadcasts of A per q. `$feature` and the intrinsics name the width.
+    macro_rules! kernel {
+        ($name:ident, $mr:expr, $nv:expr, $feature:literal, $lanes:expr,
+         $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $add:ident) => {
             #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = "avx512f")]
+            #[target_feature(enable = $feature)]
             unsafe fn $name(
                 kb: usize,
                 a: *const f64,
@@ -159,78 +160,67 @@ mod x86 {
                 ldc: usize,
                 overwrite: bool,
             ) {
-                let mut acc = [[_mm512_setzero_pd(); $nv]; $mr];
+                let mut acc = [[$zero(); $nv]; $mr];
                 for q in 0..kb {
-                    let bq = b.add(q * 8 * $nv);
-                    let mut bv = [_mm512_setzero_pd(); $nv];
+                    let bq = b.add(q * $lanes * $nv);
+                    let mut bv = [$zero(); $nv];
                     for (s, v) in bv.iter_mut().enumerate() {
-                        *v = _mm512_loadu_pd(bq.add(8 * s));
+                        *v = $load(bq.add($lanes * s));
                     }
                     let aq = a.add(q * inc);
                     for (r, row) in acc.iter_mut().enumerate() {
-                        let ar = _mm512_set1_pd(*aq.add(r * lda));
+                        let ar = $set1(*aq.add(r * lda));
                         for (x, &v) in row.iter_mut().zip(&bv) {
-                            *x = _mm512_fmadd_pd(ar, v, *x);
+                            *x = $fma(ar, v, *x);
                         }
                     }
                 }
                 for (r, row) in acc.iter().enumerate() {
                     for (s, &v) in row.iter().enumerate() {
-                        let p = c.add(r * ldc + 8 * s);
-                        let v = if overwrite {
-                            v
-                        } else {
-                            _mm512_add_pd(_mm512_loadu_pd(p), v)
-                        };
-                        _mm512_storeu_pd(p, v);
+                        let p = c.add(r * ldc + $lanes * s);
+                        let v = if overwrite { v } else { $add($load(p), v) };
+                        $store(p, v);
                     }
                 }
             }
         };
     }
 
-    /// An MR × (4·NV) AVX2 + FMA kernel.
+    /// An AVX-512 kernel (zmm, 8 lanes).
+    macro_rules! avx512_kernel {
+        ($name:ident, $mr:expr, $nv:expr) => {
+            kernel!(
+                $name,
+                $mr,
+                $nv,
+                "avx512f",
+                8,
+                _mm512_setzero_pd,
+                _mm512_loadu_pd,
+                _mm512_storeu_pd,
+                _mm512_set1_pd,
+                _mm512_fmadd_pd,
+                _mm512_add_pd
+            );
+        };
+    }
+
+    /// An AVX2 + FMA kernel (ymm, 4 lanes).
     macro_rules! avx2_kernel {
         ($name:ident, $mr:expr, $nv:expr) => {
-            #[allow(clippy::too_many_arguments)]
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn $name(
-                kb: usize,
-                a: *const f64,
-                lda: usize,
-                inc: usize,
-                b: *const f64,
-                c: *mut f64,
-                ldc: usize,
-                overwrite: bool,
-            ) {
-                let mut acc = [[_mm256_setzero_pd(); $nv]; $mr];
-                for q in 0..kb {
-                    let bq = b.add(q * 4 * $nv);
-                    let mut bv = [_mm256_setzero_pd(); $nv];
-                    for (s, v) in bv.iter_mut().enumerate() {
-                        *v = _mm256_loadu_pd(bq.add(4 * s));
-                    }
-                    let aq = a.add(q * inc);
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let ar = _mm256_set1_pd(*aq.add(r * lda));
-                        for (x, &v) in row.iter_mut().zip(&bv) {
-                            *x = _mm256_fmadd_pd(ar, v, *x);
-                        }
-                    }
-                }
-                for (r, row) in acc.iter().enumerate() {
-                    for (s, &v) in row.iter().enumerate() {
-                        let p = c.add(r * ldc + 4 * s);
-                        let v = if overwrite {
-                            v
-                        } else {
-                            _mm256_add_pd(_mm256_loadu_pd(p), v)
-                        };
-                        _mm256_storeu_pd(p, v);
-                    }
-                }
-            }
+            kernel!(
+                $name,
+                $mr,
+                $nv,
+                "avx2,fma",
+                4,
+                _mm256_setzero_pd,
+                _mm256_loadu_pd,
+                _mm256_storeu_pd,
+                _mm256_set1_pd,
+                _mm256_fmadd_pd,
+                _mm256_add_pd
+            );
         };
     }
 
