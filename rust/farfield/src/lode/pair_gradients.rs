@@ -254,20 +254,15 @@ fn plan(
                 .filter(|b| b.0 == g)
                 .map(|b| b.1 * b.1 + b.2)
                 .collect();
-            let mut table = vec![0.0; nk * lms.len()];
-            for q in 0..nk {
-                for (x, &lm) in lms.iter().enumerate() {
-                    table[q * lms.len() + x] = ylm[q * nlm_big + lm];
-                }
-            }
             // panel by panel, each [k][its width]: panel (col, w) starts at nk·col
             let mut packed = vec![0.0; nk * lm_width[g]];
             for &(col, k) in &panels[g] {
                 let w = k.nr;
-                let cols = w.min(lms.len().saturating_sub(col));
                 let dst = &mut packed[nk * col..nk * (col + w)];
                 for q in 0..nk {
-                    dst[q * w..q * w + cols].copy_from_slice(&table[q * lms.len() + col..][..cols]);
+                    for (d, &lm) in dst[q * w..(q + 1) * w].iter_mut().zip(lms.iter().skip(col)) {
+                        *d = ylm[q * nlm_big + lm];
+                    }
                 }
             }
             packed
