@@ -12,6 +12,7 @@
 //! `values[(i * A + a) * F + (l² + l + m) * nr + n]` with F = (lmax+1)² · nr.
 
 pub mod mesh;
+mod mirror;
 pub mod open;
 mod pair_gradients;
 pub mod periodic;

@@ -11,16 +11,21 @@
 //! 2. Shells. When many k-vectors share their length (cubic, tetragonal, hexagonal cells),
 //!    R_k depends on the shell s only, and H = Σ_s R_s[ln] Q_ij[s, LM] with
 //!    Q_ij[s, LM] = Σ_{k∈s} φ_ij(k) |k| Y_LM(k̂): N_k·(l_max+2)² + N_shells·n_H
-//!    multiply-adds per pair instead of N_k·n_H. The cheaper of the two is used; both are
-//!    the same exact sum.
+//!    multiply-adds per pair instead of N_k·n_H.
+//! 3. Mirrors. On cells with axes along x, y and z the shell sums run over a quarter of
+//!    the k-vectors, each LM with one product of per-axis cos/sin factors ([`Mirror`]).
+//!
+//! The cheapest summation by a cost model is used; all are the same exact sum.
 //!
 //! Pairs i < j only (G_ji = ∓G_ij for even / odd l), in tiles of a few i and j so that
 //! their phase tables stay in cache, with register-blocked kernels on tables packed once.
 
+use super::mirror::{Mirror, LANES};
 use crate::buffers::zeroed;
 use crate::kspace::{KVectors, PhaseTables};
 use crate::math::microkernel::{KernelPair, MicroKernel};
 use crate::math::quadrature::gauss_legendre;
+use crate::system::Cell;
 use rayon::prelude::*;
 
 /// Rows (centres i) and columns (neighbours j) of a tile of pairs.
@@ -187,6 +192,15 @@ fn shells(kv: &KVectors) -> (Vec<usize>, Vec<(usize, usize)>) {
     (order, out)
 }
 
+/// The summations `plan` can choose (forced in tests).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Summation {
+    Direct,
+    Shells,
+    /// shells over the mirror-reduced k-set ([`Mirror`]), for cells with axes along x, y, z
+    Mirror,
+}
+
 /// How H is summed: directly over k, or shell by shell (one value per call, so the size
 /// difference of the variants does not matter).
 #[allow(clippy::large_enum_variant)]
@@ -206,18 +220,22 @@ enum Plan {
         hcols: [usize; 2],
         offset: [usize; 2],
         width: usize,
+        /// when set, Q comes from the mirror sums, laid out [group][LM][s][pair] (pair
+        /// rows for the radial stage) instead of [pair][s][LM], and `angular` is empty
+        mirror: Option<Mirror>,
     },
 }
 
 #[allow(clippy::too_many_arguments)]
 fn plan(
+    cell: &Cell,
     kv: &KVectors,
     radial: &[f64],
     (lmax, nr): (usize, usize),
     c: &Columns,
     kern: KernelPair,
     (order, sh): (&[usize], Vec<(usize, usize)>),
-    choice: Option<bool>,
+    choice: Option<Summation>,
 ) -> Plan {
     let nk = kv.len();
     let nrad = (lmax + 1) * nr;
@@ -225,19 +243,84 @@ fn plan(
     let nh = c.total;
     let ne = c.even;
     let direct_cost = nk * (ne.div_ceil(wide) + (nh - ne).div_ceil(wide)) * wide;
-    let lm_count = |g: usize| c.blocks.iter().filter(|b| b.0 == g).count();
+    // the LM of each group, in the order of `c.blocks` (the index x of H's layout)
+    let lms = [0, 1].map(|g| -> Vec<usize> {
+        c.blocks
+            .iter()
+            .filter(|b| b.0 == g)
+            .map(|b| b.1 * b.1 + b.2)
+            .collect()
+    });
+    let lm_count = [lms[0].len(), lms[1].len()];
     // LM columns of each group in panels of the widest kernels that fit
-    let panels = [kern.panels(lm_count(0)), kern.panels(lm_count(1))];
+    let panels = [kern.panels(lm_count[0]), kern.panels(lm_count[1])];
     let lm_width = [0, 1].map(|g| panels[g].iter().map(|p| p.1.nr).sum::<usize>());
     let mr = kern.narrow.mr;
-    let lm_count = [lm_count(0), lm_count(1)];
     // l of group g: g, g + 2, ..., ≤ lmax
     let hcols = [0, 1].map(|g| ((g..=lmax).step_by(2).count() * nr).div_ceil(narrow) * narrow);
     let lm_rows = [0, 1].map(|g| lm_count[g].div_ceil(mr) * mr);
     let radial_width = lm_rows[0] * hcols[0] + lm_rows[1] * hcols[1];
     let shell_cost = nk * (lm_width[0] + lm_width[1]) + sh.len() * radial_width;
+    let mirror = match choice {
+        Some(Summation::Direct | Summation::Shells) => None,
+        _ => Mirror::new(cell, kv, (order, &sh), lmax + 1, [&lms[0], &lms[1]]),
+    };
+    // the mirror sums: per representative 12 products and one multiply-add per LM; the
+    // radial stage has no padded LM rows but reads Q from beyond L2 (2.5, measured on
+    // cubic and orthorhombic cells of 216 atoms)
+    let mirror_cost = mirror.as_ref().map(|m| {
+        m.len() * (lm_count[0] + lm_count[1] + 12)
+            + 5 * sh.len() * (lm_count[0] * hcols[0] + lm_count[1] * hcols[1]) / 2
+    });
+    let summation = choice.unwrap_or_else(|| {
+        let mut best = (direct_cost, Summation::Direct);
+        if 5 * shell_cost < 4 * best.0 {
+            best = (5 * shell_cost / 4, Summation::Shells);
+        }
+        if let Some(cost) = mirror_cost {
+            if 5 * cost < 4 * best.0 {
+                best = (cost, Summation::Mirror);
+            }
+        }
+        best.1
+    });
+    assert!(
+        summation != Summation::Mirror || mirror.is_some(),
+        "the mirror summation needs a diagonal cell"
+    );
     let kvec = |q: usize| kv.vectors[order[q]];
-    if choice.unwrap_or(5 * shell_cost < 4 * direct_cost) {
+    let ns = sh.len();
+    let radial_groups = || {
+        [0, 1].map(|g| {
+            let count = (g..=lmax).step_by(2).count() * nr;
+            let mut table = vec![0.0; ns * count];
+            for (s, &(start, _)) in sh.iter().enumerate() {
+                let rk = &radial[order[start] * nrad..(order[start] + 1) * nrad];
+                for (x, l) in (g..=lmax).step_by(2).enumerate() {
+                    for n in 0..nr {
+                        table[s * count + x * nr + n] = rk[l * nr + n];
+                    }
+                }
+            }
+            pack_panels(&table, (ns, count), (0, count), narrow)
+        })
+    };
+    let shell_plan = |angular: [Vec<f64>; 2], mirror: Option<Mirror>| Plan::Shells {
+        radial: radial_groups(),
+        shells: sh.clone(),
+        angular,
+        panels: panels.clone(),
+        lm_width,
+        lm_count,
+        hcols,
+        offset: [0, lm_rows[0] * hcols[0]],
+        width: radial_width,
+        mirror,
+    };
+    if summation == Summation::Mirror {
+        return shell_plan([Vec::new(), Vec::new()], mirror);
+    }
+    if summation == Summation::Shells {
         // angular tables per group, k in shell order
         let nlm_big = (lmax + 2) * (lmax + 2);
         let mut ylm = vec![0.0; nk * nlm_big];
@@ -248,12 +331,7 @@ fn plan(
             y.iter_mut().for_each(|x| *x *= kn);
         });
         let angular = [0, 1].map(|g| {
-            let lms: Vec<usize> = c
-                .blocks
-                .iter()
-                .filter(|b| b.0 == g)
-                .map(|b| b.1 * b.1 + b.2)
-                .collect();
+            let lms = &lms[g];
             // panel by panel, each [k][its width]: panel (col, w) starts at nk·col
             let mut packed = vec![0.0; nk * lm_width[g]];
             for &(col, k) in &panels[g] {
@@ -267,31 +345,7 @@ fn plan(
             }
             packed
         });
-        let ns = sh.len();
-        let radial_groups = [0, 1].map(|g| {
-            let count = (g..=lmax).step_by(2).count() * nr;
-            let mut table = vec![0.0; ns * count];
-            for (s, &(start, _)) in sh.iter().enumerate() {
-                let rk = &radial[order[start] * nrad..(order[start] + 1) * nrad];
-                for (x, l) in (g..=lmax).step_by(2).enumerate() {
-                    for n in 0..nr {
-                        table[s * count + x * nr + n] = rk[l * nr + n];
-                    }
-                }
-            }
-            pack_panels(&table, (ns, count), (0, count), narrow)
-        });
-        Plan::Shells {
-            shells: sh,
-            angular,
-            panels,
-            lm_width,
-            radial: radial_groups,
-            lm_count,
-            hcols,
-            offset: [0, lm_rows[0] * hcols[0]],
-            width: radial_width,
-        }
+        shell_plan(angular, None)
     } else {
         let mut h = vec![0.0; nk * nh];
         h.par_chunks_mut(nh).enumerate().for_each_init(
@@ -536,6 +590,7 @@ fn couple(
 /// `radial[k·(lmax+1)·nr + l·nr + n]` is R_k[ln], the k-dependent factor of W_k[lmn]
 /// other than Y_lm(k̂).
 pub(super) fn pair_gradients(
+    cell: &Cell,
     kv: &KVectors,
     pt: &PhaseTables,
     radial: &[f64],
@@ -543,19 +598,20 @@ pub(super) fn pair_gradients(
     types: &[usize],
     na: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    pair_gradients_with(kv, pt, radial, (lmax, nr), types, na, None)
+    pair_gradients_with(cell, kv, pt, radial, (lmax, nr), types, na, None)
 }
 
-/// As [`pair_gradients`]; `shells` forces the shell (true) or direct (false) summation.
+/// As [`pair_gradients`]; `choice` forces a summation.
 #[allow(clippy::too_many_arguments)]
 fn pair_gradients_with(
+    cell: &Cell,
     kv: &KVectors,
     pt: &PhaseTables,
     radial: &[f64],
     (lmax, nr): (usize, usize),
     types: &[usize],
     na: usize,
-    shells_choice: Option<bool>,
+    choice: Option<Summation>,
 ) -> (Vec<f64>, Vec<f64>) {
     let n = pt.atoms();
     let nk = kv.len();
@@ -568,15 +624,7 @@ fn pair_gradients_with(
     let kern = KernelPair::detect();
     let mr = kern.wide.mr;
     let (order, sh) = shells(kv);
-    let plan = plan(
-        kv,
-        radial,
-        (lmax, nr),
-        &c,
-        kern,
-        (&order, sh),
-        shells_choice,
-    );
+    let plan = plan(cell, kv, radial, (lmax, nr), &c, kern, (&order, sh), choice);
     // sign of G_ji relative to G_ij per output component: −1 for even l, +1 for odd l
     let sign: Vec<f64> = (0..f3)
         .map(|d| {
@@ -659,21 +707,43 @@ fn pair_gradients_with(
     let out = SharedSlice(pair.as_mut_ptr());
     // scratch allocated once per block of tiles (not per rayon split: large fresh
     // allocations cost page faults)
-    type Scratch = (Vec<f64>, Vec<f64>, Vec<f64>, [Vec<f64>; 2]);
+    type Scratch = (
+        Vec<f64>,
+        Vec<f64>,
+        Vec<f64>,
+        [Vec<f64>; 2],
+        Vec<[f64; LANES]>,
+    );
+    let mirror = match &plan {
+        Plan::Shells {
+            mirror: Some(m), ..
+        } => Some(m),
+        _ => None,
+    };
+    // the mirror layout: [LM][s][pair], pairs rounded up to LANES
+    let mirror_q = match &plan {
+        Plan::Shells {
+            lm_count, shells, ..
+        } => [0, 1].map(|g| lm_count[g] * shells.len() * rows.div_ceil(LANES) * LANES),
+        Plan::Direct { .. } => [0, 0],
+    };
     let init = || -> Scratch {
+        let phases = if mirror.is_some() { 0 } else { rows * kmax };
         (
-            vec![0.0; rows * kmax],
-            vec![0.0; rows * kmax],
+            vec![0.0; phases],
+            vec![0.0; phases],
             vec![0.0; rows * ldt],
-            // slack: the radial stage reads up to a kernel's rows past the last LM
-            [0, 1].map(|g| vec![0.0; rows * qwidth[g] + 2 * mr]),
+            // slack: the radial stage reads up to a kernel's rows past the last LM; the
+            // mirror layout [LM][s][pair] needs no more (pairs rounded up to LANES ≤ rows)
+            [0, 1].map(|g| vec![0.0; (rows * qwidth[g]).max(mirror_q[g]) + 2 * mr]),
+            vec![[0.0; LANES]; mirror.map_or(0, |m| m.scratch())],
         )
     };
     let per_block = tiles
         .len()
         .div_ceil(8 * rayon::current_num_threads().max(1))
         .max(1);
-    let work = |(ape, apo, tmp, q): &mut Scratch, chunk: &Vec<(u32, u32)>| {
+    let work = |(ape, apo, tmp, q, prods): &mut Scratch, chunk: &Vec<(u32, u32)>| {
         let groups = chunk.len().div_ceil(mr);
         let used = groups * mr;
         if let Plan::Direct { .. } = plan {
@@ -718,6 +788,50 @@ fn pair_gradients_with(
             }
             Plan::Shells {
                 shells,
+                radial,
+                lm_count,
+                hcols,
+                offset,
+                mirror: Some(m),
+                ..
+            } => {
+                let narrow = &kern.narrow;
+                let ns = shells.len();
+                // Q[g][LM][s][pair], then H[pair][LM][l n] = Σ_s Q[..][s][pair] R_s[l n]
+                // with the chunk's pairs as kernel rows (no padded LM rows)
+                let stride = chunk.len().div_ceil(LANES) * LANES;
+                let [q0, q1] = q;
+                m.shell_sums(pt, chunk, stride, [q0, q1], prods);
+                for g in 0..2 {
+                    let panels = hcols[g] / narrow.nr;
+                    for x in 0..lm_count[g] {
+                        let a = &q[g][x * ns * stride..];
+                        assert!(a.len() >= (ns - 1) * stride + used);
+                        for panel in 0..panels {
+                            let bp = &radial[g][panel * ns * narrow.nr..];
+                            let col = offset[g] + x * hcols[g] + panel * narrow.nr;
+                            assert!(bp.len() >= ns * narrow.nr);
+                            assert!(col + narrow.nr <= ldt);
+                            // SAFETY: A rows (pairs) r < used at stride 1, element s at
+                            // s·stride, inside q (asserted); B holds ns·nr values; C rows
+                            // at ldt inside tmp (used·ldt values).
+                            unsafe {
+                                run_groups(
+                                    narrow,
+                                    groups,
+                                    ns,
+                                    (a.as_ptr(), 1, stride),
+                                    bp.as_ptr(),
+                                    (tmp.as_mut_ptr().add(col), ldt),
+                                    true,
+                                )
+                            };
+                        }
+                    }
+                }
+            }
+            Plan::Shells {
+                shells,
                 angular,
                 panels,
                 lm_width,
@@ -725,6 +839,7 @@ fn pair_gradients_with(
                 lm_count,
                 hcols,
                 offset,
+                mirror: None,
                 ..
             } => {
                 let narrow = &kern.narrow;
@@ -857,8 +972,9 @@ mod tests {
         }
     }
 
-    /// Both summations against the plain definition G_ij = Σ_k φ_ij(k) k_α R_k Y_lm(k̂),
-    /// on a cubic cell (many shells of equal |k|) and a triclinic one.
+    /// Every summation against the plain definition G_ij = Σ_k φ_ij(k) k_α R_k Y_lm(k̂),
+    /// on a cubic cell (many shells of equal |k|), an orthorhombic one (mirror symmetric,
+    /// few equal lengths) and a triclinic one (neither).
     #[test]
     fn both_summations_match_the_definition() {
         use crate::system::Cell;
@@ -868,6 +984,7 @@ mod tests {
         let f = nlm * nr;
         for matrix in [
             [[6.0, 0.0, 0.0], [0.0, 6.0, 0.0], [0.0, 0.0, 6.0]],
+            [[5.1, 0.0, 0.0], [0.0, 6.7, 0.0], [0.0, 0.0, 4.3]],
             [[6.0, 0.0, 0.0], [1.3, 5.5, 0.0], [-0.7, 0.9, 6.4]],
         ] {
             let cell = Cell::new(matrix).unwrap();
@@ -927,13 +1044,38 @@ mod tests {
                 }
             }
             let scale = expect.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-            for choice in [false, true] {
-                let (got, selfg) =
-                    pair_gradients_with(&kv, &pt, &radial, (lmax, nr), &types, 2, Some(choice));
+            let diagonal = matrix[1][0] == 0.0;
+            let mut choices = vec![Summation::Direct, Summation::Shells];
+            if diagonal {
+                choices.push(Summation::Mirror);
+            }
+            let order_and_shells = shells(&kv);
+            assert_eq!(
+                Mirror::new(
+                    &cell,
+                    &kv,
+                    (&order_and_shells.0, &order_and_shells.1),
+                    4,
+                    [&[1], &[0]]
+                )
+                .is_some(),
+                diagonal
+            );
+            for choice in choices {
+                let (got, selfg) = pair_gradients_with(
+                    &cell,
+                    &kv,
+                    &pt,
+                    &radial,
+                    (lmax, nr),
+                    &types,
+                    2,
+                    Some(choice),
+                );
                 for (x, (g, e)) in got.iter().zip(&expect).enumerate() {
                     assert!(
                         (g - e).abs() < 1e-12 * scale,
-                        "shells={choice} entry {x}: {g} vs {e}"
+                        "{choice:?} entry {x}: {g} vs {e}"
                     );
                 }
                 // self gradients: minus the sum over the neighbours of each species

@@ -538,6 +538,7 @@ pub fn compute(
 
     let (pair, selfg) = if req.positions {
         let (pair, selfg) = super::pair_gradients::pair_gradients(
+            cell,
             &t.kv,
             &pt,
             &t.radial,

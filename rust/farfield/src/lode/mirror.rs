@@ -1,0 +1,355 @@
+//! Shell sums of the dense LODE gradients on cells whose axes lie along x, y and z.
+//!
+//! The k-vectors of such a cell are closed under the three axis mirrors, and every real
+//! harmonic Y_LM has a definite parity under each of them (its class). Summed over the
+//! mirror orbit of a representative k = (n_0, n_1, n_2 ≥ 0) in closed form,
+//!
+//! Σ_g e^{i gk·d} Y_LM(gk) = Y_LM(k) Π_a [2 cos(k_a d_a) (even along a) or 2i sin(k_a d_a) (odd)],
+//!
+//! the shell sums Q_ij[s, LM] = Σ_{k∈s} φ_ij(k) |k| Y_LM(k̂) of `pair_gradients` become sums
+//! over a quarter of the half-space k-vectors, each LM with the one product of its class.
+//! The products come from per-axis trigonometric tables of the pair, so the phases of the
+//! individual (pair, k) are never formed either. The result is the same exact sum.
+
+use crate::kspace::{KVectors, PhaseTables};
+use crate::system::Cell;
+use std::collections::HashMap;
+
+/// Pairs handled together: one vector lane per pair.
+pub(super) const LANES: usize = 16;
+/// Representatives whose products are formed together (they stay in L1).
+const REP_BLOCK: usize = 32;
+type Lanes = [f64; LANES];
+
+/// A representative's shell, its number of members in the half space and its |k_a|.
+type Found = (usize, usize, [f64; 3]);
+
+/// The mirror-reduced k-set and the weights of every (representative, LM).
+pub(super) struct Mirror {
+    /// representatives (n_0, n_1, n_2 ≥ 0), shell by shell
+    reps: Vec<[usize; 3]>,
+    /// per shell: its range of representatives
+    shell_reps: Vec<(usize, usize)>,
+    /// consecutive shells of about [`REP_BLOCK`] representatives in all (or one wider shell)
+    blocks: Vec<(usize, usize)>,
+    /// largest index per axis
+    max_index: [usize; 3],
+    /// per class c (bit 2 − a set: odd along axis a): the LM it holds as (parity group,
+    /// index of the LM in the group's list), and their weights [representative][target]
+    targets: [Vec<(usize, usize)>; 8],
+    weights: [Vec<f64>; 8],
+}
+
+impl Mirror {
+    /// The reduction for `cell` when its matrix is diagonal and the half-space k-set `kv`
+    /// (in shell order `order`, shells `sh`) is closed under the mirrors; `None` otherwise.
+    /// `lms[g]` lists the flat indices L² + M of parity group g (odd L for g = 0, even L
+    /// for g = 1), whose sums are φ = sin (g = 0) and φ = −cos (g = 1).
+    pub(super) fn new(
+        cell: &Cell,
+        kv: &KVectors,
+        (order, sh): (&[usize], &[(usize, usize)]),
+        big_lmax: usize,
+        lms: [&[usize]; 2],
+    ) -> Option<Mirror> {
+        let m = cell.matrix();
+        if (0..3).any(|a| (0..3).any(|b| a != b && m[a][b] != 0.0)) {
+            return None;
+        }
+        // representative → (shell, members in the half space, |k| components)
+        let mut found: HashMap<[usize; 3], Found> = HashMap::new();
+        for (s, &(start, end)) in sh.iter().enumerate() {
+            for &k in &order[start..end] {
+                let idx = kv.indices[k].map(|x| x.unsigned_abs() as usize);
+                let v = kv.vectors[k].map(f64::abs);
+                let e = found.entry(idx).or_insert((s, 0, v));
+                if e.0 != s {
+                    return None;
+                }
+                e.1 += 1;
+            }
+        }
+        // a closed set holds half of every orbit of 2^(nonzero indices) vectors
+        if found
+            .iter()
+            .any(|(idx, e)| 2 * e.1 != 1 << idx.iter().filter(|&&x| x > 0).count())
+        {
+            return None;
+        }
+        let mut reps: Vec<([usize; 3], Found)> = found.into_iter().collect();
+        reps.sort_by_key(|(idx, e)| (e.0, *idx));
+        let mut shell_reps = vec![(0, 0); sh.len()];
+        for (r, (_, e)) in reps.iter().enumerate() {
+            let range = &mut shell_reps[e.0];
+            if range.1 == 0 {
+                range.0 = r;
+            }
+            range.1 = r + 1;
+        }
+        let max_index = [0, 1, 2].map(|a| reps.iter().map(|x| x.0[a]).max().unwrap_or(0));
+
+        // parity class of each harmonic, from its values at a generic direction and its mirror images
+        let nbig = (big_lmax + 1) * (big_lmax + 1);
+        let probe = [0.37, 0.52, 0.77];
+        let mut y0 = vec![0.0; nbig];
+        super::sph::real_sph(probe, big_lmax, &mut y0, None);
+        let mut class = vec![0usize; nbig];
+        for a in 0..3 {
+            let mut v = probe;
+            v[a] = -v[a];
+            let mut y = vec![0.0; nbig];
+            super::sph::real_sph(v, big_lmax, &mut y, None);
+            for (lm, c) in class.iter_mut().enumerate() {
+                debug_assert!((y[lm].abs() - y0[lm].abs()).abs() < 1e-12);
+                if y[lm] * y0[lm] < 0.0 {
+                    *c |= 4 >> a;
+                }
+            }
+        }
+        let mut targets: [Vec<(usize, usize)>; 8] = Default::default();
+        for (g, list) in lms.iter().enumerate() {
+            for (x, &lm) in list.iter().enumerate() {
+                targets[class[lm]].push((g, x));
+            }
+        }
+        let mut y = vec![0.0; nbig];
+        let mut weights: [Vec<f64>; 8] = Default::default();
+        for (idx, (_, count, v)) in &reps {
+            debug_assert!(idx.iter().zip(v).all(|(&n, &x)| (n == 0) == (x == 0.0)));
+            super::sph::real_sph(*v, big_lmax, &mut y, None);
+            let kn = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+            for (c, list) in targets.iter().enumerate() {
+                let odd = c.count_ones();
+                for &(g, x) in list {
+                    let lm = lms[g][x];
+                    // g = 0: Im Π (2 cos | 2i sin) = ±8 (1 or 3 sines); g = 1: −Re Π = ∓8
+                    // (0 or 2 sines); with the orbit factor |O|/8 and the half space's ½
+                    let sign = match (g, odd) {
+                        (0, 1) | (1, 2) => 1.0,
+                        (0, 3) | (1, 0) => -1.0,
+                        _ => unreachable!("class parity differs from the group's"),
+                    };
+                    weights[c].push(sign * *count as f64 * kn * y[lm]);
+                }
+            }
+        }
+        let mut blocks = Vec::new();
+        let mut s0 = 0;
+        while s0 < shell_reps.len() {
+            let mut s1 = s0 + 1;
+            while s1 < shell_reps.len() && shell_reps[s1].1 - shell_reps[s0].0 <= REP_BLOCK {
+                s1 += 1;
+            }
+            blocks.push((s0, s1));
+            s0 = s1;
+        }
+        Some(Mirror {
+            reps: reps.into_iter().map(|x| x.0).collect(),
+            shell_reps,
+            blocks,
+            max_index,
+            targets,
+            weights,
+        })
+    }
+
+    /// Number of representatives (a quarter of the half-space k-vectors, about).
+    pub(super) fn len(&self) -> usize {
+        self.reps.len()
+    }
+
+    /// Size of the product scratch of [`Mirror::shell_sums`].
+    pub(super) fn scratch(&self) -> usize {
+        8 * self
+            .blocks
+            .iter()
+            .map(|&(s0, s1)| self.shell_reps[s1 - 1].1 - self.shell_reps[s0].0)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Q_ij[s, LM] for the pairs of `chunk`, written to `q[g][(x·ns + s)·stride + p]` (x the
+    /// LM's index in its group, p the pair's row, `stride` ≥ the chunk rounded up to
+    /// [`LANES`]); `prods` is scratch of [`Mirror::scratch`] entries.
+    pub(super) fn shell_sums(
+        &self,
+        pt: &PhaseTables,
+        chunk: &[(u32, u32)],
+        stride: usize,
+        q: [&mut [f64]; 2],
+        prods: &mut [Lanes],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            type Q<'a> = [&'a mut [f64]; 2];
+            #[target_feature(enable = "avx512f,fma")]
+            unsafe fn wide(
+                m: &Mirror,
+                pt: &PhaseTables,
+                c: &[(u32, u32)],
+                s: usize,
+                q: Q,
+                p: &mut [Lanes],
+            ) {
+                m.body::<true>(pt, c, s, q, p)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2(
+                m: &Mirror,
+                pt: &PhaseTables,
+                c: &[(u32, u32)],
+                s: usize,
+                q: Q,
+                p: &mut [Lanes],
+            ) {
+                m.body::<true>(pt, c, s, q, p)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX-512F and FMA.
+                return unsafe { wide(self, pt, chunk, stride, q, prods) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA.
+                return unsafe { avx2(self, pt, chunk, stride, q, prods) };
+            }
+        }
+        self.body::<false>(pt, chunk, stride, q, prods)
+    }
+
+    #[inline(always)]
+    fn body<const FUSED: bool>(
+        &self,
+        pt: &PhaseTables,
+        chunk: &[(u32, u32)],
+        stride: usize,
+        mut q: [&mut [f64]; 2],
+        prods: &mut [Lanes],
+    ) {
+        let ns = self.shell_reps.len();
+        let first = [
+            0,
+            self.max_index[0] + 1,
+            self.max_index[0] + self.max_index[1] + 2,
+        ];
+        let rows = first[2] + self.max_index[2] + 1;
+        // per axis and index: (cos, sin)(n (θ_a(r_i) − θ_a(r_j))) of the lanes' pairs
+        let mut axis = vec![[[0.0; LANES]; 2]; rows];
+        for v0 in (0..chunk.len()).step_by(LANES) {
+            let lanes = &chunk[v0..(v0 + LANES).min(chunk.len())];
+            for a in 0..3 {
+                for n in 0..=self.max_index[a] {
+                    let (c, s) = pt.axis(a, n as i32);
+                    let t = &mut axis[first[a] + n];
+                    *t = [[0.0; LANES]; 2];
+                    for (l, &(i, j)) in lanes.iter().enumerate() {
+                        let (i, j) = (i as usize, j as usize);
+                        t[0][l] = c[i] * c[j] + s[i] * s[j];
+                        t[1][l] = s[i] * c[j] - c[i] * s[j];
+                    }
+                }
+            }
+            for &(s0, s1) in &self.blocks {
+                let (r0, r1) = (self.shell_reps[s0].0, self.shell_reps[s1 - 1].1);
+                let nb = r1 - r0;
+                // the eight class products of every representative of the block, [c][r]
+                for (r, idx) in self.reps[r0..r1].iter().enumerate() {
+                    let x = &axis[first[0] + idx[0]];
+                    let y = &axis[first[1] + idx[1]];
+                    let z = &axis[first[2] + idx[2]];
+                    for b in 0..4 {
+                        let yz = mul(&y[b >> 1], &z[b & 1]);
+                        prods[b * nb + r] = mul(&x[0], &yz);
+                        prods[(4 + b) * nb + r] = mul(&x[1], &yz);
+                    }
+                }
+                for c in 0..8 {
+                    let targets = &self.targets[c];
+                    let nt = targets.len();
+                    let pc = &prods[c * nb..(c + 1) * nb];
+                    let mut t0 = 0;
+                    while t0 < nt {
+                        let width = (nt - t0).min(8);
+                        let pass = Pass {
+                            pc,
+                            shells: (s0, &self.shell_reps[s0..s1]),
+                            w: (&self.weights[c], nt, t0),
+                            targets: &targets[t0..t0 + width],
+                            out: (ns, stride, v0),
+                        };
+                        match width {
+                            1 => pass.run::<1, FUSED>(&mut q),
+                            2 => pass.run::<2, FUSED>(&mut q),
+                            3 => pass.run::<3, FUSED>(&mut q),
+                            4 => pass.run::<4, FUSED>(&mut q),
+                            5 => pass.run::<5, FUSED>(&mut q),
+                            6 => pass.run::<6, FUSED>(&mut q),
+                            7 => pass.run::<7, FUSED>(&mut q),
+                            _ => pass.run::<8, FUSED>(&mut q),
+                        }
+                        t0 += width;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn mul(a: &Lanes, b: &Lanes) -> Lanes {
+    let mut out = [0.0; LANES];
+    for l in 0..LANES {
+        out[l] = a[l] * b[l];
+    }
+    out
+}
+
+/// Up to eight LM of one class over the shells of a block.
+struct Pass<'a> {
+    /// the class products of the block's representatives
+    pc: &'a [Lanes],
+    /// first shell of the block and the block's shell ranges
+    shells: (usize, &'a [(usize, usize)]),
+    /// the class's weights [rep][nt] and the first target of this pass
+    w: (&'a [f64], usize, usize),
+    /// (group, LM index) of this pass's targets
+    targets: &'a [(usize, usize)],
+    /// shells in all, pair stride, first pair of the lanes
+    out: (usize, usize, usize),
+}
+
+impl Pass<'_> {
+    /// Q[g][x][s][lanes] = Σ_{r∈s} prods[r] w[r][t] for the T targets (g, x).
+    #[inline(always)]
+    fn run<const T: usize, const FUSED: bool>(&self, q: &mut [&mut [f64]; 2]) {
+        let (s0, shells) = self.shells;
+        let (w, nt, t0) = self.w;
+        let (ns, stride, v0) = self.out;
+        let r0 = shells[0].0;
+        for (s, &(ra, rb)) in (s0..).zip(shells) {
+            let mut acc = [[0.0; LANES]; T];
+            for r in ra..rb {
+                let p = &self.pc[r - r0];
+                let wr: &[f64; T] = w[r * nt + t0..r * nt + t0 + T]
+                    .try_into()
+                    .expect("T weights");
+                for t in 0..T {
+                    for l in 0..LANES {
+                        acc[t][l] = if FUSED {
+                            p[l].mul_add(wr[t], acc[t][l])
+                        } else {
+                            p[l] * wr[t] + acc[t][l]
+                        };
+                    }
+                }
+            }
+            for (a, &(g, x)) in acc.iter().zip(self.targets) {
+                let at = (x * ns + s) * stride + v0;
+                q[g][at..at + LANES].copy_from_slice(a);
+            }
+        }
+    }
+}
