@@ -259,21 +259,7 @@ fn species_structure_factors(
     types: &[usize],
     na: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    let nk = kv.len();
-    let mut cs = vec![0.0; nk * na];
-    let mut ss = vec![0.0; nk * na];
-    for a in 0..na {
-        let indicator: Vec<f64> = types
-            .iter()
-            .map(|&t| if t == a { 1.0 } else { 0.0 })
-            .collect();
-        let s = crate::kspace::structure_factors(kv, pt, &indicator);
-        for (k, (re, im)) in s.into_iter().enumerate() {
-            cs[k * na + a] = re;
-            ss[k * na + a] = im;
-        }
-    }
-    (cs, ss)
+    crate::kspace::typed_structure_factors(kv, pt, &vec![1.0; types.len()], (types, na))
 }
 
 /// Phase data of a tile (atoms `atoms`, k-vectors `ks`), k-major:
