@@ -14,6 +14,7 @@
 use super::{parity_sign, GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
 use crate::error::Result;
 use crate::kspace::{KVectors, PhaseTables};
+use crate::math::linalg::Vec3;
 use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -215,13 +216,209 @@ fn dgemm(
 type TileWork<'a> = (usize, &'a mut [f64], Option<&'a mut [f64]>);
 
 /// A tile's backward results: dL/dr of its centres, neighbour partial sums, strain terms.
-type TileBackward = (Vec<[f64; 3]>, Vec<f64>, [f64; 10]);
+type TileBackward = (Vec<f64>, Vec<f64>, [f64; 10]);
+
+/// One k-vector of a backward tile (rows a·r + i' of species a, r atoms): the centre term
+/// dL/dr_i += k Σ_a (−H_e T_o + H_o T_e) into `fr` ([α][i']), and the neighbour partial
+/// sums pk = Σ_i (H_e s_i, H_e c_i, H_o s_i, H_o c_i) per species ([4][a]); vectorised
+/// over the atoms, with the widest instructions the CPU has.
+fn centre_and_neighbour_sums(
+    h: (&[f64], &[f64]),
+    t: (&[f64], &[f64]),
+    p: (&[f64], &[f64]),
+    kvec: Vec3,
+    fr: &mut [f64],
+    pk: &mut [f64],
+) {
+    #[inline(always)]
+    fn body(
+        (he, ho): (&[f64], &[f64]),
+        (te, to): (&[f64], &[f64]),
+        (pc, ps): (&[f64], &[f64]),
+        kvec: Vec3,
+        fr: &mut [f64],
+        pk: &mut [f64],
+    ) {
+        let r = pc.len();
+        let na = pk.len() / 4;
+        let ps = &ps[..r];
+        let (fx, rest) = fr.split_at_mut(r);
+        let (fy, fz) = rest.split_at_mut(r);
+        let fz = &mut fz[..r];
+        for a in 0..na {
+            let rg = a * r..(a + 1) * r;
+            let (e, o) = (&he[rg.clone()], &ho[rg.clone()]);
+            let (te, to) = (&te[rg.clone()], &to[rg]);
+            let sums = dots4((e, o), (ps, pc));
+            for (c, x) in sums.into_iter().enumerate() {
+                pk[c * na + a] += x;
+            }
+            for ii in 0..r {
+                let centre = -e[ii] * to[ii] + o[ii] * te[ii];
+                fx[ii] += centre * kvec[0];
+                fy[ii] += centre * kvec[1];
+                fz[ii] += centre * kvec[2];
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        type S<'a> = (&'a [f64], &'a [f64]);
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(h: S, t: S, p: S, k: Vec3, fr: &mut [f64], pk: &mut [f64]) {
+            body(h, t, p, k, fr, pk)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(h: S, t: S, p: S, k: Vec3, fr: &mut [f64], pk: &mut [f64]) {
+            body(h, t, p, k, fr, pk)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { wide(h, t, p, kvec, fr, pk) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { avx2(h, t, p, kvec, fr, pk) };
+        }
+    }
+    body(h, t, p, kvec, fr, pk)
+}
+
+/// dL/dr of the atoms p0.. (type-sorted order, `types` theirs) from the neighbour partial
+/// sums pp ([k][4][a]), written [α][p − p0] into `out`; vectorised over the atoms of a type.
+fn neighbour_terms(
+    kv: &KVectors,
+    pt: &PhaseTables,
+    (types, na): (&[usize], usize),
+    pp: &[f64],
+    p0: usize,
+    out: &mut [f64],
+) {
+    #[inline(always)]
+    fn body(
+        kv: &KVectors,
+        pt: &PhaseTables,
+        (types, na): (&[usize], usize),
+        pp: &[f64],
+        p0: usize,
+        out: &mut [f64],
+    ) {
+        let len = types.len();
+        let (fx, rest) = out.split_at_mut(len);
+        let (fy, fz) = rest.split_at_mut(len);
+        // runs of one type inside the block
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for x in 1..=len {
+            if x == len || types[x] != types[start] {
+                runs.push((types[start], start..x));
+                start = x;
+            }
+        }
+        let (mut c01, mut s01) = (vec![0.0; len], vec![0.0; len]);
+        let range = p0..p0 + len;
+        for group in &kv.groups {
+            let (c0, s0) = pt.axis(0, group.m0);
+            let (c1, s1) = pt.axis(1, group.m1);
+            let (c0, s0, c1, s1) = (
+                &c0[range.clone()],
+                &s0[range.clone()],
+                &c1[range.clone()],
+                &s1[range.clone()],
+            );
+            for x in 0..len {
+                c01[x] = c0[x] * c1[x] - s0[x] * s1[x];
+                s01[x] = s0[x] * c1[x] + c0[x] * s1[x];
+            }
+            for k in group.range.clone() {
+                let kvec = kv.vectors[k];
+                let pk = &pp[k * 4 * na..(k + 1) * 4 * na];
+                let (c2, s2) = pt.axis(2, kv.indices[k][2]);
+                let (c2, s2) = (&c2[range.clone()], &s2[range.clone()]);
+                for (a, run) in &runs {
+                    let va = pk[*a] - pk[3 * na + a];
+                    let vb = pk[na + a] + pk[2 * na + a];
+                    for x in run.clone() {
+                        let c = c01[x] * c2[x] - s01[x] * s2[x];
+                        let s = s01[x] * c2[x] + c01[x] * s2[x];
+                        let v = c * va - s * vb;
+                        fx[x] += v * kvec[0];
+                        fy[x] += v * kvec[1];
+                        fz[x] += v * kvec[2];
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        type T<'a> = (&'a [usize], usize);
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(
+            kv: &KVectors,
+            pt: &PhaseTables,
+            t: T,
+            pp: &[f64],
+            p0: usize,
+            o: &mut [f64],
+        ) {
+            body(kv, pt, t, pp, p0, o)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(
+            kv: &KVectors,
+            pt: &PhaseTables,
+            t: T,
+            pp: &[f64],
+            p0: usize,
+            o: &mut [f64],
+        ) {
+            body(kv, pt, t, pp, p0, o)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { wide(kv, pt, (types, na), pp, p0, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { avx2(kv, pt, (types, na), pp, p0, out) };
+        }
+    }
+    body(kv, pt, (types, na), pp, p0, out)
+}
+
+/// (Σ e·s, Σ e·c, Σ o·s, Σ o·c) with eight partial sums each, in a fixed order.
+#[inline(always)]
+fn dots4((e, o): (&[f64], &[f64]), (s, c): (&[f64], &[f64])) -> [f64; 4] {
+    const L: usize = 8;
+    let n = e.len();
+    let (o, s, c) = (&o[..n], &s[..n], &c[..n]);
+    let mut acc = [[0.0; L]; 4];
+    let body = n / L * L;
+    for j0 in (0..body).step_by(L) {
+        for l in 0..L {
+            let j = j0 + l;
+            acc[0][l] += e[j] * s[j];
+            acc[1][l] += e[j] * c[j];
+            acc[2][l] += o[j] * s[j];
+            acc[3][l] += o[j] * c[j];
+        }
+    }
+    let mut out = acc.map(|x| ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7])));
+    for j in body..n {
+        out[0] += e[j] * s[j];
+        out[1] += e[j] * c[j];
+        out[2] += o[j] * s[j];
+        out[3] += o[j] * c[j];
+    }
+    out
+}
 
 /// Tiling: atoms per tile and k-vectors per chunk, so that a tile's phase tables stay in cache.
 fn tiling(n: usize, na: usize) -> (usize, usize) {
     let threads = rayon::current_num_threads().max(1);
     let r = (n / (4 * threads)).clamp(8, 256).min(n.max(1));
-    let kc = (131_072 / (r * na).max(1)).clamp(32, 256);
+    let kc = (32_768 / (r * na).max(1)).clamp(32, 256);
     (r, kc)
 }
 
@@ -599,7 +796,8 @@ pub fn backward(
             let mut he = vec![0.0; kc * rows];
             let mut ho = vec![0.0; kc * rows];
             let mut mm = vec![0.0; kc * af];
-            let mut fr = vec![[0.0; 3]; r];
+            // dL/dr of the tile's centres, [α][i']
+            let mut fr = vec![0.0; 3 * r];
             let mut pp = vec![0.0; nk * 4 * na];
             let mut s10 = [0.0; 10];
             let mut k0 = 0;
@@ -675,28 +873,15 @@ pub fn backward(
                 for q in 0..kbl {
                     let k = k0 + q;
                     let kvec = t.kv.vectors[k];
-                    let hq_e = &he[q * rows..(q + 1) * rows];
-                    let hq_o = &ho[q * rows..(q + 1) * rows];
-                    let teq = &te[q * rows..(q + 1) * rows];
-                    let toq = &to[q * rows..(q + 1) * rows];
-                    let pcq = &pc[q * r..(q + 1) * r];
-                    let psq = &ps[q * r..(q + 1) * r];
-                    let pk = &mut pp[k * 4 * na..(k + 1) * 4 * na];
-                    for ii in 0..r {
-                        let (c, s) = (pcq[ii], psq[ii]);
-                        let mut centre = 0.0;
-                        for a in 0..na {
-                            let x = a * r + ii;
-                            centre += -hq_e[x] * toq[x] + hq_o[x] * teq[x];
-                            pk[a] += hq_e[x] * s;
-                            pk[na + a] += hq_e[x] * c;
-                            pk[2 * na + a] += hq_o[x] * s;
-                            pk[3 * na + a] += hq_o[x] * c;
-                        }
-                        for al in 0..3 {
-                            fr[ii][al] += centre * kvec[al];
-                        }
-                    }
+                    let (qr, qa) = (q * r..(q + 1) * r, q * rows..(q + 1) * rows);
+                    centre_and_neighbour_sums(
+                        (&he[qa.clone()], &ho[qa.clone()]),
+                        (&te[qa.clone()], &to[qa]),
+                        (&pc[qr.clone()], &ps[qr]),
+                        kvec,
+                        &mut fr,
+                        &mut pp[k * 4 * na..(k + 1) * 4 * na],
+                    );
                     let mq = &mm[q * af..(q + 1) * af];
                     let dk = &d[k * 3 * f..(k + 1) * 3 * f];
                     let wk = &t.w[k * f..(k + 1) * f];
@@ -724,39 +909,48 @@ pub fn backward(
     let mut trace = 0.0;
     let mut pp = vec![0.0; nk * 4 * na];
     for (tb, (fr, p, s10)) in per_tile.into_iter().enumerate() {
-        forces[tb * r_tile..tb * r_tile + fr.len()].copy_from_slice(&fr);
+        let r = fr.len() / 3;
+        for (ii, f) in forces[tb * r_tile..tb * r_tile + r].iter_mut().enumerate() {
+            *f = [fr[ii], fr[r + ii], fr[2 * r + ii]];
+        }
         pp.iter_mut().zip(&p).for_each(|(x, y)| *x += y);
         for ab in 0..9 {
             strain[ab / 3][ab % 3] += s10[ab];
         }
         trace += s10[9];
     }
-    // neighbour terms: dL/dr_j += Σ_k k [c_j (P_e − Q_o) − s_j (Q_e + P_o)]_{type(j)}
-    forces
-        .par_chunks_mut(r_tile)
+    // neighbour terms: dL/dr_j += Σ_k k [c_j (P_e − Q_o) − s_j (Q_e + P_o)]_{type(j)}, over
+    // the atoms sorted by type (so that the factors are constant along a run of atoms)
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&j| types[j]);
+    let sorted_tables = pt.permuted(&order);
+    let sorted_types: Vec<usize> = order.iter().map(|&j| types[j]).collect();
+    let mut fperm = vec![0.0; 3 * n];
+    let block = r_tile.max(8);
+    let mut parts: Vec<(usize, &mut [f64])> = fperm
+        .chunks_mut(3 * block)
         .enumerate()
-        .for_each(|(tb, fr)| {
-            let j0 = tb * r_tile;
-            for (k, m) in t.kv.indices.iter().enumerate() {
-                let kvec = t.kv.vectors[k];
-                let pk = &pp[k * 4 * na..(k + 1) * 4 * na];
-                let (c0, s0) = pt.axis(0, m[0]);
-                let (c1, s1) = pt.axis(1, m[1]);
-                let (c2, s2) = pt.axis(2, m[2]);
-                for (jj, fj) in fr.iter_mut().enumerate() {
-                    let j = j0 + jj;
-                    let a = types[j];
-                    let c01 = c0[j] * c1[j] - s0[j] * s1[j];
-                    let s01 = s0[j] * c1[j] + c0[j] * s1[j];
-                    let c = c01 * c2[j] - s01 * s2[j];
-                    let s = s01 * c2[j] + c01 * s2[j];
-                    let v = c * (pk[a] - pk[3 * na + a]) - s * (pk[na + a] + pk[2 * na + a]);
-                    fj[0] += v * kvec[0];
-                    fj[1] += v * kvec[1];
-                    fj[2] += v * kvec[2];
-                }
-            }
-        });
+        .map(|(b, c)| (b * block, c))
+        .collect();
+    parts.par_iter_mut().for_each(|(p0, out)| {
+        let len = out.len() / 3;
+        neighbour_terms(
+            &t.kv,
+            &sorted_tables,
+            (&sorted_types[*p0..*p0 + len], na),
+            &pp,
+            *p0,
+            out,
+        );
+    });
+    for (p, &j) in order.iter().enumerate() {
+        let b = p / block * block;
+        let len = block.min(n - b);
+        let x = p - b;
+        for al in 0..3 {
+            forces[j][al] += fperm[3 * b + al * len + x];
+        }
+    }
     // −δ_αβ Σ_i g_i·c_i (without the centre term): the k-space part was accumulated in
     // `trace`, the K0 part is added here
     let mut counts = vec![0.0; na];
