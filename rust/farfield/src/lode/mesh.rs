@@ -124,6 +124,9 @@ struct Plane {
     k: Vec<[f64; 3]>,
 }
 
+/// Edge of the blocks of grid points in which atoms are visited (see `Mesh::sorted`).
+const MESH_BLOCK: usize = 12;
+
 /// Everything of the mesh evaluation that does not depend on dL/dc: B-spline weights of the
 /// atoms, grid, FFT plans and the spectral points of the cutoff sphere with their weights.
 struct Mesh {
@@ -217,10 +220,15 @@ impl Mesh {
                     }
                 }
             });
+        // blocks of MESH_BLOCK³ grid points, then slab-major inside a block: the stencils of
+        // a block's atoms span (MESH_BLOCK + order)³ points, which stay in L2, where plain
+        // slab-major order would sweep `order` whole slabs between reuses on large grids
         let mut sorted: Vec<usize> = (0..n_atoms).collect();
         sorted.sort_by_key(|&i| {
             let ix = &index[i * 3 * order..(i + 1) * 3 * order];
-            (ix[0], ix[order], ix[2 * order], i)
+            let (x, y, z) = (ix[0], ix[order], ix[2 * order]);
+            let b = MESH_BLOCK;
+            ((x / b, y / b, z / b), (x, y, z), i)
         });
         let mut du_dr = [[0.0; 3]; 3];
         for c in 0..3 {
@@ -477,6 +485,18 @@ impl Mesh {
     }
 }
 
+#[derive(Clone, Copy)]
+struct SharedSlice(*mut f64);
+// SAFETY: used only for the disjoint writes documented at the use site.
+unsafe impl Send for SharedSlice {}
+unsafe impl Sync for SharedSlice {}
+
+impl SharedSlice {
+    fn ptr(&self) -> *mut f64 {
+        self.0
+    }
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -519,18 +539,42 @@ pub fn compute(
     let mut values = vec![0.0; n_atoms * na * f];
     let mut real = zeroed(m.len);
     let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
-    let mut field = vec![0.0; n_atoms];
+    // the fields of FIELD_GROUP features at a time, [feature][atom in grid order], written
+    // to `values` atom by atom (one scattered write per value would stream the whole
+    // values array through the cache once per feature on large systems)
+    const FIELD_GROUP: usize = 16;
+    let mut fields = vec![0.0; FIELD_GROUP.min(f) * n_atoms];
     let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let sorted = &m.sorted;
     for a in 0..na {
         m.species_spectrum(types, a, &mut real, &mut fq);
-        for (x, &feature) in features.iter().enumerate() {
-            m.feature_spectrum(&fq, feature, false, &mut spec);
-            m.fft.inverse(&mut spec, &mut real);
-            // atoms in grid order: neighbouring atoms read the same grid lines
-            m.interpolate(&real, &mut field);
-            for (&i, v) in m.sorted.iter().zip(&field) {
-                values[(i * na + a) * f + x] = *v;
+        for x0 in (0..f).step_by(FIELD_GROUP) {
+            let x1 = (x0 + FIELD_GROUP).min(f);
+            for (x, field) in (x0..x1).zip(fields.chunks_mut(n_atoms)) {
+                m.feature_spectrum(&fq, features[x], false, &mut spec);
+                m.fft.inverse(&mut spec, &mut real);
+                // atoms in grid order: neighbouring atoms read the same grid lines
+                m.interpolate(&real, field);
             }
+            let fields = &fields;
+            let out = SharedSlice(values.as_mut_ptr());
+            (0..n_atoms)
+                .into_par_iter()
+                .with_min_len(256)
+                .for_each(|p| {
+                    let i = sorted[p];
+                    // SAFETY: `sorted` is a permutation, so every task writes the values of
+                    // its own atom i only, inside `values` (N·A·F entries).
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.ptr().add((i * na + a) * f + x0),
+                            x1 - x0,
+                        )
+                    };
+                    for (x, v) in row.iter_mut().enumerate() {
+                        *v = fields[x * n_atoms + p];
+                    }
+                });
         }
     }
     // K0 term and centre subtraction, as in the exact path
