@@ -6,7 +6,7 @@ use crate::buffers::filled;
 use rayon::prelude::*;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{num_complex::Complex, Fft, FftPlanner};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Complex number type of the spectrum.
 pub type C64 = Complex<f64>;
@@ -21,7 +21,14 @@ pub struct Fft3 {
     i2: Arc<dyn Fft<f64>>,
     f1: Arc<dyn Fft<f64>>,
     i1: Arc<dyn Fft<f64>>,
+    /// intermediate grids kept between calls: a fresh grid per transform costs page faults
+    /// and zeroing of the whole grid, a large part of one transform on big grids
+    spare: Mutex<Vec<Vec<C64>>>,
 }
+
+/// K1 slabs per task of the inverse transform's first transpose: the strided reads of
+/// consecutive slabs share cache lines.
+const SLABS: usize = 8;
 
 impl std::fmt::Debug for Fft3 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,6 +50,24 @@ impl Fft3 {
             i2: cp.plan_fft_inverse(n[1]),
             f1: cp.plan_fft_forward(n[0]),
             i1: cp.plan_fft_inverse(n[0]),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An intermediate grid of H·K2·K1 values (contents unspecified: every use overwrites
+    /// all of it), from the spares when one is left.
+    fn take(&self) -> Vec<C64> {
+        let len = self.spectrum_len();
+        let spare = self.spare.lock().map(|mut s| s.pop()).unwrap_or(None);
+        spare.unwrap_or_else(|| filled(len, C64::new(0.0, 0.0)))
+    }
+
+    /// Returns an intermediate grid to the spares (at most two are kept).
+    fn give(&self, grid: Vec<C64>) {
+        if let Ok(mut s) = self.spare.lock() {
+            if s.len() < 2 {
+                s.push(grid);
+            }
         }
     }
 
@@ -62,7 +87,7 @@ impl Fft3 {
         let [n1, n2, n3] = self.n;
         let h = self.h;
         // 1. r2c along axis 3 into a [K1][K2][H] buffer
-        let mut a = filled(n1 * n2 * h, C64::new(0.0, 0.0));
+        let mut a = self.take();
         a.par_chunks_mut(n2 * h)
             .zip(real.par_chunks_mut(n2 * n3))
             .for_each(|(out, inp)| {
@@ -74,7 +99,7 @@ impl Fft3 {
                 }
             });
         // 2. per K1 slab: transpose [K2][H] -> [H][K2], FFT along K2
-        let mut b = filled(n1 * n2 * h, C64::new(0.0, 0.0));
+        let mut b = self.take();
         b.par_chunks_mut(n2 * h)
             .zip(a.par_chunks(n2 * h))
             .for_each(|(out, inp)| {
@@ -86,7 +111,7 @@ impl Fft3 {
                 let mut scratch = vec![C64::new(0.0, 0.0); self.f2.get_inplace_scratch_len()];
                 self.f2.process_with_scratch(out, &mut scratch);
             });
-        drop(a);
+        self.give(a);
         // 3. transpose [K1][H][K2] -> [H][K2][K1], FFT along K1
         spec.par_chunks_mut(n2 * n1)
             .enumerate()
@@ -100,6 +125,7 @@ impl Fft3 {
                 let mut scratch = vec![C64::new(0.0, 0.0); self.f1.get_inplace_scratch_len()];
                 self.f1.process_with_scratch(out, &mut scratch);
             });
+        self.give(b);
     }
 
     /// Inverse transform (unnormalised, e^{+2πi m·k/K}) of a Hermitian spectrum `spec`
@@ -111,17 +137,26 @@ impl Fft3 {
             let mut scratch = vec![C64::new(0.0, 0.0); self.i1.get_inplace_scratch_len()];
             self.i1.process_with_scratch(row, &mut scratch);
         });
-        // [H][K2][K1] -> [K1][H][K2], inverse FFT along K2
-        let mut b = filled(n1 * n2 * h, C64::new(0.0, 0.0));
-        b.par_chunks_mut(h * n2).enumerate().for_each(|(i1, out)| {
-            for i3 in 0..h {
-                for i2 in 0..n2 {
-                    out[i3 * n2 + i2] = spec[(i3 * n2 + i2) * n1 + i1];
+        // [H][K2][K1] -> [K1][H][K2], inverse FFT along K2; SLABS slabs per task, so that
+        // the reads along K1 use whole cache lines
+        let mut b = self.take();
+        let spec = &*spec;
+        b.par_chunks_mut(SLABS * h * n2)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let i1 = block * SLABS;
+                let slabs = out.len() / (h * n2);
+                for x in 0..h * n2 {
+                    let src = &spec[x * n1 + i1..x * n1 + i1 + slabs];
+                    for (s, &v) in src.iter().enumerate() {
+                        out[s * h * n2 + x] = v;
+                    }
                 }
-            }
-            let mut scratch = vec![C64::new(0.0, 0.0); self.i2.get_inplace_scratch_len()];
-            self.i2.process_with_scratch(out, &mut scratch);
-        });
+                let mut scratch = vec![C64::new(0.0, 0.0); self.i2.get_inplace_scratch_len()];
+                for slab in out.chunks_mut(h * n2) {
+                    self.i2.process_with_scratch(slab, &mut scratch);
+                }
+            });
         // [K1][H][K2] -> [K1][K2][H], c2r along axis 3
         real.par_chunks_mut(n2 * n3)
             .zip(b.par_chunks(h * n2))
@@ -146,6 +181,7 @@ impl Fft3 {
                         .expect("c2r sizes");
                 }
             });
+        self.give(b);
     }
 }
 
@@ -156,7 +192,13 @@ mod tests {
 
     #[test]
     fn matches_direct_dft() {
-        let n = [5, 6, 4];
+        // the second shape has more K1 slabs than one task's block, not a multiple of it
+        for n in [[5, 6, 4], [19, 3, 5]] {
+            check_direct_dft(n);
+        }
+    }
+
+    fn check_direct_dft(n: [usize; 3]) {
         let len = n[0] * n[1] * n[2];
         let data: Vec<f64> = (0..len).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
         let fft = Fft3::new(n);
