@@ -124,6 +124,9 @@ struct Plane {
     k: Vec<[f64; 3]>,
 }
 
+/// Features interpolated together from interleaved grids.
+const LANES: usize = 4;
+
 /// Edge of the blocks of grid points in which atoms are visited (see `Mesh::sorted`).
 const MESH_BLOCK: usize = 12;
 
@@ -400,30 +403,76 @@ impl Mesh {
         });
     }
 
-    /// Σ_grid θ_i · real, for every atom in grid order (`out[p]` for atom `sorted[p]`).
-    fn interpolate(&self, real: &[f64], out: &mut [f64]) {
-        let (order, n) = (self.order, self.n);
-        out.par_iter_mut()
-            .zip(self.sorted.par_iter())
-            .for_each(|(out, &i)| {
-                let th = &self.theta[i * 3 * order..(i + 1) * 3 * order];
-                let ix = &self.index[i * 3 * order..(i + 1) * 3 * order];
-                let mut acc = 0.0;
+    /// [`Mesh::interpolate`] of the [`LANES`] interleaved grids of `grid` at once (one pass
+    /// over the stencils, the lanes of a grid point contiguous): lane l of atom `sorted[p]`
+    /// into `out[p·stride + col + l]`.
+    fn interpolate_lanes(&self, grid: &[f64], out: &mut [f64], (stride, col): (usize, usize)) {
+        assert!(grid.len() == self.len * LANES && col + LANES <= stride);
+        assert!(out.len() == self.sorted.len() * stride);
+        const CHUNK: usize = 64;
+        out.par_chunks_mut(CHUNK * stride)
+            .zip(self.sorted.par_chunks(CHUNK))
+            .for_each(|(out, atoms)| self.interpolate_chunk(grid, atoms, out, (stride, col)));
+    }
+
+    fn interpolate_chunk(
+        &self,
+        grid: &[f64],
+        atoms: &[usize],
+        out: &mut [f64],
+        sc: (usize, usize),
+    ) {
+        #[inline(always)]
+        fn body(
+            m: &Mesh,
+            grid: &[f64],
+            atoms: &[usize],
+            out: &mut [f64],
+            (stride, col): (usize, usize),
+        ) {
+            let (order, n) = (m.order, m.n);
+            for (o, &i) in out.chunks_mut(stride).zip(atoms) {
+                let th = &m.theta[i * 3 * order..(i + 1) * 3 * order];
+                let ix = &m.index[i * 3 * order..(i + 1) * 3 * order];
+                let mut acc = [0.0; LANES];
                 for j1 in 0..order {
                     let o1 = ix[j1] * n[1];
-                    let mut a2 = 0.0;
+                    let mut a2 = [0.0; LANES];
                     for j2 in 0..order {
                         let row = (o1 + ix[order + j2]) * n[2];
-                        let mut a3 = 0.0;
+                        let mut a3 = [0.0; LANES];
                         for j3 in 0..order {
-                            a3 += th[2 * order + j3] * real[row + ix[2 * order + j3]];
+                            let w = th[2 * order + j3];
+                            let at = (row + ix[2 * order + j3]) * LANES;
+                            let g: &[f64; LANES] = grid[at..at + LANES].try_into().expect("lanes");
+                            for l in 0..LANES {
+                                a3[l] += w * g[l];
+                            }
                         }
-                        a2 += th[order + j2] * a3;
+                        let w = th[order + j2];
+                        for l in 0..LANES {
+                            a2[l] += w * a3[l];
+                        }
                     }
-                    acc += th[j1] * a2;
+                    for l in 0..LANES {
+                        acc[l] += th[j1] * a2[l];
+                    }
                 }
-                *out = acc;
-            });
+                o[col..col + LANES].copy_from_slice(&acc);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(m: &Mesh, g: &[f64], a: &[usize], o: &mut [f64], sc: (usize, usize)) {
+                body(m, g, a, o, sc)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { avx2(self, grid, atoms, out, sc) };
+            }
+        }
+        body(self, grid, atoms, out, sc)
     }
 
     /// out[p] += scale(i) ∇_{r_i} Σ_grid θ_i · real for every atom i = sorted[p] with a
@@ -539,22 +588,27 @@ pub fn compute(
     let mut values = vec![0.0; n_atoms * na * f];
     let mut real = zeroed(m.len);
     let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
-    // the fields of FIELD_GROUP features at a time, [feature][atom in grid order], written
-    // to `values` atom by atom (one scattered write per value would stream the whole
-    // values array through the cache once per feature on large systems)
-    const FIELD_GROUP: usize = 16;
-    let mut fields = vec![0.0; FIELD_GROUP.min(f) * n_atoms];
+    // the fields of LANES features at a time, from interleaved grids (one pass over the
+    // stencils for all of them), gathered FIELD_GROUP features at a time per atom and then
+    // written to `values` atom by atom (one scattered write per value would stream the
+    // whole values array through the cache once per feature on large systems)
+    const FIELD_GROUP: usize = 4 * LANES;
+    let mut grid = zeroed(m.len * LANES);
+    let mut fields = vec![0.0; FIELD_GROUP * n_atoms];
     let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
     let sorted = &m.sorted;
     for a in 0..na {
         m.species_spectrum(types, a, &mut real, &mut fq);
-        for x0 in (0..f).step_by(FIELD_GROUP) {
-            let x1 = (x0 + FIELD_GROUP).min(f);
-            for (x, field) in (x0..x1).zip(fields.chunks_mut(n_atoms)) {
-                m.feature_spectrum(&fq, features[x], false, &mut spec);
-                m.fft.inverse(&mut spec, &mut real);
+        for g0 in (0..f).step_by(FIELD_GROUP) {
+            let g1 = (g0 + FIELD_GROUP).min(f);
+            for x0 in (g0..g1).step_by(LANES) {
+                for x in x0..(x0 + LANES).min(g1) {
+                    m.feature_spectrum(&fq, features[x], false, &mut spec);
+                    m.fft
+                        .inverse_interleaved(&mut spec, &mut grid, (x - x0, LANES));
+                }
                 // atoms in grid order: neighbouring atoms read the same grid lines
-                m.interpolate(&real, field);
+                m.interpolate_lanes(&grid, &mut fields, (FIELD_GROUP, x0 - g0));
             }
             let fields = &fields;
             let out = SharedSlice(values.as_mut_ptr());
@@ -567,13 +621,11 @@ pub fn compute(
                     // its own atom i only, inside `values` (N·A·F entries).
                     let row = unsafe {
                         std::slice::from_raw_parts_mut(
-                            out.ptr().add((i * na + a) * f + x0),
-                            x1 - x0,
+                            out.ptr().add((i * na + a) * f + g0),
+                            g1 - g0,
                         )
                     };
-                    for (x, v) in row.iter_mut().enumerate() {
-                        *v = fields[x * n_atoms + p];
-                    }
+                    row.copy_from_slice(&fields[p * FIELD_GROUP..p * FIELD_GROUP + g1 - g0]);
                 });
         }
     }

@@ -131,6 +131,18 @@ impl Fft3 {
     /// Inverse transform (unnormalised, e^{+2πi m·k/K}) of a Hermitian spectrum `spec`
     /// ([H][K2][K1], destroyed) into `real` ([K1][K2][K3]).
     pub fn inverse(&self, spec: &mut [C64], real: &mut [f64]) {
+        self.inverse_interleaved(spec, real, (0, 1));
+    }
+
+    /// As [`Fft3::inverse`], into lane `lane` of a grid of `lanes` interleaved ones:
+    /// `real[((k1·K2 + k2)·K3 + k3)·lanes + lane]` (the other lanes are left as they are).
+    pub fn inverse_interleaved(
+        &self,
+        spec: &mut [C64],
+        real: &mut [f64],
+        (lane, lanes): (usize, usize),
+    ) {
+        assert!(lane < lanes && real.len() == self.n.iter().product::<usize>() * lanes);
         let [n1, n2, n3] = self.n;
         let h = self.h;
         spec.par_chunks_mut(n2 * n1).for_each(|row| {
@@ -158,11 +170,12 @@ impl Fft3 {
                 }
             });
         // [K1][H][K2] -> [K1][K2][H], c2r along axis 3
-        real.par_chunks_mut(n2 * n3)
+        real.par_chunks_mut(n2 * n3 * lanes)
             .zip(b.par_chunks(h * n2))
             .for_each(|(out, inp)| {
                 let mut row = vec![C64::new(0.0, 0.0); h];
                 let mut scratch = self.c2r.make_scratch_vec();
+                let mut line = vec![0.0; if lanes > 1 { n3 } else { 0 }];
                 for i2 in 0..n2 {
                     for i3 in 0..h {
                         row[i3] = inp[i3 * n2 + i2];
@@ -172,13 +185,23 @@ impl Fft3 {
                     if n3 % 2 == 0 {
                         row[h - 1].im = 0.0;
                     }
-                    self.c2r
-                        .process_with_scratch(
-                            &mut row,
-                            &mut out[i2 * n3..(i2 + 1) * n3],
-                            &mut scratch,
-                        )
-                        .expect("c2r sizes");
+                    if lanes == 1 {
+                        self.c2r
+                            .process_with_scratch(
+                                &mut row,
+                                &mut out[i2 * n3..(i2 + 1) * n3],
+                                &mut scratch,
+                            )
+                            .expect("c2r sizes");
+                    } else {
+                        self.c2r
+                            .process_with_scratch(&mut row, &mut line, &mut scratch)
+                            .expect("c2r sizes");
+                        let dst = &mut out[i2 * n3 * lanes..(i2 + 1) * n3 * lanes];
+                        for (d, &v) in dst.chunks_exact_mut(lanes).zip(&line) {
+                            d[lane] = v;
+                        }
+                    }
                 }
             });
         self.give(b);
@@ -195,6 +218,34 @@ mod tests {
         // the second shape has more K1 slabs than one task's block, not a multiple of it
         for n in [[5, 6, 4], [19, 3, 5]] {
             check_direct_dft(n);
+        }
+    }
+
+    /// Each lane of the interleaved inverse is the plain inverse of its spectrum.
+    #[test]
+    fn interleaved_inverse_matches_plain() {
+        let n = [9, 4, 6];
+        let len = n[0] * n[1] * n[2];
+        let fft = Fft3::new(n);
+        let lanes = 3;
+        let mut grid = vec![f64::NAN; len * lanes];
+        let mut plain = Vec::new();
+        for lane in 0..lanes {
+            let mut real: Vec<f64> = (0..len)
+                .map(|i| ((i * 31 + lane * 7) % 11) as f64)
+                .collect();
+            let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
+            fft.forward(&mut real, &mut spec);
+            let mut copy = spec.clone();
+            let mut back = vec![0.0; len];
+            fft.inverse(&mut copy, &mut back);
+            plain.push(back);
+            fft.inverse_interleaved(&mut spec, &mut grid, (lane, lanes));
+        }
+        for i in 0..len {
+            for lane in 0..lanes {
+                assert_eq!(grid[i * lanes + lane], plain[lane][i]);
+            }
         }
     }
 
