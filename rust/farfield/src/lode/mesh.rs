@@ -475,6 +475,96 @@ impl Mesh {
         body(self, grid, atoms, out, sc)
     }
 
+    /// [`Mesh::add_gradient`] of the [`LANES`] interleaved grids of `grid` at once:
+    /// out[p] += Σ_l scale(i)[l] ∇_{r_i} Σ_grid θ_i · grid_l for every atom i = sorted[p].
+    fn add_gradient_lanes(
+        &self,
+        grid: &[f64],
+        scale: &(dyn Fn(usize) -> [f64; LANES] + Sync),
+        out: &mut [[f64; 3]],
+    ) {
+        assert!(grid.len() == self.len * LANES && out.len() == self.sorted.len());
+        const CHUNK: usize = 64;
+        out.par_chunks_mut(CHUNK)
+            .zip(self.sorted.par_chunks(CHUNK))
+            .for_each(|(out, atoms)| self.gradient_chunk(grid, scale, atoms, out));
+    }
+
+    fn gradient_chunk(
+        &self,
+        grid: &[f64],
+        scale: &(dyn Fn(usize) -> [f64; LANES] + Sync),
+        atoms: &[usize],
+        out: &mut [[f64; 3]],
+    ) {
+        type Scale<'a> = &'a (dyn Fn(usize) -> [f64; LANES] + Sync);
+        #[inline(always)]
+        fn body(m: &Mesh, grid: &[f64], scale: Scale, atoms: &[usize], out: &mut [[f64; 3]]) {
+            let (order, n) = (m.order, m.n);
+            for (o, &i) in out.iter_mut().zip(atoms) {
+                let s = scale(i);
+                if s.iter().all(|&x| x == 0.0) {
+                    continue;
+                }
+                let th = &m.theta[i * 3 * order..(i + 1) * 3 * order];
+                let dth = &m.dtheta[i * 3 * order..(i + 1) * 3 * order];
+                let ix = &m.index[i * 3 * order..(i + 1) * 3 * order];
+                let mut du = [[0.0; LANES]; 3];
+                for j1 in 0..order {
+                    let o1 = ix[j1] * n[1];
+                    let (mut b2, mut db2, mut b23) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+                    for j2 in 0..order {
+                        let row = (o1 + ix[order + j2]) * n[2];
+                        let (mut a3, mut da3) = ([0.0; LANES], [0.0; LANES]);
+                        for j3 in 0..order {
+                            let at = (row + ix[2 * order + j3]) * LANES;
+                            let v: &[f64; LANES] = grid[at..at + LANES].try_into().expect("lanes");
+                            let (w, dw) = (th[2 * order + j3], dth[2 * order + j3]);
+                            for l in 0..LANES {
+                                a3[l] += w * v[l];
+                                da3[l] += dw * v[l];
+                            }
+                        }
+                        let (w, dw) = (th[order + j2], dth[order + j2]);
+                        for l in 0..LANES {
+                            b2[l] += w * a3[l];
+                            db2[l] += dw * a3[l];
+                            b23[l] += w * da3[l];
+                        }
+                    }
+                    for l in 0..LANES {
+                        du[0][l] += dth[j1] * b2[l];
+                        du[1][l] += th[j1] * db2[l];
+                        du[2][l] += th[j1] * b23[l];
+                    }
+                }
+                // Σ_l s_l du_l, then the Cartesian components
+                let mut u = [0.0; 3];
+                for (ua, da) in u.iter_mut().zip(&du) {
+                    for l in 0..LANES {
+                        *ua += s[l] * da[l];
+                    }
+                }
+                for (c, oc) in o.iter_mut().enumerate() {
+                    let d = m.du_dr[c];
+                    *oc += d[0] * u[0] + d[1] * u[1] + d[2] * u[2];
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(m: &Mesh, g: &[f64], s: Scale, a: &[usize], o: &mut [[f64; 3]]) {
+                body(m, g, s, a, o)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { avx2(self, grid, scale, atoms, out) };
+            }
+        }
+        body(self, grid, scale, atoms, out)
+    }
+
     /// out[p] += scale(i) ∇_{r_i} Σ_grid θ_i · real for every atom i = sorted[p] with a
     /// non-zero scale (Cartesian gradient through the B-spline derivatives).
     fn add_gradient(
@@ -704,6 +794,7 @@ pub fn backward(
         })
         .collect();
     let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let mut lanes = zeroed(m.len * LANES);
     // (species, feature) channels with a non-zero dL/dc column: the others contribute
     // nothing and are skipped
     let active: Vec<bool> = (0..na * f)
@@ -716,16 +807,28 @@ pub fn backward(
         }
         m.species_spectrum(types, a, &mut real, &mut fq);
         vspec.iter_mut().for_each(|s| *s = C64::new(0.0, 0.0));
-        for (x, &feature) in features.iter().enumerate() {
-            if !active[a * f + x] {
-                continue;
+        let on: Vec<usize> = (0..f).filter(|&x| active[a * f + x]).collect();
+        // centre term through the forward fields Φ_{a,x}, LANES features per pass over the
+        // stencils (lanes past the group's features keep old fields, with weight 0)
+        for group in on.chunks(LANES) {
+            for (lane, &x) in group.iter().enumerate() {
+                m.feature_spectrum(&fq, features[x], false, &mut spec);
+                m.fft
+                    .inverse_interleaved(&mut spec, &mut lanes, (lane, LANES));
             }
+            let cols = |i: usize| {
+                let mut s = [0.0; LANES];
+                for (sl, &x) in s.iter_mut().zip(group) {
+                    *sl = g[(i * na + a) * f + x];
+                }
+                s
+            };
+            m.add_gradient_lanes(&lanes, &cols, &mut fr);
+        }
+        for &x in &on {
+            let feature = features[x];
             let (l, lm, nn) = feature;
             let col = |i: usize| g[(i * na + a) * f + x];
-            // centre term through the forward field Φ_{a,x}
-            m.feature_spectrum(&fq, feature, false, &mut spec);
-            m.fft.inverse(&mut spec, &mut real);
-            m.add_gradient(&real, &col, &mut fr);
             // G_{a,x}: the g-weighted centres on the mesh
             m.spread(&m.sorted, &col, &mut real);
             m.fft.forward(&mut real, &mut gx);
