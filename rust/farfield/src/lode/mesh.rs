@@ -143,6 +143,10 @@ struct Mesh {
     index: Vec<usize>,
     /// atoms sorted by their first grid point (slab-major), for cache locality
     sorted: Vec<usize>,
+    /// the atoms (ranges of `sorted`) of each block of MESH_BLOCK x-slabs, and the blocks in
+    /// colours: the stencils of two blocks of one colour touch disjoint grid points
+    slab_blocks: Vec<std::ops::Range<usize>>,
+    colours: Vec<Vec<usize>>,
     /// ∂u_α/∂r_c = K_α (h⁻¹)_{cα}, stored [c][α]
     du_dr: [[f64; 3]; 3],
     fft: Fft3,
@@ -233,6 +237,7 @@ impl Mesh {
             let b = MESH_BLOCK;
             ((x / b, y / b, z / b), (x, y, z), i)
         });
+        let (slab_blocks, colours) = slab_colouring(&sorted, &index, order, n[0]);
         let mut du_dr = [[0.0; 3]; 3];
         for c in 0..3 {
             for a in 0..3 {
@@ -301,6 +306,8 @@ impl Mesh {
             dtheta,
             index,
             sorted,
+            slab_blocks,
+            colours,
             du_dr,
             fft,
             planes,
@@ -332,16 +339,18 @@ impl Mesh {
         self.signs[l] * plane.y[p * self.nlm + lm] * plane.rad[p * nrad + l * self.nr + nn]
     }
 
-    /// Q = Σ_{i ∈ atoms} weight(i) θ_i on the grid (per-thread grids summed in a fixed order).
-    fn spread(&self, atoms: &[usize], weight: &(dyn Fn(usize) -> f64 + Sync), real: &mut [f64]) {
-        let (order, n, len) = (self.order, self.n, self.len);
-        let threads = rayon::current_num_threads().max(1);
-        let chunk = atoms.len().div_ceil(threads).max(1);
-        let partial: Vec<Vec<f64>> = atoms
-            .par_chunks(chunk)
-            .map(|atoms| {
-                let mut q = zeroed(len);
-                for &i in atoms {
+    /// Q = Σ_i weight(i) θ_i on the grid, written straight into `real`: the blocks of one
+    /// colour in parallel (their stencils touch disjoint points), colour after colour, each
+    /// block's atoms in order, so the sums have a fixed order whatever the thread count.
+    fn spread(&self, weight: &(dyn Fn(usize) -> f64 + Sync), real: &mut [f64]) {
+        let (order, n) = (self.order, self.n);
+        assert_eq!(real.len(), self.len);
+        real.par_chunks_mut(1 << 16)
+            .for_each(|c| c.iter_mut().for_each(|x| *x = 0.0));
+        let out = SharedSlice(real.as_mut_ptr());
+        for colour in &self.colours {
+            colour.par_iter().for_each(|&b| {
+                for &i in &self.sorted[self.slab_blocks[b].clone()] {
                     let wi = weight(i);
                     if wi == 0.0 {
                         continue;
@@ -355,23 +364,17 @@ impl Mesh {
                             let v12 = v1 * th[order + j2];
                             let row = (o1 + ix[order + j2]) * n[2];
                             for j3 in 0..order {
-                                q[row + ix[2 * order + j3]] += v12 * th[2 * order + j3];
+                                let at = row + ix[2 * order + j3];
+                                assert!(at < self.len);
+                                // SAFETY: inside the grid (asserted); the blocks running
+                                // at the same time touch disjoint points (their colour).
+                                unsafe { *out.ptr().add(at) += v12 * th[2 * order + j3] };
                             }
                         }
                     }
                 }
-                q
-            })
-            .collect();
-        real.par_chunks_mut(4096).enumerate().for_each(|(c, out)| {
-            out.iter_mut().for_each(|x| *x = 0.0);
-            let end = c * 4096 + out.len();
-            for part in &partial {
-                for (o, v) in out.iter_mut().zip(&part[c * 4096..end]) {
-                    *o += v;
-                }
-            }
-        });
+            });
+        }
     }
 
     /// spec = W(m)·(1 or −i)·src(m) on the sphere, 0 elsewhere (the field of one feature);
@@ -613,15 +616,56 @@ impl Mesh {
 
     /// Spectrum FFT[Q_a] of the density of species `a` into `fq` (`real` is scratch).
     fn species_spectrum(&self, types: &[usize], a: usize, real: &mut [f64], fq: &mut [C64]) {
-        let members: Vec<usize> = self
-            .sorted
-            .iter()
-            .copied()
-            .filter(|&i| types[i] == a)
-            .collect();
-        self.spread(&members, &|_| 1.0, real);
+        self.spread(&|i| if types[i] == a { 1.0 } else { 0.0 }, real);
         self.fft.forward(real, fq);
     }
+}
+
+/// Blocks of MESH_BLOCK x-slabs (by the first x index of each atom's stencil; `sorted`
+/// holds each block's atoms contiguously) and a greedy colouring of them such that the
+/// stencils (`order` slabs from the first, periodic over `n0`) of two blocks of one colour
+/// never touch the same slab.
+fn slab_colouring(
+    sorted: &[usize],
+    index: &[usize],
+    order: usize,
+    n0: usize,
+) -> (Vec<std::ops::Range<usize>>, Vec<Vec<usize>>) {
+    let first = |i: usize| index[i * 3 * order];
+    let mut blocks = Vec::new();
+    let mut start = 0;
+    for p in 1..=sorted.len() {
+        if p == sorted.len() || first(sorted[p]) / MESH_BLOCK != first(sorted[start]) / MESH_BLOCK {
+            blocks.push(start..p);
+            start = p;
+        }
+    }
+    // slabs touched by each block: from its lowest first index to its highest plus order − 1
+    let touched: Vec<Vec<bool>> = blocks
+        .iter()
+        .map(|r| {
+            let lo = r.clone().map(|p| first(sorted[p])).min().unwrap_or(0);
+            let hi = r.clone().map(|p| first(sorted[p])).max().unwrap_or(0);
+            let mut t = vec![false; n0];
+            for x in lo..=hi + order - 1 {
+                t[x % n0] = true;
+            }
+            t
+        })
+        .collect();
+    let mut colours: Vec<Vec<usize>> = Vec::new();
+    for b in 0..blocks.len() {
+        let free = colours.iter().position(|members| {
+            members
+                .iter()
+                .all(|&o| !touched[b].iter().zip(&touched[o]).any(|(x, y)| *x && *y))
+        });
+        match free {
+            Some(c) => colours[c].push(b),
+            None => colours.push(vec![b]),
+        }
+    }
+    (blocks, colours)
 }
 
 #[derive(Clone, Copy)]
@@ -830,7 +874,7 @@ pub fn backward(
             let (l, lm, nn) = feature;
             let col = |i: usize| g[(i * na + a) * f + x];
             // G_{a,x}: the g-weighted centres on the mesh
-            m.spread(&m.sorted, &col, &mut real);
+            m.spread(&col, &mut real);
             m.fft.forward(&mut real, &mut gx);
             m.feature_spectrum(&gx, feature, true, &mut vspec);
             // strain: Σ_m c(m3) Re[ph FQ_a G*] ∂W/∂ε (weight 2 off the m3 = 0 plane, which
