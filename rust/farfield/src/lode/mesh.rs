@@ -339,6 +339,117 @@ impl Mesh {
         self.signs[l] * plane.y[p * self.nlm + lm] * plane.rad[p * nrad + l * self.nr + nn]
     }
 
+    /// The strain terms of one feature (l, lm, n), accumulated per plane in `acc`: Σ_m
+    /// c(m3) Re[ph FQ_a G*] ∂W/∂ε (weight 2 off the m3 = 0 plane, which holds both m and −m),
+    /// with ∂W/∂k_β = s_l (D_ln Y_lm k_β + R_ln ∂Y_lm/∂k_β): per point, the radial-derivative
+    /// part is summed in `dsum`, the angular one per lm in `zsum` (contracted with ∂Y/∂k
+    /// once at the end), the volume part in `tsum`.
+    fn strain_terms(
+        &self,
+        (l, lm, nn): (usize, usize, usize),
+        (fq, gx): (&[C64], &[C64]),
+        acc: &mut [(Vec<f64>, Vec<f64>, f64)],
+    ) {
+        let (nr, nlm) = (self.nr, self.nlm);
+        let nrad = (self.lmax + 1) * nr;
+        let odd = l % 2 == 1;
+        let sl = self.signs[l];
+        self.planes
+            .par_iter()
+            .zip(acc.par_iter_mut())
+            .enumerate()
+            .for_each(|(m3, (pl, (dsum, zsum, tsum)))| {
+                let c = if m3 == 0 { 1.0 } else { 2.0 };
+                for (p, &id) in pl.idx.iter().enumerate() {
+                    let (q, gg) = (fq[id], gx[id]);
+                    let t = c
+                        * sl
+                        * if odd {
+                            q.im * gg.re - q.re * gg.im
+                        } else {
+                            q.re * gg.re + q.im * gg.im
+                        };
+                    let y = pl.y[p * nlm + lm];
+                    let rad = pl.rad[p * nrad + l * nr + nn];
+                    dsum[p] += t * y * pl.drad[p * nrad + l * nr + nn];
+                    zsum[p * nlm + lm] += t * rad;
+                    *tsum += t * y * rad;
+                }
+            });
+    }
+
+    /// [`Mesh::spread`] of [`LANES`] weights per atom at once, into the interleaved grids
+    /// of `grid`.
+    fn spread_lanes(&self, weight: &(dyn Fn(usize) -> [f64; LANES] + Sync), grid: &mut [f64]) {
+        assert_eq!(grid.len(), self.len * LANES);
+        grid.par_chunks_mut(1 << 16)
+            .for_each(|c| c.iter_mut().for_each(|x| *x = 0.0));
+        let out = SharedSlice(grid.as_mut_ptr());
+        for colour in &self.colours {
+            colour.par_iter().for_each(|&b| {
+                self.spread_block(&self.sorted[self.slab_blocks[b].clone()], weight, out)
+            });
+        }
+    }
+
+    /// One block of [`Mesh::spread_lanes`]: the caller runs only blocks of one colour at a
+    /// time, so the points written here are written by no other thread.
+    fn spread_block(
+        &self,
+        atoms: &[usize],
+        weight: &(dyn Fn(usize) -> [f64; LANES] + Sync),
+        out: SharedSlice,
+    ) {
+        type Weight<'a> = &'a (dyn Fn(usize) -> [f64; LANES] + Sync);
+        #[inline(always)]
+        fn body(m: &Mesh, atoms: &[usize], weight: Weight, out: SharedSlice) {
+            let (order, n) = (m.order, m.n);
+            for &i in atoms {
+                let wi = weight(i);
+                if wi.iter().all(|&x| x == 0.0) {
+                    continue;
+                }
+                let th = &m.theta[i * 3 * order..(i + 1) * 3 * order];
+                let ix = &m.index[i * 3 * order..(i + 1) * 3 * order];
+                for j1 in 0..order {
+                    let o1 = ix[j1] * n[1];
+                    for j2 in 0..order {
+                        let w12 = th[j1] * th[order + j2];
+                        let mut v12 = [0.0; LANES];
+                        for l in 0..LANES {
+                            v12[l] = wi[l] * w12;
+                        }
+                        let row = (o1 + ix[order + j2]) * n[2];
+                        for j3 in 0..order {
+                            let at = (row + ix[2 * order + j3]) * LANES;
+                            assert!(at + LANES <= m.len * LANES);
+                            let w = th[2 * order + j3];
+                            // SAFETY: inside the grid (asserted); written by this block's
+                            // thread only (see `spread_lanes`).
+                            let dst =
+                                unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), LANES) };
+                            for l in 0..LANES {
+                                dst[l] += v12[l] * w;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(m: &Mesh, a: &[usize], w: Weight, o: SharedSlice) {
+                body(m, a, w, o)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { avx2(self, atoms, weight, out) };
+            }
+        }
+        body(self, atoms, weight, out)
+    }
+
     /// Q = Σ_i weight(i) θ_i on the grid, written straight into `real`: the blocks of one
     /// colour in parallel (their stencils touch disjoint points), colour after colour, each
     /// block's atoms in order, so the sums have a fixed order whatever the thread count.
@@ -817,7 +928,6 @@ pub fn backward(
     let na = species.len();
     let f = m.nlm * m.nr;
     let nr = m.nr;
-    let nrad = (m.lmax + 1) * nr;
     let features = m.features();
     let mut real = zeroed(m.len);
     let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
@@ -868,43 +978,15 @@ pub fn backward(
                 s
             };
             m.add_gradient_lanes(&lanes, &cols, &mut fr);
-        }
-        for &x in &on {
-            let feature = features[x];
-            let (l, lm, nn) = feature;
-            let col = |i: usize| g[(i * na + a) * f + x];
-            // G_{a,x}: the g-weighted centres on the mesh
-            m.spread(&col, &mut real);
-            m.fft.forward(&mut real, &mut gx);
-            m.feature_spectrum(&gx, feature, true, &mut vspec);
-            // strain: Σ_m c(m3) Re[ph FQ_a G*] ∂W/∂ε (weight 2 off the m3 = 0 plane, which
-            // holds both m and −m), with ∂W/∂k_β = s_l (D_ln Y_lm k_β + R_ln ∂Y_lm/∂k_β):
-            // per point, the radial-derivative part is summed in `dsum`, the angular one per
-            // lm in `zsum` (contracted with ∂Y/∂k once at the end), the volume part in `tsum`
-            let odd = l % 2 == 1;
-            let sl = m.signs[l];
-            m.planes
-                .par_iter()
-                .zip(acc.par_iter_mut())
-                .enumerate()
-                .for_each(|(m3, (pl, (dsum, zsum, tsum)))| {
-                    let c = if m3 == 0 { 1.0 } else { 2.0 };
-                    for (p, &id) in pl.idx.iter().enumerate() {
-                        let (q, gg) = (fq[id], gx[id]);
-                        let t = c
-                            * sl
-                            * if odd {
-                                q.im * gg.re - q.re * gg.im
-                            } else {
-                                q.re * gg.re + q.im * gg.im
-                            };
-                        let y = pl.y[p * m.nlm + lm];
-                        let rad = pl.rad[p * nrad + l * nr + nn];
-                        dsum[p] += t * y * pl.drad[p * nrad + l * nr + nn];
-                        zsum[p * m.nlm + lm] += t * rad;
-                        *tsum += t * y * rad;
-                    }
-                });
+            // G_{a,x}: the g-weighted centres on the mesh, the group's features together
+            m.spread_lanes(&cols, &mut lanes);
+            for (lane, &x) in group.iter().enumerate() {
+                let feature = features[x];
+                m.fft
+                    .forward_interleaved(&mut lanes, (lane, LANES), &mut gx);
+                m.feature_spectrum(&gx, feature, true, &mut vspec);
+                m.strain_terms(feature, (&fq, &gx), &mut acc);
+            }
         }
         // neighbour term through Ψ_a
         m.fft.inverse(&mut vspec, &mut real);

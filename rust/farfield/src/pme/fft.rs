@@ -84,15 +84,37 @@ impl Fft3 {
     /// Forward transform (unnormalised, e^{-2πi m·k/K}) of `real` ([K1][K2][K3]) into
     /// `spec` ([H][K2][K1]). `real` is used as scratch.
     pub fn forward(&self, real: &mut [f64], spec: &mut [C64]) {
+        self.forward_interleaved(real, (0, 1), spec);
+    }
+
+    /// As [`Fft3::forward`], of lane `lane` of a grid of `lanes` interleaved ones
+    /// (`real[((k1·K2 + k2)·K3 + k3)·lanes + lane]`; with several lanes `real` is left as
+    /// it is).
+    pub fn forward_interleaved(
+        &self,
+        real: &mut [f64],
+        (lane, lanes): (usize, usize),
+        spec: &mut [C64],
+    ) {
+        assert!(lane < lanes && real.len() == self.n.iter().product::<usize>() * lanes);
         let [n1, n2, n3] = self.n;
         let h = self.h;
         // 1. r2c along axis 3 into a [K1][K2][H] buffer
         let mut a = self.take();
         a.par_chunks_mut(n2 * h)
-            .zip(real.par_chunks_mut(n2 * n3))
+            .zip(real.par_chunks_mut(n2 * n3 * lanes))
             .for_each(|(out, inp)| {
                 let mut scratch = self.r2c.make_scratch_vec();
-                for (o, i) in out.chunks_mut(h).zip(inp.chunks_mut(n3)) {
+                let mut line = vec![0.0; if lanes > 1 { n3 } else { 0 }];
+                for (o, i) in out.chunks_mut(h).zip(inp.chunks_mut(n3 * lanes)) {
+                    let i = if lanes == 1 {
+                        i
+                    } else {
+                        for (d, s) in line.iter_mut().zip(i.chunks_exact(lanes)) {
+                            *d = s[lane];
+                        }
+                        &mut line[..]
+                    };
                     self.r2c
                         .process_with_scratch(i, o, &mut scratch)
                         .expect("r2c sizes");
@@ -241,6 +263,15 @@ mod tests {
             fft.inverse(&mut copy, &mut back);
             plain.push(back);
             fft.inverse_interleaved(&mut spec, &mut grid, (lane, lanes));
+        }
+        // and the forward transform of each lane is the plain one
+        for lane in 0..lanes {
+            let mut plain_real: Vec<f64> = (0..len).map(|i| grid[i * lanes + lane]).collect();
+            let mut a = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
+            let mut b = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
+            fft.forward(&mut plain_real, &mut a);
+            fft.forward_interleaved(&mut grid.clone(), (lane, lanes), &mut b);
+            assert_eq!(a, b);
         }
         for i in 0..len {
             for lane in 0..lanes {
