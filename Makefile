@@ -29,6 +29,7 @@ test-rust:
 	cargo test -p farfield
 
 lint: venv
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 	$(BIN)/ruff check python tests benches examples
 	$(BIN)/mypy --strict python/farfield
 

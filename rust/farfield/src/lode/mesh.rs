@@ -4,10 +4,10 @@
 //! species density is spread on a grid with cardinal B-splines (as in PME, reusing
 //! `pme::bspline` and `pme::fft`), Fourier transformed once, and every (species, l, m, n)
 //! feature becomes a band-limited field
-//!   Φ_{a,x}(r) = ½ Σ_{0<|k|<k_c} W_k[x] (1 or −i) e^{ik·r} S_a(k)*,
+//!   Φ_{a,x}(r) = ½ Σ_{0<|k|<k_c} W_k\[x\] (1 or −i) e^{ik·r} S_a(k)*,
 //! obtained by one inverse FFT and interpolated at the atoms with the same B-splines.
 //! With e^{ik·r} ≈ b(m) Σ_g M_n(u − g) e^{2πi m·g/K} for both the spreading and the
-//! interpolation, the spectrum to transform is ½ W_k |b(m)|² FFT[Q_a](m). The only
+//! interpolation, the spectrum to transform is ½ W_k |b(m)|² FFT\[Q_a\](m). The only
 //! approximation is this B-spline interpolation (aliasing), controlled by the spline order
 //! and the grid oversampling; the k-set and W_k are those of the exact path.
 
@@ -905,7 +905,7 @@ pub fn compute(
 /// Vector-Jacobian product of the mesh values: dL/dr and dL/dε (same convention as
 /// [`super::periodic::backward`]) from g = dL/dc, in O(N log N).
 ///
-/// With Θ_i(m) = FFT[θ_i], FQ_a = Σ_{j∈a} Θ_j and G_{a,x} = Σ_i g_{i,a,x} Θ_i (the
+/// With Θ_i(m) = FFT\[θ_i\], FQ_a = Σ_{j∈a} Θ_j and G_{a,x} = Σ_i g_{i,a,x} Θ_i (the
 /// g-weighted centres spread and transformed), the mesh gives
 ///   L = Σ_{a,x} Σ_m W_x(m) ph_x FQ_a(m) G_{a,x}(m)* + constant terms,
 /// ph_x = 1 (even l) or −i (odd l). Hence

@@ -158,7 +158,7 @@ pub struct RadialBasis {
     pub nodes: Vec<f64>,
     /// quadrature weights times r²
     pub weights_r2: Vec<f64>,
-    /// values[l][n][q] = R_nl(r_q)
+    /// values\[l\]\[n\]\[q\] = R_nl(r_q)
     pub values: Vec<Vec<Vec<f64>>>,
     /// the largest r where the basis is non-negligible
     pub extent: f64,

@@ -1,5 +1,5 @@
 //! Adapter from `math::spherical_harmonics` (featomic convention) to the layout LODE uses:
-//! values[lm] and gradients[α][lm].
+//! values\[lm\] and gradients\[α\]\[lm\].
 
 use crate::math::spherical_harmonics::SphericalHarmonics;
 #[cfg(test)]

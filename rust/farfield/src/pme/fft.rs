@@ -1,6 +1,6 @@
-//! Parallel 3D real-to-complex FFT on a row-major grid [K1][K2][K3], built from `realfft`
+//! Parallel 3D real-to-complex FFT on a row-major grid \[K1\]\[K2\]\[K3\], built from `realfft`
 //! (last axis) and `rustfft` (the other two, after transposes so every transform is
-//! contiguous). The spectrum is stored transposed, as [H][K2][K1] with H = K3/2 + 1.
+//! contiguous). The spectrum is stored transposed, as \[H\]\[K2\]\[K1\] with H = K3/2 + 1.
 
 use crate::buffers::filled;
 use rayon::prelude::*;
@@ -81,8 +81,8 @@ impl Fft3 {
         self.h
     }
 
-    /// Forward transform (unnormalised, e^{-2πi m·k/K}) of `real` ([K1][K2][K3]) into
-    /// `spec` ([H][K2][K1]). `real` is used as scratch.
+    /// Forward transform (unnormalised, e^{-2πi m·k/K}) of `real` (\[K1\]\[K2\]\[K3\]) into
+    /// `spec` (\[H\]\[K2\]\[K1\]). `real` is used as scratch.
     pub fn forward(&self, real: &mut [f64], spec: &mut [C64]) {
         self.forward_interleaved(real, (0, 1), spec);
     }
@@ -151,7 +151,7 @@ impl Fft3 {
     }
 
     /// Inverse transform (unnormalised, e^{+2πi m·k/K}) of a Hermitian spectrum `spec`
-    /// ([H][K2][K1], destroyed) into `real` ([K1][K2][K3]).
+    /// (\[H\]\[K2\]\[K1\], destroyed) into `real` (\[K1\]\[K2\]\[K3\]).
     pub fn inverse(&self, spec: &mut [C64], real: &mut [f64]) {
         self.inverse_interleaved(spec, real, (0, 1));
     }

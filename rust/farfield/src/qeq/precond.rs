@@ -10,15 +10,15 @@
 //! E*D⁻¹E ≈ S·I (S = Σ_i 1/D_i) the inner inverse is the Fourier multiplier
 //! f(k) = k_e G/(1 + S k_e G):
 //!
-//! M₀⁻¹ r = x − D⁻¹ Φ[f](x),  x = D⁻¹ r,
+//! M₀⁻¹ r = x − D⁻¹ Φ\[f\](x),  x = D⁻¹ r,
 //!
-//! where Φ[h](x)_i = Σ_k h(k) Re(e^{−ik·r_i} Σ_j x_j e^{ik·r_j}) is evaluated on a coarse
+//! where Φ\[h\](x)_i = Σ_k h(k) Re(e^{−ik·r_i} Σ_j x_j e^{ik·r_j}) is evaluated on a coarse
 //! B-spline mesh (order 4, spacing ≈ 0.8 η_p). The random-phase error δ ~ N^{−1/2} of
 //! E*D⁻¹E ≈ S is amplified by S G (which grows as L²) for the longest waves, so one Neumann
 //! step on the inner matrix K = I + G^{1/2}E*D⁻¹EG^{1/2} with P = (1 + SG)⁻¹,
 //! K⁻¹ ≈ 2P − PKP, is applied, which squares δ:
 //!
-//! M⁻¹ r = x − D⁻¹ (Φ[2f − fP](x) − Φ[f](D⁻¹ Φ[f](x))).
+//! M⁻¹ r = x − D⁻¹ (Φ\[2f − fP\](x) − Φ\[f\](D⁻¹ Φ\[f\](x))).
 //!
 //! O(N) per application (two spreads, five coarse FFTs, three gathers), no accuracy needed
 //! since it only preconditions. Symmetric by construction (gather is the transpose of
