@@ -976,9 +976,15 @@ mod tests {
     /// on a cubic cell (many shells of equal |k|), an orthorhombic one (mirror symmetric,
     /// few equal lengths) and a triclinic one (neither).
     #[test]
-    fn both_summations_match_the_definition() {
+    fn every_summation_matches_the_definition() {
+        // l_max 0 (one parity group empty), 3, and 6 (mirror classes of more than eight LM)
+        for (lmax, nr) in [(3, 2), (0, 1), (6, 3)] {
+            summations_match_the_definition(lmax, nr);
+        }
+    }
+
+    fn summations_match_the_definition(lmax: usize, nr: usize) {
         use crate::system::Cell;
-        let (lmax, nr) = (3, 2);
         let nrad = (lmax + 1) * nr;
         let nlm = (lmax + 1) * (lmax + 1);
         let f = nlm * nr;
@@ -988,7 +994,8 @@ mod tests {
             [[6.0, 0.0, 0.0], [1.3, 5.5, 0.0], [-0.7, 0.9, 6.4]],
         ] {
             let cell = Cell::new(matrix).unwrap();
-            let positions: Vec<[f64; 3]> = (0..7)
+            // 29 atoms: 406 pairs, several tiles and partial vector lanes
+            let positions: Vec<[f64; 3]> = (0..29)
                 .map(|i| {
                     let x = i as f64;
                     [
@@ -998,7 +1005,7 @@ mod tests {
                     ]
                 })
                 .collect();
-            let types = [0, 1, 0, 0, 1, 1, 0];
+            let types: Vec<usize> = (0..29).map(|i| usize::from(i % 3 == 1)).collect();
             let kv = KVectors::half_space(&cell, 2.6).unwrap();
             let pt = PhaseTables::new(&cell, &positions, kv.max_index);
             // a radial factor depending on |k| only (as the real one does)
