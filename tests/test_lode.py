@@ -88,11 +88,13 @@ def test_featomic_parity_gto(exponent: int, weight: float) -> None:
 
 
 @pytest.mark.parametrize("exponent", [1, 6])
-def test_featomic_parity_gradients_cubic_cell(exponent: int) -> None:
-    """A cubic cell, where many k-vectors share their length: the dense gradients are then
-    summed shell by shell (radial factor per shell), checked against featomic."""
+@pytest.mark.parametrize("sides", [(6.5, 6.5, 6.5), (6.5, 7.1, 5.9)])
+def test_featomic_parity_gradients_cubic_cell(exponent: int, sides: tuple[float, ...]) -> None:
+    """Cells with axes along x, y, z: the dense gradients are then summed over the
+    mirror-reduced k-set, shell by shell on the cubic cell (many k-vectors share their
+    length) and directly on the orthorhombic one; checked against featomic."""
     featomic = pytest.importorskip("featomic")
-    atoms = periodic_system(n=10, seed=4, cell=np.eye(3) * 6.5)
+    atoms = periodic_system(n=10, seed=4, cell=np.diag(sides))
     sigma, lmax, nmax, r0 = 0.5, 4, 2, 2.5
     ref = featomic.LodeSphericalExpansion(
         density={"type": "SmearedPowerLaw", "smearing": sigma, "exponent": exponent},

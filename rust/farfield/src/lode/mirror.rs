@@ -21,13 +21,16 @@ pub(super) const LANES: usize = 16;
 const REP_BLOCK: usize = 32;
 type Lanes = [f64; LANES];
 
-/// A representative's shell, its number of members in the half space and its |k_a|.
-type Found = (usize, usize, [f64; 3]);
+/// A representative's shell, its number of members in the half space, its |k_a| and one
+/// member.
+type Found = (usize, usize, [f64; 3], usize);
 
 /// The mirror-reduced k-set and the weights of every (representative, LM).
 pub(super) struct Mirror {
     /// representatives (n_0, n_1, n_2 ≥ 0), shell by shell
     reps: Vec<[usize; 3]>,
+    /// a member of each representative's orbit in the half space (an index of `kv`)
+    member: Vec<usize>,
     /// per shell: its range of representatives
     shell_reps: Vec<(usize, usize)>,
     /// consecutive shells of about [`REP_BLOCK`] representatives in all (or one wider shell)
@@ -62,7 +65,7 @@ impl Mirror {
             for &k in &order[start..end] {
                 let idx = kv.indices[k].map(|x| x.unsigned_abs() as usize);
                 let v = kv.vectors[k].map(f64::abs);
-                let e = found.entry(idx).or_insert((s, 0, v));
+                let e = found.entry(idx).or_insert((s, 0, v, k));
                 if e.0 != s {
                     return None;
                 }
@@ -114,7 +117,7 @@ impl Mirror {
         }
         let mut y = vec![0.0; nbig];
         let mut weights: [Vec<f64>; 8] = Default::default();
-        for (idx, (_, count, v)) in &reps {
+        for (idx, (_, count, v, _)) in &reps {
             debug_assert!(idx.iter().zip(v).all(|(&n, &x)| (n == 0) == (x == 0.0)));
             super::sph::real_sph(*v, big_lmax, &mut y, None);
             let kn = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
@@ -144,6 +147,7 @@ impl Mirror {
             s0 = s1;
         }
         Some(Mirror {
+            member: reps.iter().map(|x| x.1 .3).collect(),
             reps: reps.into_iter().map(|x| x.0).collect(),
             shell_reps,
             blocks,
@@ -156,6 +160,116 @@ impl Mirror {
     /// Number of representatives (a quarter of the half-space k-vectors, about).
     pub(super) fn len(&self) -> usize {
         self.reps.len()
+    }
+
+    /// A member (index of the k-vectors) of representative `r`'s orbit.
+    pub(super) fn member(&self, r: usize) -> usize {
+        self.member[r]
+    }
+
+    /// The LM of class `c` as (parity group, index in the group's list), and their weights
+    /// [representative][target] (the shell sums' weights: the orbit's sign and count times
+    /// |k| Y_LM of the representative).
+    pub(super) fn class(&self, c: usize) -> (&[(usize, usize)], &[f64]) {
+        (&self.targets[c], &self.weights[c])
+    }
+
+    /// The class products Π_a (cos | sin)(n_a (θ_a(r_i) − θ_a(r_j))) of the pairs of
+    /// `chunk` for the representatives `r0..r1`, written to
+    /// `out[(c·(r1 − r0) + r − r0)·stride + p]` (p the pair's row; rows past the chunk 0).
+    pub(super) fn class_products(
+        &self,
+        pt: &PhaseTables,
+        chunk: &[(u32, u32)],
+        (r0, r1): (usize, usize),
+        stride: usize,
+        out: &mut [f64],
+    ) {
+        #[inline(always)]
+        fn body(
+            m: &Mirror,
+            pt: &PhaseTables,
+            chunk: &[(u32, u32)],
+            (r0, r1): (usize, usize),
+            stride: usize,
+            out: &mut [f64],
+            axis: &mut [f64],
+        ) {
+            let first = [0, m.max_index[0] + 1, m.max_index[0] + m.max_index[1] + 2];
+            // axis[(row·2 + cs)·stride + p]: (cos, sin)(n (θ_a(r_i) − θ_a(r_j)))
+            for a in 0..3 {
+                for n in 0..=m.max_index[a] {
+                    let (c, s) = pt.axis(a, n as i32);
+                    let row = first[a] + n;
+                    let (tc, ts) =
+                        axis[2 * row * stride..(2 * row + 2) * stride].split_at_mut(stride);
+                    for (p, &(i, j)) in chunk.iter().enumerate() {
+                        let (i, j) = (i as usize, j as usize);
+                        tc[p] = c[i] * c[j] + s[i] * s[j];
+                        ts[p] = s[i] * c[j] - c[i] * s[j];
+                    }
+                    tc[chunk.len()..].iter_mut().for_each(|x| *x = 0.0);
+                    ts[chunk.len()..].iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
+            let nb = r1 - r0;
+            let line = |row: usize, cs: usize| (2 * row + cs) * stride..(2 * row + cs + 1) * stride;
+            for (q, idx) in m.reps[r0..r1].iter().enumerate() {
+                let x = [line(first[0] + idx[0], 0), line(first[0] + idx[0], 1)];
+                let y = [line(first[1] + idx[1], 0), line(first[1] + idx[1], 1)];
+                let z = [line(first[2] + idx[2], 0), line(first[2] + idx[2], 1)];
+                for b in 0..4 {
+                    let (ty, tz) = (&axis[y[b >> 1].clone()], &axis[z[b & 1].clone()]);
+                    for (bx, xr) in x.iter().enumerate() {
+                        let tx = &axis[xr.clone()];
+                        let c = bx * 4 + b;
+                        let o = &mut out[(c * nb + q) * stride..(c * nb + q + 1) * stride];
+                        for p in 0..stride {
+                            o[p] = tx[p] * ty[p] * tz[p];
+                        }
+                    }
+                }
+            }
+        }
+        let rows = self.max_index.iter().sum::<usize>() + 3;
+        let mut axis = vec![0.0; 2 * rows * stride];
+        #[cfg(target_arch = "x86_64")]
+        {
+            type R = (usize, usize);
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide(
+                m: &Mirror,
+                pt: &PhaseTables,
+                c: &[(u32, u32)],
+                r: R,
+                st: usize,
+                o: &mut [f64],
+                ax: &mut [f64],
+            ) {
+                body(m, pt, c, r, st, o, ax)
+            }
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(
+                m: &Mirror,
+                pt: &PhaseTables,
+                c: &[(u32, u32)],
+                r: R,
+                st: usize,
+                o: &mut [f64],
+                ax: &mut [f64],
+            ) {
+                body(m, pt, c, r, st, o, ax)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F.
+                return unsafe { wide(self, pt, chunk, (r0, r1), stride, out, &mut axis) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { avx2(self, pt, chunk, (r0, r1), stride, out, &mut axis) };
+            }
+        }
+        body(self, pt, chunk, (r0, r1), stride, out, &mut axis)
     }
 
     /// Size of the product scratch of [`Mirror::shell_sums`].

@@ -199,6 +199,17 @@ enum Summation {
     Shells,
     /// shells over the mirror-reduced k-set ([`Mirror`]), for cells with axes along x, y, z
     Mirror,
+    /// the direct sum over the mirror-reduced k-set, for cells with axes along x, y, z
+    MirrorDirect,
+}
+
+/// The H columns of one mirror class in the mirror-direct sum: first column, width with
+/// the panels' padding, and the table R_k |k| Y_LM (with the orbit's weight) of its columns
+/// per representative, panel by panel ([rep][panel width] from nrep·col).
+struct ClassColumns {
+    offset: usize,
+    panels: Vec<(usize, MicroKernel)>,
+    packed: Vec<f64>,
 }
 
 /// How H is summed: directly over k, or shell by shell (one value per call, so the size
@@ -207,6 +218,15 @@ enum Summation {
 enum Plan {
     /// H packed in panels of the wide kernel: even-l columns, then odd-l ones
     Direct { hpack: Vec<f64>, even_panels: usize },
+    /// H over the mirror representatives, class by class: a product of A (the class's
+    /// trigonometric products) and the class's columns; H's columns ordered by class
+    MirrorDirect {
+        mirror: Mirror,
+        classes: Vec<ClassColumns>,
+        width: usize,
+        /// the coupling's sources in this layout
+        terms: Vec<(usize, f64)>,
+    },
     /// per parity group: |k| Y_LM(k̂) packed [panel][k][nr] (k in shell order) and its LM
     /// width; R_s[l n] for the group's l packed [panel][s][nr] of the narrow kernel; the
     /// per-pair H layout [group][LM (rows padded to the kernel's)][l n (hcols)]
@@ -272,8 +292,31 @@ fn plan(
         m.len() * (lm_count[0] + lm_count[1] + 12)
             + 5 * sh.len() * (lm_count[0] * hcols[0] + lm_count[1] * hcols[1]) / 2
     });
+    // mirror-direct: per representative 12 products and every H column of its class
+    let class_widths: Vec<usize> = match &mirror {
+        Some(m) => (0..8)
+            .map(|cl| {
+                let w: usize = m
+                    .class(cl)
+                    .0
+                    .iter()
+                    .map(|&(g, x)| c.blocks.iter().filter(|b| b.0 == g).nth(x).expect("LM").4)
+                    .sum();
+                kern.panels(w).iter().map(|p| p.1.nr).sum()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let mirror_direct_cost = mirror
+        .as_ref()
+        .map(|m| m.len() * (class_widths.iter().sum::<usize>() + 12));
     let summation = choice.unwrap_or_else(|| {
         let mut best = (direct_cost, Summation::Direct);
+        if let Some(cost) = mirror_direct_cost {
+            if 5 * cost < 4 * best.0 {
+                best = (cost, Summation::MirrorDirect);
+            }
+        }
         if 5 * shell_cost < 4 * best.0 {
             best = (5 * shell_cost / 4, Summation::Shells);
         }
@@ -285,9 +328,59 @@ fn plan(
         best.1
     });
     assert!(
-        summation != Summation::Mirror || mirror.is_some(),
-        "the mirror summation needs a diagonal cell"
+        !matches!(summation, Summation::Mirror | Summation::MirrorDirect) || mirror.is_some(),
+        "the mirror summations need a diagonal cell"
     );
+    if summation == Summation::MirrorDirect {
+        let m = mirror.expect("checked");
+        let nrep = m.len();
+        let mut classes = Vec::new();
+        let mut newcol = vec![usize::MAX; nh];
+        let mut offset = 0;
+        for cl in 0..8 {
+            let (targets, weights) = m.class(cl);
+            let nt = targets.len();
+            // this class's columns: the blocks of its LM, in target order
+            let mut cols = Vec::new();
+            for (t, &(g, x)) in targets.iter().enumerate() {
+                let b = c.blocks.iter().filter(|b| b.0 == g).nth(x).expect("LM");
+                for old in b.3..b.3 + b.4 {
+                    newcol[old] = offset + cols.len();
+                    cols.push((t, old));
+                }
+            }
+            let panels = kern.panels(cols.len());
+            let width: usize = panels.iter().map(|p| p.1.nr).sum();
+            let mut packed = vec![0.0; nrep * width];
+            for &(col, k) in &panels {
+                let w = k.nr;
+                for r in 0..nrep {
+                    let rk = &radial[m.member(r) * nrad..(m.member(r) + 1) * nrad];
+                    for (d, &(t, old)) in cols.iter().skip(col).take(w).enumerate() {
+                        let (l, nn, _, _) = c.cols[old];
+                        packed[nrep * col + r * w + d] = weights[r * nt + t] * rk[l * nr + nn];
+                    }
+                }
+            }
+            classes.push(ClassColumns {
+                offset,
+                panels,
+                packed,
+            });
+            offset += width;
+        }
+        let terms = c
+            .terms
+            .iter()
+            .map(|&(src, coef)| (newcol[src], coef))
+            .collect();
+        return Plan::MirrorDirect {
+            mirror: m,
+            classes,
+            width: offset,
+            terms,
+        };
+    }
     let kvec = |q: usize| kv.vectors[order[q]];
     let ns = sh.len();
     let radial_groups = || {
@@ -640,6 +733,7 @@ fn pair_gradients_with(
     // (direct), or the shell layout; the coupling's sources in that layout
     let (ldt, terms) = match &plan {
         Plan::Direct { .. } => (nh + kern.wide.nr.max(kern.narrow.nr), c.terms.clone()),
+        Plan::MirrorDirect { width, terms, .. } => (*width, terms.clone()),
         Plan::Shells {
             hcols,
             offset,
@@ -686,6 +780,8 @@ fn pair_gradients_with(
     let rows = (TILE_I * TILE_J).div_ceil(mr) * mr;
     let kmax = match &plan {
         Plan::Direct { .. } => K_BLOCK.min(nk),
+        // the eight class products of a block of representatives
+        Plan::MirrorDirect { .. } => 8 * K_BLOCK,
         Plan::Shells { shells, .. } => shell_blocks(shells)
             .iter()
             .map(|b| b.1 - b.0)
@@ -693,14 +789,14 @@ fn pair_gradients_with(
             .unwrap_or(0),
     };
     let qwidth = match &plan {
-        Plan::Direct { .. } => [0, 0],
+        Plan::Direct { .. } | Plan::MirrorDirect { .. } => [0, 0],
         Plan::Shells {
             shells, lm_width, ..
         } => [shells.len() * lm_width[0], shells.len() * lm_width[1]],
     };
     let blocks = match &plan {
         Plan::Shells { shells, .. } => shell_blocks(shells),
-        Plan::Direct { .. } => Vec::new(),
+        Plan::Direct { .. } | Plan::MirrorDirect { .. } => Vec::new(),
     };
 
     let mut pair = zeroed(n * n * f3);
@@ -725,13 +821,14 @@ fn pair_gradients_with(
         Plan::Shells {
             lm_count, shells, ..
         } => [0, 1].map(|g| lm_count[g] * shells.len() * rows.div_ceil(LANES) * LANES),
-        Plan::Direct { .. } => [0, 0],
+        Plan::Direct { .. } | Plan::MirrorDirect { .. } => [0, 0],
     };
     let init = || -> Scratch {
         let phases = if mirror.is_some() { 0 } else { rows * kmax };
+        let direct = matches!(plan, Plan::MirrorDirect { .. });
         (
             vec![0.0; phases],
-            vec![0.0; phases],
+            vec![0.0; if direct { 0 } else { phases }],
             vec![0.0; rows * ldt],
             // slack: the radial stage reads up to a kernel's rows past the last LM; the
             // mirror layout [LM][s][pair] needs no more (pairs rounded up to LANES ≤ rows)
@@ -750,6 +847,42 @@ fn pair_gradients_with(
             tmp[..used * ldt].iter_mut().for_each(|x| *x = 0.0);
         }
         match &plan {
+            Plan::MirrorDirect {
+                mirror: m, classes, ..
+            } => {
+                // H[pair][class columns] = Σ_rep P_c[pair][rep] B_c[rep][columns], by
+                // blocks of representatives; the first block overwrites
+                let nrep = m.len();
+                let mut r0 = 0;
+                while r0 < nrep {
+                    let r1 = (r0 + K_BLOCK).min(nrep);
+                    let kb = r1 - r0;
+                    m.class_products(pt, chunk, (r0, r1), used, &mut ape[..8 * kb * used]);
+                    for (cl, cols) in classes.iter().enumerate() {
+                        let a = &ape[cl * kb * used..(cl + 1) * kb * used];
+                        for &(col, pk) in &cols.panels {
+                            let b = &cols.packed[nrep * col + r0 * pk.nr..];
+                            assert!(b.len() >= kb * pk.nr);
+                            assert!(cols.offset + col + pk.nr <= ldt && tmp.len() >= used * ldt);
+                            // SAFETY: A rows (pairs) r < used at stride 1, element q at
+                            // q·used inside `a` (kb·used values); B holds kb·nr values; C
+                            // rows at ldt inside tmp (asserted).
+                            unsafe {
+                                run_groups(
+                                    &pk,
+                                    groups,
+                                    kb,
+                                    (a.as_ptr(), 1, used),
+                                    b.as_ptr(),
+                                    (tmp.as_mut_ptr().add(cols.offset + col), ldt),
+                                    r0 == 0,
+                                )
+                            };
+                        }
+                    }
+                    r0 = r1;
+                }
+            }
             Plan::Direct { hpack, even_panels } => {
                 let wide = &kern.wide;
                 let panels = hpack.len() / (nk * wide.nr);
@@ -1055,6 +1188,7 @@ mod tests {
             let mut choices = vec![Summation::Direct, Summation::Shells];
             if diagonal {
                 choices.push(Summation::Mirror);
+                choices.push(Summation::MirrorDirect);
             }
             let order_and_shells = shells(&kv);
             assert_eq!(
