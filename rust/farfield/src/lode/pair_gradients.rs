@@ -13,7 +13,8 @@
 //!    Q_ij[s, LM] = Σ_{k∈s} φ_ij(k) |k| Y_LM(k̂): N_k·(l_max+2)² + N_shells·n_H
 //!    multiply-adds per pair instead of N_k·n_H.
 //! 3. Mirrors. On cells with axes along x, y and z the shell sums run over a quarter of
-//!    the k-vectors, each LM with one product of per-axis cos/sin factors ([`Mirror`]).
+//!    the k-vectors, each LM with one product of per-axis cos/sin factors ([`Mirror`]);
+//!    without many equal lengths, the direct sum does, class by class (mirror-direct).
 //!
 //! The cheapest summation by a cost model is used; all are the same exact sum.
 //!
