@@ -31,6 +31,7 @@ test-rust:
 lint: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 	$(BIN)/ruff check python tests benches examples
+	$(BIN)/ruff format --check python tests
 	$(BIN)/mypy --strict python/farfield
 
 test-python: develop

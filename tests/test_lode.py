@@ -616,7 +616,9 @@ def test_mesh_backward_dispatch_and_threads() -> None:
     # 'auto' follows the values' choice (exact for this small cell): same as method='exact'
     assert auto.compute(atoms).methods == ("exact",)
     exact = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, method="exact").backward(atoms, g)[0]
-    np.testing.assert_array_equal(auto.backward(atoms, g)[0].positions, exact.positions)
+    auto_back = auto.backward(atoms, g)[0]
+    np.testing.assert_array_equal(auto_back.positions, exact.positions)
+    assert (auto_back.method, exact.method, one.method) == ("exact", "exact", "mesh")
     # ... and the mesh where the values use it (a large cell)
     rng = np.random.default_rng(6)
     big = ase.Atoms("Na" * 1500, positions=rng.random((1500, 3)) * 31.0, cell=[31.0] * 3, pbc=True)
@@ -625,9 +627,9 @@ def test_mesh_backward_dispatch_and_threads() -> None:
     assert auto_big.compute(big).methods == ("mesh",)
     gb = np.random.default_rng(7).normal(size=(1500, 1, 4, 1))
     mesh_big = ff.LodeSphericalExpansion(1, 1.0, 1, 0, 2.0, method="mesh", **kw)
-    np.testing.assert_array_equal(
-        auto_big.backward(big, gb)[0].positions, mesh_big.backward(big, gb)[0].positions
-    )
+    auto_big_back = auto_big.backward(big, gb)[0]
+    assert auto_big_back.method == "mesh"
+    np.testing.assert_array_equal(auto_big_back.positions, mesh_big.backward(big, gb)[0].positions)
     # dense gradients stay exact-only, with a message pointing to backward()
     with pytest.raises(ValueError, match="backward"):
         mesh.compute(atoms, gradients=["strain"])

@@ -80,8 +80,9 @@ def test_constraints_and_shift_invariance(cell):
     assert r2.chemical_potential[0] == pytest.approx(r.chemical_potential[0] + 3.7, abs=1e-9)
     frag = np.arange(16) % 3
     for solver in ["dense", "cg"]:
-        rf = ff.qeq(s, chi, hard, sigma, fragments=frag, fragment_charges=[0.5, -1.0, 0.0],
-                    solver=solver)
+        rf = ff.qeq(
+            s, chi, hard, sigma, fragments=frag, fragment_charges=[0.5, -1.0, 0.0], solver=solver
+        )
         sums = np.bincount(frag, rf.charges)
         np.testing.assert_allclose(sums, [0.5, -1.0, 0.0], atol=1e-12)
         assert rf.chemical_potential.shape == (3,)
@@ -91,8 +92,10 @@ def test_constraints_and_shift_invariance(cell):
 def test_periodic_independent_of_ewald_width(total):
     pos, chi, hard, sigma = random_cluster(16, 3)
     s = system(pos, CELL)
-    rs = [ff.qeq(s, chi, hard, sigma, total_charge=total, ewald_sigma=eta, accuracy=1e-14)
-          for eta in [1.0, 1.5, 2.0]]
+    rs = [
+        ff.qeq(s, chi, hard, sigma, total_charge=total, ewald_sigma=eta, accuracy=1e-14)
+        for eta in [1.0, 1.5, 2.0]
+    ]
     for r in rs[1:]:
         np.testing.assert_allclose(r.charges, rs[0].charges, atol=1e-10)
         assert r.energy == pytest.approx(rs[0].energy, abs=1e-10)
@@ -141,9 +144,11 @@ def test_forces_and_stress_finite_differences(cell):
     # Hellmann-Feynman forces equal the full derivative of E_QEq(q*(R), R)
     np.testing.assert_allclose(r.forces, -f, atol=2e-8)
     if cell is not None:
+
         def strained(eps):
             e = np.eye(3) + eps.reshape(3, 3)
             return ff.qeq(system(pos @ e, cell @ e), chi, hard, sigma, **kw).energy
+
         de = fd(strained, np.zeros(9)).reshape(3, 3)
         vol = abs(np.linalg.det(cell))
         np.testing.assert_allclose(r.stress, de / vol, atol=2e-9)
@@ -174,10 +179,12 @@ def test_dq_dchi_and_adjoint_path():
     pos, chi, hard, sigma = random_cluster(8, 6)
     s = system(pos)
     # dq/dχ column by column from VJPs with unit cotangents, against finite differences
-    jac = np.array([ff.qeq_vjp(s, chi, hard, sigma, np.eye(8)[k])[1].electronegativity
-                    for k in range(8)])
-    jac_fd = np.array([fd(lambda c, k=k: ff.qeq(s, c, hard, sigma).charges[k], chi)
-                       for k in range(8)])
+    jac = np.array(
+        [ff.qeq_vjp(s, chi, hard, sigma, np.eye(8)[k])[1].electronegativity for k in range(8)]
+    )
+    jac_fd = np.array(
+        [fd(lambda c, k=k: ff.qeq(s, c, hard, sigma).charges[k], chi) for k in range(8)]
+    )
     np.testing.assert_allclose(jac, jac_fd, atol=1e-8)
     np.testing.assert_allclose(jac, jac.T, atol=1e-12)  # −P is symmetric
     # when q feeds another term, HF forces are wrong and the adjoint path is right
@@ -202,8 +209,16 @@ def test_dense_cg_threads_warm_start_and_batch():
         assert c.solver == "cg" and c.iterations > 0 and c.residual <= 1e-9
         np.testing.assert_allclose(c.charges, d.charges, atol=1e-7)
         assert c.energy == pytest.approx(d.energy, abs=1e-8)
-        warm = ff.qeq(s, chi, hard, sigma, total_charge=1.0, solver="cg", tolerance=1e-9,
-                      initial_charges=c.charges)
+        warm = ff.qeq(
+            s,
+            chi,
+            hard,
+            sigma,
+            total_charge=1.0,
+            solver="cg",
+            tolerance=1e-9,
+            initial_charges=c.charges,
+        )
         assert warm.iterations < c.iterations
         before = ff.get_num_threads()
         try:
@@ -215,11 +230,17 @@ def test_dense_cg_threads_warm_start_and_batch():
             ff.set_num_threads(before)
         np.testing.assert_allclose(out[0].charges, out[1].charges, atol=1e-12)
         np.testing.assert_allclose(out[0].forces, out[1].forces, atol=1e-11)
-    batch = ff.qeq_batch([system(pos), system(pos[:10], np.eye(3) * 8)],
-                         [chi, chi[:10]], [hard, hard[:10]], [sigma, sigma[:10]], [0.0, -1.0])
+    batch = ff.qeq_batch(
+        [system(pos), system(pos[:10], np.eye(3) * 8)],
+        [chi, chi[:10]],
+        [hard, hard[:10]],
+        [sigma, sigma[:10]],
+        [0.0, -1.0],
+    )
     assert abs(batch[1].charges.sum() + 1) < 1e-12
-    single = ff.qeq(system(pos[:10], np.eye(3) * 8), chi[:10], hard[:10], sigma[:10],
-                    total_charge=-1.0)
+    single = ff.qeq(
+        system(pos[:10], np.eye(3) * 8), chi[:10], hard[:10], sigma[:10], total_charge=-1.0
+    )
     np.testing.assert_allclose(batch[1].charges, single.charges, atol=1e-12)
 
 
@@ -253,10 +274,15 @@ def test_ase_calculator_nve_conserves_energy():
 
     rng = np.random.default_rng(3)
     pos = np.array([(i, j, k) for i in range(2) for j in range(2) for k in range(2)], float) * 2.8
-    atoms = ase.Atoms("NaClClNaClNaNaCl", positions=pos + rng.normal(0, 0.05, (8, 3)),
-                      cell=np.eye(3) * 5.6, pbc=True)
-    atoms.calc = QEqCalculator({"Na": -1.0, "Cl": 1.5}, {"Na": 6.0, "Cl": 5.0},
-                               {"Na": 0.8, "Cl": 1.0})
+    atoms = ase.Atoms(
+        "NaClClNaClNaNaCl",
+        positions=pos + rng.normal(0, 0.05, (8, 3)),
+        cell=np.eye(3) * 5.6,
+        pbc=True,
+    )
+    atoms.calc = QEqCalculator(
+        {"Na": -1.0, "Cl": 1.5}, {"Na": 6.0, "Cl": 5.0}, {"Na": 0.8, "Cl": 1.0}
+    )
     atoms.set_velocities(rng.normal(0, 0.01, (8, 3)))
     q = atoms.get_charges()
     assert abs(q.sum()) < 1e-12 and q[0] > 0
@@ -278,8 +304,17 @@ def test_kspace_and_preconditioner_choices_agree_with_dense(kspace):
     assert d.kspace == "ewald" and d.preconditioner == "cholesky"  # dense: explicit Ewald
     its = {}
     for pre in ["fourier", "jacobi"]:
-        c = ff.qeq(s, chi, hard, sigma, total_charge=-1.0, solver="cg", kspace=kspace,
-                   preconditioner=pre, tolerance=1e-9)
+        c = ff.qeq(
+            s,
+            chi,
+            hard,
+            sigma,
+            total_charge=-1.0,
+            solver="cg",
+            kspace=kspace,
+            preconditioner=pre,
+            tolerance=1e-9,
+        )
         assert (c.kspace, c.preconditioner, c.tolerance) == (kspace, pre, 1e-9)
         assert c.residual <= 1e-9 and c.iterations > 0
         np.testing.assert_allclose(c.charges, d.charges, atol=1e-8)
@@ -309,44 +344,90 @@ def test_batch_fragments_warm_start_and_vjps_per_structure():
     gq = [rng.normal(size=len(s.numbers)) for s in structures]
     ge = [0.3, -0.7, 1.1]
     kw = dict(solver="cg", tolerance=1e-12, accuracy=1e-13)
-    out = ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
-                       [p[2] for p in params], totals, fragments=fragments,
-                       fragment_charges=fragment_charges, grad_charges=gq, grad_energy=ge, **kw)
+    out = ff.qeq_batch(
+        structures,
+        [p[0] for p in params],
+        [p[1] for p in params],
+        [p[2] for p in params],
+        totals,
+        fragments=fragments,
+        fragment_charges=fragment_charges,
+        grad_charges=gq,
+        grad_energy=ge,
+        **kw,
+    )
     assert len(out) == 3
     for k, (r, g) in enumerate(out):
         chi, hard, sigma = params[k]
         if fragments[k] is None:
             assert abs(r.charges.sum() - totals[k]) < 1e-12
         else:
-            np.testing.assert_allclose(np.bincount(fragments[k], r.charges), [-1.5, 0.5],
-                                       atol=1e-12)
+            np.testing.assert_allclose(
+                np.bincount(fragments[k], r.charges), [-1.5, 0.5], atol=1e-12
+            )
 
         def loss(c, k=k, hard=hard, sigma=sigma):
-            one = ff.qeq(structures[k], c, hard, sigma, total_charge=totals[k],
-                         fragments=fragments[k], fragment_charges=fragment_charges[k], **kw)
+            one = ff.qeq(
+                structures[k],
+                c,
+                hard,
+                sigma,
+                total_charge=totals[k],
+                fragments=fragments[k],
+                fragment_charges=fragment_charges[k],
+                **kw,
+            )
             return gq[k] @ one.charges + ge[k] * one.energy
 
         np.testing.assert_allclose(g.electronegativity, fd(loss, chi), atol=1e-8)
 
         def loss_pos(p, k=k, chi=chi, hard=hard, sigma=sigma):
             s = system(p, structures[k].cell)
-            one = ff.qeq(s, chi, hard, sigma, total_charge=totals[k], fragments=fragments[k],
-                         fragment_charges=fragment_charges[k], **kw)
+            one = ff.qeq(
+                s,
+                chi,
+                hard,
+                sigma,
+                total_charge=totals[k],
+                fragments=fragments[k],
+                fragment_charges=fragment_charges[k],
+                **kw,
+            )
             return gq[k] @ one.charges + ge[k] * one.energy
 
         full = fd(loss_pos, structures[k].positions)
         np.testing.assert_allclose(g.positions, full, atol=1e-7)
     # warm start per structure: starting from the solution needs (almost) no iterations
-    cold = ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
-                        [p[2] for p in params], totals, fragments=fragments,
-                        fragment_charges=fragment_charges, **kw)
-    warm = ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
-                        [p[2] for p in params], totals, fragments=fragments,
-                        fragment_charges=fragment_charges,
-                        initial_charges=[r.charges for r in cold], **kw)
+    cold = ff.qeq_batch(
+        structures,
+        [p[0] for p in params],
+        [p[1] for p in params],
+        [p[2] for p in params],
+        totals,
+        fragments=fragments,
+        fragment_charges=fragment_charges,
+        **kw,
+    )
+    warm = ff.qeq_batch(
+        structures,
+        [p[0] for p in params],
+        [p[1] for p in params],
+        [p[2] for p in params],
+        totals,
+        fragments=fragments,
+        fragment_charges=fragment_charges,
+        initial_charges=[r.charges for r in cold],
+        **kw,
+    )
     for c, w in zip(cold, warm, strict=True):
         assert w.iterations < c.iterations
         np.testing.assert_allclose(w.charges, c.charges, atol=1e-10)
     with pytest.raises(ValueError, match="fragments"):
-        ff.qeq_batch(structures, [p[0] for p in params], [p[1] for p in params],
-                     [p[2] for p in params], totals, fragments=fragments[:2])
+        ff.qeq_batch(
+            structures,
+            [p[0] for p in params],
+            [p[1] for p in params],
+            [p[2] for p in params],
+            totals,
+            fragments=fragments[:2],
+        )

@@ -55,6 +55,7 @@ def pme_compute(
     virial: bool = True,
 ) -> dict[str, Any]: ...
 def pme_preferred(system: _SystemArrays, exponent: float = 1.0, accuracy: float = 1e-5) -> bool: ...
+
 class SoapCalculator:
     def __init__(
         self,
@@ -80,6 +81,7 @@ class SoapCalculator:
     def backward(
         self, frames: list[_SystemArrays], species: list[int], grad_values: _F
     ) -> list[tuple[_F, _F, _F | None]]: ...
+
 def clebsch_gordan(l1: int, l2: int, lam: int) -> _F: ...
 def spherical_harmonics(vectors: _F, lmax: int) -> _F: ...
 def qeq(
@@ -145,6 +147,7 @@ def lambda0_invariants_vjp(
     n_radial_2: int,
     symmetric: bool,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
 class LodeCalculator:
     def __init__(
         self,
@@ -176,7 +179,8 @@ class LodeCalculator:
         grad_values: _F,
         method: str = "exact",
         accuracy: float = 1e-6,
-    ) -> tuple[_F, _F]: ...
+    ) -> tuple[_F, _F, str]: ...
+
 class TripletCalculator:
     def __init__(
         self,

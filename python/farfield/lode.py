@@ -239,21 +239,26 @@ class LodeBackward:
         positions: dL/dr, (N, 3).
         strain: dL/dε, (3, 3) (positions and cell strained together).
         cell: dL/dA at fixed Cartesian positions, (3, 3) rows, ``None`` when open.
+        method: the path that ran, "exact" (k-space or, when open, real-space) or "mesh",
+            as ``LodeResult.methods`` for the values.
     """
 
     positions: FloatArray
     strain: FloatArray
     cell: FloatArray | None
+    method: str = "exact"
 
 
-def _backward(system: System, dpos: FloatArray, dstrain: FloatArray) -> LodeBackward:
+def _backward(
+    system: System, dpos: FloatArray, dstrain: FloatArray, method: str = "exact"
+) -> LodeBackward:
     """The backward result with dL/dcell = h⁻ᵀ (dL/dε − dL/dRᵀ R)ᵀ for periodic systems
     (positions held fixed; ε acts on column vectors here)."""
     cell = None
     if system.cell is not None:
         m = dstrain - dpos.T @ system.positions
         cell = np.linalg.inv(system.cell).T @ m.T
-    return LodeBackward(positions=dpos, strain=dstrain, cell=cell)
+    return LodeBackward(positions=dpos, strain=dstrain, cell=cell, method=method)
 
 
 def _frames(frames: Frames) -> list[System]:
@@ -454,7 +459,7 @@ class LodeSphericalExpansion:
             n = len(system)
             if g.shape != (n, na, nlm, nr):
                 raise ValueError(f"grad_values must have shape {(n, na, nlm, nr)}, got {g.shape}")
-            pos, strain = self._native.backward(
+            pos, strain, method = self._native.backward(
                 system._arrays(),
                 list(species),
                 np.ascontiguousarray(g).reshape(-1),
@@ -463,7 +468,7 @@ class LodeSphericalExpansion:
             )
             dpos = pos.reshape(n, 3)
             dstrain = strain.reshape(3, 3)
-            results.append(_backward(system, dpos, dstrain))
+            results.append(_backward(system, dpos, dstrain, method))
         return results
 
 
@@ -640,7 +645,7 @@ class LodePowerSpectrum:
         # both backward results use ε on column vectors
         local = self.density.backward(systems, d1.reshape(len(d1), -1))
         return [
-            _backward(system, back.positions + loc.positions, back.strain + loc.strain)
+            _backward(system, back.positions + loc.positions, back.strain + loc.strain, back.method)
             for system, back, loc in zip(systems, results, local, strict=True)
         ]
 

@@ -254,9 +254,23 @@ def qeq(
     ``ewald_sigma`` (default from volume and atom count) truncated at relative ``accuracy``.
     """
     d = _call(
-        atoms, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges,
-        solver, tolerance, initial_charges, prefactor, ewald_sigma, accuracy, max_iterations,
-        dense_limit, kspace, preconditioner,
+        atoms,
+        electronegativity,
+        hardness,
+        sigma,
+        total_charge,
+        fragments,
+        fragment_charges,
+        solver,
+        tolerance,
+        initial_charges,
+        prefactor,
+        ewald_sigma,
+        accuracy,
+        max_iterations,
+        dense_limit,
+        kspace,
+        preconditioner,
     )
     return _result(d)
 
@@ -286,9 +300,25 @@ def qeq_vjp(
     ∂L/∂E = ``grad_energy`` (one adjoint solve with the same matrix; formulas in the module
     docstring). Other arguments as :func:`qeq`."""
     d, g = _call(
-        atoms, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges,
-        solver, tolerance, initial_charges, prefactor, ewald_sigma, accuracy, max_iterations,
-        dense_limit, kspace, preconditioner, grad_charges, grad_energy,
+        atoms,
+        electronegativity,
+        hardness,
+        sigma,
+        total_charge,
+        fragments,
+        fragment_charges,
+        solver,
+        tolerance,
+        initial_charges,
+        prefactor,
+        ewald_sigma,
+        accuracy,
+        max_iterations,
+        dense_limit,
+        kspace,
+        preconditioner,
+        grad_charges,
+        grad_energy,
     )
     return _result(d), QEqGradients(**g)
 

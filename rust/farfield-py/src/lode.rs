@@ -134,7 +134,7 @@ impl LodeCalculator {
         grad_values: PyReadonlyArray1<'py, f64>,
         method: &str,
         accuracy: f64,
-    ) -> PyResult<ArrayPair<'py>> {
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, &'static str)> {
         let system = errors::guarded(|| system.to_system())?;
         // the numpy buffer itself when contiguous (no copy of N·A·F values)
         let owned: Vec<f64>;
@@ -147,14 +147,19 @@ impl LodeCalculator {
         };
         let method = errors::guarded(|| lode_method(method, accuracy))?;
         let calc = &self.inner;
-        let (out, _) = threads::run(py, || calc.backward_with(&system, &species, g, method))?;
+        let (out, used_mesh) =
+            threads::run(py, || calc.backward_with(&system, &species, g, method))?;
         let pos: Vec<f64> = out
             .positions
             .iter()
             .flat_map(|r| r.iter().copied())
             .collect();
         let strain: Vec<f64> = out.strain.iter().flat_map(|r| r.iter().copied()).collect();
-        Ok((PyArray1::from_vec(py, pos), PyArray1::from_vec(py, strain)))
+        Ok((
+            PyArray1::from_vec(py, pos),
+            PyArray1::from_vec(py, strain),
+            if used_mesh { "mesh" } else { "exact" },
+        ))
     }
 }
 
