@@ -9,6 +9,12 @@ use pyo3::types::PyDict;
 
 /// Two flat float arrays returned to Python.
 type ArrayPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+/// dL/dr (N·3), dL/dε (9) and the path that ran ("exact" or "mesh").
+type BackwardOut<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    &'static str,
+);
 
 #[allow(clippy::too_many_arguments)]
 fn calculator(
@@ -134,7 +140,7 @@ impl LodeCalculator {
         grad_values: PyReadonlyArray1<'py, f64>,
         method: &str,
         accuracy: f64,
-    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, &'static str)> {
+    ) -> PyResult<BackwardOut<'py>> {
         let system = errors::guarded(|| system.to_system())?;
         // the numpy buffer itself when contiguous (no copy of N·A·F values)
         let owned: Vec<f64>;
