@@ -311,22 +311,20 @@ fn plan(
     let mirror_direct_cost = mirror
         .as_ref()
         .map(|m| m.len() * (class_widths.iter().sum::<usize>() + 12));
+    // the cheapest; the others than the plain direct sum must win by a quarter (their
+    // tables and less regular kernels)
     let summation = choice.unwrap_or_else(|| {
-        let mut best = (direct_cost, Summation::Direct);
-        if let Some(cost) = mirror_direct_cost {
-            if 5 * cost < 4 * best.0 {
-                best = (cost, Summation::MirrorDirect);
-            }
-        }
-        if 5 * shell_cost < 4 * best.0 {
-            best = (5 * shell_cost / 4, Summation::Shells);
-        }
-        if let Some(cost) = mirror_cost {
-            if 5 * cost < 4 * best.0 {
-                best = (cost, Summation::Mirror);
-            }
-        }
-        best.1
+        let candidates = [
+            Some((4 * direct_cost, Summation::Direct)),
+            Some((5 * shell_cost, Summation::Shells)),
+            mirror_cost.map(|c| (5 * c, Summation::Mirror)),
+            mirror_direct_cost.map(|c| (5 * c, Summation::MirrorDirect)),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .min_by_key(|c| c.0)
+            .map_or(Summation::Direct, |c| c.1)
     });
     assert!(
         !matches!(summation, Summation::Mirror | Summation::MirrorDirect) || mirror.is_some(),
