@@ -327,27 +327,10 @@ fn complex_dot((a, b): (&[f64], &[f64]), (c, d): (&[f64], &[f64])) -> (f64, f64)
         }
         (re, im)
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        type Pair<'a> = (&'a [f64], &'a [f64]);
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide(x: Pair, y: Pair) -> (f64, f64) {
-            body(x, y)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(x: Pair, y: Pair) -> (f64, f64) {
-            body(x, y)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { wide((a, b), (c, d)) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { avx2((a, b), (c, d)) };
-        }
-    }
-    body((a, b), (c, d))
+    crate::math::dispatch::multiversion!(body; (
+        x: (&[f64], &[f64]) = (a, b),
+        y: (&[f64], &[f64]) = (c, d),
+    ) -> (f64, f64))
 }
 
 /// Largest |k| among the k-vectors (0 when empty).

@@ -436,18 +436,12 @@ impl Mesh {
                 }
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2(m: &Mesh, a: &[usize], w: Weight, o: SharedSlice) {
-                body(m, a, w, o)
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2(self, atoms, weight, out) };
-            }
-        }
-        body(self, atoms, weight, out)
+        crate::math::dispatch::multiversion!(body; (
+            m: &Mesh = self,
+            atoms: &[usize] = atoms,
+            weight: Weight<'_> = weight,
+            out: SharedSlice = out,
+        ) -> ())
     }
 
     /// Q = Σ_i weight(i) θ_i on the grid, written straight into `real`: the blocks of one
@@ -575,18 +569,13 @@ impl Mesh {
                 o[col..col + LANES].copy_from_slice(&acc);
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2(m: &Mesh, g: &[f64], a: &[usize], o: &mut [f64], sc: (usize, usize)) {
-                body(m, g, a, o, sc)
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2(self, grid, atoms, out, sc) };
-            }
-        }
-        body(self, grid, atoms, out, sc)
+        crate::math::dispatch::multiversion!(body; (
+            m: &Mesh = self,
+            grid: &[f64] = grid,
+            atoms: &[usize] = atoms,
+            out: &mut [f64] = out,
+            sc: (usize, usize) = sc,
+        ) -> ())
     }
 
     /// [`Mesh::add_gradient`] of the [`LANES`] interleaved grids of `grid` at once:
@@ -665,18 +654,13 @@ impl Mesh {
                 }
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2(m: &Mesh, g: &[f64], s: Scale, a: &[usize], o: &mut [[f64; 3]]) {
-                body(m, g, s, a, o)
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2(self, grid, scale, atoms, out) };
-            }
-        }
-        body(self, grid, scale, atoms, out)
+        crate::math::dispatch::multiversion!(body; (
+            m: &Mesh = self,
+            grid: &[f64] = grid,
+            scale: Scale<'_> = scale,
+            atoms: &[usize] = atoms,
+            out: &mut [[f64; 3]] = out,
+        ) -> ())
     }
 
     /// out[p] += scale(i) ∇_{r_i} Σ_grid θ_i · real for every atom i = sorted[p] with a

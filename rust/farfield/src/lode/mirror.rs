@@ -233,43 +233,15 @@ impl Mirror {
         }
         let rows = self.max_index.iter().sum::<usize>() + 3;
         let mut axis = vec![0.0; 2 * rows * stride];
-        #[cfg(target_arch = "x86_64")]
-        {
-            type R = (usize, usize);
-            #[target_feature(enable = "avx512f")]
-            unsafe fn wide(
-                m: &Mirror,
-                pt: &PhaseTables,
-                c: &[(u32, u32)],
-                r: R,
-                st: usize,
-                o: &mut [f64],
-                ax: &mut [f64],
-            ) {
-                body(m, pt, c, r, st, o, ax)
-            }
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2(
-                m: &Mirror,
-                pt: &PhaseTables,
-                c: &[(u32, u32)],
-                r: R,
-                st: usize,
-                o: &mut [f64],
-                ax: &mut [f64],
-            ) {
-                body(m, pt, c, r, st, o, ax)
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F.
-                return unsafe { wide(self, pt, chunk, (r0, r1), stride, out, &mut axis) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2(self, pt, chunk, (r0, r1), stride, out, &mut axis) };
-            }
-        }
-        body(self, pt, chunk, (r0, r1), stride, out, &mut axis)
+        crate::math::dispatch::multiversion!(body; (
+            m: &Mirror = self,
+            pt: &PhaseTables = pt,
+            chunk: &[(u32, u32)] = chunk,
+            r: (usize, usize) = (r0, r1),
+            stride: usize = stride,
+            out: &mut [f64] = out,
+            axis: &mut [f64] = &mut axis,
+        ) -> ())
     }
 
     /// Size of the product scratch of [`Mirror::shell_sums`].
@@ -293,45 +265,14 @@ impl Mirror {
         q: [&mut [f64]; 2],
         prods: &mut [Lanes],
     ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            type Q<'a> = [&'a mut [f64]; 2];
-            #[target_feature(enable = "avx512f,fma")]
-            unsafe fn wide(
-                m: &Mirror,
-                pt: &PhaseTables,
-                c: &[(u32, u32)],
-                s: usize,
-                q: Q,
-                p: &mut [Lanes],
-            ) {
-                m.body::<true>(pt, c, s, q, p)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(
-                m: &Mirror,
-                pt: &PhaseTables,
-                c: &[(u32, u32)],
-                s: usize,
-                q: Q,
-                p: &mut [Lanes],
-            ) {
-                m.body::<true>(pt, c, s, q, p)
-            }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX-512F and FMA.
-                return unsafe { wide(self, pt, chunk, stride, q, prods) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA.
-                return unsafe { avx2(self, pt, chunk, stride, q, prods) };
-            }
-        }
-        self.body::<false>(pt, chunk, stride, q, prods)
+        crate::math::dispatch::multiversion!(Mirror::body::<true>, baseline Mirror::body::<false>; (
+            m: &Mirror = self,
+            pt: &PhaseTables = pt,
+            chunk: &[(u32, u32)] = chunk,
+            stride: usize = stride,
+            q: [&mut [f64]; 2] = q,
+            prods: &mut [Lanes] = prods,
+        ) -> ())
     }
 
     #[inline(always)]

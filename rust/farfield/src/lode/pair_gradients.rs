@@ -517,41 +517,14 @@ fn chunk_phases(
             );
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        type Out<'a> = (&'a mut [f64], &'a mut [f64]);
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide(
-            t: &[f64],
-            nk: usize,
-            c: &[(u32, u32)],
-            ks: (usize, usize),
-            rows: usize,
-            out: Out,
-        ) {
-            body(t, nk, c, ks, rows, out)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(
-            t: &[f64],
-            nk: usize,
-            c: &[(u32, u32)],
-            ks: (usize, usize),
-            rows: usize,
-            out: Out,
-        ) {
-            body(t, nk, c, ks, rows, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { wide(trig, nk, chunk, ks, rows, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(trig, nk, chunk, ks, rows, out) };
-        }
-    }
-    body(trig, nk, chunk, ks, rows, out)
+    crate::math::dispatch::multiversion!(body; (
+        trig: &[f64] = trig,
+        nk: usize = nk,
+        chunk: &[(u32, u32)] = chunk,
+        ks: (usize, usize) = ks,
+        rows: usize = rows,
+        out: (&mut [f64], &mut [f64]) = out,
+    ) -> ())
 }
 
 /// Runs `kern` over the row groups of a chunk: C[g·mr + r] += A[g·mr + r] B.

@@ -261,27 +261,14 @@ fn centre_and_neighbour_sums(
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        type S<'a> = (&'a [f64], &'a [f64]);
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide(h: S, t: S, p: S, k: Vec3, fr: &mut [f64], pk: &mut [f64]) {
-            body(h, t, p, k, fr, pk)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(h: S, t: S, p: S, k: Vec3, fr: &mut [f64], pk: &mut [f64]) {
-            body(h, t, p, k, fr, pk)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { wide(h, t, p, kvec, fr, pk) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(h, t, p, kvec, fr, pk) };
-        }
-    }
-    body(h, t, p, kvec, fr, pk)
+    crate::math::dispatch::multiversion!(body; (
+        h: (&[f64], &[f64]) = h,
+        t: (&[f64], &[f64]) = t,
+        p: (&[f64], &[f64]) = p,
+        kvec: Vec3 = kvec,
+        fr: &mut [f64] = fr,
+        pk: &mut [f64] = pk,
+    ) -> ())
 }
 
 /// dL/dr of the atoms p0.. (type-sorted order, `types` theirs) from the neighbour partial
@@ -350,41 +337,14 @@ fn neighbour_terms(
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        type T<'a> = (&'a [usize], usize);
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide(
-            kv: &KVectors,
-            pt: &PhaseTables,
-            t: T,
-            pp: &[f64],
-            p0: usize,
-            o: &mut [f64],
-        ) {
-            body(kv, pt, t, pp, p0, o)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(
-            kv: &KVectors,
-            pt: &PhaseTables,
-            t: T,
-            pp: &[f64],
-            p0: usize,
-            o: &mut [f64],
-        ) {
-            body(kv, pt, t, pp, p0, o)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { wide(kv, pt, (types, na), pp, p0, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(kv, pt, (types, na), pp, p0, out) };
-        }
-    }
-    body(kv, pt, (types, na), pp, p0, out)
+    crate::math::dispatch::multiversion!(body; (
+        kv: &KVectors = kv,
+        pt: &PhaseTables = pt,
+        types: (&[usize], usize) = (types, na),
+        pp: &[f64] = pp,
+        p0: usize = p0,
+        out: &mut [f64] = out,
+    ) -> ())
 }
 
 /// (Σ e·s, Σ e·c, Σ o·s, Σ o·c) with eight partial sums each, in a fixed order.

@@ -2,6 +2,7 @@
 
 pub mod bessel;
 pub mod clebsch_gordan;
+pub(crate) mod dispatch;
 pub mod eigen;
 pub mod hypergeometric;
 pub mod linalg;
