@@ -162,6 +162,40 @@ impl Mirror {
         self.reps.len()
     }
 
+    /// First row of each axis in the tables of [`Mirror::pair_axis_tables`], and the rows.
+    fn axis_rows(&self) -> ([usize; 3], usize) {
+        let m = self.max_index;
+        let first = [0, m[0] + 1, m[0] + m[1] + 2];
+        (first, first[2] + m[2] + 1)
+    }
+
+    /// (cos, sin)(n (θ_a(r_i) − θ_a(r_j))) of the pairs for every axis a and index n up to
+    /// the largest, at `out[((first[a] + n)·2 + cs)·width + p]`; entries past the pairs 0.
+    #[inline(always)]
+    fn pair_axis_tables(
+        &self,
+        pt: &PhaseTables,
+        pairs: &[(u32, u32)],
+        width: usize,
+        out: &mut [f64],
+    ) {
+        let (first, _) = self.axis_rows();
+        for a in 0..3 {
+            for n in 0..=self.max_index[a] {
+                let (c, s) = pt.axis(a, n as i32);
+                let row = first[a] + n;
+                let (tc, ts) = out[2 * row * width..(2 * row + 2) * width].split_at_mut(width);
+                for (p, &(i, j)) in pairs.iter().enumerate() {
+                    let (i, j) = (i as usize, j as usize);
+                    tc[p] = c[i] * c[j] + s[i] * s[j];
+                    ts[p] = s[i] * c[j] - c[i] * s[j];
+                }
+                tc[pairs.len()..].iter_mut().for_each(|x| *x = 0.0);
+                ts[pairs.len()..].iter_mut().for_each(|x| *x = 0.0);
+            }
+        }
+    }
+
     /// A member (index of the k-vectors) of representative `r`'s orbit.
     pub(super) fn member(&self, r: usize) -> usize {
         self.member[r]
@@ -195,23 +229,8 @@ impl Mirror {
             out: &mut [f64],
             axis: &mut [f64],
         ) {
-            let first = [0, m.max_index[0] + 1, m.max_index[0] + m.max_index[1] + 2];
-            // axis[(row·2 + cs)·stride + p]: (cos, sin)(n (θ_a(r_i) − θ_a(r_j)))
-            for a in 0..3 {
-                for n in 0..=m.max_index[a] {
-                    let (c, s) = pt.axis(a, n as i32);
-                    let row = first[a] + n;
-                    let (tc, ts) =
-                        axis[2 * row * stride..(2 * row + 2) * stride].split_at_mut(stride);
-                    for (p, &(i, j)) in chunk.iter().enumerate() {
-                        let (i, j) = (i as usize, j as usize);
-                        tc[p] = c[i] * c[j] + s[i] * s[j];
-                        ts[p] = s[i] * c[j] - c[i] * s[j];
-                    }
-                    tc[chunk.len()..].iter_mut().for_each(|x| *x = 0.0);
-                    ts[chunk.len()..].iter_mut().for_each(|x| *x = 0.0);
-                }
-            }
+            let (first, _) = m.axis_rows();
+            m.pair_axis_tables(pt, chunk, stride, axis);
             let nb = r1 - r0;
             let line = |row: usize, cs: usize| (2 * row + cs) * stride..(2 * row + cs + 1) * stride;
             for (q, idx) in m.reps[r0..r1].iter().enumerate() {
@@ -231,8 +250,7 @@ impl Mirror {
                 }
             }
         }
-        let rows = self.max_index.iter().sum::<usize>() + 3;
-        let mut axis = vec![0.0; 2 * rows * stride];
+        let mut axis = vec![0.0; 2 * self.axis_rows().1 * stride];
         crate::math::dispatch::multiversion!(body; (
             m: &Mirror = self,
             pt: &PhaseTables = pt,
@@ -285,36 +303,22 @@ impl Mirror {
         prods: &mut [Lanes],
     ) {
         let ns = self.shell_reps.len();
-        let first = [
-            0,
-            self.max_index[0] + 1,
-            self.max_index[0] + self.max_index[1] + 2,
-        ];
-        let rows = first[2] + self.max_index[2] + 1;
-        // per axis and index: (cos, sin)(n (θ_a(r_i) − θ_a(r_j))) of the lanes' pairs
-        let mut axis = vec![[[0.0; LANES]; 2]; rows];
+        let (first, rows) = self.axis_rows();
+        // per axis, index and (cos, sin): the lanes' pair factors, [row][cs][LANES]
+        let mut axis = vec![0.0; 2 * rows * LANES];
         for v0 in (0..chunk.len()).step_by(LANES) {
             let lanes = &chunk[v0..(v0 + LANES).min(chunk.len())];
-            for a in 0..3 {
-                for n in 0..=self.max_index[a] {
-                    let (c, s) = pt.axis(a, n as i32);
-                    let t = &mut axis[first[a] + n];
-                    *t = [[0.0; LANES]; 2];
-                    for (l, &(i, j)) in lanes.iter().enumerate() {
-                        let (i, j) = (i as usize, j as usize);
-                        t[0][l] = c[i] * c[j] + s[i] * s[j];
-                        t[1][l] = s[i] * c[j] - c[i] * s[j];
-                    }
-                }
-            }
+            self.pair_axis_tables(pt, lanes, LANES, &mut axis);
+            let (table, _) = axis.as_chunks::<LANES>();
+            let pair = |row: usize| &table[2 * row..2 * row + 2];
             for &(s0, s1) in &self.blocks {
                 let (r0, r1) = (self.shell_reps[s0].0, self.shell_reps[s1 - 1].1);
                 let nb = r1 - r0;
                 // the eight class products of every representative of the block, [c][r]
                 for (r, idx) in self.reps[r0..r1].iter().enumerate() {
-                    let x = &axis[first[0] + idx[0]];
-                    let y = &axis[first[1] + idx[1]];
-                    let z = &axis[first[2] + idx[2]];
+                    let x = pair(first[0] + idx[0]);
+                    let y = pair(first[1] + idx[1]);
+                    let z = pair(first[2] + idx[2]);
                     for b in 0..4 {
                         let yz = mul(&y[b >> 1], &z[b & 1]);
                         prods[b * nb + r] = mul(&x[0], &yz);
