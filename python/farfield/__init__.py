@@ -11,6 +11,7 @@ from . import structures, triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
+from .limits import Limits, get_limits, set_limits
 from .lode import LodePowerSpectrum, LodeSphericalExpansion
 from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
@@ -22,6 +23,7 @@ __all__ = [
     "Bispectrum",
     "Descriptor",
     "EwaldResult",
+    "Limits",
     "LodePowerSpectrum",
     "LodeSphericalExpansion",
     "PmeParameters",
@@ -36,12 +38,14 @@ __all__ = [
     "__version__",
     "ewald",
     "ewald_parameters",
+    "get_limits",
     "get_num_threads",
     "pme",
     "pme_preferred",
     "qeq",
     "qeq_batch",
     "qeq_vjp",
+    "set_limits",
     "set_num_threads",
     "structures",
     "triplets",

@@ -7,6 +7,7 @@ mod convert;
 mod descriptors;
 mod errors;
 mod ewald;
+mod limits;
 mod lode;
 mod pme;
 mod qeq;
@@ -26,6 +27,10 @@ fn validate_system(system: SystemArrays<'_>) -> PyResult<usize> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::count_panics();
+    m.add_function(wrap_pyfunction!(errors::panic_count, m)?)?;
+    m.add_function(wrap_pyfunction!(limits::set_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(limits::get_limits, m)?)?;
     m.add_function(wrap_pyfunction!(validate_system, m)?)?;
     m.add_function(wrap_pyfunction!(threads::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads::get_num_threads, m)?)?;

@@ -55,6 +55,22 @@ pub enum Error {
     /// An iterative method did not reach its tolerance.
     #[error("did not converge: {0}")]
     NotConverged(String),
+    /// The work a request implies (memory or number of terms) exceeds a limit of
+    /// [`crate::limits`]; nothing was computed.
+    #[error("{what} would need {estimate}, above the limit of {limit}; {hint}")]
+    TooExpensive {
+        /// What was estimated (e.g. "the Ewald real-space sum").
+        what: String,
+        /// The estimate, in words with its unit (e.g. "3.2e13 pair terms", "12.0 GB").
+        estimate: String,
+        /// The limit in force, with its unit.
+        limit: String,
+        /// Which parameter to change (or how to raise the limit).
+        hint: String,
+    },
+    /// The computation was stopped by [`crate::interrupt::request`] (Ctrl-C from Python).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
@@ -81,7 +97,7 @@ impl Error {
 
     /// `true` when the error describes bad input (as opposed to a failed computation).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Error::NotConverged(_))
+        !matches!(self, Error::NotConverged(_) | Error::Interrupted)
     }
 }
 
