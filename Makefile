@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all venv develop demo test test-rust lint test-python bench clean
+.PHONY: all venv develop demo test test-rust lint test-python fuzz bench clean
 
 all: develop
 
@@ -23,10 +23,13 @@ develop: venv
 demo: develop
 	$(BIN)/python examples/demo.py
 
+# property-based robustness harnesses: a bounded budget here, a larger one in `make fuzz`
+FUZZ_CASES ?= 24
+
 test-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo test -p farfield
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test -p farfield
 
 lint: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
@@ -35,7 +38,11 @@ lint: venv
 	$(BIN)/mypy --strict python/farfield
 
 test-python: develop
-	$(BIN)/python -m pytest -q tests
+	FARFIELD_FUZZ_EXAMPLES=$(FUZZ_CASES) $(BIN)/python -m pytest -q tests
+
+fuzz: develop
+	PROPTEST_CASES=1000 cargo test -p farfield --release --test robustness
+	FARFIELD_FUZZ_EXAMPLES=400 FARFIELD_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 test: develop test-rust lint test-python
 
