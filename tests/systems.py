@@ -8,7 +8,8 @@ import numpy as np
 
 import farfield as ff
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# reference data vendored in the repository (provenance in tests/data/reference-data/README.md)
+SHARED = Path(__file__).resolve().parent / "data"
 
 FCC = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
 CUBIC = np.eye(3)
