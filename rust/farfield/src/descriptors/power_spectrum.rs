@@ -5,7 +5,7 @@
 
 use super::result::{Descriptor, GradientRequest};
 use super::spherical_expansion::{
-    add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, ExpansionBackward,
+    add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, Cost, ExpansionBackward,
     ExpansionParameters, SphericalExpansion,
 };
 use crate::error::{Error, Result};
@@ -111,6 +111,24 @@ impl PowerSpectrum {
             * (exp.parameters().max_angular + 1)
             * exp.n_radial()
             * exp.n_radial();
+        // per pair: the expansion (and its derivatives) and, for position gradients, the
+        // contraction of the neighbour's derivative with every channel; per atom: the
+        // contractions of the values, strain and cell
+        let want = gradients.positions || gradients.strain || gradients.cell;
+        let ps_in = exp.pair_size() as f64;
+        let contraction = ps_in * exp.n_radial() as f64;
+        let pair_terms = ps_in * if want { 4.0 } else { 1.0 }
+            + if gradients.positions {
+                3.0 * nsp as f64 * contraction
+            } else {
+                0.0
+            };
+        let atom_terms = (nsp * (nsp + 1) / 2) as f64
+            * contraction
+            * (1.0
+                + if gradients.positions { 6.0 } else { 0.0 }
+                + if gradients.strain { 18.0 } else { 0.0 }
+                + if gradients.cell { 18.0 } else { 0.0 });
         run_atoms(
             exp,
             systems,
@@ -119,6 +137,11 @@ impl PowerSpectrum {
             nf,
             vec!["neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2"],
             self.feature_labels(&species),
+            Cost {
+                what: "the power spectrum",
+                pair_terms,
+                atom_terms,
+            },
             |ctx, scratch, out| {
                 let ps_in = exp.pair_size();
                 let mut v = std::mem::take(&mut scratch.atom_values);
