@@ -161,6 +161,28 @@ def test_huge_cutoff_triplets_and_bispectrum_are_refused() -> None:
         assert time.perf_counter() - start < 2.0
 
 
+def test_radial_spline_construction_is_bounded() -> None:
+    # an accuracy below the precision of 1F1 used to refine the spline for ~10 minutes (2^20
+    # intervals) before failing; now the evaluations are counted against the limits
+    result = run_isolated(
+        """
+        import time, farfield as ff
+        ff.set_limits(max_terms=1e9)
+        start = time.perf_counter()
+        try:
+            ff.PowerSpectrum(
+                cutoff=5.0, max_radial=12, max_angular=12, smearing=0.3, radial_accuracy=1e-12
+            )
+        except ValueError as error:
+            print("REFUSED", round(time.perf_counter() - start, 1), error)
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "REFUSED" in result.stdout
+    assert "radial_accuracy" in result.stdout
+    assert float(result.stdout.split()[1]) < 10.0
+
+
 def test_open_system_with_a_huge_cutoff_is_fine() -> None:
     # two atoms far apart: the estimate follows the atoms, not the cutoff volume
     atoms = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 50.0]])

@@ -153,7 +153,11 @@ mod tests {
     #[test]
     fn estimates_follow_the_cutoff() {
         let a = 5.64;
-        let cell = [[0.0, a / 2.0, a / 2.0], [a / 2.0, 0.0, a / 2.0], [a / 2.0, a / 2.0, 0.0]];
+        let cell = [
+            [0.0, a / 2.0, a / 2.0],
+            [a / 2.0, 0.0, a / 2.0],
+            [a / 2.0, a / 2.0, 0.0],
+        ];
         let nacl = System::new(
             vec![[0.0; 3], [a / 2.0, 0.0, 0.0]],
             vec![11, 17],
@@ -162,7 +166,10 @@ mod tests {
         .unwrap();
         let small = neighbour_estimate(&nacl, 3.0);
         // 6 nearest neighbours at 2.82 Å: the estimate is of that order
-        assert!(small.per_centre > 3.0 && small.per_centre < 30.0, "{small:?}");
+        assert!(
+            small.per_centre > 3.0 && small.per_centre < 30.0,
+            "{small:?}"
+        );
         let huge = neighbour_estimate(&nacl, 1e4);
         assert!(huge.visited > 1e12, "{huge:?}");
         assert!(check_neighbours("x", &[nacl.clone()], 1e4, 1.0, 0.0).is_err());

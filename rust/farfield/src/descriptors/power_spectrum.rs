@@ -575,11 +575,18 @@ impl Lambda0Product {
         let block = self.block();
         let pairs = self.pairs();
         let norms: Vec<f64> = (0..=self.max_angular).map(lambda0_norm).collect();
-        let mut out = vec![0.0; n * nf];
+        let mut out = super::cost::try_calloc(
+            "the λ = 0 invariants",
+            n * nf,
+            "use fewer atoms or smaller max_radial / max_angular",
+        )?;
         if nf == 0 {
             return Ok(out);
         }
         out.par_chunks_mut(nf).enumerate().for_each(|(i, row)| {
+            if crate::interrupt::is_requested() {
+                return;
+            }
             let x = &first[i * s1..(i + 1) * s1];
             let y = &second[i * s2..(i + 1) * s2];
             for (p, &(a, b, s)) in pairs.iter().enumerate() {
@@ -594,6 +601,7 @@ impl Lambda0Product {
                 );
             }
         });
+        crate::interrupt::check()?;
         Ok(out)
     }
 
@@ -630,6 +638,9 @@ impl Lambda0Product {
             .zip(d2.par_chunks_mut(s2))
             .enumerate()
             .for_each(|(i, (dx, dy))| {
+                if crate::interrupt::is_requested() {
+                    return;
+                }
                 let x = &first[i * s1..(i + 1) * s1];
                 let y = &second[i * s2..(i + 1) * s2];
                 let g = &grad[i * nf..(i + 1) * nf];
@@ -647,6 +658,7 @@ impl Lambda0Product {
                     );
                 }
             });
+        crate::interrupt::check()?;
         Ok((d1, d2))
     }
 }

@@ -856,7 +856,9 @@ where
             }
         }
         let per_sample = nf
-            * (1.0 + if gradients.strain { 9.0 } else { 0.0 } + if gradients.cell { 9.0 } else { 0.0 });
+            * (1.0
+                + if gradients.strain { 9.0 } else { 0.0 }
+                + if gradients.cell { 9.0 } else { 0.0 });
         let neighbours = if gradients.positions {
             estimate.pairs * std::mem::size_of::<Neighbor>() as f64
         } else {

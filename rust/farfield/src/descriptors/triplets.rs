@@ -382,8 +382,7 @@ pub fn pair_product(
             format!("{} and {}", a.len(), b.len()),
         ));
     }
-    if l1 > l_max || l2 > l_max || lambda > l_max || lambda < l1.abs_diff(l2) || lambda > l1 + l2
-    {
+    if l1 > l_max || l2 > l_max || lambda > l_max || lambda < l1.abs_diff(l2) || lambda > l1 + l2 {
         return Err(Error::parameter(
             "lambda",
             format!(
@@ -403,7 +402,9 @@ pub fn pair_product(
         nr * nr * s3 as f64 * 8.0,
         "use fewer rows",
     )?;
-    Ok(pair_product_unchecked(a, b, n_radial, l_max, l1, l2, lambda))
+    Ok(pair_product_unchecked(
+        a, b, n_radial, l_max, l1, l2, lambda,
+    ))
 }
 
 fn pair_product_unchecked(
@@ -730,7 +731,8 @@ impl TripletFeatures {
         let s = self.expansion.species().len() as f64;
         let block = self.coupling.block_len(self.expansion.n_radial()) as f64;
         let scratch = rayon::current_num_threads() as f64
-            * (max_m * (bs + 8.0) + s * block + 2.0 * n_features as f64 + s * block) * 8.0;
+            * (max_m * (bs + 8.0) + s * block + 2.0 * n_features as f64 + s * block)
+            * 8.0;
         let output = if stored {
             rows * (width * 8.0 + 20.0)
         } else {
@@ -1056,5 +1058,52 @@ mod tests {
         let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![6, 8], None).unwrap();
         let err = t.compute(&[system], &Centres::All, None).unwrap_err();
         assert!(err.to_string().contains("atomic number 8"));
+    }
+
+    /// max_angular is checked before the coupling tables are built (100 used to panic in the
+    /// Clebsch–Gordan table, 30 to take minutes).
+    #[test]
+    fn large_max_angular_is_refused_at_once() {
+        for l in [9, 30, 100] {
+            let mut s = settings();
+            s.max_angular = l;
+            let start = std::time::Instant::now();
+            let err = TripletFeatures::new(s.clone()).unwrap_err();
+            assert!(err.to_string().contains("max_angular"), "{err}");
+            let err = crate::descriptors::bispectrum::Bispectrum::new(s).unwrap_err();
+            assert!(err.to_string().contains("max_angular"), "{err}");
+            assert!(start.elapsed().as_secs_f64() < 1.0);
+        }
+        let a = vec![1.0; 4];
+        assert!(pair_product(&a, &a, 1, 1, 1, 1, 0).is_ok());
+        assert!(pair_product(&a, &a, 1, 1, 1, 1, 3).is_err());
+        assert!(pair_product(&a, &a[..3], 1, 1, 1, 1, 0).is_err());
+        let big = vec![1.0; 100 * 100];
+        assert!(pair_product(&big, &big, 1, 99, 0, 0, 0).is_err());
+    }
+
+    /// Rows are counted before they are stored: a memory or term limit refuses the call,
+    /// naming the cutoff, and nothing is allocated.
+    #[test]
+    fn triplet_rows_are_checked_before_allocating() {
+        let a = 5.64;
+        let cell = [
+            [0.0, a / 2.0, a / 2.0],
+            [a / 2.0, 0.0, a / 2.0],
+            [a / 2.0, a / 2.0, 0.0],
+        ];
+        let nacl = System::new(
+            vec![[0.0; 3], [a / 2.0, 0.0, 0.0]],
+            vec![11, 17],
+            Some(cell),
+        )
+        .unwrap();
+        let mut p = settings();
+        p.species = Some(vec![11, 17]);
+        p.cutoff = 30.0;
+        let t = TripletFeatures::new(p).unwrap();
+        let err = t.compute(&[nacl], &Centres::All, None).unwrap_err();
+        assert!(matches!(err, Error::TooExpensive { .. }), "{err}");
+        assert!(err.to_string().contains("cutoff"), "{err}");
     }
 }
