@@ -234,7 +234,9 @@ class _Calculator:
         self.width = _checks.finite_float("width", width)
         self.center_atom_weight = _checks.finite_float("center_atom_weight", center_atom_weight)
         self.radial_accuracy = (
-            None if radial_accuracy is None else _checks.finite_float("radial_accuracy", radial_accuracy)
+            None
+            if radial_accuracy is None
+            else _checks.finite_float("radial_accuracy", radial_accuracy)
         )
         self.species = _species_list(species)
         self._native = _native.SoapCalculator(

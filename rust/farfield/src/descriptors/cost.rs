@@ -33,7 +33,7 @@ impl NeighbourEstimate {
 /// Estimates the neighbour search of `system` within `cutoff` (see [`NeighbourEstimate`]).
 pub fn neighbour_estimate(system: &System, cutoff: f64) -> NeighbourEstimate {
     let n = system.len() as f64;
-    if system.is_empty() || !(cutoff > 0.0) {
+    if system.is_empty() || cutoff.is_nan() || cutoff <= 0.0 {
         return NeighbourEstimate::default();
     }
     let max_bins = (2.0 * n).max(8.0);
@@ -172,7 +172,7 @@ mod tests {
         );
         let huge = neighbour_estimate(&nacl, 1e4);
         assert!(huge.visited > 1e12, "{huge:?}");
-        assert!(check_neighbours("x", &[nacl.clone()], 1e4, 1.0, 0.0).is_err());
+        assert!(check_neighbours("x", std::slice::from_ref(&nacl), 1e4, 1.0, 0.0).is_err());
         assert!(check_neighbours("x", &[nacl], 5.0, 100.0, 0.0).is_ok());
         let open = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![1, 1], None).unwrap();
         let e = neighbour_estimate(&open, 1e6);
