@@ -225,8 +225,8 @@ class _Calculator:
     ) -> None:
         # types here; ranges in the core (which names the argument)
         self.cutoff = _checks.finite_float("cutoff", cutoff)
-        self.max_radial = _checks.integer("max_radial", max_radial)
-        self.max_angular = _checks.integer("max_angular", max_angular)
+        self.max_radial = _checks.integer("max_radial", max_radial, maximum=30)
+        self.max_angular = _checks.integer("max_angular", max_angular, maximum=30)
         self.smearing = _checks.finite_float("smearing", smearing)
         if not isinstance(cutoff_function, str):
             raise TypeError(f"cutoff_function must be a string, got {cutoff_function!r}")

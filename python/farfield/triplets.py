@@ -106,8 +106,8 @@ class _Expansion:
         species: Sequence[int] | None = None,
     ) -> None:
         self.cutoff = _checks.finite_float("cutoff", cutoff)
-        self.max_radial = _checks.integer("max_radial", max_radial)
-        self.max_angular = _checks.integer("max_angular", max_angular)
+        self.max_radial = _checks.integer("max_radial", max_radial, maximum=29)
+        self.max_angular = _checks.integer("max_angular", max_angular, maximum=8)
         self.smearing = _checks.finite_float("smearing", smearing)
         self.cutoff_width = _checks.finite_float("cutoff_width", cutoff_width)
         self.species = (
@@ -155,7 +155,8 @@ class _Expansion:
         (M, max_radial + 1, (max_angular + 1)²) in the (l, m = −l..l) order."""
         system = as_system(frame)
         calc = self._calculator(self._species([system]))
-        js, g = calc.pair_expansion(system._arrays(), _checks.integer("centre", centre))
+        index = _checks.integer("centre", centre, maximum=max(len(system) - 1, 0))
+        js, g = calc.pair_expansion(system._arrays(), index)
         return np.asarray(js), np.asarray(g)
 
 
@@ -274,8 +275,8 @@ class TripletFeatures(_Expansion):
         for start in range(0, len(systems), chunk_size):
             chunk = systems[start : start + chunk_size]
             arrays = [s._arrays() for s in chunk]
-            # the per-centre rows (cheap, streamed) give the sample labels of every centre
-            centre_rows = np.asarray(calc.summed(arrays, centre_list, None)["samples"])
+            # the per-centre rows of the bispectrum (O(M) per centre) give the sample labels
+            centre_rows = np.asarray(calc.bispectrum(arrays, centre_list)["samples"])
             result = _descriptor(
                 calc.compute(arrays, centre_list, self._projection(True)), TRIPLET_SAMPLES
             )
