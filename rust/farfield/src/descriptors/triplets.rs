@@ -305,6 +305,9 @@ pub struct Coupling {
 
 impl Coupling {
     /// Builds the paths for every (l1, l2, l3 ≤ l_max) that satisfies the triangle rule.
+    /// The cost grows as l_max⁷ (and the Clebsch–Gordan coefficients are tabulated up to
+    /// l = 63): callers validate `l_max ≤` [`MAX_ANGULAR`] first, as [`TripletExpansion::new`]
+    /// does.
     pub fn new(l_max: usize) -> Coupling {
         let mut paths = Vec::new();
         for l1 in 0..=l_max {
