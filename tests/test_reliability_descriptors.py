@@ -262,6 +262,16 @@ def test_soap_empty_frames(cls: Any) -> None:
     assert with_species.gradients["strain"].shape == (0, 3, 3, n_features)
 
 
+@pytest.mark.parametrize("cls", [ff.SphericalExpansion, ff.PowerSpectrum])
+def test_soap_structure_without_atoms(cls: Any) -> None:
+    empty = ase.Atoms(cell=[5.0, 5.0, 5.0], pbc=True)
+    calc = cls(**SOAP)
+    assert calc.compute(empty, gradients=["positions", "strain", "cell"]).values.shape == (0, 0)
+    (back,) = calc.backward(empty, np.zeros((0, 0)))
+    assert back.positions.shape == (0, 3)
+    np.testing.assert_array_equal(back.strain, np.zeros((3, 3)))
+
+
 def test_soap_backward_mismatched_lists() -> None:
     calc = ff.PowerSpectrum(**SOAP)
     g = np.zeros(calc.compute(water()).values.shape)

@@ -88,6 +88,10 @@ impl PowerSpectrum {
             ));
         }
         crate::error::check_finite("grad_values", grad_values)?;
+        if n_total == 0 {
+            // no atom: zero gradients (and no product to form)
+            return exp.backward(systems, &species, &[]);
+        }
         let values = exp
             .compute_with_species(systems, &species, GradientRequest::default())?
             .values;
