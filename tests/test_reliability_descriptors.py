@@ -328,6 +328,12 @@ def test_triplet_method_arguments() -> None:
         ff.TripletMLP(hidden=(8.5,))
     with pytest.raises(TypeError, match="epochs"):
         ff.TripletMLP(hidden=(4,)).fit(np.ones((2, 3)), np.array([0, 1]), np.ones(2), epochs=2.0)
+    with pytest.raises(TypeError, match="groups"):
+        ff.TripletMLP(hidden=(4,)).fit(np.ones((2, 3)), np.array([0.0, 1.0]), np.ones(2))
+    with pytest.raises(TypeError, match="n_components"):
+        ff.triplets.fit_pca(np.ones((4, 3)), 1.0)
+    with pytest.raises(TypeError, match="size"):
+        list(ff.triplets.iter_chunks([1, 2, 3], 1.5))
 
 
 def test_triplet_empty_frames() -> None:

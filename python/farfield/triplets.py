@@ -309,7 +309,12 @@ class TripletFeatures(_Expansion):
 def fit_pca(x: FloatArray, n_components: int, *, seed: int = 0, n_iter: int = 4) -> PCA:
     """PCA of the rows of ``x`` by a randomised range finder (Halko et al.) with ``n_iter``
     power iterations: O(n × F × k) instead of a full SVD."""
+    n_components = _checks.integer("n_components", n_components, minimum=1)
+    seed = _checks.integer("seed", seed)
+    n_iter = _checks.integer("n_iter", n_iter)
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (n, F) array, got shape {x.shape}")
     mean = x.mean(axis=0)
     c = x - mean
     k = min(n_components + 10, *c.shape)
@@ -403,6 +408,8 @@ class TripletMLP:
 
     def predict(self, x: FloatArray, groups: IntArray, n_groups: int) -> FloatArray:
         """Σ of ψ over the rows of each group."""
+        n_groups = _checks.integer("n_groups", n_groups)
+        groups = _checks.integer_array("groups", groups)
         return np.asarray(np.bincount(groups, weights=self(x), minlength=n_groups), np.float64)
 
     def fit(
@@ -432,6 +439,9 @@ class TripletMLP:
                 (``None``: never stop early).
         """
         epochs = _checks.integer("epochs", epochs, minimum=1)
+        learning_rate = _checks.positive_float("learning_rate", learning_rate)
+        weight_decay = _checks.finite_float("weight_decay", weight_decay)
+        validation_fraction = _checks.finite_float("validation_fraction", validation_fraction)
         batch_size = _checks.optional_integer("batch_size", batch_size, minimum=1)
         patience = _checks.optional_integer("patience", patience)
         x = np.asarray(x, dtype=np.float64)
@@ -554,6 +564,7 @@ class TripletMLP:
 def ridge(x: FloatArray, y: FloatArray, alpha: float = 1e-8) -> Callable[[FloatArray], FloatArray]:
     """Linear least squares with a bias and a ridge ``alpha`` relative to the largest squared
     singular value of the standardised inputs (SVD: O(n p min(n, p))); returns the predictor."""
+    alpha = _checks.finite_float("alpha", alpha)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     mean, scale = x.mean(axis=0), _scale(x)
