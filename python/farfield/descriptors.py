@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _native
+from . import _checks, _native
 from .lode import LodeBackward
 from .system import System, as_system
 
@@ -165,13 +165,15 @@ def _frames(frames: Frames) -> list[System]:
 
 
 def _check_gradients(gradients: Iterable[str]) -> tuple[bool, bool, bool]:
-    if isinstance(gradients, str):
-        gradients = [gradients]
-    gradients = list(gradients)
-    for g in gradients:
-        if g not in _GRADIENTS:
-            raise ValueError(f"unknown gradient '{g}', expected some of {list(_GRADIENTS)}")
-    return "positions" in gradients, "strain" in gradients, "cell" in gradients
+    names = _checks.string_list("gradients", gradients, _GRADIENTS)
+    return "positions" in names, "strain" in names, "cell" in names
+
+
+def _species_list(species: Any) -> list[int] | None:
+    """``None`` or the atomic numbers (integers >= 1) as a sorted list."""
+    if species is None:
+        return None
+    return sorted(int(z) for z in _checks.integer_array("species", species, minimum=1))
 
 
 def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]:
@@ -221,18 +223,22 @@ class _Calculator:
         radial_accuracy: float | None = 1e-8,
         species: Sequence[int] | None = None,
     ) -> None:
-        for name, value in (("max_radial", max_radial), ("max_angular", max_angular)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        self.cutoff = float(cutoff)
-        self.max_radial = int(max_radial)
-        self.max_angular = int(max_angular)
-        self.smearing = float(smearing)
+        # types here; ranges in the core (which names the argument)
+        self.cutoff = _checks.finite_float("cutoff", cutoff)
+        self.max_radial = _checks.integer("max_radial", max_radial, maximum=30)
+        self.max_angular = _checks.integer("max_angular", max_angular, maximum=30)
+        self.smearing = _checks.finite_float("smearing", smearing)
+        if not isinstance(cutoff_function, str):
+            raise TypeError(f"cutoff_function must be a string, got {cutoff_function!r}")
         self.cutoff_function = cutoff_function
-        self.width = float(width)
-        self.center_atom_weight = float(center_atom_weight)
-        self.radial_accuracy = None if radial_accuracy is None else float(radial_accuracy)
-        self.species = None if species is None else sorted(int(z) for z in species)
+        self.width = _checks.finite_float("width", width)
+        self.center_atom_weight = _checks.finite_float("center_atom_weight", center_atom_weight)
+        self.radial_accuracy = (
+            None
+            if radial_accuracy is None
+            else _checks.finite_float("radial_accuracy", radial_accuracy)
+        )
+        self.species = _species_list(species)
         self._native = _native.SoapCalculator(
             self._kind,
             self.cutoff,
@@ -278,9 +284,9 @@ class _Calculator:
         """
         systems = _frames(frames)
         grads = _check_gradients(gradients)
-        species = self.species
-        if species is None:
-            species = [int(z) for z in np.unique(np.concatenate([s.numbers for s in systems]))]
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"progress must be True, False or None, got {progress!r}")
+        species = self._species_of(systems)
         chunk = 256
         if progress is None:
             progress = len(systems) > chunk
@@ -333,9 +339,7 @@ class _Calculator:
             fixed Cartesian positions (featomic's ``"cell"`` convention; ``None`` when open).
         """
         systems = _frames(frames)
-        species = self.species
-        if species is None:
-            species = [int(z) for z in np.unique(np.concatenate([s.numbers for s in systems]))]
+        species = self._species_of(systems)
         n_features = self._n_features(len(species))
         if isinstance(grad_values, (list, tuple)):
             parts = [np.asarray(g, dtype=np.float64) for g in grad_values]
@@ -355,6 +359,8 @@ class _Calculator:
                 raise ValueError(
                     f"grad_values must have shape {(n_atoms, n_features)}, got {g.shape}"
                 )
+        if not systems:
+            return []
         raw = self._native.backward(
             [s._arrays() for s in systems], species, np.ascontiguousarray(g).reshape(-1)
         )
@@ -366,6 +372,12 @@ class _Calculator:
             )
             for pos, strain, cell in raw
         ]
+
+    def _species_of(self, systems: list[System]) -> list[int]:
+        """The neighbour species: the parameter, or those of ``systems`` (none for no frames)."""
+        if self.species is not None:
+            return self.species
+        return sorted({int(z) for s in systems for z in s.numbers})
 
     def _n_features(self, n_species: int) -> int:
         return n_species * (self.max_angular + 1) ** 2 * (self.max_radial + 1)
@@ -400,11 +412,17 @@ class PowerSpectrum(_Calculator):
 
 def clebsch_gordan(l1: int, l2: int, lam: int) -> FloatArray:
     """Real Clebsch–Gordan coefficients ``(2l1+1, 2l2+1, 2λ+1)`` matching the real spherical
-    harmonics (featomic's convention; imaginary part kept when ``l1+l2+λ`` is odd)."""
-    return _native.clebsch_gordan(l1, l2, lam)
+    harmonics (featomic's convention; imaginary part kept when ``l1+l2+λ`` is odd);
+    ``l1, l2 <= 30``, ``lam <= 60``."""
+    return _native.clebsch_gordan(
+        _checks.integer("l1", l1, maximum=30),
+        _checks.integer("l2", l2, maximum=30),
+        _checks.integer("lam", lam, maximum=60),
+    )
 
 
 def spherical_harmonics(vectors: npt.ArrayLike, lmax: int) -> FloatArray:
     """Real spherical harmonics of the directions of ``vectors (n, 3)``: ``(n, (lmax+1)²)``,
     ordered ``l = 0..lmax``, ``m = -l..l``."""
+    lmax = _checks.integer("lmax", lmax, maximum=60)
     return _native.spherical_harmonics(np.ascontiguousarray(vectors, dtype=np.float64), lmax)

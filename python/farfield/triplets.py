@@ -36,7 +36,7 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from . import _native
+from . import _checks, _native
 from .descriptors import Descriptor
 from .system import System, as_system
 
@@ -72,6 +72,13 @@ def _frames(frames: Any) -> list[System]:
     return [as_system(f) for f in frames]
 
 
+def _centres(centres: Any) -> list[int] | None:
+    """``None`` or the centre indices as non-negative integers (floats are refused)."""
+    if centres is None:
+        return None
+    return [int(c) for c in _checks.integer_array("centres", centres, minimum=0)]
+
+
 def _descriptor(
     out: dict[str, Any], sample_names: tuple[str, ...], extra: IntArray | None = None
 ) -> Descriptor:
@@ -98,15 +105,16 @@ class _Expansion:
         cutoff_width: float = 0.1,
         species: Sequence[int] | None = None,
     ) -> None:
-        for name, value in (("max_radial", max_radial), ("max_angular", max_angular)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"invalid {name}: must be a non-negative integer, got {value!r}")
-        self.cutoff = float(cutoff)
-        self.max_radial = int(max_radial)
-        self.max_angular = int(max_angular)
-        self.smearing = float(smearing)
-        self.cutoff_width = float(cutoff_width)
-        self.species = None if species is None else [int(s) for s in species]
+        self.cutoff = _checks.finite_float("cutoff", cutoff)
+        self.max_radial = _checks.integer("max_radial", max_radial, maximum=29)
+        self.max_angular = _checks.integer("max_angular", max_angular, maximum=8)
+        self.smearing = _checks.finite_float("smearing", smearing)
+        self.cutoff_width = _checks.finite_float("cutoff_width", cutoff_width)
+        self.species = (
+            None
+            if species is None
+            else [int(z) for z in _checks.integer_array("species", species, minimum=1)]
+        )
         if not (np.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"invalid cutoff: must be positive and finite, got {cutoff}")
         if not (0 <= self.cutoff_width <= self.cutoff):
@@ -147,7 +155,8 @@ class _Expansion:
         (M, max_radial + 1, (max_angular + 1)²) in the (l, m = −l..l) order."""
         system = as_system(frame)
         calc = self._calculator(self._species([system]))
-        js, g = calc.pair_expansion(system._arrays(), int(centre))
+        index = _checks.integer("centre", centre, maximum=max(len(system) - 1, 0))
+        js, g = calc.pair_expansion(system._arrays(), index)
         return np.asarray(js), np.asarray(g)
 
 
@@ -158,9 +167,9 @@ def clebsch_gordan_product(a: FloatArray, b: FloatArray, l1: int, l2: int, lam: 
         _native.clebsch_gordan_product(
             np.ascontiguousarray(a, dtype=np.float64),
             np.ascontiguousarray(b, dtype=np.float64),
-            int(l1),
-            int(l2),
-            int(lam),
+            _checks.integer("l1", l1),
+            _checks.integer("l2", l2),
+            _checks.integer("lam", lam),
         )
     )
 
@@ -199,10 +208,10 @@ class TripletFeatures(_Expansion):
         samples ``(system, atom, center_type, neighbor_1, neighbor_2)``. With a fitted PCA and
         ``compress=True`` the columns are the principal components (property ``component``)."""
         systems = _frames(frames)
+        if not isinstance(compress, (bool, np.bool_)):
+            raise TypeError(f"compress must be True or False, got {compress!r}")
         out = self._calculator(self._species(systems)).compute(
-            [s._arrays() for s in systems],
-            None if centres is None else [int(c) for c in centres],
-            self._projection(compress),
+            [s._arrays() for s in systems], _centres(centres), self._projection(bool(compress))
         )
         return _descriptor(out, TRIPLET_SAMPLES, np.asarray(out["neighbours"]))
 
@@ -217,6 +226,9 @@ class TripletFeatures(_Expansion):
     ) -> PCA:
         """Fits a PCA on (at most ``max_samples`` randomly chosen) triplet rows of ``frames``
         and keeps it: later :meth:`compute` / :meth:`summed` calls return compressed rows."""
+        n_components = _checks.integer("n_components", n_components, minimum=1)
+        max_samples = _checks.integer("max_samples", max_samples, minimum=1)
+        seed = _checks.integer("seed", seed)
         self.pca = None
         rows = self.compute(frames, centres).values
         if len(rows) == 0:
@@ -246,7 +258,7 @@ class TripletFeatures(_Expansion):
         """
         systems = _frames(frames)
         species = self._species(systems)
-        centre_list = None if centres is None else [int(c) for c in centres]
+        centre_list = _centres(centres)
         if isinstance(psi, str):
             if psi != "linear":
                 raise ValueError(f"psi must be 'linear' or a callable, got {psi!r}")
@@ -256,16 +268,15 @@ class TripletFeatures(_Expansion):
             return _descriptor(out, CENTRE_SAMPLES)
         if not callable(psi):
             raise ValueError(f"psi must be 'linear' or a callable, got {type(psi).__name__}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        chunk_size = _checks.integer("chunk_size", chunk_size, minimum=1)
         calc = self._calculator(species)
         out_samples: list[npt.NDArray[np.int32]] = []
         out_values: list[FloatArray] = []
         for start in range(0, len(systems), chunk_size):
             chunk = systems[start : start + chunk_size]
             arrays = [s._arrays() for s in chunk]
-            # the per-centre rows (cheap, streamed) give the sample labels of every centre
-            centre_rows = np.asarray(calc.summed(arrays, centre_list, None)["samples"])
+            # the per-centre rows of the bispectrum (O(M) per centre) give the sample labels
+            centre_rows = np.asarray(calc.bispectrum(arrays, centre_list)["samples"])
             result = _descriptor(
                 calc.compute(arrays, centre_list, self._projection(True)), TRIPLET_SAMPLES
             )
@@ -298,7 +309,12 @@ class TripletFeatures(_Expansion):
 def fit_pca(x: FloatArray, n_components: int, *, seed: int = 0, n_iter: int = 4) -> PCA:
     """PCA of the rows of ``x`` by a randomised range finder (Halko et al.) with ``n_iter``
     power iterations: O(n × F × k) instead of a full SVD."""
+    n_components = _checks.integer("n_components", n_components, minimum=1)
+    seed = _checks.integer("seed", seed)
+    n_iter = _checks.integer("n_iter", n_iter)
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (n, F) array, got shape {x.shape}")
     mean = x.mean(axis=0)
     c = x - mean
     k = min(n_components + 10, *c.shape)
@@ -339,8 +355,7 @@ class Bispectrum(_Expansion):
         """One row per ``(system, atom, center_type)``."""
         systems = _frames(frames)
         out = self._calculator(self._species(systems)).bispectrum(
-            [s._arrays() for s in systems],
-            None if centres is None else [int(c) for c in centres],
+            [s._arrays() for s in systems], _centres(centres)
         )
         return _descriptor(out, CENTRE_SAMPLES)
 
@@ -358,10 +373,10 @@ class TripletMLP:
     """
 
     def __init__(self, hidden: Sequence[int] = (64, 64), seed: int = 0) -> None:
-        self.hidden = tuple(int(h) for h in hidden)
-        if not self.hidden or min(self.hidden) < 1:
+        self.hidden = tuple(int(h) for h in _checks.integer_array("hidden", hidden, minimum=1))
+        if not self.hidden:
             raise ValueError(f"hidden must hold positive layer sizes, got {hidden!r}")
-        self.seed = seed
+        self.seed = _checks.integer("seed", seed)
         self.weights: list[FloatArray] = []
         self.biases: list[FloatArray] = []
         self.x_mean: FloatArray = np.zeros(0)
@@ -393,6 +408,8 @@ class TripletMLP:
 
     def predict(self, x: FloatArray, groups: IntArray, n_groups: int) -> FloatArray:
         """Σ of ψ over the rows of each group."""
+        n_groups = _checks.integer("n_groups", n_groups)
+        groups = _checks.integer_array("groups", groups)
         return np.asarray(np.bincount(groups, weights=self(x), minlength=n_groups), np.float64)
 
     def fit(
@@ -421,8 +438,14 @@ class TripletMLP:
             patience: stop after this many epochs without a better validation loss
                 (``None``: never stop early).
         """
+        epochs = _checks.integer("epochs", epochs, minimum=1)
+        learning_rate = _checks.positive_float("learning_rate", learning_rate)
+        weight_decay = _checks.finite_float("weight_decay", weight_decay)
+        validation_fraction = _checks.finite_float("validation_fraction", validation_fraction)
+        batch_size = _checks.optional_integer("batch_size", batch_size, minimum=1)
+        patience = _checks.optional_integer("patience", patience)
         x = np.asarray(x, dtype=np.float64)
-        groups = np.asarray(groups, dtype=np.int64)
+        groups = _checks.integer_array("groups", groups)
         targets = np.asarray(targets, dtype=np.float64)
         n_groups = len(targets)
         if x.ndim != 2 or groups.shape != (len(x),):
@@ -541,6 +564,7 @@ class TripletMLP:
 def ridge(x: FloatArray, y: FloatArray, alpha: float = 1e-8) -> Callable[[FloatArray], FloatArray]:
     """Linear least squares with a bias and a ridge ``alpha`` relative to the largest squared
     singular value of the standardised inputs (SVD: O(n p min(n, p))); returns the predictor."""
+    alpha = _checks.finite_float("alpha", alpha)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     mean, scale = x.mean(axis=0), _scale(x)
@@ -559,5 +583,6 @@ def ridge(x: FloatArray, y: FloatArray, alpha: float = 1e-8) -> Callable[[FloatA
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     """Consecutive chunks of ``items`` of at most ``size`` elements."""
+    size = _checks.integer("size", size, minimum=1)
     for start in range(0, len(items), size):
         yield items[start : start + size]

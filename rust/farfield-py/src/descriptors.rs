@@ -224,9 +224,9 @@ fn clebsch_gordan<'py>(
     lam: usize,
 ) -> PyResult<Bound<'py, numpy::PyArray3<f64>>> {
     if l1 > 30 || l2 > 30 || lam > 60 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "l1, l2 must be <= 30",
-        ));
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "l1, l2 must be <= 30 and lam <= 60, got l1 = {l1}, l2 = {l2}, lam = {lam}"
+        )));
     }
     let d = farfield::math::clebsch_gordan::real_cg_dense(l1, l2, lam);
     PyArray1::from_vec(py, d).reshape([2 * l1 + 1, 2 * l2 + 1, 2 * lam + 1])

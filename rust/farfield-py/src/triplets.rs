@@ -5,7 +5,7 @@ use crate::convert::SystemArrays;
 use crate::descriptors::{parameters, to_dict};
 use crate::{errors, threads};
 use farfield::descriptors::bispectrum::Bispectrum;
-use farfield::descriptors::triplets::{Centres, Coupling, Projection, TripletFeatures};
+use farfield::descriptors::triplets::{pair_product, Centres, Projection, TripletFeatures};
 use farfield::{Error, System};
 use numpy::ndarray::{Array1, Array2, Array3};
 use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1, PyReadonlyArray2};
@@ -51,6 +51,7 @@ impl TripletCalculator {
     #[pyo3(signature = (cutoff, max_radial, max_angular, smearing, cutoff_function, width, radial_accuracy, species))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         cutoff: f64,
         max_radial: usize,
         max_angular: usize,
@@ -60,7 +61,8 @@ impl TripletCalculator {
         radial_accuracy: Option<f64>,
         species: Vec<i32>,
     ) -> PyResult<TripletCalculator> {
-        errors::guarded(|| {
+        // with the GIL released and interruptible (the construction is checked and cheap)
+        threads::run(py, || {
             let params = parameters(
                 cutoff,
                 max_radial,
@@ -184,30 +186,17 @@ fn clebsch_gordan_product<'py>(
     let (av, bv) = (a.as_array(), b.as_array());
     let n = av.nrows();
     let lm = av.ncols();
-    let l_max = (lm as f64).sqrt().round() as usize - 1;
-    let out = errors::guarded(|| {
-        if bv.shape() != av.shape() || (l_max + 1) * (l_max + 1) != lm {
-            return Err(Error::shape(
-                "a, b",
-                "two arrays of the same shape (n, (l_max + 1)²)",
-                format!("{:?} and {:?}", av.shape(), bv.shape()),
-            ));
-        }
-        if l1 > l_max
-            || l2 > l_max
-            || lambda > l_max
-            || lambda < l1.abs_diff(l2)
-            || lambda > l1 + l2
-        {
-            return Err(Error::parameter(
-                "lambda",
-                format!("(l1, l2, λ) = ({l1}, {l2}, {lambda}) breaks the triangle rule or l_max = {l_max}"),
-            ));
-        }
-        let a: Vec<f64> = av.iter().copied().collect();
-        let b: Vec<f64> = bv.iter().copied().collect();
-        Ok(Coupling::new(l_max).pair_product(&a, &b, n, l1, l2, lambda))
-    })?;
+    let root = (lm as f64).sqrt().round() as usize;
+    if bv.shape() != av.shape() || root == 0 || root * root != lm {
+        return Err(errors::to_py(Error::shape(
+            "a, b",
+            "two arrays of the same shape (n, (l_max + 1)²)",
+            format!("{:?} and {:?}", av.shape(), bv.shape()),
+        )));
+    }
+    let a: Vec<f64> = av.iter().copied().collect();
+    let b: Vec<f64> = bv.iter().copied().collect();
+    let out = threads::run(py, || pair_product(&a, &b, n, root - 1, l1, l2, lambda))?;
     let arr = Array3::from_shape_vec((n, n, 2 * lambda + 1), out)
         .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
     Ok(arr.into_pyarray(py))

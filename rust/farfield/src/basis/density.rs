@@ -9,7 +9,15 @@
 
 use super::gto::GtoBasis;
 use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::limits;
 use crate::math::hypergeometric::hyp1f1_scaled;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Terms counted per value of the exact radial integral when the spline construction is
+/// checked against [`crate::limits`]: one ₁F₁ series takes about a microsecond, on one core
+/// (the construction is serial).
+pub const TERMS_PER_VALUE: f64 = 1000.0;
 use crate::math::special::ln_gamma;
 use crate::math::spline::HermiteSpline;
 
@@ -139,10 +147,57 @@ impl RadialIntegral {
             None => Ok(RadialIntegral::Exact(exact)),
             Some(acc) => {
                 let n_out = (exact.max_angular + 1) * exact.size();
-                let f = |r: f64, v: &mut [f64], d: &mut [f64]| exact.compute(r, v, Some(d));
-                let spline = HermiteSpline::with_accuracy(0.0, cutoff, n_out, acc, &f)?;
+                // The number of grid points the accuracy needs is not known in advance (and
+                // can be unbounded when the accuracy is below the precision of ₁F₁): the
+                // evaluations are counted against the term limit and the memory of the
+                // tables (values and derivatives at every grid point, the next doubling
+                // included) against the memory limit; past either, or on an interruption,
+                // the source returns zeros (which ends the refinement at once) and the
+                // construction fails.
+                let budget = (limits::get().max_terms / TERMS_PER_VALUE)
+                    .min(limits::memory_limit() / 32.0)
+                    / n_out.max(1) as f64;
+                let calls = AtomicU64::new(0);
+                let stopped = AtomicBool::new(false);
+                let f = |r: f64, v: &mut [f64], d: &mut [f64]| {
+                    if !stopped.load(Ordering::Relaxed) {
+                        let done = calls.fetch_add(1, Ordering::Relaxed) + 1;
+                        if done as f64 <= budget && !interrupt::is_requested() {
+                            exact.compute(r, v, Some(d));
+                            return;
+                        }
+                        stopped.store(true, Ordering::Relaxed);
+                    }
+                    v.fill(0.0);
+                    d.fill(0.0);
+                };
+                let spline = HermiteSpline::with_accuracy(0.0, cutoff, n_out, acc, &f);
+                interrupt::check()?;
+                if stopped.load(Ordering::Relaxed) {
+                    let values = budget * n_out as f64;
+                    return Err(Error::TooExpensive {
+                        what: format!(
+                            "the radial spline of accuracy {acc:e} ({n_out} radial functions, \
+                             cutoff / smearing = {:.1})",
+                            cutoff * (2.0 * exact.c).sqrt()
+                        ),
+                        estimate: format!(
+                            "more than {:.2e} terms or {}",
+                            values * TERMS_PER_VALUE,
+                            limits::format_bytes(values * 32.0)
+                        ),
+                        limit: format!(
+                            "{:.1e} terms and {} (farfield.set_limits(...) changes them)",
+                            limits::get().max_terms,
+                            limits::format_bytes(limits::memory_limit())
+                        ),
+                        hint: "use a larger radial_accuracy (or None for the exact integral), \
+                               a smaller max_radial / max_angular, or a larger smearing"
+                            .into(),
+                    });
+                }
                 Ok(RadialIntegral::Splined {
-                    spline,
+                    spline: spline?,
                     accuracy: acc,
                 })
             }

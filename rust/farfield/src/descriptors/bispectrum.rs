@@ -10,6 +10,8 @@ use crate::descriptors::triplets::{
     centre_samples, centre_tasks, Centres, Coupling, TripletExpansion, FEATURE_NAMES,
 };
 use crate::error::Result;
+use crate::interrupt;
+use crate::limits;
 use crate::system::System;
 use rayon::prelude::*;
 
@@ -24,9 +26,11 @@ impl Bispectrum {
     /// Validates the parameters (see [`TripletExpansion::new`]) and precomputes the
     /// Clebsch–Gordan tables.
     pub fn new(params: ExpansionParameters) -> Result<Bispectrum> {
-        let coupling = Coupling::new(params.max_angular);
+        // validated first: the coupling tables grow as max_angular⁷
+        let expansion = TripletExpansion::new(params)?;
+        let coupling = Coupling::new(expansion.parameters().max_angular);
         Ok(Bispectrum {
-            expansion: TripletExpansion::new(params)?,
+            expansion,
             coupling,
         })
     }
@@ -51,9 +55,22 @@ impl Bispectrum {
         let bs = self.expansion.block_size();
         let contraction = self.expansion.contraction(&self.coupling);
         let width = self.n_features();
+        // per centre: S² contractions of S blocks, each n³ × Σ (2 l2 + 1) multiply-adds
+        let n_centres = tasks.len() as f64;
+        limits::check_terms(
+            "the bispectrum (centres × features)",
+            n_centres * width as f64 * 4.0,
+            "use smaller max_radial or max_angular, fewer species or fewer centres",
+        )?;
+        limits::check_memory(
+            "the bispectrum (centres × features)",
+            n_centres * width as f64 * 8.0 * 2.0,
+            "use smaller max_radial or max_angular, fewer species or fewer centres",
+        )?;
         let rows: Vec<Vec<f64>> = tasks
             .par_iter()
             .map(|&(si, i)| -> Result<Vec<f64>> {
+                interrupt::check()?;
                 let pairs = self.expansion.pairs(&systems[si], &cells[si], i)?;
                 let rho = self.expansion.density(&pairs);
                 let mut ws = contraction.workspace();

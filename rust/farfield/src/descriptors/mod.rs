@@ -8,12 +8,14 @@
 //! * [`cg_product`]: general Clebsch–Gordan products of two expansions to any λ;
 //! * [`triplets`] and [`bispectrum`]: triplet descriptors (Nigam et al.) and the ν = 3
 //!   bispectrum;
+//! * [`cost`]: estimates of the neighbour search and buffers, checked before any work;
 //! * [`result::Descriptor`]: dense values with labelled samples and features, position and
 //!   strain and cell gradients;
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
 pub mod bispectrum;
 pub mod cg_product;
+pub mod cost;
 pub mod power_spectrum;
 pub mod result;
 pub mod spherical_expansion;

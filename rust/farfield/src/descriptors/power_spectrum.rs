@@ -5,7 +5,7 @@
 
 use super::result::{Descriptor, GradientRequest};
 use super::spherical_expansion::{
-    add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, ExpansionBackward,
+    add_strain_and_cell, check_species, run_atoms, AtomContext, AtomOut, Cost, ExpansionBackward,
     ExpansionParameters, SphericalExpansion,
 };
 use crate::error::{Error, Result};
@@ -88,6 +88,10 @@ impl PowerSpectrum {
             ));
         }
         crate::error::check_finite("grad_values", grad_values)?;
+        if n_total == 0 {
+            // no atom: zero gradients (and no product to form)
+            return exp.backward(systems, &species, &[]);
+        }
         let values = exp
             .compute_with_species(systems, &species, GradientRequest::default())?
             .values;
@@ -111,6 +115,24 @@ impl PowerSpectrum {
             * (exp.parameters().max_angular + 1)
             * exp.n_radial()
             * exp.n_radial();
+        // per pair: the expansion (and its derivatives) and, for position gradients, the
+        // contraction of the neighbour's derivative with every channel; per atom: the
+        // contractions of the values, strain and cell
+        let want = gradients.positions || gradients.strain || gradients.cell;
+        let ps_in = exp.pair_size() as f64;
+        let contraction = ps_in * exp.n_radial() as f64;
+        let pair_terms = ps_in * if want { 4.0 } else { 1.0 }
+            + if gradients.positions {
+                3.0 * nsp as f64 * contraction
+            } else {
+                0.0
+            };
+        let atom_terms = (nsp * (nsp + 1) / 2) as f64
+            * contraction
+            * (1.0
+                + if gradients.positions { 6.0 } else { 0.0 }
+                + if gradients.strain { 18.0 } else { 0.0 }
+                + if gradients.cell { 18.0 } else { 0.0 });
         run_atoms(
             exp,
             systems,
@@ -119,6 +141,11 @@ impl PowerSpectrum {
             nf,
             vec!["neighbor_1_type", "neighbor_2_type", "l", "n_1", "n_2"],
             self.feature_labels(&species),
+            Cost {
+                what: "the power spectrum",
+                pair_terms,
+                atom_terms,
+            },
             |ctx, scratch, out| {
                 let ps_in = exp.pair_size();
                 let mut v = std::mem::take(&mut scratch.atom_values);
@@ -552,11 +579,18 @@ impl Lambda0Product {
         let block = self.block();
         let pairs = self.pairs();
         let norms: Vec<f64> = (0..=self.max_angular).map(lambda0_norm).collect();
-        let mut out = vec![0.0; n * nf];
+        let mut out = super::cost::try_calloc(
+            "the λ = 0 invariants",
+            n * nf,
+            "use fewer atoms or smaller max_radial / max_angular",
+        )?;
         if nf == 0 {
             return Ok(out);
         }
         out.par_chunks_mut(nf).enumerate().for_each(|(i, row)| {
+            if crate::interrupt::is_requested() {
+                return;
+            }
             let x = &first[i * s1..(i + 1) * s1];
             let y = &second[i * s2..(i + 1) * s2];
             for (p, &(a, b, s)) in pairs.iter().enumerate() {
@@ -571,6 +605,7 @@ impl Lambda0Product {
                 );
             }
         });
+        crate::interrupt::check()?;
         Ok(out)
     }
 
@@ -607,6 +642,9 @@ impl Lambda0Product {
             .zip(d2.par_chunks_mut(s2))
             .enumerate()
             .for_each(|(i, (dx, dy))| {
+                if crate::interrupt::is_requested() {
+                    return;
+                }
                 let x = &first[i * s1..(i + 1) * s1];
                 let y = &second[i * s2..(i + 1) * s2];
                 let g = &grad[i * nf..(i + 1) * nf];
@@ -624,6 +662,7 @@ impl Lambda0Product {
                     );
                 }
             });
+        crate::interrupt::check()?;
         Ok((d1, d2))
     }
 }

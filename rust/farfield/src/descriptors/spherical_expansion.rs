@@ -8,11 +8,13 @@
 
 use rayon::prelude::*;
 
+use super::cost;
 use super::result::{Descriptor, GradientRequest, PositionGradients};
 use crate::basis::density::{GaussianDensityIntegral, RadialIntegral};
 use crate::basis::gto::GtoBasis;
-use crate::buffers::zeroed;
 use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::limits;
 use crate::math::linalg::{Mat3, Vec3};
 use crate::math::spherical_harmonics::{lm_count, SphericalHarmonics};
 use crate::neighbors::{CellList, Neighbor};
@@ -432,6 +434,13 @@ impl SphericalExpansion {
         let species = check_species(systems, species)?;
         let nf = species.len() * self.pair_size();
         let labels = self.feature_labels(&species);
+        let ps = self.pair_size() as f64;
+        let want_grad = gradients.positions || gradients.strain || gradients.cell;
+        let pair_terms = ps
+            * (if want_grad { 4.0 } else { 1.0 }
+                + if gradients.positions { 6.0 } else { 0.0 }
+                + if gradients.strain { 9.0 } else { 0.0 }
+                + if gradients.cell { 9.0 } else { 0.0 });
         run_atoms(
             self,
             systems,
@@ -440,6 +449,11 @@ impl SphericalExpansion {
             nf,
             vec!["neighbor_type", "l", "m", "n"],
             labels,
+            Cost {
+                what: "the spherical expansion",
+                pair_terms,
+                atom_terms: nf as f64,
+            },
             |ctx, scratch, out| self.expand_atom(ctx, gradients, scratch, out),
         )
     }
@@ -539,6 +553,19 @@ impl SphericalExpansion {
         }
         crate::error::check_finite("grad_values", grad_values)?;
         let cutoff = self.params.cutoff;
+        let estimate = cost::check_neighbours(
+            "the spherical expansion backward pass",
+            systems,
+            cutoff,
+            4.0 * ps as f64,
+            0.0,
+        )?;
+        // one (j, d) per half pair and 21 values per atom
+        limits::check_memory(
+            "the spherical expansion backward pass",
+            estimate.pairs * 16.0 + n_total as f64 * 21.0 * 8.0 * 2.0,
+            "use a smaller cutoff or fewer structures",
+        )?;
         let lists: Vec<(CellList, Vec<usize>, usize)> = {
             let mut offset = 0;
             let offsets: Vec<usize> = systems
@@ -585,6 +612,9 @@ impl SphericalExpansion {
                     let row_i = &grad_values[(offset + i) * nf..(offset + i + 1) * nf];
                     let mut out = [0.0; 21];
                     let mut partners = Vec::new();
+                    if interrupt::is_requested() {
+                        return (out, partners);
+                    }
                     list.for_each_neighbor(i, |nb| {
                         if !nb.is_half(i) {
                             return;
@@ -610,6 +640,7 @@ impl SphericalExpansion {
                 },
             )
             .collect();
+        interrupt::check()?;
         // pass 2, sequential in a fixed order (independent of the thread count): dL/dr_j −= d
         let mut per_atom = vec![[0.0; 21]; n_total];
         for (&(s, i), (row, _)) in tasks.iter().zip(&in_task_order) {
@@ -775,8 +806,19 @@ fn split_chunks<'a>(mut rest: &'a mut [f64], lens: &[usize]) -> Vec<&'a mut [f64
     out
 }
 
+/// The cost of a per-atom kernel of [`run_atoms`], for the checks before any work.
+pub(crate) struct Cost {
+    /// the computation, in words
+    pub what: &'static str,
+    /// terms per neighbour pair
+    pub pair_terms: f64,
+    /// terms per atom (contractions)
+    pub atom_terms: f64,
+}
+
 /// Runs the per-atom kernel `f` on every atom of every structure in parallel, writing
-/// straight into the dense outputs (one allocation per output array).
+/// straight into the dense outputs (one allocation per output array), after checking the
+/// neighbour search, the terms and the memory against [`crate::limits`]. Interruptible.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_atoms<F>(
     expansion: &SphericalExpansion,
@@ -786,12 +828,52 @@ pub(crate) fn run_atoms<F>(
     nf: usize,
     feature_names: Vec<&'static str>,
     features: Vec<Vec<i32>>,
+    cost: Cost,
     f: F,
 ) -> Result<Descriptor>
 where
     F: Fn(&AtomContext<'_>, &mut PairScratch, AtomOut<'_>) + Sync,
 {
     let cutoff = expansion.params.cutoff;
+    let n_atoms: usize = systems.iter().map(System::len).sum();
+    let estimate = cost::check_neighbours(
+        cost.what,
+        systems,
+        cutoff,
+        cost.pair_terms,
+        n_atoms as f64 * cost.atom_terms,
+    )?;
+    {
+        // the outputs: values, one gradient row per (centre, neighbour atom) and the centre,
+        // strain and cell; the neighbour lists kept for the position gradients; per thread,
+        // the kernel's scratch
+        let nf = nf as f64;
+        let mut grad_rows = 0.0;
+        if gradients.positions {
+            for s in systems {
+                let e = cost::neighbour_estimate(s, cutoff);
+                grad_rows += s.len() as f64 * (e.per_centre + 1.0).min(s.len() as f64);
+            }
+        }
+        let per_sample = nf
+            * (1.0
+                + if gradients.strain { 9.0 } else { 0.0 }
+                + if gradients.cell { 9.0 } else { 0.0 });
+        let neighbours = if gradients.positions {
+            estimate.pairs * std::mem::size_of::<Neighbor>() as f64
+        } else {
+            0.0
+        };
+        let scratch = rayon::current_num_threads() as f64
+            * (estimate.per_centre + 2.0)
+            * (std::mem::size_of::<Neighbor>() as f64 + 3.0 * expansion.pair_size() as f64 * 8.0);
+        limits::check_memory(
+            cost.what,
+            (n_atoms as f64 * per_sample + grad_rows * 3.0 * nf) * 8.0 + neighbours + scratch,
+            "use a smaller cutoff, max_radial or max_angular, fewer structures or fewer \
+             gradients",
+        )?;
+    }
     let lists: Vec<(CellList, Vec<usize>)> = systems
         .par_iter()
         .map(|s| {
@@ -815,6 +897,9 @@ where
         tasks
             .par_iter()
             .map_init(Vec::new, |buf, &(s, i)| {
+                if interrupt::is_requested() {
+                    return (Vec::new(), Vec::new());
+                }
                 buf.clear();
                 lists[s].0.for_each_neighbor(i, |nb| buf.push(nb));
                 let nbs = buf.clone();
@@ -828,24 +913,39 @@ where
     } else {
         vec![(Vec::new(), Vec::new()); tasks.len()]
     };
+    interrupt::check()?;
     let n_samples = tasks.len();
-    let mut values = zeroed(n_samples * nf);
+    let hint = "use a smaller cutoff, max_radial or max_angular, fewer structures or fewer \
+                gradients";
+    let mut values = cost::try_calloc(cost.what, n_samples * nf, hint)?;
     let grad_lens: Vec<usize> = neighbors.iter().map(|(_, a)| a.len() * 3 * nf).collect();
-    let mut grads = zeroed(if gradients.positions {
-        grad_lens.iter().sum()
-    } else {
-        0
-    });
-    let mut strain = zeroed(if gradients.strain {
-        n_samples * 9 * nf
-    } else {
-        0
-    });
-    let mut cell = zeroed(if gradients.cell {
-        n_samples * 9 * nf
-    } else {
-        0
-    });
+    let mut grads = cost::try_calloc(
+        "the position gradients",
+        if gradients.positions {
+            grad_lens.iter().sum()
+        } else {
+            0
+        },
+        hint,
+    )?;
+    let mut strain = cost::try_calloc(
+        "the strain gradients",
+        if gradients.strain {
+            n_samples * 9 * nf
+        } else {
+            0
+        },
+        hint,
+    )?;
+    let mut cell = cost::try_calloc(
+        "the cell gradients",
+        if gradients.cell {
+            n_samples * 9 * nf
+        } else {
+            0
+        },
+        hint,
+    )?;
     {
         let v_chunks = split_chunks(&mut values, &vec![nf; n_samples]);
         let g_chunks = split_chunks(
@@ -877,6 +977,9 @@ where
         work.into_par_iter().for_each_init(
             || PairScratch::new(expansion),
             |scratch, ((&(s, i), (nbs, atoms)), ((v, g), (st, ce)))| {
+                if interrupt::is_requested() {
+                    return;
+                }
                 let mut local = std::mem::take(&mut scratch.neighbors);
                 let nbs: &[Neighbor] = if gradients.positions {
                     nbs
@@ -912,6 +1015,7 @@ where
             },
         );
     }
+    interrupt::check()?;
     let mut samples = Vec::with_capacity(n_samples);
     let mut gsamples = Vec::new();
     for (k, (&(s, i), (_, atoms))) in tasks.iter().zip(&neighbors).enumerate() {

@@ -27,9 +27,12 @@
 //! number)`); a triplet row also needs its neighbour pair, hence [`TripletOutput`] = a
 //! [`Descriptor`] plus the `(j1, j2)` of each row.
 
+use super::cost;
 use super::result::Descriptor;
 use super::spherical_expansion::{ExpansionParameters, PairScratch, SphericalExpansion};
 use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::limits;
 use crate::math::clebsch_gordan::real_cg_dense;
 use crate::neighbors::CellList;
 use crate::system::System;
@@ -83,10 +86,10 @@ impl TripletExpansion {
                 format!("must lie in 0..=29, got {}", params.max_radial),
             ));
         }
-        if params.max_angular > 8 {
+        if params.max_angular > MAX_ANGULAR {
             return Err(Error::parameter(
                 "max_angular",
-                format!("must lie in 0..=8, got {}", params.max_angular),
+                format!("must lie in 0..={MAX_ANGULAR}, got {}", params.max_angular),
             ));
         }
         Ok(TripletExpansion {
@@ -137,8 +140,16 @@ impl TripletExpansion {
     }
 
     /// Cell lists of every structure (cutoff of the expansion), after checking that every
-    /// atom has a known species.
+    /// atom has a known species and that the neighbour search (and one pair expansion per
+    /// neighbour pair) stays within the term limit.
     pub fn cell_lists(&self, systems: &[System]) -> Result<Vec<CellList>> {
+        cost::check_neighbours(
+            "the triplet pair expansions",
+            systems,
+            self.parameters().cutoff,
+            self.block_size() as f64,
+            0.0,
+        )?;
         systems
             .par_iter()
             .map(|system| {
@@ -242,6 +253,20 @@ impl TripletExpansion {
     }
 }
 
+/// Largest `max_angular` of triplets and the bispectrum (the features grow as l_max³ and the
+/// coupling tables as l_max⁷).
+pub const MAX_ANGULAR: usize = 8;
+
+/// Largest l of the Clebsch–Gordan products [`pair_product`] computes.
+pub const MAX_PRODUCT_L: usize = 30;
+
+/// The centres of a triplet computation and their neighbour counts (see `TripletFeatures::plan`).
+struct Plan {
+    cells: Vec<CellList>,
+    tasks: Vec<(usize, usize)>,
+    counts: Vec<usize>,
+}
+
 /// Names of the feature label columns of triplets and the bispectrum.
 pub const FEATURE_NAMES: [&str; 9] = [
     "neighbor_1_type",
@@ -280,6 +305,9 @@ pub struct Coupling {
 
 impl Coupling {
     /// Builds the paths for every (l1, l2, l3 ≤ l_max) that satisfies the triangle rule.
+    /// The cost grows as l_max⁷ (and the Clebsch–Gordan coefficients are tabulated up to
+    /// l = 63): callers validate `l_max ≤` [`MAX_ANGULAR`] first, as [`TripletExpansion::new`]
+    /// does.
     pub fn new(l_max: usize) -> Coupling {
         let mut paths = Vec::new();
         for l1 in 0..=l_max {
@@ -322,7 +350,77 @@ impl Coupling {
         l2: usize,
         lambda: usize,
     ) -> Vec<f64> {
-        let lm = (self.l_max + 1) * (self.l_max + 1);
+        pair_product_unchecked(a, b, n_radial, self.l_max, l1, l2, lambda)
+    }
+
+    /// Number of invariants per (a1, a2, a3) species block: n_paths × n³.
+    pub fn block_len(&self, n_radial: usize) -> usize {
+        self.paths.len() * n_radial * n_radial * n_radial
+    }
+}
+
+/// [`Coupling::pair_product`] without building the coupling tables of every path, after
+/// checking the shapes (`a`, `b` of `n_radial × (l_max + 1)²` values), the angular momenta
+/// (`l1, l2, λ ≤ l_max ≤` [`MAX_PRODUCT_L`], triangle rule) and the cost against the limits.
+pub fn pair_product(
+    a: &[f64],
+    b: &[f64],
+    n_radial: usize,
+    l_max: usize,
+    l1: usize,
+    l2: usize,
+    lambda: usize,
+) -> Result<Vec<f64>> {
+    if l_max > MAX_PRODUCT_L {
+        return Err(Error::parameter(
+            "l_max",
+            format!("expansions up to l = {MAX_PRODUCT_L} are supported, got l_max = {l_max}"),
+        ));
+    }
+    let lm = (l_max + 1) * (l_max + 1);
+    if a.len() != n_radial * lm || b.len() != n_radial * lm {
+        return Err(Error::shape(
+            "a, b",
+            format!("{n_radial} × {lm} values each"),
+            format!("{} and {}", a.len(), b.len()),
+        ));
+    }
+    if l1 > l_max || l2 > l_max || lambda > l_max || lambda < l1.abs_diff(l2) || lambda > l1 + l2 {
+        return Err(Error::parameter(
+            "lambda",
+            format!(
+                "(l1, l2, λ) = ({l1}, {l2}, {lambda}) breaks the triangle rule or l_max = {l_max}"
+            ),
+        ));
+    }
+    let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * lambda + 1);
+    let nr = n_radial as f64;
+    limits::check_terms(
+        "the Clebsch–Gordan product",
+        nr * nr * (s1 * s2 * s3) as f64 + (s1 * s2 * s3 * (l1 + l2 + 1)) as f64,
+        "use fewer rows or smaller l",
+    )?;
+    limits::check_memory(
+        "the Clebsch–Gordan product",
+        nr * nr * s3 as f64 * 8.0,
+        "use fewer rows",
+    )?;
+    Ok(pair_product_unchecked(
+        a, b, n_radial, l_max, l1, l2, lambda,
+    ))
+}
+
+fn pair_product_unchecked(
+    a: &[f64],
+    b: &[f64],
+    n_radial: usize,
+    l_max: usize,
+    l1: usize,
+    l2: usize,
+    lambda: usize,
+) -> Vec<f64> {
+    {
+        let lm = (l_max + 1) * (l_max + 1);
         let cg = real_cg_dense(l1, l2, lambda);
         let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * lambda + 1);
         let mut out = vec![0.0; n_radial * n_radial * s3];
@@ -342,11 +440,6 @@ impl Coupling {
             }
         }
         out
-    }
-
-    /// Number of invariants per (a1, a2, a3) species block: n_paths × n³.
-    pub fn block_len(&self, n_radial: usize) -> usize {
-        self.paths.len() * n_radial * n_radial * n_radial
     }
 }
 
@@ -533,9 +626,11 @@ impl TripletFeatures {
     /// Validates the parameters (see [`TripletExpansion::new`]) and precomputes the
     /// Clebsch–Gordan tables.
     pub fn new(params: ExpansionParameters) -> Result<TripletFeatures> {
-        let coupling = Coupling::new(params.max_angular);
+        // validated first: the coupling tables grow as max_angular⁷
+        let expansion = TripletExpansion::new(params)?;
+        let coupling = Coupling::new(expansion.parameters().max_angular);
         Ok(TripletFeatures {
-            expansion: TripletExpansion::new(params)?,
+            expansion,
             coupling,
         })
     }
@@ -568,8 +663,13 @@ impl TripletFeatures {
     }
 
     /// Calls `f(j1 index, j2 index, features)` for every ordered neighbour pair of centre `i`
-    /// (indices into `pairs`), streaming: one feature vector is alive at a time.
-    fn for_each_triplet(&self, pairs: &[PairExpansion], mut f: impl FnMut(usize, usize, &[f64])) {
+    /// (indices into `pairs`), streaming: one feature vector is alive at a time. Stops with
+    /// [`Error::Interrupted`] when an interruption is requested.
+    fn for_each_triplet(
+        &self,
+        pairs: &[PairExpansion],
+        mut f: impl FnMut(usize, usize, &[f64]),
+    ) -> Result<()> {
         let c = self.expansion.contraction(&self.coupling);
         let mut ws = c.workspace();
         let rho = self.expansion.density(pairs);
@@ -578,6 +678,7 @@ impl TripletFeatures {
         let mut row = vec![0.0; self.n_features()];
         let mut a3_blocks = vec![0.0; s * block];
         for (p1, g1) in pairs.iter().enumerate() {
+            interrupt::check()?;
             c.prepare(&mut ws, &g1.coefficients, &rho);
             for (p2, g2) in pairs.iter().enumerate() {
                 c.finish(&ws, &g2.coefficients, &mut a3_blocks);
@@ -587,6 +688,77 @@ impl TripletFeatures {
                 f(p1, p2, &row);
             }
         }
+        Ok(())
+    }
+
+    /// Cell lists, centres and their neighbour counts, after checking the neighbour search;
+    /// then checks the triplet terms (Σ over centres of neighbours² × features) and, when
+    /// `stored`, the memory of the rows, against the limits.
+    fn plan(
+        &self,
+        systems: &[System],
+        centres: &Centres,
+        projection: Option<&Projection>,
+        stored: bool,
+    ) -> Result<Plan> {
+        let n_features = self.n_features();
+        let cells = self.expansion.cell_lists(systems)?;
+        let tasks = centre_tasks(systems, centres)?;
+        let counts: Vec<usize> = tasks
+            .par_iter()
+            .map(|&(s, i)| {
+                let mut m = 0;
+                if !interrupt::is_requested() {
+                    cells[s].for_each_neighbor(i, |_| m += 1);
+                }
+                m
+            })
+            .collect();
+        interrupt::check()?;
+        let rows: f64 = counts.iter().map(|&m| (m as f64) * (m as f64)).sum();
+        let max_m = counts.iter().copied().max().unwrap_or(0) as f64;
+        let width = projection.map_or(n_features, |p| p.n_components) as f64;
+        let per_row = n_features as f64 * (1.0 + projection.map_or(0.0, |p| p.n_components as f64));
+        let hint = "use a smaller cutoff (fewer neighbours), max_radial or max_angular, fewer \
+                    centres, or fewer species";
+        limits::check_terms(
+            &format!(
+                "the triplet features ({rows:.2e} triplets = Σ over centres of neighbours², \
+                 {n_features} features each)"
+            ),
+            rows * per_row,
+            hint,
+        )?;
+        // per thread: the pair expansions of a centre, the contraction work space and rows
+        let bs = self.expansion.block_size() as f64;
+        let s = self.expansion.species().len() as f64;
+        let block = self.coupling.block_len(self.expansion.n_radial()) as f64;
+        let scratch = rayon::current_num_threads() as f64
+            * (max_m * (bs + 8.0) + s * block + 2.0 * n_features as f64 + s * block)
+            * 8.0;
+        let output = if stored {
+            rows * (width * 8.0 + 20.0)
+        } else {
+            tasks.len() as f64 * width * 8.0
+        };
+        limits::check_memory(
+            &format!(
+                "the triplet features ({rows:.2e} triplets × {width} columns{})",
+                if stored { "" } else { ", summed per centre" }
+            ),
+            output + scratch,
+            if stored {
+                "use a smaller cutoff (fewer neighbours), max_radial or max_angular, fewer \
+                 centres, a PCA projection, or summed() which does not store the triplets"
+            } else {
+                hint
+            },
+        )?;
+        Ok(Plan {
+            cells,
+            tasks,
+            counts,
+        })
     }
 
     /// Triplet features of every ordered neighbour pair of every centre, optionally
@@ -602,39 +774,55 @@ impl TripletFeatures {
         if let Some(p) = projection {
             check_projection(p, n_features)?;
         }
-        let cells = self.expansion.cell_lists(systems)?;
-        let tasks = centre_tasks(systems, centres)?;
+        let Plan {
+            cells,
+            tasks,
+            counts,
+        } = self.plan(systems, centres, projection, true)?;
         let labels = centre_samples(systems, &tasks);
         let width = projection.map_or(n_features, |p| p.n_components);
-        type Part = (Vec<[i32; 3]>, Vec<[i32; 2]>, Vec<f64>);
-        let parts: Vec<Part> = tasks
-            .par_iter()
-            .zip(&labels)
-            .map(|(&(s, i), &label)| -> Result<Part> {
-                let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
-                let m = pairs.len();
-                let mut samples = Vec::with_capacity(m * m);
-                let mut neighbours = Vec::with_capacity(m * m);
-                let mut values = Vec::with_capacity(m * m * width);
-                self.for_each_triplet(&pairs, |p1, p2, row| {
-                    samples.push(label);
-                    neighbours.push([pairs[p1].j as i32, pairs[p2].j as i32]);
-                    match projection {
-                        None => values.extend_from_slice(row),
-                        Some(p) => project(p, row, &mut values),
+        let total: usize = counts.iter().map(|&m| m * m).sum();
+        let hint = "use a smaller cutoff, fewer centres or a PCA projection";
+        let mut values = cost::try_calloc("the triplet features", total * width, hint)?;
+        let mut samples = limits::try_filled("the triplet sample labels", total, [0i32; 3])?;
+        let mut neighbours = limits::try_filled("the triplet neighbour labels", total, [0i32; 2])?;
+        {
+            // one disjoint slice of each output per centre, filled in parallel
+            let mut work = Vec::with_capacity(tasks.len());
+            let (mut v_rest, mut s_rest, mut n_rest) = (
+                values.as_mut_slice(),
+                samples.as_mut_slice(),
+                neighbours.as_mut_slice(),
+            );
+            for ((&task, &label), &m) in tasks.iter().zip(&labels).zip(&counts) {
+                let (v, vr) = std::mem::take(&mut v_rest).split_at_mut(m * m * width);
+                let (sa, sr) = std::mem::take(&mut s_rest).split_at_mut(m * m);
+                let (nb, nr) = std::mem::take(&mut n_rest).split_at_mut(m * m);
+                (v_rest, s_rest, n_rest) = (vr, sr, nr);
+                work.push((task, label, m, v, sa, nb));
+            }
+            work.into_par_iter()
+                .try_for_each(|((s, i), label, m, v, sa, nb)| -> Result<()> {
+                    interrupt::check()?;
+                    let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
+                    if pairs.len() != m {
+                        return Err(Error::Unsupported(format!(
+                            "internal: centre {i} of structure {s} has {} neighbours, counted {m}",
+                            pairs.len()
+                        )));
                     }
-                });
-                Ok((samples, neighbours, values))
-            })
-            .collect::<Result<_>>()?;
-        let total: usize = parts.iter().map(|p| p.0.len()).sum();
-        let mut samples = Vec::with_capacity(total);
-        let mut neighbours = Vec::with_capacity(total);
-        let mut values = Vec::with_capacity(total * width);
-        for (s, n, v) in parts {
-            samples.extend(s);
-            neighbours.extend(n);
-            values.extend(v);
+                    sa.fill(label);
+                    let mut k = 0;
+                    self.for_each_triplet(&pairs, |p1, p2, row| {
+                        nb[k] = [pairs[p1].j as i32, pairs[p2].j as i32];
+                        let dst = &mut v[k * width..(k + 1) * width];
+                        match projection {
+                            None => dst.copy_from_slice(row),
+                            Some(p) => project(p, row, dst),
+                        }
+                        k += 1;
+                    })
+                })?;
         }
         let (feature_names, features) = self.labels(projection);
         Ok(TripletOutput {
@@ -661,23 +849,23 @@ impl TripletFeatures {
         if let Some(p) = projection {
             check_projection(p, n_features)?;
         }
-        let cells = self.expansion.cell_lists(systems)?;
-        let tasks = centre_tasks(systems, centres)?;
+        let Plan { cells, tasks, .. } = self.plan(systems, centres, projection, false)?;
         let width = projection.map_or(n_features, |p| p.n_components);
         let rows: Vec<Vec<f64>> = tasks
             .par_iter()
             .map(|&(s, i)| -> Result<Vec<f64>> {
+                interrupt::check()?;
                 let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
                 let mut sum = vec![0.0; width];
-                let mut tmp = Vec::with_capacity(width);
+                let mut tmp = vec![0.0; width];
                 self.for_each_triplet(&pairs, |_, _, row| match projection {
                     None => sum.iter_mut().zip(row).for_each(|(a, b)| *a += b),
                     Some(p) => {
-                        tmp.clear();
+                        tmp.fill(0.0);
                         project(p, row, &mut tmp);
                         sum.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
                     }
-                });
+                })?;
                 Ok(sum)
             })
             .collect::<Result<_>>()?;
@@ -711,11 +899,9 @@ fn check_projection(p: &Projection, n_features: usize) -> Result<()> {
     crate::error::check_finite("projection components", &p.components)
 }
 
-fn project(p: &Projection, row: &[f64], out: &mut Vec<f64>) {
+/// Adds `(row − mean) · components` into `dst` (`n_components` values, zero on entry).
+fn project(p: &Projection, row: &[f64], dst: &mut [f64]) {
     let k = p.n_components;
-    let start = out.len();
-    out.resize(start + k, 0.0);
-    let dst = &mut out[start..];
     for (f, (&x, &mu)) in row.iter().zip(&p.mean).enumerate() {
         let d = x - mu;
         if d == 0.0 {
@@ -875,5 +1061,52 @@ mod tests {
         let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![6, 8], None).unwrap();
         let err = t.compute(&[system], &Centres::All, None).unwrap_err();
         assert!(err.to_string().contains("atomic number 8"));
+    }
+
+    /// max_angular is checked before the coupling tables are built (100 used to panic in the
+    /// Clebsch–Gordan table, 30 to take minutes).
+    #[test]
+    fn large_max_angular_is_refused_at_once() {
+        for l in [9, 30, 100] {
+            let mut s = settings();
+            s.max_angular = l;
+            let start = std::time::Instant::now();
+            let err = TripletFeatures::new(s.clone()).unwrap_err();
+            assert!(err.to_string().contains("max_angular"), "{err}");
+            let err = crate::descriptors::bispectrum::Bispectrum::new(s).unwrap_err();
+            assert!(err.to_string().contains("max_angular"), "{err}");
+            assert!(start.elapsed().as_secs_f64() < 1.0);
+        }
+        let a = vec![1.0; 4];
+        assert!(pair_product(&a, &a, 1, 1, 1, 1, 0).is_ok());
+        assert!(pair_product(&a, &a, 1, 1, 1, 1, 3).is_err());
+        assert!(pair_product(&a, &a[..3], 1, 1, 1, 1, 0).is_err());
+        let big = vec![1.0; 100 * 100];
+        assert!(pair_product(&big, &big, 1, 99, 0, 0, 0).is_err());
+    }
+
+    /// Rows are counted before they are stored: a memory or term limit refuses the call,
+    /// naming the cutoff, and nothing is allocated.
+    #[test]
+    fn triplet_rows_are_checked_before_allocating() {
+        let a = 5.64;
+        let cell = [
+            [0.0, a / 2.0, a / 2.0],
+            [a / 2.0, 0.0, a / 2.0],
+            [a / 2.0, a / 2.0, 0.0],
+        ];
+        let nacl = System::new(
+            vec![[0.0; 3], [a / 2.0, 0.0, 0.0]],
+            vec![11, 17],
+            Some(cell),
+        )
+        .unwrap();
+        let mut p = settings();
+        p.species = Some(vec![11, 17]);
+        p.cutoff = 30.0;
+        let t = TripletFeatures::new(p).unwrap();
+        let err = t.compute(&[nacl], &Centres::All, None).unwrap_err();
+        assert!(matches!(err, Error::TooExpensive { .. }), "{err}");
+        assert!(err.to_string().contains("cutoff"), "{err}");
     }
 }

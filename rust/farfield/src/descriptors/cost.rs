@@ -1,0 +1,183 @@
+//! Cost before work for the local descriptors: estimates of the neighbour search, of the
+//! neighbour pairs and of the buffers, from the structures and the parameters alone, checked
+//! against [`crate::limits`] before any neighbour list is built or any buffer allocated.
+
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::system::System;
+
+/// What the cell-list neighbour search of one structure will do, estimated from its cell (or
+/// bounding box), its number of atoms and the cutoff, with the bin layout of
+/// [`crate::neighbors::CellList`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NeighbourEstimate {
+    /// Bins and atom images visited by the search, all centres together.
+    pub visited: f64,
+    /// Neighbour pairs (each counted from both sides), all centres together.
+    pub pairs: f64,
+    /// Largest number of neighbours of one centre (the average for periodic structures,
+    /// bounded by the number of images visited).
+    pub per_centre: f64,
+}
+
+impl NeighbourEstimate {
+    fn add(self, other: NeighbourEstimate) -> NeighbourEstimate {
+        NeighbourEstimate {
+            visited: self.visited + other.visited,
+            pairs: self.pairs + other.pairs,
+            per_centre: self.per_centre.max(other.per_centre),
+        }
+    }
+}
+
+/// Estimates the neighbour search of `system` within `cutoff` (see [`NeighbourEstimate`]).
+pub fn neighbour_estimate(system: &System, cutoff: f64) -> NeighbourEstimate {
+    let n = system.len() as f64;
+    if system.is_empty() || cutoff.is_nan() || cutoff <= 0.0 {
+        return NeighbourEstimate::default();
+    }
+    let max_bins = (2.0 * n).max(8.0);
+    let (extents, volume) = match system.cell() {
+        Some(cell) => (cell.plane_spacings(), Some(cell.volume().abs())),
+        None => {
+            let mut lo = [f64::INFINITY; 3];
+            let mut hi = [f64::NEG_INFINITY; 3];
+            for r in system.positions() {
+                for k in 0..3 {
+                    lo[k] = lo[k].min(r[k]);
+                    hi[k] = hi[k].max(r[k]);
+                }
+            }
+            ([hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]], None)
+        }
+    };
+    let positive: Vec<f64> = extents.iter().copied().filter(|&e| e > 0.0).collect();
+    let min_width = if positive.is_empty() {
+        cutoff
+    } else {
+        (positive.iter().product::<f64>() / max_bins).powf(1.0 / positive.len() as f64)
+    };
+    let width = (0.5 * cutoff).max(min_width);
+    let mut bins_searched = 1.0;
+    let mut bins_total = 1.0;
+    for &e in &extents {
+        if e > 0.0 {
+            let nb = (e / width).floor().clamp(1.0, (1u64 << 20) as f64);
+            let mut s = (cutoff * nb / e).ceil();
+            if volume.is_none() {
+                s = s.min(nb);
+            }
+            let searched = (2.0 * s + 1.0).min(if volume.is_none() { nb } else { f64::MAX });
+            bins_searched *= searched;
+            bins_total *= nb;
+        }
+    }
+    // per centre: the bins searched and the atoms they hold (every image of every atom)
+    let images = bins_searched * n / bins_total;
+    let visited_per_centre = bins_searched + images;
+    let per_centre = match volume {
+        Some(v) if v > 0.0 => {
+            (n / v * 4.0 / 3.0 * std::f64::consts::PI * cutoff.powi(3)).min(images) + 1.0
+        }
+        _ => (images * std::f64::consts::PI / 6.0).clamp(0.0, n - 1.0) + 1.0,
+    };
+    NeighbourEstimate {
+        visited: n * visited_per_centre,
+        pairs: n * per_centre,
+        per_centre,
+    }
+}
+
+/// [`neighbour_estimate`] of every structure, summed (and the largest per centre).
+pub fn neighbour_estimates(systems: &[System], cutoff: f64) -> NeighbourEstimate {
+    systems
+        .iter()
+        .map(|s| neighbour_estimate(s, cutoff))
+        .fold(NeighbourEstimate::default(), NeighbourEstimate::add)
+}
+
+/// Refuses a neighbour search, `per_pair` terms per neighbour pair and `other` further terms
+/// above the term limit, naming the cutoff; returns the estimate.
+pub fn check_neighbours(
+    what: &str,
+    systems: &[System],
+    cutoff: f64,
+    per_pair: f64,
+    other: f64,
+) -> Result<NeighbourEstimate> {
+    let estimate = neighbour_estimates(systems, cutoff);
+    limits::check_terms(
+        &format!(
+            "{what} (neighbour search and pair terms, about {:.1e} neighbour pairs within the \
+             cutoff of {cutoff} Å)",
+            estimate.pairs
+        ),
+        estimate.visited + estimate.pairs * per_pair + other,
+        "use a smaller cutoff (or smaller max_radial / max_angular, or fewer structures)",
+    )?;
+    Ok(estimate)
+}
+
+/// A zero-filled buffer of `len` values allocated with `calloc` (fresh pages, touched first by
+/// the caller, as [`crate::buffers`]), after checking it against the memory limit: an
+/// allocation failure is an error, never an abort.
+pub(crate) fn try_calloc(what: &str, len: usize, hint: &str) -> Result<Vec<f64>> {
+    let bytes = len as f64 * 8.0;
+    limits::check_memory(what, bytes, hint)?;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let too_big = || Error::TooExpensive {
+        what: what.to_string(),
+        estimate: limits::format_bytes(bytes),
+        limit: "the memory the system could allocate".into(),
+        hint: hint.to_string(),
+    };
+    let layout = std::alloc::Layout::array::<f64>(len).map_err(|_| too_big())?;
+    // SAFETY: `layout` has a non-zero size (len > 0); a non-null result is a zeroed block of
+    // `len` f64 values (0.0 is all-zero bits) from the global allocator with exactly the layout
+    // `Vec<f64>` uses for capacity `len`, so `from_raw_parts` may take ownership of it.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut f64;
+        if ptr.is_null() {
+            return Err(too_big());
+        }
+        Ok(Vec::from_raw_parts(ptr, len, len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_follow_the_cutoff() {
+        let a = 5.64;
+        let cell = [
+            [0.0, a / 2.0, a / 2.0],
+            [a / 2.0, 0.0, a / 2.0],
+            [a / 2.0, a / 2.0, 0.0],
+        ];
+        let nacl = System::new(
+            vec![[0.0; 3], [a / 2.0, 0.0, 0.0]],
+            vec![11, 17],
+            Some(cell),
+        )
+        .unwrap();
+        let small = neighbour_estimate(&nacl, 3.0);
+        // 6 nearest neighbours at 2.82 Å: the estimate is of that order
+        assert!(
+            small.per_centre > 3.0 && small.per_centre < 30.0,
+            "{small:?}"
+        );
+        let huge = neighbour_estimate(&nacl, 1e4);
+        assert!(huge.visited > 1e12, "{huge:?}");
+        assert!(check_neighbours("x", std::slice::from_ref(&nacl), 1e4, 1.0, 0.0).is_err());
+        assert!(check_neighbours("x", &[nacl], 5.0, 100.0, 0.0).is_ok());
+        let open = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![1, 1], None).unwrap();
+        let e = neighbour_estimate(&open, 1e6);
+        assert!(e.pairs <= 4.0 && e.visited < 100.0, "{e:?}");
+        assert_eq!(try_calloc("x", 3, "").unwrap(), vec![0.0; 3]);
+        assert!(try_calloc("x", usize::MAX / 16, "").is_err());
+    }
+}
