@@ -89,7 +89,9 @@ def string_list(name: str, value: Any, allowed: Iterable[str]) -> list[str]:
     every name must be in ``allowed``."""
     allowed = list(allowed)
     if isinstance(value, str):
-        raise TypeError(f"{name} must be a list of names, e.g. [{value!r}], got the string {value!r}")
+        raise TypeError(
+            f"{name} must be a list of names, e.g. [{value!r}], got the string {value!r}"
+        )
     try:
         items = list(value)
     except TypeError:
