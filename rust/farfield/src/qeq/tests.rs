@@ -115,7 +115,7 @@ fn qeq_dense_matrix_matches_apply() {
         let (system, problem) = cluster(18, cell);
         let opts = QEqOptions::default();
         let op = make_operator(&system, &problem, &opts).unwrap();
-        let a = op.dense();
+        let a = op.dense().unwrap();
         let n = system.len();
         let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin()).collect();
         let y = op.apply(&x);
