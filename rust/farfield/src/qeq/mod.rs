@@ -262,12 +262,6 @@ fn check_choices(system: &System, options: &QEqOptions) -> Result<()> {
 
 fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<Constraints> {
     let n = system.len();
-    if n == 0 {
-        return Err(Error::parameter(
-            "atoms",
-            "the system has no atoms: QEq needs at least one atom",
-        ));
-    }
     check_choices(system, options)?;
     for (name, v) in [
         ("electronegativity", &problem.electronegativity),
@@ -357,6 +351,13 @@ fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resu
             ))
         }
     };
+    if n == 0 {
+        // (a charged empty system is refused above, naming total_charge)
+        return Err(Error::parameter(
+            "atoms",
+            "the system has no atoms: QEq needs at least one atom",
+        ));
+    }
     Ok(cons)
 }
 
