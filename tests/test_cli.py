@@ -98,7 +98,9 @@ def test_charges_option_errors(tmp_path: Path) -> None:
         assert "Traceback" not in p.stderr
 
 
-def test_charges_from_an_extended_xyz_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_charges_from_an_extended_xyz_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     atoms = nacl()
     atoms.set_initial_charges([1.0, -1.0])
     path = tmp_path / "nacl.extxyz"
@@ -108,6 +110,8 @@ def test_charges_from_an_extended_xyz_file(tmp_path: Path, capsys: pytest.Captur
     np.testing.assert_allclose(out, [reference_energy()] * 2, rtol=1e-9)
 
 
-def test_main_returns_non_zero_for_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_returns_non_zero_for_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["ewald", str(tmp_path / "missing.cif"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("farfield: error:")

@@ -168,14 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ew.add_argument(
         "--charges",
         metavar="MAP",
-        help="charge per element for every frame, e.g. Na=1,Cl=-1 or '{\"Na\": 1, \"Cl\": -1}' "
+        help='charge per element for every frame, e.g. Na=1,Cl=-1 or \'{"Na": 1, "Cl": -1}\' '
         "(needed for files without charges, such as CIF or plain xyz; replaces the file's "
         "charges)",
     )
     ew.add_argument("--exponent", type=float, default=1.0, help="p in 1/r^p")
     ew.add_argument("--accuracy", type=float, default=1e-6, help="relative RMS force error")
     ew.add_argument("--quiet", action="store_true", help="no progress bar")
-    ew.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    ew.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "ewald":
