@@ -292,11 +292,21 @@ def qeq(
     atoms, CG above). ``tolerance``: the CG stops when the RMS over atoms of ∂E/∂q_i − μ_f
     (units of χ) is below it; the result reports ``residual``, ``iterations`` and
     ``tolerance``. A CG that does not reach it in ``max_iterations`` raises RuntimeError.
-    ``kspace``: "ewald", "pme" (CG only) or "auto" (PME for CG above 2000 atoms).
-    ``preconditioner``: "fourier" (coarse-mesh Woodbury preconditioner of the long-range
-    Coulomb part, periodic only; iterations independent of N), "jacobi", or "auto" (Fourier
-    for periodic cells, Jacobi otherwise). Periodic cells use Ewald sums of width
-    ``ewald_sigma`` (default from volume and atom count) truncated at relative ``accuracy``.
+    ``kspace``: "ewald", "pme" (CG only: with ``solver="auto"`` it selects the CG, with
+    ``solver="dense"`` or an open system it raises ValueError) or "auto" (PME for CG above 2000
+    atoms). ``preconditioner``: "fourier" (coarse-mesh Woodbury preconditioner of the long-range
+    Coulomb part, periodic only: ValueError for an open system; iterations independent of N),
+    "jacobi", or "auto" (Fourier for periodic cells, Jacobi otherwise); an explicit
+    preconditioner with ``solver="dense"`` raises ValueError. Periodic cells use Ewald sums of
+    width ``ewald_sigma`` (default from volume and atom count) truncated at relative
+    ``accuracy``.
+
+    Integer arguments must be integers (``TypeError`` for floats and bools, ``ValueError`` when
+    negative), ``fragments`` too. The cost (real-space pairs, k-vectors, dense N² memory and N³
+    factorisation, about 100 CG products) is estimated before any work and a solve beyond
+    :func:`farfield.set_limits` raises ValueError naming the parameter to change (e.g. very wide
+    ``sigma``, or ``ewald_sigma`` far from the default). Ctrl-C stops a running solve
+    (KeyboardInterrupt). A system without atoms raises ValueError.
     """
     d = _call(
         atoms,

@@ -51,7 +51,7 @@ impl Cell {
             .into_iter()
             .fold(f64::INFINITY, f64::min);
         let longest = lengths.iter().copied().fold(0.0, f64::max);
-        if !(spacing >= MIN_DISTANCE && spacing >= MAX_CELL_ASPECT.recip() * longest) {
+        if spacing.is_nan() || spacing < MIN_DISTANCE || spacing < longest / MAX_CELL_ASPECT {
             return Err(Error::SingularCell(format!(
                 "the cell is nearly degenerate: the smallest distance between opposite faces \
                  is {spacing:.3e} for a longest cell vector of {longest:.3e} (the ratio must be \

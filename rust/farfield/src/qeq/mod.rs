@@ -54,7 +54,8 @@ pub use solve::{Constraints, Preconditioner};
 /// Which linear solver to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Solver {
-    /// Dense below [`QEqOptions::dense_limit`] atoms, conjugate gradient above.
+    /// Dense below [`QEqOptions::dense_limit`] atoms, conjugate gradient above (and always
+    /// the conjugate gradient with [`KSpace::Pme`] on a periodic system).
     Auto,
     /// Dense Cholesky factorisation with a Schur complement (O(N²) memory, O(N³) time).
     Dense,
@@ -94,8 +95,9 @@ pub enum PreconditionerKind {
     Auto,
     /// Diagonal (Jacobi): iterations grow with the box side.
     Jacobi,
-    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (Jacobi for
-    /// open ones): iterations independent of N.
+    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (refused for open
+    /// ones): iterations independent of N. An explicit preconditioner is refused with
+    /// [`Solver::Dense`].
     Fourier,
 }
 
@@ -108,8 +110,9 @@ pub enum KSpace {
     Auto,
     /// Explicit Ewald sum over k-vectors (O(N·N_k) per product).
     Ewald,
-    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy (CG only;
-    /// O(N) memory: no k-vector or phase tables are stored).
+    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy (CG only:
+    /// refused with [`Solver::Dense`] and on open systems; O(N) memory: no k-vector or phase
+    /// tables are stored).
     Pme,
 }
 
@@ -448,9 +451,10 @@ fn check_cost(
                 what: "the k-space weight sum (k-vectors)".into(),
                 hint: k_hint.clone(),
             });
-            let stored_pairs = pairs.min(
-                1.5 * operator::PAIR_BUDGET.max(operator::PAIRS_PER_ATOM * system.len()) as f64,
-            );
+            // the operator stores the pairs (12 bytes each) only within its budget
+            let budget =
+                1.5 * operator::PAIR_BUDGET.max(operator::PAIRS_PER_ATOM * system.len()) as f64;
+            let stored_pairs = if pairs <= budget { pairs } else { 0.0 };
             memory_parts.push((
                 stored_pairs * 12.0,
                 "the real-space pair list".into(),
@@ -788,6 +792,13 @@ impl<'a> Forward<'a> {
 }
 
 /// Solves one QEq problem: charges, chemical potential, energy, forces and (periodic) stress.
+///
+/// Before any work the cost is estimated from the parameters (real-space pairs from the cutoff
+/// √(−2 ln accuracy)·max(η, √2 max σ), k-vectors from √(−2 ln accuracy)/η, the dense N² matrix
+/// and its N³/3 factorisation, about 100 products of a CG solve) and refused above the limits
+/// of [`crate::limits`] with [`Error::TooExpensive`], naming the parameter to change. Every loop
+/// polls [`crate::interrupt`]: an interrupted solve returns [`Error::Interrupted`]. A system
+/// without atoms is refused.
 pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
     let cons = validate(system, problem, options)?;
     Forward::solve(system, problem, options, cons)?.finish(system, problem, options)

@@ -131,6 +131,7 @@ impl DenseFactor {
                 let m = cons.len();
                 let mut y = Vec::with_capacity(m);
                 for f in 0..m {
+                    interrupt::check()?;
                     let mut col: Vec<f64> = cons
                         .fragment
                         .iter()
@@ -141,6 +142,7 @@ impl DenseFactor {
                 }
                 let mut s = vec![0.0; m * m];
                 for f in 0..m {
+                    interrupt::check()?;
                     for g in 0..m {
                         s[f * m + g] = cons
                             .fragment
