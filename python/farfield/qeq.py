@@ -378,6 +378,15 @@ def qeq_vjp(
     return _result(d), QEqGradients(**g)
 
 
+def _per_structure_floats(name: str, value: Any, n: int) -> list[float]:
+    """One finite number for every structure, or one per structure (checked by type)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (str, bytes)) or not np.iterable(value):
+        return [_checks.finite_float(name, value)] * n
+    return [_checks.finite_float(f"{name}[{k}]", v) for k, v in enumerate(value)]
+
+
 def qeq_batch(
     structures: Sequence[Any],
     electronegativity: Sequence[PerAtom],
@@ -437,8 +446,7 @@ def qeq_batch(
         kspace,
         preconditioner,
     )
-    tq = np.asarray(total_charge, dtype=np.float64)
-    totals = [float(tq)] * n if tq.ndim == 0 else [float(t) for t in tq.ravel()]
+    totals = _per_structure_floats("total_charge", total_charge, n)
     if len(totals) != n:
         raise ValueError(
             f"total_charge: expected {n} entries (one per structure), got {len(totals)}"
@@ -458,8 +466,7 @@ def qeq_batch(
             if grad_charges is None
             else each("grad_charges", grad_charges)
         )
-        g = np.asarray(0.0 if grad_energy is None else grad_energy, dtype=np.float64)
-        ge = [float(g)] * n if g.ndim == 0 else [float(x) for x in g.ravel()]
+        ge = _per_structure_floats("grad_energy", 0.0 if grad_energy is None else grad_energy, n)
     out = _native.qeq_batch(
         [s._arrays() for s in systems],
         each("electronegativity", electronegativity),
