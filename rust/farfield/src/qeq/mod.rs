@@ -554,22 +554,24 @@ fn check_cost(
     Ok(())
 }
 
-/// Cost of the PME k-space products with the chosen mesh, refused above the limits.
+/// Cost of the PME k-space products with the chosen mesh, refused above the limits (terms in
+/// the units of [`crate::tuning::pme::pme_cost`]: one real-space pair ≈ one term).
 fn check_pme_cost(
     system: &System,
     options: &QEqOptions,
     pp: &crate::pme::PmeParameters,
 ) -> Result<()> {
-    let points = match pp.mesh {
-        crate::pme::Mesh::Points(p) => p.iter().map(|&v| v as f64).product::<f64>(),
+    let mesh = match pp.mesh {
+        crate::pme::Mesh::Points(p) => p,
         _ => return Ok(()),
     };
+    let points = mesh.iter().map(|&v| v as f64).product::<f64>();
     let products = (options.max_iterations.min(EXPECTED_ITERATIONS) + 3) as f64;
     let hint = "the PME mesh follows from ewald_sigma and the accuracy: use a larger \
                 ewald_sigma (or leave it None), a larger accuracy, or kspace='ewald'";
     limits::check_memory("the QEq PME mesh", points * 8.0 * 4.0, hint)?;
-    let per_product = system.len() as f64 * 2.0 * (pp.order as f64).powi(3)
-        + 5.0 * points * points.log2().max(1.0);
+    let stats = crate::tuning::pme::PmeStats::of(system)?;
+    let per_product = crate::tuning::pme::pme_cost(stats, 0.0, mesh, pp.order);
     limits::check_terms(
         &format!("the QEq PME products (mesh and stencil terms, {products} products)"),
         per_product * products,
