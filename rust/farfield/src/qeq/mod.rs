@@ -470,7 +470,8 @@ fn check_cost(
                     });
                 }
                 memory_parts.push((
-                    n * 3.0 * (2.0 * m_max + 1.0) * 16.0 + nk * 64.0,
+                    n * 3.0 * (2.0 * m_max + 1.0) * 16.0
+                        + nk * (64.0 + 16.0 * operator::STRUCTURE_WINDOW as f64),
                     "the k-vector and phase tables".into(),
                     k_hint.clone(),
                 ));

@@ -40,6 +40,10 @@ pub const PAIR_BUDGET: usize = 25_000_000;
 /// ... or at most this many per atom on average (12 bytes each: O(N) memory).
 pub const PAIRS_PER_ATOM: usize = 300;
 
+/// Chunks of 64 atoms whose k-space partial sums are held at once (memory: this many times
+/// N_k complex values).
+pub const STRUCTURE_WINDOW: usize = 32;
+
 /// Ewald settings of a periodic QEq operator.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EwaldSettings {
@@ -491,33 +495,40 @@ impl<'a> Operator<'a> {
 
     fn structure_factors(&self, p: &Periodic, x: &[f64]) -> Vec<Complex64> {
         // atoms in fixed chunks (each chunk's table stays in cache), partial sums added in
-        // chunk order: identical results for any number of threads
+        // chunk order: identical results for any number of threads. The chunks are taken
+        // STRUCTURE_WINDOW at a time, so that at most that many partial sums of N_k values are
+        // held at once (the order of the additions, hence the result, does not depend on it).
         const CHUNK: usize = 64;
         let nk = p.ms.len();
-        let partial: Vec<Vec<Complex64>> = x
-            .par_chunks(CHUNK)
-            .enumerate()
-            .map(|(c, xs)| {
-                let mut s = vec![Complex64::new(0.0, 0.0); nk];
-                if interrupt::is_requested() {
-                    return s;
-                }
-                for (o, &xj) in xs.iter().enumerate() {
-                    if xj == 0.0 {
-                        continue;
-                    }
-                    let j = c * CHUNK + o;
-                    for (kk, m) in p.ms.iter().enumerate() {
-                        s[kk] += Self::phase(p, j, m) * xj;
-                    }
-                }
-                s
-            })
-            .collect();
         let mut s = vec![Complex64::new(0.0, 0.0); nk];
-        for part in partial {
-            for kk in 0..nk {
-                s[kk] += part[kk];
+        for (w, window) in x.chunks(CHUNK * STRUCTURE_WINDOW).enumerate() {
+            if interrupt::is_requested() {
+                break;
+            }
+            let partial: Vec<Vec<Complex64>> = window
+                .par_chunks(CHUNK)
+                .enumerate()
+                .map(|(c, xs)| {
+                    let mut s = vec![Complex64::new(0.0, 0.0); nk];
+                    if interrupt::is_requested() {
+                        return s;
+                    }
+                    for (o, &xj) in xs.iter().enumerate() {
+                        if xj == 0.0 {
+                            continue;
+                        }
+                        let j = (w * STRUCTURE_WINDOW + c) * CHUNK + o;
+                        for (kk, m) in p.ms.iter().enumerate() {
+                            s[kk] += Self::phase(p, j, m) * xj;
+                        }
+                    }
+                    s
+                })
+                .collect();
+            for part in partial {
+                for kk in 0..nk {
+                    s[kk] += part[kk];
+                }
             }
         }
         s
