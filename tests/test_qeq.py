@@ -300,8 +300,11 @@ def test_ase_calculator_nve_conserves_energy():
 def test_kspace_and_preconditioner_choices_agree_with_dense(kspace):
     pos, chi, hard, sigma = random_cluster(64, 9)
     s = system(pos, np.array([[9.6, 0, 0], [0.5, 9.4, 0], [0, -0.3, 9.8]]))
-    d = ff.qeq(s, chi, hard, sigma, total_charge=-1.0, solver="dense", kspace=kspace)
+    d = ff.qeq(s, chi, hard, sigma, total_charge=-1.0, solver="dense", kspace="ewald")
     assert d.kspace == "ewald" and d.preconditioner == "cholesky"  # dense: explicit Ewald
+    if kspace == "pme":  # the dense solver cannot use PME: refused, not quietly replaced
+        with pytest.raises(ValueError, match="kspace='pme' needs the conjugate-gradient"):
+            ff.qeq(s, chi, hard, sigma, total_charge=-1.0, solver="dense", kspace=kspace)
     its = {}
     for pre in ["fourier", "jacobi"]:
         c = ff.qeq(

@@ -11,41 +11,84 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from . import units
-from .qeq import qeq
+from . import _checks, units
+from .qeq import PerAtom, _options, qeq
 
 __all__ = ["QEqCalculator"]
+
+
+#: Keyword arguments of ``ase.calculators.calculator.Calculator`` that are passed on.
+_CALCULATOR_KWARGS = ("label", "atoms", "directory")
+
+
+def _copy(value: PerAtom) -> PerAtom:
+    """A private copy of a per-atom parameter (mapping, scalar or array), as :func:`qeq` takes."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, str):
+        raise TypeError(f"expected a number, an array or a mapping, got {value!r}")
+    return np.array(value, dtype=np.float64)
 
 
 class QEqCalculator(Calculator):
     """Energy, forces, stress and charges of charge-equilibrated Gaussian charges.
 
     ``electronegativity``, ``hardness`` and ``sigma`` map element symbols (or atomic numbers) to
-    values, in eV, eV/e² and Å with the default ``prefactor`` (eV·Å). Charges of the previous
-    call warm-start the iterative solver. ``results["charges"]`` holds the charges.
+    values, in eV, eV/e² and Å with the default ``prefactor`` (eV·Å); like :func:`farfield.qeq`
+    they may also be one number for every atom or an array of one value per atom. Charges of the
+    previous call warm-start the iterative solver. ``results["charges"]`` holds the charges.
+    The other arguments are those of :func:`farfield.qeq`; besides them only ``label``,
+    ``atoms`` and ``directory`` (passed to ASE's ``Calculator``) are accepted: any other keyword
+    argument raises ``TypeError``.
     """
 
     implemented_properties = ["energy", "forces", "stress", "charges"]
 
     def __init__(
         self,
-        electronegativity: Mapping[Any, float],
-        hardness: Mapping[Any, float],
-        sigma: Mapping[Any, float],
+        electronegativity: PerAtom,
+        hardness: PerAtom,
+        sigma: PerAtom,
         total_charge: float = 0.0,
         prefactor: float = units.EV_ANGSTROM,
         solver: str = "auto",
         tolerance: float = 1e-10,
         accuracy: float = 1e-10,
+        ewald_sigma: float | None = None,
+        max_iterations: int = 2000,
+        dense_limit: int = 1500,
+        kspace: str = "auto",
+        preconditioner: str = "auto",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
-        self.qeq_parameters = (dict(electronegativity), dict(hardness), dict(sigma))
-        self.total_charge = total_charge
+        base = {k: kwargs.pop(k) for k in _CALCULATOR_KWARGS if k in kwargs}
+        _checks.no_extra_kwargs("QEqCalculator", kwargs)
+        # checked now, so that a bad value fails here and not at the first energy
+        _options(
+            solver,
+            tolerance,
+            prefactor,
+            ewald_sigma,
+            accuracy,
+            max_iterations,
+            dense_limit,
+            kspace,
+            preconditioner,
+        )
+        super().__init__(**base)  # type: ignore[no-untyped-call]
+        self.qeq_parameters = (_copy(electronegativity), _copy(hardness), _copy(sigma))
+        self.total_charge = _checks.finite_float("total_charge", total_charge)
         self.prefactor = prefactor
         self.solver = solver
         self.tolerance = tolerance
         self.accuracy = accuracy
+        self.options: dict[str, Any] = {
+            "ewald_sigma": ewald_sigma,
+            "max_iterations": max_iterations,
+            "dense_limit": dense_limit,
+            "kspace": kspace,
+            "preconditioner": preconditioner,
+        }
         self._last_charges: np.ndarray | None = None
 
     def calculate(
@@ -70,6 +113,7 @@ class QEqCalculator(Calculator):
             initial_charges=q0,
             prefactor=self.prefactor,
             accuracy=self.accuracy,
+            **self.options,
         )
         self._last_charges = r.charges
         self.results["energy"] = r.energy

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from . import _native
+from . import _checks, _native
 from .system import System, as_system
 
 FloatArray = npt.NDArray[np.float64]
@@ -170,6 +170,19 @@ def _call(
     grad_charges: npt.ArrayLike | None = None,
     grad_energy: float = 0.0,
 ) -> Any:
+    options = _options(
+        solver,
+        tolerance,
+        prefactor,
+        ewald_sigma,
+        accuracy,
+        max_iterations,
+        dense_limit,
+        kspace,
+        preconditioner,
+    )
+    total_charge = _checks.finite_float("total_charge", total_charge)
+    grad_energy = _checks.finite_float("grad_energy", grad_energy)
     system, chi, hard, sig = _common(atoms, electronegativity, hardness, sigma)
     frag, fq = _fragments(fragments, fragment_charges, total_charge)
     q0 = None if initial_charges is None else _per_atom("initial_charges", initial_charges, system)
@@ -179,21 +192,49 @@ def _call(
         chi,
         hard,
         sig,
-        float(total_charge),
+        total_charge,
         frag,
         fq,
         q0,
+        *options,
+        g,
+        grad_energy,
+    )
+
+
+def _options(
+    solver: Any,
+    tolerance: Any,
+    prefactor: Any,
+    ewald_sigma: Any,
+    accuracy: Any,
+    max_iterations: Any,
+    dense_limit: Any,
+    kspace: Any,
+    preconditioner: Any,
+) -> tuple[str, float, int, float, float | None, float, int, str, str]:
+    """The solver options checked by type (integers must be integers, floats finite numbers),
+    in the order of the native signature."""
+    for name, value in [
+        ("solver", solver),
+        ("kspace", kspace),
+        ("preconditioner", preconditioner),
+    ]:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
+    accuracy = _checks.positive_float("accuracy", accuracy)
+    if accuracy >= 1.0:
+        raise ValueError(f"accuracy must be in (0, 1), got {accuracy}")
+    return (
         solver,
-        float(tolerance),
-        int(max_iterations),
-        float(prefactor),
-        None if ewald_sigma is None else float(ewald_sigma),
-        float(accuracy),
-        int(dense_limit),
+        _checks.positive_float("tolerance", tolerance),
+        _checks.integer("max_iterations", max_iterations, minimum=0),
+        _checks.positive_float("prefactor", prefactor),
+        _checks.optional_positive_float("ewald_sigma", ewald_sigma),
+        accuracy,
+        _checks.integer("dense_limit", dense_limit, minimum=0),
         kspace,
         preconditioner,
-        g,
-        float(grad_energy),
     )
 
 
@@ -202,7 +243,11 @@ def _fragments(
     fragment_charges: npt.ArrayLike | None,
     total_charge: float,
 ) -> tuple[list[int] | None, list[float] | None]:
-    frag = None if fragments is None else [int(f) for f in np.asarray(fragments).ravel()]
+    frag = (
+        None
+        if fragments is None
+        else [int(f) for f in _checks.integer_array("fragments", fragments, minimum=0)]
+    )
     fq = (
         None
         if fragment_charges is None
@@ -247,11 +292,21 @@ def qeq(
     atoms, CG above). ``tolerance``: the CG stops when the RMS over atoms of ∂E/∂q_i − μ_f
     (units of χ) is below it; the result reports ``residual``, ``iterations`` and
     ``tolerance``. A CG that does not reach it in ``max_iterations`` raises RuntimeError.
-    ``kspace``: "ewald", "pme" (CG only) or "auto" (PME for CG above 2000 atoms).
-    ``preconditioner``: "fourier" (coarse-mesh Woodbury preconditioner of the long-range
-    Coulomb part, periodic only; iterations independent of N), "jacobi", or "auto" (Fourier
-    for periodic cells, Jacobi otherwise). Periodic cells use Ewald sums of width
-    ``ewald_sigma`` (default from volume and atom count) truncated at relative ``accuracy``.
+    ``kspace``: "ewald", "pme" (CG only: with ``solver="auto"`` it selects the CG, with
+    ``solver="dense"`` or an open system it raises ValueError) or "auto" (PME for CG above 2000
+    atoms). ``preconditioner``: "fourier" (coarse-mesh Woodbury preconditioner of the long-range
+    Coulomb part, periodic only: ValueError for an open system; iterations independent of N),
+    "jacobi", or "auto" (Fourier for periodic cells, Jacobi otherwise); an explicit
+    preconditioner with ``solver="dense"`` raises ValueError. Periodic cells use Ewald sums of
+    width ``ewald_sigma`` (default from volume and atom count) truncated at relative
+    ``accuracy``.
+
+    Integer arguments must be integers (``TypeError`` for floats and bools, ``ValueError`` when
+    negative), ``fragments`` too. The cost (real-space pairs, k-vectors, dense N² memory and N³
+    factorisation, about 100 CG products) is estimated before any work and a solve beyond
+    :func:`farfield.set_limits` raises ValueError naming the parameter to change (e.g. very wide
+    ``sigma``, or ``ewald_sigma`` far from the default). Ctrl-C stops a running solve
+    (KeyboardInterrupt). A system without atoms raises ValueError.
     """
     d = _call(
         atoms,
@@ -323,6 +378,15 @@ def qeq_vjp(
     return _result(d), QEqGradients(**g)
 
 
+def _per_structure_floats(name: str, value: Any, n: int) -> list[float]:
+    """One finite number for every structure, or one per structure (checked by type)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (str, bytes)) or not np.iterable(value):
+        return [_checks.finite_float(name, value)] * n
+    return [_checks.finite_float(f"{name}[{k}]", v) for k, v in enumerate(value)]
+
+
 def qeq_batch(
     structures: Sequence[Any],
     electronegativity: Sequence[PerAtom],
@@ -371,8 +435,18 @@ def qeq_batch(
             raise ValueError(f"{name}: expected {n} entries (one per structure), got {len(v)}")
         return list(v)
 
-    tq = np.asarray(total_charge, dtype=np.float64)
-    totals = [float(tq)] * n if tq.ndim == 0 else [float(t) for t in tq.ravel()]
+    options = _options(
+        solver,
+        tolerance,
+        prefactor,
+        ewald_sigma,
+        accuracy,
+        max_iterations,
+        dense_limit,
+        kspace,
+        preconditioner,
+    )
+    totals = _per_structure_floats("total_charge", total_charge, n)
     if len(totals) != n:
         raise ValueError(
             f"total_charge: expected {n} entries (one per structure), got {len(totals)}"
@@ -392,8 +466,7 @@ def qeq_batch(
             if grad_charges is None
             else each("grad_charges", grad_charges)
         )
-        g = np.asarray(0.0 if grad_energy is None else grad_energy, dtype=np.float64)
-        ge = [float(g)] * n if g.ndim == 0 else [float(x) for x in g.ravel()]
+        ge = _per_structure_floats("grad_energy", 0.0 if grad_energy is None else grad_energy, n)
     out = _native.qeq_batch(
         [s._arrays() for s in systems],
         each("electronegativity", electronegativity),
@@ -403,15 +476,7 @@ def qeq_batch(
         [p[0] for p in pairs],
         [p[1] for p in pairs],
         q0,
-        solver,
-        float(tolerance),
-        int(max_iterations),
-        float(prefactor),
-        None if ewald_sigma is None else float(ewald_sigma),
-        float(accuracy),
-        int(dense_limit),
-        kspace,
-        preconditioner,
+        *options,
         gq,
         ge,
     )

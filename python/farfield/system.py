@@ -26,8 +26,10 @@ class System:
         numbers: (n,) atomic numbers (any integer species labels).
         cell: (3, 3) cell vectors as rows for a periodic system, ``None`` for an open one.
 
-    Construction validates the input: non-finite values, wrong shapes, singular cells and
-    overlapping atoms raise ``ValueError``.
+    Construction validates the input: non-finite values, wrong shapes, singular or nearly
+    degenerate cells and overlapping atoms raise ``ValueError``. Atomic numbers must be integers
+    (Python or numpy integers; floats, even 1.0, and bools raise ``TypeError``) in
+    [0, 2**31 - 1] (``ValueError`` otherwise).
     """
 
     positions: FloatArray
@@ -38,7 +40,7 @@ class System:
         positions = _float_array(self.positions, "positions")
         if positions.ndim != 2 or positions.shape[1] != 3:
             raise ValueError(f"positions must have shape (n, 3), got {positions.shape}")
-        numbers = np.ascontiguousarray(np.asarray(self.numbers), dtype=np.int32)
+        numbers = _numbers(self.numbers)
         if numbers.ndim != 1 or numbers.shape[0] != positions.shape[0]:
             raise ValueError(
                 f"numbers must have shape ({positions.shape[0]},) (one per atom), "
@@ -94,6 +96,35 @@ def as_system(atoms: Any) -> System:
     if hasattr(atoms, "positions") and hasattr(atoms, "pbc") and hasattr(atoms, "numbers"):
         return System.from_ase(atoms)
     raise TypeError(f"expected a farfield.System or an ase.Atoms, got {type(atoms).__name__}")
+
+
+#: Largest atomic number (species label) a System can hold: the core stores them as int32.
+MAX_NUMBER = 2**31 - 1
+
+
+def _numbers(value: Any) -> IntArray:
+    """Atomic numbers as int32: integers only (no float, bool or object values), in range."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"numbers must be an array of integers: {error}") from error
+    if array.size == 0 and array.dtype.kind in "fiu":
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        example = array.flat[0] if array.size else None
+        raise TypeError(
+            f"numbers must be integers (atomic numbers), got values of type {array.dtype}"
+            + ("" if example is None else f" (e.g. {example!r})")
+        )
+    if array.size:
+        lo, hi = int(array.min()), int(array.max())
+        if lo < 0 or hi > MAX_NUMBER:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"numbers must be in [0, {MAX_NUMBER}] (atomic numbers or non-negative species "
+                f"labels), got {bad}"
+            )
+    return np.ascontiguousarray(array, dtype=np.int32)
 
 
 def _float_array(value: Any, name: str) -> FloatArray:

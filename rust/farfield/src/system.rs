@@ -6,6 +6,9 @@ use crate::math::linalg::{det3, inverse3, Mat3, Vec3};
 /// Smallest allowed distance between two atoms (including periodic images).
 pub const MIN_DISTANCE: f64 = 1e-8;
 
+/// Largest ratio of the longest cell vector to the smallest distance between opposite faces.
+pub const MAX_CELL_ASPECT: f64 = 1e8;
+
 /// A periodic cell. Rows of the matrix are the cell vectors a, b, c.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
@@ -19,7 +22,9 @@ impl Cell {
     ///
     /// A cell is called nearly degenerate when its volume is below 1e-10 times the product of
     /// the lengths of its vectors (the angle between a vector and the plane of the other two is
-    /// then below about 1e-10 rad).
+    /// then below about 1e-10 rad), or when the smallest distance between opposite faces is below
+    /// [`MIN_DISTANCE`] or below 1/[`MAX_CELL_ASPECT`] times the longest cell vector (then the
+    /// lattice has vectors so short that atoms overlap their own images).
     pub fn new(matrix: Mat3) -> Result<Cell> {
         check_finite("cell", matrix.as_flattened())?;
         let det = det3(&matrix);
@@ -33,11 +38,29 @@ impl Cell {
             )));
         }
         let inverse = inverse3(&matrix);
-        Ok(Cell {
+        let cell = Cell {
             matrix,
             inverse,
             volume: det.abs(),
-        })
+        };
+        // the lattice holds a vector at least as short as the smallest plane spacing only when
+        // the spacing is tiny; a spacing far below the cell lengths (or below MIN_DISTANCE)
+        // makes every atom overlap its own images or every lattice sum ill-conditioned
+        let spacing = cell
+            .plane_spacings()
+            .into_iter()
+            .fold(f64::INFINITY, f64::min);
+        let longest = lengths.iter().copied().fold(0.0, f64::max);
+        if spacing.is_nan() || spacing < MIN_DISTANCE || spacing < longest / MAX_CELL_ASPECT {
+            return Err(Error::SingularCell(format!(
+                "the cell is nearly degenerate: the smallest distance between opposite faces \
+                 is {spacing:.3e} for a longest cell vector of {longest:.3e} (the ratio must be \
+                 at least {:.0e} and the distance at least {MIN_DISTANCE:.0e}); check the \
+                 cell vectors",
+                MAX_CELL_ASPECT.recip()
+            )));
+        }
+        Ok(cell)
     }
 
     /// Cell vectors as rows.
@@ -138,6 +161,12 @@ impl System {
                 "numbers",
                 format!("{} atomic numbers (one per position)", positions.len()),
                 format!("{}", numbers.len()),
+            ));
+        }
+        if let Some(i) = numbers.iter().position(|&z| z < 0) {
+            return Err(Error::parameter(
+                "numbers",
+                format!("atomic numbers must be >= 0 (atom {i} has {})", numbers[i]),
             ));
         }
         let cell = cell.map(Cell::new).transpose()?;
@@ -263,6 +292,28 @@ mod tests {
         let cell = [[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
         let err = System::new(vec![[0.0; 3]], vec![1], Some(cell)).unwrap_err();
         assert!(matches!(err, Error::SingularCell(_)));
+    }
+
+    #[test]
+    fn rejects_nearly_degenerate_cell_before_overlaps() {
+        for cell in [
+            [[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [5.0, 5.0, 1e-9]],
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1e-12]],
+            [[1e4, 0.0, 0.0], [0.0, 1e4, 0.0], [0.5e4, 0.5e4, 1e-5]],
+        ] {
+            let err = System::new(vec![[0.0; 3]], vec![1], Some(cell)).unwrap_err();
+            assert!(matches!(err, Error::SingularCell(_)), "{err}");
+            assert!(err.to_string().contains("cell"), "{err}");
+        }
+        // thin but well-conditioned cells stay valid
+        let cell = [[1e3, 0.0, 0.0], [0.0, 1e3, 0.0], [0.0, 0.0, 0.5]];
+        assert!(System::new(vec![[0.0; 3]], vec![1], Some(cell)).is_ok());
+    }
+
+    #[test]
+    fn rejects_negative_numbers() {
+        let err = System::new(vec![[0.0; 3]], vec![-1], None).unwrap_err();
+        assert!(err.to_string().contains("numbers"), "{err}");
     }
 
     #[test]

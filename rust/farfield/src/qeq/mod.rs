@@ -46,6 +46,7 @@ use rayon::prelude::*;
 use crate::error::{check_finite, Error, Result};
 use crate::math::linalg::{inverse3, Mat3, Vec3};
 use crate::system::System;
+use crate::{interrupt, limits};
 
 pub use operator::{pme_parameters_for, EwaldSettings, Operator};
 pub use solve::{Constraints, Preconditioner};
@@ -53,7 +54,8 @@ pub use solve::{Constraints, Preconditioner};
 /// Which linear solver to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Solver {
-    /// Dense below [`QEqOptions::dense_limit`] atoms, conjugate gradient above.
+    /// Dense below [`QEqOptions::dense_limit`] atoms, conjugate gradient above (and always
+    /// the conjugate gradient with [`KSpace::Pme`] on a periodic system).
     Auto,
     /// Dense Cholesky factorisation with a Schur complement (O(N²) memory, O(N³) time).
     Dense,
@@ -93,8 +95,9 @@ pub enum PreconditionerKind {
     Auto,
     /// Diagonal (Jacobi): iterations grow with the box side.
     Jacobi,
-    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (Jacobi for
-    /// open ones): iterations independent of N.
+    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (refused for open
+    /// ones): iterations independent of N. An explicit preconditioner is refused with
+    /// [`Solver::Dense`].
     Fourier,
 }
 
@@ -107,8 +110,9 @@ pub enum KSpace {
     Auto,
     /// Explicit Ewald sum over k-vectors (O(N·N_k) per product).
     Ewald,
-    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy (CG only;
-    /// O(N) memory: no k-vector or phase tables are stored).
+    /// Smooth PME with the Ewald width η as smearing, mesh chosen for the accuracy (CG only:
+    /// refused with [`Solver::Dense`] and on open systems; O(N) memory: no k-vector or phase
+    /// tables are stored).
     Pme,
 }
 
@@ -221,8 +225,47 @@ pub struct QEqGradients {
     pub cell: Option<Mat3>,
 }
 
+/// Refuses option combinations that cannot be honoured (instead of quietly running something
+/// else).
+fn check_choices(system: &System, options: &QEqOptions) -> Result<()> {
+    let periodic = system.cell().is_some();
+    if options.kspace == KSpace::Pme {
+        if !periodic {
+            return Err(Error::parameter(
+                "kspace",
+                "kspace='pme' needs a periodic system (an open system has no k-space sum); \
+                 use kspace='auto'",
+            ));
+        }
+        if options.solver == Solver::Dense {
+            return Err(Error::parameter(
+                "kspace",
+                "kspace='pme' needs the conjugate-gradient solver (solver='cg' or 'auto'): \
+                 solver='dense' builds its matrix with the explicit Ewald sum (use \
+                 kspace='ewald' or 'auto' with it)",
+            ));
+        }
+    }
+    if options.preconditioner == PreconditionerKind::Fourier && !periodic {
+        return Err(Error::parameter(
+            "preconditioner",
+            "preconditioner='fourier' needs a periodic system; open systems use 'jacobi' \
+             (or 'auto')",
+        ));
+    }
+    if options.preconditioner != PreconditionerKind::Auto && options.solver == Solver::Dense {
+        return Err(Error::parameter(
+            "preconditioner",
+            "a preconditioner applies to the conjugate-gradient solver only; solver='dense' \
+             factorises the matrix (use preconditioner='auto' with it)",
+        ));
+    }
+    Ok(())
+}
+
 fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<Constraints> {
     let n = system.len();
+    check_choices(system, options)?;
     for (name, v) in [
         ("electronegativity", &problem.electronegativity),
         ("hardness", &problem.hardness),
@@ -311,15 +354,230 @@ fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resu
             ))
         }
     };
+    if n == 0 {
+        // (a charged empty system is refused above, naming total_charge)
+        return Err(Error::parameter(
+            "atoms",
+            "the system has no atoms: QEq needs at least one atom",
+        ));
+    }
     Ok(cons)
 }
 
-fn uses_dense(n: usize, options: &QEqOptions) -> bool {
+fn uses_dense(system: &System, options: &QEqOptions) -> bool {
     match options.solver {
         Solver::Dense => true,
         Solver::ConjugateGradient => false,
-        Solver::Auto => n <= options.dense_limit,
+        // an explicit kspace='pme' is honoured: only the CG uses it
+        Solver::Auto if options.kspace == KSpace::Pme && system.cell().is_some() => false,
+        Solver::Auto => system.len() <= options.dense_limit,
     }
+}
+
+/// Matrix products of one CG solve assumed by the cost estimate (the iterations needed are not
+/// known in advance: typically 15 to 60 with the Fourier preconditioner; every iteration
+/// polls for Ctrl-C whatever their number).
+const EXPECTED_ITERATIONS: usize = 100;
+
+/// One part of the estimated work: terms, what they are, which parameter to change.
+struct Cost {
+    terms: f64,
+    what: String,
+    hint: String,
+}
+
+/// Cost before work: estimates the terms and memory of the solve from the parameters alone and
+/// refuses (naming the parameter that makes it expensive) above the limits of [`limits`].
+fn check_cost(
+    system: &System,
+    problem: &QEqProblem,
+    options: &QEqOptions,
+    settings: Option<&EwaldSettings>,
+    pme: bool,
+    dense: bool,
+) -> Result<()> {
+    let n = system.len() as f64;
+    let m = problem.fragment_charges.as_ref().map_or(1, |c| c.len()) as f64;
+    let products = (options.max_iterations.min(EXPECTED_ITERATIONS) + 3) as f64;
+    let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
+    let dense_hint = "use solver='cg' (O(N) memory), or a smaller dense_limit with solver='auto'";
+    let mut parts: Vec<Cost> = Vec::new();
+    let mut memory = 0.0;
+    let mut memory_parts: Vec<(f64, String, String)> = Vec::new();
+    match (system.cell(), settings) {
+        (Some(cell), Some(s)) => {
+            let volume = cell.volume();
+            let pairs =
+                n * (1.0 + n / volume * 4.0 / 3.0 * std::f64::consts::PI * s.cutoff.powi(3));
+            let cutoff_hint = if std::f64::consts::SQRT_2 * max_sigma >= s.eta {
+                format!(
+                    "the real-space cutoff {:.3e} = sqrt(2)·max(sigma)·sqrt(-2 ln accuracy) \
+                     follows from the Gaussian widths sigma (largest {max_sigma:.3e}): use \
+                     smaller sigma (or a larger accuracy)",
+                    s.cutoff
+                )
+            } else if options.ewald_sigma.is_some() {
+                format!(
+                    "the real-space cutoff {:.3e} = ewald_sigma·sqrt(-2 ln accuracy): use a \
+                     smaller ewald_sigma (or leave it None)",
+                    s.cutoff
+                )
+            } else {
+                "use a larger accuracy or a smaller system".to_string()
+            };
+            let k_hint = if options.ewald_sigma.is_some() {
+                format!(
+                    "the k-space cutoff {:.3e} = sqrt(-2 ln accuracy)/ewald_sigma: use a \
+                     larger ewald_sigma (or leave it None)",
+                    s.k_cutoff
+                )
+            } else {
+                "use a larger accuracy".to_string()
+            };
+            let lengths = cell.lengths();
+            let mut kbox = 1.0;
+            let mut m_max = 0.0f64;
+            for (a, l) in lengths.iter().enumerate() {
+                let mm = (s.k_cutoff * l / (2.0 * std::f64::consts::PI)).floor();
+                kbox *= if a == 0 { mm + 1.0 } else { 2.0 * mm + 1.0 };
+                m_max = m_max.max(mm);
+            }
+            let sphere = 4.0 / 3.0 * std::f64::consts::PI * s.k_cutoff.powi(3) * volume
+                / (8.0 * std::f64::consts::PI.powi(3))
+                / 2.0;
+            let nk = sphere.min(kbox);
+            parts.push(Cost {
+                terms: kbox,
+                what: "the k-space weight sum (k-vectors)".into(),
+                hint: k_hint.clone(),
+            });
+            // the operator stores the pairs (12 bytes each) only within its budget
+            let budget =
+                1.5 * operator::PAIR_BUDGET.max(operator::PAIRS_PER_ATOM * system.len()) as f64;
+            let stored_pairs = if pairs <= budget { pairs } else { 0.0 };
+            memory_parts.push((
+                stored_pairs * 12.0,
+                "the real-space pair list".into(),
+                cutoff_hint.clone(),
+            ));
+            if !pme {
+                if sphere > crate::kspace::MAX_KVECTORS as f64 {
+                    return Err(Error::TooExpensive {
+                        what: "the QEq Ewald k-space sum".into(),
+                        estimate: format!("{sphere:.2e} k-vectors"),
+                        limit: format!("{} k-vectors", crate::kspace::MAX_KVECTORS),
+                        hint: k_hint,
+                    });
+                }
+                memory_parts.push((
+                    n * 3.0 * (2.0 * m_max + 1.0) * 16.0
+                        + nk * (64.0 + 16.0 * operator::STRUCTURE_WINDOW as f64),
+                    "the k-vector and phase tables".into(),
+                    k_hint.clone(),
+                ));
+            }
+            if dense {
+                parts.push(Cost {
+                    terms: 3.0 * pairs,
+                    what: "the dense matrix, real space (pair terms)".into(),
+                    hint: cutoff_hint,
+                });
+                parts.push(Cost {
+                    terms: n * n * nk + n * nk,
+                    what: "the dense matrix, k-space ((atom pair, k-vector) terms)".into(),
+                    hint: k_hint.clone(),
+                });
+                memory_parts.push((n * nk * 16.0, "the dense k-space phases".into(), k_hint));
+            } else {
+                parts.push(Cost {
+                    terms: (products + 1.0) * pairs,
+                    what: format!("the real-space products (pair terms, {products} products)"),
+                    hint: cutoff_hint,
+                });
+                if !pme {
+                    parts.push(Cost {
+                        terms: products * 2.0 * n * nk,
+                        what: format!(
+                            "the Ewald k-space products ((atom, k-vector) terms, {products} \
+                             products)"
+                        ),
+                        hint: k_hint,
+                    });
+                }
+            }
+        }
+        _ => {
+            parts.push(Cost {
+                terms: if dense {
+                    2.0 * n * n
+                } else {
+                    (products + 1.0) * n * n
+                },
+                what: if dense {
+                    "the dense matrix (pair terms)".into()
+                } else {
+                    format!("the open-system products (pair terms, {products} products)")
+                },
+                hint: if dense {
+                    dense_hint.into()
+                } else {
+                    "use fewer atoms or a smaller max_iterations".into()
+                },
+            });
+        }
+    }
+    if dense {
+        parts.push(Cost {
+            terms: n * n * n / 3.0 + m * n * n + m * m * n,
+            what: "the dense Cholesky factorisation (N³/3 multiply-adds)".into(),
+            hint: dense_hint.into(),
+        });
+        memory_parts.push((
+            (2.0 * n * n + m * n) * 8.0,
+            "the dense matrix and its factor (2 N² doubles)".into(),
+            dense_hint.into(),
+        ));
+    }
+    for (bytes, _, _) in &memory_parts {
+        memory += bytes;
+    }
+    if let Some((_, what, hint)) = memory_parts.iter().max_by(|a, b| a.0.total_cmp(&b.0)) {
+        limits::check_memory(&format!("this QEq solve (mostly {what})"), memory, hint)?;
+    }
+    let total: f64 = parts.iter().map(|c| c.terms).sum();
+    if let Some(c) = parts.iter().max_by(|a, b| a.terms.total_cmp(&b.terms)) {
+        limits::check_terms(
+            &format!("this QEq solve (mostly {})", c.what),
+            total,
+            &c.hint,
+        )?;
+    }
+    Ok(())
+}
+
+/// Cost of the PME k-space products with the chosen mesh, refused above the limits (terms in
+/// the units of [`crate::tuning::pme::pme_cost`]: one real-space pair ≈ one term).
+fn check_pme_cost(
+    system: &System,
+    options: &QEqOptions,
+    pp: &crate::pme::PmeParameters,
+) -> Result<()> {
+    let mesh = match pp.mesh {
+        crate::pme::Mesh::Points(p) => p,
+        _ => return Ok(()),
+    };
+    let points = mesh.iter().map(|&v| v as f64).product::<f64>();
+    let products = (options.max_iterations.min(EXPECTED_ITERATIONS) + 3) as f64;
+    let hint = "the PME mesh follows from ewald_sigma and the accuracy: use a larger \
+                ewald_sigma (or leave it None), a larger accuracy, or kspace='ewald'";
+    limits::check_memory("the QEq PME mesh", points * 8.0 * 4.0, hint)?;
+    let stats = crate::tuning::pme::PmeStats::of(system)?;
+    let per_product = crate::tuning::pme::pme_cost(stats, 0.0, mesh, pp.order);
+    limits::check_terms(
+        &format!("the QEq PME products (mesh and stencil terms, {products} products)"),
+        per_product * products,
+        hint,
+    )
 }
 
 fn make_operator<'a>(
@@ -328,7 +586,7 @@ fn make_operator<'a>(
     options: &QEqOptions,
 ) -> Result<Operator<'a>> {
     let n = system.len();
-    let dense = uses_dense(n, options);
+    let dense = uses_dense(system, options);
     // the dense solver always builds the matrix with the explicit Ewald sum
     let pme = system.cell().is_some()
         && !dense
@@ -357,11 +615,13 @@ fn make_operator<'a>(
         });
         EwaldSettings::for_accuracy(system, max_sigma, eta, options.accuracy)
     });
+    check_cost(system, problem, options, settings.as_ref(), pme, dense)?;
     match (pme, settings) {
         (true, Some(s)) => {
             // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
             let target = options.tolerance.min(options.accuracy).max(1e-14);
             let pp = operator::pme_parameters_for(system, s.eta, s.cutoff, target)?;
+            check_pme_cost(system, options, &pp)?;
             Operator::with_pme(
                 system,
                 &problem.sigma,
@@ -394,14 +654,15 @@ fn prepare(
     cons: &Constraints,
 ) -> Result<Prepared> {
     let n = op.len();
-    if uses_dense(n, options) {
+    if uses_dense(system, options) {
         Ok(Prepared::Dense(solve::DenseFactor::new(
-            op.dense(),
+            op.dense()?,
             n,
             cons,
         )?))
     } else {
         let diag = op.diagonal();
+        interrupt::check()?;
         if let Some(i) = diag.iter().position(|&d| !(d > 0.0)) {
             return Err(Error::parameter(
                 "hardness",
@@ -449,7 +710,7 @@ fn solve_with(
                 x0,
                 options.tolerance,
                 options.max_iterations,
-            );
+            )?;
             let fell_back = s.breakdown;
             if s.breakdown {
                 // the Fourier preconditioner lost definiteness: continue with Jacobi
@@ -463,7 +724,7 @@ fn solve_with(
                     Some(&s.q),
                     options.tolerance,
                     options.max_iterations.saturating_sub(used),
-                );
+                )?;
                 s.iterations += used;
             }
             if !s.converged {
@@ -534,6 +795,13 @@ impl<'a> Forward<'a> {
 }
 
 /// Solves one QEq problem: charges, chemical potential, energy, forces and (periodic) stress.
+///
+/// Before any work the cost is estimated from the parameters (real-space pairs from the cutoff
+/// √(−2 ln accuracy)·max(η, √2 max σ), k-vectors from √(−2 ln accuracy)/η, the dense N² matrix
+/// and its N³/3 factorisation, about 100 products of a CG solve) and refused above the limits
+/// of [`crate::limits`] with [`Error::TooExpensive`], naming the parameter to change. Every loop
+/// polls [`crate::interrupt`]: an interrupted solve returns [`Error::Interrupted`]. A system
+/// without atoms is refused.
 pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
     let cons = validate(system, problem, options)?;
     Forward::solve(system, problem, options, cons)?.finish(system, problem, options)
@@ -552,10 +820,12 @@ fn finish(
 ) -> Result<QEqResult> {
     let n = q.len();
     let aq = op.apply(&q);
+    interrupt::check()?;
     let grad: Vec<f64> = (0..n).map(|i| aq[i] + chi[i]).collect();
     let (residual, chemical_potential) = cons.projected_rms(&grad);
     let energy: f64 = (0..n).map(|i| chi[i] * q[i] + 0.5 * q[i] * aq[i]).sum();
     let g = op.bilinear_gradient(&q, &q);
+    interrupt::check()?;
     let forces = g
         .positions
         .iter()
@@ -628,6 +898,7 @@ pub fn qeq_vjp(
     let n = q.len();
     let p: Vec<f64> = (0..n).map(|i| 0.5 * grad_energy * q[i] - nu[i]).collect();
     let g = op.bilinear_gradient(&p, q);
+    interrupt::check()?;
     let gradients = QEqGradients {
         electronegativity: (0..n).map(|i| grad_energy * q[i] - nu[i]).collect(),
         hardness: (0..n).map(|i| p[i] * q[i]).collect(),

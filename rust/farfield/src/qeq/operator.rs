@@ -30,14 +30,19 @@ use crate::neighbors::CellList;
 use crate::pme::{Mesh, Pme, PmeParameters};
 use crate::system::System;
 use crate::tuning::pme::{mesh_error, pme_cost, PmeStats};
+use crate::{interrupt, limits};
 
 const SQRT_PI: f64 = 1.772_453_850_905_516;
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// Real-space pair values are stored (CSR) when at most this many pairs are expected.
-const PAIR_BUDGET: usize = 25_000_000;
+pub const PAIR_BUDGET: usize = 25_000_000;
 /// ... or at most this many per atom on average (12 bytes each: O(N) memory).
 pub const PAIRS_PER_ATOM: usize = 300;
+
+/// Chunks of 64 atoms whose k-space partial sums are held at once (memory: this many times
+/// N_k complex values).
+pub const STRUCTURE_WINDOW: usize = 32;
 
 /// Ewald settings of a periodic QEq operator.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,7 +114,7 @@ struct Periodic {
 
 /// Σ_{k half space, 0 < |k| ≤ k_c} 2 (4π/V) e^{−η²k²/2}/k² and the number of terms, without
 /// storing the k-vectors.
-fn kspace_weight_sum(cell: &crate::system::Cell, eta: f64, k_cutoff: f64) -> (f64, usize) {
+fn kspace_weight_sum(cell: &crate::system::Cell, eta: f64, k_cutoff: f64) -> Result<(f64, usize)> {
     let recip = cell.reciprocal();
     let lengths = cell.lengths();
     let volume = cell.volume();
@@ -124,6 +129,9 @@ fn kspace_weight_sum(cell: &crate::system::Cell, eta: f64, k_cutoff: f64) -> (f6
             let mut s = 0.0;
             let mut c = 0usize;
             for m1 in -mm[1]..=mm[1] {
+                if interrupt::is_requested() {
+                    break;
+                }
                 if m0 == 0 && m1 < 0 {
                     continue;
                 }
@@ -151,7 +159,8 @@ fn kspace_weight_sum(cell: &crate::system::Cell, eta: f64, k_cutoff: f64) -> (f6
         .collect::<Vec<_>>()
         .into_iter()
         .fold((0.0, 0), |(a, b), (c, d)| (a + c, b + d));
-    (sum, count)
+    interrupt::check()?;
+    Ok((sum, count))
 }
 
 /// PME parameters (smearing η) whose predicted mesh error is below `target` (relative, as
@@ -272,7 +281,7 @@ impl<'a> Operator<'a> {
                 let volume = cell.volume();
                 let cells = CellList::new(system, settings.cutoff)?;
                 let (weight_sum, n_kvectors) =
-                    kspace_weight_sum(cell, settings.eta, settings.k_cutoff);
+                    kspace_weight_sum(cell, settings.eta, settings.k_cutoff)?;
                 let pme = pme.map(|p| Pme::new(Kernel::coulomb(), p)).transpose()?;
                 let recip = cell.reciprocal();
                 let kvectors = if pme.is_some() {
@@ -299,7 +308,11 @@ impl<'a> Operator<'a> {
                 let table_len = 3 * (2 * m_max.iter().copied().max().unwrap_or(0) as usize + 1);
                 let width = table_len / 3;
                 let mm = (width / 2) as i32;
-                let mut tables = vec![Complex64::new(0.0, 0.0); system.len() * table_len];
+                let mut tables = limits::try_filled(
+                    "the QEq k-space phase tables",
+                    system.len() * table_len,
+                    Complex64::new(0.0, 0.0),
+                )?;
                 tables
                     .par_chunks_mut(table_len)
                     .zip(system.positions().par_iter())
@@ -324,18 +337,21 @@ impl<'a> Operator<'a> {
                         .into_par_iter()
                         .map(|i| {
                             let mut c = 0usize;
-                            cells.for_each_neighbor(i, |_| c += 1);
+                            if !interrupt::is_requested() {
+                                cells.for_each_neighbor(i, |_| c += 1);
+                            }
                             c
                         })
                         .collect();
+                    interrupt::check()?;
                     let mut start = Vec::with_capacity(system.len() + 1);
                     start.push(0usize);
                     for c in &counts {
                         start.push(start[start.len() - 1] + c);
                     }
                     let total = start[system.len()];
-                    let mut cols = vec![0u32; total];
-                    let mut vals = vec![0.0f64; total];
+                    let mut cols = limits::try_filled("the QEq real-space pair list", total, 0u32)?;
+                    let mut vals = limits::try_zeroed("the QEq real-space pair values", total)?;
                     let mut rows: Vec<(&mut [u32], &mut [f64])> = Vec::with_capacity(counts.len());
                     let (mut rest_c, mut rest_v) = (&mut cols[..], &mut vals[..]);
                     for &c in &counts {
@@ -346,6 +362,9 @@ impl<'a> Operator<'a> {
                         rest_v = tv;
                     }
                     rows.into_par_iter().enumerate().for_each(|(i, (rc, rv))| {
+                        if interrupt::is_requested() {
+                            return;
+                        }
                         let mut t = 0;
                         cells.for_each_neighbor(i, |nb| {
                             if t < rc.len() {
@@ -357,6 +376,7 @@ impl<'a> Operator<'a> {
                             t += 1;
                         });
                     });
+                    interrupt::check()?;
                     Some((start, cols, vals))
                 } else {
                     None
@@ -431,6 +451,9 @@ impl<'a> Operator<'a> {
         (0..self.len())
             .into_par_iter()
             .map(|i| {
+                if interrupt::is_requested() {
+                    return f64::NAN;
+                }
                 let mut c = 0.0;
                 for (kk, m) in p.ms.iter().enumerate() {
                     c += p.weights[kk] * (Self::phase(p, i, m).conj() * s[kk]).re;
@@ -472,30 +495,40 @@ impl<'a> Operator<'a> {
 
     fn structure_factors(&self, p: &Periodic, x: &[f64]) -> Vec<Complex64> {
         // atoms in fixed chunks (each chunk's table stays in cache), partial sums added in
-        // chunk order: identical results for any number of threads
+        // chunk order: identical results for any number of threads. The chunks are taken
+        // STRUCTURE_WINDOW at a time, so that at most that many partial sums of N_k values are
+        // held at once (the order of the additions, hence the result, does not depend on it).
         const CHUNK: usize = 64;
         let nk = p.ms.len();
-        let partial: Vec<Vec<Complex64>> = x
-            .par_chunks(CHUNK)
-            .enumerate()
-            .map(|(c, xs)| {
-                let mut s = vec![Complex64::new(0.0, 0.0); nk];
-                for (o, &xj) in xs.iter().enumerate() {
-                    if xj == 0.0 {
-                        continue;
-                    }
-                    let j = c * CHUNK + o;
-                    for (kk, m) in p.ms.iter().enumerate() {
-                        s[kk] += Self::phase(p, j, m) * xj;
-                    }
-                }
-                s
-            })
-            .collect();
         let mut s = vec![Complex64::new(0.0, 0.0); nk];
-        for part in partial {
-            for kk in 0..nk {
-                s[kk] += part[kk];
+        for (w, window) in x.chunks(CHUNK * STRUCTURE_WINDOW).enumerate() {
+            if interrupt::is_requested() {
+                break;
+            }
+            let partial: Vec<Vec<Complex64>> = window
+                .par_chunks(CHUNK)
+                .enumerate()
+                .map(|(c, xs)| {
+                    let mut s = vec![Complex64::new(0.0, 0.0); nk];
+                    if interrupt::is_requested() {
+                        return s;
+                    }
+                    for (o, &xj) in xs.iter().enumerate() {
+                        if xj == 0.0 {
+                            continue;
+                        }
+                        let j = (w * STRUCTURE_WINDOW + c) * CHUNK + o;
+                        for (kk, m) in p.ms.iter().enumerate() {
+                            s[kk] += Self::phase(p, j, m) * xj;
+                        }
+                    }
+                    s
+                })
+                .collect();
+            for part in partial {
+                for kk in 0..nk {
+                    s[kk] += part[kk];
+                }
             }
         }
         s
@@ -518,6 +551,9 @@ impl<'a> Operator<'a> {
             .into_par_iter()
             .map(|i| {
                 let mut c = self.self_term(i);
+                if interrupt::is_requested() {
+                    return f64::NAN;
+                }
                 if let Some(p) = &self.periodic {
                     let gi = std::f64::consts::SQRT_2 * self.sigma[i];
                     match &p.pairs {
@@ -552,6 +588,9 @@ impl<'a> Operator<'a> {
             None => (0..n)
                 .into_par_iter()
                 .map(|i| {
+                    if interrupt::is_requested() {
+                        return f64::NAN;
+                    }
                     let ri = pos[i];
                     let si2 = self.sigma[i] * self.sigma[i];
                     let mut c = 0.0;
@@ -577,6 +616,9 @@ impl<'a> Operator<'a> {
                 (0..n)
                     .into_par_iter()
                     .map(|i| {
+                        if interrupt::is_requested() {
+                            return f64::NAN;
+                        }
                         let mut c = 0.0;
                         match &p.pairs {
                             Some((start, cols, vals)) => {
@@ -602,8 +644,9 @@ impl<'a> Operator<'a> {
         }
     }
 
-    /// The dense matrix A, row-major (N² memory: small and medium systems only).
-    pub fn dense(&self) -> Vec<f64> {
+    /// The dense matrix A, row-major (N² memory: small and medium systems only); polls for
+    /// Ctrl-C at every row.
+    pub fn dense(&self) -> Result<Vec<f64>> {
         let n = self.len();
         let pos = self.system.positions();
         // phases e^{ik·r_j} · √w_k for all atoms (N × N_k, no more than the N² matrix itself)
@@ -611,16 +654,19 @@ impl<'a> Operator<'a> {
             Some(p) => (0..n)
                 .into_par_iter()
                 .flat_map_iter(|j| {
+                    let stop = interrupt::is_requested();
                     p.ms.iter()
                         .zip(&p.weights)
+                        .take(if stop { 0 } else { usize::MAX })
                         .map(move |(m, w)| Self::phase(p, j, m) * w.sqrt())
                 })
                 .collect(),
             None => Vec::new(),
         };
-        let mut a = vec![0.0; n * n];
+        interrupt::check()?;
+        let mut a = limits::try_zeroed("the dense QEq matrix", n * n)?;
         a.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
-            if n == 0 {
+            if n == 0 || interrupt::is_requested() {
                 return;
             }
             match &self.periodic {
@@ -665,7 +711,8 @@ impl<'a> Operator<'a> {
             }
             row[i] += self.hardness[i];
         });
-        a
+        interrupt::check()?;
+        Ok(a)
     }
 
     /// Derivatives of the bilinear form B(u, v) = k_e Σ_ij u_i v_j C_ij (the Coulomb part of
@@ -731,6 +778,9 @@ impl<'a> Operator<'a> {
                 .map(|i| {
                     let mut dr = [0.0; 3];
                     let mut ds = 0.0;
+                    if interrupt::is_requested() {
+                        return (dr, ds, [[0.0; 3]; 3]);
+                    }
                     for j in 0..n {
                         if j == i {
                             continue;
@@ -768,6 +818,9 @@ impl<'a> Operator<'a> {
                         let mut dr = [0.0; 3];
                         let mut ds = 0.0;
                         let mut st = [[0.0; 3]; 3];
+                        if interrupt::is_requested() {
+                            return (dr, ds, st);
+                        }
                         p.cells.for_each_neighbor(i, |nb| {
                             let j = nb.j;
                             let g = self.gamma(i, j);

@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::{interrupt, limits};
 
 use super::operator::Operator;
 
@@ -67,13 +68,16 @@ pub struct DenseFactor {
     rho: f64,
 }
 
-fn cholesky(a: &mut [f64], n: usize) -> bool {
+/// In-place Cholesky factorisation (lower triangle, row-major); `Ok(false)` when the matrix is
+/// not positive definite, `Err(Interrupted)` on Ctrl-C (polled at every column).
+fn cholesky(a: &mut [f64], n: usize) -> Result<bool> {
     for j in 0..n {
+        interrupt::check()?;
         let (head, tail) = a.split_at_mut((j + 1) * n);
         let row_j = &mut head[j * n..];
         let d = row_j[j] - row_j[..j].iter().map(|v| v * v).sum::<f64>();
         if !(d > 0.0) || !d.is_finite() {
-            return false;
+            return Ok(false);
         }
         let djj = d.sqrt();
         row_j[j] = djj;
@@ -83,7 +87,7 @@ fn cholesky(a: &mut [f64], n: usize) -> bool {
             row_i[j] = (row_i[j] - dot) / djj;
         });
     }
-    true
+    Ok(true)
 }
 
 fn chol_solve(l: &[f64], n: usize, b: &mut [f64]) {
@@ -112,7 +116,8 @@ impl DenseFactor {
             .max(1e-300);
         let mut rho = 0.0;
         for attempt in 0..8 {
-            let mut work = a.clone();
+            let mut work = limits::try_zeroed("the dense QEq factor", a.len())?;
+            work.copy_from_slice(&a);
             if rho > 0.0 {
                 for i in 0..n {
                     for j in 0..n {
@@ -122,10 +127,11 @@ impl DenseFactor {
                     }
                 }
             }
-            if cholesky(&mut work, n) {
+            if cholesky(&mut work, n)? {
                 let m = cons.len();
                 let mut y = Vec::with_capacity(m);
                 for f in 0..m {
+                    interrupt::check()?;
                     let mut col: Vec<f64> = cons
                         .fragment
                         .iter()
@@ -136,6 +142,7 @@ impl DenseFactor {
                 }
                 let mut s = vec![0.0; m * m];
                 for f in 0..m {
+                    interrupt::check()?;
                     for g in 0..m {
                         s[f * m + g] = cons
                             .fragment
@@ -146,7 +153,7 @@ impl DenseFactor {
                             .sum();
                     }
                 }
-                if !cholesky(&mut s, m) {
+                if !cholesky(&mut s, m)? {
                     return Err(Error::parameter(
                         "fragments",
                         "the constraint matrix is singular",
@@ -355,7 +362,7 @@ pub fn pcg(
     x0: Option<&[f64]>,
     tolerance: f64,
     max_iterations: usize,
-) -> IterativeSolution {
+) -> Result<IterativeSolution> {
     let n = op.len();
     let mut q: Vec<f64> = match x0 {
         Some(x) => x.to_vec(),
@@ -364,13 +371,13 @@ pub fn pcg(
     let proj = match Projector::new(pre, cons) {
         Some(p) => p,
         None => {
-            return IterativeSolution {
+            return Ok(IterativeSolution {
                 q,
                 iterations: 0,
                 residual: f64::INFINITY,
                 converged: false,
                 breakdown: true,
-            }
+            })
         }
     };
     // start: feasible point q += Y S⁻¹ (Q − C q)
@@ -388,6 +395,7 @@ pub fn pcg(
         z
     };
     let aq = op.apply(&q);
+    interrupt::check()?;
     let mut r: Vec<f64> = (0..n).map(|i| aq[i] + chi[i]).collect();
     let mut residual = cons.projected_rms(&r).0;
     let mut iterations = 0;
@@ -399,17 +407,19 @@ pub fn pcg(
         breakdown,
     };
     if residual <= tolerance {
-        return done(q, iterations, residual, false);
+        return Ok(done(q, iterations, residual, false));
     }
     let mut z = project(&mut r);
     let mut p: Vec<f64> = z.iter().map(|v| -v).collect();
     let mut rz: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
     if !(rz > 0.0) {
-        return done(q, iterations, residual, true);
+        return Ok(done(q, iterations, residual, true));
     }
     while iterations < max_iterations {
         iterations += 1;
         let ap = op.apply(&p);
+        // every product polls for Ctrl-C; its values are meaningless once interrupted
+        interrupt::check()?;
         let pap: f64 = p.iter().zip(&ap).map(|(a, b)| a * b).sum();
         if !(pap > 0.0) {
             break;
@@ -422,6 +432,7 @@ pub fn pcg(
         if iterations % 50 == 0 {
             // refresh the residual against drift
             let aq = op.apply(&q);
+            interrupt::check()?;
             for i in 0..n {
                 r[i] = aq[i] + chi[i];
             }
@@ -433,7 +444,7 @@ pub fn pcg(
         z = project(&mut r);
         let rz_new: f64 = r.iter().zip(&z).map(|(a, b)| a * b).sum();
         if !(rz_new > 0.0) {
-            return done(q, iterations, residual, true);
+            return Ok(done(q, iterations, residual, true));
         }
         let beta = rz_new / rz;
         rz = rz_new;
@@ -444,5 +455,5 @@ pub fn pcg(
         let drift = cons.sums(&p);
         proj.sub_y(&mut p, &proj.s_solve(&drift));
     }
-    done(q, iterations, residual, false)
+    Ok(done(q, iterations, residual, false))
 }

@@ -115,7 +115,7 @@ fn qeq_dense_matrix_matches_apply() {
         let (system, problem) = cluster(18, cell);
         let opts = QEqOptions::default();
         let op = make_operator(&system, &problem, &opts).unwrap();
-        let a = op.dense();
+        let a = op.dense().unwrap();
         let n = system.len();
         let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin()).collect();
         let y = op.apply(&x);
@@ -346,4 +346,105 @@ fn fourier_preconditioner_is_symmetric_positive_definite() {
     assert!((uv - vu).abs() < 1e-12 * uv.abs().max(1.0), "{uv} {vu}");
     let uu: f64 = u.iter().zip(&mu).map(|(a, b)| a * b).sum();
     assert!(uu > 0.0);
+}
+
+#[test]
+fn qeq_refuses_expensive_widths_before_work() {
+    let (system, problem) = cluster(16, Some(6.7));
+    let start = std::time::Instant::now();
+    // Gaussian widths of 1e3: a real-space cutoff of ~1e4
+    let mut wide = problem.clone();
+    wide.sigma = vec![1e3; 16];
+    let err = qeq(&system, &wide, &QEqOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::TooExpensive { .. }), "{err}");
+    assert!(err.to_string().contains("sigma"), "{err}");
+    for (eta, name) in [(1e3, "smaller ewald_sigma"), (1e-4, "larger ewald_sigma")] {
+        for solver in [Solver::Dense, Solver::ConjugateGradient] {
+            let opts = QEqOptions {
+                ewald_sigma: Some(eta),
+                solver,
+                ..Default::default()
+            };
+            let err = qeq(&system, &problem, &opts).unwrap_err();
+            assert!(matches!(err, Error::TooExpensive { .. }), "{err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+    assert!(start.elapsed().as_secs_f64() < 2.0);
+}
+
+#[test]
+fn qeq_refuses_a_dense_solve_beyond_the_memory_and_term_limits() {
+    // the estimate alone decides: the system is never factorised
+    let n = 40_000;
+    let pos: Vec<Vec3> = (0..n)
+        .map(|i| {
+            [
+                (i % 40) as f64 * 2.0,
+                ((i / 40) % 40) as f64 * 2.0,
+                (i / 1600) as f64 * 2.0,
+            ]
+        })
+        .collect();
+    let system = System::new(pos, vec![1; n], None).unwrap();
+    let problem = QEqProblem {
+        electronegativity: vec![0.0; n],
+        hardness: vec![1.0; n],
+        sigma: vec![0.7; n],
+        ..Default::default()
+    };
+    let opts = QEqOptions {
+        solver: Solver::Dense,
+        ..Default::default()
+    };
+    let err = qeq(&system, &problem, &opts).unwrap_err();
+    assert!(matches!(err, Error::TooExpensive { .. }), "{err}");
+    assert!(err.to_string().contains("solver='cg'"), "{err}");
+}
+
+#[test]
+fn qeq_refuses_options_it_cannot_honour() {
+    let (periodic, problem) = cluster(8, Some(6.7));
+    let (open, _) = cluster(8, None);
+    let pme_dense = QEqOptions {
+        kspace: KSpace::Pme,
+        solver: Solver::Dense,
+        ..Default::default()
+    };
+    let err = qeq(&periodic, &problem, &pme_dense).unwrap_err();
+    assert!(err.to_string().contains("kspace"), "{err}");
+    // solver 'auto' honours an explicit kspace='pme' with the CG
+    let auto = QEqOptions {
+        kspace: KSpace::Pme,
+        ..Default::default()
+    };
+    let r = qeq(&periodic, &problem, &auto).unwrap();
+    assert_eq!((r.stats.solver, r.stats.kspace), ("cg", "pme"));
+    for opts in [
+        QEqOptions {
+            preconditioner: PreconditionerKind::Fourier,
+            solver: Solver::ConjugateGradient,
+            ..Default::default()
+        },
+        QEqOptions {
+            kspace: KSpace::Pme,
+            ..Default::default()
+        },
+    ] {
+        assert!(qeq(&open, &problem, &opts).is_err());
+    }
+    let jacobi_dense = QEqOptions {
+        preconditioner: PreconditionerKind::Jacobi,
+        solver: Solver::Dense,
+        ..Default::default()
+    };
+    let err = qeq(&periodic, &problem, &jacobi_dense).unwrap_err();
+    assert!(err.to_string().contains("preconditioner"), "{err}");
+}
+
+#[test]
+fn qeq_on_no_atoms_is_a_clear_error() {
+    let system = System::new(vec![], vec![], None).unwrap();
+    let err = qeq(&system, &QEqProblem::default(), &QEqOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("no atoms"), "{err}");
 }
