@@ -172,7 +172,11 @@ class LodeResult:
         )
 
     def _per_centre(
-        self, per_frame: tuple[FloatArray, ...] | None, rows: IntArray, a: int, lm: slice
+        self,
+        per_frame: tuple[FloatArray, ...] | None,
+        rows: npt.NDArray[np.integer[Any]],
+        a: int,
+        lm: slice,
     ) -> FloatArray | None:
         """The (centre, 3, 3, lm, n) rows of a per-frame (N, 3, 3, A, lm, n) gradient."""
         if per_frame is None:
@@ -354,7 +358,8 @@ def _cell_gradient(
     m = strain - moment
     inverse = np.linalg.inv(system.cell)
     # C[i, a, b] = Σ_β H⁻¹[β, a] M[i, b, β]
-    return np.einsum("ya,ixy...->iax...", inverse, m)
+    cell: FloatArray = np.einsum("ya,ixy...->iax...", inverse, m)
+    return cell
 
 
 _MAX_ANGULAR = 20
@@ -413,14 +418,12 @@ class LodeSphericalExpansion:
         self.k_cutoff = _checks.optional_positive_float("k_cutoff", k_cutoff)
         self.center_atom_weight = _checks.finite_float("center_atom_weight", center_atom_weight)
         if not isinstance(drop_divergent_k0, (bool, np.bool_)):
-            raise TypeError(
-                f"drop_divergent_k0 must be True or False, got {drop_divergent_k0!r}"
-            )
+            raise TypeError(f"drop_divergent_k0 must be True or False, got {drop_divergent_k0!r}")
         self.drop_divergent_k0 = bool(drop_divergent_k0)
         self.species = (
             None
             if species is None
-            else tuple(sorted(int(s) for s in _checks.integer_array("species", list(species), 1)))
+            else tuple(sorted({int(s) for s in _checks.integer_array("species", list(species), 1)}))
         )
         if not isinstance(method, str) or method not in ("auto", "exact", "mesh"):
             raise ValueError(f"unknown method {method!r}, expected 'auto', 'exact' or 'mesh'")

@@ -120,8 +120,7 @@ pub(super) fn check_terms(
     let channels = (na * calc.n_features()) as f64;
     let terms = passes
         * channels
-        * (0.5 * len * len.log2().max(1.0)
-            + 0.2 * (system.len() * mesh.order.pow(3)) as f64);
+        * (0.5 * len * len.log2().max(1.0) + 0.2 * (system.len() * mesh.order.pow(3)) as f64);
     crate::limits::check_terms(
         &format!("the LODE mesh (FFTs of {len:.3e} points per feature and species)"),
         terms,

@@ -163,6 +163,15 @@ impl LodeExpansion {
                 ),
             ));
         }
+        // the radial basis now, so that an unusable max_radial is refused at construction
+        RadialBasis::new(
+            params.basis,
+            params.max_radial,
+            params.max_angular,
+            params.radius,
+            params.smearing,
+            k_cutoff,
+        )?;
         Ok(LodeExpansion {
             params,
             density,
@@ -233,12 +242,7 @@ impl LodeExpansion {
     }
 
     /// Refuses dense outputs (values and requested gradients) larger than the memory limit.
-    fn check_output_memory(
-        &self,
-        n: usize,
-        na: usize,
-        gradients: GradientRequest,
-    ) -> Result<()> {
+    fn check_output_memory(&self, n: usize, na: usize, gradients: GradientRequest) -> Result<()> {
         let (n, na, f) = (n as f64, na as f64, self.n_features() as f64);
         let mut entries = n * na * f;
         if gradients.positions {

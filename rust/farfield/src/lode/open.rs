@@ -82,8 +82,8 @@ fn kgrid_with(
     } else {
         basis.nodes.len() as f64 * (nrad + lmax as f64 + 2.0)
     };
-    let mut terms = nodes * per_node
-        + pair_passes * n * (n - 1.0) * nodes * (2.0 * nrad + lmax as f64 + 2.0);
+    let mut terms =
+        nodes * per_node + pair_passes * n * (n - 1.0) * nodes * (2.0 * nrad + lmax as f64 + 2.0);
     if use_spline {
         terms += KSpline::cost(&basis, k_max, spline_h);
     }
@@ -251,7 +251,11 @@ pub fn compute(
     req: GradientRequest,
 ) -> Result<LodeOutput> {
     let n = system.len();
-    let passes = if req.positions || req.strain { 2.0 } else { 1.0 };
+    let passes = if req.positions || req.strain {
+        2.0
+    } else {
+        1.0
+    };
     let grid = kgrid(calc, max_distance(system), n, passes)?;
     let na = species.len();
     let nr = grid.nr;

@@ -539,7 +539,14 @@ pub fn compute(
 ) -> Result<LodeOutput> {
     calc.check_k0()?;
     let passes = if req.strain { 10.0 } else { 1.0 };
-    check_cost(calc, system, species.len(), passes, req.strain, req.positions)?;
+    check_cost(
+        calc,
+        system,
+        species.len(),
+        passes,
+        req.strain,
+        req.positions,
+    )?;
     let t = tables(calc, system, req.strain)?;
     let cell = system.cell().expect("periodic");
     let n = system.len();
