@@ -33,6 +33,10 @@ pub const MAX_RADIAL: usize = 30;
 pub(crate) const KSPACE_HINT: &str = "raise smearing or lower k_cutoff (the default k_cutoff is \
     1.2π/smearing), or use a smaller cell";
 
+/// Hint of the radial-table refusals: its knots grow as k_cutoff × radius.
+const SPLINE_HINT: &str = "the table has about 20 × k_cutoff × radius knots: lower radius or \
+    k_cutoff, or raise smearing (the default k_cutoff is 1.2π/smearing)";
+
 /// Number of k-vectors of the half space inside the cutoff sphere (estimate from the volume).
 pub(crate) fn kvector_estimate(k_cutoff: f64, volume: f64) -> f64 {
     k_cutoff.powi(3) * volume / (12.0 * PI * PI)
@@ -423,12 +427,12 @@ impl LodeExpansion {
         crate::limits::check_memory(
             "the LODE radial integral table (spline in k)",
             knots * ((self.params.max_angular + 1) * (self.params.max_radial + 1)) as f64 * 24.0,
-            KSPACE_HINT,
+            SPLINE_HINT,
         )?;
         crate::limits::check_terms(
             "the LODE radial integral table (spline in k: knots × radial quadrature nodes)",
             radial::KSpline::cost(&basis, self.k_cutoff, h),
-            KSPACE_HINT,
+            SPLINE_HINT,
         )?;
         let spline = radial::KSpline::new(&basis, self.k_cutoff, h)?;
         let t = std::sync::Arc::new((basis, spline));

@@ -29,8 +29,8 @@ struct KGrid {
 /// Hint of the open-path refusals.
 const OPEN_HINT: &str = "the open-system LODE integrates over wave numbers up to ~9/smearing \
     with a spacing of π/(largest interatomic distance + basis radius), so its cost grows with \
-    the extent of the system: use a more compact system, a larger smearing, a periodic cell, \
-    or fewer atoms";
+    the extent of the system and the basis radius: use a more compact system, a smaller \
+    radius, a larger smearing, a periodic cell, or fewer atoms";
 
 /// Values of the k-grid built for a system of `n` atoms and largest distance `r_max`, after
 /// checking the cost of the grid and of the pair sums (`pair_passes` passes over the pairs).
