@@ -1149,6 +1149,44 @@ mod tests {
         .unwrap()
     }
 
+    /// A periodic cell without atoms gives the empty result on every path (no panic), and
+    /// parameters needing too many k-vectors are refused before any work.
+    #[test]
+    fn empty_cells_and_refusals() {
+        let c = calc(1.0, BasisKind::Gto, 1.0);
+        let empty = System::new(Vec::new(), Vec::new(), Some(CELL)).unwrap();
+        let all = crate::lode::GradientRequest {
+            positions: true,
+            strain: true,
+        };
+        for method in [Method::Exact, Method::Mesh(1e-4), Method::Auto(1e-4)] {
+            let req = if matches!(method, Method::Mesh(_)) {
+                Default::default()
+            } else {
+                all
+            };
+            let (out, _) = c.compute_with(&empty, &[1, 8], req, method).unwrap();
+            assert!(out.values.is_empty() && out.n_atoms == 0);
+            let (back, _) = c.backward_with(&empty, &[], &[], method).unwrap();
+            assert!(back.positions.is_empty());
+        }
+        let tiny = LodeExpansion::new(LodeParameters {
+            smearing: 1e-3,
+            ..c.parameters().clone()
+        })
+        .unwrap();
+        let sys = system(4, 1, CELL);
+        for method in [Method::Exact, Method::Mesh(1e-4), Method::Auto(1e-4)] {
+            let err = tiny
+                .compute_with(&sys, &[1, 6, 8], Default::default(), method)
+                .unwrap_err();
+            assert!(
+                matches!(err, crate::Error::TooExpensive { .. }),
+                "{method:?}: {err}"
+            );
+        }
+    }
+
     fn gradient(n: usize, seed: u64) -> Vec<f64> {
         let mut s = seed;
         (0..n).map(|_| lcg(&mut s) - 0.5).collect()
