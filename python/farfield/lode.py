@@ -8,7 +8,6 @@ exact k-space sum (featomic's formula); non-periodic systems the exact real-spac
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _native
+from . import _checks, _native
+from .limits import get_limits
 from .system import System, as_system
 
 FloatArray = npt.NDArray[np.float64]
@@ -43,6 +43,9 @@ class LodeBlock:
         gradient_samples: (n_grad, 3) rows (sample, system, atom) or ``None``.
         strain_gradient: (n_centres, 3, 3, 2l+1, max_radial+1) or ``None`` (∂/∂ε, positions
             and cell strained together).
+        cell_gradient: (n_centres, 3, 3, 2l+1, max_radial+1) or ``None``: ∂c/∂H[a, b] with
+            H = atoms.cell (rows = cell vectors), Cartesian positions fixed (featomic's
+            ``"cell"``; zero for open frames).
     """
 
     center_type: int
@@ -53,6 +56,7 @@ class LodeBlock:
     positions_gradient: FloatArray | None = None
     gradient_samples: IntArray | None = None
     strain_gradient: FloatArray | None = None
+    cell_gradient: FloatArray | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,11 @@ class LodeResult:
         species: the neighbour species channels.
         pair_gradients: per frame (N, N, 3, (lmax+1)², nmax+1): ∂c_i[type(j)]/∂r_j, j ≠ i.
         self_gradients: per frame (N, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂r_i.
-        strain_gradients: per frame (N, 3, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂ε.
+        strain_gradients: per frame (N, 3, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂ε
+            (positions and cell strained together, r → (1 + ε) r: [i, α, β] = ∂c_i/∂ε_αβ).
+        cell_gradients: per frame (N, 3, 3, n_species, (lmax+1)², nmax+1): ∂c_i/∂H[a, b]
+            with H = atoms.cell (rows = cell vectors) and the Cartesian positions fixed
+            (featomic's ``"cell"`` gradient; zero for open frames).
         frame_offsets: first sample of each frame (and the total at the end).
         methods: per frame, "exact" or "mesh" (how the values were evaluated).
 
@@ -84,6 +92,7 @@ class LodeResult:
     pair_gradients: tuple[FloatArray, ...] | None = None
     self_gradients: tuple[FloatArray, ...] | None = None
     strain_gradients: tuple[FloatArray, ...] | None = None
+    cell_gradients: tuple[FloatArray, ...] | None = None
     frame_offsets: tuple[int, ...] = field(default_factory=tuple)
     methods: tuple[str, ...] = field(default_factory=tuple)
     _cache: dict[tuple[int, int, int], LodeBlock] = field(
@@ -148,13 +157,8 @@ class LodeResult:
                 )
             grad = np.concatenate(gvals)
             gsamples = np.concatenate(gsamp)
-        if self.strain_gradients is not None:
-            parts = []
-            for frame in range(len(self.frame_offsets) - 1):
-                lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
-                centres = rows[(rows >= lo) & (rows < hi)] - lo
-                parts.append(self.strain_gradients[frame][centres][:, :, :, a, lm])
-            strain = np.concatenate(parts)
+        strain = self._per_centre(self.strain_gradients, rows, a, lm)
+        cell = self._per_centre(self.cell_gradients, rows, a, lm)
         return LodeBlock(
             center_type=ct,
             neighbor_type=nt,
@@ -164,7 +168,25 @@ class LodeResult:
             positions_gradient=grad,
             gradient_samples=gsamples,
             strain_gradient=strain,
+            cell_gradient=cell,
         )
+
+    def _per_centre(
+        self,
+        per_frame: tuple[FloatArray, ...] | None,
+        rows: npt.NDArray[np.integer[Any]],
+        a: int,
+        lm: slice,
+    ) -> FloatArray | None:
+        """The (centre, 3, 3, lm, n) rows of a per-frame (N, 3, 3, A, lm, n) gradient."""
+        if per_frame is None:
+            return None
+        parts = []
+        for frame in range(len(self.frame_offsets) - 1):
+            lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
+            centres = rows[(rows >= lo) & (rows < hi)] - lo
+            parts.append(per_frame[frame][centres][:, :, :, a, lm])
+        return np.concatenate(parts)
 
     def positions_gradient_dense(self, frame: int = 0) -> FloatArray:
         """Dense ∂c_i/∂r_j of one frame: (N, N, 3, n_species, (lmax+1)², nmax+1)."""
@@ -173,6 +195,11 @@ class LodeResult:
         pair = self.pair_gradients[frame]
         selfg = self.self_gradients[frame]
         n = pair.shape[0]
+        _check_memory(
+            "the dense LODE position gradients",
+            8.0 * n * n * 3 * len(self.species) * pair.shape[3] * pair.shape[4],
+            "use backward() for the vector-Jacobian product, or a smaller system",
+        )
         lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
         types = self.center_types[lo:hi]
         index = {s: a for a, s in enumerate(self.species)}
@@ -221,6 +248,30 @@ class LodeResult:
                         properties=block.properties,
                     ),
                 )
+            # strain and cell as the SOAP descriptors' (featomic 0.6.7 component names):
+            # "strain" [s, xyz_2, xyz_1] = Σ r^xyz_2 ∂/∂r^xyz_1, the transpose of
+            # strain_gradient [s, α, β] = ∂/∂ε_αβ (r → (1 + ε) r); "cell" [s, xyz, abc] =
+            # ∂/∂H[xyz, abc]
+            for name, grad, components in (
+                ("strain", b.strain_gradient, ("xyz_2", "xyz_1")),
+                ("cell", b.cell_gradient, ("xyz", "abc")),
+            ):
+                if grad is None:
+                    continue
+                if name == "strain":
+                    grad = np.swapaxes(grad, 1, 2)
+                block.add_gradient(
+                    name,
+                    metatensor.TensorBlock(
+                        values=np.ascontiguousarray(grad),
+                        samples=metatensor.Labels(
+                            ["sample"], np.arange(len(b.samples), dtype=np.int32)[:, None]
+                        ),
+                        components=[metatensor.Labels.range(c, 3) for c in components]
+                        + [block.components[0]],
+                        properties=block.properties,
+                    ),
+                )
             blocks.append(block)
         return metatensor.TensorMap(
             metatensor.Labels(
@@ -263,8 +314,56 @@ def _backward(
 
 def _frames(frames: Frames) -> list[System]:
     if isinstance(frames, (list, tuple)):
-        return [as_system(f) for f in frames]
-    return [as_system(frames)]
+        systems = [as_system(f) for f in frames]
+    else:
+        systems = [as_system(frames)]
+    if not systems:
+        raise ValueError("no frames given: pass one frame or a non-empty list of frames")
+    return systems
+
+
+_GRADIENTS = ("positions", "strain", "cell")
+
+
+def _check_memory(what: str, nbytes: float, hint: str) -> None:
+    """Refuses arrays built in Python beyond the memory limit (``farfield.set_limits``)."""
+    limit = get_limits().memory_now
+    if nbytes > limit:
+        raise ValueError(
+            f"{what} would need {nbytes / 1e9:.2f} GB, more than the limit of "
+            f"{limit / 1e9:.2f} GB (farfield.set_limits(max_memory=...) changes it); {hint}"
+        )
+
+
+def _cell_gradient(
+    system: System,
+    species: tuple[int, ...],
+    pair: FloatArray,
+    own: FloatArray,
+    strain: FloatArray,
+) -> FloatArray:
+    """∂c_i/∂H[a, b] at fixed Cartesian positions from the dense position and strain
+    gradients: with r → (1 + ε) r and H → H (1 + ε)ᵀ, ∂c/∂ε = Σ_j ∂c/∂r_j ⊗ r_j + Hᵀ-part,
+    so ∂c/∂H = H⁻ᵀ (∂c/∂ε − Σ_j ∂c/∂r_j ⊗ r_j)ᵀ (zero for open frames)."""
+    if system.cell is None:
+        return np.zeros_like(strain)
+    positions = system.positions
+    types = np.asarray(system.numbers)
+    # Σ_j ∂c_i/∂r_jα r_jβ, per neighbour species channel: (N, α, β, A, lm, n)
+    moment = np.einsum("ixasf,iy->ixyasf", own, positions)
+    for a, z in enumerate(species):
+        js = np.nonzero(types == z)[0]
+        if js.size:
+            moment[:, :, :, a] += np.einsum("ijxsf,jy->ixysf", pair[:, js], positions[js])
+    m = strain - moment
+    inverse = np.linalg.inv(system.cell)
+    # C[i, a, b] = Σ_β H⁻¹[β, a] M[i, b, β]
+    cell: FloatArray = np.einsum("ya,ixy...->iax...", inverse, m)
+    return cell
+
+
+_MAX_ANGULAR = 20
+_MAX_RADIAL = 30
 
 
 class LodeSphericalExpansion:
@@ -306,35 +405,32 @@ class LodeSphericalExpansion:
         method: str = "auto",
         accuracy: float = 1e-6,
     ) -> None:
-        for name, value in (("exponent", exponent), ("smearing", smearing), ("radius", radius)):
-            if not math.isfinite(float(value)):
-                raise ValueError(f"{name} must be finite, got {value}")
-        if float(smearing) <= 0.0:
-            raise ValueError(f"smearing must be positive, got {smearing}")
-        if float(exponent) < 0.0:
+        self.exponent = _checks.finite_float("exponent", exponent)
+        if self.exponent < 0.0:
             raise ValueError(f"exponent must be >= 0, got {exponent}")
-        if int(max_angular) < 0 or int(max_radial) < 0:
-            raise ValueError("max_angular and max_radial must be >= 0")
-        if k_cutoff is not None and not (math.isfinite(k_cutoff) and k_cutoff > 0.0):
-            raise ValueError(f"k_cutoff must be positive and finite, got {k_cutoff}")
-        if basis not in ("gto", "monomial"):
-            raise ValueError(f"unknown basis '{basis}', expected 'gto' or 'monomial'")
-        self.exponent = float(exponent)
-        self.smearing = float(smearing)
-        self.max_angular = int(max_angular)
-        self.max_radial = int(max_radial)
-        self.radius = float(radius)
+        self.smearing = _checks.positive_float("smearing", smearing)
+        self.max_angular = _checks.integer("max_angular", max_angular, 0, _MAX_ANGULAR)
+        self.max_radial = _checks.integer("max_radial", max_radial, 0, _MAX_RADIAL)
+        self.radius = _checks.positive_float("radius", radius)
+        if not isinstance(basis, str) or basis not in ("gto", "monomial"):
+            raise ValueError(f"unknown basis {basis!r}, expected 'gto' or 'monomial'")
         self.basis = basis
-        self.k_cutoff = None if k_cutoff is None else float(k_cutoff)
-        self.center_atom_weight = float(center_atom_weight)
+        self.k_cutoff = _checks.optional_positive_float("k_cutoff", k_cutoff)
+        self.center_atom_weight = _checks.finite_float("center_atom_weight", center_atom_weight)
+        if not isinstance(drop_divergent_k0, (bool, np.bool_)):
+            raise TypeError(f"drop_divergent_k0 must be True or False, got {drop_divergent_k0!r}")
         self.drop_divergent_k0 = bool(drop_divergent_k0)
-        self.species = None if species is None else tuple(sorted(int(s) for s in species))
-        if method not in ("auto", "exact", "mesh"):
-            raise ValueError(f"unknown method '{method}', expected 'auto', 'exact' or 'mesh'")
-        if not (math.isfinite(float(accuracy)) and 0.0 < float(accuracy) < 1.0):
-            raise ValueError(f"accuracy must be in (0, 1), got {accuracy}")
+        self.species = (
+            None
+            if species is None
+            else tuple(sorted({int(s) for s in _checks.integer_array("species", list(species), 1)}))
+        )
+        if not isinstance(method, str) or method not in ("auto", "exact", "mesh"):
+            raise ValueError(f"unknown method {method!r}, expected 'auto', 'exact' or 'mesh'")
         self.method = method
-        self.accuracy = float(accuracy)
+        self.accuracy = _checks.finite_float("accuracy", accuracy)
+        if not 0.0 < self.accuracy < 1.0:
+            raise ValueError(f"accuracy must be in (0, 1), got {accuracy}")
         self._native = _native.LodeCalculator(*self._args())
 
     def _args(self) -> tuple[Any, ...]:
@@ -363,16 +459,15 @@ class LodeSphericalExpansion:
         self, frames: Frames, gradients: Sequence[str] = (), progress: bool = False
     ) -> LodeResult:
         """Computes the expansion of one frame or a list of frames (``ase.Atoms`` or
-        :class:`farfield.System`); ``gradients`` may hold "positions" and "strain"."""
-        grads = set(gradients)
-        bad = grads - {"positions", "strain", "cell"}
-        if bad:
-            raise ValueError(f"unknown gradients {sorted(bad)}; use 'positions' or 'strain'")
+        :class:`farfield.System`); ``gradients`` is a list of names among "positions",
+        "strain" (∂/∂ε, positions and cell strained together) and "cell" (∂/∂H at fixed
+        Cartesian positions, featomic's convention; computed from the dense position and
+        strain gradients, so it costs as much as "positions")."""
+        grads = set(_checks.string_list("gradients", gradients, _GRADIENTS))
         want_pos = "positions" in grads
-        want_strain = "strain" in grads or "cell" in grads
+        want_strain = "strain" in grads
+        want_cell = "cell" in grads
         systems = _frames(frames)
-        if not systems:
-            raise ValueError("no frames given")
         if self.k_cutoff is not None and not any(s.periodic for s in systems):
             raise ValueError("k_cutoff is a periodic-only option; the frames are not periodic")
         species = self._species(systems)
@@ -391,26 +486,39 @@ class LodeSphericalExpansion:
         pairs: list[FloatArray] = []
         selfs: list[FloatArray] = []
         strains: list[FloatArray] = []
+        cells: list[FloatArray] = []
         samples: list[IntArray] = []
         offsets = [0]
         methods: list[str] = []
         for index, system in enumerate(iterator):
             n = len(system)
+            periodic_cell = want_cell and system.cell is not None
             out = self._native.compute(
                 system._arrays(),
                 list(species),
-                want_pos,
-                want_strain,
+                want_pos or periodic_cell,
+                want_strain or periodic_cell,
                 self.method,
                 self.accuracy,
             )
             methods.append(str(out["method"]))
             values.append(out["values"].reshape(n, na, nlm, nr))
-            if want_pos:
-                pairs.append(out["pair_gradients"].reshape(n, n, 3, nlm, nr))
-                selfs.append(out["self_gradients"].reshape(n, 3, na, nlm, nr))
-            if want_strain:
-                strains.append(out["strain_gradients"].reshape(n, 3, 3, na, nlm, nr))
+            pair = own = strain = None
+            if want_pos or periodic_cell:
+                pair = out["pair_gradients"].reshape(n, n, 3, nlm, nr)
+                own = out["self_gradients"].reshape(n, 3, na, nlm, nr)
+            if want_strain or periodic_cell:
+                strain = out["strain_gradients"].reshape(n, 3, 3, na, nlm, nr)
+            if want_pos and pair is not None and own is not None:
+                pairs.append(pair)
+                selfs.append(own)
+            if want_strain and strain is not None:
+                strains.append(strain)
+            if want_cell:
+                if pair is not None and own is not None and strain is not None:
+                    cells.append(_cell_gradient(system, species, pair, own, strain))
+                else:
+                    cells.append(np.zeros((n, 3, 3, na, nlm, nr)))
             samples.append(np.stack([np.full(n, index), np.arange(n)], axis=1))
             offsets.append(offsets[-1] + n)
         return LodeResult(
@@ -423,6 +531,7 @@ class LodeSphericalExpansion:
             pair_gradients=tuple(pairs) if want_pos else None,
             self_gradients=tuple(selfs) if want_pos else None,
             strain_gradients=tuple(strains) if want_strain else None,
+            cell_gradients=tuple(cells) if want_cell else None,
             frame_offsets=tuple(offsets),
             methods=tuple(methods),
         )
@@ -453,12 +562,27 @@ class LodeSphericalExpansion:
                 raise ValueError(f"grad_values must have shape {expected}, got {full.shape}")
             per_frame = [full[sizes[k] : sizes[k + 1]] for k in range(len(systems))]
         else:
+            if isinstance(grad_values, (str, bytes)) or not isinstance(grad_values, Sequence):
+                raise TypeError(
+                    "grad_values must be an array of shape (n_atoms_total, n_species, "
+                    "(max_angular+1)², max_radial+1) or a list with one such array per frame, "
+                    f"got {type(grad_values).__name__}"
+                )
+            if len(grad_values) != len(systems):
+                raise ValueError(
+                    f"grad_values has {len(grad_values)} arrays for {len(systems)} frames: "
+                    "give one dL/dvalues array per frame"
+                )
             per_frame = [np.asarray(g, dtype=np.float64) for g in grad_values]
+        for k, (system, g) in enumerate(zip(systems, per_frame, strict=True)):
+            expected = (len(system), na, nlm, nr)
+            if g.shape != expected:
+                raise ValueError(
+                    f"grad_values of frame {k} must have shape {expected}, got {g.shape}"
+                )
         results = []
         for system, g in zip(systems, per_frame, strict=True):
             n = len(system)
-            if g.shape != (n, na, nlm, nr):
-                raise ValueError(f"grad_values must have shape {(n, na, nlm, nr)}, got {g.shape}")
             pos, strain, method = self._native.backward(
                 system._arrays(),
                 list(species),
@@ -481,6 +605,10 @@ def _lambda0(
     na1, _, nr1 = first.shape[-3:]
     na2, _, nr2 = second.shape[-3:]
     lead = first.shape[:-3]
+    if first.size == 0 or second.size == 0:
+        # no atoms or no species: nothing to contract
+        labels = _lambda0_labels(na1, na2, lmax, nr1, nr2, symmetric)
+        return np.zeros(lead + (len(labels),)), labels
     flat = _native.lambda0_invariants(
         np.ascontiguousarray(first, dtype=np.float64).reshape(-1),
         np.ascontiguousarray(second, dtype=np.float64).reshape(-1),
@@ -514,6 +642,8 @@ def _lambda0_vjp(
     """dL/dfirst, dL/dsecond of :func:`_lambda0` given dL/dinvariants (core VJP)."""
     na1, _, nr1 = first.shape[-3:]
     na2, _, nr2 = second.shape[-3:]
+    if first.size == 0 or second.size == 0:
+        return np.zeros(first.shape), np.zeros(second.shape)
     d1, d2 = _native.lambda0_invariants_vjp(
         np.ascontiguousarray(first, dtype=np.float64).reshape(-1),
         np.ascontiguousarray(second, dtype=np.float64).reshape(-1),
@@ -551,11 +681,19 @@ class LodePowerSpectrum:
         """Computes the invariants of one frame or a list of frames."""
         from .descriptors import Descriptor
 
-        grads = set(gradients)
-        if grads - {"positions"}:
-            raise ValueError("LodePowerSpectrum supports gradients=['positions'] only")
+        grads = set(_checks.string_list("gradients", gradients, ["positions"]))
         want = "positions" in grads
         systems = _frames(frames)
+        if want:
+            n_max = max(len(s) for s in systems)
+            nf = (self.lode.max_angular + 1) ** 2 * (self.lode.max_radial + 1)
+            n_species = len(self.lode._species(systems))
+            _check_memory(
+                "the dense position gradients of the LODE power spectrum",
+                8.0 * 6 * n_max * n_max * 3 * n_species * nf,
+                "use backward() for the vector-Jacobian product without dense gradients, "
+                "lower max_angular or max_radial, or use a smaller system",
+            )
         lode = self.lode.compute(systems, gradients=["positions"] if want else [])
         lmax = self.lode.max_angular
         species = lode.species
@@ -595,7 +733,7 @@ class LodePowerSpectrum:
                     d1, _ = _lambda0(drho, np.broadcast_to(vv, dv.shape), lmax, False)
                     d2, _ = _lambda0(np.broadcast_to(rr, drho.shape), dv, lmax, False)
                 n = hi - lo
-                gvals.append((d1 + d2).reshape(n * n, 3, -1))
+                gvals.append((d1 + d2).reshape(n * n, 3, values.shape[1]))
                 ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
                 gsamp.append(np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1))
             grad["positions"] = np.concatenate(gvals)

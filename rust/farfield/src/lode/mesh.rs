@@ -86,12 +86,55 @@ impl MeshParameters {
     }
 }
 
+/// Hint of the mesh refusals.
+const MESH_HINT: &str = "raise smearing or lower k_cutoff (the default k_cutoff is \
+    1.2π/smearing), loosen accuracy, use method='exact' for small cells, or a smaller cell";
+
+/// Grid points per axis before rounding to FFT-friendly sizes, as floats (no overflow).
+fn grid_points(cell: &crate::system::Cell, k_cutoff: f64, mesh: &MeshParameters) -> [f64; 3] {
+    let lengths = cell.lengths();
+    let mut n = [0.0; 3];
+    for a in 0..3 {
+        let m = (k_cutoff * lengths[a] / (2.0 * PI)).floor();
+        n[a] = (mesh.oversampling * (2.0 * m + 2.0))
+            .ceil()
+            .max(mesh.order as f64 + 1.0);
+    }
+    n
+}
+
+/// Cost before work of the mesh values (`passes` = 1) or backward pass (3): FFTs and
+/// stencils of every (species, feature) channel.
+pub(super) fn check_terms(
+    calc: &LodeExpansion,
+    system: &System,
+    na: usize,
+    mesh: &MeshParameters,
+    passes: f64,
+) -> Result<()> {
+    let Some(cell) = system.cell() else {
+        return Ok(());
+    };
+    let nf = grid_points(cell, calc.k_cutoff(), mesh);
+    let len = nf[0] * nf[1] * nf[2];
+    let channels = (na * calc.n_features()) as f64;
+    let terms = passes
+        * channels
+        * (0.5 * len * len.log2().max(1.0) + 0.2 * (system.len() * mesh.order.pow(3)) as f64);
+    crate::limits::check_terms(
+        &format!("the LODE mesh (FFTs of {len:.3e} points per feature and species)"),
+        terms,
+        MESH_HINT,
+    )
+}
+
 /// Grid points per axis for this cell, cutoff and resolution.
 pub fn grid(cell: &crate::system::Cell, k_cutoff: f64, mesh: &MeshParameters) -> [usize; 3] {
     let lengths = cell.lengths();
     let mut n = [0; 3];
     for a in 0..3 {
-        let m = (k_cutoff * lengths[a] / (2.0 * PI)).floor() as usize;
+        // clamped: larger grids are refused by the cost checks before any allocation
+        let m = (k_cutoff * lengths[a] / (2.0 * PI)).floor().min(1e6) as usize;
         let want = (mesh.oversampling * (2 * m + 2) as f64).ceil() as usize;
         n[a] = fft_friendly(want.max(mesh.order + 1));
     }
@@ -100,13 +143,13 @@ pub fn grid(cell: &crate::system::Cell, k_cutoff: f64, mesh: &MeshParameters) ->
 
 /// Predicted cost (arbitrary units, same as [`exact_cost`]) of the mesh values.
 pub fn mesh_cost(n_atoms: usize, n_channels: usize, grid: [usize; 3], order: usize) -> f64 {
-    let len = (grid[0] * grid[1] * grid[2]) as f64;
-    n_channels as f64 * (5.0 * len * len.log2() + 2.0 * (n_atoms * order.pow(3)) as f64)
+    let len = grid[0] as f64 * grid[1] as f64 * grid[2] as f64;
+    n_channels as f64 * (5.0 * len * len.log2() + 2.0 * n_atoms as f64 * order.pow(3) as f64)
 }
 
 /// Predicted cost of the exact values: the (N·A × N_k)·(N_k × F) products.
 pub fn exact_cost(n_atoms: usize, n_channels: usize, n_kvectors: usize) -> f64 {
-    2.0 * (n_atoms * n_kvectors) as f64 * n_channels as f64
+    2.0 * n_atoms as f64 * n_kvectors as f64 * n_channels as f64
 }
 
 /// The spectral points of the cutoff sphere in one plane m3 of the half spectrum.
@@ -179,6 +222,23 @@ impl Mesh {
         let k_cut = calc.k_cutoff();
         let kc2 = k_cut * k_cut;
         let pref = 8.0 * PI / cell.volume();
+        // cost before work: the grids (a few copies, real and complex), the spectral points
+        // of the cutoff sphere with their tables, the FFTs and the stencils
+        let nf = grid_points(cell, k_cut, &mesh);
+        let sphere = super::kvector_estimate(k_cut, cell.volume());
+        let nrad = ((lmax + 1) * nr) as f64;
+        let per_point = nrad + nlm as f64 + 1.0 + if derivatives { nrad + 3.0 } else { 0.0 };
+        let copies = if derivatives { 10.0 } else { 8.0 };
+        crate::limits::check_memory(
+            &format!(
+                "the LODE mesh ({:.0} × {:.0} × {:.0} points)",
+                nf[0], nf[1], nf[2]
+            ),
+            8.0 * (copies * nf[0] * nf[1] * nf[2]
+                + sphere * per_point
+                + 3.0 * (n_atoms * 3 * order) as f64),
+            MESH_HINT,
+        )?;
         let n = grid(cell, k_cut, &mesh);
         let len = n[0] * n[1] * n[2];
         let inv = *cell.inverse();
@@ -255,6 +315,9 @@ impl Mesh {
             .into_par_iter()
             .map(|m3| {
                 let mut out: Plane = Default::default();
+                if crate::interrupt::is_requested() {
+                    return out;
+                }
                 let Some(f3) = signed_frequency(m3, n[2]) else {
                     return out;
                 };
@@ -298,6 +361,7 @@ impl Mesh {
                 out
             })
             .collect();
+        crate::interrupt::check()?;
         Ok(Mesh {
             n,
             len,
@@ -808,6 +872,7 @@ pub fn compute(
     types: &[usize],
     mesh: MeshParameters,
 ) -> Result<LodeOutput> {
+    check_terms(calc, system, species.len(), &mesh, 1.0)?;
     let m = Mesh::new(calc, system, mesh, false)?;
     let n_atoms = system.len();
     let na = species.len();
@@ -831,6 +896,7 @@ pub fn compute(
         for g0 in (0..f).step_by(FIELD_GROUP) {
             let g1 = (g0 + FIELD_GROUP).min(f);
             for x0 in (g0..g1).step_by(LANES) {
+                crate::interrupt::check()?;
                 for x in x0..(x0 + LANES).min(g1) {
                     m.feature_spectrum(&fq, features[x], false, &mut spec);
                     m.fft
@@ -907,6 +973,7 @@ pub fn backward(
     g: &[f64],
     mesh: MeshParameters,
 ) -> Result<LodeBackward> {
+    check_terms(calc, system, species.len(), &mesh, 3.0)?;
     let m = Mesh::new(calc, system, mesh, true)?;
     let n_atoms = system.len();
     let na = species.len();
@@ -949,6 +1016,7 @@ pub fn backward(
         // centre term through the forward fields Φ_{a,x}, LANES features per pass over the
         // stencils (lanes past the group's features keep old fields, with weight 0)
         for group in on.chunks(LANES) {
+            crate::interrupt::check()?;
             for (lane, &x) in group.iter().enumerate() {
                 m.feature_spectrum(&fq, features[x], false, &mut spec);
                 m.fft
@@ -1079,6 +1147,44 @@ mod tests {
             drop_divergent_k0: false,
         })
         .unwrap()
+    }
+
+    /// A periodic cell without atoms gives the empty result on every path (no panic), and
+    /// parameters needing too many k-vectors are refused before any work.
+    #[test]
+    fn empty_cells_and_refusals() {
+        let c = calc(1.0, BasisKind::Gto, 1.0);
+        let empty = System::new(Vec::new(), Vec::new(), Some(CELL)).unwrap();
+        let all = crate::lode::GradientRequest {
+            positions: true,
+            strain: true,
+        };
+        for method in [Method::Exact, Method::Mesh(1e-4), Method::Auto(1e-4)] {
+            let req = if matches!(method, Method::Mesh(_)) {
+                Default::default()
+            } else {
+                all
+            };
+            let (out, _) = c.compute_with(&empty, &[1, 8], req, method).unwrap();
+            assert!(out.values.is_empty() && out.n_atoms == 0);
+            let (back, _) = c.backward_with(&empty, &[], &[], method).unwrap();
+            assert!(back.positions.is_empty());
+        }
+        let tiny = LodeExpansion::new(LodeParameters {
+            smearing: 1e-3,
+            ..c.parameters().clone()
+        })
+        .unwrap();
+        let sys = system(4, 1, CELL);
+        for method in [Method::Exact, Method::Mesh(1e-4), Method::Auto(1e-4)] {
+            let err = tiny
+                .compute_with(&sys, &[1, 6, 8], Default::default(), method)
+                .unwrap_err();
+            assert!(
+                matches!(err, crate::Error::TooExpensive { .. }),
+                "{method:?}: {err}"
+            );
+        }
     }
 
     fn gradient(n: usize, seed: u64) -> Vec<f64> {

@@ -24,6 +24,24 @@ use crate::system::System;
 pub use radial::{BasisKind, Density, RadialBasis};
 use std::f64::consts::PI;
 
+/// Largest `max_angular` accepted.
+pub const MAX_ANGULAR: usize = 20;
+/// Largest `max_radial` accepted.
+pub const MAX_RADIAL: usize = 30;
+
+/// Hint of the k-space refusals: the parameters that set the number of k-vectors.
+pub(crate) const KSPACE_HINT: &str = "raise smearing or lower k_cutoff (the default k_cutoff is \
+    1.2π/smearing), or use a smaller cell";
+
+/// Hint of the radial-table refusals: its knots grow as k_cutoff × radius.
+const SPLINE_HINT: &str = "the table has about 20 × k_cutoff × radius knots: lower radius or \
+    k_cutoff, or raise smearing (the default k_cutoff is 1.2π/smearing)";
+
+/// Number of k-vectors of the half space inside the cutoff sphere (estimate from the volume).
+pub(crate) fn kvector_estimate(k_cutoff: f64, volume: f64) -> f64 {
+    k_cutoff.powi(3) * volume / (12.0 * PI * PI)
+}
+
 /// Hyper-parameters of a LODE spherical expansion (featomic names).
 #[derive(Debug, Clone)]
 pub struct LodeParameters {
@@ -130,12 +148,34 @@ impl LodeExpansion {
                 ),
             ));
         }
-        if params.max_angular > 20 || params.max_radial > 30 {
+        if params.max_angular > MAX_ANGULAR {
             return Err(Error::parameter(
                 "max_angular",
-                "max_angular must be <= 20 and max_radial <= 30",
+                format!(
+                    "max_angular must be at most {MAX_ANGULAR}, got {}",
+                    params.max_angular
+                ),
             ));
         }
+        if params.max_radial > MAX_RADIAL {
+            return Err(Error::parameter(
+                "max_radial",
+                format!(
+                    "max_radial must be at most {MAX_RADIAL} (the radial basis cannot be \
+                     orthonormalised accurately beyond), got {}",
+                    params.max_radial
+                ),
+            ));
+        }
+        // the radial basis now, so that an unusable max_radial is refused at construction
+        RadialBasis::new(
+            params.basis,
+            params.max_radial,
+            params.max_angular,
+            params.radius,
+            params.smearing,
+            k_cutoff,
+        )?;
         Ok(LodeExpansion {
             params,
             density,
@@ -182,11 +222,46 @@ impl LodeExpansion {
         gradients: GradientRequest,
     ) -> Result<LodeOutput> {
         let types = self.species_index(system, species)?;
+        if system.is_empty() {
+            return Ok(self.empty_output(species, gradients));
+        }
+        self.check_output_memory(system.len(), species.len(), gradients)?;
         if system.cell().is_some() {
             periodic::compute(self, system, species, &types, gradients)
         } else {
             open::compute(self, system, species, &types, gradients)
         }
+    }
+
+    /// The (empty) output of a system without atoms.
+    fn empty_output(&self, species: &[i32], gradients: GradientRequest) -> LodeOutput {
+        LodeOutput {
+            n_atoms: 0,
+            species: species.to_vec(),
+            values: Vec::new(),
+            pair_gradients: gradients.positions.then(Vec::new),
+            self_gradients: gradients.positions.then(Vec::new),
+            strain_gradients: gradients.strain.then(Vec::new),
+        }
+    }
+
+    /// Refuses dense outputs (values and requested gradients) larger than the memory limit.
+    fn check_output_memory(&self, n: usize, na: usize, gradients: GradientRequest) -> Result<()> {
+        let (n, na, f) = (n as f64, na as f64, self.n_features() as f64);
+        let mut entries = n * na * f;
+        if gradients.positions {
+            entries += n * n * 3.0 * f + n * 3.0 * na * f;
+        }
+        if gradients.strain {
+            entries += 2.0 * n * 9.0 * na * f;
+        }
+        crate::limits::check_memory(
+            "the LODE features and their dense gradients",
+            8.0 * entries,
+            "the dense 'positions' gradients take N² × 3 × (max_angular+1)² × (max_radial+1) \
+             values: request fewer gradients (backward() gives the vector-Jacobian product \
+             without them), lower max_angular or max_radial, or use a smaller system",
+        )
     }
 
     /// The mesh parameters when `method` evaluates the periodic values of `system` on the
@@ -249,6 +324,10 @@ impl LodeExpansion {
         match self.mesh_choice(system, species, gradients, method)? {
             Some(mp) => {
                 let types = self.species_index(system, species)?;
+                if system.is_empty() {
+                    return Ok((self.empty_output(species, gradients), true));
+                }
+                self.check_output_memory(system.len(), species.len(), gradients)?;
                 Ok((mesh::compute(self, system, species, &types, mp)?, true))
             }
             None => Ok((self.compute(system, species, gradients)?, false)),
@@ -289,6 +368,13 @@ impl LodeExpansion {
         }
         crate::error::check_finite("dL/dfeatures", grad_values)?;
         let choice = self.mesh_choice(system, species, GradientRequest::default(), method)?;
+        if system.is_empty() {
+            let back = LodeBackward {
+                positions: Vec::new(),
+                strain: [[0.0; 3]; 3],
+            };
+            return Ok((back, choice.is_some()));
+        }
         match (choice, system.cell().is_some()) {
             (Some(mp), _) => Ok((
                 mesh::backward(self, system, species, &types, grad_values, mp)?,
@@ -337,7 +423,18 @@ impl LodeExpansion {
         }
         let basis = self.basis(self.k_cutoff)?;
         let h = (self.k_cutoff / 64.0).min(0.05 / self.params.radius);
-        let spline = radial::KSpline::new(&basis, self.k_cutoff, h);
+        let knots = radial::KSpline::intervals(self.k_cutoff, h) as f64 + 1.0;
+        crate::limits::check_memory(
+            "the LODE radial integral table (spline in k)",
+            knots * ((self.params.max_angular + 1) * (self.params.max_radial + 1)) as f64 * 24.0,
+            SPLINE_HINT,
+        )?;
+        crate::limits::check_terms(
+            "the LODE radial integral table (spline in k: knots × radial quadrature nodes)",
+            radial::KSpline::cost(&basis, self.k_cutoff, h),
+            SPLINE_HINT,
+        )?;
+        let spline = radial::KSpline::new(&basis, self.k_cutoff, h)?;
         let t = std::sync::Arc::new((basis, spline));
         let _ = self.kspace.set(t.clone());
         Ok(t)

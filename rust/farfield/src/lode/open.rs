@@ -4,12 +4,16 @@
 //! with I_nl(r) = (2/π) ∫_0^∞ k² ĝ_p(k) I_nl(k) j_l(kr) dk (the Fourier form of the double
 //! real-space integral of §2.5), evaluated by quadrature for every pair.
 
-use super::radial::{composite_rule, spherical_bessel};
+use super::radial::{composite_rule, spherical_bessel, KSpline};
 use super::{GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;
+
+/// Largest number of quadrature panels in k (`composite_rule` clamps there).
+const MAX_PANELS: usize = 100_000;
 
 /// Tabulated k-integrand: nodes k_q, weights (2/π) k² ĝ(k) w_q, I_nl(k_q).
 struct KGrid {
@@ -22,7 +26,26 @@ struct KGrid {
     lmax: usize,
 }
 
-fn kgrid(calc: &LodeExpansion, r_max: f64) -> Result<KGrid> {
+/// Hint of the open-path refusals.
+const OPEN_HINT: &str = "the open-system LODE integrates over wave numbers up to ~9/smearing \
+    with a spacing of π/(largest interatomic distance + basis radius), so its cost grows with \
+    the extent of the system and the basis radius: use a more compact system, a smaller \
+    radius, a larger smearing, a periodic cell, or fewer atoms";
+
+/// Values of the k-grid built for a system of `n` atoms and largest distance `r_max`, after
+/// checking the cost of the grid and of the pair sums (`pair_passes` passes over the pairs).
+fn kgrid(calc: &LodeExpansion, r_max: f64, n: usize, pair_passes: f64) -> Result<KGrid> {
+    kgrid_with(calc, r_max, n, pair_passes, None)
+}
+
+/// As [`kgrid`]; `spline` forces (or forbids) the spline of the basis integrals.
+fn kgrid_with(
+    calc: &LodeExpansion,
+    r_max: f64,
+    n: usize,
+    pair_passes: f64,
+    spline: Option<bool>,
+) -> Result<KGrid> {
     let params = calc.parameters();
     let sigma = params.smearing;
     let p = params.exponent;
@@ -40,21 +63,80 @@ fn kgrid(calc: &LodeExpansion, r_max: f64) -> Result<KGrid> {
         (4.0 / p).ceil().max(2.0)
     };
     let panels_h = h / k_max / if m > 1.0 { m } else { 1.0 };
-    let (u, wu) = composite_rule(0.0, 1.0, panels_h, 24);
     let lmax = params.max_angular;
     let nr = params.max_radial + 1;
+    // cost before work: the quadrature in k (its nodes grow with the extent of the system),
+    // the basis integrals at every node, and the pair sums over the nodes
+    let panels = (1.0 / panels_h).ceil();
+    let nodes = 24.0 * panels;
+    let nrad = ((lmax + 1) * nr) as f64;
+    let n = n as f64;
+    // the basis integrals I_nl(k) at every node: by quadrature over the basis nodes, or,
+    // when the nodes are many (extended systems), from the quintic spline of
+    // [`super::radial::KSpline`] (1e-13 accurate) whose knots do not depend on the extent
+    let spline_h = (k_max / 64.0).min(0.05 / params.radius);
+    let knots = KSpline::intervals(k_max, spline_h) as f64 + 1.0;
+    let use_spline = spline.unwrap_or(nodes > 8.0 * knots);
+    let per_node = if use_spline {
+        6.0 * nrad
+    } else {
+        basis.nodes.len() as f64 * (nrad + lmax as f64 + 2.0)
+    };
+    let mut terms =
+        nodes * per_node + pair_passes * n * (n - 1.0) * nodes * (2.0 * nrad + lmax as f64 + 2.0);
+    if use_spline {
+        terms += KSpline::cost(&basis, k_max, spline_h);
+    }
+    crate::limits::check_terms(
+        &format!(
+            "the open-system LODE ({nodes:.3e} wave-number quadrature nodes for a largest \
+             interatomic distance of {r_max:.4} Å, times the basis integrals and the atom pairs)"
+        ),
+        terms,
+        OPEN_HINT,
+    )?;
+    if panels > MAX_PANELS as f64 {
+        return Err(Error::parameter(
+            "positions",
+            format!(
+                "the open-system LODE of a system of extent {r_max:.4} Å needs {panels:.3e} \
+                 quadrature panels in k (at most {MAX_PANELS}); {OPEN_HINT}"
+            ),
+        ));
+    }
+    crate::limits::check_memory(
+        "the open-system LODE wave-number tables",
+        nodes * (nrad + 3.0) * 8.0,
+        OPEN_HINT,
+    )?;
+    let spline = if use_spline {
+        Some(KSpline::new(&basis, k_max, spline_h)?)
+    } else {
+        None
+    };
+    let (u, wu) = composite_rule(0.0, 1.0, panels_h, 24);
     let data: Vec<(f64, f64, Vec<f64>)> = u
         .par_iter()
         .zip(wu.par_iter())
         .map(|(&u, &wu)| {
+            if interrupt::is_requested() {
+                return (0.0, 0.0, Vec::new());
+            }
             let k = k_max * u.powf(m);
             let dk = k_max * m * u.powf(m - 1.0) * wu;
             let (g, _) = density.fourier(k);
             let mut ints = vec![0.0; (lmax + 1) * nr];
-            basis.kspace_integrals(k, &mut ints, None);
+            match &spline {
+                Some(spline) => {
+                    let mut dints = vec![0.0; (lmax + 1) * nr];
+                    spline.eval(k.min(k_max), &mut ints, &mut dints);
+                }
+                None => basis.kspace_integrals(k, &mut ints, None),
+            }
             (k, 2.0 / PI * k * k * g * dk, ints)
         })
         .collect();
+    interrupt::check()?;
     let center = basis.project_l0(|r| density.real(r));
     let mut out = KGrid {
         k: Vec::new(),
@@ -168,8 +250,13 @@ pub fn compute(
     types: &[usize],
     req: GradientRequest,
 ) -> Result<LodeOutput> {
-    let grid = kgrid(calc, max_distance(system))?;
     let n = system.len();
+    let passes = if req.positions || req.strain {
+        2.0
+    } else {
+        1.0
+    };
+    let grid = kgrid(calc, max_distance(system), n, passes)?;
     let na = species.len();
     let nr = grid.nr;
     let f = (grid.lmax + 1) * (grid.lmax + 1) * nr;
@@ -180,6 +267,9 @@ pub fn compute(
     let rows: Vec<Row> = (0..n)
         .into_par_iter()
         .map(|i| {
+            if interrupt::is_requested() {
+                return Default::default();
+            }
             let mut acc = vec![0.0; na * f];
             let mut pair = if req.positions {
                 vec![0.0; n * 3 * f]
@@ -197,7 +287,7 @@ pub fn compute(
                 Vec::new()
             };
             for j in 0..n {
-                if j == i {
+                if j == i || interrupt::is_requested() {
                     continue;
                 }
                 let d = [
@@ -234,6 +324,7 @@ pub fn compute(
             (acc, pair, selfg, strain)
         })
         .collect();
+    interrupt::check()?;
     let mut values = Vec::with_capacity(n * na * f);
     let mut pair = Vec::new();
     let mut selfg = Vec::new();
@@ -262,8 +353,8 @@ pub fn backward(
     types: &[usize],
     g: &[f64],
 ) -> Result<LodeBackward> {
-    let grid = kgrid(calc, max_distance(system))?;
     let n = system.len();
+    let grid = kgrid(calc, max_distance(system), n, 2.0)?;
     let na = species.len();
     let f = (grid.lmax + 1) * (grid.lmax + 1) * grid.nr;
     let pos = system.positions();
@@ -274,7 +365,7 @@ pub fn backward(
             || (vec![[0.0; 3]; n], [[0.0; 3]; 3]),
             |(mut fr, mut st), i| {
                 for j in 0..n {
-                    if j == i {
+                    if j == i || interrupt::is_requested() {
                         continue;
                     }
                     let d = [
@@ -315,8 +406,44 @@ pub fn backward(
                 (fa, sa)
             },
         );
+    interrupt::check()?;
     Ok(LodeBackward {
         positions: forces,
         strain,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lode::{BasisKind, LodeParameters};
+
+    /// The spline of the basis integrals (extended systems) agrees with the quadrature.
+    #[test]
+    fn spline_grid_matches_quadrature() {
+        for (p, basis) in [(1.0, BasisKind::Gto), (2.5, BasisKind::Monomial)] {
+            let calc = LodeExpansion::new(LodeParameters {
+                exponent: p,
+                smearing: 0.8,
+                max_angular: 3,
+                max_radial: 2,
+                radius: 2.0,
+                basis,
+                k_cutoff: None,
+                center_atom_weight: 1.0,
+                drop_divergent_k0: false,
+            })
+            .unwrap();
+            let exact = kgrid_with(&calc, 60.0, 2, 1.0, Some(false)).unwrap();
+            let fast = kgrid_with(&calc, 60.0, 2, 1.0, Some(true)).unwrap();
+            for d in [[0.7, 0.2, -0.3], [3.0, -1.0, 2.0], [40.0, 12.0, -25.0]] {
+                let (a, ga) = pair_features(&exact, d, true);
+                let (b, gb) = pair_features(&fast, d, true);
+                let scale = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                for (x, y) in a.iter().zip(&b).chain(ga.iter().zip(&gb)) {
+                    assert!((x - y).abs() < 1e-10 * scale, "{p} {d:?}: {x} {y}");
+                }
+            }
+        }
+    }
 }

@@ -662,8 +662,11 @@ pub(super) fn pair_gradients(
     (lmax, nr): (usize, usize),
     types: &[usize],
     na: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    pair_gradients_with(cell, kv, pt, radial, (lmax, nr), types, na, None)
+) -> crate::error::Result<(Vec<f64>, Vec<f64>)> {
+    let out = pair_gradients_with(cell, kv, pt, radial, (lmax, nr), types, na, None);
+    // an interrupted call leaves unfinished tiles: never return them
+    crate::interrupt::check()?;
+    Ok(out)
 }
 
 /// As [`pair_gradients`]; `choice` forces a summation.
@@ -1032,6 +1035,9 @@ fn pair_gradients_with(
     tiles.par_chunks(per_block).for_each(|block| {
         let mut scratch = init();
         for chunk in block {
+            if crate::interrupt::is_requested() {
+                return;
+            }
             work(&mut scratch, chunk);
         }
     });

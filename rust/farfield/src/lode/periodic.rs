@@ -13,6 +13,7 @@
 
 use super::{parity_sign, GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
 use crate::error::Result;
+use crate::interrupt;
 use crate::kspace::{KVectors, PhaseTables};
 use crate::math::linalg::Vec3;
 use crate::system::System;
@@ -56,6 +57,53 @@ fn parity_permutation(lmax: usize, nr: usize) -> (Vec<usize>, usize) {
     let fe = even.len();
     even.extend(odd);
     (even, fe)
+}
+
+/// Cost before work of the exact k-space path: the k-vector tables (memory) and the
+/// (atom, k-vector) products of the values (`passes` = 1), the backward pass (3) or the
+/// strain gradients (10); with `pair_gradients`, the (pair, k-vector) products of the dense
+/// position gradients too.
+pub(super) fn check_cost(
+    calc: &LodeExpansion,
+    system: &System,
+    na: usize,
+    passes: f64,
+    strain: bool,
+    pair_gradients: bool,
+) -> Result<()> {
+    let Some(cell) = system.cell() else {
+        return Ok(());
+    };
+    let params = calc.parameters();
+    let nk = super::kvector_estimate(calc.k_cutoff(), cell.volume());
+    let nr = (params.max_radial + 1) as f64;
+    let nlm = ((params.max_angular + 1) * (params.max_angular + 1)) as f64;
+    let f = nlm * nr;
+    let nrad = (params.max_angular + 1) as f64 * nr;
+    let mut per_k = f * if strain { 4.0 } else { 1.0 } + nrad + 8.0;
+    if pair_gradients {
+        // the atom-major phase table and the k-space factors of the pair gradients
+        per_k += 2.0 * system.len() as f64 + 6.0 * nrad;
+    }
+    crate::limits::check_memory(
+        &format!("the LODE k-space tables (about {nk:.3e} k-vectors)"),
+        8.0 * nk * per_k,
+        super::KSPACE_HINT,
+    )?;
+    let n = system.len() as f64;
+    let na = na as f64;
+    let mut terms = passes * nk * n * (4.0 + 2.0 * na + na * f / 8.0);
+    if pair_gradients {
+        terms += nk * n * n * nrad / 8.0;
+    }
+    crate::limits::check_terms(
+        &format!(
+            "the LODE k-space sum (about {nk:.3e} k-vectors × {} atoms × features)",
+            system.len()
+        ),
+        terms,
+        super::KSPACE_HINT,
+    )
 }
 
 fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables> {
@@ -104,6 +152,9 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
                 )
             },
             |(y, gy, ints, dints), (((wk, dk), rk), k)| {
+                if interrupt::is_requested() {
+                    return;
+                }
                 let kn = (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).sqrt();
                 let (g, dg) = density.fourier(kn);
                 if strain {
@@ -140,6 +191,7 @@ fn tables(calc: &LodeExpansion, system: &System, strain: bool) -> Result<KTables
                 }
             },
         );
+    interrupt::check()?;
     let k0 = match density.fourier_at_zero() {
         Some(g0) if p == 0.0 || p > 3.0 => basis
             .project_l0(|_| 1.0)
@@ -485,6 +537,16 @@ pub fn compute(
     types: &[usize],
     req: GradientRequest,
 ) -> Result<LodeOutput> {
+    calc.check_k0()?;
+    let passes = if req.strain { 10.0 } else { 1.0 };
+    check_cost(
+        calc,
+        system,
+        species.len(),
+        passes,
+        req.strain,
+        req.positions,
+    )?;
     let t = tables(calc, system, req.strain)?;
     let cell = system.cell().expect("periodic");
     let n = system.len();
@@ -540,6 +602,9 @@ pub fn compute(
         };
         let mut k0 = 0;
         while k0 < nk {
+            if interrupt::is_requested() {
+                return;
+            }
             let k1 = (k0 + kc).min(nk);
             let kbl = k1 - k0;
             tile(
@@ -634,6 +699,7 @@ pub fn compute(
             k0 = k1;
         }
     });
+    interrupt::check()?;
     // back to the natural layout; K0 term, strain trace term, centre subtraction
     let mut values = vec![0.0; n * af];
     values
@@ -688,7 +754,7 @@ pub fn compute(
             (calc.parameters().max_angular, nr),
             types,
             na,
-        );
+        )?;
         (Some(pair), Some(selfg))
     } else {
         (None, None)
@@ -712,6 +778,8 @@ pub fn backward(
     types: &[usize],
     g: &[f64],
 ) -> Result<LodeBackward> {
+    calc.check_k0()?;
+    check_cost(calc, system, species.len(), 3.0, true, false)?;
     let t = tables(calc, system, true)?;
     let cell = system.cell().expect("periodic");
     let n = system.len();
@@ -762,6 +830,9 @@ pub fn backward(
             let mut s10 = [0.0; 10];
             let mut k0 = 0;
             while k0 < nk {
+                if interrupt::is_requested() {
+                    break;
+                }
                 let k1 = (k0 + kc).min(nk);
                 let kbl = k1 - k0;
                 tile(
@@ -863,6 +934,7 @@ pub fn backward(
             (fr, pp, s10)
         })
         .collect();
+    interrupt::check()?;
     // reduce over tiles in a fixed order
     let mut forces = vec![[0.0; 3]; n];
     let mut strain = [[0.0; 3]; 3];
@@ -893,6 +965,9 @@ pub fn backward(
         .map(|(b, c)| (b * block, c))
         .collect();
     parts.par_iter_mut().for_each(|(p0, out)| {
+        if interrupt::is_requested() {
+            return;
+        }
         let len = out.len() / 3;
         neighbour_terms(
             &t.kv,
@@ -903,6 +978,7 @@ pub fn backward(
             out,
         );
     });
+    interrupt::check()?;
     for (p, &j) in order.iter().enumerate() {
         let b = p / block * block;
         let len = block.min(n - b);

@@ -442,21 +442,41 @@ pub struct KSpline {
 
 impl KSpline {
     /// Tabulates the integrals of `basis` with knot spacing ≤ `h`.
-    pub fn new(basis: &RadialBasis, k_max: f64, h: f64) -> KSpline {
+    /// Stops early with [`Error::Interrupted`] when an interruption is requested.
+    pub fn new(basis: &RadialBasis, k_max: f64, h: f64) -> Result<KSpline> {
         use rayon::prelude::*;
-        let intervals = ((k_max / h).ceil() as usize).max(8);
+        let intervals = Self::intervals(k_max, h);
         let h = k_max / intervals as f64;
         let width = (basis.lmax + 1) * basis.n_radial;
         let rows: Vec<Vec<[f64; 3]>> = (0..=intervals)
             .into_par_iter()
-            .map(|q| basis.integrals_d2(q as f64 * h))
+            .map(|q| {
+                if crate::interrupt::is_requested() {
+                    return Vec::new();
+                }
+                basis.integrals_d2(q as f64 * h)
+            })
             .collect();
-        KSpline {
+        crate::interrupt::check()?;
+        Ok(KSpline {
             h,
             k_max,
             width,
             data: rows.into_iter().flatten().collect(),
-        }
+        })
+    }
+
+    /// Number of intervals of the spline on [0, k_max] with spacing ≤ h.
+    pub fn intervals(k_max: f64, h: f64) -> usize {
+        ((k_max / h).ceil() as usize).max(8)
+    }
+
+    /// Elementary terms of building the spline for `basis` (knots × quadrature nodes ×
+    /// (Bessel functions + radial functions)).
+    pub fn cost(basis: &RadialBasis, k_max: f64, h: f64) -> f64 {
+        let knots = (k_max / h).ceil().max(8.0) + 1.0;
+        let width = ((basis.lmax + 1) * basis.n_radial) as f64;
+        knots * basis.nodes.len() as f64 * (3.0 * width + basis.lmax as f64 + 2.0)
     }
 
     /// I(k) and dI/dk into `out`, `dout` (layout l*nr + n); k must be in [0, k_max].
@@ -552,7 +572,7 @@ mod spline_tests {
         for kind in [BasisKind::Gto, BasisKind::Monomial] {
             let k_max = 1.2 * PI / 0.3;
             let b = RadialBasis::new(kind, 3, 3, 2.5, 0.3, k_max).unwrap();
-            let s = KSpline::new(&b, k_max, (k_max / 64.0).min(0.05 / 2.5));
+            let s = KSpline::new(&b, k_max, (k_max / 64.0).min(0.05 / 2.5)).unwrap();
             let w = 16;
             let (mut a, mut da, mut e, mut de) =
                 (vec![0.0; w], vec![0.0; w], vec![0.0; w], vec![0.0; w]);
