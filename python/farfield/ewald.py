@@ -65,23 +65,19 @@ def ewald_parameters(
     cutoff = _checks.optional_positive_float("cutoff", cutoff)
     k_cutoff = _checks.optional_positive_float("k_cutoff", k_cutoff)
     if _use_pme(system, method, float(exponent), float(accuracy), k_cutoff):
-        q = np.ones(len(system))
-        params = pme(
-            system,
-            q,
+        s, rc, mesh, order = _native.pme_tune(
+            system._arrays(),
             exponent=exponent,
             accuracy=accuracy,
             smearing=smearing,
             cutoff=cutoff,
-            forces=False,
-            stress=False,
-        ).parameters
+        )
         return {
             "method": "pme",
-            "smearing": params.smearing,
-            "cutoff": params.cutoff,
-            "mesh": params.mesh,
-            "order": params.order,
+            "smearing": s,
+            "cutoff": rc,
+            "mesh": tuple(int(k) for k in mesh),
+            "order": order,
         }
     name, s, rc, kc = _native.ewald_tune(
         system._arrays(), float(exponent), float(accuracy), method, smearing, cutoff, k_cutoff

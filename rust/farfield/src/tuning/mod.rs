@@ -224,7 +224,8 @@ pub(crate) fn refusal(
     };
     let mut reason = format!(
         "{} cannot reach accuracy {accuracy:e}{free_text} (predicted relative RMS force error, \
-         within the cost limits of farfield.set_limits)",
+         within the cost limits of farfield.set_limits, and at most {MAX_FREE_VISITS:.0e} \
+         neighbour images per atom for a cutoff farfield chooses)",
         given.join(", ")
     );
     if nearest.is_empty() {
@@ -259,6 +260,11 @@ pub struct EwaldOverrides {
     /// Fixed reciprocal-space cutoff.
     pub k_cutoff: Option<f64>,
 }
+
+/// Largest number of atoms (periodic images included) within a cutoff that farfield chooses
+/// itself, per centre: far above any cost-optimal choice (hundreds to a few thousand), it keeps
+/// a fixed smearing or k-cutoff from silently forcing a huge real-space sum.
+pub const MAX_FREE_VISITS: f64 = 1e5;
 
 /// Bytes per half-space k-vector of an Ewald sum (indices, vector, |k|², V̂ and dV̂,
 /// structure factor).
@@ -417,6 +423,12 @@ fn search_ewald(
             cutoff: rc,
             k_cutoff: kc,
         };
+        if overrides.cutoff.is_none()
+            && !ignore_limits
+            && real_space_visits(system, rc) > MAX_FREE_VISITS
+        {
+            return Ok(None);
+        }
         let tolerance = target * (1.0 + 1e-9);
         if real_err(sigma, rc) > tolerance || recip_err(sigma, kc) > tolerance {
             return Ok(None);

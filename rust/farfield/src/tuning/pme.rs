@@ -294,6 +294,12 @@ fn search_pme(
             Some(rc) => rc,
             None => solve_decreasing(|rc| real_err(sigma, rc), target, 0.5 * sigma, 60.0 * sigma),
         };
+        if overrides.cutoff.is_none()
+            && !ignore_limits
+            && super::real_space_visits(system, rc) > super::MAX_FREE_VISITS
+        {
+            return Ok(None);
+        }
         let e_real = real_err(sigma, rc);
         if e_real > tolerance || (rc / sigma) * 32.0 + 2.0 > (1u64 << 22) as f64 {
             return Ok(None);
