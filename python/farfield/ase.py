@@ -45,6 +45,7 @@ class EwaldCalculator(Calculator):
     ) -> None:
         _checks.no_extra_kwargs("EwaldCalculator", kwargs)
         super().__init__()  # type: ignore[no-untyped-call]
+        self._charges: Any
         if charges is None or isinstance(charges, dict):
             self._charges = charges
         else:

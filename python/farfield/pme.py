@@ -65,8 +65,7 @@ def _resolve_charges(atoms: Any, charges: Any, n: int) -> FloatArray:
         if hasattr(atoms, "has") and hasattr(atoms, "get_initial_charges"):
             if not atoms.has("initial_charges"):
                 raise ValueError(
-                    "charges are required: these atoms carry no initial charges; "
-                    + _CHARGE_SOURCES
+                    "charges are required: these atoms carry no initial charges; " + _CHARGE_SOURCES
                 )
             charges = atoms.get_initial_charges()
         else:
