@@ -55,7 +55,7 @@ impl Limits {
                 ));
             }
         }
-        if !(max_terms > 0.0) || max_terms.is_nan() {
+        if max_terms.is_nan() || max_terms <= 0.0 {
             return Err(Error::parameter(
                 "max_terms",
                 format!("must be positive, got {max_terms}"),

@@ -259,7 +259,7 @@ fn fixed_grid(stats: PmeStats, mesh: Mesh, order: usize) -> Option<[usize; 3]> {
             let mut n = [0; 3];
             for a in 0..3 {
                 let raw = (stats.lengths[a] / h).ceil();
-                if !(raw <= (1 << 14) as f64) {
+                if raw.is_nan() || raw > (1 << 14) as f64 {
                     return None;
                 }
                 n[a] = fft_friendly((raw as usize).max(order).max(2));
