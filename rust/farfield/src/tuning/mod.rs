@@ -634,6 +634,72 @@ mod tests {
         assert!((ek / kp_k - 1.0).abs() < 1e-12, "{ek} {kp_k}");
     }
 
+    fn rocksalt() -> System {
+        let a = 5.64;
+        let cell = [
+            [0.0, a / 2.0, a / 2.0],
+            [a / 2.0, 0.0, a / 2.0],
+            [a / 2.0, a / 2.0, 0.0],
+        ];
+        System::new(
+            vec![[0.0; 3], [a / 2.0, 0.0, 0.0]],
+            vec![11, 17],
+            Some(cell),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fixed_values_keep_the_error_target() {
+        let system = rocksalt();
+        let stats = SystemStats::of(&system).unwrap();
+        let accuracy = 1e-6;
+        let target = SAFETY * accuracy / std::f64::consts::SQRT_2 * (1.0 + 1e-6);
+        for overrides in [
+            EwaldOverrides {
+                cutoff: Some(6.0),
+                ..Default::default()
+            },
+            EwaldOverrides {
+                k_cutoff: Some(4.0),
+                ..Default::default()
+            },
+            EwaldOverrides {
+                smearing: Some(1.0),
+                ..Default::default()
+            },
+        ] {
+            let p = tune_ewald(Kernel::coulomb(), &system, accuracy, overrides).unwrap();
+            let (er, ek) = ewald_error(Kernel::coulomb(), stats, p).unwrap();
+            assert!(
+                er <= target && ek <= target,
+                "{overrides:?} {p:?} {er} {ek}"
+            );
+        }
+    }
+
+    #[test]
+    fn conflicting_values_name_a_working_one() {
+        let system = rocksalt();
+        let overrides = EwaldOverrides {
+            cutoff: Some(2.0),
+            k_cutoff: Some(2.0),
+            ..Default::default()
+        };
+        let text = tune_ewald(Kernel::coulomb(), &system, 1e-6, overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("the smallest cutoff that does"), "{text}");
+        // far beyond the limits: refused before any work, naming the cutoff
+        let huge = EwaldParameters {
+            smearing: 1.0,
+            cutoff: 1e6,
+            k_cutoff: 4.0,
+        };
+        let text = check_ewald_work(&system, huge).unwrap_err().to_string();
+        assert!(text.contains("cutoff"), "{text}");
+    }
+
     #[test]
     fn accuracy_range() {
         assert!(check_accuracy(0.0).is_err());
