@@ -26,6 +26,18 @@
 //! 2 q √(Q₂/(r_c V)) e^{-r_c²/(2σ²)} and 2 q √(Q₂/(k_c V)) e^{-k_c²σ²/2}/σ. The parameters
 //! are chosen so that each part is at most accuracy/√2 (so that the total stays below the
 //! target), minimising the predicted cost N (c_r n_pairs + c_k n_k) over σ. No timing runs.
+//!
+//! # Fixed parameters
+//!
+//! Any of smearing / cutoff / k-cutoff (PME: smearing / cutoff / mesh / order) may be fixed.
+//! The free ones are then chosen under the same error targets: a σ is admissible only when the
+//! fixed values meet their targets with it (a fixed cutoff bounds σ from above, a fixed
+//! k-cutoff or mesh from below), and only when the estimated work stays within the limits of
+//! [`crate::limits`] and a cutoff chosen by farfield visits at most [`MAX_FREE_VISITS`] images
+//! per atom. When no σ is admissible, the error names for each fixed value the nearest one
+//! that would be (found by bisection, rounded to three digits on the working side). All of
+//! smearing, cutoff and k-cutoff (PME: smearing, cutoff and mesh) fixed are the caller's
+//! explicit choice: they are used unchecked (their work is still checked before computing).
 
 pub mod pme;
 
