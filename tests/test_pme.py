@@ -197,8 +197,10 @@ def test_bad_input():
         ff.pme(s, q, order=2)
     with pytest.raises(ValueError, match="smearing"):
         ff.pme(s, q, smearing=-1.0)
+    # a mesh alone is an override like any other (the tuner keeps the accuracy); a negative
+    # size is refused by name
     with pytest.raises(ValueError, match="mesh"):
-        ff.pme(s, q, mesh=(8, 8, 8))
+        ff.pme(s, q, mesh=(-8, 8, 8))
     with pytest.raises(ValueError, match="mesh"):
         ff.pme(s, q, smearing=1.0, cutoff=4.0, mesh=(2, 8, 8))
     with pytest.raises(ValueError, match="exponent"):

@@ -58,6 +58,16 @@ def pme_compute(
     virial: bool = True,
 ) -> dict[str, Any]: ...
 def pme_preferred(system: _SystemArrays, exponent: float = 1.0, accuracy: float = 1e-5) -> bool: ...
+def pme_tune(
+    system: _SystemArrays,
+    exponent: float = 1.0,
+    accuracy: float = 1e-5,
+    smearing: float | None = None,
+    cutoff: float | None = None,
+    mesh: tuple[int, ...] | None = None,
+    mesh_spacing: float | None = None,
+    order: int | None = None,
+) -> tuple[float, float, tuple[int, int, int], int]: ...
 
 class SoapCalculator:
     def __init__(

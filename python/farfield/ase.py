@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from . import _checks
 from .ase_qeq import QEqCalculator
 from .ewald import ewald
 from .units import EV_ANGSTROM
@@ -18,12 +19,14 @@ class EwaldCalculator(Calculator):
     """Electrostatic (or any 1/r^p) energy, forces and stress of fixed point charges.
 
     Args:
-        charges: (n,) charges; by default the atoms' initial charges are used.
+        charges: (n,) charges, or a per-element map such as ``{"Na": 1.0, "Cl": -1.0}``;
+            by default the atoms' initial charges are used (atoms without initial charges
+            are refused with a ValueError, never taken as zero).
         exponent: p in 1/r^p.
         accuracy: target relative RMS force error (see :func:`farfield.ewald`).
         prefactor: converts Gaussian units to eV for positions in Å (default e²/(4πε0)).
-        **kwargs: more arguments of :func:`farfield.ewald` (method, smearing, cutoff,
-            k_cutoff).
+        method, smearing, cutoff, k_cutoff: as in :func:`farfield.ewald` (fixing some keeps
+            the accuracy; see there). Other keyword arguments raise TypeError.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -34,14 +37,28 @@ class EwaldCalculator(Calculator):
         exponent: float = 1.0,
         accuracy: float = 1e-6,
         prefactor: float = EV_ANGSTROM,
+        method: str = "auto",
+        smearing: float | None = None,
+        cutoff: float | None = None,
+        k_cutoff: float | None = None,
         **kwargs: Any,
     ) -> None:
+        _checks.no_extra_kwargs("EwaldCalculator", kwargs)
         super().__init__()  # type: ignore[no-untyped-call]
-        self._charges = None if charges is None else np.asarray(charges, dtype=np.float64)
-        self._exponent = exponent
-        self._accuracy = accuracy
-        self._prefactor = prefactor
-        self._options = kwargs
+        self._charges: Any
+        if charges is None or isinstance(charges, dict):
+            self._charges = charges
+        else:
+            self._charges = np.asarray(charges, dtype=np.float64)
+        self._exponent = _checks.finite_float("exponent", exponent)
+        self._accuracy = _checks.finite_float("accuracy", accuracy)
+        self._prefactor = _checks.finite_float("prefactor", prefactor)
+        self._options: dict[str, Any] = {
+            "method": method,
+            "smearing": _checks.optional_positive_float("smearing", smearing),
+            "cutoff": _checks.optional_positive_float("cutoff", cutoff),
+            "k_cutoff": _checks.optional_positive_float("k_cutoff", k_cutoff),
+        }
         self.parameters_used: dict[str, Any] = {}
 
     def calculate(
@@ -53,8 +70,6 @@ class EwaldCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
         assert self.atoms is not None
         charges = self._charges
-        if charges is None:
-            charges = self.atoms.get_initial_charges()
         periodic = bool(np.all(self.atoms.pbc))
         result = ewald(
             self.atoms,

@@ -3,8 +3,15 @@
 ``accuracy`` is the target relative RMS force error:
 sqrt(mean_i |F_i - F_i^exact|²) / F_0 with F_0 = (Σ q² / N) / d^(p+1) and d = (V/N)^(1/3) the
 mean interparticle distance. farfield chooses the smearing σ, the real-space cutoff and the
-k-space cutoff from error estimates, minimising the predicted cost (no timing runs). Any of
-the three may be given to override the choice.
+k-space cutoff from error estimates, minimising the predicted cost (no timing runs).
+
+Any of the three may be given to override the choice: the free ones are then chosen so that
+the predicted error still meets ``accuracy`` (a smearing is only used when the fixed cutoff
+and k_cutoff meet their error targets with it); when no choice can, a ValueError says so and
+names the nearest value of each fixed parameter that would work (e.g. "the smallest cutoff
+that does is 5.3"). All three fixed are the caller's explicit choice: they are used as they
+are, without an accuracy check. Work beyond the limits of :func:`farfield.set_limits`
+(pairs and periodic images, k-vectors, memory) is refused before it starts.
 """
 
 from __future__ import annotations
@@ -13,31 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
-from .pme import pme, pme_preferred
+from . import _checks, _native
+from .pme import _resolve_charges, pme, pme_preferred
 from .results import EwaldResult, FloatArray
 from .system import as_system
 
 __all__ = ["ewald", "ewald_parameters"]
 
 _METHODS = ("auto", "ewald", "pme", "direct")
-
-
-def _charges(atoms: Any, charges: Any, n: int) -> FloatArray:
-    if charges is None:
-        if hasattr(atoms, "get_initial_charges"):
-            charges = atoms.get_initial_charges()
-        else:
-            raise ValueError("charges are required (a farfield.System carries none)")
-    try:
-        array = np.ascontiguousarray(np.asarray(charges, dtype=np.float64))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"charges must be an array of numbers: {error}") from error
-    if array.ndim != 1 or array.shape[0] != n:
-        raise ValueError(f"charges must have shape ({n},) (one per atom), got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("charges contain a non-finite value (NaN or infinity)")
-    return array
 
 
 def _check_method(method: str) -> None:
@@ -69,24 +59,25 @@ def ewald_parameters(
     """The parameters :func:`ewald` would use (nothing is computed)."""
     _check_method(method)
     system = as_system(atoms)
+    exponent = _checks.finite_float("exponent", exponent)
+    accuracy = _checks.finite_float("accuracy", accuracy)
+    smearing = _checks.optional_positive_float("smearing", smearing)
+    cutoff = _checks.optional_positive_float("cutoff", cutoff)
+    k_cutoff = _checks.optional_positive_float("k_cutoff", k_cutoff)
     if _use_pme(system, method, float(exponent), float(accuracy), k_cutoff):
-        q = np.ones(len(system))
-        params = pme(
-            system,
-            q,
+        s, rc, mesh, order = _native.pme_tune(
+            system._arrays(),
             exponent=exponent,
             accuracy=accuracy,
             smearing=smearing,
             cutoff=cutoff,
-            forces=False,
-            stress=False,
-        ).parameters
+        )
         return {
             "method": "pme",
-            "smearing": params.smearing,
-            "cutoff": params.cutoff,
-            "mesh": params.mesh,
-            "order": params.order,
+            "smearing": s,
+            "cutoff": rc,
+            "mesh": tuple(int(k) for k in mesh),
+            "order": order,
         }
     name, s, rc, kc = _native.ewald_tune(
         system._arrays(), float(exponent), float(accuracy), method, smearing, cutoff, k_cutoff
@@ -115,7 +106,10 @@ def ewald(
     Args:
         atoms: an ``ase.Atoms`` or a :class:`farfield.System`, periodic in all directions
             (Ewald) or in none (direct O(N²) sum).
-        charges: (n,) charges; defaults to the initial charges of an ``ase.Atoms``.
+        charges: (n,) charges (|q| ≤ 1e100), or a per-element map such as
+            ``{"Na": 1.0, "Cl": -1.0}``; defaults to the initial charges of an ``ase.Atoms``.
+            Atoms without initial charges are refused (ValueError), never taken as zero;
+            an explicit all-zero array is allowed.
         exponent: p > 0 in 1/r^p (p = 3 needs a neutral cell).
         accuracy: target relative RMS force error, in [1e-15, 1) (see the module docs).
         method: "auto" (for periodic systems Ewald or smooth PME, whichever is predicted to be
@@ -123,7 +117,9 @@ def ewald(
             "direct".
         prefactor: multiplies energies, forces, stress and potentials
             (e.g. :data:`farfield.units.EV_ANGSTROM`).
-        smearing, cutoff, k_cutoff: override the automatic Ewald parameters.
+        smearing, cutoff, k_cutoff: override the automatic Ewald parameters (see the module
+            docs: the free ones keep the accuracy; all three fixed are used unchecked). They
+            are refused for open systems (the direct sum takes none).
         forces, stress, potentials: what to compute besides the energy.
 
     Returns:
@@ -132,7 +128,13 @@ def ewald(
     """
     _check_method(method)
     system = as_system(atoms)
-    q = _charges(atoms, charges, len(system))
+    q = _resolve_charges(atoms, charges, len(system))
+    exponent = _checks.finite_float("exponent", exponent)
+    accuracy = _checks.finite_float("accuracy", accuracy)
+    prefactor = _checks.finite_float("prefactor", prefactor)
+    smearing = _checks.optional_positive_float("smearing", smearing)
+    cutoff = _checks.optional_positive_float("cutoff", cutoff)
+    k_cutoff = _checks.optional_positive_float("k_cutoff", k_cutoff)
     if _use_pme(system, method, float(exponent), float(accuracy), k_cutoff):
         res = pme(
             system,

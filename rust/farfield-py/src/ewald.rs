@@ -26,6 +26,22 @@ fn parse_method(
     overrides: EwaldOverrides,
 ) -> farfield::Result<Method> {
     check_accuracy(accuracy)?;
+    if !system.is_periodic() && method != "ewald" {
+        for (name, value) in [
+            ("smearing", overrides.smearing),
+            ("cutoff", overrides.cutoff),
+            ("k_cutoff", overrides.k_cutoff),
+        ] {
+            if value.is_some() {
+                return Err(Error::parameter(
+                    name,
+                    "is an Ewald parameter, but this system is open (no cell): the direct sum \
+                     over all pairs takes no smearing, cutoff or k_cutoff; leave it out or give \
+                     the system a cell",
+                ));
+            }
+        }
+    }
     match method {
         "auto" => {
             if system.is_periodic() {

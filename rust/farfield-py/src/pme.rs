@@ -34,17 +34,7 @@ fn pme_compute<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let system = errors::guarded(|| system.to_system())?;
     let charges: Vec<f64> = charges.as_array().iter().copied().collect();
-    let mesh = match (mesh, mesh_spacing) {
-        (Some(_), Some(_)) => {
-            return Err(errors::to_py(farfield::Error::parameter(
-                "mesh",
-                "give either mesh or mesh_spacing, not both",
-            )))
-        }
-        (Some(n), None) => Some(Mesh::Points(n)),
-        (None, Some(h)) => Some(Mesh::Spacing(h)),
-        (None, None) => None,
-    };
+    let mesh = mesh_override(mesh, mesh_spacing)?;
     let overrides = PmeOverrides {
         smearing,
         cutoff,
@@ -93,6 +83,58 @@ fn pme_compute<'py>(
     Ok(d)
 }
 
+/// The PME parameters `pme_compute` would use, without computing anything:
+/// `(smearing, cutoff, mesh, order)`.
+#[pyfunction]
+#[pyo3(signature = (system, exponent=1.0, accuracy=1e-5, smearing=None, cutoff=None,
+                    mesh=None, mesh_spacing=None, order=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn pme_tune(
+    py: Python<'_>,
+    system: SystemArrays<'_>,
+    exponent: f64,
+    accuracy: f64,
+    smearing: Option<f64>,
+    cutoff: Option<f64>,
+    mesh: Option<[usize; 3]>,
+    mesh_spacing: Option<f64>,
+    order: Option<usize>,
+) -> PyResult<(f64, f64, (usize, usize, usize), usize)> {
+    let system = errors::guarded(|| system.to_system())?;
+    let mesh = mesh_override(mesh, mesh_spacing)?;
+    let overrides = PmeOverrides {
+        smearing,
+        cutoff,
+        mesh,
+        order,
+    };
+    let params = threads::run(py, || {
+        pme_parameters(Kernel::new(exponent)?, &system, accuracy, overrides)
+    })?;
+    let grid = match params.mesh {
+        Mesh::Points(n) => n,
+        Mesh::Spacing(_) => [0; 3],
+    };
+    Ok((
+        params.smearing,
+        params.cutoff,
+        (grid[0], grid[1], grid[2]),
+        params.order,
+    ))
+}
+
+fn mesh_override(mesh: Option<[usize; 3]>, mesh_spacing: Option<f64>) -> PyResult<Option<Mesh>> {
+    match (mesh, mesh_spacing) {
+        (Some(_), Some(_)) => Err(errors::to_py(farfield::Error::parameter(
+            "mesh",
+            "give either mesh or mesh_spacing, not both",
+        ))),
+        (Some(n), None) => Ok(Some(Mesh::Points(n))),
+        (None, Some(h)) => Ok(Some(Mesh::Spacing(h))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// `method="auto"`: True when PME is predicted to be cheaper than Ewald.
 #[pyfunction]
 #[pyo3(signature = (system, exponent=1.0, accuracy=1e-5))]
@@ -110,5 +152,6 @@ fn pme_preferred(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pme_compute, m)?)?;
     m.add_function(wrap_pyfunction!(pme_preferred, m)?)?;
+    m.add_function(wrap_pyfunction!(pme_tune, m)?)?;
     Ok(())
 }

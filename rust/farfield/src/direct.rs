@@ -38,8 +38,13 @@ impl LongRangeSum for Direct {
             ));
         }
         crate::system::check_per_atom("charges", charges.len(), system)?;
-        crate::error::check_finite("charges", charges)?;
+        crate::longrange::check_charges(charges)?;
         let n = system.len();
+        crate::limits::check_terms(
+            "the direct sum over all pairs of an open system (pair terms)",
+            n as f64 * n as f64,
+            "use fewer atoms, or a periodic cell with Ewald or PME",
+        )?;
         let pos = system.positions();
         // structure of arrays for the inner loop
         let xs: Vec<f64> = pos.iter().map(|r| r[0]).collect();
@@ -58,6 +63,9 @@ impl LongRangeSum for Direct {
                 let mut w = [[0.0; 3]; 3];
                 let mut start = 0;
                 while start < n {
+                    if crate::interrupt::is_requested() {
+                        break;
+                    }
                     let end = (start + TILE).min(n);
                     for j in start..end {
                         if j == i {
@@ -99,6 +107,7 @@ impl LongRangeSum for Direct {
                 (phi, g, w)
             })
             .collect();
+        crate::interrupt::check()?;
         let mut energy = 0.0;
         let mut virial = [[0.0; 3]; 3];
         for (i, atom) in per_atom.iter().enumerate() {

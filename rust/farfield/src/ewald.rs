@@ -13,6 +13,7 @@
 //! Potentials satisfy E = ½ Σ q_i φ_i; the virial is ∂E/∂ε (ASE stress = virial / V).
 
 use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::kernel::{Kernel, RangeSplit};
 use crate::kspace::{structure_factors, KVectors, PhaseTables};
 use crate::longrange::{LongRangeSum, Output, Request};
@@ -97,7 +98,10 @@ fn real_space(
             let mut phi = 0.0;
             let mut force = [0.0; 3];
             let mut virial = [[0.0; 3]; 3];
-            list.for_each_neighbor(i, |n| {
+            if interrupt::is_requested() {
+                return (phi, force, virial);
+            }
+            list.for_each_neighbor_until(i, interrupt::is_requested, |n| {
                 let qj = charges[n.j];
                 let (v, dv) = split.short_range(n.distance);
                 phi += qj * v;
@@ -119,6 +123,7 @@ fn real_space(
             (phi, force, virial)
         })
         .collect();
+    interrupt::check()?;
     Ok(result)
 }
 
@@ -131,7 +136,7 @@ impl LongRangeSum for Ewald {
             )
         })?;
         crate::system::check_per_atom("charges", charges.len(), system)?;
-        crate::error::check_finite("charges", charges)?;
+        crate::longrange::check_charges(charges)?;
         let n = system.len();
         let total: f64 = charges.iter().sum();
         let q2: f64 = charges.iter().map(|q| q * q).sum();
@@ -140,6 +145,7 @@ impl LongRangeSum for Ewald {
             q2.sqrt()
                 .max(charges.iter().fold(0.0, |m, q| m.max(q.abs()))),
         )?;
+        crate::tuning::check_ewald_work(system, self.parameters)?;
         let volume = cell.volume();
         let split = &self.split;
         let need_atoms = request.forces || request.potentials;
@@ -150,7 +156,9 @@ impl LongRangeSum for Ewald {
         // reciprocal space
         let kvectors = KVectors::half_space(cell, self.parameters.k_cutoff)?;
         let tables = PhaseTables::new(cell, system.positions(), kvectors.max_index);
+        interrupt::check()?;
         let sk = structure_factors(&kvectors, &tables, charges);
+        interrupt::check()?;
         let fourier: Vec<(f64, f64)> = kvectors
             .norms2
             .par_iter()
@@ -178,6 +186,9 @@ impl LongRangeSum for Ewald {
                     let mut tc = vec![0.0; len];
                     let mut ts = vec![0.0; len];
                     for group in &kvectors.groups {
+                        if interrupt::is_requested() {
+                            return;
+                        }
                         let (c0, s0) = tables.axis(0, group.m0);
                         let (c1, s1) = tables.axis(1, group.m1);
                         for j in 0..len {
@@ -211,6 +222,7 @@ impl LongRangeSum for Ewald {
                         }
                     }
                 });
+            interrupt::check()?;
         }
 
         let self_pot = split.self_potential();
@@ -254,6 +266,9 @@ impl LongRangeSum for Ewald {
             // reciprocal: -(1/V) Σ_half |S|² [V̂ δ + 2 dV̂/dk² k k]
             let mut wk = [[0.0; 3]; 3];
             for idx in 0..kvectors.len() {
+                if idx % 65536 == 0 {
+                    interrupt::check()?;
+                }
                 let (sre, sim) = sk[idx];
                 let s2 = sre * sre + sim * sim;
                 let (v, dv) = fourier[idx];

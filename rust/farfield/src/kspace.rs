@@ -88,6 +88,7 @@ impl KVectors {
         };
         let [n0, n1, n2] = max_index;
         for m0 in 0..=n0 {
+            crate::interrupt::check()?;
             for m1 in -n1..=n1 {
                 if m0 == 0 && m1 < 0 {
                     continue;
@@ -270,6 +271,11 @@ pub fn typed_structure_factors(
         .map_init(
             || (vec![0.0; n], vec![0.0; n]),
             |(tc, ts), group| {
+                if crate::interrupt::is_requested() {
+                    // the caller checks the interrupt flag and discards the result
+                    let len = group.range.len() * na;
+                    return (vec![0.0; len], vec![0.0; len]);
+                }
                 let (c0, s0) = tables.axis(0, group.m0);
                 let (c1, s1) = tables.axis(1, group.m1);
                 for p in 0..n {

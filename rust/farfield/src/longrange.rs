@@ -3,7 +3,7 @@
 //! QEq's matrix-free solve and LODE's mesh path call "apply the kernel to these charges"
 //! through [`LongRangeSum`] without caring which method does it.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::math::linalg::{Mat3, Vec3};
 use crate::system::System;
 
@@ -47,4 +47,24 @@ pub struct Output {
 pub trait LongRangeSum: Send + Sync {
     /// Computes the energy (and what `request` asks for) of `charges` placed on `system`.
     fn compute(&self, system: &System, charges: &[f64], request: Request) -> Result<Output>;
+}
+
+/// Largest accepted charge magnitude: products q_i q_j and Σ q² stay far from overflow.
+pub const MAX_CHARGE: f64 = 1e100;
+
+/// Checks that charges are finite and at most [`MAX_CHARGE`] in magnitude (larger ones would
+/// overflow q², giving infinities and NaN).
+pub fn check_charges(charges: &[f64]) -> Result<()> {
+    crate::error::check_finite("charges", charges)?;
+    let largest = charges.iter().fold(0.0f64, |m, q| m.max(q.abs()));
+    if largest > MAX_CHARGE {
+        return Err(Error::parameter(
+            "charges",
+            format!(
+                "magnitudes above {MAX_CHARGE:e} are refused (their products would overflow), \
+                 got {largest:e}; rescale them and multiply the results by the square of the scale"
+            ),
+        ));
+    }
+    Ok(())
 }

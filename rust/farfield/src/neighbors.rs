@@ -205,7 +205,19 @@ impl CellList {
 
     /// Calls `f` for every image of every atom strictly within the cutoff of atom `i`, except
     /// atom `i` itself without translation. Each pair is visited from both sides.
-    pub fn for_each_neighbor(&self, i: usize, mut f: impl FnMut(Neighbor)) {
+    pub fn for_each_neighbor(&self, i: usize, f: impl FnMut(Neighbor)) {
+        self.for_each_neighbor_until(i, || false, f);
+    }
+
+    /// [`CellList::for_each_neighbor`], stopping early (with some neighbours not visited)
+    /// once `stop()` returns true; `stop` is polled once per row of searched bins. Callers
+    /// use it with [`crate::interrupt::is_requested`] and discard the result when it stopped.
+    pub fn for_each_neighbor_until(
+        &self,
+        i: usize,
+        stop: impl Fn() -> bool,
+        mut f: impl FnMut(Neighbor),
+    ) {
         let cutoff2 = self.cutoff * self.cutoff;
         let bi = self.bin_of[i];
         let ri = self.wrapped[i];
@@ -218,6 +230,9 @@ impl CellList {
         let s = self.search;
         for o0 in -s[0]..=s[0] {
             for o1 in -s[1]..=s[1] {
+                if stop() {
+                    return;
+                }
                 for o2 in -s[2]..=s[2] {
                     let raw = [bi[0] + o0, bi[1] + o1, bi[2] + o2];
                     let mut image = [0i64; 3];

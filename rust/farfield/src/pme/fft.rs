@@ -104,6 +104,9 @@ impl Fft3 {
         a.par_chunks_mut(n2 * h)
             .zip(real.par_chunks_mut(n2 * n3 * lanes))
             .for_each(|(out, inp)| {
+                if crate::interrupt::is_requested() {
+                    return;
+                }
                 let mut scratch = self.r2c.make_scratch_vec();
                 let mut line = vec![0.0; if lanes > 1 { n3 } else { 0 }];
                 for (o, i) in out.chunks_mut(h).zip(inp.chunks_mut(n3 * lanes)) {
@@ -125,6 +128,9 @@ impl Fft3 {
         b.par_chunks_mut(n2 * h)
             .zip(a.par_chunks(n2 * h))
             .for_each(|(out, inp)| {
+                if crate::interrupt::is_requested() {
+                    return;
+                }
                 for i2 in 0..n2 {
                     for i3 in 0..h {
                         out[i3 * n2 + i2] = inp[i2 * h + i3];
@@ -138,6 +144,9 @@ impl Fft3 {
         spec.par_chunks_mut(n2 * n1)
             .enumerate()
             .for_each(|(i3, out)| {
+                if crate::interrupt::is_requested() {
+                    return;
+                }
                 for i1 in 0..n1 {
                     let src = &b[(i1 * h + i3) * n2..(i1 * h + i3 + 1) * n2];
                     for i2 in 0..n2 {
@@ -168,6 +177,9 @@ impl Fft3 {
         let [n1, n2, n3] = self.n;
         let h = self.h;
         spec.par_chunks_mut(n2 * n1).for_each(|row| {
+            if crate::interrupt::is_requested() {
+                return;
+            }
             let mut scratch = vec![C64::new(0.0, 0.0); self.i1.get_inplace_scratch_len()];
             self.i1.process_with_scratch(row, &mut scratch);
         });
@@ -178,6 +190,9 @@ impl Fft3 {
         b.par_chunks_mut(SLABS * h * n2)
             .enumerate()
             .for_each(|(block, out)| {
+                if crate::interrupt::is_requested() {
+                    return;
+                }
                 let i1 = block * SLABS;
                 let slabs = out.len() / (h * n2);
                 for x in 0..h * n2 {
@@ -195,6 +210,9 @@ impl Fft3 {
         real.par_chunks_mut(n2 * n3 * lanes)
             .zip(b.par_chunks(h * n2))
             .for_each(|(out, inp)| {
+                if crate::interrupt::is_requested() {
+                    return;
+                }
                 let mut row = vec![C64::new(0.0, 0.0); h];
                 let mut scratch = self.c2r.make_scratch_vec();
                 let mut line = vec![0.0; if lanes > 1 { n3 } else { 0 }];

@@ -217,7 +217,10 @@ impl Pme {
             .cell()
             .ok_or_else(|| Error::Unsupported("PME needs a periodic cell".into()))?;
         let n = self.parameters.grid(cell)?;
-        Ok((n, self.spread(system, charges, n).2))
+        crate::tuning::pme::check_pme_work(system, &self.parameters)?;
+        let grid = self.spread(system, charges, n).2;
+        crate::interrupt::check()?;
+        Ok((n, grid))
     }
 
     /// Sorts the atoms by mesh cell (first axis major) and spreads the charges: (sort key and
@@ -286,12 +289,14 @@ impl Pme {
 
         let scaled = |r: &Vec3| scaled_coordinates(r, &inv, n);
         let (order_atoms, sorted, mut grid) = self.spread(system, charges, n);
+        crate::interrupt::check()?;
         let n2p = n[2] + order - 1;
 
         // --- forward FFT, influence function, energy and virial
         let fft = Fft3::new(n);
         let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
         fft.forward(&mut grid, &mut spec);
+        crate::interrupt::check()?;
         let moduli = bspline::moduli3(order, n);
         let split = &self.split;
         let sigma2 = split.smearing() * split.smearing();
@@ -318,6 +323,9 @@ impl Pme {
             .map(|(m3, rows)| {
                 let mut e = 0.0;
                 let mut w = [[0.0; 3]; 3];
+                if crate::interrupt::is_requested() {
+                    return (e, w);
+                }
                 let f3 = signed_frequency(m3, n[2]);
                 let weight = if m3 == 0 { 1.0 } else { 2.0 };
                 for m2 in 0..n[1] {
@@ -379,6 +387,7 @@ impl Pme {
                     (e1 + e2, w)
                 },
             );
+        crate::interrupt::check()?;
         let energy = 0.5 * energy2;
         let mut virial = [[0.0; 3]; 3];
         if want_virial {
@@ -395,6 +404,7 @@ impl Pme {
         // --- back to the grid: φ(k) = Σ_m G(m) F[Q](m) e^{2πi m·k/K}
         fft.inverse(&mut spec, &mut grid);
         drop(spec);
+        crate::interrupt::check()?;
         // the potential grid padded along the last axis like the spreading grids
         let mut padded = zeroed(n[0] * n[1] * n2p);
         padded
@@ -419,6 +429,9 @@ impl Pme {
                     )
                 },
                 |(th, dth, idx), &(ref r, qi)| {
+                    if crate::interrupt::is_requested() {
+                        return (0.0, [0.0; 3]);
+                    }
                     let u = scaled(r);
                     let mut start3 = 0;
                     for a in 0..3 {
@@ -473,6 +486,7 @@ impl Pme {
                 },
             )
             .collect();
+        crate::interrupt::check()?;
         let mut potentials = vec![0.0; system.len()];
         let mut forces = vec![[0.0; 3]; system.len()];
         for (&(_, i), (phi, f)) in order_atoms.iter().zip(per_sorted) {
@@ -600,9 +614,12 @@ fn spread_thread_grids(
         .map(|atoms| {
             let mut grid = zeroed(n[0] * n[1] * n2p);
             let mut st = Stencil::new(order);
-            for &(ref r, qi) in atoms {
+            for (k, &(ref r, qi)) in atoms.iter().enumerate() {
                 if qi == 0.0 {
                     continue;
+                }
+                if k % 1024 == 0 && crate::interrupt::is_requested() {
+                    break;
                 }
                 st.fill(scaled(r), n);
                 let b0 = st.start0 + n[0] - order + 1;
@@ -657,9 +674,12 @@ fn spread_slabs(
                 }
                 let first = s * width;
                 let mut st = Stencil::new(order);
-                for &(ref r, qi) in &sorted[bounds[s]..bounds[s + 1]] {
+                for (k, &(ref r, qi)) in sorted[bounds[s]..bounds[s + 1]].iter().enumerate() {
                     if qi == 0.0 {
                         continue;
+                    }
+                    if k % 1024 == 0 && crate::interrupt::is_requested() {
+                        break;
                     }
                     st.fill(scaled(r), n);
                     let local = st.start0 - first;
@@ -688,10 +708,11 @@ fn spread_slabs(
 impl LongRangeSum for Pme {
     fn compute(&self, system: &System, charges: &[f64], request: Request) -> Result<Output> {
         check_per_atom("charges", charges.len(), system)?;
-        check_finite("charges", charges)?;
+        crate::longrange::check_charges(charges)?;
         let cell = system
             .cell()
             .ok_or_else(|| Error::Unsupported("PME needs a periodic cell".into()))?;
+        crate::tuning::pme::check_pme_work(system, &self.parameters)?;
         let total: f64 = charges.iter().sum();
         let norm = charges.iter().map(|q| q * q).sum::<f64>().sqrt();
         self.kernel.check_net_charge(total, norm)?;
@@ -699,6 +720,7 @@ impl LongRangeSum for Pme {
         let split = &self.split;
 
         let real = realspace::real_space(system, charges, split, self.parameters.cutoff, request)?;
+        crate::interrupt::check()?;
         let (e_rec, phi_rec, f_rec, w_rec) = self.reciprocal(system, charges, request)?;
 
         let v0 = split.self_potential();

@@ -468,7 +468,13 @@ pub fn real_space_with_table(
             let mut w = [0.0; 6];
             let mut hits: Vec<u32> = Vec::new();
             for home_bin in c * chunk..((c + 1) * chunk).min(total_bins) {
+                if crate::interrupt::is_requested() {
+                    break;
+                }
                 bins.for_each_segment(home_bin, |home, range, t, same| {
+                    if crate::interrupt::is_requested() {
+                        return;
+                    }
                     if hits.len() < range.len() {
                         hits.resize(range.len(), 0);
                     }
@@ -535,6 +541,7 @@ pub fn real_space_with_table(
                 }
             }
         });
+    crate::interrupt::check()?;
     let parts: Vec<Accumulator> = accumulators
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))

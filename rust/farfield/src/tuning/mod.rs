@@ -26,6 +26,18 @@
 //! 2 q √(Q₂/(r_c V)) e^{-r_c²/(2σ²)} and 2 q √(Q₂/(k_c V)) e^{-k_c²σ²/2}/σ. The parameters
 //! are chosen so that each part is at most accuracy/√2 (so that the total stays below the
 //! target), minimising the predicted cost N (c_r n_pairs + c_k n_k) over σ. No timing runs.
+//!
+//! # Fixed parameters
+//!
+//! Any of smearing / cutoff / k-cutoff (PME: smearing / cutoff / mesh / order) may be fixed.
+//! The free ones are then chosen under the same error targets: a σ is admissible only when the
+//! fixed values meet their targets with it (a fixed cutoff bounds σ from above, a fixed
+//! k-cutoff or mesh from below), and only when the estimated work stays within the limits of
+//! [`crate::limits`] and a cutoff chosen by farfield visits at most [`MAX_FREE_VISITS`] images
+//! per atom. When no σ is admissible, the error names for each fixed value the nearest one
+//! that would be (found by bisection, rounded to three digits on the working side). All of
+//! smearing, cutoff and k-cutoff (PME: smearing, cutoff and mesh) fixed are the caller's
+//! explicit choice: they are used unchecked (their work is still checked before computing).
 
 pub mod pme;
 
@@ -138,6 +150,118 @@ fn solve_decreasing(f: impl Fn(f64) -> f64, target: f64, lo: f64, hi: f64) -> f6
     hi
 }
 
+/// For `ok` true at one end of [lo, hi] (log scale) and false at the other, the point of the
+/// `ok` side closest to the switch (to a relative `tolerance`): with `ok_above`, the smallest
+/// x with ok(x), otherwise the largest. `None` when `ok` does not switch as assumed.
+pub(crate) fn log_boundary(
+    mut ok: impl FnMut(f64) -> Result<bool>,
+    lo: f64,
+    hi: f64,
+    ok_above: bool,
+    tolerance: f64,
+) -> Result<Option<f64>> {
+    let (mut bad, mut good) = if ok_above { (lo, hi) } else { (hi, lo) };
+    if !ok(good)? {
+        return Ok(None);
+    }
+    if ok(bad)? {
+        return Ok(Some(bad));
+    }
+    for _ in 0..200 {
+        if (good / bad).ln().abs() < tolerance {
+            break;
+        }
+        crate::interrupt::check()?;
+        let mid = (bad * good).sqrt();
+        if ok(mid)? {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Ok(Some(good))
+}
+
+/// `x` rounded to 3 significant digits, up (`up`) or down.
+pub(crate) fn round_3(x: f64, up: bool) -> f64 {
+    if !(x.is_finite() && x > 0.0) {
+        return x;
+    }
+    let scale = 10f64.powf(x.log10().floor() - 2.0);
+    let y = if up {
+        (x / scale * (1.0 - 1e-12)).ceil() * scale
+    } else {
+        (x / scale * (1.0 + 1e-12)).floor() * scale
+    };
+    // strip the binary noise of the multiplication
+    format!("{y:.3e}").parse().unwrap_or(y)
+}
+
+/// The value of one fixed parameter closest to `given` that makes `works` true, rounded to
+/// three significant digits on the working side: searched between `given` (which fails) and
+/// `known` (which works).
+pub(crate) fn nearest_working(
+    mut works: impl FnMut(f64) -> Result<bool>,
+    given: f64,
+    known: f64,
+) -> Result<Option<f64>> {
+    let up = known > given;
+    let (lo, hi) = if up { (given, known) } else { (known, given) };
+    let Some(b) = log_boundary(&mut works, lo, hi, up, 2e-4)? else {
+        return Ok(None);
+    };
+    let rounded = round_3(b, up);
+    if works(rounded)? {
+        Ok(Some(rounded))
+    } else {
+        Ok(Some(b))
+    }
+}
+
+/// The text of a refusal of fixed parameters: `fixed` lists "name=value" of what the user
+/// fixed, `free` the names chosen automatically, `nearest` (name, value, smallest?) the nearest
+/// working value of each fixed parameter when the others are kept.
+pub(crate) fn refusal(
+    fixed: &[(&str, String)],
+    free: &[&str],
+    accuracy: f64,
+    nearest: &[(&str, String, bool)],
+) -> Error {
+    let given: Vec<String> = fixed.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let name = fixed.first().map(|f| f.0).unwrap_or("accuracy");
+    let free_text = if free.is_empty() {
+        String::new()
+    } else {
+        format!(" with any {}", free.join("/"))
+    };
+    let mut reason = format!(
+        "{} cannot reach accuracy {accuracy:e}{free_text} (predicted relative RMS force error, \
+         within the cost limits of farfield.set_limits, and at most {MAX_FREE_VISITS:.0e} \
+         neighbour images per atom for a cutoff farfield chooses)",
+        given.join(", ")
+    );
+    if nearest.is_empty() {
+        reason.push_str(
+            "; change several of the fixed values, lower the accuracy, or leave them to farfield",
+        );
+    } else {
+        let parts: Vec<String> = nearest
+            .iter()
+            .map(|(n, v, smallest)| {
+                let which = if *smallest { "smallest" } else { "largest" };
+                if fixed.len() > 1 {
+                    format!("the {which} {n} that does (the other values kept) is {v}")
+                } else {
+                    format!("the {which} {n} that does is {v}")
+                }
+            })
+            .collect();
+        reason.push_str("; ");
+        reason.push_str(&parts.join("; "));
+    }
+    Error::parameter(name, reason)
+}
+
 /// User overrides of the automatic choice (any may be fixed).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct EwaldOverrides {
@@ -149,8 +273,262 @@ pub struct EwaldOverrides {
     pub k_cutoff: Option<f64>,
 }
 
+/// Largest number of atoms (periodic images included) within a cutoff that farfield chooses
+/// itself, per centre: far above any cost-optimal choice (hundreds to a few thousand), it keeps
+/// a fixed smearing or k-cutoff from silently forcing a huge real-space sum.
+pub const MAX_FREE_VISITS: f64 = 1e5;
+
+/// Bytes per half-space k-vector of an Ewald sum (indices, vector, |k|², V̂ and dV̂,
+/// structure factor).
+const BYTES_PER_KVECTOR: f64 = 12.0 + 24.0 + 8.0 + 16.0 + 16.0;
+
+/// The work of an Ewald sum with `parameters` on `system`, estimated from the parameters
+/// alone: (real-space pair terms, (atom, k-vector) terms, bytes, half-space k-vectors).
+pub fn ewald_work(system: &System, parameters: EwaldParameters) -> Result<(f64, f64, f64, f64)> {
+    let cell = system.cell().ok_or_else(|| {
+        Error::Unsupported("Ewald parameters are only defined for periodic systems".into())
+    })?;
+    let n = system.len().max(1) as f64;
+    let volume = cell.volume();
+    let real = n * real_space_visits(system, parameters.cutoff);
+    let kc = parameters.k_cutoff;
+    let lengths = cell.lengths();
+    let mut index_box = 1.0;
+    let mut table_rows = 0.0;
+    for l in lengths {
+        let m = (kc * l / (2.0 * PI)).floor();
+        index_box *= 2.0 * m + 1.0;
+        table_rows += 2.0 * m + 1.0;
+    }
+    let kvectors = 4.0 / 3.0 * PI * kc.powi(3) * volume / (8.0 * PI.powi(3)) / 2.0;
+    let kvectors = kvectors.min(0.5 * index_box);
+    let kterms = 3.0 * n * kvectors + 0.5 * index_box;
+    let bytes = BYTES_PER_KVECTOR * kvectors + 16.0 * n * table_rows + 200.0 * n;
+    Ok((real, kterms, bytes, kvectors))
+}
+
+/// Number of atoms (images) a cell-list neighbour loop visits per centre for `cutoff`: the
+/// density times the searched box, which grows like the number of periodic images when the
+/// cutoff is much longer than the cell.
+pub fn real_space_visits(system: &System, cutoff: f64) -> f64 {
+    let n = system.len().max(1) as f64;
+    match system.cell() {
+        Some(cell) => {
+            let spacings = cell.plane_spacings();
+            let min_bin = (cell.volume() / (2.0 * n).max(8.0)).cbrt();
+            let mut volume = 1.0;
+            for h in spacings {
+                let bin = (0.5 * cutoff).max(min_bin).min(h);
+                volume *= 2.0 * cutoff + bin;
+            }
+            n / cell.volume() * volume
+        }
+        None => n,
+    }
+}
+
+/// Refuses an Ewald sum whose estimated work exceeds the limits of [`crate::limits`], naming
+/// the parameter to change.
+pub fn check_ewald_work(system: &System, parameters: EwaldParameters) -> Result<()> {
+    let (real, kterms, bytes, kvectors) = ewald_work(system, parameters)?;
+    crate::limits::check_terms(
+        &format!(
+            "the Ewald real-space sum with cutoff {} (pair terms, periodic images included)",
+            parameters.cutoff
+        ),
+        real,
+        "lower the cutoff (with a smaller smearing), or leave cutoff and smearing to farfield",
+    )?;
+    let hint =
+        "lower k_cutoff (with a larger smearing), or leave k_cutoff and smearing to farfield";
+    if kvectors > crate::kspace::MAX_KVECTORS as f64 {
+        return Err(Error::TooExpensive {
+            what: format!(
+                "the Ewald k-space sum with k_cutoff {}",
+                parameters.k_cutoff
+            ),
+            estimate: format!("{kvectors:.2e} k-vectors"),
+            limit: format!("{} k-vectors", crate::kspace::MAX_KVECTORS),
+            hint: hint.into(),
+        });
+    }
+    crate::limits::check_terms(
+        &format!(
+            "the Ewald k-space sum with k_cutoff {} ((atom, k-vector) terms)",
+            parameters.k_cutoff
+        ),
+        kterms,
+        hint,
+    )?;
+    crate::limits::check_memory(
+        &format!(
+            "the Ewald k-space tables with k_cutoff {}",
+            parameters.k_cutoff
+        ),
+        bytes,
+        hint,
+    )
+}
+
+fn check_positive(name: &str, value: Option<f64>) -> Result<()> {
+    if let Some(v) = value {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(Error::parameter(
+                name,
+                format!("must be positive and finite, got {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The cheapest admissible Ewald parameters with `overrides` kept: every σ considered meets
+/// the error target with the fixed values, and the work stays within the limits (unless
+/// `ignore_limits`). `None` when no σ qualifies.
+fn search_ewald(
+    kernel: Kernel,
+    system: &System,
+    accuracy: f64,
+    overrides: EwaldOverrides,
+    ignore_limits: bool,
+) -> Result<Option<EwaldParameters>> {
+    let stats = SystemStats::of(system)?;
+    let target = SAFETY * accuracy / std::f64::consts::SQRT_2;
+    let d = stats.spacing();
+    let real_err = |sigma: f64, rc: f64| -> f64 {
+        ewald_error(
+            kernel,
+            stats,
+            EwaldParameters {
+                smearing: sigma,
+                cutoff: rc,
+                k_cutoff: 1.0,
+            },
+        )
+        .map(|e| e.0)
+        .unwrap_or(f64::INFINITY)
+    };
+    let recip_err = |sigma: f64, kc: f64| -> f64 {
+        ewald_error(
+            kernel,
+            stats,
+            EwaldParameters {
+                smearing: sigma,
+                cutoff: 1.0,
+                k_cutoff: kc,
+            },
+        )
+        .map(|e| e.1)
+        .unwrap_or(f64::INFINITY)
+    };
+    let choose = |sigma: f64| -> Result<Option<(EwaldParameters, f64)>> {
+        let rc = match overrides.cutoff {
+            Some(rc) => rc,
+            None => solve_decreasing(|rc| real_err(sigma, rc), target, sigma, 60.0 * sigma),
+        };
+        let kc = match overrides.k_cutoff {
+            Some(kc) => kc,
+            None => solve_decreasing(|kc| recip_err(sigma, kc), target, 0.5 / sigma, 60.0 / sigma),
+        };
+        let params = EwaldParameters {
+            smearing: sigma,
+            cutoff: rc,
+            k_cutoff: kc,
+        };
+        if overrides.cutoff.is_none()
+            && !ignore_limits
+            && real_space_visits(system, rc) > MAX_FREE_VISITS
+        {
+            return Ok(None);
+        }
+        let tolerance = target * (1.0 + 1e-9);
+        if real_err(sigma, rc) > tolerance || recip_err(sigma, kc) > tolerance {
+            return Ok(None);
+        }
+        if !ignore_limits {
+            match check_ewald_work(system, params) {
+                Ok(()) => {}
+                Err(Error::TooExpensive { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some((params, ewald_cost(stats, params))))
+    };
+    let candidates: Vec<f64> = if let Some(sigma) = overrides.smearing {
+        vec![sigma]
+    } else {
+        // scan σ on a logarithmic grid around the interparticle spacing (and the cell size)
+        let lengths = system.cell().map(|c| c.lengths()).unwrap_or([d; 3]);
+        let lmax = lengths.iter().fold(d, |m, &l| m.max(l));
+        let (mut lo, mut hi) = (0.02 * d.min(lmax), 2.0 * lmax.max(d));
+        let (wide_lo, wide_hi) = (1e-6 * d, 1e6 * lmax.max(d));
+        // a fixed cutoff admits σ up to a bound (the real-space error grows with σ), a fixed
+        // k-cutoff σ down to a bound
+        let upper = match overrides.cutoff {
+            Some(rc) => match log_boundary(
+                |s| Ok(real_err(s, rc) <= target),
+                wide_lo,
+                wide_hi,
+                false,
+                1e-9,
+            )? {
+                Some(s) => Some(s),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let lower = match overrides.k_cutoff {
+            Some(kc) => match log_boundary(
+                |s| Ok(recip_err(s, kc) <= target),
+                wide_lo,
+                wide_hi,
+                true,
+                1e-9,
+            )? {
+                Some(s) => Some(s),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        match (lower, upper) {
+            (Some(l), Some(u)) => {
+                if l > u {
+                    return Ok(None);
+                }
+                (lo, hi) = (l, u);
+            }
+            (Some(l), None) => (lo, hi) = (l, hi.max(20.0 * l)),
+            (None, Some(u)) => (lo, hi) = (lo.min(u / 20.0), u),
+            (None, None) => {}
+        }
+        let steps = 120;
+        let mut grid: Vec<f64> = (0..=steps)
+            .map(|s| lo * (hi / lo).powf(s as f64 / steps as f64))
+            .collect();
+        grid[steps] = hi;
+        grid
+    };
+    let mut best: Option<(EwaldParameters, f64)> = None;
+    for sigma in candidates {
+        crate::interrupt::check()?;
+        if let Some((params, cost)) = choose(sigma)? {
+            if best.is_none_or(|b| cost < b.1) {
+                best = Some((params, cost));
+            }
+        }
+    }
+    Ok(best.map(|b| b.0))
+}
+
 /// Chooses Ewald parameters for `system` so that the predicted relative RMS force error stays
-/// below `accuracy`, minimising the predicted cost; fixed values in `overrides` are kept.
+/// below `accuracy`, minimising the predicted cost.
+///
+/// Fixed values in `overrides` are kept and the free ones chosen so that the accuracy still
+/// holds: a smearing is only considered when the fixed cutoff and k-cutoff meet their error
+/// targets with it. When no choice does (within the limits of [`crate::limits`]), the error
+/// names, for each fixed value, the nearest value (smallest cutoff or k-cutoff, smallest or
+/// largest smearing) that would work with the others kept. When all three are fixed they are
+/// the caller's explicit choice and are returned unchecked.
 pub fn tune_ewald(
     kernel: Kernel,
     system: &System,
@@ -158,77 +536,84 @@ pub fn tune_ewald(
     overrides: EwaldOverrides,
 ) -> Result<EwaldParameters> {
     check_accuracy(accuracy)?;
-    for (name, value) in [
+    check_positive("smearing", overrides.smearing)?;
+    check_positive("cutoff", overrides.cutoff)?;
+    check_positive("k_cutoff", overrides.k_cutoff)?;
+    SystemStats::of(system)?;
+    if let (Some(smearing), Some(cutoff), Some(k_cutoff)) =
+        (overrides.smearing, overrides.cutoff, overrides.k_cutoff)
+    {
+        return Ok(EwaldParameters {
+            smearing,
+            cutoff,
+            k_cutoff,
+        });
+    }
+    if let Some(p) = search_ewald(kernel, system, accuracy, overrides, false)? {
+        return Ok(p);
+    }
+    let fixed: Vec<(&str, f64)> = [
         ("smearing", overrides.smearing),
         ("cutoff", overrides.cutoff),
         ("k_cutoff", overrides.k_cutoff),
-    ] {
-        if let Some(v) = value {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::parameter(
-                    name,
-                    format!("must be positive and finite, got {v}"),
-                ));
-            }
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| v.map(|v| (n, v)))
+    .collect();
+    if fixed.is_empty() {
+        // nothing fixed: the cheapest choice is over the limits; say so with its estimate
+        if let Some(p) = search_ewald(kernel, system, accuracy, overrides, true)? {
+            check_ewald_work(system, p)?;
         }
+        return Err(Error::parameter(
+            "accuracy",
+            format!("no Ewald parameters reach accuracy {accuracy:e}"),
+        ));
     }
-    let stats = SystemStats::of(system)?;
-    let target = SAFETY * accuracy / std::f64::consts::SQRT_2;
-    let d = stats.spacing();
-    let choose = |sigma: f64| -> Result<(EwaldParameters, f64)> {
-        let split = kernel.split(sigma)?;
-        let probe = |rc: f64, kc: f64| EwaldParameters {
-            smearing: sigma,
-            cutoff: rc,
-            k_cutoff: kc,
-        };
-        let rc = match overrides.cutoff {
-            Some(rc) => rc,
-            None => solve_decreasing(
-                |rc| {
-                    ewald_error(kernel, stats, probe(rc, 1.0))
-                        .map(|e| e.0)
-                        .unwrap_or(f64::INFINITY)
-                },
-                target,
-                sigma,
-                60.0 * sigma,
-            ),
-        };
-        let kc = match overrides.k_cutoff {
-            Some(kc) => kc,
-            None => solve_decreasing(
-                |kc| {
-                    ewald_error(kernel, stats, probe(1.0, kc))
-                        .map(|e| e.1)
-                        .unwrap_or(f64::INFINITY)
-                },
-                target,
-                0.5 / sigma,
-                60.0 / sigma,
-            ),
-        };
-        let _ = split;
-        let params = probe(rc, kc);
-        Ok((params, ewald_cost(stats, params)))
+    let with = |name: &str, value: Option<f64>| -> EwaldOverrides {
+        let mut o = overrides;
+        match name {
+            "smearing" => o.smearing = value,
+            "cutoff" => o.cutoff = value,
+            _ => o.k_cutoff = value,
+        }
+        o
     };
-    if let Some(sigma) = overrides.smearing {
-        return Ok(choose(sigma)?.0);
-    }
-    // scan σ on a logarithmic grid around the interparticle spacing (and the cell size)
-    let lengths = system.cell().map(|c| c.lengths()).unwrap_or([d; 3]);
-    let lmax = lengths.iter().fold(d, |m, &l| m.max(l));
-    let (lo, hi) = (0.02 * d.min(lmax), 2.0 * lmax.max(d));
-    let steps = 120;
-    let mut best: Option<(EwaldParameters, f64)> = None;
-    for s in 0..=steps {
-        let sigma = lo * (hi / lo).powf(s as f64 / steps as f64);
-        let (params, cost) = choose(sigma)?;
-        if best.is_none_or(|b| cost < b.1) {
-            best = Some((params, cost));
+    let mut nearest = Vec::new();
+    for &(name, given) in &fixed {
+        let Some(free) = search_ewald(kernel, system, accuracy, with(name, None), false)? else {
+            continue;
+        };
+        let known = match name {
+            "smearing" => free.smearing,
+            "cutoff" => free.cutoff,
+            _ => free.k_cutoff,
+        };
+        let works = |v: f64| -> Result<bool> {
+            let o = with(name, Some(v));
+            if o.smearing.is_some() && o.cutoff.is_some() && o.k_cutoff.is_some() {
+                // all fixed: check the errors and the work directly
+                let p = EwaldParameters {
+                    smearing: o.smearing.unwrap_or(v),
+                    cutoff: o.cutoff.unwrap_or(v),
+                    k_cutoff: o.k_cutoff.unwrap_or(v),
+                };
+                let (er, ek) = ewald_error(kernel, SystemStats::of(system)?, p)?;
+                let target = SAFETY * accuracy / std::f64::consts::SQRT_2;
+                return Ok(er <= target && ek <= target && check_ewald_work(system, p).is_ok());
+            }
+            Ok(search_ewald(kernel, system, accuracy, o, false)?.is_some())
+        };
+        if let Some(v) = nearest_working(works, given, known)? {
+            nearest.push((name, format!("{v}"), v > given));
         }
     }
-    Ok(best.expect("at least one σ was tried").0)
+    let fixed_text: Vec<(&str, String)> = fixed.iter().map(|(n, v)| (*n, format!("{v}"))).collect();
+    let free: Vec<&str> = ["smearing", "cutoff", "k_cutoff"]
+        .into_iter()
+        .filter(|n| !fixed.iter().any(|f| f.0 == *n))
+        .collect();
+    Err(refusal(&fixed_text, &free, accuracy, &nearest))
 }
 
 #[cfg(test)]
@@ -259,6 +644,72 @@ mod tests {
         // leading asymptotic term only: agree within the next-order correction
         assert!((er / kp_r - 1.0).abs() < 0.15, "{er} {kp_r}");
         assert!((ek / kp_k - 1.0).abs() < 1e-12, "{ek} {kp_k}");
+    }
+
+    fn rocksalt() -> System {
+        let a = 5.64;
+        let cell = [
+            [0.0, a / 2.0, a / 2.0],
+            [a / 2.0, 0.0, a / 2.0],
+            [a / 2.0, a / 2.0, 0.0],
+        ];
+        System::new(
+            vec![[0.0; 3], [a / 2.0, 0.0, 0.0]],
+            vec![11, 17],
+            Some(cell),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fixed_values_keep_the_error_target() {
+        let system = rocksalt();
+        let stats = SystemStats::of(&system).unwrap();
+        let accuracy = 1e-6;
+        let target = SAFETY * accuracy / std::f64::consts::SQRT_2 * (1.0 + 1e-6);
+        for overrides in [
+            EwaldOverrides {
+                cutoff: Some(6.0),
+                ..Default::default()
+            },
+            EwaldOverrides {
+                k_cutoff: Some(4.0),
+                ..Default::default()
+            },
+            EwaldOverrides {
+                smearing: Some(1.0),
+                ..Default::default()
+            },
+        ] {
+            let p = tune_ewald(Kernel::coulomb(), &system, accuracy, overrides).unwrap();
+            let (er, ek) = ewald_error(Kernel::coulomb(), stats, p).unwrap();
+            assert!(
+                er <= target && ek <= target,
+                "{overrides:?} {p:?} {er} {ek}"
+            );
+        }
+    }
+
+    #[test]
+    fn conflicting_values_name_a_working_one() {
+        let system = rocksalt();
+        let overrides = EwaldOverrides {
+            cutoff: Some(2.0),
+            k_cutoff: Some(2.0),
+            ..Default::default()
+        };
+        let text = tune_ewald(Kernel::coulomb(), &system, 1e-6, overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("the smallest cutoff that does"), "{text}");
+        // far beyond the limits: refused before any work, naming the cutoff
+        let huge = EwaldParameters {
+            smearing: 1.0,
+            cutoff: 1e6,
+            k_cutoff: 4.0,
+        };
+        let text = check_ewald_work(&system, huge).unwrap_err().to_string();
+        assert!(text.contains("cutoff"), "{text}");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
-use crate::pme::{fft_friendly, Mesh, PmeParameters};
+use crate::pme::{fft_friendly, Mesh, PmeParameters, ORDER_RANGE};
 use crate::system::System;
 use std::f64::consts::PI;
 
@@ -183,7 +183,8 @@ pub struct PmeChoice {
 }
 
 /// Chooses σ, cutoff, grid and order so that the predicted relative RMS force error is below
-/// `accuracy`, minimising the predicted cost. `smearing`/`cutoff`/`order` fix those values.
+/// `accuracy`, minimising the predicted cost. `smearing`/`cutoff`/`order` fix those values
+/// (see [`tune_pme_with`]).
 pub fn tune_pme(
     kernel: Kernel,
     system: &System,
@@ -192,89 +193,407 @@ pub fn tune_pme(
     cutoff: Option<f64>,
     order: Option<usize>,
 ) -> Result<PmeChoice> {
-    check_accuracy(accuracy)?;
+    tune_pme_with(
+        kernel,
+        system,
+        accuracy,
+        PmeOverrides {
+            smearing,
+            cutoff,
+            mesh: None,
+            order,
+        },
+    )
+}
+
+/// Bytes of one PME evaluation beyond the inputs: per-thread spreading grids, the grid, the
+/// spectrum, the padded potential grid, per-thread real-space accumulators.
+fn pme_bytes(atoms: f64, n: [usize; 3], order: usize) -> f64 {
+    let threads = rayon::current_num_threads().max(1) as f64;
+    let padded = n[0] as f64 * n[1] as f64 * (n[2] + order - 1) as f64;
+    let grid = n[0] as f64 * n[1] as f64 * n[2] as f64;
+    8.0 * (threads + 1.0) * padded
+        + 8.0 * grid
+        + 16.0 * (grid / 2.0 + n[0] as f64 * n[1] as f64)
+        + threads * 32.0 * atoms
+        + 200.0 * atoms
+}
+
+/// The work of a PME sum estimated from its parameters alone: (real-space pair terms, mesh
+/// terms, bytes).
+pub fn pme_work(system: &System, parameters: &PmeParameters) -> Result<(f64, f64, f64)> {
+    let cell = system
+        .cell()
+        .ok_or_else(|| Error::Unsupported("PME needs a periodic cell".into()))?;
+    let n = parameters.grid(cell)?;
+    let atoms = system.len().max(1) as f64;
+    let real = atoms * super::real_space_visits(system, parameters.cutoff);
+    let grid = n[0] as f64 * n[1] as f64 * n[2] as f64;
+    let mesh =
+        2.0 * atoms * (parameters.order as f64).powi(3) + grid * (3.0 * grid.log2().max(1.0) + 5.0);
+    Ok((real, mesh, pme_bytes(atoms, n, parameters.order)))
+}
+
+/// Refuses a PME sum whose estimated work exceeds the limits of [`crate::limits`], naming the
+/// parameter to change.
+pub fn check_pme_work(system: &System, parameters: &PmeParameters) -> Result<()> {
+    let (real, mesh, bytes) = pme_work(system, parameters)?;
+    crate::limits::check_terms(
+        &format!(
+            "the PME real-space sum with cutoff {} (pair terms, periodic images included)",
+            parameters.cutoff
+        ),
+        real,
+        "lower the cutoff (with a smaller smearing), or leave cutoff and smearing to farfield",
+    )?;
+    let hint = "use a coarser mesh (with a larger smearing) or a lower order, or leave the mesh to farfield";
+    crate::limits::check_terms("the PME mesh sums (spline and FFT terms)", mesh, hint)?;
+    crate::limits::check_memory("the PME mesh", bytes, hint)
+}
+
+/// The mesh of a fixed [`Mesh`] for `order`, or `None` when it is smaller than the order.
+fn fixed_grid(stats: PmeStats, mesh: Mesh, order: usize) -> Option<[usize; 3]> {
+    match mesh {
+        Mesh::Points(n) => n.iter().all(|&k| k >= order).then_some(n),
+        Mesh::Spacing(h) => {
+            let mut n = [0; 3];
+            for a in 0..3 {
+                let raw = (stats.lengths[a] / h).ceil();
+                if raw.is_nan() || raw > (1 << 14) as f64 {
+                    return None;
+                }
+                n[a] = fft_friendly((raw as usize).max(order).max(2));
+            }
+            Some(n)
+        }
+    }
+}
+
+/// The cheapest admissible PME parameters with `overrides` kept (see [`tune_pme_with`]);
+/// `first` returns the first admissible one found instead of the cheapest.
+fn search_pme(
+    kernel: Kernel,
+    system: &System,
+    accuracy: f64,
+    overrides: PmeOverrides,
+    ignore_limits: bool,
+    first: bool,
+) -> Result<Option<PmeChoice>> {
     let stats = PmeStats::of(system)?;
     let target = SAFETY * accuracy / std::f64::consts::SQRT_2;
+    let tolerance = target * 1.0001;
     let d = (1.0 / stats.density()).cbrt();
-    let orders: Vec<usize> = match order {
+    let orders: Vec<usize> = match overrides.order {
         Some(o) => vec![o],
         None => (4..=8).collect(),
     };
+    let real_err =
+        |sigma: f64, rc: f64| real_error(kernel, stats, sigma, rc).unwrap_or(f64::INFINITY);
     let choose = |sigma: f64| -> Result<Option<PmeChoice>> {
-        let rc = match cutoff {
+        let rc = match overrides.cutoff {
             Some(rc) => rc,
-            None => solve_decreasing(
-                |rc| real_error(kernel, stats, sigma, rc).unwrap_or(f64::INFINITY),
-                target,
-                0.5 * sigma,
-                60.0 * sigma,
-            ),
+            None => solve_decreasing(|rc| real_err(sigma, rc), target, 0.5 * sigma, 60.0 * sigma),
         };
+        if overrides.cutoff.is_none()
+            && !ignore_limits
+            && super::real_space_visits(system, rc) > super::MAX_FREE_VISITS
+        {
+            return Ok(None);
+        }
+        let e_real = real_err(sigma, rc);
+        if e_real > tolerance || (rc / sigma) * 32.0 + 2.0 > (1u64 << 22) as f64 {
+            return Ok(None);
+        }
         let mut best: Option<PmeChoice> = None;
         for &n_order in &orders {
-            let grid_for = |h: f64| -> [usize; 3] {
-                let mut n = [0; 3];
-                for a in 0..3 {
-                    n[a] =
-                        fft_friendly(((stats.lengths[a] / h).ceil() as usize).max(n_order).max(4));
+            let n = match overrides.mesh {
+                Some(mesh) => match fixed_grid(stats, mesh, n_order) {
+                    Some(n) => n,
+                    None => continue,
+                },
+                None => {
+                    let grid_for = |h: f64| -> [usize; 3] {
+                        let mut n = [0; 3];
+                        for a in 0..3 {
+                            n[a] = fft_friendly(
+                                ((stats.lengths[a] / h).ceil() as usize).max(n_order).max(4),
+                            );
+                        }
+                        n
+                    };
+                    let err = |h: f64| {
+                        mesh_error(kernel, stats, sigma, grid_for(h), n_order)
+                            .unwrap_or(f64::INFINITY)
+                    };
+                    // largest spacing meeting the target: err grows with h
+                    let h = solve_decreasing(
+                        |inv_h| err(1.0 / inv_h),
+                        target,
+                        1.0 / (4.0 * sigma),
+                        64.0 / sigma,
+                    );
+                    let n = grid_for(1.0 / h);
+                    if n.iter().any(|&k| k > 4096) {
+                        continue;
+                    }
+                    n
                 }
-                n
             };
-            let err = |h: f64| {
-                mesh_error(kernel, stats, sigma, grid_for(h), n_order).unwrap_or(f64::INFINITY)
-            };
-            // largest spacing meeting the target: err grows with h
-            let h = solve_decreasing(
-                |inv_h| err(1.0 / inv_h),
-                target,
-                1.0 / (4.0 * sigma),
-                64.0 / sigma,
-            );
-            let n = grid_for(1.0 / h);
-            if n.iter().any(|&k| k > 4096) {
+            let e_mesh = mesh_error(kernel, stats, sigma, n, n_order)?;
+            if e_mesh > tolerance {
                 continue;
             }
-            let e_mesh = mesh_error(kernel, stats, sigma, n, n_order)?;
-            if e_mesh > target * 1.0001 {
-                continue;
+            let parameters = PmeParameters {
+                smearing: sigma,
+                cutoff: rc,
+                mesh: Mesh::Points(n),
+                order: n_order,
+            };
+            if !ignore_limits {
+                match check_pme_work(system, &parameters) {
+                    Ok(()) => {}
+                    Err(Error::TooExpensive { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
             }
             let cost = pme_cost(stats, rc, n, n_order);
             if best.is_none_or(|b| cost < b.cost) {
                 best = Some(PmeChoice {
-                    parameters: PmeParameters {
-                        smearing: sigma,
-                        cutoff: rc,
-                        mesh: Mesh::Points(n),
-                        order: n_order,
-                    },
-                    predicted_error: (real_error(kernel, stats, sigma, rc)?, e_mesh),
+                    parameters,
+                    predicted_error: (e_real, e_mesh),
                     cost,
                 });
             }
         }
         Ok(best)
     };
-    if let Some(sigma) = smearing {
-        return choose(sigma)?.ok_or_else(|| {
-            Error::parameter(
-                "accuracy",
-                format!("no PME grid reaches {accuracy} with smearing {sigma}"),
-            )
-        });
-    }
-    let lmax = stats.lengths.iter().fold(d, |m, &l| m.max(l));
-    let (lo, hi) = (0.1 * d, 0.5 * lmax.max(d));
-    let steps = 40;
+    let candidates: Vec<f64> = if let Some(sigma) = overrides.smearing {
+        vec![sigma]
+    } else {
+        let lmax = stats.lengths.iter().fold(d, |m, &l| m.max(l));
+        let (mut lo, mut hi) = (0.1 * d, 0.5 * lmax.max(d));
+        let (wide_lo, wide_hi) = (1e-6 * d, 1e6 * lmax.max(d));
+        let upper = match overrides.cutoff {
+            Some(rc) => match super::log_boundary(
+                |s| Ok(real_err(s, rc) <= target),
+                wide_lo,
+                wide_hi,
+                false,
+                1e-9,
+            )? {
+                Some(s) => Some(s),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let lower = match overrides.mesh {
+            Some(mesh) => {
+                let mut lowest: Option<f64> = None;
+                for &o in &orders {
+                    let Some(n) = fixed_grid(stats, mesh, o) else {
+                        continue;
+                    };
+                    let bound = super::log_boundary(
+                        |s| {
+                            Ok(mesh_error(kernel, stats, s, n, o).unwrap_or(f64::INFINITY)
+                                <= target)
+                        },
+                        wide_lo,
+                        wide_hi,
+                        true,
+                        1e-9,
+                    )?;
+                    if let Some(b) = bound {
+                        lowest = Some(lowest.map_or(b, |l: f64| l.min(b)));
+                    }
+                }
+                match lowest {
+                    Some(l) => Some(l),
+                    None => return Ok(None),
+                }
+            }
+            None => None,
+        };
+        match (lower, upper) {
+            (Some(l), Some(u)) => {
+                if l > u {
+                    return Ok(None);
+                }
+                (lo, hi) = (l, u);
+            }
+            (Some(l), None) => (lo, hi) = (l, hi.max(20.0 * l)),
+            (None, Some(u)) => (lo, hi) = (lo.min(u / 20.0), u),
+            (None, None) => {}
+        }
+        let steps = 40;
+        let mut grid: Vec<f64> = (0..=steps)
+            .map(|s| lo * (hi / lo).powf(s as f64 / steps as f64))
+            .collect();
+        grid[steps] = hi;
+        grid
+    };
     let mut best: Option<PmeChoice> = None;
-    for s in 0..=steps {
-        let sigma = lo * (hi / lo).powf(s as f64 / steps as f64);
+    for sigma in candidates {
+        crate::interrupt::check()?;
         if let Some(c) = choose(sigma)? {
+            if first {
+                return Ok(Some(c));
+            }
             if best.is_none_or(|b| c.cost < b.cost) {
                 best = Some(c);
             }
         }
     }
-    best.ok_or_else(|| Error::parameter("accuracy", format!("no PME parameters reach {accuracy}")))
+    Ok(best)
+}
+
+/// Chooses the PME parameters that `overrides` leaves free so that the predicted relative RMS
+/// force error stays below `accuracy`, minimising the predicted cost.
+///
+/// A smearing is only considered when the fixed values (cutoff, mesh, order) meet their error
+/// targets with it, and when the work stays within the limits of [`crate::limits`]. When no
+/// choice does, the error names, for each fixed value, the nearest value that would work with
+/// the others kept (smallest cutoff, finest mesh, nearest order, smallest or largest
+/// smearing). Smearing, cutoff and mesh all fixed are the caller's explicit choice: see
+/// [`pme_parameters`], which keeps them unchecked.
+pub fn tune_pme_with(
+    kernel: Kernel,
+    system: &System,
+    accuracy: f64,
+    overrides: PmeOverrides,
+) -> Result<PmeChoice> {
+    check_accuracy(accuracy)?;
+    let stats = PmeStats::of(system)?;
+    if let Some(c) = search_pme(kernel, system, accuracy, overrides, false, false)? {
+        return Ok(c);
+    }
+    let mut fixed: Vec<(&str, String)> = Vec::new();
+    if let Some(s) = overrides.smearing {
+        fixed.push(("smearing", format!("{s}")));
+    }
+    if let Some(c) = overrides.cutoff {
+        fixed.push(("cutoff", format!("{c}")));
+    }
+    match overrides.mesh {
+        Some(Mesh::Points(n)) => fixed.push(("mesh", format!("({}, {}, {})", n[0], n[1], n[2]))),
+        Some(Mesh::Spacing(h)) => fixed.push(("mesh_spacing", format!("{h}"))),
+        None => {}
+    }
+    if let Some(o) = overrides.order {
+        fixed.push(("order", format!("{o}")));
+    }
+    if fixed.is_empty() {
+        if let Some(c) = search_pme(kernel, system, accuracy, overrides, true, false)? {
+            check_pme_work(system, &c.parameters)?;
+        }
+        return Err(Error::parameter(
+            "accuracy",
+            format!("no PME parameters reach {accuracy}"),
+        ));
+    }
+    let works = |o: PmeOverrides| -> Result<bool> {
+        Ok(search_pme(kernel, system, accuracy, o, false, true)?.is_some())
+    };
+    let mut nearest: Vec<(&str, String, bool)> = Vec::new();
+    if let Some(given) = overrides.smearing {
+        let o = PmeOverrides {
+            smearing: None,
+            ..overrides
+        };
+        if let Some(c) = search_pme(kernel, system, accuracy, o, false, true)? {
+            let f = |v: f64| {
+                works(PmeOverrides {
+                    smearing: Some(v),
+                    ..overrides
+                })
+            };
+            if let Some(v) = super::nearest_working(f, given, c.parameters.smearing)? {
+                nearest.push(("smearing", format!("{v}"), v > given));
+            }
+        }
+    }
+    if let Some(given) = overrides.cutoff {
+        let o = PmeOverrides {
+            cutoff: None,
+            ..overrides
+        };
+        if let Some(c) = search_pme(kernel, system, accuracy, o, false, false)? {
+            let f = |v: f64| {
+                works(PmeOverrides {
+                    cutoff: Some(v),
+                    ..overrides
+                })
+            };
+            if let Some(v) = super::nearest_working(f, given, c.parameters.cutoff)? {
+                nearest.push(("cutoff", format!("{v}"), v > given));
+            }
+        }
+    }
+    if let Some(mesh) = overrides.mesh {
+        let o = PmeOverrides {
+            mesh: None,
+            ..overrides
+        };
+        if let Some(c) = search_pme(kernel, system, accuracy, o, false, false)? {
+            let Mesh::Points(best) = c.parameters.mesh else {
+                unreachable!("the tuner returns mesh points")
+            };
+            match mesh {
+                Mesh::Points(n) => {
+                    let scaled = |f: f64| -> [usize; 3] {
+                        [0, 1, 2].map(|a| ((n[a] as f64 * f).ceil() as usize).max(1))
+                    };
+                    let known = (0..3)
+                        .map(|a| best[a] as f64 / n[a] as f64)
+                        .fold(0.0, f64::max);
+                    let f = |v: f64| {
+                        works(PmeOverrides {
+                            mesh: Some(Mesh::Points(scaled(v))),
+                            ..overrides
+                        })
+                    };
+                    if let Some(v) = super::nearest_working(f, 1.0, known)? {
+                        let m = scaled(v);
+                        nearest.push(("mesh", format!("({}, {}, {})", m[0], m[1], m[2]), v > 1.0));
+                    }
+                }
+                Mesh::Spacing(h) => {
+                    let known = (0..3)
+                        .map(|a| stats.lengths[a] / best[a] as f64)
+                        .fold(f64::INFINITY, f64::min);
+                    let f = |v: f64| {
+                        works(PmeOverrides {
+                            mesh: Some(Mesh::Spacing(v)),
+                            ..overrides
+                        })
+                    };
+                    if let Some(v) = super::nearest_working(f, h, known)? {
+                        nearest.push(("mesh_spacing", format!("{v}"), v > h));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(given) = overrides.order {
+        let mut candidates: Vec<usize> = (ORDER_RANGE.0..=ORDER_RANGE.1).collect();
+        candidates.sort_by_key(|&o| (o as i64 - given as i64).abs());
+        for o in candidates {
+            if o != given
+                && works(PmeOverrides {
+                    order: Some(o),
+                    ..overrides
+                })?
+            {
+                nearest.push(("order", format!("{o}"), o > given));
+                break;
+            }
+        }
+    }
+    let free: Vec<&str> = ["smearing", "cutoff", "mesh", "order"]
+        .into_iter()
+        .filter(|n| !fixed.iter().any(|f| f.0.starts_with(n)))
+        .collect();
+    Err(super::refusal(&fixed, &free, accuracy, &nearest))
 }
 
 /// Predicted relative RMS force error of an Ewald k-space sum truncated at k_c (the Ewald
@@ -325,14 +644,16 @@ pub struct PmeOverrides {
     pub smearing: Option<f64>,
     /// Fixed real-space cutoff.
     pub cutoff: Option<f64>,
-    /// Fixed mesh (points or spacing); needs `smearing` and `cutoff` too.
+    /// Fixed mesh (points or spacing).
     pub mesh: Option<Mesh>,
     /// Fixed spline order.
     pub order: Option<usize>,
 }
 
 /// The parameters to use: the fixed ones when smearing, cutoff and mesh are all given (order 6
-/// unless fixed), otherwise [`tune_pme`] for `accuracy` with the given values kept.
+/// unless fixed; the caller's explicit choice, not checked against `accuracy`), otherwise
+/// [`tune_pme_with`] for `accuracy` with the given values kept and the free ones chosen so that
+/// the accuracy still holds (or an error naming the nearest fixed values that would work).
 pub fn pme_parameters(
     kernel: Kernel,
     system: &System,
@@ -364,37 +685,41 @@ pub fn pme_parameters(
             ));
         }
     }
-    match (overrides.smearing, overrides.cutoff, overrides.mesh) {
-        (Some(smearing), Some(cutoff), Some(mesh)) => {
-            let params = PmeParameters {
-                smearing,
-                cutoff,
-                mesh,
-                order: overrides.order.unwrap_or(6),
-            };
-            params.validate()?;
-            if let Some(cell) = system.cell() {
-                return Ok(PmeParameters {
-                    mesh: Mesh::Points(params.grid(cell)?),
-                    ..params
-                });
-            }
-            Ok(params)
+    if let Some(Mesh::Points(n)) = overrides.mesh {
+        if n.iter().any(|&k| !(1..=1 << 14).contains(&k)) {
+            return Err(Error::parameter(
+                "mesh",
+                format!("every mesh size must be between 1 and 16384, got {n:?}"),
+            ));
         }
-        (_, _, Some(_)) => Err(Error::parameter(
-            "mesh",
-            "a fixed mesh needs a fixed smearing and cutoff as well",
-        )),
-        _ => Ok(tune_pme(
-            kernel,
-            system,
-            accuracy,
-            overrides.smearing,
-            overrides.cutoff,
-            overrides.order,
-        )?
-        .parameters),
     }
+    if let Some(Mesh::Spacing(h)) = overrides.mesh {
+        if !(h.is_finite() && h > 0.0) {
+            return Err(Error::parameter(
+                "mesh_spacing",
+                format!("must be positive and finite, got {h}"),
+            ));
+        }
+    }
+    if let (Some(smearing), Some(cutoff), Some(mesh)) =
+        (overrides.smearing, overrides.cutoff, overrides.mesh)
+    {
+        let params = PmeParameters {
+            smearing,
+            cutoff,
+            mesh,
+            order: overrides.order.unwrap_or(6),
+        };
+        params.validate()?;
+        if let Some(cell) = system.cell() {
+            return Ok(PmeParameters {
+                mesh: Mesh::Points(params.grid(cell)?),
+                ..params
+            });
+        }
+        return Ok(params);
+    }
+    Ok(tune_pme_with(kernel, system, accuracy, overrides)?.parameters)
 }
 
 /// Systems with fewer atoms than this always use Ewald under `method="auto"`.
