@@ -1,5 +1,5 @@
 """Bispectrum-degenerate B8± clusters: the bispectrum cannot tell the members of a pair apart,
-nonlinear triplet descriptors can (Nigam et al., arXiv 2302.14770, §4.3 of science.md).
+nonlinear triplet descriptors can (Nigam et al., arXiv 2302.14770, §4.3 of docs/science.md).
 
 Data: ``--n-pairs`` B± pairs (default 2000, i.e. 4000 eight-atom boron clusters) from
 :func:`farfield.structures.bpm_dataset` (the recipe and rejection rules of the paper's B8 set).

@@ -41,7 +41,7 @@ def _gromacs_frames() -> list:  # type: ignore[type-arg]
 
 def test_gromacs_frames() -> None:
     """GROMACS PME reference (itself accurate to ~1e-5 in energy and ~1e-4 in forces and the
-    virial, see shared/reference-data/README.md); pymatgen agrees with us to 1e-8 on these
+    virial, see tests/data/reference-data/README.md); pymatgen agrees with us to 1e-8 on these
     frames (test_gromacs_frames_pymatgen)."""
     frames = _gromacs_frames()
     gaussian = [-1.71250961, -1.37954755, -1.10181639]

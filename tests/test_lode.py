@@ -227,7 +227,7 @@ def test_backward_matches_dense(periodic: bool) -> None:
 
 
 def test_madelung() -> None:
-    # science.md §2.4: NaCl primitive cell (d = 1), one tiny GTO, w = 0
+    # docs/science.md §2.4: NaCl primitive cell (d = 1), one tiny GTO, w = 0
     cell = 0.5 * np.array([[0.0, 2.0, 2.0], [2.0, 0.0, 2.0], [2.0, 2.0, 0.0]]) / 1.0
     atoms = ase.Atoms(numbers=[11, 17], positions=[[0, 0, 0], [1.0, 0, 0]], cell=cell, pbc=True)
     r0 = 0.01
@@ -239,7 +239,7 @@ def test_madelung() -> None:
 
 
 def test_coulomb_energy_and_forces_from_monomials() -> None:
-    # science.md §2.2: small monomial r_c, w = 0 → V_a(r_i) and ∇V_a(r_i)
+    # docs/science.md §2.2: small monomial r_c, w = 0 → V_a(r_i) and ∇V_a(r_i)
     rng = np.random.default_rng(5)
     cell = np.eye(3) * 6.0
     pos = np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 3, 0], [3, 0, 3]]) + rng.normal(
@@ -269,7 +269,7 @@ def test_coulomb_energy_and_forces_from_monomials() -> None:
 
 
 def test_periodic_vs_open_offset() -> None:
-    # science.md §2.5: a molecule in growing cubic boxes approaches the open result with a
+    # docs/science.md §2.5: a molecule in growing cubic boxes approaches the open result with a
     # per-species -N_a ξ <R_n0|1> / L offset in the l = 0 block (p = 1, w = 1); the next
     # term (uniform background acting on the basis' second moment) is O(1/L³), so
     # (c_per - c_open)·L = a + b/L² and a must be -N_a ξ <R|1>.

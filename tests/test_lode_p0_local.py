@@ -1,4 +1,4 @@
-"""p = 0 LODE ≡ local spherical expansion (science.md §2.2: g_0 is the L2-normalised Gaussian
+"""p = 0 LODE ≡ local spherical expansion (docs/science.md §2.2: g_0 is the L2-normalised Gaussian
 (πσ²)^(-3/4) exp(-r²/(2σ²)), the density of featomic's SphericalExpansion too).
 
 With the same GTO basis (our SphericalExpansion ties the GTO radius to its cutoff, so the LODE
@@ -6,7 +6,7 @@ With the same GTO basis (our SphericalExpansion ties the GTO radius to its cutof
 whenever the local cutoff drops nothing: every pair inside ``cutoff − width`` (weight 1) and every
 atom (or image) beyond the cutoff too far for the Gaussian tails of the GTO basis to see it. No
 normalisation factor is needed. Periodic LODE p = 0 includes its k = 0 term (the mean density
-N_a/V projected on the basis, science.md §2.3 K0): it belongs to the Fourier sum of an
+N_a/V projected on the basis, docs/science.md §2.3 K0): it belongs to the Fourier sum of an
 integrable density and is required for the agreement. The only other difference is the k-space
 truncation: the Hankel transforms of the odd-n GTO primitives decay as a power of k, so the
 error falls like exp(-k_c² σ²/2); σ = 0.8, k_c = 10 gives ~1e-14.

@@ -1,4 +1,4 @@
-"""Smooth PME: Madelung and lattice-sum references (science.md §1.7), finite differences,
+"""Smooth PME: Madelung and lattice-sum references (docs/science.md §1.7), finite differences,
 invariances, the accuracy sweep and bad input."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def system(pos, cell=None):
 
 
 def numpy_open_qeq(pos, chi, hard, sigma, total):
-    """Independent bordered dense solve of the open-system QEq (formula of science.md §3.1)."""
+    """Independent bordered dense solve of the open-system QEq (formula of docs/science.md §3.1)."""
     n = len(pos)
     r = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     g = np.sqrt(sigma[:, None] ** 2 + sigma[None] ** 2)

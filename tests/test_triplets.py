@@ -1,4 +1,4 @@
-"""Triplet features and the bispectrum: degeneracies (science.md §7 items 19-20), invariances,
+"""Triplet features and the bispectrum: degeneracies (docs/science.md §7 items 19-20), invariances,
 equivariance of the intermediate blocks against independent real Wigner matrices, bad input."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_invariance_rotation_reflection_permutation() -> None:
 
 
 def real_harmonics(l_max: int, u: np.ndarray) -> np.ndarray:
-    """Real harmonics of science.md §0 from SciPy's complex ones (independent of farfield)."""
+    """Real harmonics of docs/science.md §0 from SciPy's complex ones (independent of farfield)."""
     theta = np.arccos(np.clip(u[:, 2], -1, 1))
     phi = np.arctan2(u[:, 1], u[:, 0])
     out = []

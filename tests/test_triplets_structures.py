@@ -1,4 +1,4 @@
-"""Degenerate-pair generators (science.md §4.4), checked by exact multiset comparison.
+"""Degenerate-pair generators (docs/science.md §4.4), checked by exact multiset comparison.
 
 For point neighbours of one species around a centre at the origin, the power spectrum (ν = 2) is a
 function of the multiset of (|r_j|, |r_k|, r_j·r_k) over ordered pairs (j, k) (including j = k) and

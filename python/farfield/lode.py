@@ -1,7 +1,7 @@
 """LODE (long-distance equivariant) features: :class:`LodeSphericalExpansion`.
 
 The projection of the smeared 1/r^p potential of every species on a local radial ×
-real-spherical-harmonics basis around each atom (science.md §2). Periodic systems use the
+real-spherical-harmonics basis around each atom (docs/science.md §2). Periodic systems use the
 exact k-space sum (featomic's formula); non-periodic systems the exact real-space projection
 (no artificial box). Names and conventions follow featomic's ``LodeSphericalExpansion``.
 """
@@ -659,7 +659,7 @@ def _lambda0_vjp(
 
 
 class LodePowerSpectrum:
-    """λ = 0 invariants built on LODE (science.md §2.1 item 4).
+    """λ = 0 invariants built on LODE (docs/science.md §2.1 item 4).
 
     * ``density=None``: the LODE power spectrum |V ⊗ V⟩, properties
       ``(neighbor_1_type, neighbor_2_type, l, n_1, n_2)`` with neighbor_1 ≤ neighbor_2;

@@ -2,7 +2,7 @@
 
 Every generator returns a pair of ``ase.Atoms`` (open boundary conditions, centre atom first at
 the origin) that are *not* related by any rotation, reflection or permutation of atoms, yet share
-some density correlations of the centre atom's environment (science.md §4.4):
+some density correlations of the centre atom's environment (docs/science.md §4.4):
 
 * :func:`planar_homometric_pair` – four neighbours on a circle at angles {0, 45, 90, 225}° and
   {0, 45, 135, 180}° (a homometric pair on Z₈): identical power spectrum (ν = 2), different
@@ -47,7 +47,7 @@ __all__ = [
     "random_rotation",
 ]
 
-#: B8+ of the first pair of the B8 data set (Å, centre first; science.md §4.4c).
+#: B8+ of the first pair of the B8 data set (Å, centre first; docs/science.md §4.4c).
 B8_PLUS_POSITIONS: FloatArray = np.array(
     [
         [0.0, 0.0, 0.0],
@@ -65,7 +65,7 @@ B8_MINUS_POSITIONS: FloatArray = B8_PLUS_POSITIONS.copy()
 B8_MINUS_POSITIONS[7, 2] = -B8_PLUS_POSITIONS[7, 2]
 
 #: Exact parameters of the first B8 pair (the positions above are these, rounded to 1e-8 Å).
-#: science.md §4.4c prints φ₂ + φ₁ as 4.4991129756...; the printed coordinates need
+#: docs/science.md §4.4c prints φ₂ + φ₁ as 4.4991129756...; the printed coordinates need
 #: 4.4992129756... (a one-digit typo there), which is used here.
 B8_PARAMETERS: dict[str, Any] = {
     "r": 1.3945490156290707,
@@ -126,7 +126,7 @@ def planar_homometric_pair(
     neighbour: str = "H",
     rotate: bool = False,
 ) -> tuple[ase.Atoms, ase.Atoms]:
-    """Planar 3-body-degenerate pair (science.md §4.4a).
+    """Planar 3-body-degenerate pair (docs/science.md §4.4a).
 
     Centre at the origin and four neighbours on a circle of ``radius`` (default: uniform in
     [0.8, 1.6) Å, drawn from ``seed``) at angles {0, 45, 90, 225}° versus {0, 45, 135, 180}°.
@@ -158,7 +158,7 @@ def ch4_pair(
     rotate: bool = False,
     min_separation: float = 0.35,
 ) -> tuple[ase.Atoms, ase.Atoms]:
-    """CH4-like 3-body-degenerate pair (science.md §4.4b).
+    """CH4-like 3-body-degenerate pair (docs/science.md §4.4b).
 
     Neighbours (times ``bond``) n = (0, 0, 1), −n, c = (sin α, 0, cos α) and d = (x, y, z) on
     the unit sphere (y > 0), versus the same with d′ = (x + 2z cot α, +√(1 − x′² − z²), −z).
@@ -222,7 +222,7 @@ def bpm_pair(
     min_distance: float = 1.2,
     max_tries: int = 1_000_000,
 ) -> tuple[ase.Atoms, ase.Atoms]:
-    """Bispectrum-degenerate "B±" pair (science.md §4.3/§4.4c), all atoms of ``species``.
+    """Bispectrum-degenerate "B±" pair (docs/science.md §4.3/§4.4c), all atoms of ``species``.
 
     Centre at the origin; ring 1: ``n`` atoms at (r cos φ_k, r sin φ_k, z₁); ring 2: the same
     ring rotated by ψ about z at −z₁; one axial atom at (0, 0, +z₂) for B+ and (0, 0, −z₂) for
@@ -262,7 +262,7 @@ def bpm_dataset(
 
 
 def b8_pair(*, exact: bool = True) -> tuple[ase.Atoms, ase.Atoms]:
-    """The first B8± pair of the B8 data set of Nigam et al. (science.md §4.4c).
+    """The first B8± pair of the B8 data set of Nigam et al. (docs/science.md §4.4c).
 
     ``exact=True`` rebuilds it from the full-precision parameters; ``exact=False`` uses the
     coordinates as printed (rounded to 1e-8 Å), which are bispectrum-degenerate only to ~1e-8.

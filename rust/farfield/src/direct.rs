@@ -1,4 +1,4 @@
-//! Direct O(N²) summation of a 1/r^p kernel for open systems (science.md §1.5).
+//! Direct O(N²) summation of a 1/r^p kernel for open systems (docs/science.md §1.5).
 //!
 //! E = ½ Σ_{i≠j} q_i q_j / r_ij^p, φ_i = Σ_{j≠i} q_j / r_ij^p, analytic forces. Parallel over
 //! blocks of centres; the partners are visited in tiles that stay in cache; each atom's sum is

@@ -1,4 +1,4 @@
-//! Ewald summation of a 1/r^p kernel for periodic systems (science.md §1.3-1.4).
+//! Ewald summation of a 1/r^p kernel for periodic systems (docs/science.md §1.3-1.4).
 //!
 //! E = E_SR + E_LR + E_self + E_0 with
 //!

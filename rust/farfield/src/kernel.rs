@@ -1,4 +1,4 @@
-//! The pair kernel v(r) = 1/r^p and its Gaussian range split (science.md §1.1-1.3).
+//! The pair kernel v(r) = 1/r^p and its Gaussian range split (docs/science.md §1.1-1.3).
 //!
 //! With x = r²/(2σ²), a = p/2 and the regularized incomplete gamma functions P and Q:
 //!
@@ -100,7 +100,7 @@ enum Form {
 
 /// The Coulomb short-range part erfc(r/(√2σ))/r and its r-derivative: the interaction
 /// screened by Gaussian charges of width σ. [`RangeSplit::short_range`] uses it for p = 1 and
-/// QEq for its per-pair Gaussian widths γ_ij (science.md §3.1).
+/// QEq for its per-pair Gaussian widths γ_ij (docs/science.md §3.1).
 #[inline]
 pub fn screened_coulomb(r: f64, sigma: f64) -> (f64, f64) {
     let inv_r = 1.0 / r;
@@ -360,7 +360,7 @@ mod tests {
         (a - b).abs() <= rtol * b.abs().max(1e-300)
     }
 
-    /// The closed forms of science.md §1.2 (table of G_p).
+    /// The closed forms of docs/science.md §1.2 (table of G_p).
     fn g_table(p: u32, x: f64) -> f64 {
         let e = (-x).exp();
         let erfcx = erfc(x.sqrt());

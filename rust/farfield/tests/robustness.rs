@@ -14,8 +14,8 @@ use farfield::descriptors::{
 use farfield::direct::Direct;
 use farfield::ewald::Ewald;
 use farfield::limits::{self, Limits};
-use farfield::longrange::{LongRangeSum, Output, Request};
 use farfield::lode::{self, BasisKind, LodeExpansion, LodeParameters};
+use farfield::longrange::{LongRangeSum, Output, Request};
 use farfield::pme::{Mesh, Pme};
 use farfield::qeq::{self, QEqOptions, QEqProblem, Solver};
 use farfield::tuning::pme::{pme_parameters, PmeOverrides};

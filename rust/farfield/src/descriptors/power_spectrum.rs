@@ -467,7 +467,7 @@ pub(crate) fn contract_lambda0_vjp(
 }
 
 /// λ = 0 invariants of two (possibly different) per-atom expansions, e.g. the LODE power
-/// spectrum |V ⊗ V⟩ or the multi-scale |ρ ⊗ V⟩ (science.md §2.1 item 4), in the same
+/// spectrum |V ⊗ V⟩ or the multi-scale |ρ ⊗ V⟩ (docs/science.md §2.1 item 4), in the same
 /// convention as [`PowerSpectrum`].
 ///
 /// Inputs are dense per atom: `first` is `n_atoms × n_species_1 × (lmax+1)² × n_radial_1`,

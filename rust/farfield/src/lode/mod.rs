@@ -1,4 +1,4 @@
-//! LODE features (science.md §2): the projection of the smeared 1/r^p potential of every
+//! LODE features (docs/science.md §2): the projection of the smeared 1/r^p potential of every
 //! species on a local radial × spherical-harmonics basis around each atom.
 //!
 //! * periodic systems: the exact k-space sum of §2.3 ([`periodic`]);

@@ -1,4 +1,4 @@
-//! Non-periodic LODE: the exact real-space projection of science.md §2.5 (no box, no images).
+//! Non-periodic LODE: the exact real-space projection of docs/science.md §2.5 (no box, no images).
 //!
 //! c_{i,a,nlm} = Σ_{j∈a, j≠i} Y_lm(d̂_ij) I_nl(d_ij) + w δ_{a,t(i)} δ_{l0} C_n, d_ij = r_j − r_i,
 //! with I_nl(r) = (2/π) ∫_0^∞ k² ĝ_p(k) I_nl(k) j_l(kr) dk (the Fourier form of the double

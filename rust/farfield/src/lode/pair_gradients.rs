@@ -1,5 +1,5 @@
 //! Dense position gradients of the periodic LODE expansion, ∂c_i[type(j)]/∂r_j for every
-//! pair, by the exact k-space sum of science.md §2.3.
+//! pair, by the exact k-space sum of docs/science.md §2.3.
 //!
 //! For j ≠ i, G_ij[α, lmn] = Σ_{half k} φ_ij(k) k_α W_k[lmn] with W_k[lmn] = R_k[ln] Y_lm(k̂)
 //! (R the radial and prefactor part) and φ_ij = sin(k·(r_i − r_j)) for even l, −cos for odd l.

@@ -1,4 +1,4 @@
-//! Periodic LODE: the exact k-space formula of science.md §2.3.
+//! Periodic LODE: the exact k-space formula of docs/science.md §2.3.
 //!
 //! c_{i,a,nlm} = Σ_{half k} W_k[lm n] · T_{a,l}(i, k) + δ_{l0} K0_n N_a − δ_{l0} δ_{a,t(i)} (1−w) C_n
 //! with W_k = (8π/V) ĝ(k) s_l Y_lm(k̂) I_nl(k), T = Σ_{j∈a} cos(k·(r_i−r_j)) (even l) or

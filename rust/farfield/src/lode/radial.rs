@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{Kernel, RangeSplit};
 use std::f64::consts::PI;
 
-/// The LODE atom density g_p (science.md §2.2): p = 0 is the L2-normalised Gaussian, p > 0
+/// The LODE atom density g_p (docs/science.md §2.2): p = 0 is the L2-normalised Gaussian, p > 0
 /// the smeared 1/r^p (long-range part of the range split).
 #[derive(Debug, Clone)]
 pub struct Density {
@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn gto_closed_form_integral() {
         // a single GTO (max_radial = 0) is exp(-r²/(2 r0²)) normalised; its k-space
-        // integral has the closed form of science.md §2.4 with n = 0, l = 0:
+        // integral has the closed form of docs/science.md §2.4 with n = 0, l = 0:
         // √(π/2) s³ · 1F1(3/2; 3/2; -k²s²/2) = √(π/2) s³ e^{-k²s²/2}
         let r0 = 1.3;
         let b = RadialBasis::new(BasisKind::Gto, 0, 0, r0, 0.5, 10.0).unwrap();

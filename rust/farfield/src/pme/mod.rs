@@ -1,5 +1,5 @@
 //! Smooth particle-mesh Ewald (Essmann et al., J. Chem. Phys. 103, 8577 (1995)) for any
-//! 1/r^p kernel with a Gaussian range split (science.md §1.2-1.4).
+//! 1/r^p kernel with a Gaussian range split (docs/science.md §1.2-1.4).
 //!
 //! * charges are spread on a K1×K2×K3 grid over the fractional coordinates with cardinal
 //!   B-splines of order n (any triclinic cell);
