@@ -30,7 +30,9 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, (cell, frac, charges, fu, reference) in CRYSTALS.items():
         cell = np.asarray(cell, dtype=float)
-        system = ff.System(np.asarray(frac, dtype=float) @ cell, np.ones(len(frac), dtype=np.int32), cell)
+        system = ff.System(
+            np.asarray(frac, dtype=float) @ cell, np.ones(len(frac), dtype=np.int32), cell
+        )
         start = time.perf_counter()
         result = ff.ewald(system, np.asarray(charges, dtype=float), accuracy=1e-12)
         elapsed = 1e3 * (time.perf_counter() - start)
@@ -44,7 +46,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for n in (1000, 4000, 20000):
         length = (n / 0.1) ** (1 / 3)
-        system = ff.System(rng.random((n, 3)) * length, np.ones(n, dtype=np.int32), np.eye(3) * length)
+        system = ff.System(
+            rng.random((n, 3)) * length, np.ones(n, dtype=np.int32), np.eye(3) * length
+        )
         charges = rng.standard_normal(n)
         charges -= charges.mean()
         start = time.perf_counter()

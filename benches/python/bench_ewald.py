@@ -27,7 +27,9 @@ def random_box(n: int, seed: int = 0) -> tuple[ff.System, np.ndarray]:
     length = (n / 0.1) ** (1 / 3)
     charges = rng.standard_normal(n)
     charges -= charges.mean()
-    return ff.System(rng.random((n, 3)) * length, np.ones(n, dtype=np.int32), np.eye(3) * length), charges
+    return ff.System(
+        rng.random((n, 3)) * length, np.ones(n, dtype=np.int32), np.eye(3) * length
+    ), charges
 
 
 def water_box(molecules: int, seed: int = 0) -> tuple[ff.System, np.ndarray]:
