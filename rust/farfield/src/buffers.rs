@@ -4,18 +4,66 @@
 //! call; with 4 KiB pages the page faults (and the kernel zeroing each page) can cost as much as
 //! the arithmetic. `madvise(MADV_HUGEPAGE)` on the fresh (not yet touched) allocation lets Linux
 //! back it with 2 MiB pages (THP in "madvise" mode, the common default).
+//!
+//! Both constructors are fallible: an allocation the system refuses is
+//! [`Error::TooExpensive`], never an abort of the process (the engines check their estimates
+//! against [`crate::limits`] before they get here).
+
+use crate::error::{Error, Result};
+
+fn refused(len: usize, size: usize) -> Error {
+    let bytes = len as f64 * size as f64;
+    Error::TooExpensive {
+        what: "a work buffer".into(),
+        estimate: crate::limits::format_bytes(bytes),
+        limit: "the memory the system could allocate".into(),
+        hint: "use a smaller system or smaller parameters".into(),
+    }
+}
 
 /// A zero-filled `Vec<f64>` of `len` elements, advised to use huge pages when large
-/// (allocated with `calloc`, so the pages are first touched by the caller).
-pub(crate) fn zeroed(len: usize) -> Vec<f64> {
+/// (allocated zeroed, like `calloc`, so the pages are first touched by the caller).
+pub(crate) fn zeroed(len: usize) -> Result<Vec<f64>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<f64>(len).map_err(|_| refused(len, 8))?;
+    // SAFETY: `layout` has a non-zero size (len > 0); a non-null result is a zeroed block of
+    // `len` f64 values (0.0 is all-zero bits) from the global allocator with exactly the layout
+    // `Vec<f64>` uses for capacity `len`, so `from_raw_parts` may take ownership of it.
+    let v = unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut f64;
+        if ptr.is_null() {
+            return Err(refused(len, 8));
+        }
+        Vec::from_raw_parts(ptr, len, len)
+    };
+    advise_huge(v.as_ptr() as usize, std::mem::size_of_val(v.as_slice()));
+    Ok(v)
+}
+
+/// A `Vec<T>` of `len` copies of `zero` (e.g. complex zeros), advised to use huge pages when
+/// large before the first write.
+pub(crate) fn filled<T: Copy>(len: usize, zero: T) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| refused(len, std::mem::size_of::<T>()))?;
+    advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<T>());
+    v.resize(len, zero);
+    Ok(v)
+}
+
+/// Infallible [`zeroed`] for buffers whose size was checked against [`crate::limits`] by the
+/// caller's estimate and that are built where no error can be returned (an allocation failure
+/// here aborts, as any Rust allocation).
+pub(crate) fn zeroed_checked(len: usize) -> Vec<f64> {
     let v = vec![0.0f64; len];
     advise_huge(v.as_ptr() as usize, std::mem::size_of_val(v.as_slice()));
     v
 }
 
-/// A `Vec<T>` of `len` copies of `zero` (e.g. complex zeros), advised to use huge pages when
-/// large before the first write.
-pub(crate) fn filled<T: Copy>(len: usize, zero: T) -> Vec<T> {
+/// Infallible [`filled`], see [`zeroed_checked`].
+pub(crate) fn filled_checked<T: Copy>(len: usize, zero: T) -> Vec<T> {
     let mut v: Vec<T> = Vec::with_capacity(len);
     advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<T>());
     v.resize(len, zero);
@@ -50,10 +98,12 @@ fn advise_huge(_start: usize, _bytes: usize) {}
 mod tests {
     #[test]
     fn buffers_are_zero_and_sized() {
-        let a = super::zeroed(3_000_000);
+        assert!(super::zeroed(usize::MAX / 4).is_err());
+        assert!(super::filled(usize::MAX / 4, 0.0f64).is_err());
+        let a = super::zeroed(3_000_000).unwrap();
         assert_eq!(a.len(), 3_000_000);
         assert!(a.iter().all(|&x| x == 0.0));
-        let b = super::filled(2_000_000, (0.0f64, 0.0f64));
+        let b = super::filled(2_000_000, (0.0f64, 0.0f64)).unwrap();
         assert_eq!(b.len(), 2_000_000);
         assert!(b.iter().all(|&x| x == (0.0, 0.0)));
     }

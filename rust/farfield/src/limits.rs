@@ -171,9 +171,15 @@ pub fn try_filled<T: Clone>(what: &str, len: usize, value: T) -> Result<Vec<T>> 
     Ok(v)
 }
 
-/// A zero-filled `Vec<f64>` of `len` elements, see [`try_filled`].
+/// A zero-filled `Vec<f64>` of `len` elements (allocated zeroed, so the pages are first
+/// touched by the caller), or [`Error::TooExpensive`] as for [`try_filled`].
 pub fn try_zeroed(what: &str, len: usize) -> Result<Vec<f64>> {
-    try_filled(what, len, 0.0)
+    check_memory(
+        what,
+        len as f64 * 8.0,
+        "use a smaller system or smaller parameters",
+    )?;
+    crate::buffers::zeroed(len)
 }
 
 #[cfg(test)]

@@ -880,16 +880,16 @@ pub fn compute(
     let nr = m.nr;
     let features = m.features();
     let mut values = vec![0.0; n_atoms * na * f];
-    let mut real = zeroed(m.len);
-    let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let mut real = zeroed(m.len)?;
+    let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0))?;
     // the fields of LANES features at a time, from interleaved grids (one pass over the
     // stencils for all of them), gathered FIELD_GROUP features at a time per atom and then
     // written to `values` atom by atom (one scattered write per value would stream the
     // whole values array through the cache once per feature on large systems)
     const FIELD_GROUP: usize = 4 * LANES;
-    let mut grid = zeroed(m.len * LANES);
+    let mut grid = zeroed(m.len * LANES)?;
     let mut fields = vec![0.0; FIELD_GROUP * n_atoms];
-    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0))?;
     let sorted = &m.sorted;
     for a in 0..na {
         m.species_spectrum(types, a, &mut real, &mut fq);
@@ -980,10 +980,10 @@ pub fn backward(
     let f = m.nlm * m.nr;
     let nr = m.nr;
     let features = m.features();
-    let mut real = zeroed(m.len);
-    let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
-    let mut gx = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
-    let mut vspec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
+    let mut real = zeroed(m.len)?;
+    let mut spec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0))?;
+    let mut gx = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0))?;
+    let mut vspec = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0))?;
     // dL/dr in grid order (fr[p] for atom sorted[p])
     let mut fr = vec![[0.0; 3]; n_atoms];
     // strain accumulators per plane m3 (see below), reduced in plane order at the end
@@ -998,8 +998,8 @@ pub fn backward(
             )
         })
         .collect();
-    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0));
-    let mut lanes = zeroed(m.len * LANES);
+    let mut fq = filled(m.fft.spectrum_len(), C64::new(0.0, 0.0))?;
+    let mut lanes = zeroed(m.len * LANES)?;
     // (species, feature) channels with a non-zero dL/dc column: the others contribute
     // nothing and are skipped
     let active: Vec<bool> = (0..na * f)

@@ -22,7 +22,7 @@
 //! their phase tables stay in cache, with register-blocked kernels on tables packed once.
 
 use super::mirror::{Mirror, LANES};
-use crate::buffers::zeroed;
+use crate::buffers::zeroed_checked;
 use crate::kspace::{KVectors, PhaseTables};
 use crate::math::microkernel::{KernelPair, MicroKernel};
 use crate::math::quadrature::gauss_legendre;
@@ -143,7 +143,7 @@ fn columns(lmax: usize, nr: usize) -> Columns {
 fn trig_table(kv: &KVectors, pt: &PhaseTables, order: &[usize]) -> Vec<f64> {
     let nk = order.len();
     let n = pt.atoms();
-    let mut t = zeroed(n * 2 * nk);
+    let mut t = zeroed_checked(n * 2 * nk);
     t.par_chunks_mut(2 * nk).enumerate().for_each(|(i, row)| {
         for (q, &k) in order.iter().enumerate() {
             let (c, s) = super::periodic::phase(pt, kv.indices[k], i);
@@ -774,7 +774,7 @@ fn pair_gradients_with(
         Plan::Direct { .. } | Plan::MirrorDirect { .. } => Vec::new(),
     };
 
-    let mut pair = zeroed(n * n * f3);
+    let mut pair = zeroed_checked(n * n * f3);
     let out = SharedSlice(pair.as_mut_ptr());
     // scratch allocated once per block of tiles (not per rayon split: large fresh
     // allocations cost page faults)

@@ -2,7 +2,7 @@
 //! (last axis) and `rustfft` (the other two, after transposes so every transform is
 //! contiguous). The spectrum is stored transposed, as \[H\]\[K2\]\[K1\] with H = K3/2 + 1.
 
-use crate::buffers::filled;
+use crate::buffers::filled_checked;
 use rayon::prelude::*;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{num_complex::Complex, Fft, FftPlanner};
@@ -59,7 +59,7 @@ impl Fft3 {
     fn take(&self) -> Vec<C64> {
         let len = self.spectrum_len();
         let spare = self.spare.lock().map(|mut s| s.pop()).unwrap_or(None);
-        spare.unwrap_or_else(|| filled(len, C64::new(0.0, 0.0)))
+        spare.unwrap_or_else(|| filled_checked(len, C64::new(0.0, 0.0)))
     }
 
     /// Returns an intermediate grid to the spares (at most two are kept).
@@ -251,7 +251,7 @@ impl Fft3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buffers::zeroed;
+    use crate::buffers::zeroed_checked;
 
     #[test]
     fn matches_direct_dft() {
@@ -274,7 +274,7 @@ mod tests {
             let mut real: Vec<f64> = (0..len)
                 .map(|i| ((i * 31 + lane * 7) % 11) as f64)
                 .collect();
-            let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
+            let mut spec = filled_checked(fft.spectrum_len(), C64::new(0.0, 0.0));
             fft.forward(&mut real, &mut spec);
             let mut copy = spec.clone();
             let mut back = vec![0.0; len];
@@ -285,8 +285,8 @@ mod tests {
         // and the forward transform of each lane is the plain one
         for lane in 0..lanes {
             let mut plain_real: Vec<f64> = (0..len).map(|i| grid[i * lanes + lane]).collect();
-            let mut a = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
-            let mut b = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
+            let mut a = filled_checked(fft.spectrum_len(), C64::new(0.0, 0.0));
+            let mut b = filled_checked(fft.spectrum_len(), C64::new(0.0, 0.0));
             fft.forward(&mut plain_real, &mut a);
             fft.forward_interleaved(&mut grid.clone(), (lane, lanes), &mut b);
             assert_eq!(a, b);
@@ -303,7 +303,7 @@ mod tests {
         let data: Vec<f64> = (0..len).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
         let fft = Fft3::new(n);
         let mut real = data.clone();
-        let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
+        let mut spec = filled_checked(fft.spectrum_len(), C64::new(0.0, 0.0));
         fft.forward(&mut real, &mut spec);
         for m3 in 0..fft.half() {
             for m2 in 0..n[1] {
@@ -327,7 +327,7 @@ mod tests {
                 }
             }
         }
-        let mut back = zeroed(len);
+        let mut back = zeroed_checked(len);
         fft.inverse(&mut spec, &mut back);
         for i in 0..len {
             assert!((back[i] / len as f64 - data[i]).abs() < 1e-12);

@@ -218,7 +218,7 @@ impl Pme {
             .ok_or_else(|| Error::Unsupported("PME needs a periodic cell".into()))?;
         let n = self.parameters.grid(cell)?;
         crate::tuning::pme::check_pme_work(system, &self.parameters)?;
-        let grid = self.spread(system, charges, n).2;
+        let grid = self.spread(system, charges, n)?.2;
         crate::interrupt::check()?;
         Ok((n, grid))
     }
@@ -231,12 +231,12 @@ impl Pme {
         system: &System,
         charges: &[f64],
         n: [usize; 3],
-    ) -> (Vec<(usize, usize)>, Vec<(Vec3, f64)>, Vec<f64>) {
+    ) -> Result<(Vec<(usize, usize)>, Vec<(Vec3, f64)>, Vec<f64>)> {
         let order = self.parameters.order;
         let positions = system.positions();
         let inv = match system.cell() {
             Some(cell) => *cell.inverse(),
-            None => return (Vec::new(), Vec::new(), vec![0.0; n[0] * n[1] * n[2]]),
+            None => return Ok((Vec::new(), Vec::new(), zeroed(n[0] * n[1] * n[2])?)),
         };
         let scaled = |r: &Vec3| scaled_coordinates(r, &inv, n);
         // visit atoms sorted by their mesh cell (first-axis-major) for cache locality; the
@@ -258,16 +258,16 @@ impl Pme {
             .map(|&(_, i)| (positions[i], charges[i]))
             .collect();
         let grid = match self.spreading {
-            Spreading::ThreadGrids => spread_thread_grids(&sorted, n, order, &scaled),
+            Spreading::ThreadGrids => spread_thread_grids(&sorted, n, order, &scaled)?,
             Spreading::Slabs => {
                 let planes: Vec<usize> = order_atoms
                     .iter()
                     .map(|&(key, _)| key / (n[1] * n[2]))
                     .collect();
-                spread_slabs(&sorted, &planes, n, order, &scaled)
+                spread_slabs(&sorted, &planes, n, order, &scaled)?
             }
         };
-        (order_atoms, sorted, grid)
+        Ok((order_atoms, sorted, grid))
     }
 
     /// The reciprocal-space part only: (energy, per-atom potentials, forces, virial) of the
@@ -288,13 +288,13 @@ impl Pme {
         let recip = cell.reciprocal();
 
         let scaled = |r: &Vec3| scaled_coordinates(r, &inv, n);
-        let (order_atoms, sorted, mut grid) = self.spread(system, charges, n);
+        let (order_atoms, sorted, mut grid) = self.spread(system, charges, n)?;
         crate::interrupt::check()?;
         let n2p = n[2] + order - 1;
 
         // --- forward FFT, influence function, energy and virial
         let fft = Fft3::new(n);
-        let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0));
+        let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0))?;
         fft.forward(&mut grid, &mut spec);
         crate::interrupt::check()?;
         let moduli = bspline::moduli3(order, n);
@@ -406,7 +406,7 @@ impl Pme {
         drop(spec);
         crate::interrupt::check()?;
         // the potential grid padded along the last axis like the spreading grids
-        let mut padded = zeroed(n[0] * n[1] * n2p);
+        let mut padded = zeroed(n[0] * n[1] * n2p)?;
         padded
             .par_chunks_mut(n2p)
             .zip(grid.par_chunks(n[2]))
@@ -605,14 +605,14 @@ fn spread_thread_grids(
     n: [usize; 3],
     order: usize,
     scaled: &(impl Fn(&Vec3) -> [f64; 3] + Sync),
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let threads = rayon::current_num_threads().max(1);
     let chunk = sorted.len().div_ceil(threads).max(1);
     let n2p = n[2] + order - 1;
     let partial: Vec<Vec<f64>> = sorted
         .par_chunks(chunk)
-        .map(|atoms| {
-            let mut grid = zeroed(n[0] * n[1] * n2p);
+        .map(|atoms| -> Result<Vec<f64>> {
+            let mut grid = zeroed(n[0] * n[1] * n2p)?;
             let mut st = Stencil::new(order);
             for (k, &(ref r, qi)) in atoms.iter().enumerate() {
                 if qi == 0.0 {
@@ -625,10 +625,10 @@ fn spread_thread_grids(
                 let b0 = st.start0 + n[0] - order + 1;
                 st.deposit(&mut grid, qi, n[1], n2p, |j1| (b0 + j1) % n[0]);
             }
-            grid
+            Ok(grid)
         })
-        .collect();
-    let mut grid = zeroed(n[0] * n[1] * n[2]);
+        .collect::<Result<_>>()?;
+    let mut grid = zeroed(n[0] * n[1] * n[2])?;
     grid.par_chunks_mut(n[2])
         .enumerate()
         .for_each(|(row, out)| {
@@ -636,7 +636,7 @@ fn spread_thread_grids(
                 fold_row(out, &part[row * n2p..(row + 1) * n2p], order);
             }
         });
-    grid
+    Ok(grid)
 }
 
 /// Spreading on one grid padded by `order − 1` planes in front (padded plane P is grid plane
@@ -649,7 +649,7 @@ fn spread_slabs(
     n: [usize; 3],
     order: usize,
     scaled: &(impl Fn(&Vec3) -> [f64; 3] + Sync),
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let n2p = n[2] + order - 1;
     let plane_len = n[1] * n2p;
     let padded_planes = n[0] + order - 1;
@@ -661,7 +661,7 @@ fn spread_slabs(
     let bounds: Vec<usize> = (0..=slabs)
         .map(|s| planes.partition_point(|&p| p < s * width))
         .collect();
-    let mut padded = zeroed(padded_planes * plane_len);
+    let mut padded = zeroed(padded_planes * plane_len)?;
     for parity in 0..2 {
         // chunk c of this pass holds padded planes [(2c + parity) w, (2c + parity + 2) w)
         padded[parity * width * plane_len..]
@@ -687,7 +687,7 @@ fn spread_slabs(
                 }
             });
     }
-    let mut grid = zeroed(n[0] * n[1] * n[2]);
+    let mut grid = zeroed(n[0] * n[1] * n[2])?;
     grid.par_chunks_mut(n[1] * n[2])
         .enumerate()
         .for_each(|(p, out)| {
@@ -702,7 +702,7 @@ fn spread_slabs(
                 add(p + order - 1 - n[0]);
             }
         });
-    grid
+    Ok(grid)
 }
 
 impl LongRangeSum for Pme {
