@@ -687,6 +687,11 @@ fn pair_gradients_with(
     let f = nlm * nr;
     let f3 = 3 * f;
     let af = na * f;
+    if nk == 0 || n == 0 {
+        // no k-vector inside the cutoff (e.g. a very wide smearing) or no atom: the k-space
+        // sum is empty, so are its gradients
+        return (zeroed_checked(n * n * f3), zeroed_checked(n * 3 * af));
+    }
     let c = columns(lmax, nr);
     let nh = c.total;
     let kern = KernelPair::detect();
