@@ -50,8 +50,8 @@ Psi = Union[str, Callable[[FloatArray], Any]]  # noqa: UP007 (py3.10 runtime ali
 
 __all__ = ["Bispectrum", "TripletFeatures"]
 
-CENTRE_SAMPLES = ("system", "atom", "center_type")
-TRIPLET_SAMPLES = (*CENTRE_SAMPLES, "neighbor_1", "neighbor_2")
+CENTER_SAMPLES = ("system", "atom", "center_type")
+TRIPLET_SAMPLES = (*CENTER_SAMPLES, "neighbor_1", "neighbor_2")
 
 
 def _frames(frames: Any) -> list[System]:
@@ -277,7 +277,7 @@ class TripletFeatures(_Expansion):
             out = self._calculator(species).summed(
                 [s._arrays() for s in systems], centre_list, self._projected(True)
             )
-            return _descriptor(out, CENTRE_SAMPLES)
+            return _descriptor(out, CENTER_SAMPLES)
         if not callable(psi):
             raise ValueError(f"psi must be 'linear' or a callable, got {type(psi).__name__}")
         chunk_size = _checks.integer("chunk_size", chunk_size, minimum=1)
@@ -314,7 +314,7 @@ class TripletFeatures(_Expansion):
             samples=np.concatenate(out_samples) if out_samples else np.zeros((0, 3), np.int32),
             properties=np.arange(values.shape[1], dtype=np.int32)[:, None],
             property_names=("psi",),
-            sample_names=CENTRE_SAMPLES,
+            sample_names=CENTER_SAMPLES,
         )
 
 
@@ -339,4 +339,4 @@ class Bispectrum(_Expansion):
         out = self._calculator(self._species(systems)).bispectrum(
             [s._arrays() for s in systems], _centers(centers)
         )
-        return _descriptor(out, CENTRE_SAMPLES)
+        return _descriptor(out, CENTER_SAMPLES)
