@@ -316,6 +316,8 @@ def test_projection_is_checked() -> None:
     for bad, error in [
         ("mean", TypeError),
         ((np.zeros(n),), TypeError),
+        ((np.zeros(n), "components"), TypeError),
+        ((np.zeros(n), [[1.0, 2.0], [3.0]]), TypeError),
         ((np.zeros(n), np.zeros(n)), ValueError),
         ((np.zeros(n), np.zeros((n + 1, 2))), ValueError),
         ((np.zeros(n), np.zeros((n, 0))), ValueError),

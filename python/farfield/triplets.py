@@ -76,8 +76,11 @@ def _projection(value: Any) -> tuple[FloatArray, FloatArray] | None:
         raise TypeError(
             f"projection must be None or a pair (mean, components), got {type(value).__name__}"
         )
-    mean = np.array(value[0], dtype=np.float64, order="C")
-    components = np.array(value[1], dtype=np.float64, order="C")
+    try:
+        mean = np.array(value[0], dtype=np.float64, order="C")
+        components = np.array(value[1], dtype=np.float64, order="C")
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"projection must hold two arrays of numbers: {error}") from None
     if mean.ndim != 1 or components.ndim != 2 or components.shape[0] != mean.shape[0]:
         raise ValueError(
             "projection must be (mean (F,), components (F, k)), got shapes "
