@@ -31,11 +31,13 @@ test-rust:
 	cargo clippy --workspace --all-targets -- -D warnings
 	PROPTEST_CASES=$(FUZZ_CASES) PROPTEST_RNG_SEED=20261207 cargo test -p farfield
 
-lint: venv
+# stubtest compares python/farfield/_native.pyi with the extension just built (hence `develop`)
+lint: develop
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 	$(BIN)/ruff check python tests benches examples
 	$(BIN)/ruff format --check python tests
 	$(BIN)/mypy --strict python/farfield
+	$(BIN)/python -m mypy.stubtest farfield._native
 
 test-python: develop
 	FARFIELD_FUZZ_EXAMPLES=$(FUZZ_CASES) $(BIN)/python -m pytest -q tests

@@ -30,10 +30,13 @@ Models (all on the centre atom's environment):
 
 * bispectrum + ridge, bispectrum (PCA) + MLP: one row per structure;
 * triplets (PCA) + linear ψ: ridge on the streamed sum Σ_{j1,j2} of the compressed rows (a ν = 3
-  model); triplets (PCA) + nonlinear ψ: :class:`farfield.TripletMLP` summed over the 49 ordered
-  neighbour pairs of the centre, trained on the energies of the individual structures (so on
+  model); triplets (PCA) + nonlinear ψ: ``TripletMLP`` summed over the 49 ordered neighbour
+  pairs of the centre, trained on the energies of the individual structures (so on
   the pair means and the pair differences at once), Adam with mini-batches, weight decay and
   early stopping on a validation split of the training structures.
+
+The PCA, ridge and MLP are the small numpy helpers of ``examples/ml_helpers.py`` (not part of
+the farfield package); the triplet PCA is handed to the features as their ``projection``.
 
 Metrics on the test pairs: RMSE of the pair mean (E₊ + E₋)/2 divided by its std, and RMSE of the
 pair difference E₊ − E₋ divided by its root mean square (its std about zero: a model that gives
@@ -66,6 +69,7 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from ml_helpers import TripletMLP, fit_pca, fit_triplet_pca, ridge  # noqa: E402
 
 import farfield as ff  # noqa: E402
 from farfield import structures  # noqa: E402
@@ -172,14 +176,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     # --- bispectrum (ν = 3) ---
-    bis = ff.Bispectrum(species=[5], max_radial=args.max_radial).compute(frames, centres=[0])
+    bis = ff.Bispectrum(species=[5], max_radial=args.max_radial).compute(frames, centers=[0])
     log(f"bispectrum ({bis.values.shape[1]} columns)")
-    linear = ff.triplets.ridge(bis.values[train], y[train], alpha=1e-8)
+    linear = ridge(bis.values[train], y[train], alpha=1e-8)
     predictions["bispectrum linear"] = linear(bis.values)
-    pca = ff.triplets.fit_pca(bis.values[train], min(args.components, len(train) - 1))
+    pca = fit_pca(bis.values[train], min(args.components, len(train) - 1))
     reduced = pca.transform(bis.values)
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    mlp = ff.TripletMLP(hidden=hidden, seed=0).fit(
+    mlp = TripletMLP(hidden=hidden, seed=0).fit(
         reduced[train], np.arange(len(train)), y[train], **mlp_options
     )
     predictions["bispectrum MLP"] = mlp(reduced)
@@ -188,21 +192,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # --- triplets ---
     tf = ff.TripletFeatures(species=[5], max_radial=args.max_radial)
     sample = [frames[i] for i in train[: min(len(train), args.pca_frames)]]
-    tf.fit_pca(sample, args.components, centres=[0], max_samples=20_000)
-    rows = tf.compute(frames, centres=[0])
+    fit_triplet_pca(tf, sample, args.components, centers=[0], max_samples=20_000)
+    rows = tf.compute(frames, centers=[0])
     groups = rows.samples[:, 0]
     log(f"triplet PCA ({args.components} components) and {len(rows.values)} rows")
-    summed = tf.summed(frames, centres=[0]).values  # linear ψ, streamed in Rust
-    linear_psi = ff.triplets.ridge(summed[train], y[train], alpha=1e-8)
+    summed = tf.summed(frames, centers=[0]).values  # linear ψ, streamed in Rust
+    linear_psi = ridge(summed[train], y[train], alpha=1e-8)
     predictions["triplets linear psi"] = linear_psi(summed)
     in_train = groups < 2 * n_train
-    psi = ff.TripletMLP(hidden=hidden, seed=1).fit(
+    psi = TripletMLP(hidden=hidden, seed=1).fit(
         rows.values[in_train], groups[in_train], y[train], **mlp_options
     )
     predictions["triplets MLP psi"] = psi.predict(rows.values, groups, len(frames))
     log(f"triplet MLP psi (kept epoch {psi.best_epoch})")
     # the same prediction through the streamed sum with a callable ψ
-    streamed = tf.summed(frames[-2:], psi=psi, centres=[0]).values[:, 0]
+    streamed = tf.summed(frames[-2:], psi=psi, centers=[0]).values[:, 0]
     assert np.allclose(streamed, predictions["triplets MLP psi"][-2:], atol=1e-8)
 
     for name, pred in predictions.items():

@@ -17,6 +17,7 @@ import ase
 import ase.build
 import numpy as np
 import pytest
+from examples_path import ml_helpers
 
 import farfield as ff
 
@@ -297,43 +298,51 @@ def test_triplet_constructor_types(cls: Any) -> None:
             cls(**{**TRIPLETS, name: value})
 
 
-def test_triplet_centres_must_be_integers() -> None:
+def test_triplet_centers_must_be_integers() -> None:
     tf = ff.TripletFeatures(**TRIPLETS)
     bs = ff.Bispectrum(**TRIPLETS)
     for call in (tf.compute, tf.summed, bs.compute):
-        with pytest.raises(ValueError, match="centres"):
-            call(water(), centres=[-1])  # was "OverflowError: can't convert negative int"
-        with pytest.raises(TypeError, match="centres"):
-            call(water(), centres=[0.7])  # was truncated to 0
-    with pytest.raises(ValueError, match="centre"):
+        with pytest.raises(ValueError, match="centers"):
+            call(water(), centers=[-1])  # was "OverflowError: can't convert negative int"
+        with pytest.raises(TypeError, match="centers"):
+            call(water(), centers=[0.7])  # was truncated to 0
+    with pytest.raises(ValueError, match="center"):
         tf.pair_expansion(water(), -1)
-    with pytest.raises(TypeError, match="centre"):
+    with pytest.raises(TypeError, match="center"):
         tf.pair_expansion(water(), 1.0)
-    assert tf.compute(water(), centres=np.array([0], dtype=np.int32)).values.shape[0] == 4
+    assert tf.compute(water(), centers=np.array([0], dtype=np.int32)).values.shape[0] == 4
 
 
 def test_triplet_method_arguments() -> None:
     tf = ff.TripletFeatures(**TRIPLETS)
-    with pytest.raises(TypeError, match="n_components"):
-        tf.fit_pca(water(), 2.0)
-    with pytest.raises(ValueError, match="max_samples"):
-        tf.fit_pca(water(), 2, max_samples=0)
     with pytest.raises(TypeError, match="chunk_size"):
         tf.summed(water(), psi=lambda x: x[:, 0], chunk_size=1.5)
     with pytest.raises(ValueError, match="chunk_size"):
         tf.summed(water(), psi=lambda x: x[:, 0], chunk_size=0)
     with pytest.raises(TypeError, match="compress"):
         tf.compute(water(), compress="no")
-    with pytest.raises(TypeError, match="hidden"):
-        ff.TripletMLP(hidden=(8.5,))
-    with pytest.raises(TypeError, match="epochs"):
-        ff.TripletMLP(hidden=(4,)).fit(np.ones((2, 3)), np.array([0, 1]), np.ones(2), epochs=2.0)
-    with pytest.raises(TypeError, match="groups"):
-        ff.TripletMLP(hidden=(4,)).fit(np.ones((2, 3)), np.array([0.0, 1.0]), np.ones(2))
+
+
+def test_ml_helper_arguments() -> None:
+    """The example ML helpers (examples/ml_helpers.py, not part of the package) keep the
+    library's argument checks."""
+    tf = ff.TripletFeatures(**TRIPLETS)
     with pytest.raises(TypeError, match="n_components"):
-        ff.triplets.fit_pca(np.ones((4, 3)), 1.0)
+        ml_helpers.fit_triplet_pca(tf, water(), 2.0)
+    with pytest.raises(ValueError, match="max_samples"):
+        ml_helpers.fit_triplet_pca(tf, water(), 2, max_samples=0)
+    with pytest.raises(TypeError, match="hidden"):
+        ml_helpers.TripletMLP(hidden=(8.5,))
+    with pytest.raises(TypeError, match="epochs"):
+        ml_helpers.TripletMLP(hidden=(4,)).fit(
+            np.ones((2, 3)), np.array([0, 1]), np.ones(2), epochs=2.0
+        )
+    with pytest.raises(TypeError, match="groups"):
+        ml_helpers.TripletMLP(hidden=(4,)).fit(np.ones((2, 3)), np.array([0.0, 1.0]), np.ones(2))
+    with pytest.raises(TypeError, match="n_components"):
+        ml_helpers.fit_pca(np.ones((4, 3)), 1.0)
     with pytest.raises(TypeError, match="size"):
-        list(ff.triplets.iter_chunks([1, 2, 3], 1.5))
+        list(ml_helpers.iter_chunks([1, 2, 3], 1.5))
 
 
 def test_triplet_empty_frames() -> None:

@@ -11,6 +11,8 @@ import farfield as ff
 ase = pytest.importorskip("ase")
 scipy_special = pytest.importorskip("scipy.special")
 
+from examples_path import ml_helpers  # noqa: E402
+
 from farfield import structures  # noqa: E402
 
 SETTINGS = {"cutoff": 2.6, "max_radial": 3, "max_angular": 3, "smearing": 0.3}
@@ -60,7 +62,7 @@ def test_degenerate_pairs(kind: str) -> None:
             assert rel(bp, bm) > 1e-4
         # the linear sum of triplets is the bispectrum (same columns)
         np.testing.assert_allclose(
-            tf.summed(plus, centres=[0]).values, bp, atol=1e-12 * np.abs(bp).max()
+            tf.summed(plus, centers=[0]).values, bp, atol=1e-12 * np.abs(bp).max()
         )
 
 
@@ -73,12 +75,12 @@ def test_triplets_separate_bpm() -> None:
         assert rel(np.sort(tp, axis=0), np.sort(tm, axis=0)) > 1e-4
         # a random nonlinear ψ summed over the pairs separates the members
         w = np.random.default_rng(seed).normal(size=(tp.shape[1], 8)) / np.abs(tp).max()
-        s_plus = tf.summed(plus, psi=lambda x, w=w: np.tanh(x @ w), centres=[0]).values
-        s_minus = tf.summed(minus, psi=lambda x, w=w: np.tanh(x @ w), centres=[0]).values
+        s_plus = tf.summed(plus, psi=lambda x, w=w: np.tanh(x @ w), centers=[0]).values
+        s_minus = tf.summed(minus, psi=lambda x, w=w: np.tanh(x @ w), centers=[0]).values
         assert rel(s_plus, s_minus) > 1e-4
         # while the linear sum does not
         assert (
-            rel(tf.summed(plus, centres=[0]).values, tf.summed(minus, centres=[0]).values) < 1e-13
+            rel(tf.summed(plus, centers=[0]).values, tf.summed(minus, centers=[0]).values) < 1e-13
         )
 
 
@@ -217,14 +219,31 @@ def test_pca_and_threads() -> None:
     frames = [structures.bpm_pair(seed=s)[k] for s in range(4) for k in (0, 1)]
     tf = ff.TripletFeatures(species=[5])
     full = tf.compute(frames, [0]).values
-    pca = tf.fit_pca(frames, 12, [0])
+    pca = ml_helpers.fit_triplet_pca(tf, frames, 12, [0])
+    assert tf.projection is not None
+    np.testing.assert_array_equal(tf.projection[0], pca.mean)
+    np.testing.assert_array_equal(tf.projection[1], pca.components)
+    # orthonormal directions whose variances match numpy's full SVD (the randomised range
+    # finder of the helper is exact for the leading components, ~1e-3 for the last ones)
+    np.testing.assert_allclose(pca.components.T @ pca.components, np.eye(12), atol=1e-10)
+    singular = np.linalg.svd(full - full.mean(axis=0), compute_uv=False)
+    exact = singular[:12] ** 2 / (len(full) - 1)
+    np.testing.assert_allclose(pca.explained_variance[:3], exact[:3], rtol=1e-6)
+    np.testing.assert_allclose(pca.explained_variance, exact, rtol=5e-3)
     compressed = tf.compute(frames, [0])
     np.testing.assert_allclose(compressed.values, (full - pca.mean) @ pca.components, atol=1e-10)
     assert compressed.values.shape == (len(full), 12)
-    streamed = tf.summed(frames, centres=[0]).values
+    assert compressed.property_names == ("component",)
+    np.testing.assert_array_equal(tf.compute(frames, [0], compress=False).values, full)
+    streamed = tf.summed(frames, centers=[0]).values
     np.testing.assert_allclose(
         streamed, compressed.values.reshape(8, 49, 12).sum(axis=1), atol=1e-10
     )
+    # the same projection given to the constructor; None restores the full rows
+    given = ff.TripletFeatures(species=[5], projection=(pca.mean, pca.components))
+    np.testing.assert_array_equal(given.compute(frames, [0]).values, compressed.values)
+    given.projection = None
+    np.testing.assert_array_equal(given.compute(frames, [0]).values, full)
     previous = ff.get_num_threads()
     try:
         ff.set_num_threads(1)
@@ -265,14 +284,14 @@ def test_bad_input() -> None:
         tf.compute(water)
     with pytest.raises(ValueError, match="atomic number 8"):
         ff.Bispectrum(species=[1], **SETTINGS).compute(water)
-    with pytest.raises(ValueError, match="centre"):
-        ff.TripletFeatures(**SETTINGS).compute(water, centres=[7])
+    with pytest.raises(ValueError, match="centre 7"):
+        ff.TripletFeatures(**SETTINGS).compute(water, centers=[7])
     with pytest.raises(ValueError, match="psi"):
         ff.TripletFeatures(**SETTINGS).summed(water, psi="quadratic")
     with pytest.raises(ValueError, match="psi must return"):
         ff.TripletFeatures(**SETTINGS).summed(water, psi=lambda x: x[:1])
     with pytest.raises(ValueError, match="n_components"):
-        ff.TripletFeatures(**SETTINGS).fit_pca(water, 0)
+        ml_helpers.fit_triplet_pca(ff.TripletFeatures(**SETTINGS), water, 0)
     bad = water.copy()
     bad.positions[1, 0] = np.nan
     with pytest.raises(ValueError, match="positions"):
@@ -288,3 +307,57 @@ def test_soap_power_spectrum_equal_for_recipes(kind: str) -> None:
     a, b = ps.compute(plus), ps.compute(minus)
     assert a.samples[0, 1] == 0 and b.samples[0, 1] == 0
     assert rel(a.values[0], b.values[0]) < 1e-12
+
+
+def test_projection_is_checked() -> None:
+    water = ase.Atoms("OH2", positions=[[0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]])
+    tf = ff.TripletFeatures(species=[1, 8], **SETTINGS)
+    n = tf.compute(water).values.shape[1]
+    for bad, error in [
+        ("mean", TypeError),
+        ((np.zeros(n),), TypeError),
+        ((np.zeros(n), "components"), TypeError),
+        ((np.zeros(n), [[1.0, 2.0], [3.0]]), TypeError),
+        ((np.zeros(n), np.zeros(n)), ValueError),
+        ((np.zeros(n), np.zeros((n + 1, 2))), ValueError),
+        ((np.zeros(n), np.zeros((n, 0))), ValueError),
+    ]:
+        with pytest.raises(error, match="projection"):
+            tf.projection = bad  # type: ignore[assignment]
+        with pytest.raises(error, match="projection"):
+            ff.TripletFeatures(species=[1, 8], projection=bad, **SETTINGS)  # type: ignore[arg-type]
+    # a projection of the wrong width for these species, or not finite: refused by the core
+    tf.projection = (np.zeros(n + 1), np.zeros((n + 1, 2)))
+    with pytest.raises(ValueError, match="projection"):
+        tf.compute(water)
+    components = np.zeros((n, 2))
+    components[0, 0] = np.nan
+    tf.projection = (np.zeros(n), components)
+    with pytest.raises(ValueError, match="projection"):
+        tf.summed(water)
+    # the stored arrays are copies, read-only
+    mean = np.ones(n)
+    tf.projection = (mean, np.eye(n)[:, :3])
+    mean[:] = 5.0
+    assert tf.projection is not None and tf.projection[0][0] == 1.0
+    with pytest.raises(ValueError):
+        tf.projection[0][0] = 2.0
+
+
+def test_centres_is_a_deprecated_alias() -> None:
+    """``centers`` is the name (featomic's spelling); ``centres`` still works, with a
+    ``DeprecationWarning``, and gives the same result."""
+    plus, _ = structures.bpm_pair(seed=0)
+    tf, bs = calculators([5])
+    for call in (tf.compute, tf.summed, bs.compute):
+        new = call(plus, centers=[0, 2]).values
+        with pytest.warns(DeprecationWarning, match="'centres' is deprecated, use 'centers'"):
+            old = call(plus, centres=[0, 2]).values  # type: ignore[call-arg]
+        np.testing.assert_array_equal(old, new)
+        with pytest.raises(TypeError, match="both 'centers' and its deprecated alias"):
+            call(plus, centers=[0], centres=[0])  # type: ignore[call-arg]
+    js, g = tf.pair_expansion(plus, center=1)
+    with pytest.warns(DeprecationWarning, match="'centre' is deprecated, use 'center'"):
+        js_old, g_old = tf.pair_expansion(plus, centre=1)  # type: ignore[call-arg]
+    np.testing.assert_array_equal(js, js_old)
+    np.testing.assert_array_equal(g, g_old)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import examples_path  # noqa: F401 (examples/ on sys.path: the example imports ml_helpers)
 import numpy as np
 import pytest
 

@@ -135,3 +135,18 @@ def test_ch4_example_of_science_md() -> None:
     plus, minus = structures.ch4_pair(alpha=np.radians(60), x=0.1, z=0.3, bond=1.0)
     np.testing.assert_allclose(plus.positions[4], [0.1, 0.9486833, 0.3], atol=1e-7)
     np.testing.assert_allclose(minus.positions[4], [0.44641016, 0.84304091, -0.3], atol=1e-7)
+
+
+@pytest.mark.parametrize("make", [structures.planar_homometric_pair, structures.ch4_pair])
+def test_center_species_and_its_deprecated_alias(make: object) -> None:
+    """``center`` sets the species of the centre atom (first, at the origin); the old keyword
+    ``centre`` still works with a ``DeprecationWarning`` and gives the same structures."""
+    plus, minus = make(seed=3, center="N", neighbour="O")  # type: ignore[operator]
+    for atoms in (plus, minus):
+        assert atoms.get_chemical_symbols() == ["N", "O", "O", "O", "O"]
+        np.testing.assert_array_equal(atoms.positions[0], 0.0)
+    with pytest.warns(DeprecationWarning, match="'centre' is deprecated, use 'center'"):
+        old_plus, old_minus = make(seed=3, centre="N", neighbour="O")  # type: ignore[operator]
+    np.testing.assert_array_equal(old_plus.positions, plus.positions)
+    np.testing.assert_array_equal(old_minus.positions, minus.positions)
+    assert old_plus.get_chemical_symbols() == plus.get_chemical_symbols()

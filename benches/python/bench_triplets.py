@@ -12,12 +12,18 @@ are computed in chunks of 500 clusters and dropped; the streamed linear sum and 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import farfield as ff
 from farfield import structures
+
+# the PCA helper of the examples (not part of the package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from ml_helpers import fit_triplet_pca  # noqa: E402
 
 CPU: dict[str, float] = {}
 
@@ -50,13 +56,13 @@ def main() -> None:
 
     def full_rows() -> None:
         for start in range(0, len(frames), 500):
-            tf.compute(frames[start : start + 500], centres=[0])
+            tf.compute(frames[start : start + 500], centers=[0])
 
     t_full = timed(full_rows, name="full")
-    t_sum = timed(lambda: tf.summed(frames, centres=[0]), name="sum")
+    t_sum = timed(lambda: tf.summed(frames, centers=[0]), name="sum")
     t_all = timed(lambda: tf.summed(frames), name="all")
-    tf.fit_pca(frames[:200], 32, centres=[0])
-    t_pca = timed(lambda: tf.compute(frames, centres=[0]), name="pca")
+    fit_triplet_pca(tf, frames[:200], 32, centers=[0])
+    t_pca = timed(lambda: tf.compute(frames, centers=[0]), name="pca")
     n = len(frames)
     print(f"## Triplet features, {n} eight-atom B± clusters, {args.threads} threads\n")
     print("| what | wall time (s) | CPU time (s) | triplets/s (wall) |")
@@ -86,7 +92,7 @@ def main() -> None:
             u = rng.normal(size=(m, 3))
             u *= (rng.uniform(1.0, 4.5, size=m) / np.linalg.norm(u, axis=1))[:, None]
             clusters.append(ff.System(np.vstack([[0, 0, 0], u]), np.full(m + 1, 5)))
-        t = timed(lambda c=clusters: tf_small.summed(c, centres=[0]), repeat=3)
+        t = timed(lambda c=clusters: tf_small.summed(c, centers=[0]), repeat=3)
         costs.append(t / len(clusters))
     slope = np.polyfit(np.log(ms[1:]), np.log(costs[1:]), 1)[0]
     print("## Per-centre cost vs neighbour count M (streamed sum, 1 centre)\n")

@@ -7,7 +7,11 @@ deviation of the Gaussian charge. Cell vectors are rows.
 
 from __future__ import annotations
 
-from . import structures, triplets, units
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from . import triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
@@ -17,7 +21,10 @@ from .pme import PmeParameters, PmeResult, pme, pme_preferred
 from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
 from .results import EwaldResult
 from .system import System
-from .triplets import Bispectrum, TripletFeatures, TripletMLP
+from .triplets import Bispectrum, TripletFeatures
+
+if TYPE_CHECKING:
+    from . import structures
 
 __all__ = [
     "Bispectrum",
@@ -34,7 +41,6 @@ __all__ = [
     "SphericalExpansion",
     "System",
     "TripletFeatures",
-    "TripletMLP",
     "__version__",
     "ewald",
     "ewald_parameters",
@@ -51,3 +57,19 @@ __all__ = [
     "triplets",
     "units",
 ]
+
+#: submodules imported on first access (``ff.structures`` imports ASE)
+_LAZY_SUBMODULES = ("structures",)
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Imports the lazy submodules on first access (PEP 562)."""
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})

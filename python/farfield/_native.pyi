@@ -1,13 +1,44 @@
-"""Typed stubs of the compiled extension ``farfield._native``."""
+"""Typed stubs of the compiled extension ``farfield._native``.
 
-from typing import Any
+Checked against the built extension by ``python -m mypy.stubtest farfield._native`` (``make
+lint``). The pyo3 classes are built by ``__new__`` (no ``__init__``) and cannot be subclassed
+(``@final``).
+"""
+
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
 _F = npt.NDArray[np.float64]
 _I = npt.NDArray[np.int32]
 _SystemArrays = tuple[_F, _I, _F | None]
+
+__all__ = [
+    "__version__",
+    "panic_count",
+    "set_limits",
+    "get_limits",
+    "validate_system",
+    "set_num_threads",
+    "get_num_threads",
+    "ewald_compute",
+    "ewald_tune",
+    "pme_compute",
+    "pme_preferred",
+    "pme_tune",
+    "SoapCalculator",
+    "clebsch_gordan",
+    "spherical_harmonics",
+    "LodeCalculator",
+    "lambda0_invariants",
+    "lambda0_invariants_vjp",
+    "qeq",
+    "qeq_batch",
+    "TripletCalculator",
+    "clebsch_gordan_product",
+]
 
 __version__: str
 
@@ -69,9 +100,10 @@ def pme_tune(
     order: int | None = None,
 ) -> tuple[float, float, tuple[int, int, int], int]: ...
 
+@final
 class SoapCalculator:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         kind: str,
         cutoff: float,
         max_radial: int,
@@ -82,7 +114,7 @@ class SoapCalculator:
         center_atom_weight: float,
         radial_accuracy: float | None,
         species: list[int] | None,
-    ) -> None: ...
+    ) -> Self: ...
     def compute(
         self,
         frames: list[_SystemArrays],
@@ -161,9 +193,10 @@ def lambda0_invariants_vjp(
     symmetric: bool,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 
+@final
 class LodeCalculator:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         exponent: float,
         smearing: float,
         max_angular: int,
@@ -173,7 +206,7 @@ class LodeCalculator:
         k_cutoff: float | None,
         center_atom_weight: float,
         drop_divergent_k0: bool,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def k_cutoff(self) -> float: ...
     def compute(
@@ -194,9 +227,10 @@ class LodeCalculator:
         accuracy: float = 1e-6,
     ) -> tuple[_F, _F, str]: ...
 
+@final
 class TripletCalculator:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         cutoff: float,
         max_radial: int,
         max_angular: int,
@@ -205,7 +239,7 @@ class TripletCalculator:
         width: float,
         radial_accuracy: float | None,
         species: list[int],
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def n_features(self) -> int: ...
     def compute(

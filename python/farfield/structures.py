@@ -18,7 +18,8 @@ some density correlations of the centre atom's environment (docs/science.md §4.
 :func:`congruent` checks whether two structures are related by an O(3) operation, a translation
 and a species-preserving permutation (brute force over permutations: small structures only).
 
-``ase`` must be installed (``pip install farfield[ase]``).
+``ase`` must be installed (``pip install farfield[ase]``). The species of the centre atom is
+the keyword ``center`` (``centre`` is a deprecated alias that emits a ``DeprecationWarning``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from ._compat import renamed_keywords
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase
@@ -101,7 +104,7 @@ def random_rotation(seed: int | np.random.Generator | None = None) -> FloatArray
 
 
 def _finish(
-    centre: str,
+    center: str,
     symbols: list[str],
     plus: FloatArray,
     minus: FloatArray,
@@ -113,24 +116,26 @@ def _finish(
         minus = minus @ random_rotation(rng).T
     origin = np.zeros((1, 3))
     return (
-        _atoms([centre, *symbols], np.vstack([origin, plus])),
-        _atoms([centre, *symbols], np.vstack([origin, minus])),
+        _atoms([center, *symbols], np.vstack([origin, plus])),
+        _atoms([center, *symbols], np.vstack([origin, minus])),
     )
 
 
+@renamed_keywords(centre="center")
 def planar_homometric_pair(
     radius: float | None = None,
     seed: int | np.random.Generator | None = None,
     *,
-    centre: str = "C",
+    center: str = "C",
     neighbour: str = "H",
     rotate: bool = False,
 ) -> tuple[ase.Atoms, ase.Atoms]:
     """Planar 3-body-degenerate pair (docs/science.md §4.4a).
 
-    Centre at the origin and four neighbours on a circle of ``radius`` (default: uniform in
-    [0.8, 1.6) Å, drawn from ``seed``) at angles {0, 45, 90, 225}° versus {0, 45, 135, 180}°.
-    With ``rotate=True`` each member gets an independent random rotation.
+    Centre (species ``center``) at the origin and four neighbours (species ``neighbour``) on a
+    circle of ``radius`` (default: uniform in [0.8, 1.6) Å, drawn from ``seed``) at angles
+    {0, 45, 90, 225}° versus {0, 45, 135, 180}°. With ``rotate=True`` each member gets an
+    independent random rotation. (``centre=`` is a deprecated alias of ``center``.)
     """
     rng = _rng(seed)
     r = float(rng.uniform(0.8, 1.6)) if radius is None else float(radius)
@@ -143,9 +148,10 @@ def planar_homometric_pair(
 
     plus = ring([0.0, 45.0, 90.0, 225.0])
     minus = ring([0.0, 45.0, 135.0, 180.0])
-    return _finish(centre, [neighbour] * 4, plus, minus, rotate, rng)
+    return _finish(center, [neighbour] * 4, plus, minus, rotate, rng)
 
 
+@renamed_keywords(centre="center")
 def ch4_pair(
     seed: int | np.random.Generator | None = None,
     *,
@@ -153,7 +159,7 @@ def ch4_pair(
     x: float | None = None,
     z: float | None = None,
     bond: float = 1.09,
-    centre: str = "C",
+    center: str = "C",
     neighbour: str = "H",
     rotate: bool = False,
     min_separation: float = 0.35,
@@ -164,7 +170,8 @@ def ch4_pair(
     the unit sphere (y > 0), versus the same with d′ = (x + 2z cot α, +√(1 − x′² − z²), −z).
     Parameters not given are drawn from ``seed``: α ~ U(40°, 140°), x, z ~ U(−0.8, 0.8),
     redrawn until both partners exist, z is not ~0 (where the two manifolds meet) and all
-    neighbour–neighbour distances exceed ``min_separation`` × ``bond``.
+    neighbour–neighbour distances exceed ``min_separation`` × ``bond``. The centre atom has the
+    species ``center`` (``centre=`` is a deprecated alias), the neighbours ``neighbour``.
     """
     rng = _rng(seed)
     fixed = alpha is not None and x is not None and z is not None
@@ -185,7 +192,7 @@ def ch4_pair(
             ok = _min_distance(plus) > min_separation * bond
             ok = ok and _min_distance(minus) > min_separation * bond
         if ok:
-            return _finish(centre, [neighbour] * 4, plus, minus, rotate, rng)
+            return _finish(center, [neighbour] * 4, plus, minus, rotate, rng)
         if fixed:
             raise ValueError(
                 f"no valid CH4-like pair for alpha={alpha}, x={x}, z={z}: the partner d' is "

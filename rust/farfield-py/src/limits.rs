@@ -5,7 +5,9 @@ use pyo3::prelude::*;
 /// Sets the process-wide limits: `max_memory` in bytes (None: half the available memory at
 /// each call), `max_terms` the largest number of elementary terms of one call.
 #[pyfunction]
-#[pyo3(signature = (max_memory=None, max_terms=farfield::limits::DEFAULT_MAX_TERMS))]
+// a literal default (= farfield::limits::DEFAULT_MAX_TERMS, checked by
+// tests/test_native_stub.py) so that the Python signature shows it
+#[pyo3(signature = (max_memory=None, max_terms=2e11))]
 pub fn set_limits(max_memory: Option<f64>, max_terms: f64) -> PyResult<()> {
     let limits =
         farfield::limits::Limits::new(max_memory, max_terms).map_err(crate::errors::to_py)?;

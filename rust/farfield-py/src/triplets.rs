@@ -181,7 +181,7 @@ fn clebsch_gordan_product<'py>(
     b: PyReadonlyArray2<'py, f64>,
     l1: usize,
     l2: usize,
-    lambda: usize,
+    lam: usize,
 ) -> PyResult<Bound<'py, PyArray3<f64>>> {
     let (av, bv) = (a.as_array(), b.as_array());
     let n = av.nrows();
@@ -196,8 +196,8 @@ fn clebsch_gordan_product<'py>(
     }
     let a: Vec<f64> = av.iter().copied().collect();
     let b: Vec<f64> = bv.iter().copied().collect();
-    let out = threads::run(py, || pair_product(&a, &b, n, root - 1, l1, l2, lambda))?;
-    let arr = Array3::from_shape_vec((n, n, 2 * lambda + 1), out)
+    let out = threads::run(py, || pair_product(&a, &b, n, root - 1, l1, l2, lam))?;
+    let arr = Array3::from_shape_vec((n, n, 2 * lam + 1), out)
         .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
     Ok(arr.into_pyarray(py))
 }
