@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import structures, triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
+from .coulomb import Coulomb
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
 from .limits import Limits, get_limits, set_limits
@@ -21,6 +22,7 @@ from .triplets import Bispectrum, TripletFeatures, TripletMLP
 
 __all__ = [
     "Bispectrum",
+    "Coulomb",
     "Descriptor",
     "EwaldResult",
     "Limits",

@@ -39,6 +39,7 @@
 //! smearing, cutoff and k-cutoff (PME: smearing, cutoff and mesh) fixed are the caller's
 //! explicit choice: they are used unchecked (their work is still checked before computing).
 
+pub mod choose;
 pub mod pme;
 
 use crate::error::{Error, Result};
@@ -254,6 +255,63 @@ pub(crate) fn log_boundary(
         }
     }
     Ok(Some(good))
+}
+
+/// The index in 0..n with the smallest cost (the first one on ties), of those `eval` admits
+/// (`Some((value, cost))`): a coarse pass over every `stride`-th index and the last, then the
+/// indices within a stride of the coarse minimum. This is the minimum of the full scan when
+/// the cost is unimodal on the scale of a stride, as the predicted costs over a logarithmic
+/// σ grid are; when the coarse pass admits nothing, every index is tried.
+pub(crate) fn scan_min<T>(
+    n: usize,
+    stride: usize,
+    mut eval: impl FnMut(usize) -> Result<Option<(T, f64)>>,
+) -> Result<Option<T>> {
+    let stride = stride.max(1);
+    let mut done = vec![false; n];
+    let mut best: Option<(usize, T, f64)> = None;
+    let mut visit = |i: usize, best: &mut Option<(usize, T, f64)>| -> Result<()> {
+        if done[i] {
+            return Ok(());
+        }
+        done[i] = true;
+        crate::interrupt::check()?;
+        if let Some((value, cost)) = eval(i)? {
+            let better = match best {
+                None => true,
+                Some((j, _, c)) => cost < *c || (cost == *c && i < *j),
+            };
+            if better {
+                *best = Some((i, value, cost));
+            }
+        }
+        Ok(())
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut coarse: Vec<usize> = (0..n).step_by(stride).collect();
+    if coarse.last() != Some(&(n - 1)) {
+        coarse.push(n - 1);
+    }
+    for &i in &coarse {
+        visit(i, &mut best)?;
+    }
+    match best.as_ref().map(|b| b.0) {
+        Some(centre) => {
+            let lo = centre.saturating_sub(stride - 1);
+            let hi = (centre + stride).min(n);
+            for i in lo..hi {
+                visit(i, &mut best)?;
+            }
+        }
+        None => {
+            for i in 0..n {
+                visit(i, &mut best)?;
+            }
+        }
+    }
+    Ok(best.map(|b| b.1))
 }
 
 /// `x` rounded to 3 significant digits, up (`up`) or down.
@@ -582,16 +640,7 @@ fn search_ewald(
         grid[steps] = hi;
         grid
     };
-    let mut best: Option<(EwaldParameters, f64)> = None;
-    for sigma in candidates {
-        crate::interrupt::check()?;
-        if let Some((params, cost)) = choose(sigma)? {
-            if best.is_none_or(|b| cost < b.1) {
-                best = Some((params, cost));
-            }
-        }
-    }
-    Ok(best.map(|b| b.0))
+    scan_min(candidates.len(), 8, |i| choose(candidates[i]))
 }
 
 /// Chooses Ewald parameters for `system` so that the predicted relative RMS force error stays

@@ -108,30 +108,89 @@ pub fn mesh_error(
     n: [usize; 3],
     order: usize,
 ) -> Result<f64> {
-    let split = kernel.split(smearing)?;
-    let h: Vec<f64> = (0..3).map(|a| stats.lengths[a] / n[a] as f64).collect();
-    let kmax = 14.0 / smearing;
-    let steps = 160;
-    let dk = kmax / steps as f64;
-    let mut integral = 0.0;
-    for s in 0..steps {
-        let k = (s as f64 + 0.5) * dk;
-        let (vh, _) = split.fourier(k * k);
-        let mut alias = 0.0;
-        for &ha in &h {
-            let theta = k * ha;
+    Ok(MeshIntegrand::new(kernel, stats, smearing)?.error(n, order))
+}
+
+/// Number of k-steps of the mesh-error integral over [0, 14/σ].
+const MESH_STEPS: usize = 160;
+
+/// The σ-dependent part of the mesh-error integral, tabulated once per smearing: the k-steps
+/// and their weights k⁴ V̂_LR(k)², cut where the Gaussian tail no longer changes the sum
+/// (below 1e-18 of it past the peak: round-off), so that the grid and order searches only
+/// evaluate the aliasing sums.
+struct MeshIntegrand {
+    stats: PmeStats,
+    smearing: f64,
+    scale: f64,
+    dk: f64,
+    k: Vec<f64>,
+    weight: Vec<f64>,
+}
+
+impl MeshIntegrand {
+    fn new(kernel: Kernel, stats: PmeStats, smearing: f64) -> Result<MeshIntegrand> {
+        let split = kernel.split(smearing)?;
+        let kmax = 14.0 / smearing;
+        let dk = kmax / MESH_STEPS as f64;
+        let mut k = Vec::with_capacity(MESH_STEPS);
+        let mut weight = Vec::with_capacity(MESH_STEPS);
+        let (mut total, mut peak) = (0.0f64, 0.0f64);
+        for s in 0..MESH_STEPS {
+            let ks = (s as f64 + 0.5) * dk;
+            let (vh, _) = split.fourier(ks * ks);
+            let w = ks.powi(4) * vh * vh;
+            // the aliasing factor is at most 1: terms this small past the peak of the
+            // (Gaussian-tailed) weight cannot change the sum
+            if ks * smearing > 8.0 && w < peak && w * dk < 1e-18 * total {
+                break;
+            }
+            peak = peak.max(w);
+            total += w * dk;
+            k.push(ks);
+            weight.push(w);
+        }
+        Ok(MeshIntegrand {
+            stats,
+            smearing,
+            scale: stats.scale(kernel),
+            dk,
+            k,
+            weight,
+        })
+    }
+
+    fn error(&self, n: [usize; 3], order: usize) -> f64 {
+        let h: Vec<f64> = (0..3).map(|a| self.stats.lengths[a] / n[a] as f64).collect();
+        let same = h[0] == h[1] && h[1] == h[2];
+        let power = 2 * order as i32 - 2;
+        let norm = (2 * order - 1) as f64;
+        let axis = |theta: f64| -> f64 {
             let mut sum = 0.0;
             for j in [-2.0, -1.0, 1.0, 2.0] {
                 let r: f64 = theta / (theta + 2.0 * PI * j);
-                sum += r.abs().min(1.0).powi(2 * order as i32 - 2);
+                sum += r.abs().min(1.0).powi(power);
             }
-            alias += sum / (2 * order - 1) as f64;
+            sum / norm
+        };
+        let mut integral = 0.0;
+        for (&k, &w) in self.k.iter().zip(&self.weight) {
+            let alias = if same {
+                // x + x + x and 3x round alike
+                let a = axis(k * h[0]);
+                0.0 + a + a + a
+            } else {
+                let mut alias = 0.0;
+                for &ha in &h {
+                    alias += axis(k * ha);
+                }
+                alias
+            };
+            integral += w * (ALIAS * alias).min(1.0) * self.dk;
         }
-        integral += k.powi(4) * vh * vh * (ALIAS * alias).min(1.0) * dk;
+        (self.stats.density() * integral / (2.0 * PI * PI)).sqrt()
+            * self.scale
+            * small_smearing_factor(self.stats, self.smearing)
     }
-    Ok((stats.density() * integral / (2.0 * PI * PI)).sqrt()
-        * stats.scale(kernel)
-        * small_smearing_factor(stats, smearing))
 }
 
 /// Empirical correction of the aliasing estimate for smearings below half the mean
@@ -316,6 +375,9 @@ fn search_pme(
         if e_real > tolerance || (rc / sigma) * 32.0 + 2.0 > (1u64 << 22) as f64 {
             return Ok(None);
         }
+        let Ok(integrand) = MeshIntegrand::new(kernel, stats, sigma) else {
+            return Ok(None);
+        };
         let mut best: Option<PmeChoice> = None;
         for &n_order in &orders {
             let n = match overrides.mesh {
@@ -333,9 +395,16 @@ fn search_pme(
                         }
                         n
                     };
+                    // the bisection below visits few distinct grids: remember their errors
+                    let seen = std::cell::RefCell::new(Vec::<([usize; 3], f64)>::new());
                     let err = |h: f64| {
-                        mesh_error(kernel, stats, sigma, grid_for(h), n_order)
-                            .unwrap_or(f64::INFINITY)
+                        let n = grid_for(h);
+                        if let Some(&(_, e)) = seen.borrow().iter().find(|(m, _)| *m == n) {
+                            return e;
+                        }
+                        let e = integrand.error(n, n_order);
+                        seen.borrow_mut().push((n, e));
+                        e
                     };
                     // largest spacing meeting the target: err grows with h
                     let h = solve_decreasing(
@@ -351,7 +420,7 @@ fn search_pme(
                     n
                 }
             };
-            let e_mesh = mesh_error(kernel, stats, sigma, n, n_order)?;
+            let e_mesh = integrand.error(n, n_order);
             if e_mesh > tolerance {
                 continue;
             }
@@ -444,19 +513,18 @@ fn search_pme(
         grid[steps] = hi;
         grid
     };
-    let mut best: Option<PmeChoice> = None;
-    for sigma in candidates {
-        crate::interrupt::check()?;
-        if let Some(c) = choose(sigma)? {
-            if first {
+    if first {
+        for sigma in candidates {
+            crate::interrupt::check()?;
+            if let Some(c) = choose(sigma)? {
                 return Ok(Some(c));
             }
-            if best.is_none_or(|b| c.cost < b.cost) {
-                best = Some(c);
-            }
         }
+        return Ok(None);
     }
-    Ok(best)
+    super::scan_min(candidates.len(), 4, |i| {
+        Ok(choose(candidates[i])?.map(|c| (c, c.cost)))
+    })
 }
 
 /// Chooses the PME parameters that `overrides` leaves free so that the predicted relative RMS
@@ -741,8 +809,14 @@ pub fn prefer_pme(kernel: Kernel, system: &System, accuracy: f64) -> Result<bool
     if system.len() < AUTO_MIN_ATOMS || !system.is_periodic() {
         return Ok(false);
     }
-    let pme = tune_pme(kernel, system, accuracy, None, None, None)?;
-    Ok(pme.cost < best_ewald_cost(kernel, system, accuracy)?)
+    let choice = super::choose::choose(
+        kernel,
+        system,
+        accuracy,
+        super::choose::Request::Auto,
+        Default::default(),
+    )?;
+    Ok(matches!(choice.method, super::choose::Method::Pme(_)))
 }
 
 #[cfg(test)]
