@@ -103,6 +103,4 @@ def ewald(
         cutoff=cutoff,
         k_cutoff=k_cutoff,
     )
-    return calculator.compute(
-        atoms, charges, forces=forces, stress=stress, potentials=potentials
-    )
+    return calculator.compute(atoms, charges, forces=forces, stress=stress, potentials=potentials)
