@@ -527,31 +527,21 @@ fn search_ewald(
     let stats = SystemStats::of(system)?;
     let target = SAFETY * accuracy / std::f64::consts::SQRT_2;
     let d = stats.spacing();
+    // the two parts of `ewald_error`, each evaluated alone (the same arithmetic)
+    let density = 1.0 / (d * d * d);
+    let scale = d.powf(kernel.exponent() + 1.0);
     let real_err = |sigma: f64, rc: f64| -> f64 {
-        ewald_error(
-            kernel,
-            stats,
-            EwaldParameters {
-                smearing: sigma,
-                cutoff: rc,
-                k_cutoff: 1.0,
-            },
-        )
-        .map(|e| e.0)
-        .unwrap_or(f64::INFINITY)
+        let Ok(split) = kernel.split(sigma) else {
+            return f64::INFINITY;
+        };
+        let (_, dv) = split.short_range(rc);
+        (density * 2.0 * PI * rc * sigma * sigma).sqrt() * dv.abs() * scale
     };
     let recip_err = |sigma: f64, kc: f64| -> f64 {
-        ewald_error(
-            kernel,
-            stats,
-            EwaldParameters {
-                smearing: sigma,
-                cutoff: 1.0,
-                k_cutoff: kc,
-            },
-        )
-        .map(|e| e.1)
-        .unwrap_or(f64::INFINITY)
+        let Ok(split) = kernel.split(sigma) else {
+            return f64::INFINITY;
+        };
+        kspace_tail_error(kernel, &split, density, sigma, kc) * scale
     };
     let choose = |sigma: f64| -> Result<Option<(EwaldParameters, f64)>> {
         let rc = match overrides.cutoff {
