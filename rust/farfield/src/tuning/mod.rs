@@ -502,6 +502,18 @@ pub fn check_ewald_work(system: &System, parameters: EwaldParameters) -> Result<
     )
 }
 
+/// Whether [`check_ewald_work`] would accept `parameters`, for a memory limit read once by
+/// the caller (the tuner checks many candidates).
+fn ewald_work_fits(system: &System, parameters: EwaldParameters, memory: f64) -> Result<bool> {
+    let (real, kterms, bytes, kvectors) = ewald_work(system, parameters)?;
+    let max_terms = crate::limits::get().max_terms;
+    let within = |x: f64, limit: f64| !(x.is_nan() || x > limit);
+    Ok(within(real, max_terms)
+        && within(kvectors, crate::kspace::MAX_KVECTORS as f64)
+        && within(kterms, max_terms)
+        && within(bytes, memory))
+}
+
 fn check_positive(name: &str, value: Option<f64>) -> Result<()> {
     if let Some(v) = value {
         if !(v.is_finite() && v > 0.0) {
@@ -530,20 +542,33 @@ fn search_ewald(
     // the two parts of `ewald_error`, each evaluated alone (the same arithmetic)
     let density = 1.0 / (d * d * d);
     let scale = d.powf(kernel.exponent() + 1.0);
-    let real_err = |sigma: f64, rc: f64| -> f64 {
-        let Ok(split) = kernel.split(sigma) else {
-            return f64::INFINITY;
-        };
+    let real_part = |split: &crate::kernel::RangeSplit, sigma: f64, rc: f64| -> f64 {
         let (_, dv) = split.short_range(rc);
         (density * 2.0 * PI * rc * sigma * sigma).sqrt() * dv.abs() * scale
     };
-    let recip_err = |sigma: f64, kc: f64| -> f64 {
-        let Ok(split) = kernel.split(sigma) else {
-            return f64::INFINITY;
-        };
-        kspace_tail_error(kernel, &split, density, sigma, kc) * scale
+    let recip_part = |split: &crate::kernel::RangeSplit, sigma: f64, kc: f64| -> f64 {
+        kspace_tail_error(kernel, split, density, sigma, kc) * scale
     };
+    let real_err = |sigma: f64, rc: f64| -> f64 {
+        match kernel.split(sigma) {
+            Ok(split) => real_part(&split, sigma, rc),
+            Err(_) => f64::INFINITY,
+        }
+    };
+    let recip_err = |sigma: f64, kc: f64| -> f64 {
+        match kernel.split(sigma) {
+            Ok(split) => recip_part(&split, sigma, kc),
+            Err(_) => f64::INFINITY,
+        }
+    };
+    // read once per search (it reads the system's free memory)
+    let memory = crate::limits::memory_limit();
     let choose = |sigma: f64| -> Result<Option<(EwaldParameters, f64)>> {
+        let Ok(split) = kernel.split(sigma) else {
+            return Ok(None);
+        };
+        let real_err = |sigma: f64, rc: f64| real_part(&split, sigma, rc);
+        let recip_err = |sigma: f64, kc: f64| recip_part(&split, sigma, kc);
         let rc = match overrides.cutoff {
             Some(rc) => rc,
             None => solve_decreasing(|rc| real_err(sigma, rc), target, sigma, 60.0 * sigma),
@@ -567,12 +592,8 @@ fn search_ewald(
         if real_err(sigma, rc) > tolerance || recip_err(sigma, kc) > tolerance {
             return Ok(None);
         }
-        if !ignore_limits {
-            match check_ewald_work(system, params) {
-                Ok(()) => {}
-                Err(Error::TooExpensive { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        if !ignore_limits && !ewald_work_fits(system, params, memory)? {
+            return Ok(None);
         }
         Ok(Some((params, ewald_cost(stats, params))))
     };

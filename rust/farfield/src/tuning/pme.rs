@@ -119,12 +119,30 @@ impl PmeStats {
 /// Predicted real-space relative RMS force error for smearing σ and cutoff r_c.
 pub fn real_error(kernel: Kernel, stats: PmeStats, smearing: f64, cutoff: f64) -> Result<f64> {
     let split = kernel.split(smearing)?;
+    Ok(real_error_with(&split, stats, kernel, smearing, cutoff))
+}
+
+/// [`real_error`] with the range split of σ made once by the caller.
+fn real_error_with(
+    split: &crate::kernel::RangeSplit,
+    stats: PmeStats,
+    kernel: Kernel,
+    smearing: f64,
+    cutoff: f64,
+) -> f64 {
     let (_, dv) = split.short_range(cutoff);
-    Ok(
-        (stats.density() * 2.0 * PI * cutoff * smearing * smearing).sqrt()
-            * dv.abs()
-            * stats.scale(kernel),
-    )
+    (stats.density() * 2.0 * PI * cutoff * smearing * smearing).sqrt()
+        * dv.abs()
+        * stats.scale(kernel)
+}
+
+/// Whether [`check_pme_work`] would accept `parameters`, for a memory limit read once by the
+/// caller (the tuner checks many candidates).
+fn pme_work_fits(system: &System, parameters: &PmeParameters, memory: f64) -> Result<bool> {
+    let (real, mesh, bytes) = pme_work(system, parameters)?;
+    let max_terms = crate::limits::get().max_terms;
+    let within = |x: f64, limit: f64| !(x.is_nan() || x > limit);
+    Ok(within(real, max_terms) && within(mesh, max_terms) && within(bytes, memory))
 }
 
 /// Predicted mesh relative RMS force error for smearing σ, grid `n` and spline `order`.
@@ -388,9 +406,15 @@ fn search_pme(
     };
     let real_err =
         |sigma: f64, rc: f64| real_error(kernel, stats, sigma, rc).unwrap_or(f64::INFINITY);
+    // read once per search (it reads the system's free memory)
+    let memory = crate::limits::memory_limit();
     // the smallest cost of an admissible choice so far (over all σ)
     let best_cost = std::cell::Cell::new(f64::INFINITY);
     let choose = |sigma: f64| -> Result<Option<PmeChoice>> {
+        let Ok(split) = kernel.split(sigma) else {
+            return Ok(None);
+        };
+        let real_err = |sigma: f64, rc: f64| real_error_with(&split, stats, kernel, sigma, rc);
         let rc = match overrides.cutoff {
             Some(rc) => rc,
             None => solve_decreasing(|rc| real_err(sigma, rc), target, 0.5 * sigma, 60.0 * sigma),
@@ -470,12 +494,8 @@ fn search_pme(
                 mesh: Mesh::Points(n),
                 order: n_order,
             };
-            if !ignore_limits {
-                match check_pme_work(system, &parameters) {
-                    Ok(()) => {}
-                    Err(Error::TooExpensive { .. }) => continue,
-                    Err(e) => return Err(e),
-                }
+            if !ignore_limits && !pme_work_fits(system, &parameters, memory)? {
+                continue;
             }
             let cost = pme_cost(stats, rc, n, n_order);
             best_cost.set(best_cost.get().min(cost));
