@@ -283,3 +283,78 @@ impl Method {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_box(n: usize) -> System {
+        let length = (n as f64 / 0.1).cbrt();
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 * length
+        };
+        let positions = (0..n).map(|_| [next(), next(), next()]).collect();
+        let cell = [[length, 0.0, 0.0], [0.0, length, 0.0], [0.0, 0.0, length]];
+        System::new(positions, vec![1; n], Some(cell)).unwrap()
+    }
+
+    #[test]
+    fn auto_follows_size_and_overrides() {
+        let kernel = Kernel::coulomb();
+        let small = random_box(50);
+        let c = choose(kernel, &small, 1e-6, Request::Auto, Overrides::default()).unwrap();
+        assert!(matches!(c.method, Method::Ewald(_)), "{c:?}");
+        // the error estimate of the choice is within the target (half the accuracy)
+        assert!(c.predicted_error <= 0.5e-6 * (1.0 + 1e-6), "{c:?}");
+        let large = random_box(1000);
+        let c = choose(kernel, &large, 1e-6, Request::Auto, Overrides::default()).unwrap();
+        assert!(matches!(c.method, Method::Pme(_)), "{c:?}");
+        assert!(c.predicted_error <= 0.5e-6 * (1.0 + 1e-4), "{c:?}");
+        // the cheaper of the two, as the cost model prices them
+        let e = choose(kernel, &large, 1e-6, Request::Ewald, Overrides::default()).unwrap();
+        assert!(c.predicted_cost < e.predicted_cost);
+        let fixed = Overrides {
+            k_cutoff: Some(3.0),
+            ..Default::default()
+        };
+        let c = choose(kernel, &large, 1e-6, Request::Auto, fixed).unwrap();
+        assert!(matches!(c.method, Method::Ewald(p) if p.k_cutoff == 3.0), "{c:?}");
+        let fixed = Overrides {
+            order: Some(5),
+            ..Default::default()
+        };
+        let c = choose(kernel, &small, 1e-6, Request::Auto, fixed).unwrap();
+        assert!(matches!(c.method, Method::Pme(p) if p.order == 5), "{c:?}");
+    }
+
+    #[test]
+    fn refusals_name_the_argument() {
+        let kernel = Kernel::coulomb();
+        let periodic = random_box(20);
+        let open = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![1, 1], None).unwrap();
+        let name = |r: Result<Choice>| match r.unwrap_err() {
+            Error::InvalidParameter { name, .. } => name,
+            e => panic!("{e}"),
+        };
+        let k = Overrides {
+            k_cutoff: Some(3.0),
+            ..Default::default()
+        };
+        let mesh = Overrides {
+            mesh: Some(Mesh::Points([8, 8, 8])),
+            ..Default::default()
+        };
+        assert_eq!(name(choose(kernel, &periodic, 1e-6, Request::Pme, k)), "k_cutoff");
+        assert_eq!(name(choose(kernel, &periodic, 1e-6, Request::Ewald, mesh)), "mesh");
+        assert_eq!(name(choose(kernel, &open, 1e-6, Request::Auto, mesh)), "mesh");
+        assert_eq!(
+            name(choose(kernel, &periodic, 1e-6, Request::Direct, Overrides::default())),
+            "method"
+        );
+        assert_eq!(name(Request::parse("fmm").map(|_| unreachable!())), "method");
+        let c = choose(kernel, &open, 1e-6, Request::Auto, Overrides::default()).unwrap();
+        assert_eq!(c.method, Method::Direct);
+    }
+}
