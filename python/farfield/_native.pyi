@@ -68,6 +68,7 @@ def coulomb_compute(
     potentials: bool = False,
     forces: bool = True,
     stress: bool = True,
+    accuracy: float | None = None,
 ) -> dict[str, Any]: ...
 def pme_compute(
     system: _SystemArrays,

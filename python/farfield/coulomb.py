@@ -105,16 +105,24 @@ class Coulomb:
             )
         )
 
-    def _parameters(self, system: Any) -> dict[str, Any]:
+    def _cached(self, system: Any) -> dict[str, Any] | None:
         if self._pinned is not None:
             return self._pinned
-        cell = None if system.cell is None else np.array(system.cell, dtype=np.float64)
         if self._cache is not None:
             n, cached_cell, parameters = self._cache
-            if n == len(system) and _same_cell(cached_cell, cell):
+            if n == len(system) and _same_cell(cached_cell, system.cell):
                 return parameters
-        parameters = self._choose(system)
+        return None
+
+    def _store(self, system: Any, parameters: dict[str, Any]) -> None:
+        cell = None if system.cell is None else np.array(system.cell, dtype=np.float64)
         self._cache = (len(system), cell, parameters)
+
+    def _parameters(self, system: Any) -> dict[str, Any]:
+        parameters = self._cached(system)
+        if parameters is None:
+            parameters = self._choose(system)
+            self._store(system, parameters)
         return parameters
 
     def parameters_for(self, atoms: Any) -> dict[str, Any]:
@@ -158,9 +166,15 @@ class Coulomb:
         """
         system = as_system(atoms)
         q = _resolve_charges(atoms, charges, len(system))
-        chosen = self._parameters(system)
-        method = chosen["method"]
-        explicit = {k: chosen[k] for k in _PARAMETER_KEYS if k in chosen}
+        chosen = self._cached(system)
+        if chosen is None:
+            # tune and compute in one native call (the system is converted once)
+            self.tunings += 1
+            method, given, accuracy = self.method, self._fixed, self.accuracy
+        else:
+            method = chosen["method"]
+            given = {k: chosen[k] for k in _PARAMETER_KEYS if k in chosen}
+            accuracy = None
         out = _native.coulomb_compute(
             system._arrays(),
             q,
@@ -170,9 +184,14 @@ class Coulomb:
             potentials=bool(potentials),
             forces=bool(forces),
             stress=bool(stress),
-            **explicit,
+            accuracy=accuracy,
+            **given,
         )
-        parameters: dict[str, Any] = {"method": method, **explicit}
+        if chosen is None:
+            chosen = dict(out["parameters"])
+            self._store(system, chosen)
+        explicit = {k: chosen[k] for k in _PARAMETER_KEYS if k in chosen}
+        parameters: dict[str, Any] = {"method": chosen["method"], **explicit}
         parameters.update(exponent=self.exponent, accuracy=self.accuracy, prefactor=self.prefactor)
         return EwaldResult(
             energy=float(out["energy"]),
@@ -187,4 +206,4 @@ def _same_cell(old: Any, new: Any) -> bool:
     if old is None or new is None:
         return old is None and new is None
     scale = float(np.max(np.abs(old)))
-    return bool(np.all(np.abs(new - old) <= CELL_TOLERANCE * scale))
+    return bool(np.all(np.abs(np.asarray(new) - old) <= CELL_TOLERANCE * scale))

@@ -8,7 +8,7 @@ use farfield::direct::Direct;
 use farfield::ewald::{Ewald, EwaldParameters};
 use farfield::longrange::{LongRangeSum, Request};
 use farfield::pme::{Mesh, Pme, PmeParameters};
-use farfield::tuning::choose::{choose, Method, Overrides, Request as MethodRequest};
+use farfield::tuning::choose::{choose, Choice, Method, Overrides, Request as MethodRequest};
 use farfield::tuning::EwaldOverrides;
 use farfield::{Error, Kernel, System};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
@@ -253,11 +253,13 @@ fn coulomb_choose<'py>(
 }
 
 /// Evaluates the sum with explicit parameters (as returned by `coulomb_choose`; no tuning,
-/// the work is still checked against the limits): a dict with `energy`, `forces`, `stress`
-/// (prefactor · virial / V; None for open systems), `potentials`, each multiplied by
-/// `prefactor` and None unless requested.
+/// the work is still checked against the limits), or, when `accuracy` is given, with the
+/// method and parameters `coulomb_choose` would return (the given ones kept) in the same
+/// call. Returns a dict with `energy`, `forces`, `stress` (prefactor · virial / V; None for
+/// open systems), `potentials`, each multiplied by `prefactor` and None unless requested,
+/// and `parameters` (as from `coulomb_choose`; predicted cost and error NaN when explicit).
 #[pyfunction]
-#[pyo3(signature = (system, charges, exponent, method, smearing=None, cutoff=None, k_cutoff=None, mesh=None, order=None, prefactor=1.0, potentials=false, forces=true, stress=true))]
+#[pyo3(signature = (system, charges, exponent, method, smearing=None, cutoff=None, k_cutoff=None, mesh=None, order=None, prefactor=1.0, potentials=false, forces=true, stress=true, accuracy=None))]
 #[allow(clippy::too_many_arguments)]
 fn coulomb_compute<'py>(
     py: Python<'py>,
@@ -274,6 +276,7 @@ fn coulomb_compute<'py>(
     potentials: bool,
     forces: bool,
     stress: bool,
+    accuracy: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let system = errors::guarded(|| system.to_system())?;
     let charges: Vec<f64> = charges.as_array().iter().copied().collect();
@@ -293,27 +296,37 @@ fn coulomb_compute<'py>(
             ));
         }
         farfield::error::check_finite("charges", &charges)?;
-        let missing = |name: &str| {
-            Error::parameter(name, format!("is required for method '{method}'"))
-        };
-        match method {
-            "ewald" => Ok(Method::Ewald(EwaldParameters {
+        if accuracy.is_some() {
+            // tuned below, with the GIL released
+            MethodRequest::parse(method)?;
+            return Ok(None);
+        }
+        let missing =
+            |name: &str| Error::parameter(name, format!("is required for method '{method}'"));
+        let method = match method {
+            "ewald" => Method::Ewald(EwaldParameters {
                 smearing: smearing.ok_or_else(|| missing("smearing"))?,
                 cutoff: cutoff.ok_or_else(|| missing("cutoff"))?,
                 k_cutoff: k_cutoff.ok_or_else(|| missing("k_cutoff"))?,
-            })),
-            "pme" => Ok(Method::Pme(PmeParameters {
+            }),
+            "pme" => Method::Pme(PmeParameters {
                 smearing: smearing.ok_or_else(|| missing("smearing"))?,
                 cutoff: cutoff.ok_or_else(|| missing("cutoff"))?,
                 mesh: Mesh::Points(mesh.ok_or_else(|| missing("mesh"))?),
                 order: order.ok_or_else(|| missing("order"))?,
-            })),
-            "direct" => Ok(Method::Direct),
-            other => Err(Error::parameter(
-                "method",
-                format!("expected 'ewald', 'pme' or 'direct', got '{other}'"),
-            )),
-        }
+            }),
+            "direct" => Method::Direct,
+            other => {
+                return Err(Error::parameter(
+                    "method",
+                    format!(
+                        "expected 'ewald', 'pme' or 'direct' with explicit parameters, got \
+                         '{other}'"
+                    ),
+                ))
+            }
+        };
+        Ok(Some(method))
     })?;
     let periodic = system.is_periodic();
     let request = Request {
@@ -321,10 +334,31 @@ fn coulomb_compute<'py>(
         forces,
         virial: stress && periodic,
     };
-    let out = threads::run(py, || match chosen {
-        Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request),
-        Method::Pme(p) => Pme::new(kernel, p)?.compute(&system, &charges, request),
-        Method::Direct => Direct::new(kernel).compute(&system, &charges, request),
+    let (choice, out) = threads::run(py, || {
+        let choice = match (chosen, accuracy) {
+            (Some(method), _) => Choice {
+                method,
+                predicted_cost: f64::NAN,
+                predicted_error: f64::NAN,
+            },
+            (None, accuracy) => {
+                let request = MethodRequest::parse(method)?;
+                let fixed = overrides(smearing, cutoff, k_cutoff, mesh, order);
+                choose(
+                    kernel,
+                    &system,
+                    accuracy.unwrap_or(f64::NAN),
+                    request,
+                    fixed,
+                )?
+            }
+        };
+        let out = match choice.method {
+            Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request)?,
+            Method::Pme(p) => Pme::new(kernel, p)?.compute(&system, &charges, request)?,
+            Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
+        };
+        Ok((choice, out))
     })?;
     let volume = system.cell().map(|c| c.volume().abs());
     let n = system.len();
@@ -356,6 +390,15 @@ fn coulomb_compute<'py>(
         _ => None,
     };
     d.set_item("stress", stress)?;
+    d.set_item(
+        "parameters",
+        parameters_dict(
+            py,
+            choice.method,
+            choice.predicted_cost,
+            choice.predicted_error,
+        )?,
+    )?;
     Ok(d)
 }
 

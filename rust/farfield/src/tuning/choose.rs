@@ -171,9 +171,17 @@ pub fn choose(
     check_accuracy(accuracy)?;
     let periodic = system.is_periodic();
     if !periodic && !matches!(request, Request::Ewald | Request::Pme) {
-        refuse_for_open("smearing", overrides.smearing.is_some(), "an Ewald parameter")?;
+        refuse_for_open(
+            "smearing",
+            overrides.smearing.is_some(),
+            "an Ewald parameter",
+        )?;
         refuse_for_open("cutoff", overrides.cutoff.is_some(), "an Ewald parameter")?;
-        refuse_for_open("k_cutoff", overrides.k_cutoff.is_some(), "an Ewald parameter")?;
+        refuse_for_open(
+            "k_cutoff",
+            overrides.k_cutoff.is_some(),
+            "an Ewald parameter",
+        )?;
         refuse_for_open("mesh", overrides.mesh.is_some(), "a PME parameter")?;
         refuse_for_open("order", overrides.order.is_some(), "a PME parameter")?;
     }
@@ -292,7 +300,9 @@ mod tests {
         let length = (n as f64 / 0.1).cbrt();
         let mut state = 12345u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 11) as f64 / (1u64 << 53) as f64 * length
         };
         let positions = (0..n).map(|_| [next(), next(), next()]).collect();
@@ -320,7 +330,10 @@ mod tests {
             ..Default::default()
         };
         let c = choose(kernel, &large, 1e-6, Request::Auto, fixed).unwrap();
-        assert!(matches!(c.method, Method::Ewald(p) if p.k_cutoff == 3.0), "{c:?}");
+        assert!(
+            matches!(c.method, Method::Ewald(p) if p.k_cutoff == 3.0),
+            "{c:?}"
+        );
         let fixed = Overrides {
             order: Some(5),
             ..Default::default()
@@ -346,14 +359,32 @@ mod tests {
             mesh: Some(Mesh::Points([8, 8, 8])),
             ..Default::default()
         };
-        assert_eq!(name(choose(kernel, &periodic, 1e-6, Request::Pme, k)), "k_cutoff");
-        assert_eq!(name(choose(kernel, &periodic, 1e-6, Request::Ewald, mesh)), "mesh");
-        assert_eq!(name(choose(kernel, &open, 1e-6, Request::Auto, mesh)), "mesh");
         assert_eq!(
-            name(choose(kernel, &periodic, 1e-6, Request::Direct, Overrides::default())),
+            name(choose(kernel, &periodic, 1e-6, Request::Pme, k)),
+            "k_cutoff"
+        );
+        assert_eq!(
+            name(choose(kernel, &periodic, 1e-6, Request::Ewald, mesh)),
+            "mesh"
+        );
+        assert_eq!(
+            name(choose(kernel, &open, 1e-6, Request::Auto, mesh)),
+            "mesh"
+        );
+        assert_eq!(
+            name(choose(
+                kernel,
+                &periodic,
+                1e-6,
+                Request::Direct,
+                Overrides::default()
+            )),
             "method"
         );
-        assert_eq!(name(Request::parse("fmm").map(|_| unreachable!())), "method");
+        assert_eq!(
+            name(Request::parse("fmm").map(|_| unreachable!())),
+            "method"
+        );
         let c = choose(kernel, &open, 1e-6, Request::Auto, Overrides::default()).unwrap();
         assert_eq!(c.method, Method::Direct);
     }

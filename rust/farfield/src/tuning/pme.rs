@@ -186,7 +186,7 @@ impl MeshIntegrand {
             let w = ks.powi(4) * vh * vh;
             // the aliasing factor is at most 1: terms this small past the peak of the
             // (Gaussian-tailed) weight cannot change the sum
-            if ks * smearing > 8.0 && w < peak && w * dk < 1e-18 * total {
+            if ks * smearing > 4.0 && w < peak && w * dk < 1e-18 * total {
                 break;
             }
             peak = peak.max(w);
@@ -205,7 +205,9 @@ impl MeshIntegrand {
     }
 
     fn error(&self, n: [usize; 3], order: usize) -> f64 {
-        let h: Vec<f64> = (0..3).map(|a| self.stats.lengths[a] / n[a] as f64).collect();
+        let h: Vec<f64> = (0..3)
+            .map(|a| self.stats.lengths[a] / n[a] as f64)
+            .collect();
         let same = h[0] == h[1] && h[1] == h[2];
         let power = 2 * order as i32 - 2;
         let norm = (2 * order - 1) as f64;
