@@ -57,6 +57,33 @@ def fixed_sum(system: ff.System, q: np.ndarray, parameters: dict[str, Any]) -> C
     return run
 
 
+def row(n: int, accuracy: float) -> str:
+    system, q = random_box(n)
+    repeat = 5 if n <= 10_000 else 2
+    calc = ff.Coulomb(accuracy=accuracy)
+    parameters = calc.parameters_for(system)
+    tune = best_time(lambda: ff.Coulomb(accuracy=accuracy).parameters_for(system), 5)
+    one_shot = best_time(lambda: ff.ewald(system, q, accuracy=accuracy, potentials=False), repeat)
+    repeated = best_time(lambda: calc.compute(system, q), repeat)
+    plain = best_time(fixed_sum(system, q, parameters), repeat)
+    assert calc.tunings == 1
+    return (
+        f"| {n} | {parameters['method']} | {tune * 1e3:.2f} | {one_shot * 1e3:.1f} | "
+        f"{repeated * 1e3:.1f} | {plain * 1e3:.1f} | {one_shot / plain:.3f} | "
+        f"{repeated / plain:.3f} |"
+    )
+
+
+def crossover_row(n: int, acc: float) -> str:
+    system, q = random_box(n)
+    times = []
+    for method in ("ewald", "pme"):
+        chosen = ff.Coulomb(accuracy=acc, method=method).parameters_for(system)
+        times.append(best_time(fixed_sum(system, q, chosen), 3))
+    auto = ff.Coulomb(accuracy=acc).parameters_for(system)["method"]
+    return f"| {n} | {acc:g} | {times[0] * 1e3:.1f} | {times[1] * 1e3:.1f} | {auto} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accuracy", type=float, default=1e-6)
@@ -71,38 +98,13 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
-        system, q = random_box(n)
-        repeat = 5 if n <= 10_000 else 2
-        calc = ff.Coulomb(accuracy=accuracy)
-        parameters = calc.parameters_for(system)
-        tune = best_time(lambda: ff.Coulomb(accuracy=accuracy).parameters_for(system), 5)
-        one_shot = best_time(
-            lambda: ff.ewald(system, q, accuracy=accuracy, potentials=False), repeat
-        )
-        repeated = best_time(lambda: calc.compute(system, q), repeat)
-        plain = best_time(fixed_sum(system, q, parameters), repeat)
-        assert calc.tunings == 1
-        print(
-            f"| {n} | {parameters['method']} | {tune * 1e3:.2f} | {one_shot * 1e3:.1f} | "
-            f"{repeated * 1e3:.1f} | {plain * 1e3:.1f} | {one_shot / plain:.3f} | "
-            f"{repeated / plain:.3f} |",
-            flush=True,
-        )
+        print(row(n, accuracy), flush=True)
     if args.crossover:
         print("\n| N | accuracy | Ewald (ms) | PME (ms) | auto |")
         print("|---|---|---|---|---|")
         for n in (100, 200, 300, 500, 1000, 2000, 5000, 10_000):
-            system, q = random_box(n)
             for acc in (1e-4, 1e-6):
-                times = []
-                for method in ("ewald", "pme"):
-                    chosen = ff.Coulomb(accuracy=acc, method=method).parameters_for(system)
-                    times.append(best_time(fixed_sum(system, q, chosen), 3))
-                auto = ff.Coulomb(accuracy=acc).parameters_for(system)["method"]
-                print(
-                    f"| {n} | {acc:g} | {times[0] * 1e3:.1f} | {times[1] * 1e3:.1f} | {auto} |",
-                    flush=True,
-                )
+                print(crossover_row(n, acc), flush=True)
 
 
 if __name__ == "__main__":
