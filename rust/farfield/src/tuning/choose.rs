@@ -14,7 +14,7 @@
 //! is tuned again with them (a single tuning when nothing is fixed).
 
 use super::pme::{ewald_cost, mesh_error, pme_cost, pme_parameters, real_error, tune_pme_with};
-use super::pme::{PmeOverrides, PmeStats, AUTO_MIN_ATOMS};
+use super::pme::{PmeOverrides, PmeStats, AUTO_MIN_ATOMS, PME_CALL_COST};
 use super::{check_accuracy, ewald_error, tune_ewald, EwaldOverrides, SystemStats};
 use crate::error::{Error, Result};
 use crate::ewald::EwaldParameters;
@@ -109,7 +109,8 @@ pub enum Method {
 pub struct Choice {
     /// The method and its parameters.
     pub method: Method,
-    /// Predicted cost (units of one PME real-space pair per atom; the direct sum N²/2 pairs).
+    /// Predicted cost (units of one PME real-space pair per atom, PME's fixed per-call cost
+    /// included; the direct sum N²/2 pairs).
     pub predicted_cost: f64,
     /// Predicted relative RMS force error (0 for the direct sum; for fixed parameters the
     /// estimate of what they give).
@@ -138,7 +139,7 @@ fn pme_choice(kernel: Kernel, system: &System, p: PmeParameters) -> Result<Choic
             mesh: Mesh::Points(n),
             ..p
         }),
-        predicted_cost: pme_cost(stats, p.cutoff, n, p.order),
+        predicted_cost: pme_cost(stats, p.cutoff, n, p.order) + PME_CALL_COST,
         predicted_error: er.hypot(em),
     })
 }
@@ -255,7 +256,7 @@ pub fn choose(
             let ewald = tune_ewald(kernel, system, accuracy, EwaldOverrides::default())
                 .and_then(|p| ewald_choice(kernel, system, p));
             let prefer_pme = match (&pme, &ewald) {
-                (Ok(p), Ok(e)) => p.cost < e.predicted_cost,
+                (Ok(p), Ok(e)) => p.cost + PME_CALL_COST < e.predicted_cost,
                 (Ok(_), Err(_)) => true,
                 _ => false,
             };
@@ -271,7 +272,7 @@ pub fn choose(
                 let p = pme?;
                 Ok(Choice {
                     method: Method::Pme(p.parameters),
-                    predicted_cost: p.cost,
+                    predicted_cost: p.cost + PME_CALL_COST,
                     predicted_error: p.predicted_error.0.hypot(p.predicted_error.1),
                 })
             } else {

@@ -70,7 +70,9 @@ const EWALD_PAIR_COST: f64 = 1.8;
 const EWALD_K_COST: f64 = 0.2;
 /// Fixed cost of one PME call beyond the Ewald engine's (mesh allocation, FFT plans, the
 /// influence function of small grids): measured 0.15-0.25 ms at N = 32-64, in cost units.
-const PME_CALL_COST: f64 = 8000.0;
+/// Added to [`pme_cost`] where PME is priced against Ewald (`tuning::choose`), not in it (a
+/// constant does not move the tuner's choice, and QEq prices mesh products with it).
+pub(crate) const PME_CALL_COST: f64 = 8000.0;
 
 fn check_accuracy(accuracy: f64) -> Result<()> {
     if !(accuracy.is_finite() && (1e-15..1.0).contains(&accuracy)) {
@@ -257,7 +259,6 @@ pub fn pme_cost(stats: PmeStats, cutoff: f64, n: [usize; 3], order: usize) -> f6
     let grid = (n[0] * n[1] * n[2]) as f64;
     atoms * (PAIR_COST * (pairs + 1.0) + SPLINE_COST * (order as f64).powi(3))
         + grid * (FFT_COST * grid.log2().max(1.0) + INFLUENCE_COST)
-        + PME_CALL_COST
 }
 
 /// Predicted cost of an Ewald sum with cutoffs r_c and k_c, in the same units.
