@@ -59,7 +59,7 @@ def fixed_sum(system: ff.System, q: np.ndarray, parameters: dict[str, Any]) -> C
 
 def row(n: int, accuracy: float) -> str:
     system, q = random_box(n)
-    repeat = 5 if n <= 10_000 else 2
+    repeat = 5 if n <= 10_000 else 3
     calc = ff.Coulomb(accuracy=accuracy)
     parameters = calc.parameters_for(system)
     tune = best_time(lambda: ff.Coulomb(accuracy=accuracy).parameters_for(system), 5)
