@@ -19,8 +19,9 @@ import scipy.optimize
 import farfield as ff
 
 ELEMENTS = [11, 17]
-POWER_SPECTRUM = ff.PowerSpectrum(cutoff=5.0, max_radial=2, max_angular=2, smearing=0.6,
-                                  species=ELEMENTS)
+POWER_SPECTRUM = ff.PowerSpectrum(
+    cutoff=5.0, max_radial=2, max_angular=2, smearing=0.6, species=ELEMENTS
+)
 HARD = {11: 6.0, 17: 5.0}  # eV/e²
 SIGMA = {11: 0.8, 17: 1.0}  # Å
 PREF = ff.units.EV_ANGSTROM
@@ -53,7 +54,7 @@ def features(systems: list[ff.System]) -> list[np.ndarray]:
     for s in systems:
         n = len(s.numbers)
         onehot = np.array([[z == e for e in ELEMENTS] for z in s.numbers], float)
-        p = ps[start:start + n]
+        p = ps[start : start + n]
         start += n
         out.append(np.hstack([onehot] + [onehot[:, [k]] * p for k in range(len(ELEMENTS))]))
     return out
@@ -104,25 +105,37 @@ def main(n_structures: int = 60, maxiter: int = 300) -> dict[str, float]:
 
     def loss_and_grad(w: np.ndarray, idx: range) -> tuple[float, np.ndarray]:
         chis = [feats[k] @ w for k in idx]
-        fwd = ff.qeq_batch([systems[k] for k in idx], chis, HARD, SIGMA,
-                           [totals[k] for k in idx], prefactor=PREF)
+        fwd = ff.qeq_batch(
+            [systems[k] for k in idx], chis, HARD, SIGMA, [totals[k] for k in idx], prefactor=PREF
+        )
         # the cotangents need the forward residuals; the VJP call then does the forward solve
         # and one adjoint solve with the same matrix per structure (in parallel)
         dqs = [r.charges - refs[k][0] for r, k in zip(fwd, idx, strict=True)]
         des = [(r.energy - refs[k][1]) / len(r.charges) for r, k in zip(fwd, idx, strict=True)]
-        out = ff.qeq_batch([systems[k] for k in idx], chis, HARD, SIGMA,
-                           [totals[k] for k in idx], prefactor=PREF,
-                           grad_charges=[2 * dq for dq in dqs],
-                           grad_energy=[2 * w_energy * de / len(dq) for de, dq in
-                                        zip(des, dqs, strict=True)])
+        out = ff.qeq_batch(
+            [systems[k] for k in idx],
+            chis,
+            HARD,
+            SIGMA,
+            [totals[k] for k in idx],
+            prefactor=PREF,
+            grad_charges=[2 * dq for dq in dqs],
+            grad_energy=[2 * w_energy * de / len(dq) for de, dq in zip(des, dqs, strict=True)],
+        )
         loss = sum(dq @ dq + w_energy * de**2 for dq, de in zip(dqs, des, strict=True))
         grad = sum(feats[k].T @ g.electronegativity for (_, g), k in zip(out, idx, strict=True))
         return loss / len(idx) + ridge * w @ w, grad / len(idx) + 2 * ridge * w
 
     def errors(w: np.ndarray, idx: range) -> tuple[float, float]:
         dq, de = [], []
-        out = ff.qeq_batch([systems[k] for k in idx], [feats[k] @ w for k in idx], HARD, SIGMA,
-                           [totals[k] for k in idx], prefactor=PREF)
+        out = ff.qeq_batch(
+            [systems[k] for k in idx],
+            [feats[k] @ w for k in idx],
+            HARD,
+            SIGMA,
+            [totals[k] for k in idx],
+            prefactor=PREF,
+        )
         for r, k in zip(out, idx, strict=True):
             dq.extend(r.charges - refs[k][0])
             de.append((r.energy - refs[k][1]) / len(r.charges))
@@ -143,17 +156,27 @@ def main(n_structures: int = 60, maxiter: int = 300) -> dict[str, float]:
     eq, ee = errors(w0, test)
     report["charge_rmse_before"], report["energy_rmse_before"] = eq, ee
     print(f"before fit: charge RMSE {eq:.4f} e, energy RMSE {ee:.4f} eV/atom (test)")
-    res = scipy.optimize.minimize(loss_and_grad, w0, args=(train,), jac=True, method="L-BFGS-B",
-                                  options={"maxiter": maxiter, "gtol": 1e-12, "ftol": 1e-15})
-    print(f"L-BFGS: {res.nit} iterations, final training loss {res.fun:.3e}"
-          f" ({len(w0)} weights, {sum(len(feats[k]) for k in train)} training charges)")
+    res = scipy.optimize.minimize(
+        loss_and_grad,
+        w0,
+        args=(train,),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": maxiter, "gtol": 1e-12, "ftol": 1e-15},
+    )
+    print(
+        f"L-BFGS: {res.nit} iterations, final training loss {res.fun:.3e}"
+        f" ({len(w0)} weights, {sum(len(feats[k]) for k in train)} training charges)"
+    )
     for name, idx in [("train", train), ("test", test)]:
         eq, ee = errors(res.x, idx)
         report[f"charge_rmse_{name}"], report[f"energy_rmse_{name}"] = eq, ee
         print(f"after fit:  charge RMSE {eq:.2e} e, energy RMSE {ee:.2e} eV/atom ({name})")
     chi_err = max(np.abs(feats[k] @ res.x - teacher_chi(data[k][0])).std() for k in test)
-    print(f"spread of the χ error within test structures (χ is defined up to a constant): "
-          f"{chi_err:.2e} eV")
+    print(
+        f"spread of the χ error within test structures (χ is defined up to a constant): "
+        f"{chi_err:.2e} eV"
+    )
     return report
 
 

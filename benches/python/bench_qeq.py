@@ -68,22 +68,22 @@ def numpy_dense(system, chi, hard, sigma):
     w = 2 * 4 * np.pi / vol * np.exp(-0.5 * eta**2 * k2) / k2
     a = np.zeros((n, n))
     for start in range(0, len(k), 2000):
-        kk = k[start:start + 2000]
+        kk = k[start : start + 2000]
         ph = pos @ kk.T
         c, s = np.cos(ph), np.sin(ph)
-        ww = w[start:start + 2000]
+        ww = w[start : start + 2000]
         a += (c * ww) @ c.T + (s * ww) @ s.T
     g2 = sigma[:, None] ** 2 + sigma[None] ** 2
     for i0 in range(0, n, 500):
-        d = pos[None, :] - pos[i0:i0 + 500, None]
+        d = pos[None, :] - pos[i0 : i0 + 500, None]
         d -= side * np.round(d / side)
         r = np.linalg.norm(d, axis=-1)
-        gam = np.sqrt(g2[i0:i0 + 500])
+        gam = np.sqrt(g2[i0 : i0 + 500])
         with np.errstate(divide="ignore", invalid="ignore"):
             real = (erfc(r / (np.sqrt(2) * eta)) - erfc(r / (np.sqrt(2) * gam))) / r
         real[r == 0] = 0
         real[r > x * eta] = 0
-        a[i0:i0 + 500] += real
+        a[i0 : i0 + 500] += real
     a -= 2 * np.pi / vol * (eta**2 - g2)
     a[np.diag_indices(n)] += 1 / (sigma * np.sqrt(np.pi)) - np.sqrt(2 / np.pi) / eta
     a *= K_E
@@ -115,15 +115,34 @@ def child(n: int, method: str, threads: int, out: str) -> None:
         its, res = 0, float("nan")
     else:
         solver, kspace = ("cg", "ewald") if method == "cg-ewald" else (method, "auto")
-        r = ff.qeq(system, chi, hard, sigma, solver=solver,  # type: ignore[arg-type]
-                   kspace=kspace,  # type: ignore[arg-type]
-                   tolerance=1e-8, prefactor=K_E, accuracy=1e-8)
+        r = ff.qeq(
+            system,
+            chi,
+            hard,
+            sigma,
+            solver=solver,  # type: ignore[arg-type]
+            kspace=kspace,  # type: ignore[arg-type]
+            tolerance=1e-8,
+            prefactor=K_E,
+            accuracy=1e-8,
+        )
         q, energy, forces, its, res = r.charges, r.energy, r.forces, r.iterations, r.residual
         method = f"{solver} ({r.kspace}, {r.preconditioner})"
     dt = time.perf_counter() - t
     cpu = time.process_time() - c
-    np.savez(out, q=q, forces=forces, energy=energy, time=dt, cpu=cpu, its=its, res=res,
-             peak=peak_mb(), base=base, method=method)
+    np.savez(
+        out,
+        q=q,
+        forces=forces,
+        energy=energy,
+        time=dt,
+        cpu=cpu,
+        its=its,
+        res=res,
+        peak=peak_mb(),
+        base=base,
+        method=method,
+    )
 
 
 def run_child(n: int, method: str, threads: int) -> dict[str, object] | None:
@@ -141,26 +160,40 @@ def run_child(n: int, method: str, threads: int) -> dict[str, object] | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 100000])
-    ap.add_argument("--dense-max", type=int, default=1000,
-                    help="largest N for the numpy/scipy dense reference (N=10^4 takes ~5 min)")
+    ap.add_argument(
+        "--dense-max",
+        type=int,
+        default=1000,
+        help="largest N for the numpy/scipy dense reference (N=10^4 takes ~5 min)",
+    )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ewald-check-max", type=int, default=10000,
-                    help="largest N where the CG with explicit Ewald k-space is the reference")
+    ap.add_argument(
+        "--ewald-check-max",
+        type=int,
+        default=10000,
+        help="largest N where the CG with explicit Ewald k-space is the reference",
+    )
     ap.add_argument("--child", nargs=4, metavar=("N", "METHOD", "THREADS", "OUT"))
     args = ap.parse_args()
     if args.child:
         child(int(args.child[0]), args.child[1], int(args.child[2]), args.child[3])
         return
-    print(f"threads: {args.threads}; water-like periodic boxes, eV/Å (prefactor {K_E}); "
-          "tolerance 1e-8 eV, Ewald/PME accuracy 1e-8; each row in its own process")
-    print("| N | method | wall (s) | CPU (s) | max abs Δq vs ref | abs ΔE (eV) vs ref |"
-          " max abs ΔF (eV/Å) | CG iterations | residual (eV) | peak RSS (MB) |")
+    print(
+        f"threads: {args.threads}; water-like periodic boxes, eV/Å (prefactor {K_E}); "
+        "tolerance 1e-8 eV, Ewald/PME accuracy 1e-8; each row in its own process"
+    )
+    print(
+        "| N | method | wall (s) | CPU (s) | max abs Δq vs ref | abs ΔE (eV) vs ref |"
+        " max abs ΔF (eV/Å) | CG iterations | residual (eV) | peak RSS (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         n3 = 3 * (n // 3)
         methods = (["numpy"] if n <= args.dense_max else []) + (
-            ["dense", "cg"] if n <= 3000 else
-            (["cg-ewald"] if n <= args.ewald_check_max else []) + ["cg"])
+            ["dense", "cg"]
+            if n <= 3000
+            else (["cg-ewald"] if n <= args.ewald_check_max else []) + ["cg"]
+        )
         ref = None
         for method in methods:
             r = run_child(n, method, args.threads)
@@ -178,17 +211,24 @@ def main() -> None:
                 df = "-" if np.isnan(fr).all() else f"{np.abs(r['forces'] - fr).max():.1e}"
             if method == "dense" and ref is not None and np.isnan(ref["forces"]).all():
                 ref = {**ref, "forces": r["forces"]}  # forces reference: farfield dense
-            name = "numpy/scipy dense (own Ewald)" if method == "numpy" else (
-                f"farfield {r['method']}")
+            name = (
+                "numpy/scipy dense (own Ewald)"
+                if method == "numpy"
+                else (f"farfield {r['method']}")
+            )
             res = float(r["res"])
-            print(f"| {n3} | {name} | {float(r['time']):.2f} | {float(r['cpu']):.2f} | {dq} |"
-                  f" {de} | {df} | {int(r['its']) if method.startswith('cg') else '-'} |"
-                  f" {'-' if np.isnan(res) else f'{res:.1e}'} | {float(r['peak']):.0f} |",
-                  flush=True)
-    print("\nnumpy/scipy: charges + energy only (no forces). max abs ΔF at N=10^3 is against"
-          " farfield dense (explicit Ewald, Cholesky); at N=10^4 the reference is the CG with"
-          " the explicit Ewald k-space sum (an independent k-space evaluation). CPU = process"
-          " CPU time (all threads).")
+            print(
+                f"| {n3} | {name} | {float(r['time']):.2f} | {float(r['cpu']):.2f} | {dq} |"
+                f" {de} | {df} | {int(r['its']) if method.startswith('cg') else '-'} |"
+                f" {'-' if np.isnan(res) else f'{res:.1e}'} | {float(r['peak']):.0f} |",
+                flush=True,
+            )
+    print(
+        "\nnumpy/scipy: charges + energy only (no forces). max abs ΔF at N=10^3 is against"
+        " farfield dense (explicit Ewald, Cholesky); at N=10^4 the reference is the CG with"
+        " the explicit Ewald k-space sum (an independent k-space evaluation). CPU = process"
+        " CPU time (all threads)."
+    )
 
 
 if __name__ == "__main__":

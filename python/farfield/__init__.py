@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
+from .coulomb import Coulomb
 from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
 from .limits import Limits, get_limits, set_limits
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Bispectrum",
+    "Coulomb",
     "Descriptor",
     "EwaldResult",
     "Limits",

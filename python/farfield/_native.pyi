@@ -74,6 +74,33 @@ def ewald_compute(
     forces: bool = True,
     virial: bool = True,
 ) -> dict[str, Any]: ...
+def coulomb_choose(
+    system: _SystemArrays,
+    exponent: float,
+    accuracy: float,
+    method: str,
+    smearing: float | None = None,
+    cutoff: float | None = None,
+    k_cutoff: float | None = None,
+    mesh: tuple[int, int, int] | None = None,
+    order: int | None = None,
+) -> dict[str, Any]: ...
+def coulomb_compute(
+    system: _SystemArrays,
+    charges: _F,
+    exponent: float,
+    method: str,
+    smearing: float | None = None,
+    cutoff: float | None = None,
+    k_cutoff: float | None = None,
+    mesh: tuple[int, int, int] | None = None,
+    order: int | None = None,
+    prefactor: float = 1.0,
+    potentials: bool = False,
+    forces: bool = True,
+    stress: bool = True,
+    accuracy: float | None = None,
+) -> dict[str, Any]: ...
 def pme_compute(
     system: _SystemArrays,
     charges: _F,

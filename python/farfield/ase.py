@@ -9,7 +9,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from . import _checks
 from .ase_qeq import QEqCalculator
-from .ewald import ewald
+from .coulomb import Coulomb
 from .units import EV_ANGSTROM
 
 __all__ = ["EwaldCalculator", "QEqCalculator"]
@@ -27,6 +27,10 @@ class EwaldCalculator(Calculator):
         prefactor: converts Gaussian units to eV for positions in Å (default e²/(4πε0)).
         method, smearing, cutoff, k_cutoff: as in :func:`farfield.ewald` (fixing some keeps
             the accuracy; see there). Other keyword arguments raise TypeError.
+
+    One :class:`farfield.Coulomb` (attribute ``coulomb``) is kept across MD steps: parameters
+    are tuned at the first step and reused while the number of atoms and the cell stay the
+    same (within :data:`farfield.coulomb.CELL_TOLERANCE`).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -50,15 +54,17 @@ class EwaldCalculator(Calculator):
             self._charges = charges
         else:
             self._charges = np.asarray(charges, dtype=np.float64)
-        self._exponent = _checks.finite_float("exponent", exponent)
-        self._accuracy = _checks.finite_float("accuracy", accuracy)
-        self._prefactor = _checks.finite_float("prefactor", prefactor)
-        self._options: dict[str, Any] = {
-            "method": method,
-            "smearing": _checks.optional_positive_float("smearing", smearing),
-            "cutoff": _checks.optional_positive_float("cutoff", cutoff),
-            "k_cutoff": _checks.optional_positive_float("k_cutoff", k_cutoff),
-        }
+        #: the calculator kept across steps: it tunes once, and again only when the number
+        #: of atoms or the cell changes (see :data:`farfield.coulomb.CELL_TOLERANCE`)
+        self.coulomb = Coulomb(
+            exponent=exponent,
+            accuracy=accuracy,
+            method=method,
+            prefactor=prefactor,
+            smearing=smearing,
+            cutoff=cutoff,
+            k_cutoff=k_cutoff,
+        )
         self.parameters_used: dict[str, Any] = {}
 
     def calculate(
@@ -71,16 +77,7 @@ class EwaldCalculator(Calculator):
         assert self.atoms is not None
         charges = self._charges
         periodic = bool(np.all(self.atoms.pbc))
-        result = ewald(
-            self.atoms,
-            charges,
-            exponent=self._exponent,
-            accuracy=self._accuracy,
-            prefactor=self._prefactor,
-            potentials=False,
-            stress=periodic,
-            **self._options,
-        )
+        result = self.coulomb.compute(self.atoms, charges, stress=periodic, potentials=False)
         self.parameters_used = result.parameters
         self.results["energy"] = result.energy
         self.results["free_energy"] = result.energy

@@ -39,6 +39,7 @@
 //! smearing, cutoff and k-cutoff (PME: smearing, cutoff and mesh) fixed are the caller's
 //! explicit choice: they are used unchecked (their work is still checked before computing).
 
+pub mod choose;
 pub mod pme;
 
 use crate::error::{Error, Result};
@@ -256,6 +257,63 @@ pub(crate) fn log_boundary(
     Ok(Some(good))
 }
 
+/// The index in 0..n with the smallest cost (the first one on ties), of those `eval` admits
+/// (`Some((value, cost))`): a coarse pass over every `stride`-th index and the last, then the
+/// indices within a stride of the coarse minimum. This is the minimum of the full scan when
+/// the cost is unimodal on the scale of a stride, as the predicted costs over a logarithmic
+/// σ grid are; when the coarse pass admits nothing, every index is tried.
+pub(crate) fn scan_min<T>(
+    n: usize,
+    stride: usize,
+    mut eval: impl FnMut(usize) -> Result<Option<(T, f64)>>,
+) -> Result<Option<T>> {
+    let stride = stride.max(1);
+    let mut done = vec![false; n];
+    let mut best: Option<(usize, T, f64)> = None;
+    let mut visit = |i: usize, best: &mut Option<(usize, T, f64)>| -> Result<()> {
+        if done[i] {
+            return Ok(());
+        }
+        done[i] = true;
+        crate::interrupt::check()?;
+        if let Some((value, cost)) = eval(i)? {
+            let better = match best {
+                None => true,
+                Some((j, _, c)) => cost < *c || (cost == *c && i < *j),
+            };
+            if better {
+                *best = Some((i, value, cost));
+            }
+        }
+        Ok(())
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut coarse: Vec<usize> = (0..n).step_by(stride).collect();
+    if coarse.last() != Some(&(n - 1)) {
+        coarse.push(n - 1);
+    }
+    for &i in &coarse {
+        visit(i, &mut best)?;
+    }
+    match best.as_ref().map(|b| b.0) {
+        Some(centre) => {
+            let lo = centre.saturating_sub(stride - 1);
+            let hi = (centre + stride).min(n);
+            for i in lo..hi {
+                visit(i, &mut best)?;
+            }
+        }
+        None => {
+            for i in 0..n {
+                visit(i, &mut best)?;
+            }
+        }
+    }
+    Ok(best.map(|b| b.1))
+}
+
 /// `x` rounded to 3 significant digits, up (`up`) or down.
 pub(crate) fn round_3(x: f64, up: bool) -> f64 {
     if !(x.is_finite() && x > 0.0) {
@@ -444,6 +502,18 @@ pub fn check_ewald_work(system: &System, parameters: EwaldParameters) -> Result<
     )
 }
 
+/// Whether [`check_ewald_work`] would accept `parameters`, for a memory limit read once by
+/// the caller (the tuner checks many candidates).
+fn ewald_work_fits(system: &System, parameters: EwaldParameters, memory: f64) -> Result<bool> {
+    let (real, kterms, bytes, kvectors) = ewald_work(system, parameters)?;
+    let max_terms = crate::limits::get().max_terms;
+    let within = |x: f64, limit: f64| !(x.is_nan() || x > limit);
+    Ok(within(real, max_terms)
+        && within(kvectors, crate::kspace::MAX_KVECTORS as f64)
+        && within(kterms, max_terms)
+        && within(bytes, memory))
+}
+
 fn check_positive(name: &str, value: Option<f64>) -> Result<()> {
     if let Some(v) = value {
         if !(v.is_finite() && v > 0.0) {
@@ -469,33 +539,36 @@ fn search_ewald(
     let stats = SystemStats::of(system)?;
     let target = SAFETY * accuracy / std::f64::consts::SQRT_2;
     let d = stats.spacing();
+    // the two parts of `ewald_error`, each evaluated alone (the same arithmetic)
+    let density = 1.0 / (d * d * d);
+    let scale = d.powf(kernel.exponent() + 1.0);
+    let real_part = |split: &crate::kernel::RangeSplit, sigma: f64, rc: f64| -> f64 {
+        let (_, dv) = split.short_range(rc);
+        (density * 2.0 * PI * rc * sigma * sigma).sqrt() * dv.abs() * scale
+    };
+    let recip_part = |split: &crate::kernel::RangeSplit, sigma: f64, kc: f64| -> f64 {
+        kspace_tail_error(kernel, split, density, sigma, kc) * scale
+    };
     let real_err = |sigma: f64, rc: f64| -> f64 {
-        ewald_error(
-            kernel,
-            stats,
-            EwaldParameters {
-                smearing: sigma,
-                cutoff: rc,
-                k_cutoff: 1.0,
-            },
-        )
-        .map(|e| e.0)
-        .unwrap_or(f64::INFINITY)
+        match kernel.split(sigma) {
+            Ok(split) => real_part(&split, sigma, rc),
+            Err(_) => f64::INFINITY,
+        }
     };
     let recip_err = |sigma: f64, kc: f64| -> f64 {
-        ewald_error(
-            kernel,
-            stats,
-            EwaldParameters {
-                smearing: sigma,
-                cutoff: 1.0,
-                k_cutoff: kc,
-            },
-        )
-        .map(|e| e.1)
-        .unwrap_or(f64::INFINITY)
+        match kernel.split(sigma) {
+            Ok(split) => recip_part(&split, sigma, kc),
+            Err(_) => f64::INFINITY,
+        }
     };
+    // read once per search (it reads the system's free memory)
+    let memory = crate::limits::memory_limit();
     let choose = |sigma: f64| -> Result<Option<(EwaldParameters, f64)>> {
+        let Ok(split) = kernel.split(sigma) else {
+            return Ok(None);
+        };
+        let real_err = |sigma: f64, rc: f64| real_part(&split, sigma, rc);
+        let recip_err = |sigma: f64, kc: f64| recip_part(&split, sigma, kc);
         let rc = match overrides.cutoff {
             Some(rc) => rc,
             None => solve_decreasing(|rc| real_err(sigma, rc), target, sigma, 60.0 * sigma),
@@ -519,12 +592,8 @@ fn search_ewald(
         if real_err(sigma, rc) > tolerance || recip_err(sigma, kc) > tolerance {
             return Ok(None);
         }
-        if !ignore_limits {
-            match check_ewald_work(system, params) {
-                Ok(()) => {}
-                Err(Error::TooExpensive { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        if !ignore_limits && !ewald_work_fits(system, params, memory)? {
+            return Ok(None);
         }
         Ok(Some((params, ewald_cost(stats, params))))
     };
@@ -582,16 +651,7 @@ fn search_ewald(
         grid[steps] = hi;
         grid
     };
-    let mut best: Option<(EwaldParameters, f64)> = None;
-    for sigma in candidates {
-        crate::interrupt::check()?;
-        if let Some((params, cost)) = choose(sigma)? {
-            if best.is_none_or(|b| cost < b.1) {
-                best = Some((params, cost));
-            }
-        }
-    }
-    Ok(best.map(|b| b.0))
+    scan_min(candidates.len(), 8, |i| choose(candidates[i]))
 }
 
 /// Chooses Ewald parameters for `system` so that the predicted relative RMS force error stays

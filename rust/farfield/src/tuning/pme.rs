@@ -41,9 +41,38 @@ const FFT_COST: f64 = 0.057;
 /// Relative cost per grid point of the influence function (energy, virial, convolution).
 const INFLUENCE_COST: f64 = 0.36;
 /// Relative cost of one real-space pair of the Ewald engine (per atom, full neighbour loop).
-const EWALD_PAIR_COST: f64 = 2.6;
+///
+/// The two Ewald constants and [`PME_CALL_COST`] were calibrated so that `method="auto"`
+/// follows measured wall times (2 threads of the 2-core machine, random ±1 charges at
+/// 0.1 atoms/Å³, forces + stress, best of 3, parameters fixed beforehand), in ms, Ewald / PME:
+///
+/// ```text
+///     N    accuracy 1e-4    accuracy 1e-6
+///    32      0.2 / 0.5        0.4 / 0.9
+///    64      0.6 / 0.5        0.8 / 0.7
+///   100      0.7 / 0.6        1.0 / 1.0
+///   200      1.4 / 1.0        2.2 / 1.8
+///   300      2.2 / 1.3        3.9 / 4.0
+///   500      4.7 / 1.7        8.4 / 4.4
+///  1000     12.9 / 3.3       28.8 / 7.0
+///  2000     49.8 / 7.3       79.3 / 18.4
+///  5000      193 / 27         314 / 57
+/// 10000      534 / 44         917 / 92
+/// ```
+///
+/// The measured crossover lies at about 64-100 atoms (1e-4) and 300 atoms (1e-6); below
+/// [`AUTO_MIN_ATOMS`] = 200 both take under ~2 ms and "auto" keeps Ewald. With the earlier
+/// constants (2.6, 0.29) the model priced Ewald ~1.45× too high relative to PME (measured ns
+/// per predicted unit: Ewald 13-18, PME 17-27); the same ordering results, with the margin
+/// now matching the measurement.
+const EWALD_PAIR_COST: f64 = 1.8;
 /// Relative cost of one (atom, half-space k-vector) term of an Ewald sum.
-const EWALD_K_COST: f64 = 0.29;
+const EWALD_K_COST: f64 = 0.2;
+/// Fixed cost of one PME call beyond the Ewald engine's (mesh allocation, FFT plans, the
+/// influence function of small grids): measured 0.15-0.25 ms at N = 32-64, in cost units.
+/// Added to [`pme_cost`] where PME is priced against Ewald (`tuning::choose`), not in it (a
+/// constant does not move the tuner's choice, and QEq prices mesh products with it).
+pub(crate) const PME_CALL_COST: f64 = 8000.0;
 
 fn check_accuracy(accuracy: f64) -> Result<()> {
     if !(accuracy.is_finite() && (1e-15..1.0).contains(&accuracy)) {
@@ -92,12 +121,30 @@ impl PmeStats {
 /// Predicted real-space relative RMS force error for smearing σ and cutoff r_c.
 pub fn real_error(kernel: Kernel, stats: PmeStats, smearing: f64, cutoff: f64) -> Result<f64> {
     let split = kernel.split(smearing)?;
+    Ok(real_error_with(&split, stats, kernel, smearing, cutoff))
+}
+
+/// [`real_error`] with the range split of σ made once by the caller.
+fn real_error_with(
+    split: &crate::kernel::RangeSplit,
+    stats: PmeStats,
+    kernel: Kernel,
+    smearing: f64,
+    cutoff: f64,
+) -> f64 {
     let (_, dv) = split.short_range(cutoff);
-    Ok(
-        (stats.density() * 2.0 * PI * cutoff * smearing * smearing).sqrt()
-            * dv.abs()
-            * stats.scale(kernel),
-    )
+    (stats.density() * 2.0 * PI * cutoff * smearing * smearing).sqrt()
+        * dv.abs()
+        * stats.scale(kernel)
+}
+
+/// Whether [`check_pme_work`] would accept `parameters`, for a memory limit read once by the
+/// caller (the tuner checks many candidates).
+fn pme_work_fits(system: &System, parameters: &PmeParameters, memory: f64) -> Result<bool> {
+    let (real, mesh, bytes) = pme_work(system, parameters)?;
+    let max_terms = crate::limits::get().max_terms;
+    let within = |x: f64, limit: f64| !(x.is_nan() || x > limit);
+    Ok(within(real, max_terms) && within(mesh, max_terms) && within(bytes, memory))
 }
 
 /// Predicted mesh relative RMS force error for smearing σ, grid `n` and spline `order`.
@@ -108,30 +155,91 @@ pub fn mesh_error(
     n: [usize; 3],
     order: usize,
 ) -> Result<f64> {
-    let split = kernel.split(smearing)?;
-    let h: Vec<f64> = (0..3).map(|a| stats.lengths[a] / n[a] as f64).collect();
-    let kmax = 14.0 / smearing;
-    let steps = 160;
-    let dk = kmax / steps as f64;
-    let mut integral = 0.0;
-    for s in 0..steps {
-        let k = (s as f64 + 0.5) * dk;
-        let (vh, _) = split.fourier(k * k);
-        let mut alias = 0.0;
-        for &ha in &h {
-            let theta = k * ha;
+    Ok(MeshIntegrand::new(kernel, stats, smearing)?.error(n, order))
+}
+
+/// Number of k-steps of the mesh-error integral over [0, 14/σ].
+const MESH_STEPS: usize = 160;
+
+/// The σ-dependent part of the mesh-error integral, tabulated once per smearing: the k-steps
+/// and their weights k⁴ V̂_LR(k)², cut where the Gaussian tail no longer changes the sum
+/// (below 1e-18 of it past the peak: round-off), so that the grid and order searches only
+/// evaluate the aliasing sums.
+struct MeshIntegrand {
+    stats: PmeStats,
+    smearing: f64,
+    scale: f64,
+    dk: f64,
+    k: Vec<f64>,
+    weight: Vec<f64>,
+}
+
+impl MeshIntegrand {
+    fn new(kernel: Kernel, stats: PmeStats, smearing: f64) -> Result<MeshIntegrand> {
+        let split = kernel.split(smearing)?;
+        let kmax = 14.0 / smearing;
+        let dk = kmax / MESH_STEPS as f64;
+        let mut k = Vec::with_capacity(MESH_STEPS);
+        let mut weight = Vec::with_capacity(MESH_STEPS);
+        let (mut total, mut peak) = (0.0f64, 0.0f64);
+        for s in 0..MESH_STEPS {
+            let ks = (s as f64 + 0.5) * dk;
+            let (vh, _) = split.fourier(ks * ks);
+            let w = ks.powi(4) * vh * vh;
+            // the aliasing factor is at most 1: terms this small past the peak of the
+            // (Gaussian-tailed) weight cannot change the sum
+            if ks * smearing > 4.0 && w < peak && w * dk < 1e-18 * total {
+                break;
+            }
+            peak = peak.max(w);
+            total += w * dk;
+            k.push(ks);
+            weight.push(w);
+        }
+        Ok(MeshIntegrand {
+            stats,
+            smearing,
+            scale: stats.scale(kernel),
+            dk,
+            k,
+            weight,
+        })
+    }
+
+    fn error(&self, n: [usize; 3], order: usize) -> f64 {
+        let h: Vec<f64> = (0..3)
+            .map(|a| self.stats.lengths[a] / n[a] as f64)
+            .collect();
+        let same = h[0] == h[1] && h[1] == h[2];
+        let power = 2 * order as i32 - 2;
+        let norm = (2 * order - 1) as f64;
+        let axis = |theta: f64| -> f64 {
             let mut sum = 0.0;
             for j in [-2.0, -1.0, 1.0, 2.0] {
                 let r: f64 = theta / (theta + 2.0 * PI * j);
-                sum += r.abs().min(1.0).powi(2 * order as i32 - 2);
+                sum += r.abs().min(1.0).powi(power);
             }
-            alias += sum / (2 * order - 1) as f64;
+            sum / norm
+        };
+        let mut integral = 0.0;
+        for (&k, &w) in self.k.iter().zip(&self.weight) {
+            let alias = if same {
+                // x + x + x and 3x round alike
+                let a = axis(k * h[0]);
+                0.0 + a + a + a
+            } else {
+                let mut alias = 0.0;
+                for &ha in &h {
+                    alias += axis(k * ha);
+                }
+                alias
+            };
+            integral += w * (ALIAS * alias).min(1.0) * self.dk;
         }
-        integral += k.powi(4) * vh * vh * (ALIAS * alias).min(1.0) * dk;
+        (self.stats.density() * integral / (2.0 * PI * PI)).sqrt()
+            * self.scale
+            * small_smearing_factor(self.stats, self.smearing)
     }
-    Ok((stats.density() * integral / (2.0 * PI * PI)).sqrt()
-        * stats.scale(kernel)
-        * small_smearing_factor(stats, smearing))
 }
 
 /// Empirical correction of the aliasing estimate for smearings below half the mean
@@ -301,7 +409,15 @@ fn search_pme(
     };
     let real_err =
         |sigma: f64, rc: f64| real_error(kernel, stats, sigma, rc).unwrap_or(f64::INFINITY);
+    // read once per search (it reads the system's free memory)
+    let memory = crate::limits::memory_limit();
+    // the smallest cost of an admissible choice so far (over all σ)
+    let best_cost = std::cell::Cell::new(f64::INFINITY);
     let choose = |sigma: f64| -> Result<Option<PmeChoice>> {
+        let Ok(split) = kernel.split(sigma) else {
+            return Ok(None);
+        };
+        let real_err = |sigma: f64, rc: f64| real_error_with(&split, stats, kernel, sigma, rc);
         let rc = match overrides.cutoff {
             Some(rc) => rc,
             None => solve_decreasing(|rc| real_err(sigma, rc), target, 0.5 * sigma, 60.0 * sigma),
@@ -316,8 +432,20 @@ fn search_pme(
         if e_real > tolerance || (rc / sigma) * 32.0 + 2.0 > (1u64 << 22) as f64 {
             return Ok(None);
         }
+        let Ok(integrand) = MeshIntegrand::new(kernel, stats, sigma) else {
+            return Ok(None);
+        };
         let mut best: Option<PmeChoice> = None;
+        // a higher order meets the mesh target on a grid no finer than a lower one (the
+        // aliasing terms r^{2n-2}/(2n-1), r ≤ 1, decrease with n): its search ends there
+        let mut finest = 64.0 / sigma;
         for &n_order in &orders {
+            // cost without the mesh terms: a lower bound; skip what cannot beat the best
+            let bound = pme_cost(stats, rc, [1, 1, 1], n_order);
+            let beaten = best.map_or(f64::INFINITY, |b| b.cost).min(best_cost.get());
+            if bound > beaten {
+                continue;
+            }
             let n = match overrides.mesh {
                 Some(mesh) => match fixed_grid(stats, mesh, n_order) {
                     Some(n) => n,
@@ -333,17 +461,25 @@ fn search_pme(
                         }
                         n
                     };
+                    // the bisection below visits few distinct grids: remember their errors
+                    let seen = std::cell::RefCell::new(Vec::<([usize; 3], f64)>::new());
                     let err = |h: f64| {
-                        mesh_error(kernel, stats, sigma, grid_for(h), n_order)
-                            .unwrap_or(f64::INFINITY)
+                        let n = grid_for(h);
+                        if let Some(&(_, e)) = seen.borrow().iter().find(|(m, _)| *m == n) {
+                            return e;
+                        }
+                        let e = integrand.error(n, n_order);
+                        seen.borrow_mut().push((n, e));
+                        e
                     };
                     // largest spacing meeting the target: err grows with h
                     let h = solve_decreasing(
                         |inv_h| err(1.0 / inv_h),
                         target,
                         1.0 / (4.0 * sigma),
-                        64.0 / sigma,
+                        finest,
                     );
+                    finest = h;
                     let n = grid_for(1.0 / h);
                     if n.iter().any(|&k| k > 4096) {
                         continue;
@@ -351,7 +487,7 @@ fn search_pme(
                     n
                 }
             };
-            let e_mesh = mesh_error(kernel, stats, sigma, n, n_order)?;
+            let e_mesh = integrand.error(n, n_order);
             if e_mesh > tolerance {
                 continue;
             }
@@ -361,14 +497,11 @@ fn search_pme(
                 mesh: Mesh::Points(n),
                 order: n_order,
             };
-            if !ignore_limits {
-                match check_pme_work(system, &parameters) {
-                    Ok(()) => {}
-                    Err(Error::TooExpensive { .. }) => continue,
-                    Err(e) => return Err(e),
-                }
+            if !ignore_limits && !pme_work_fits(system, &parameters, memory)? {
+                continue;
             }
             let cost = pme_cost(stats, rc, n, n_order);
+            best_cost.set(best_cost.get().min(cost));
             if best.is_none_or(|b| cost < b.cost) {
                 best = Some(PmeChoice {
                     parameters,
@@ -444,19 +577,18 @@ fn search_pme(
         grid[steps] = hi;
         grid
     };
-    let mut best: Option<PmeChoice> = None;
-    for sigma in candidates {
-        crate::interrupt::check()?;
-        if let Some(c) = choose(sigma)? {
-            if first {
+    if first {
+        for sigma in candidates {
+            crate::interrupt::check()?;
+            if let Some(c) = choose(sigma)? {
                 return Ok(Some(c));
             }
-            if best.is_none_or(|b| c.cost < b.cost) {
-                best = Some(c);
-            }
         }
+        return Ok(None);
     }
-    Ok(best)
+    super::scan_min(candidates.len(), 4, |i| {
+        Ok(choose(candidates[i])?.map(|c| (c, c.cost)))
+    })
 }
 
 /// Chooses the PME parameters that `overrides` leaves free so that the predicted relative RMS
@@ -741,8 +873,14 @@ pub fn prefer_pme(kernel: Kernel, system: &System, accuracy: f64) -> Result<bool
     if system.len() < AUTO_MIN_ATOMS || !system.is_periodic() {
         return Ok(false);
     }
-    let pme = tune_pme(kernel, system, accuracy, None, None, None)?;
-    Ok(pme.cost < best_ewald_cost(kernel, system, accuracy)?)
+    let choice = super::choose::choose(
+        kernel,
+        system,
+        accuracy,
+        super::choose::Request::Auto,
+        Default::default(),
+    )?;
+    Ok(matches!(choice.method, super::choose::Method::Pme(_)))
 }
 
 #[cfg(test)]
