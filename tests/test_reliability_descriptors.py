@@ -350,3 +350,11 @@ def test_triplet_empty_frames() -> None:
     assert tf.compute([]).values.shape[0] == 0
     assert tf.summed([]).values.shape[0] == 0
     assert ff.Bispectrum(**TRIPLETS, species=[1, 8]).compute([]).values.shape[0] == 0
+
+
+@pytest.mark.parametrize("cutoff", [2e6, 1e160, 1e300])
+def test_absurd_cutoff_is_refused_not_nan(cutoff: float) -> None:
+    """A cutoff of 1e160 Å gave NaN features (found by the proptest harness)."""
+    system = ff.System([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0]], [1, 1])
+    with pytest.raises(ValueError, match="cutoff"):
+        ff.SphericalExpansion(cutoff, 2, 2, 1.0).compute([system])

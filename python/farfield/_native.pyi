@@ -23,6 +23,8 @@ __all__ = [
     "validate_system",
     "set_num_threads",
     "get_num_threads",
+    "coulomb_choose",
+    "coulomb_compute",
     "ewald_compute",
     "ewald_tune",
     "pme_compute",

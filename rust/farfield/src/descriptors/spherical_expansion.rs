@@ -86,6 +86,9 @@ pub struct SphericalExpansion {
     center: Vec<f64>,
 }
 
+/// Largest accepted cutoff (Å): the radius of the GTO radial basis.
+pub const MAX_CUTOFF: f64 = 1e6;
+
 impl SphericalExpansion {
     /// Validates the parameters and prepares the radial integral.
     pub fn new(params: ExpansionParameters) -> Result<SphericalExpansion> {
@@ -94,6 +97,18 @@ impl SphericalExpansion {
             return Err(Error::parameter(
                 "cutoff",
                 format!("the cutoff must be positive and finite, got {}", p.cutoff),
+            ));
+        }
+        if p.cutoff > MAX_CUTOFF {
+            // the GTO radial basis is built on [0, cutoff]: beyond this its normalisation
+            // and spline lose all precision (NaN from 1e160 on)
+            return Err(Error::parameter(
+                "cutoff",
+                format!(
+                    "the cutoff must be at most {MAX_CUTOFF:e} Å (the radius of the radial \
+                     basis), got {}",
+                    p.cutoff
+                ),
             ));
         }
         if !(p.smearing.is_finite() && p.smearing > 0.0) {
