@@ -356,3 +356,12 @@ def test_to_metatensor_keeps_strain_and_cell() -> None:
             np.testing.assert_allclose(
                 block.gradient("strain").values[:, x, y], fd, rtol=0, atol=1e-6 * scale
             )
+
+
+def test_absurd_smearing_is_refused_not_nan() -> None:
+    """σ = 1e300 gave NaN features on an open pair (found by the proptest harness)."""
+    system = ff.System([[0.0, 0.0, 0.0], [0.0, 0.0, 0.49]], [1, 8])
+    with pytest.raises(ValueError, match="smearing"):
+        ff.LodeSphericalExpansion(
+            exponent=1.5, smearing=1e300, max_angular=3, max_radial=3, radius=1.0
+        ).compute(system)

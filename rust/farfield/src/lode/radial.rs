@@ -16,13 +16,23 @@ pub struct Density {
     split: Option<RangeSplit>,
 }
 
+/// Largest accepted smearing σ (Å) of the LODE density (non-finite features at 1e300).
+pub const MAX_SMEARING: f64 = 1e6;
+
 impl Density {
-    /// Creates the density; p ≥ 0 finite, σ > 0 finite.
+    /// Creates the density; p ≥ 0 finite, 0 < σ ≤ [`MAX_SMEARING`].
     pub fn new(exponent: f64, smearing: f64) -> Result<Density> {
         if !(smearing.is_finite() && smearing > 0.0) {
             return Err(Error::parameter(
                 "smearing",
                 format!("the smearing must be positive and finite, got {smearing}"),
+            ));
+        }
+        if smearing > MAX_SMEARING {
+            // powers of σ in the density's normalisation overflow far beyond any physical width
+            return Err(Error::parameter(
+                "smearing",
+                format!("the smearing must be at most {MAX_SMEARING:e} Å, got {smearing}"),
             ));
         }
         if !(exponent.is_finite() && exponent >= 0.0) {
