@@ -494,7 +494,7 @@ def test_mesh_matches_exact_at_reported_accuracy(
     kw = {"basis": basis, "center_atom_weight": weight}
     exact = ff.LodeSphericalExpansion(exponent, 0.8, 3, 2, 2.5, method="exact", **kw)
     mesh = ff.LodeSphericalExpansion(
-        exponent, 0.8, 3, 2, 2.5, method="mesh", accuracy=accuracy, **kw
+        exponent, 0.8, 3, 2, 2.5, method="mesh", mesh_accuracy=accuracy, **kw
     )
     ref = exact.compute(atoms)
     res = mesh.compute(atoms)
@@ -518,8 +518,8 @@ def test_mesh_method_choice_and_bad_input() -> None:
         mesh.compute(open_system())
     with pytest.raises(ValueError, match="method"):
         ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, method="fft")
-    with pytest.raises(ValueError, match="accuracy"):
-        ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, accuracy=0.0)
+    with pytest.raises(ValueError, match="mesh_accuracy"):
+        ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0, mesh_accuracy=0.0)
     # open systems under 'auto' keep the exact real-space projection
     assert ff.LodeSphericalExpansion(1, 0.5, 1, 1, 2.0).compute(open_system()).methods == ("exact",)
 
@@ -542,7 +542,7 @@ def test_mesh_backward_matches_exact_backward(exponent: float, basis: str, accur
     kw = {"basis": basis, "center_atom_weight": 0.5}
     exact = ff.LodeSphericalExpansion(exponent, 0.8, 2, 2, 2.5, method="exact", **kw)
     mesh = ff.LodeSphericalExpansion(
-        exponent, 0.8, 2, 2, 2.5, method="mesh", accuracy=accuracy, **kw
+        exponent, 0.8, 2, 2, 2.5, method="mesh", mesh_accuracy=accuracy, **kw
     )
     g = np.random.default_rng(1).normal(size=exact.compute(atoms).values.shape)
     ref, res = exact.backward(atoms, g)[0], mesh.backward(atoms, g)[0]
@@ -557,7 +557,7 @@ def test_mesh_backward_against_finite_differences_of_mesh_values() -> None:
     # differences of the mesh values themselves
     atoms = _mesh_cell_system(8, 2)
     calc = ff.LodeSphericalExpansion(
-        2.5, 0.7, 2, 1, 2.0, basis="monomial", method="mesh", accuracy=1e-3
+        2.5, 0.7, 2, 1, 2.0, basis="monomial", method="mesh", mesh_accuracy=1e-3
     )
     res = calc.compute(atoms)
     assert res.methods == ("mesh",)
@@ -580,8 +580,8 @@ def test_mesh_backward_against_finite_differences_of_mesh_values() -> None:
 
 def test_mesh_backward_dispatch_and_threads() -> None:
     atoms = _mesh_cell_system(40, 4)
-    mesh = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, method="mesh", accuracy=1e-5)
-    auto = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, accuracy=1e-5)
+    mesh = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, method="mesh", mesh_accuracy=1e-5)
+    auto = ff.LodeSphericalExpansion(1, 0.6, 2, 1, 2.0, mesh_accuracy=1e-5)
     g = np.random.default_rng(5).normal(size=mesh.compute(atoms).values.shape)
     before = ff.get_num_threads()
     try:
@@ -622,7 +622,7 @@ def test_mesh_backward_dispatch_and_threads() -> None:
     # ... and the mesh where the values use it (a large cell)
     rng = np.random.default_rng(6)
     big = ase.Atoms("Na" * 1500, positions=rng.random((1500, 3)) * 31.0, cell=[31.0] * 3, pbc=True)
-    kw = {"accuracy": 1e-3}
+    kw = {"mesh_accuracy": 1e-3}
     auto_big = ff.LodeSphericalExpansion(1, 1.0, 1, 0, 2.0, **kw)
     assert auto_big.compute(big).methods == ("mesh",)
     gb = np.random.default_rng(7).normal(size=(1500, 1, 4, 1))
@@ -772,3 +772,22 @@ def test_lode_power_spectrum_threads_agree_and_bad_input() -> None:
     g_bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         calc.backward(atoms, g_bad)
+
+
+def test_accuracy_keyword_is_a_deprecated_alias_of_mesh_accuracy() -> None:
+    # LODE's mesh error has its own scoped name; the old keyword still works with a warning
+    atoms = periodic_system(4, seed=3)
+    new = ff.LodeSphericalExpansion(1, 0.6, 1, 1, 2.0, method="mesh", mesh_accuracy=1e-3)
+    with pytest.warns(DeprecationWarning, match="'accuracy' is deprecated, use 'mesh_accuracy'"):
+        old = ff.LodeSphericalExpansion(1, 0.6, 1, 1, 2.0, method="mesh", accuracy=1e-3)
+    assert old.mesh_accuracy == 1e-3
+    with pytest.warns(DeprecationWarning, match="mesh_accuracy"):
+        assert old.accuracy == 1e-3
+    np.testing.assert_array_equal(old.compute(atoms).values, new.compute(atoms).values)
+    # and the value reaches the mesh: a tighter accuracy gets closer to the exact sum
+    exact = ff.LodeSphericalExpansion(1, 0.6, 1, 1, 2.0, method="exact").compute(atoms).values
+    tight = ff.LodeSphericalExpansion(1, 0.6, 1, 1, 2.0, method="mesh", mesh_accuracy=1e-8)
+    assert (
+        np.abs(tight.compute(atoms).values - exact).max()
+        < np.abs(new.compute(atoms).values - exact).max()
+    )

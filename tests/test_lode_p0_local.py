@@ -42,7 +42,7 @@ def local(weight: float, smoothing: str) -> ff.SphericalExpansion:
         max_angular=3,
         smearing=SIGMA,
         cutoff_function=smoothing,
-        width=WIDTH,
+        cutoff_width=WIDTH,
         center_atom_weight=weight,
         radial_accuracy=None,
     )

@@ -213,8 +213,8 @@ def test_ctrl_c_stops_lode(case: str) -> None:
         ({"exponent": -1.0}, ValueError, "exponent"),
         ({"exponent": float("nan")}, ValueError, "exponent"),
         ({"k_cutoff": -2.0}, ValueError, "k_cutoff"),
-        ({"accuracy": 2.0}, ValueError, "accuracy"),
-        ({"accuracy": "x"}, TypeError, "accuracy"),
+        ({"mesh_accuracy": 2.0}, ValueError, "mesh_accuracy"),
+        ({"mesh_accuracy": "x"}, TypeError, "mesh_accuracy"),
         ({"species": [1.5, 8]}, TypeError, "species"),
         ({"species": [-1]}, ValueError, "species"),
         ({"center_atom_weight": float("inf")}, ValueError, "center_atom_weight"),
@@ -326,7 +326,7 @@ def test_to_metatensor_keeps_strain_and_cell() -> None:
         lm = slice(lam * lam, (lam + 1) ** 2)
         gs = block.gradient("strain")
         assert gs.components[0].names == ["xyz_2"] and gs.components[1].names == ["xyz_1"]
-        # SOAP's layout: [s, a, b] = Σ r_a ∂/∂r_b (the transpose of ∂/∂ε_ab, r → (1+ε) r)
+        # featomic's layout: [s, a, b] = Σ r_a ∂/∂r_b (the transpose of ∂/∂ε_ab, r → (1+ε) r)
         expected = np.swapaxes(strain[rows][:, :, :, a.index(nt), lm], 1, 2)
         np.testing.assert_array_equal(gs.values, expected)
         gc = block.gradient("cell")

@@ -36,7 +36,12 @@ def frames() -> list[ase.Atoms]:
 
 def calculator(kind: str = "expansion", **kwargs: object) -> ff.SphericalExpansion:
     hyper: dict[str, object] = dict(
-        cutoff=3.5, max_radial=3, max_angular=3, smearing=0.4, width=0.9, radial_accuracy=None
+        cutoff=3.5,
+        max_radial=3,
+        max_angular=3,
+        smearing=0.4,
+        cutoff_width=0.9,
+        radial_accuracy=None,
     )
     hyper.update(kwargs)
     cls = ff.SphericalExpansion if kind == "expansion" else ff.PowerSpectrum
@@ -64,8 +69,8 @@ def test_backward_matches_contracted_dense_gradients(kind: str, cutoff_function:
         scale = np.abs(dense).max()
         np.testing.assert_allclose(b.positions, dense, rtol=0, atol=1e-12 * scale)
         samples = desc.samples[:, 0] == frame
-        # stored strain gradient: ε on row vectors ([a, b] = Σ r_a ∂/∂r_b); backward: columns
-        strain = np.einsum("sabf,sf->ba", desc.gradients["strain"][samples], g[samples])
+        # stored strain gradient and backward: one convention (ε on column vectors)
+        strain = np.einsum("sabf,sf->ab", desc.gradients["strain"][samples], g[samples])
         np.testing.assert_allclose(b.strain, strain, rtol=0, atol=1e-12 * np.abs(strain).max())
         if atoms.pbc.any():
             cell = np.einsum("sabf,sf->ab", desc.gradients["cell"][samples], g[samples])

@@ -18,7 +18,7 @@ HYPERS = [
         max_angular=3,
         smearing=0.4,
         cutoff_function="shifted_cosine",
-        width=0.5,
+        cutoff_width=0.5,
         center_atom_weight=1.0,
     ),
     dict(
@@ -27,7 +27,7 @@ HYPERS = [
         max_angular=5,
         smearing=0.3,
         cutoff_function="step",
-        width=0.5,
+        cutoff_width=0.5,
         center_atom_weight=0.0,
     ),
     dict(
@@ -36,7 +36,7 @@ HYPERS = [
         max_angular=6,
         smearing=0.55,
         cutoff_function="shifted_cosine",
-        width=1.2,
+        cutoff_width=1.2,
         center_atom_weight=0.7,
     ),
 ]
@@ -62,7 +62,7 @@ def featomic_hypers(h: dict) -> dict:
     smoothing = (
         {"type": "Step"}
         if h["cutoff_function"] == "step"
-        else {"type": "ShiftedCosine", "width": h["width"]}
+        else {"type": "ShiftedCosine", "width": h["cutoff_width"]}
     )
     return dict(
         cutoff={"radius": h["cutoff"], "smoothing": smoothing},
@@ -116,13 +116,17 @@ def test_spherical_expansion_matches_featomic(periodic: bool, h: int) -> None:
                 mine_g.reshape(3, 2 * ell + 1, -1), g.values[k], atol=1e-10, rtol=0
             )
             checked += 1
-        # strain is non-zero for open systems too; cell gradients vanish there
+        # strain is non-zero for open systems too; cell gradients vanish there. featomic's
+        # "strain" is [Σ r_a ∂/∂r_b] (ε on row vectors), ours ∂/∂ε_ab with ε on column vectors:
+        # its transpose
         for name in ("strain", "cell"):
             s = block.gradient(name)
             np.testing.assert_array_equal(s.samples.values[:, 0], np.arange(len(samples)))
             mine_s = np.stack(
                 [ours.gradients[name][rows[samples[si]]][:, :, cols] for si in range(len(samples))]
             )
+            if name == "strain":
+                mine_s = np.swapaxes(mine_s, 1, 2)
             np.testing.assert_allclose(mine_s.reshape(s.values.shape), s.values, atol=1e-10, rtol=0)
     assert checked > 0
 
@@ -151,13 +155,17 @@ def test_power_spectrum_matches_featomic(periodic: bool, h: int) -> None:
         for k, (si, _, atom) in enumerate(g.samples.values):
             mine_g = ours.gradients["positions"][grows[(rows[samples[si]], int(atom))]][:, cols]
             np.testing.assert_allclose(mine_g, g.values[k], atol=1e-10, rtol=0)
-        # strain is non-zero for open systems too; cell gradients vanish there
+        # strain is non-zero for open systems too; cell gradients vanish there. featomic's
+        # "strain" is [Σ r_a ∂/∂r_b] (ε on row vectors), ours ∂/∂ε_ab with ε on column vectors:
+        # its transpose
         for name in ("strain", "cell"):
             s = block.gradient(name)
             np.testing.assert_array_equal(s.samples.values[:, 0], np.arange(len(samples)))
             mine_s = np.stack(
                 [ours.gradients[name][rows[samples[si]]][:, :, cols] for si in range(len(samples))]
             )
+            if name == "strain":
+                mine_s = np.swapaxes(mine_s, 1, 2)
             np.testing.assert_allclose(mine_s, s.values, atol=1e-10, rtol=0)
 
 

@@ -57,7 +57,7 @@ def test_spherical_harmonics_match_scipy() -> None:
 @pytest.mark.parametrize("periodic", [True, False])
 def test_position_gradients_finite_differences(periodic: bool) -> None:
     atoms = random_atoms(2, periodic=periodic)
-    calc = ff.PowerSpectrum(**HYP, cutoff_function="shifted_cosine", width=0.8)
+    calc = ff.PowerSpectrum(**HYP, cutoff_function="shifted_cosine", cutoff_width=0.8)
     res = calc.compute(atoms, gradients=["positions"])
     assert res.positions_samples is not None
     h = 1e-5
@@ -76,7 +76,7 @@ def test_position_gradients_finite_differences(periodic: bool) -> None:
 
 def test_strain_gradients_finite_differences() -> None:
     atoms = random_atoms(3)
-    calc = ff.SphericalExpansion(**HYP, cutoff_function="shifted_cosine", width=0.8)
+    calc = ff.SphericalExpansion(**HYP, cutoff_function="shifted_cosine", cutoff_width=0.8)
     res = calc.compute(atoms, gradients=["strain"])
     h = 1e-6
     for a in range(3):
@@ -86,8 +86,9 @@ def test_strain_gradients_finite_differences() -> None:
                 eps = np.eye(3)
                 eps[a, b] += sign * h
                 deformed = atoms.copy()
-                deformed.set_cell(atoms.cell.array @ eps, scale_atoms=False)
-                deformed.positions = atoms.positions @ eps
+                # ε on column vectors: r → (1 + ε) r, cell rows H → H (1 + ε)ᵀ
+                deformed.set_cell(atoms.cell.array @ eps.T, scale_atoms=False)
+                deformed.positions = atoms.positions @ eps.T
                 out.append(calc.compute(deformed).values)
             fd = (out[0] - out[1]) / (2 * h)
             np.testing.assert_allclose(
@@ -101,7 +102,7 @@ def test_strain_and_cell_gradients_finite_differences(kind: str) -> None:
     # positions fixed (featomic's definition)
     atoms = random_atoms(13)
     cls = ff.SphericalExpansion if kind == "expansion" else ff.PowerSpectrum
-    calc = cls(**HYP, cutoff_function="shifted_cosine", width=0.8)
+    calc = cls(**HYP, cutoff_function="shifted_cosine", cutoff_width=0.8)
     res = calc.compute(atoms, gradients=["strain", "cell"])
     assert np.abs(res.gradients["cell"]).max() > 1e-3
     assert np.abs(res.gradients["cell"] - res.gradients["strain"]).max() > 1e-3
@@ -113,8 +114,9 @@ def test_strain_and_cell_gradients_finite_differences(kind: str) -> None:
                 eps = np.eye(3)
                 eps[a, b] += sign * h
                 deformed = atoms.copy()
-                deformed.set_cell(atoms.cell.array @ eps, scale_atoms=False)
-                deformed.positions = atoms.positions @ eps
+                # ε on column vectors: r → (1 + ε) r, cell rows H → H (1 + ε)ᵀ
+                deformed.set_cell(atoms.cell.array @ eps.T, scale_atoms=False)
+                deformed.positions = atoms.positions @ eps.T
                 strained.append(calc.compute(deformed).values)
                 moved = atoms.copy()
                 cell = atoms.cell.array.copy()
@@ -257,7 +259,7 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="cutoff"):
         ff.PowerSpectrum(cutoff=-1.0, max_radial=2, max_angular=2, smearing=0.3)
     with pytest.raises(ValueError, match="width"):
-        ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3, width=0.0)
+        ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.3, cutoff_width=0.0)
     with pytest.raises(ValueError, match="width"):
         ff.PowerSpectrum(cutoff=3.0, max_radial=2, max_angular=2, smearing=0.0)
     with pytest.raises(ValueError, match="max_angular"):
@@ -294,3 +296,20 @@ def test_explicit_species_adds_empty_channels() -> None:
     assert si.any() and np.all(res.values[:, si] == 0.0)
     ref = ff.SphericalExpansion(**HYP).compute(atoms)
     np.testing.assert_array_equal(res.values[:, ~si], ref.values)
+
+
+def test_width_keyword_is_a_deprecated_alias_of_cutoff_width() -> None:
+    # one name for the cutoff-function width across SOAP and triplets; the old one still works
+    atoms = random_atoms(21)
+    new = ff.SphericalExpansion(**HYP, cutoff_width=0.7)
+    with pytest.warns(DeprecationWarning, match="'width' is deprecated, use 'cutoff_width'"):
+        old = ff.SphericalExpansion(**HYP, width=0.7)
+    assert old.cutoff_width == 0.7
+    with pytest.warns(DeprecationWarning, match="cutoff_width"):
+        assert old.width == 0.7
+    np.testing.assert_array_equal(old.compute(atoms).values, new.compute(atoms).values)
+    # the width matters (a different one gives different features), so the alias is honoured
+    other = ff.SphericalExpansion(**HYP, cutoff_width=0.3).compute(atoms).values
+    assert np.abs(other - new.compute(atoms).values).max() > 1e-6
+    with pytest.raises(TypeError, match="both"):
+        ff.SphericalExpansion(**HYP, width=0.7, cutoff_width=0.7)

@@ -141,12 +141,38 @@ def test_ch4_example_of_science_md() -> None:
 def test_center_species_and_its_deprecated_alias(make: object) -> None:
     """``center`` sets the species of the centre atom (first, at the origin); the old keyword
     ``centre`` still works with a ``DeprecationWarning`` and gives the same structures."""
-    plus, minus = make(seed=3, center="N", neighbour="O")  # type: ignore[operator]
+    plus, minus = make(seed=3, center="N", neighbor="O")  # type: ignore[operator]
     for atoms in (plus, minus):
         assert atoms.get_chemical_symbols() == ["N", "O", "O", "O", "O"]
         np.testing.assert_array_equal(atoms.positions[0], 0.0)
     with pytest.warns(DeprecationWarning, match="'centre' is deprecated, use 'center'"):
-        old_plus, old_minus = make(seed=3, centre="N", neighbour="O")  # type: ignore[operator]
+        old_plus, old_minus = make(seed=3, centre="N", neighbor="O")  # type: ignore[operator]
     np.testing.assert_array_equal(old_plus.positions, plus.positions)
     np.testing.assert_array_equal(old_minus.positions, minus.positions)
     assert old_plus.get_chemical_symbols() == plus.get_chemical_symbols()
+
+
+@pytest.mark.parametrize("make", [structures.planar_homometric_pair, structures.ch4_pair])
+def test_neighbour_keyword_is_a_deprecated_alias(make: object) -> None:
+    """``neighbour=`` still sets the neighbours' species, with a ``DeprecationWarning``, and
+    gives the same structures as ``neighbor=``."""
+    plus, _ = make(seed=4, neighbor="F")  # type: ignore[operator]
+    assert plus.get_chemical_symbols()[1:] == ["F"] * 4
+    with pytest.warns(DeprecationWarning, match="'neighbour' is deprecated, use 'neighbor'"):
+        old, _ = make(seed=4, neighbour="F")  # type: ignore[operator]
+    np.testing.assert_array_equal(old.positions, plus.positions)
+    assert old.get_chemical_symbols() == plus.get_chemical_symbols()
+    with pytest.raises(TypeError, match="both"):
+        make(seed=4, neighbor="F", neighbour="F")  # type: ignore[operator]
+
+
+def test_neighbour_distance_is_a_deprecated_alias() -> None:
+    """``neighbor_distance`` bounds every centre–neighbour distance; ``neighbour_distance=``
+    is its deprecated alias (same draw, same structures)."""
+    plus, minus = structures.bpm_pair(seed=5, neighbor_distance=(1.55, 1.75))
+    for atoms in (plus, minus):
+        d = np.linalg.norm(atoms.positions[1:], axis=1)
+        assert np.all((d > 1.55) & (d < 1.75))
+    with pytest.warns(DeprecationWarning, match="'neighbour_distance' is deprecated"):
+        old, _ = structures.bpm_pair(seed=5, neighbour_distance=(1.55, 1.75))
+    np.testing.assert_array_equal(old.positions, plus.positions)

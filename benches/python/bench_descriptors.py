@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover
     print("ase is needed for this benchmark")
     sys.exit(0)
 
-HYP = dict(cutoff=5.0, max_radial=5, max_angular=4, smearing=0.3, width=0.5)
+HYP = dict(cutoff=5.0, max_radial=5, max_angular=4, smearing=0.3, cutoff_width=0.5)
 SPECIES = [1, 6, 8]
 
 
@@ -109,7 +109,7 @@ def make_featomic() -> Any:
     return featomic.SoapPowerSpectrum(
         cutoff={
             "radius": HYP["cutoff"],
-            "smoothing": {"type": "ShiftedCosine", "width": HYP["width"]},
+            "smoothing": {"type": "ShiftedCosine", "width": HYP["cutoff_width"]},
         },
         density={"type": "Gaussian", "width": HYP["smearing"]},
         basis={
@@ -147,7 +147,7 @@ def backward_table(sizes: tuple[int, ...]) -> None:
         feat = featomic.SphericalExpansion(
             cutoff={
                 "radius": HYP["cutoff"],
-                "smoothing": {"type": "ShiftedCosine", "width": HYP["width"]},
+                "smoothing": {"type": "ShiftedCosine", "width": HYP["cutoff_width"]},
             },
             density={"type": "Gaussian", "width": HYP["smearing"]},
             basis={

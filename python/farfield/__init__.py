@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from . import triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
 from .coulomb import Coulomb
-from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
+from .descriptors import Backward, Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
 from .limits import Limits, get_limits, set_limits
 from .lode import LodePowerSpectrum, LodeSphericalExpansion
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from . import structures
 
 __all__ = [
+    "Backward",
     "Bispectrum",
     "Coulomb",
     "Descriptor",

@@ -246,6 +246,7 @@ class LodeCalculator:
         strain_gradient: bool,
         method: str,
         accuracy: float,
+        cell_gradient: bool = False,
     ) -> dict[str, Any]: ...
     def backward(
         self,
@@ -254,7 +255,7 @@ class LodeCalculator:
         grad_values: _F,
         method: str = "exact",
         accuracy: float = 1e-6,
-    ) -> tuple[_F, _F, str]: ...
+    ) -> tuple[_F, _F, _F | None, str]: ...
 
 @final
 class TripletCalculator:

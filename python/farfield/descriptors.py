@@ -7,6 +7,7 @@ takes one or a list of ``ase.Atoms`` / :class:`farfield.System` and returns a fr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _checks, _native
-from .lode import LodeBackward
+from ._compat import renamed_keywords
 from .system import System, as_system
 
 FloatArray = npt.NDArray[np.float64]
@@ -23,6 +24,44 @@ IntArray = npt.NDArray[np.int32]
 Frames = Any  # one ase.Atoms / System, or a sequence of them
 
 _GRADIENTS = ("positions", "strain", "cell")
+
+
+@dataclass(frozen=True)
+class Backward:
+    """Vector-Jacobian product of one frame: the result of every feature calculator's
+    ``backward()`` (:class:`SphericalExpansion`, :class:`PowerSpectrum`,
+    :class:`farfield.LodeSphericalExpansion`, :class:`farfield.LodePowerSpectrum`).
+
+    Attributes:
+        positions: dL/dr, (N, 3).
+        strain: dL/dε, (3, 3), for a homogeneous strain of positions and cell with ε acting on
+            column vectors (``r → (1 + ε) r``, cell rows ``H → H (1 + ε)ᵀ``; ``[α, β] =
+            ∂L/∂ε_αβ``), the convention of every ``"strain"`` gradient of the library.
+        cell: dL/dH at fixed Cartesian positions (H = ``atoms.cell``, rows = cell vectors;
+            featomic's ``"cell"``), (3, 3); ``None`` for open frames. Computed in the core
+            from the two above: ``H⁻ᵀ (dL/dε − Σ_j dL/dr_j ⊗ r_j)ᵀ``.
+        method: the path that ran, "exact" or (LODE only) "mesh".
+    """
+
+    positions: FloatArray
+    strain: FloatArray
+    cell: FloatArray | None
+    method: str = "exact"
+
+    def __add__(self, other: Backward) -> Backward:
+        """The backward result of the sum of two losses of the same frame (``method`` of the
+        left operand)."""
+        if not isinstance(other, Backward):
+            return NotImplemented
+        if (self.cell is None) != (other.cell is None):
+            raise ValueError("cannot add the backward results of a periodic and an open frame")
+        cell = None if self.cell is None or other.cell is None else self.cell + other.cell
+        return Backward(
+            positions=self.positions + other.positions,
+            strain=self.strain + other.strain,
+            cell=cell,
+            method=self.method,
+        )
 
 
 @dataclass(frozen=True)
@@ -36,9 +75,12 @@ class Descriptor:
         property_names: names of the property columns, e.g. ``("neighbor_1_type",
             "neighbor_2_type", "l", "n_1", "n_2")`` for the power spectrum.
         gradients: ``"positions"``: (n_grad, 3, n_properties) with ``positions_samples``;
-            ``"strain"``: (n_samples, 3, 3, n_properties), derivative with respect to a
-            homogeneous strain ε of cell and positions together (``r → r (1 + ε)``), what
-            stress and virial need (also defined for open systems); ``"cell"``: (n_samples, 3, 3,
+            ``"strain"``: (n_samples, 3, 3, n_properties), ``[s, α, β] = ∂x_s/∂ε_αβ`` for a
+            homogeneous strain ε of cell and positions together acting on column vectors
+            (``r → (1 + ε) r``, cell rows ``H → H (1 + ε)ᵀ``; the library's one convention,
+            also that of every ``backward()``; featomic's ``"strain"`` is its transpose, which
+            :meth:`to_metatensor` exports), what stress and virial need (also defined for open
+            systems); ``"cell"``: (n_samples, 3, 3,
             n_properties), featomic's ``"cell"`` gradient: ``[s, a, b] = ∂x_s/∂H[a, b]`` with
             ``H`` the cell matrix (rows = cell vectors, ``atoms.cell``) and the Cartesian
             positions held fixed (zero for open systems).
@@ -105,7 +147,10 @@ class Descriptor:
         return {key: self.block(key) for key in self.keys}
 
     def to_metatensor(self) -> Any:
-        """A metatensor ``TensorMap`` with one block per key (needs ``metatensor-core``)."""
+        """A metatensor ``TensorMap`` with one block per key (needs ``metatensor-core``), in
+        featomic's layout: the ``"strain"`` gradient block holds the transpose of
+        ``gradients["strain"]`` (featomic's ε on row vectors) with featomic's component
+        names ``("xyz_2", "xyz_1")``; ``"cell"`` as ``gradients["cell"]``."""
         try:
             import metatensor
         except ImportError as error:  # pragma: no cover
@@ -138,13 +183,19 @@ class Descriptor:
                         properties=block.properties,
                     ),
                 )
-            # component names as featomic 0.6.7 (values agree with featomic element-wise)
+            # featomic 0.6.7's layout and component names, so that the blocks agree with
+            # featomic's element-wise: "strain" [s, xyz_2, xyz_1] = Σ r^xyz_2 ∂/∂r^xyz_1 (ε on
+            # row vectors), the transpose of gradients["strain"][s, α, β] = ∂/∂ε_αβ
+            # (r → (1 + ε) r); "cell" [s, xyz, abc] = ∂/∂H[xyz, abc], as gradients["cell"]
             for name, components in (("strain", ("xyz_2", "xyz_1")), ("cell", ("xyz", "abc"))):
                 if name in b.gradients:
+                    grad = b.gradients[name]
+                    if name == "strain":
+                        grad = np.swapaxes(grad, 1, 2)
                     block.add_gradient(
                         name,
                         metatensor.TensorBlock(
-                            values=np.ascontiguousarray(b.gradients[name]),
+                            values=np.ascontiguousarray(grad),
                             samples=metatensor.Labels(
                                 ["sample"], np.arange(len(b.samples), dtype=np.int32)[:, None]
                             ),
@@ -210,6 +261,7 @@ def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, A
 class _Calculator:
     _kind = ""
 
+    @renamed_keywords(width="cutoff_width")
     def __init__(
         self,
         cutoff: float,
@@ -218,7 +270,7 @@ class _Calculator:
         smearing: float,
         *,
         cutoff_function: str = "shifted_cosine",
-        width: float = 0.5,
+        cutoff_width: float = 0.5,
         center_atom_weight: float = 1.0,
         radial_accuracy: float | None = 1e-8,
         species: Sequence[int] | None = None,
@@ -231,7 +283,7 @@ class _Calculator:
         if not isinstance(cutoff_function, str):
             raise TypeError(f"cutoff_function must be a string, got {cutoff_function!r}")
         self.cutoff_function = cutoff_function
-        self.width = _checks.finite_float("width", width)
+        self.cutoff_width = _checks.finite_float("cutoff_width", cutoff_width)
         self.center_atom_weight = _checks.finite_float("center_atom_weight", center_atom_weight)
         self.radial_accuracy = (
             None
@@ -246,7 +298,7 @@ class _Calculator:
             self.max_angular,
             self.smearing,
             self.cutoff_function,
-            self.width,
+            self.cutoff_width,
             self.center_atom_weight,
             self.radial_accuracy,
             self.species,
@@ -256,9 +308,19 @@ class _Calculator:
         return (
             f"{type(self).__name__}(cutoff={self.cutoff}, max_radial={self.max_radial}, "
             f"max_angular={self.max_angular}, smearing={self.smearing}, "
-            f"cutoff_function={self.cutoff_function!r}, width={self.width}, "
+            f"cutoff_function={self.cutoff_function!r}, cutoff_width={self.cutoff_width}, "
             f"center_atom_weight={self.center_atom_weight}, radial_accuracy={self.radial_accuracy})"
         )
+
+    @property
+    def width(self) -> float:
+        """Deprecated name of :attr:`cutoff_width`."""
+        warnings.warn(
+            f"{type(self).__name__}.width is deprecated, use cutoff_width",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.cutoff_width
 
     def _call(
         self, systems: list[System], grads: tuple[bool, bool, bool], species: list[int]
@@ -276,7 +338,8 @@ class _Calculator:
         Args:
             frames: an ``ase.Atoms`` / :class:`System`, or a list of them.
             gradients: any of ``"positions"``, ``"strain"`` (derivative with respect to a
-                homogeneous strain of cell and positions, for stress) and ``"cell"``
+                homogeneous strain ε of cell and positions, ``r → (1 + ε) r``,
+                ``[s, α, β] = ∂x_s/∂ε_αβ``, for stress) and ``"cell"``
                 (featomic's definition: derivative with respect to the cell matrix with the
                 Cartesian positions fixed).
             progress: show a tqdm progress bar (default: for batches of more than 256
@@ -322,7 +385,7 @@ class _Calculator:
 
     def backward(
         self, frames: Frames, grad_values: npt.ArrayLike | Sequence[npt.ArrayLike]
-    ) -> list[LodeBackward]:
+    ) -> list[Backward]:
         """Vector-Jacobian product of the descriptor, without forming its gradients.
 
         Args:
@@ -331,12 +394,12 @@ class _Calculator:
                 ``compute(frames)`` (n_atoms_total, n_properties), or one such array per frame.
 
         Returns:
-            One :class:`farfield.lode.LodeBackward` per frame: ``positions`` dL/dr (N, 3),
-            ``strain`` dL/dε (3, 3) for a homogeneous strain of positions and cell with ε
-            acting on column vectors (``r → (1 + ε) r``; the transpose of the ``"strain"``
-            gradient layout of :meth:`compute`, the same convention as
-            :meth:`farfield.LodeSphericalExpansion.backward`), and ``cell`` dL/dH (3, 3) at
-            fixed Cartesian positions (featomic's ``"cell"`` convention; ``None`` when open).
+            One :class:`Backward` per frame: ``positions`` dL/dr (N, 3), ``strain`` dL/dε
+            (3, 3) for a homogeneous strain of positions and cell with ε acting on column
+            vectors (``r → (1 + ε) r``; the layout of the ``"strain"`` gradient of
+            :meth:`compute` and of :meth:`farfield.LodeSphericalExpansion.backward`), and
+            ``cell`` dL/dH (3, 3) at fixed Cartesian positions (featomic's ``"cell"``
+            convention; ``None`` when open).
         """
         systems = _frames(frames)
         species = self._species_of(systems)
@@ -365,7 +428,7 @@ class _Calculator:
             [s._arrays() for s in systems], species, np.ascontiguousarray(g).reshape(-1)
         )
         return [
-            LodeBackward(
+            Backward(
                 positions=pos.reshape(-1, 3),
                 strain=strain.reshape(3, 3),
                 cell=None if cell is None else cell.reshape(3, 3),
@@ -386,7 +449,8 @@ class _Calculator:
 class SphericalExpansion(_Calculator):
     """featomic's ``SphericalExpansion``: Gaussian density (width ``smearing``), GTO radial
     basis (``max_radial`` = index of the last function), real spherical harmonics up to
-    ``max_angular``, cutoff ``cutoff`` with ``"shifted_cosine"`` (of ``width``) or ``"step"``
+    ``max_angular``, cutoff ``cutoff`` with ``"shifted_cosine"`` (of ``cutoff_width``, as in
+    :class:`farfield.TripletFeatures`; ``width=`` is a deprecated alias) or ``"step"``
     smoothing. ``radial_accuracy=None`` evaluates the radial integral exactly (₁F₁), otherwise
     through a spline of that absolute accuracy.
 

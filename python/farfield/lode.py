@@ -8,6 +8,7 @@ exact k-space sum (featomic's formula); non-periodic systems the exact real-spac
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _checks, _native
+from ._compat import renamed_keywords
+from .descriptors import Backward, Descriptor
 from .limits import get_limits
 from .system import System, as_system
 
@@ -282,34 +285,8 @@ class LodeResult:
         )
 
 
-@dataclass(frozen=True)
-class LodeBackward:
-    """Result of :meth:`LodeSphericalExpansion.backward` for one frame.
-
-    Attributes:
-        positions: dL/dr, (N, 3).
-        strain: dL/dε, (3, 3) (positions and cell strained together).
-        cell: dL/dA at fixed Cartesian positions, (3, 3) rows, ``None`` when open.
-        method: the path that ran, "exact" (k-space or, when open, real-space) or "mesh",
-            as ``LodeResult.methods`` for the values.
-    """
-
-    positions: FloatArray
-    strain: FloatArray
-    cell: FloatArray | None
-    method: str = "exact"
-
-
-def _backward(
-    system: System, dpos: FloatArray, dstrain: FloatArray, method: str = "exact"
-) -> LodeBackward:
-    """The backward result with dL/dcell = h⁻ᵀ (dL/dε − dL/dRᵀ R)ᵀ for periodic systems
-    (positions held fixed; ε acts on column vectors here)."""
-    cell = None
-    if system.cell is not None:
-        m = dstrain - dpos.T @ system.positions
-        cell = np.linalg.inv(system.cell).T @ m.T
-    return LodeBackward(positions=dpos, strain=dstrain, cell=cell, method=method)
+LodeBackward = Backward
+"""Old name of :class:`farfield.Backward` (the result of every ``backward()``)."""
 
 
 def _frames(frames: Frames) -> list[System]:
@@ -333,33 +310,6 @@ def _check_memory(what: str, nbytes: float, hint: str) -> None:
             f"{what} would need {nbytes / 1e9:.2f} GB, more than the limit of "
             f"{limit / 1e9:.2f} GB (farfield.set_limits(max_memory=...) changes it); {hint}"
         )
-
-
-def _cell_gradient(
-    system: System,
-    species: tuple[int, ...],
-    pair: FloatArray,
-    own: FloatArray,
-    strain: FloatArray,
-) -> FloatArray:
-    """∂c_i/∂H[a, b] at fixed Cartesian positions from the dense position and strain
-    gradients: with r → (1 + ε) r and H → H (1 + ε)ᵀ, ∂c/∂ε = Σ_j ∂c/∂r_j ⊗ r_j + Hᵀ-part,
-    so ∂c/∂H = H⁻ᵀ (∂c/∂ε − Σ_j ∂c/∂r_j ⊗ r_j)ᵀ (zero for open frames)."""
-    if system.cell is None:
-        return np.zeros_like(strain)
-    positions = system.positions
-    types = np.asarray(system.numbers)
-    # Σ_j ∂c_i/∂r_jα r_jβ, per neighbour species channel: (N, α, β, A, lm, n)
-    moment = np.einsum("ixasf,iy->ixyasf", own, positions)
-    for a, z in enumerate(species):
-        js = np.nonzero(types == z)[0]
-        if js.size:
-            moment[:, :, :, a] += np.einsum("ijxsf,jy->ixysf", pair[:, js], positions[js])
-    m = strain - moment
-    inverse = np.linalg.inv(system.cell)
-    # C[i, a, b] = Σ_β H⁻¹[β, a] M[i, b, β]
-    cell: FloatArray = np.einsum("ya,ixy...->iax...", inverse, m)
-    return cell
 
 
 _MAX_ANGULAR = 20
@@ -387,9 +337,11 @@ class LodeSphericalExpansion:
             gradients), or by whichever is predicted cheaper ("auto"; dense gradients and
             non-periodic frames always use the exact formulas, :meth:`backward` follows the
             values' choice).
-        accuracy: target relative accuracy of the mesh (it sets the spline order and grid).
+        mesh_accuracy: target relative accuracy of the mesh values (it sets the spline order
+            and grid; unused by the exact path). ``accuracy=`` is a deprecated alias.
     """
 
+    @renamed_keywords(accuracy="mesh_accuracy")
     def __init__(
         self,
         exponent: float,
@@ -403,7 +355,7 @@ class LodeSphericalExpansion:
         drop_divergent_k0: bool = False,
         species: Iterable[int] | None = None,
         method: str = "auto",
-        accuracy: float = 1e-6,
+        mesh_accuracy: float = 1e-6,
     ) -> None:
         self.exponent = _checks.finite_float("exponent", exponent)
         if self.exponent < 0.0:
@@ -428,10 +380,20 @@ class LodeSphericalExpansion:
         if not isinstance(method, str) or method not in ("auto", "exact", "mesh"):
             raise ValueError(f"unknown method {method!r}, expected 'auto', 'exact' or 'mesh'")
         self.method = method
-        self.accuracy = _checks.finite_float("accuracy", accuracy)
-        if not 0.0 < self.accuracy < 1.0:
-            raise ValueError(f"accuracy must be in (0, 1), got {accuracy}")
+        self.mesh_accuracy = _checks.finite_float("mesh_accuracy", mesh_accuracy)
+        if not 0.0 < self.mesh_accuracy < 1.0:
+            raise ValueError(f"mesh_accuracy must be in (0, 1), got {mesh_accuracy}")
         self._native = _native.LodeCalculator(*self._args())
+
+    @property
+    def accuracy(self) -> float:
+        """Deprecated name of :attr:`mesh_accuracy`."""
+        warnings.warn(
+            "LodeSphericalExpansion.accuracy is deprecated, use mesh_accuracy",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.mesh_accuracy
 
     def _args(self) -> tuple[Any, ...]:
         return (
@@ -492,33 +454,25 @@ class LodeSphericalExpansion:
         methods: list[str] = []
         for index, system in enumerate(iterator):
             n = len(system)
-            periodic_cell = want_cell and system.cell is not None
+            # the core derives the cell gradient from the dense position and strain gradients
             out = self._native.compute(
                 system._arrays(),
                 list(species),
-                want_pos or periodic_cell,
-                want_strain or periodic_cell,
+                want_pos,
+                want_strain,
                 self.method,
-                self.accuracy,
+                self.mesh_accuracy,
+                want_cell,
             )
             methods.append(str(out["method"]))
             values.append(out["values"].reshape(n, na, nlm, nr))
-            pair = own = strain = None
-            if want_pos or periodic_cell:
-                pair = out["pair_gradients"].reshape(n, n, 3, nlm, nr)
-                own = out["self_gradients"].reshape(n, 3, na, nlm, nr)
-            if want_strain or periodic_cell:
-                strain = out["strain_gradients"].reshape(n, 3, 3, na, nlm, nr)
-            if want_pos and pair is not None and own is not None:
-                pairs.append(pair)
-                selfs.append(own)
-            if want_strain and strain is not None:
-                strains.append(strain)
+            if want_pos:
+                pairs.append(out["pair_gradients"].reshape(n, n, 3, nlm, nr))
+                selfs.append(out["self_gradients"].reshape(n, 3, na, nlm, nr))
+            if want_strain:
+                strains.append(out["strain_gradients"].reshape(n, 3, 3, na, nlm, nr))
             if want_cell:
-                if pair is not None and own is not None and strain is not None:
-                    cells.append(_cell_gradient(system, species, pair, own, strain))
-                else:
-                    cells.append(np.zeros((n, 3, 3, na, nlm, nr)))
+                cells.append(out["cell_gradients"].reshape(n, 3, 3, na, nlm, nr))
             samples.append(np.stack([np.full(n, index), np.arange(n)], axis=1))
             offsets.append(offsets[-1] + n)
         return LodeResult(
@@ -583,16 +537,21 @@ class LodeSphericalExpansion:
         results = []
         for system, g in zip(systems, per_frame, strict=True):
             n = len(system)
-            pos, strain, method = self._native.backward(
+            pos, strain, cell, method = self._native.backward(
                 system._arrays(),
                 list(species),
                 np.ascontiguousarray(g).reshape(-1),
                 self.method,
-                self.accuracy,
+                self.mesh_accuracy,
             )
-            dpos = pos.reshape(n, 3)
-            dstrain = strain.reshape(3, 3)
-            results.append(_backward(system, dpos, dstrain, method))
+            results.append(
+                Backward(
+                    positions=pos.reshape(n, 3),
+                    strain=strain.reshape(3, 3),
+                    cell=None if cell is None else cell.reshape(3, 3),
+                    method=method,
+                )
+            )
         return results
 
 
@@ -677,10 +636,8 @@ class LodePowerSpectrum:
         self.lode = lode
         self.density = density
 
-    def compute(self, frames: Frames, gradients: Sequence[str] = ()) -> Any:
+    def compute(self, frames: Frames, gradients: Sequence[str] = ()) -> Descriptor:
         """Computes the invariants of one frame or a list of frames."""
-        from .descriptors import Descriptor
-
         grads = set(_checks.string_list("gradients", gradients, ["positions"]))
         want = "positions" in grads
         systems = _frames(frames)
@@ -782,10 +739,7 @@ class LodePowerSpectrum:
         # dL/dρ: the dense (species, lm, n) layout is the local descriptor's property order;
         # both backward results use ε on column vectors
         local = self.density.backward(systems, d1.reshape(len(d1), -1))
-        return [
-            _backward(system, back.positions + loc.positions, back.strain + loc.strain, back.method)
-            for system, back, loc in zip(systems, results, local, strict=True)
-        ]
+        return [back + loc for back, loc in zip(results, local, strict=True)]
 
     @staticmethod
     def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:

@@ -121,21 +121,22 @@ def _finish(
     )
 
 
-@renamed_keywords(centre="center")
+@renamed_keywords(centre="center", neighbour="neighbor")
 def planar_homometric_pair(
     radius: float | None = None,
     seed: int | np.random.Generator | None = None,
     *,
     center: str = "C",
-    neighbour: str = "H",
+    neighbor: str = "H",
     rotate: bool = False,
 ) -> tuple[ase.Atoms, ase.Atoms]:
     """Planar 3-body-degenerate pair (docs/science.md §4.4a).
 
-    Centre (species ``center``) at the origin and four neighbours (species ``neighbour``) on a
+    Centre (species ``center``) at the origin and four neighbours (species ``neighbor``) on a
     circle of ``radius`` (default: uniform in [0.8, 1.6) Å, drawn from ``seed``) at angles
     {0, 45, 90, 225}° versus {0, 45, 135, 180}°. With ``rotate=True`` each member gets an
-    independent random rotation. (``centre=`` is a deprecated alias of ``center``.)
+    independent random rotation. (``centre=`` and ``neighbour=`` are deprecated aliases of
+    ``center`` and ``neighbor``.)
     """
     rng = _rng(seed)
     r = float(rng.uniform(0.8, 1.6)) if radius is None else float(radius)
@@ -148,10 +149,10 @@ def planar_homometric_pair(
 
     plus = ring([0.0, 45.0, 90.0, 225.0])
     minus = ring([0.0, 45.0, 135.0, 180.0])
-    return _finish(center, [neighbour] * 4, plus, minus, rotate, rng)
+    return _finish(center, [neighbor] * 4, plus, minus, rotate, rng)
 
 
-@renamed_keywords(centre="center")
+@renamed_keywords(centre="center", neighbour="neighbor")
 def ch4_pair(
     seed: int | np.random.Generator | None = None,
     *,
@@ -160,7 +161,7 @@ def ch4_pair(
     z: float | None = None,
     bond: float = 1.09,
     center: str = "C",
-    neighbour: str = "H",
+    neighbor: str = "H",
     rotate: bool = False,
     min_separation: float = 0.35,
 ) -> tuple[ase.Atoms, ase.Atoms]:
@@ -171,7 +172,8 @@ def ch4_pair(
     Parameters not given are drawn from ``seed``: α ~ U(40°, 140°), x, z ~ U(−0.8, 0.8),
     redrawn until both partners exist, z is not ~0 (where the two manifolds meet) and all
     neighbour–neighbour distances exceed ``min_separation`` × ``bond``. The centre atom has the
-    species ``center`` (``centre=`` is a deprecated alias), the neighbours ``neighbour``.
+    species ``center``, the neighbours ``neighbor`` (``centre=`` and ``neighbour=`` are
+    deprecated aliases).
     """
     rng = _rng(seed)
     fixed = alpha is not None and x is not None and z is not None
@@ -192,7 +194,7 @@ def ch4_pair(
             ok = _min_distance(plus) > min_separation * bond
             ok = ok and _min_distance(minus) > min_separation * bond
         if ok:
-            return _finish(center, [neighbour] * 4, plus, minus, rotate, rng)
+            return _finish(center, [neighbor] * 4, plus, minus, rotate, rng)
         if fixed:
             raise ValueError(
                 f"no valid CH4-like pair for alpha={alpha}, x={x}, z={z}: the partner d' is "
@@ -219,13 +221,14 @@ def _bpm_positions(
     return plus, minus
 
 
+@renamed_keywords(neighbour_distance="neighbor_distance")
 def bpm_pair(
     seed: int | np.random.Generator | None = None,
     *,
     n: int = 3,
     species: str = "B",
     rotate: bool = False,
-    neighbour_distance: tuple[float, float] = (1.5, 1.8),
+    neighbor_distance: tuple[float, float] = (1.5, 1.8),
     min_distance: float = 1.2,
     max_tries: int = 1_000_000,
 ) -> tuple[ase.Atoms, ase.Atoms]:
@@ -235,12 +238,13 @@ def bpm_pair(
     ring rotated by ψ about z at −z₁; one axial atom at (0, 0, +z₂) for B+ and (0, 0, −z₂) for
     B−. Parameters as in the B8 data set: r, z₁ ~ U(0.5, 2), z₂ ~ U(1.5, 1.8), ψ ~ U(0, π),
     φ = [0, φ₁, φ₁ + φ₂, ...] with φ_k ~ U(π/6, π); a draw is rejected unless every
-    centre–neighbour distance lies in ``neighbour_distance`` and every interatomic distance
-    exceeds ``min_distance`` (in both members). Structures have 2n + 2 atoms, centre first.
+    centre–neighbour distance lies in ``neighbor_distance`` (``neighbour_distance=`` is a
+    deprecated alias) and every interatomic distance exceeds ``min_distance`` (in both
+    members). Structures have 2n + 2 atoms, centre first.
     """
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
-    lo, hi = neighbour_distance
+    lo, hi = neighbor_distance
     rng = _rng(seed)
     for _ in range(max_tries):
         r = rng.uniform(0.5, 2.0)

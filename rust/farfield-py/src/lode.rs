@@ -9,10 +9,12 @@ use pyo3::types::PyDict;
 
 /// Two flat float arrays returned to Python.
 type ArrayPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
-/// dL/dr (N·3), dL/dε (9) and the path that ran ("exact" or "mesh").
+/// dL/dr (N·3), dL/dε (9), dL/dH (9, `None` when open) and the path that ran ("exact" or
+/// "mesh").
 type BackwardOut<'py> = (
     Bound<'py, PyArray1<f64>>,
     Bound<'py, PyArray1<f64>>,
+    Option<Bound<'py, PyArray1<f64>>>,
     &'static str,
 );
 
@@ -92,8 +94,10 @@ impl LodeCalculator {
 
     /// Dense expansion of one system. Returns a dict of flat float arrays: values (N, A, F),
     /// and optionally pair_gradients (N, N, 3, F), self_gradients (N, 3, A, F),
-    /// strain_gradients (N, 3, 3, A, F); F = (lmax+1)² (max_radial+1).
+    /// strain_gradients (N, 3, 3, A, F) (ε on column vectors), cell_gradients
+    /// (N, 3, 3, A, F) (∂/∂H at fixed Cartesian positions); F = (lmax+1)² (max_radial+1).
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (system, species, positions_gradient, strain_gradient, method, accuracy, cell_gradient=false))]
     fn compute<'py>(
         &self,
         py: Python<'py>,
@@ -103,11 +107,13 @@ impl LodeCalculator {
         strain_gradient: bool,
         method: &str,
         accuracy: f64,
+        cell_gradient: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let system = errors::guarded(|| system.to_system())?;
         let req = GradientRequest {
             positions: positions_gradient,
             strain: strain_gradient,
+            cell: cell_gradient,
         };
         let method = errors::guarded(|| lode_method(method, accuracy))?;
         let calc = &self.inner;
@@ -125,11 +131,14 @@ impl LodeCalculator {
         if let Some(v) = out.strain_gradients {
             dict.set_item("strain_gradients", PyArray1::from_vec(py, v))?;
         }
+        if let Some(v) = out.cell_gradients {
+            dict.set_item("cell_gradients", PyArray1::from_vec(py, v))?;
+        }
         Ok(dict)
     }
 
     /// Backward pass: dL/dfeatures (flat, values layout) → (dL/dpositions flat (N*3),
-    /// dL/dstrain flat (9)); `method` ("exact", "mesh" or "auto") and `accuracy` choose the
+    /// dL/dstrain flat (9), dL/dcell flat (9) or `None` when open, method); `method` ("exact", "mesh" or "auto") and `accuracy` choose the
     /// path as for the values.
     #[pyo3(signature = (system, species, grad_values, method="exact", accuracy=1e-6))]
     fn backward<'py>(
@@ -161,9 +170,13 @@ impl LodeCalculator {
             .flat_map(|r| r.iter().copied())
             .collect();
         let strain: Vec<f64> = out.strain.iter().flat_map(|r| r.iter().copied()).collect();
+        let cell = out
+            .cell
+            .map(|c| PyArray1::from_vec(py, c.iter().flat_map(|r| r.iter().copied()).collect()));
         Ok((
             PyArray1::from_vec(py, pos),
             PyArray1::from_vec(py, strain),
+            cell,
             if used_mesh { "mesh" } else { "exact" },
         ))
     }

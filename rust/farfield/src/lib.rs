@@ -39,6 +39,7 @@ pub mod math;
 pub mod neighbors;
 pub mod pme;
 pub mod qeq;
+pub mod strain;
 pub mod system;
 pub mod tuning;
 

@@ -280,7 +280,7 @@ proptest! {
             center_atom_weight: 1.0,
             drop_divergent_k0: false,
         };
-        let request = lode::GradientRequest { positions: gradients.0, strain: gradients.1 };
+        let request = lode::GradientRequest { positions: gradients.0, strain: gradients.1, cell: false };
         let method = match mesh { Some(a) => lode::Method::Mesh(a), None => lode::Method::Exact };
         let mut species: Vec<i32> = system.numbers().to_vec();
         species.sort_unstable();

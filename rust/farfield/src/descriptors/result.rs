@@ -6,7 +6,8 @@ pub struct GradientRequest {
     /// derivatives with respect to atomic positions
     pub positions: bool,
     /// derivatives with respect to a homogeneous strain ε of the cell and positions
-    /// (`r → r (1 + ε)`, row vectors); open systems: positions only
+    /// (`r → (1 + ε) r`, ε on column vectors, `[α][β] = ∂/∂ε_αβ`, see [`crate::strain`]);
+    /// open systems: positions only
     pub strain: bool,
     /// derivatives with respect to the cell matrix `H` (rows = cell vectors) with the
     /// Cartesian positions held fixed (featomic's `"cell"` gradient), for periodic systems
@@ -36,7 +37,7 @@ pub struct Descriptor {
     pub values: Vec<f64>,
     /// Position gradients, if requested.
     pub position_gradients: Option<PositionGradients>,
-    /// Strain gradients `∂x/∂ε_{αβ}` as `n_samples × 3 × 3 × n_features`, if requested (for
+    /// Strain gradients `∂x/∂ε_{αβ}` (ε on column vectors, [`crate::strain`]) as `n_samples × 3 × 3 × n_features`, if requested (for
     /// non-periodic structures: positions scaled alone).
     pub strain_gradients: Option<Vec<f64>>,
     /// Cell gradients `∂x/∂H_{ab}` (`H` rows = cell vectors, Cartesian positions fixed) as

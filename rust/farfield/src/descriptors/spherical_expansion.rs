@@ -123,8 +123,11 @@ impl SphericalExpansion {
         if let Smoothing::ShiftedCosine { width } = p.smoothing {
             if !(width.is_finite() && width > 0.0 && width <= p.cutoff) {
                 return Err(Error::parameter(
-                    "width",
-                    format!("the shifted-cosine width must be in (0, cutoff], got {width}"),
+                    "cutoff_width",
+                    format!(
+                        "cutoff_width (the width of the shifted-cosine cutoff function) must be \
+                         in (0, cutoff], got {width}"
+                    ),
                 ));
             }
         }
@@ -481,12 +484,13 @@ pub struct ExpansionBackward {
     /// `dL/dr_i`, one row per atom
     pub positions: Vec<Vec3>,
     /// `dL/dε` for a homogeneous strain of positions and cell with ε acting on column vectors
-    /// (`r → (1 + ε) r`): `[a][b] = Σ_pairs (∂L/∂r_ij)_a (r_ij)_b` (the transpose of the
-    /// row-vector convention of the stored `strain` gradients; LODE's backward convention).
-    /// Also defined for open systems (positions only).
+    /// (`r → (1 + ε) r`): `[a][b] = Σ_pairs (∂L/∂r_ij)_a (r_ij)_b`, the convention of the
+    /// stored `strain` gradients and of every engine ([`crate::strain`]). Also defined for
+    /// open systems (positions only).
     pub strain: Mat3,
     /// `dL/dH[a][b]` with `H` the cell matrix (rows = cell vectors) and the Cartesian
-    /// positions fixed (featomic's `cell` gradient convention); `None` for open systems
+    /// positions fixed (featomic's `cell` gradient convention), from the strain and position
+    /// parts by [`crate::strain::backward_cell`]; `None` for open systems
     pub cell: Option<Mat3>,
 }
 
@@ -612,11 +616,12 @@ impl SphericalExpansion {
             .enumerate()
             .flat_map(|(s, (list, _, _))| list.atoms_in_bin_order().iter().map(move |&i| (s, i)))
             .collect();
-        // per atom: dL/dr_i (3), strain (9), cell (9)
+        // per atom: dL/dr_i (3), strain (9); the cell part follows from both
+        // (crate::strain::backward_cell)
         // pass 1, parallel: every pair once (from its `is_half` side), `d = ∂L/∂r_i` from both
-        // centres' dependence on it, gathered into the centre's row (dL/dr_i += d; strain and
-        // cell −d ⊗ r_ij, −n ⊗ d) and kept as `(j, d)` for the partner
-        type Visit = ([f64; 21], Vec<(usize, Vec3)>);
+        // centres' dependence on it, gathered into the centre's row (dL/dr_i += d; strain
+        // −d ⊗ r_ij) and kept as `(j, d)` for the partner
+        type Visit = ([f64; 12], Vec<(usize, Vec3)>);
         let in_task_order: Vec<Visit> = tasks
             .par_iter()
             .map_init(
@@ -625,7 +630,7 @@ impl SphericalExpansion {
                     let (list, idx, offset) = &lists[s];
                     let si = idx[i];
                     let row_i = &grad_values[(offset + i) * nf..(offset + i + 1) * nf];
-                    let mut out = [0.0; 21];
+                    let mut out = [0.0; 12];
                     let mut partners = Vec::new();
                     if interrupt::is_requested() {
                         return (out, partners);
@@ -646,7 +651,6 @@ impl SphericalExpansion {
                             out[a] += d[a];
                             for b in 0..3 {
                                 out[3 + 3 * a + b] -= d[a] * nb.vector[b];
-                                out[12 + 3 * a + b] -= f64::from(nb.shift[a]) * d[b];
                             }
                         }
                         partners.push((nb.j, d));
@@ -657,7 +661,7 @@ impl SphericalExpansion {
             .collect();
         interrupt::check()?;
         // pass 2, sequential in a fixed order (independent of the thread count): dL/dr_j −= d
-        let mut per_atom = vec![[0.0; 21]; n_total];
+        let mut per_atom = vec![[0.0; 12]; n_total];
         for (&(s, i), (row, _)) in tasks.iter().zip(&in_task_order) {
             per_atom[lists[s].2 + i] = *row;
         }
@@ -675,19 +679,24 @@ impl SphericalExpansion {
             let rows = &per_atom[start..start + system.len()];
             start += system.len();
             let mut strain = [[0.0; 3]; 3];
-            let mut cell = [[0.0; 3]; 3];
             for row in rows {
                 for a in 0..3 {
                     for b in 0..3 {
                         strain[a][b] += row[3 + 3 * a + b];
-                        cell[a][b] += row[12 + 3 * a + b];
                     }
                 }
             }
+            let positions: Vec<Vec3> = rows.iter().map(|r| [r[0], r[1], r[2]]).collect();
+            let cell = crate::strain::backward_cell(
+                system.cell(),
+                system.positions(),
+                &positions,
+                &strain,
+            );
             results.push(ExpansionBackward {
-                positions: rows.iter().map(|r| [r[0], r[1], r[2]]).collect(),
+                positions,
                 strain,
-                cell: system.cell().map(|_| cell),
+                cell,
             });
         }
         Ok(results)
@@ -710,9 +719,10 @@ pub(crate) fn check_species(systems: &[System], species: &[i32]) -> Result<Vec<i
     Ok(given)
 }
 
-/// Adds one pair's contribution to the strain (`Σ r_α ∂g/∂r_β`) and cell
-/// (`Σ n_a ∂g/∂r_b`, `n` the lattice shift of the image: with Cartesian positions fixed, only
-/// the image vectors move with the cell) derivatives, `[αβ][features]`, at feature `offset`.
+/// Adds one pair's contribution to the strain (`[αβ] = Σ ∂g/∂r_α r_β`, ε on column vectors:
+/// `r → (1 + ε) r`, see [`crate::strain`]) and cell (`Σ n_a ∂g/∂r_b`, `n` the lattice shift of
+/// the image: with Cartesian positions fixed, only the image vectors move with the cell)
+/// derivatives, `[αβ][features]`, at feature `offset`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn add_strain_and_cell(
@@ -730,9 +740,11 @@ pub(crate) fn add_strain_and_cell(
             let src = &pg[b * ps..(b + 1) * ps];
             let at = (a * 3 + b) * nf + offset;
             if gradients.strain {
-                let ra = nb.vector[a];
-                for (d, v) in strain[at..at + ps].iter_mut().zip(src) {
-                    *d += ra * v;
+                // [a][b] = ∂g/∂r_a r_b
+                let rb = nb.vector[b];
+                let src_a = &pg[a * ps..(a + 1) * ps];
+                for (d, v) in strain[at..at + ps].iter_mut().zip(src_a) {
+                    *d += rb * v;
                 }
             }
             if gradients.cell && nb.shift[a] != 0 {
@@ -1142,10 +1154,10 @@ mod tests {
                 for b in 0..3 {
                     let (mut st, mut ce) = (0.0, 0.0);
                     for k in 4 * s..4 * s + 4 {
-                        // stored strain: row-vector convention [a][b]; backward: column
+                        // stored strain and backward: one convention (ε on column vectors)
                         st += dot(
                             k,
-                            &strain[(k * 9 + b * 3 + a) * nf..(k * 9 + b * 3 + a + 1) * nf],
+                            &strain[(k * 9 + a * 3 + b) * nf..(k * 9 + a * 3 + b + 1) * nf],
                         );
                         ce += dot(
                             k,

@@ -949,6 +949,7 @@ pub fn compute(
         pair_gradients: None,
         self_gradients: None,
         strain_gradients: None,
+        cell_gradients: None,
     })
 }
 
@@ -1101,7 +1102,11 @@ pub fn backward(
     for al in 0..3 {
         strain[al][al] -= trace;
     }
-    Ok(LodeBackward { positions, strain })
+    Ok(LodeBackward {
+        positions,
+        strain,
+        cell: None,
+    })
 }
 
 #[cfg(test)]
@@ -1158,6 +1163,7 @@ mod tests {
         let all = crate::lode::GradientRequest {
             positions: true,
             strain: true,
+            cell: true,
         };
         for method in [Method::Exact, Method::Mesh(1e-4), Method::Auto(1e-4)] {
             let req = if matches!(method, Method::Mesh(_)) {

@@ -65,14 +65,10 @@ pub struct LodeParameters {
     pub drop_divergent_k0: bool,
 }
 
-/// Which gradients to compute.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GradientRequest {
-    /// dense ∂c_i/∂r_j
-    pub positions: bool,
-    /// ∂c_i/∂ε (positions and cell strained together)
-    pub strain: bool,
-}
+/// Which gradients to compute: the request of every feature calculator (dense ∂c_i/∂r_j,
+/// ∂c_i/∂ε with ε on column vectors as everywhere ([`crate::strain`]), and ∂c_i/∂H at fixed
+/// Cartesian positions, derived in the core from the first two).
+pub use crate::descriptors::GradientRequest;
 
 /// Dense LODE output for one system.
 #[derive(Debug, Clone)]
@@ -87,8 +83,11 @@ pub struct LodeOutput {
     pub pair_gradients: Option<Vec<f64>>,
     /// ∂c_i/∂r_i: (N, 3, A, F)
     pub self_gradients: Option<Vec<f64>>,
-    /// ∂c_i/∂ε_αβ: (N, 3, 3, A, F)
+    /// ∂c_i/∂ε_αβ: (N, 3, 3, A, F), ε on column vectors (r → (1 + ε) r, [`crate::strain`])
     pub strain_gradients: Option<Vec<f64>>,
+    /// ∂c_i/∂H[a][b] at fixed Cartesian positions, H rows = cell vectors: (N, 3, 3, A, F)
+    /// (featomic's `"cell"`; zero for open systems)
+    pub cell_gradients: Option<Vec<f64>>,
 }
 
 /// How periodic values are evaluated.
@@ -109,8 +108,11 @@ pub enum Method {
 pub struct LodeBackward {
     /// dL/dr_j, (N, 3)
     pub positions: Vec<[f64; 3]>,
-    /// dL/dε, (3, 3)
+    /// dL/dε, (3, 3), ε on column vectors ([`crate::strain`])
     pub strain: [[f64; 3]; 3],
+    /// dL/dH at fixed Cartesian positions (H rows = cell vectors), `None` for open systems;
+    /// from the two above by [`crate::strain::backward_cell`]
+    pub cell: Option<[[f64; 3]; 3]>,
 }
 
 /// A LODE spherical expansion calculator.
@@ -226,11 +228,82 @@ impl LodeExpansion {
             return Ok(self.empty_output(species, gradients));
         }
         self.check_output_memory(system.len(), species.len(), gradients)?;
-        if system.cell().is_some() {
-            periodic::compute(self, system, species, &types, gradients)
+        // the cell gradient of a periodic system needs the position and strain gradients
+        let cell_from_dense = gradients.cell && system.cell().is_some();
+        let inner = GradientRequest {
+            positions: gradients.positions || cell_from_dense,
+            strain: gradients.strain || cell_from_dense,
+            cell: false,
+        };
+        let mut out = if system.cell().is_some() {
+            periodic::compute(self, system, species, &types, inner)?
         } else {
-            open::compute(self, system, species, &types, gradients)
+            open::compute(self, system, species, &types, inner)?
+        };
+        if gradients.cell {
+            let n = system.len() * 9 * species.len() * self.n_features();
+            out.cell_gradients = Some(match system.cell() {
+                Some(cell) => self.dense_cell_gradients(system, cell, &types, &out),
+                None => vec![0.0; n],
+            });
         }
+        if !gradients.positions {
+            out.pair_gradients = None;
+            out.self_gradients = None;
+        }
+        if !gradients.strain {
+            out.strain_gradients = None;
+        }
+        Ok(out)
+    }
+
+    /// ∂c_i/∂H at fixed Cartesian positions from the dense position and strain gradients,
+    /// `H⁻ᵀ (∂c_i/∂ε − Σ_j ∂c_i/∂r_j ⊗ r_j)ᵀ` per feature ([`crate::strain::cell_gradients`]).
+    fn dense_cell_gradients(
+        &self,
+        system: &System,
+        cell: &crate::system::Cell,
+        types: &[usize],
+        out: &LodeOutput,
+    ) -> Vec<f64> {
+        use rayon::prelude::*;
+        let n = system.len();
+        let f = self.n_features();
+        let na = out.species.len();
+        let block = 9 * na * f;
+        let pair = out.pair_gradients.as_deref().expect("pair gradients computed");
+        let own = out.self_gradients.as_deref().expect("self gradients computed");
+        let strain = out.strain_gradients.as_deref().expect("strain gradients computed");
+        let positions = system.positions();
+        let mut cell_out = vec![0.0; n * block];
+        cell_out
+            .par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                // moment [αβ][a][x] = Σ_j ∂c_i[a][x]/∂r_jα r_jβ
+                let mut moment = vec![0.0; block];
+                for al in 0..3 {
+                    for be in 0..3 {
+                        let m = &mut moment[(al * 3 + be) * na * f..(al * 3 + be + 1) * na * f];
+                        let ri = positions[i][be];
+                        let src = &own[(i * 3 + al) * na * f..(i * 3 + al + 1) * na * f];
+                        for (d, v) in m.iter_mut().zip(src) {
+                            *d += v * ri;
+                        }
+                        for j in (0..n).filter(|&j| j != i) {
+                            let rj = positions[j][be];
+                            let a = types[j];
+                            let src = &pair[((i * n + j) * 3 + al) * f..((i * n + j) * 3 + al + 1) * f];
+                            for (d, v) in m[a * f..(a + 1) * f].iter_mut().zip(src) {
+                                *d += v * rj;
+                            }
+                        }
+                    }
+                }
+                let st = &strain[i * block..(i + 1) * block];
+                dst.copy_from_slice(&crate::strain::cell_gradients(cell, st, &moment, na * f));
+            });
+        cell_out
     }
 
     /// The (empty) output of a system without atoms.
@@ -242,6 +315,7 @@ impl LodeExpansion {
             pair_gradients: gradients.positions.then(Vec::new),
             self_gradients: gradients.positions.then(Vec::new),
             strain_gradients: gradients.strain.then(Vec::new),
+            cell_gradients: gradients.cell.then(Vec::new),
         }
     }
 
@@ -249,11 +323,14 @@ impl LodeExpansion {
     fn check_output_memory(&self, n: usize, na: usize, gradients: GradientRequest) -> Result<()> {
         let (n, na, f) = (n as f64, na as f64, self.n_features() as f64);
         let mut entries = n * na * f;
-        if gradients.positions {
+        if gradients.positions || gradients.cell {
             entries += n * n * 3.0 * f + n * 3.0 * na * f;
         }
-        if gradients.strain {
+        if gradients.strain || gradients.cell {
             entries += 2.0 * n * 9.0 * na * f;
+        }
+        if gradients.cell {
+            entries += n * 9.0 * na * f;
         }
         crate::limits::check_memory(
             "the LODE features and their dense gradients",
@@ -276,10 +353,10 @@ impl LodeExpansion {
         Ok(match method {
             Method::Exact => None,
             Method::Mesh(acc) => {
-                if gradients.positions || gradients.strain {
+                if gradients.positions || gradients.strain || gradients.cell {
                     return Err(Error::parameter(
                         "method",
-                        "dense gradients (positions, strain) are N² by nature and not available \
+                        "dense gradients (positions, strain, cell) are N² by nature and not available \
                          with the mesh method, which computes values only; use method='exact' \
                          (or 'auto') for them, or backward() for the vector-Jacobian product \
                          on the mesh in O(N log N)",
@@ -296,7 +373,7 @@ impl LodeExpansion {
             Method::Auto(acc) => {
                 let mp = mesh::MeshParameters::for_accuracy(acc)?;
                 match system.cell() {
-                    Some(cell) if !(gradients.positions || gradients.strain) => {
+                    Some(cell) if !(gradients.positions || gradients.strain || gradients.cell) => {
                         let grid = mesh::grid(cell, self.k_cutoff, &mp);
                         let kc = self.k_cutoff;
                         let n_k = 4.0 / 3.0 * PI * kc.powi(3) * cell.volume() / (16.0 * PI.powi(3));
@@ -372,23 +449,31 @@ impl LodeExpansion {
             let back = LodeBackward {
                 positions: Vec::new(),
                 strain: [[0.0; 3]; 3],
+                cell: system.cell().map(|_| [[0.0; 3]; 3]),
             };
             return Ok((back, choice.is_some()));
         }
-        match (choice, system.cell().is_some()) {
-            (Some(mp), _) => Ok((
+        let (mut back, used_mesh) = match (choice, system.cell().is_some()) {
+            (Some(mp), _) => (
                 mesh::backward(self, system, species, &types, grad_values, mp)?,
                 true,
-            )),
-            (None, true) => Ok((
+            ),
+            (None, true) => (
                 periodic::backward(self, system, species, &types, grad_values)?,
                 false,
-            )),
-            (None, false) => Ok((
+            ),
+            (None, false) => (
                 open::backward(self, system, species, &types, grad_values)?,
                 false,
-            )),
-        }
+            ),
+        };
+        back.cell = crate::strain::backward_cell(
+            system.cell(),
+            system.positions(),
+            &back.positions,
+            &back.strain,
+        );
+        Ok((back, used_mesh))
     }
 
     pub(crate) fn basis(&self, k_max: f64) -> Result<RadialBasis> {

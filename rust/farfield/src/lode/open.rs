@@ -342,6 +342,7 @@ pub fn compute(
         pair_gradients: req.positions.then_some(pair),
         self_gradients: req.positions.then_some(selfg),
         strain_gradients: req.strain.then_some(strain),
+        cell_gradients: None,
     })
 }
 
@@ -410,6 +411,7 @@ pub fn backward(
     Ok(LodeBackward {
         positions: forces,
         strain,
+        cell: None,
     })
 }
 

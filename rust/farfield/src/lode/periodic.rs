@@ -767,6 +767,7 @@ pub fn compute(
         pair_gradients: pair,
         self_gradients: selfg,
         strain_gradients: strain,
+        cell_gradients: None,
     })
 }
 /// Vector-Jacobian product: dL/dr and dL/dε from dL/dc, at about twice the cost of values
@@ -1006,5 +1007,6 @@ pub fn backward(
     Ok(LodeBackward {
         positions: forces,
         strain,
+        cell: None,
     })
 }
