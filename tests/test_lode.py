@@ -791,3 +791,75 @@ def test_accuracy_keyword_is_a_deprecated_alias_of_mesh_accuracy() -> None:
         np.abs(tight.compute(atoms).values - exact).max()
         < np.abs(new.compute(atoms).values - exact).max()
     )
+
+
+def test_to_descriptor_labels_and_gradients_against_finite_differences() -> None:
+    # the LODE expansion as the library's labelled Descriptor: columns labelled like
+    # SphericalExpansion's, and every gradient (positions, strain with ε on column vectors,
+    # cell at fixed Cartesian positions) against finite differences of the values
+    atoms = periodic_system(3, seed=4)
+    calc = ff.LodeSphericalExpansion(1.0, 0.7, 1, 1, 2.0, method="exact")
+    res = calc.compute(atoms, gradients=["positions", "strain", "cell"])
+    d = res.to_descriptor()
+    assert isinstance(d, ff.Descriptor)
+    assert d.property_names == ("neighbor_type", "l", "m", "n")
+    assert d.sample_names == ("system", "atom", "center_type")
+    np.testing.assert_array_equal(d.samples[:, 2], atoms.numbers)
+    for col, (z, lam, m, n) in enumerate(d.properties):
+        channel = res.species.index(int(z))
+        np.testing.assert_array_equal(
+            d.values[:, col], res.values[:, channel, lam * lam + lam + m, n]
+        )
+
+    def flat(a: ase.Atoms) -> np.ndarray:
+        return calc.compute(a).to_descriptor().values
+
+    h = 1e-5
+    scale = np.abs(d.values).max()
+    ps = d.positions_samples
+    assert ps is not None
+    for j in range(len(atoms)):
+        for al in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[j, al] += h
+            minus.positions[j, al] -= h
+            fd = (flat(plus) - flat(minus)) / (2 * h)
+            rows = np.nonzero(ps[:, 2] == j)[0]
+            np.testing.assert_allclose(
+                d.gradients["positions"][rows, al], fd[ps[rows, 0]], rtol=0, atol=1e-6 * scale
+            )
+    for al in range(3):
+        for be in range(3):
+            eps = np.zeros((3, 3))
+            eps[al, be] = h
+            strained, celled = [], []
+            for sign in (1, -1):
+                m = np.eye(3) + sign * eps
+                a2 = atoms.copy()
+                a2.positions = atoms.positions @ m.T
+                a2.cell = atoms.cell.array @ m.T
+                strained.append(flat(a2))
+                a3 = atoms.copy()
+                cell = atoms.cell.array.copy()
+                cell[al, be] += sign * h
+                a3.set_cell(cell, scale_atoms=False)
+                celled.append(flat(a3))
+            for name, (p, q) in (("strain", strained), ("cell", celled)):
+                np.testing.assert_allclose(
+                    d.gradients[name][:, al, be], (p - q) / (2 * h), rtol=0, atol=1e-6 * scale
+                )
+    # the generic Descriptor blocks: (center_type, neighbor_type) keys
+    assert d.keys == [(c, z) for c in sorted(set(atoms.numbers)) for z in res.species]
+
+
+def test_block_accepts_a_key_tuple_and_backward_is_the_shared_type() -> None:
+    atoms = periodic_system(4, seed=6)
+    calc = ff.LodeSphericalExpansion(1.0, 0.7, 1, 1, 2.0, method="exact")
+    res = calc.compute(atoms, gradients=["positions"])
+    key = res.keys[1]
+    assert res.block(key) is res.block(*key)
+    with pytest.raises(TypeError):
+        res.block(key[0])
+    back = calc.backward(atoms, np.ones(res.values.shape))[0]
+    assert isinstance(back, ff.Backward) and ff.lode.LodeBackward is ff.Backward
+    assert back.cell is not None and back.cell.shape == (3, 3)

@@ -36,6 +36,9 @@ __all__ = [
     "LodeCalculator",
     "lambda0_invariants",
     "lambda0_invariants_vjp",
+    "lambda0_invariants_jvp",
+    "lode_dense_position_gradients",
+    "lode_block_position_gradients",
     "qeq",
     "qeq_batch",
     "TripletCalculator",
@@ -221,6 +224,33 @@ def lambda0_invariants_vjp(
     n_radial_2: int,
     symmetric: bool,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def lambda0_invariants_jvp(
+    first: _F,
+    dfirst: _F | None,
+    second: _F,
+    dsecond: _F | None,
+    n_species_1: int,
+    n_species_2: int,
+    max_angular: int,
+    n_radial_1: int,
+    n_radial_2: int,
+    symmetric: bool,
+    n_directions: int,
+) -> _F: ...
+def lode_dense_position_gradients(
+    pair: _F, own: _F, types: list[int], n_species: int, n_features: int
+) -> _F: ...
+def lode_block_position_gradients(
+    pair: _F,
+    own: _F,
+    types: list[int],
+    n_species: int,
+    n_features: int,
+    centres: list[int],
+    channel: int,
+    o3_lambda: int,
+    n_radial: int,
+) -> tuple[_L, _F]: ...
 
 @final
 class LodeCalculator:

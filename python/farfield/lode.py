@@ -83,7 +83,9 @@ class LodeResult:
         frame_offsets: first sample of each frame (and the total at the end).
         methods: per frame, "exact" or "mesh" (how the values were evaluated).
 
-    Blocks in featomic's layout come from :meth:`block` / :attr:`blocks` (built on demand).
+    Blocks in featomic's layout come from :meth:`block` / :attr:`blocks` (built on demand,
+    by the core); :meth:`to_descriptor` gives the same features as the library's labelled
+    :class:`farfield.Descriptor` (the result type of every other feature calculator).
     """
 
     values: FloatArray
@@ -118,8 +120,20 @@ class LodeResult:
         """Every block, keyed by (center_type, neighbor_type, o3_lambda)."""
         return {key: self.block(*key) for key in self.keys}
 
-    def block(self, center_type: int, neighbor_type: int, o3_lambda: int) -> LodeBlock:
-        """The block with these keys (KeyError when absent)."""
+    def block(
+        self,
+        center_type: int | tuple[int, int, int],
+        neighbor_type: int | None = None,
+        o3_lambda: int | None = None,
+    ) -> LodeBlock:
+        """The block with these keys, given as three integers or as one key tuple
+        ``(center_type, neighbor_type, o3_lambda)`` of :attr:`keys` (KeyError when absent)."""
+        if isinstance(center_type, tuple):
+            if neighbor_type is not None or o3_lambda is not None or len(center_type) != 3:
+                raise TypeError("block() takes a key tuple of three integers or three integers")
+            center_type, neighbor_type, o3_lambda = center_type
+        if neighbor_type is None or o3_lambda is None:
+            raise TypeError("block() needs center_type, neighbor_type and o3_lambda")
         key = (int(center_type), int(neighbor_type), int(o3_lambda))
         if key not in self._cache:
             if key not in self.keys:
@@ -127,35 +141,93 @@ class LodeResult:
             self._cache[key] = self._build_block(*key)
         return self._cache[key]
 
+    def to_descriptor(self) -> Descriptor:
+        """The same features as a :class:`farfield.Descriptor`, the labelled type of every
+        feature calculator: ``values`` (n_atoms_total, n_species · (lmax+1)² · (nmax+1)),
+        samples ``(system, atom, center_type)``, properties ``(neighbor_type, l, m, n)``
+        (:class:`farfield.SphericalExpansion`'s labels and order), and the computed gradients
+        in its layout: ``"positions"`` one row per (centre, atom) pair of a frame (LODE is
+        global), ``"strain"`` and ``"cell"`` (n_samples, 3, 3, n_properties), the same
+        conventions as here."""
+        na = len(self.species)
+        nlm = (self.max_angular + 1) ** 2
+        nr = self.max_radial + 1
+        nf = na * nlm * nr
+        n_total = self.values.shape[0]
+        properties = np.array(
+            [
+                (z, lam, m, n)
+                for z in self.species
+                for lam in range(self.max_angular + 1)
+                for m in range(-lam, lam + 1)
+                for n in range(nr)
+            ],
+            dtype=np.int32,
+        ).reshape(-1, 4)
+        samples = np.concatenate([self.samples, self.center_types[:, None]], axis=1)
+        gradients: dict[str, FloatArray] = {}
+        positions_samples = None
+        if self.pair_gradients is not None:
+            rows: list[FloatArray] = []
+            labels: list[npt.NDArray[np.int64]] = []
+            for frame in range(len(self.frame_offsets) - 1):
+                lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
+                n = hi - lo
+                rows.append(self.positions_gradient_dense(frame).reshape(n * n, 3, nf))
+                ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+                labels.append(
+                    np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1)
+                )
+            gradients["positions"] = np.concatenate(rows)
+            positions_samples = np.concatenate(labels).astype(np.int64)
+        for name, per_frame in (("strain", self.strain_gradients), ("cell", self.cell_gradients)):
+            if per_frame is not None:
+                gradients[name] = (
+                    np.concatenate(per_frame).reshape(n_total, 3, 3, nf)
+                    if per_frame
+                    else np.zeros((0, 3, 3, nf))
+                )
+        return Descriptor(
+            values=self.values.reshape(n_total, nf),
+            samples=samples.astype(np.int32),
+            properties=properties,
+            property_names=("neighbor_type", "l", "m", "n"),
+            gradients=gradients,
+            positions_samples=positions_samples,
+        )
+
     def _build_block(self, ct: int, nt: int, lam: int) -> LodeBlock:
         a = self.species.index(nt)
         lm = slice(lam * lam, (lam + 1) * (lam + 1))
         rows = np.nonzero(self.center_types == ct)[0]
         grad = gsamples = strain = None
         if self.pair_gradients is not None and self.self_gradients is not None:
+            # featomic's rows (the centre itself, then every other atom of the channel),
+            # assembled by the core from the compact pair/self gradients of each frame
             gvals: list[FloatArray] = []
             gsamp: list[IntArray] = []
+            nr = self.max_radial + 1
             for frame in range(len(self.frame_offsets) - 1):
                 lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
                 sel = np.nonzero((rows >= lo) & (rows < hi))[0]
                 if sel.size == 0:
                     continue
-                centres = rows[sel] - lo
-                types = self.center_types[lo:hi]
-                js = np.nonzero(types == nt)[0]
-                pair = self.pair_gradients[frame][np.ix_(centres, js)][:, :, :, lm]
-                own = self.self_gradients[frame][centres][:, :, a, lm]
-                both = np.concatenate([own[:, None], pair], axis=1)
-                atoms = np.concatenate(
-                    [centres[:, None], np.broadcast_to(js, (centres.size, js.size))], axis=1
+                labels, vals = _native.lode_block_position_gradients(
+                    np.ascontiguousarray(self.pair_gradients[frame]).reshape(-1),
+                    np.ascontiguousarray(self.self_gradients[frame]).reshape(-1),
+                    self._channels(lo, hi),
+                    len(self.species),
+                    (self.max_angular + 1) ** 2 * nr,
+                    [int(c) for c in rows[sel] - lo],
+                    a,
+                    lam,
+                    nr,
                 )
-                keep = np.ones(atoms.shape, dtype=bool)
-                keep[:, 1:] = js[None, :] != centres[:, None]
-                sample = np.broadcast_to(sel[:, None], atoms.shape)
-                gvals.append(both[keep])
+                labels = labels.reshape(-1, 2)
+                gvals.append(vals.reshape(-1, 3, 2 * lam + 1, nr))
                 gsamp.append(
                     np.stack(
-                        [sample[keep], np.full(int(keep.sum()), frame), atoms[keep]], axis=1
+                        [sel[labels[:, 0]], np.full(len(labels), frame), labels[:, 1]], axis=1
                     ).astype(np.int32)
                 )
             grad = np.concatenate(gvals)
@@ -191,27 +263,27 @@ class LodeResult:
             parts.append(per_frame[frame][centres][:, :, :, a, lm])
         return np.concatenate(parts)
 
+    def _channels(self, lo: int, hi: int) -> list[int]:
+        """The species channel of every atom of the frame whose samples are ``lo:hi``."""
+        index = {s: a for a, s in enumerate(self.species)}
+        return [index[int(z)] for z in self.center_types[lo:hi]]
+
     def positions_gradient_dense(self, frame: int = 0) -> FloatArray:
-        """Dense ∂c_i/∂r_j of one frame: (N, N, 3, n_species, (lmax+1)², nmax+1)."""
+        """Dense ∂c_i/∂r_j of one frame: (N, N, 3, n_species, (lmax+1)², nmax+1) (assembled
+        by the core; refused beyond the memory limit of ``farfield.set_limits``)."""
         if self.pair_gradients is None or self.self_gradients is None:
             raise ValueError("positions gradients were not computed")
         pair = self.pair_gradients[frame]
-        selfg = self.self_gradients[frame]
         n = pair.shape[0]
-        _check_memory(
-            "the dense LODE position gradients",
-            8.0 * n * n * 3 * len(self.species) * pair.shape[3] * pair.shape[4],
-            "use backward() for the vector-Jacobian product, or a smaller system",
-        )
         lo, hi = self.frame_offsets[frame], self.frame_offsets[frame + 1]
-        types = self.center_types[lo:hi]
-        index = {s: a for a, s in enumerate(self.species)}
-        dense = np.zeros((n, n, 3, len(self.species)) + pair.shape[3:])
-        for j in range(n):
-            dense[:, j, :, index[int(types[j])]] = pair[:, j]
-        for i in range(n):
-            dense[i, i] += selfg[i].reshape(dense.shape[2:])
-        return dense
+        dense = _native.lode_dense_position_gradients(
+            np.ascontiguousarray(pair).reshape(-1),
+            np.ascontiguousarray(self.self_gradients[frame]).reshape(-1),
+            self._channels(lo, hi),
+            len(self.species),
+            pair.shape[3] * pair.shape[4],
+        )
+        return dense.reshape((n, n, 3, len(self.species)) + pair.shape[3:])
 
     def to_metatensor(self) -> Any:
         """A ``metatensor.TensorMap`` with featomic's key names (needs metatensor-core)."""
@@ -595,6 +667,41 @@ def _lambda0_labels(
     ]
 
 
+def _lambda0_jvp(
+    first: FloatArray,
+    dfirst: FloatArray,
+    second: FloatArray,
+    dsecond: FloatArray,
+    lmax: int,
+    symmetric: bool,
+) -> FloatArray:
+    """Derivatives of :func:`_lambda0` (core product rule): ``first`` (n, A1, lm, n1) and
+    ``dfirst`` (n, ..., A1, lm, n1) with any directions ``...`` (likewise ``second``);
+    returns (n, ..., n_invariants)."""
+    na1, _, nr1 = first.shape[-3:]
+    na2, _, nr2 = second.shape[-3:]
+    n = first.shape[0]
+    lead = dfirst.shape[: dfirst.ndim - 3]
+    labels = _lambda0_labels(na1, na2, lmax, nr1, nr2, symmetric)
+    k = int(np.prod(lead[1:], dtype=np.int64))
+    if first.size == 0 or second.size == 0 or k == 0:
+        return np.zeros(lead + (len(labels),))
+    flat = _native.lambda0_invariants_jvp(
+        np.ascontiguousarray(first, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(dfirst, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(second, dtype=np.float64).reshape(-1),
+        np.ascontiguousarray(dsecond, dtype=np.float64).reshape(-1),
+        na1,
+        na2,
+        lmax,
+        nr1,
+        nr2,
+        symmetric,
+        k,
+    )
+    return flat.reshape((n,) + lead[1:] + (len(labels),))
+
+
 def _lambda0_vjp(
     first: FloatArray, second: FloatArray, grad: FloatArray, lmax: int, symmetric: bool
 ) -> tuple[FloatArray, FloatArray]:
@@ -678,19 +785,16 @@ class LodePowerSpectrum:
             for frame in range(len(systems)):
                 lo, hi = lode.frame_offsets[frame], lode.frame_offsets[frame + 1]
                 dv = lode.positions_gradient_dense(frame)  # (N, N, 3, A, lm, n)
-                vv = v[lo:hi][:, None, None]
+                # the product rule of the λ = 0 contraction, in the core
                 if self.density is None:
-                    d1, _ = _lambda0(dv, np.broadcast_to(vv, dv.shape), lmax, True)
-                    d2, _ = _lambda0(np.broadcast_to(vv, dv.shape), dv, lmax, True)
+                    d = _lambda0_jvp(v[lo:hi], dv, v[lo:hi], dv, lmax, True)
                 else:
                     drho = self._dense_density_gradient(
                         rho_desc, first_species, lmax, frame, lo, hi
                     )
-                    rr = first[lo:hi][:, None, None]
-                    d1, _ = _lambda0(drho, np.broadcast_to(vv, dv.shape), lmax, False)
-                    d2, _ = _lambda0(np.broadcast_to(rr, drho.shape), dv, lmax, False)
+                    d = _lambda0_jvp(first[lo:hi], drho, v[lo:hi], dv, lmax, False)
                 n = hi - lo
-                gvals.append((d1 + d2).reshape(n * n, 3, values.shape[1]))
+                gvals.append(d.reshape(n * n, 3, values.shape[1]))
                 ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
                 gsamp.append(np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1))
             grad["positions"] = np.concatenate(gvals)

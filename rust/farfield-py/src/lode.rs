@@ -2,6 +2,7 @@
 use crate::convert::{choice, SystemArrays};
 use crate::{errors, threads};
 use farfield::descriptors::Lambda0Product;
+use farfield::lode::layout::{block_position_gradients, dense_position_gradients, GradientShape};
 use farfield::lode::{BasisKind, GradientRequest, LodeExpansion, LodeParameters, Method};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -9,6 +10,8 @@ use pyo3::types::PyDict;
 
 /// Two flat float arrays returned to Python.
 type ArrayPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+/// Flat integer labels and flat float values returned to Python.
+type LabelledRows<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
 /// dL/dr (N·3), dL/dε (9), dL/dH (9, `None` when open) and the path that ran ("exact" or
 /// "mesh").
 type BackwardOut<'py> = (
@@ -271,10 +274,101 @@ fn lambda0_invariants_vjp<'py>(
     Ok((PyArray1::from_vec(py, d1), PyArray1::from_vec(py, d2)))
 }
 
+/// Forward derivative of [`lambda0_invariants`]: `k` derivatives per atom of either input
+/// (flat, `n_atoms × k × per-atom size`, or `None` for zero) → flat
+/// `n_atoms × k × n_features` (`farfield::descriptors::Lambda0Product::jvp`).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (first, dfirst, second, dsecond, n_species_1, n_species_2, max_angular, n_radial_1, n_radial_2, symmetric, n_directions))]
+fn lambda0_invariants_jvp<'py>(
+    py: Python<'py>,
+    first: PyReadonlyArray1<'py, f64>,
+    dfirst: Option<PyReadonlyArray1<'py, f64>>,
+    second: PyReadonlyArray1<'py, f64>,
+    dsecond: Option<PyReadonlyArray1<'py, f64>>,
+    n_species_1: usize,
+    n_species_2: usize,
+    max_angular: usize,
+    n_radial_1: usize,
+    n_radial_2: usize,
+    symmetric: bool,
+    n_directions: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let p = product(
+        n_species_1,
+        n_species_2,
+        max_angular,
+        n_radial_1,
+        n_radial_2,
+        symmetric,
+    );
+    let (a, b) = (first.as_slice()?, second.as_slice()?);
+    let da = dfirst.as_ref().map(|d| d.as_slice()).transpose()?;
+    let db = dsecond.as_ref().map(|d| d.as_slice()).transpose()?;
+    let out = threads::run(py, || p.jvp(a, da, b, db, n_directions))?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
+fn gradient_shape(n_atoms: usize, n_species: usize, n_features: usize) -> GradientShape {
+    GradientShape {
+        n_atoms,
+        n_species,
+        n_features,
+    }
+}
+
+/// Dense ∂c_i/∂r_j (N, N, 3, A, F), flat, from the compact pair (N, N, 3, F) and self
+/// (N, 3, A, F) gradients of one frame (`types[j]`: the channel of atom j).
+#[pyfunction]
+fn lode_dense_position_gradients<'py>(
+    py: Python<'py>,
+    pair: PyReadonlyArray1<'py, f64>,
+    own: PyReadonlyArray1<'py, f64>,
+    types: Vec<usize>,
+    n_species: usize,
+    n_features: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let shape = gradient_shape(types.len(), n_species, n_features);
+    let (p, o) = (pair.as_slice()?, own.as_slice()?);
+    let out = threads::run(py, || dense_position_gradients(shape, &types, p, o))?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// Position-gradient rows of one (centre type, channel, λ) block in featomic's layout:
+/// (labels flat (rows × 2: position in `centres`, atom), values flat rows × 3 × (2λ+1) × nr).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn lode_block_position_gradients<'py>(
+    py: Python<'py>,
+    pair: PyReadonlyArray1<'py, f64>,
+    own: PyReadonlyArray1<'py, f64>,
+    types: Vec<usize>,
+    n_species: usize,
+    n_features: usize,
+    centres: Vec<usize>,
+    channel: usize,
+    o3_lambda: usize,
+    n_radial: usize,
+) -> PyResult<LabelledRows<'py>> {
+    let shape = gradient_shape(types.len(), n_species, n_features);
+    let (p, o) = (pair.as_slice()?, own.as_slice()?);
+    let (labels, values) = threads::run(py, || {
+        block_position_gradients(shape, &types, p, o, &centres, channel, o3_lambda, n_radial)
+    })?;
+    let flat: Vec<i64> = labels
+        .iter()
+        .flat_map(|&[k, j]| [k as i64, j as i64])
+        .collect();
+    Ok((PyArray1::from_vec(py, flat), PyArray1::from_vec(py, values)))
+}
+
 /// Adds this engine's functions and classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LodeCalculator>()?;
     m.add_function(wrap_pyfunction!(lambda0_invariants, m)?)?;
     m.add_function(wrap_pyfunction!(lambda0_invariants_vjp, m)?)?;
+    m.add_function(wrap_pyfunction!(lambda0_invariants_jvp, m)?)?;
+    m.add_function(wrap_pyfunction!(lode_dense_position_gradients, m)?)?;
+    m.add_function(wrap_pyfunction!(lode_block_position_gradients, m)?)?;
     Ok(())
 }

@@ -667,6 +667,92 @@ impl Lambda0Product {
     }
 }
 
+impl Lambda0Product {
+    /// Forward derivative (Jacobian-vector product, the product rule) of the invariants:
+    /// given `k` derivatives of each atom's expansions, `dfirst` (`n_atoms × k × n_species_1 ×
+    /// (lmax+1)² × n_radial_1`) and `dsecond` (likewise), returns `n_atoms × k × n_features`
+    /// `P(dfirst, second) + P(first, dsecond)`. Either derivative may be `None` (zero). The
+    /// dense position gradients of a λ = 0 product (LODE power spectrum, |ρ ⊗ V⟩) are this
+    /// with `k = 3 N` directions per atom.
+    pub fn jvp(
+        &self,
+        first: &[f64],
+        dfirst: Option<&[f64]>,
+        second: &[f64],
+        dsecond: Option<&[f64]>,
+        k: usize,
+    ) -> Result<Vec<f64>> {
+        let n = self.check(first, second)?;
+        let (s1, s2) = self.sizes();
+        for (name, d, size) in [("dfirst", dfirst, s1), ("dsecond", dsecond, s2)] {
+            if let Some(d) = d {
+                if d.len() != n * k * size {
+                    return Err(Error::parameter(
+                        name,
+                        format!(
+                            "expected {} values ({n} atoms × {k} directions × {size}), got {}",
+                            n * k * size,
+                            d.len()
+                        ),
+                    ));
+                }
+                crate::error::check_finite(name, d)?;
+            }
+        }
+        let nlm = (self.max_angular + 1) * (self.max_angular + 1);
+        let (c1, c2) = (nlm * self.n_radial_1, nlm * self.n_radial_2);
+        let nf = self.n_features();
+        let block = self.block();
+        let pairs = self.pairs();
+        let norms: Vec<f64> = (0..=self.max_angular).map(lambda0_norm).collect();
+        let mut out = super::cost::try_calloc(
+            "the derivatives of the λ = 0 invariants",
+            n * k * nf,
+            "use fewer atoms, smaller max_radial / max_angular, or a backward pass",
+        )?;
+        if nf == 0 || n * k == 0 {
+            return Ok(out);
+        }
+        out.par_chunks_mut(nf).enumerate().for_each(|(row, o)| {
+            if crate::interrupt::is_requested() {
+                return;
+            }
+            let i = row / k;
+            let x = &first[i * s1..(i + 1) * s1];
+            let y = &second[i * s2..(i + 1) * s2];
+            for (p, &(a, b, s)) in pairs.iter().enumerate() {
+                let dst = &mut o[p * block..(p + 1) * block];
+                if let Some(d) = dfirst {
+                    let dx = &d[row * s1..(row + 1) * s1];
+                    contract_lambda0(
+                        &dx[a * c1..(a + 1) * c1],
+                        &y[b * c2..(b + 1) * c2],
+                        &norms,
+                        self.n_radial_1,
+                        self.n_radial_2,
+                        s,
+                        dst,
+                    );
+                }
+                if let Some(d) = dsecond {
+                    let dy = &d[row * s2..(row + 1) * s2];
+                    contract_lambda0(
+                        &x[a * c1..(a + 1) * c1],
+                        &dy[b * c2..(b + 1) * c2],
+                        &norms,
+                        self.n_radial_1,
+                        self.n_radial_2,
+                        s,
+                        dst,
+                    );
+                }
+            }
+        });
+        crate::interrupt::check()?;
+        Ok(out)
+    }
+}
+
 fn reset(v: &mut Vec<f64>, len: usize) {
     v.clear();
     v.resize(len, 0.0);
@@ -680,6 +766,69 @@ mod tests {
 
     fn data(len: usize, w: f64) -> Vec<f64> {
         (0..len).map(|k| (k as f64 * w + 0.3).sin()).collect()
+    }
+
+    #[test]
+    fn lambda0_jvp_matches_finite_differences() {
+        // d/dt P(x + t dx, y + t dy) at t = 0, for both the symmetric and the general product
+        let (lmax, nr, ns, n, k) = (2, 2, 2, 2, 3);
+        let nlm = (lmax + 1) * (lmax + 1);
+        let size = ns * nlm * nr;
+        for symmetric in [true, false] {
+            let prod = Lambda0Product {
+                n_species_1: ns,
+                n_species_2: ns,
+                max_angular: lmax,
+                n_radial_1: nr,
+                n_radial_2: nr,
+                symmetric,
+            };
+            let x = data(n * size, 0.37);
+            let y = if symmetric {
+                x.clone()
+            } else {
+                data(n * size, 0.71)
+            };
+            let dx = data(n * k * size, 0.53);
+            let dy = if symmetric {
+                dx.clone()
+            } else {
+                data(n * k * size, 0.29)
+            };
+            let got = prod.jvp(&x, Some(&dx), &y, Some(&dy), k).unwrap();
+            let nf = prod.n_features();
+            let h = 1e-6;
+            for dir in 0..k {
+                let shifted = |sign: f64, v: &[f64], d: &[f64]| -> Vec<f64> {
+                    let mut out = v.to_vec();
+                    for i in 0..n {
+                        for c in 0..size {
+                            out[i * size + c] += sign * h * d[(i * k + dir) * size + c];
+                        }
+                    }
+                    out
+                };
+                let plus = prod
+                    .compute(&shifted(1.0, &x, &dx), &shifted(1.0, &y, &dy))
+                    .unwrap();
+                let minus = prod
+                    .compute(&shifted(-1.0, &x, &dx), &shifted(-1.0, &y, &dy))
+                    .unwrap();
+                for i in 0..n {
+                    for f in 0..nf {
+                        let fd = (plus[i * nf + f] - minus[i * nf + f]) / (2.0 * h);
+                        let v = got[(i * k + dir) * nf + f];
+                        assert!((fd - v).abs() < 1e-8, "{symmetric} {i} {dir} {f}: {fd} {v}");
+                    }
+                }
+            }
+            // None is a zero derivative
+            let half = prod.jvp(&x, Some(&dx), &y, None, k).unwrap();
+            let other = prod.jvp(&x, None, &y, Some(&dy), k).unwrap();
+            for ((a, b), c) in half.iter().zip(&other).zip(&got) {
+                assert!((a + b - c).abs() < 1e-13);
+            }
+        }
     }
 
     #[test]
