@@ -848,8 +848,13 @@ def test_to_descriptor_labels_and_gradients_against_finite_differences() -> None
                 np.testing.assert_allclose(
                     d.gradients[name][:, al, be], (p - q) / (2 * h), rtol=0, atol=1e-6 * scale
                 )
-    # the generic Descriptor blocks: (center_type, neighbor_type) keys
-    assert d.keys == [(c, z) for c in sorted(set(atoms.numbers)) for z in res.species]
+    # the generic Descriptor's equivariant blocks: LodeResult's keys, featomic's block shapes
+    assert d.keys == res.keys
+    for key in d.keys:
+        block, old = d.block(key), res.block(key)
+        np.testing.assert_array_equal(block.values, old.values)
+        assert block.components[0][0] == "o3_mu"
+        np.testing.assert_array_equal(block.gradients["cell"], old.cell_gradient)
 
 
 def test_block_accepts_a_key_tuple_and_backward_is_the_shared_type() -> None:

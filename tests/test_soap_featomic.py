@@ -213,3 +213,75 @@ def test_metatensor_strain_and_cell_blocks_match_featomic() -> None:
             g, r = mine.gradient(name), block.gradient(name)
             assert [c.names for c in g.components] == [c.names for c in r.components]
             np.testing.assert_allclose(g.values, r.values, atol=1e-10, rtol=0)
+
+
+def _compare_tensor_maps(mine, ref, gradients, atol: float = 1e-10) -> None:
+    """Block by block: metadata, values and gradients, samples matched by their labels.
+    featomic leaves out the centres (and gradient rows) whose block is zero by construction
+    (no neighbour of that type); ours keeps every centre of the type: those extra samples and
+    rows must be zero."""
+    assert mine.keys.names == ref.keys.names
+    for key, block in ref.items():
+        ours = mine.block(key)
+        assert ours.samples.names == block.samples.names
+        assert [c.names for c in ours.components] == [c.names for c in block.components]
+        np.testing.assert_array_equal(ours.properties.values, block.properties.values)
+        index = {tuple(int(v) for v in s): k for k, s in enumerate(ours.samples.values)}
+        order = np.array([index[tuple(int(v) for v in s)] for s in block.samples.values], int)
+        extra = np.setdiff1d(np.arange(len(ours.samples)), order)
+        np.testing.assert_allclose(ours.values[order], block.values, atol=atol, rtol=0)
+        np.testing.assert_allclose(ours.values[extra], 0.0, atol=atol, rtol=0)
+        for name in gradients:
+            g, r = ours.gradient(name), block.gradient(name)
+            assert [c.names for c in g.components] == [c.names for c in r.components]
+            if name != "positions":
+                np.testing.assert_array_equal(r.samples.values[:, 0], np.arange(len(order)))
+                np.testing.assert_allclose(g.values[order], r.values, atol=atol, rtol=0)
+                np.testing.assert_allclose(g.values[extra], 0.0, atol=atol, rtol=0)
+                continue
+            rows = {tuple(int(v) for v in s): k for k, s in enumerate(g.samples.values)}
+            seen = set()
+            for k, (sample, system, atom) in enumerate(r.samples.values):
+                row = rows[(int(order[sample]), int(system), int(atom))]
+                seen.add(row)
+                np.testing.assert_allclose(g.values[row], r.values[k], atol=atol, rtol=0)
+            rest = [k for k in range(len(g.samples)) if k not in seen]
+            if rest:
+                np.testing.assert_allclose(g.values[rest], 0.0, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_expansion_to_metatensor_matches_featomic(periodic: bool) -> None:
+    # the spherical expansion as featomic's equivariant TensorMap: keys (o3_lambda, o3_sigma,
+    # center_type, neighbor_type), component o3_mu, property n, featomic's gradient layouts
+    pytest.importorskip("metatensor")
+    frames = random_frames(40, periodic)
+    hyp = HYPERS[0]
+    grads = ["positions", "strain", "cell"]
+    ref = featomic.SphericalExpansion(**featomic_hypers(hyp)).compute(frames, gradients=grads)
+    ours = ff.SphericalExpansion(**hyp, radial_accuracy=None).compute(frames, gradients=grads)
+    key = ours.keys[-1]
+    block = ours.block(key)
+    assert block.components[0][0] == "o3_mu" and block.property_names == ("n",)
+    assert block.values.shape[1:] == (2 * key[2] + 1, hyp["max_radial"] + 1)
+    _compare_tensor_maps(ours.to_metatensor(), ref, grads)
+
+
+def test_lode_descriptor_to_metatensor_matches_featomic() -> None:
+    # LodeResult.to_descriptor() is the same Descriptor type, with the same metatensor export
+    pytest.importorskip("metatensor")
+    frames = random_frames(41, True, n_frames=1)
+    sigma, lmax, nmax, r0 = 0.6, 2, 2, 2.5
+    ref = featomic.LodeSphericalExpansion(
+        density={"type": "SmearedPowerLaw", "smearing": sigma, "exponent": 1},
+        basis={
+            "type": "TensorProduct",
+            "max_angular": lmax,
+            "radial": {"type": "Gto", "max_radial": nmax, "radius": r0},
+            "spline_accuracy": None,
+        },
+    ).compute(frames, gradients=["positions"])
+    res = ff.LodeSphericalExpansion(1, sigma, lmax, nmax, r0, method="exact").compute(
+        frames, gradients=["positions"]
+    )
+    _compare_tensor_maps(res.to_descriptor().to_metatensor(), ref, ["positions"], atol=1e-9)

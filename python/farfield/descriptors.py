@@ -24,6 +24,7 @@ IntArray = npt.NDArray[np.int32]
 Frames = Any  # one ase.Atoms / System, or a sequence of them
 
 _GRADIENTS = ("positions", "strain", "cell")
+_EXPANSION_PROPERTIES = ("neighbor_type", "l", "m", "n")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,12 @@ class Backward:
 
 @dataclass(frozen=True)
 class Descriptor:
-    """Dense descriptor values with labels.
+    """Dense descriptor values with labels: the result type of every feature calculator
+    (:class:`SphericalExpansion`, :class:`PowerSpectrum`, :class:`farfield.LodePowerSpectrum`,
+    :class:`farfield.TripletFeatures`, :class:`farfield.Bispectrum`, and
+    :meth:`farfield.lode.LodeResult.to_descriptor` for the LODE expansion), with
+    :attr:`keys`, :meth:`block`, :attr:`blocks` and :meth:`to_metatensor`; every
+    ``backward()`` returns :class:`Backward`.
 
     Attributes:
         values: (n_samples, n_properties) features.
@@ -86,6 +92,10 @@ class Descriptor:
             positions held fixed (zero for open systems).
         positions_samples: (n_grad, 3) int64 ``(sample, system, atom)``: the row of ``values``
             and the atom whose position is differentiated.
+        sample_names: names of the sample columns.
+        components: ``(name, labels)`` of the axes between samples and properties: empty for
+            the full results; ``(("o3_mu", m = −λ..λ),)`` for an equivariant block of a
+            spherical expansion (values (n_samples, 2λ+1, n_properties), gradients likewise).
     """
 
     values: FloatArray
@@ -95,6 +105,7 @@ class Descriptor:
     gradients: dict[str, FloatArray] = field(default_factory=dict)
     positions_samples: npt.NDArray[np.int64] | None = None
     sample_names: tuple[str, ...] = ("system", "atom", "center_type")
+    components: tuple[tuple[str, npt.NDArray[np.int32]], ...] = ()
 
     def __post_init__(self) -> None:
         for array in (self.values, self.samples, self.properties, self.positions_samples):
@@ -104,9 +115,20 @@ class Descriptor:
             array.setflags(write=False)
 
     @property
+    def _equivariant(self) -> bool:
+        """An expansion (SOAP or LODE): blocks per (center_type, neighbor_type, o3_lambda)."""
+        return not self.components and self.property_names == _EXPANSION_PROPERTIES
+
+    @property
     def keys(self) -> list[tuple[int, ...]]:
-        """Block keys: ``(center_type, *neighbor types)`` present in the result."""
+        """Block keys present in the result: ``(center_type, *neighbor types)``, or for a
+        spherical expansion (properties ``(neighbor_type, l, m, n)``, SOAP or LODE)
+        ``(center_type, neighbor_type, o3_lambda)`` as :attr:`farfield.lode.LodeResult.keys`."""
         centers = sorted(set(int(z) for z in self.samples[:, 2]))
+        if self._equivariant:
+            types = sorted(set(int(z) for z in self.properties[:, 0]))
+            lmax = int(self.properties[:, 1].max(initial=-1))
+            return [(c, t, lam) for lam in range(lmax + 1) for c in centers for t in types]
         n_neighbor_cols = sum(1 for name in self.property_names if name.endswith("_type"))
         neighbors = sorted(
             set(tuple(int(v) for v in row[:n_neighbor_cols]) for row in self.properties)
@@ -114,7 +136,13 @@ class Descriptor:
         return [(c, *n) for c in centers for n in neighbors]
 
     def block(self, key: tuple[int, ...]) -> Descriptor:
-        """The samples of centre type ``key[0]`` and properties of neighbour types ``key[1:]``."""
+        """The samples of centre type ``key[0]`` and properties of neighbour types ``key[1:]``;
+        for a spherical expansion, ``key = (center_type, neighbor_type, o3_lambda)`` gives
+        featomic's equivariant block: values (n_samples, 2λ+1, n_radial) with the component
+        ``o3_mu`` (m = −λ..λ) in :attr:`components` and properties ``(n,)``; gradients get the
+        same trailing axes."""
+        if self._equivariant:
+            return self._expansion_block(key)
         n_types = len(key) - 1
         rows = np.nonzero(self.samples[:, 2] == key[0])[0]
         cols = np.nonzero(np.all(self.properties[:, :n_types] == np.asarray(key[1:]), axis=1))[0]
@@ -141,6 +169,44 @@ class Descriptor:
             positions_samples=positions_samples,
         )
 
+    def _expansion_block(self, key: tuple[int, ...]) -> Descriptor:
+        if len(key) != 3:
+            raise KeyError(
+                f"expansion blocks have keys (center_type, neighbor_type, o3_lambda), got {key}"
+            )
+        ct, nt, lam = (int(k) for k in key)
+        rows = np.nonzero(self.samples[:, 2] == ct)[0]
+        cols = np.nonzero((self.properties[:, 0] == nt) & (self.properties[:, 1] == lam))[0]
+        if rows.size == 0 or cols.size == 0:
+            raise KeyError(f"no block {key} in this descriptor")
+        # columns are ordered (m, n) inside a (neighbor_type, l) group
+        n_radial = cols.size // (2 * lam + 1)
+        shape = (2 * lam + 1, n_radial)
+        gradients: dict[str, FloatArray] = {}
+        positions_samples = None
+        if "positions" in self.gradients and self.positions_samples is not None:
+            remap = -np.ones(len(self.samples), dtype=np.int64)
+            remap[rows] = np.arange(rows.size)
+            keep = np.nonzero(remap[self.positions_samples[:, 0]] >= 0)[0]
+            positions_samples = self.positions_samples[keep].copy()
+            positions_samples[:, 0] = remap[positions_samples[:, 0]]
+            g = self.gradients["positions"][keep][:, :, cols]
+            gradients["positions"] = g.reshape(len(keep), 3, *shape)
+        for name in ("strain", "cell"):
+            if name in self.gradients:
+                g = self.gradients[name][rows][..., cols]
+                gradients[name] = g.reshape(rows.size, 3, 3, *shape)
+        return Descriptor(
+            values=self.values[rows][:, cols].reshape(rows.size, *shape),
+            samples=self.samples[rows].copy(),
+            properties=np.arange(n_radial, dtype=np.int32)[:, None],
+            property_names=("n",),
+            gradients=gradients,
+            positions_samples=positions_samples,
+            sample_names=self.sample_names,
+            components=(("o3_mu", np.arange(-lam, lam + 1, dtype=np.int32)),),
+        )
+
     @property
     def blocks(self) -> dict[tuple[int, ...], Descriptor]:
         """All blocks, one per ``(center_type, *neighbor types)``."""
@@ -157,15 +223,26 @@ class Descriptor:
             raise ImportError("to_metatensor() needs the metatensor-core package") from error
         keys = self.keys
         names = ["center_type"] + [n for n in self.property_names if n.endswith("_type")]
+        key_values = np.asarray(keys, dtype=np.int32)
+        if self._equivariant:
+            # featomic's SphericalExpansion keys
+            names = ["o3_lambda", "o3_sigma", "center_type", "neighbor_type"]
+            key_values = np.array(
+                [(lam, 1, ct, nt) for ct, nt, lam in keys], dtype=np.int32
+            ).reshape(-1, 4)
         blocks = []
         for key in keys:
             b = self.block(key)
+            components = [
+                metatensor.Labels([name], labels.reshape(-1, 1).astype(np.int32))
+                for name, labels in b.components
+            ]
             block = metatensor.TensorBlock(
                 values=np.ascontiguousarray(b.values),
                 samples=metatensor.Labels(
                     ["system", "atom"], np.ascontiguousarray(b.samples[:, :2])
                 ),
-                components=[],
+                components=components,
                 properties=metatensor.Labels(
                     list(b.property_names), np.ascontiguousarray(b.properties)
                 ),
@@ -179,7 +256,7 @@ class Descriptor:
                             ["sample", "system", "atom"],
                             np.ascontiguousarray(b.positions_samples.astype(np.int32)),
                         ),
-                        components=[metatensor.Labels.range("xyz", 3)],
+                        components=[metatensor.Labels.range("xyz", 3), *components],
                         properties=block.properties,
                     ),
                 )
@@ -187,7 +264,7 @@ class Descriptor:
             # featomic's element-wise: "strain" [s, xyz_2, xyz_1] = Σ r^xyz_2 ∂/∂r^xyz_1 (ε on
             # row vectors), the transpose of gradients["strain"][s, α, β] = ∂/∂ε_αβ
             # (r → (1 + ε) r); "cell" [s, xyz, abc] = ∂/∂H[xyz, abc], as gradients["cell"]
-            for name, components in (("strain", ("xyz_2", "xyz_1")), ("cell", ("xyz", "abc"))):
+            for name, axes in (("strain", ("xyz_2", "xyz_1")), ("cell", ("xyz", "abc"))):
                 if name in b.gradients:
                     grad = b.gradients[name]
                     if name == "strain":
@@ -199,14 +276,12 @@ class Descriptor:
                             samples=metatensor.Labels(
                                 ["sample"], np.arange(len(b.samples), dtype=np.int32)[:, None]
                             ),
-                            components=[metatensor.Labels.range(c, 3) for c in components],
+                            components=[metatensor.Labels.range(c, 3) for c in axes] + components,
                             properties=block.properties,
                         ),
                     )
             blocks.append(block)
-        return metatensor.TensorMap(
-            metatensor.Labels(names, np.asarray(keys, dtype=np.int32)), blocks
-        )
+        return metatensor.TensorMap(metatensor.Labels(names, key_values), blocks)
 
 
 def _frames(frames: Frames) -> list[System]:
