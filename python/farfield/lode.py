@@ -734,7 +734,9 @@ class LodePowerSpectrum:
       share ``max_angular``.
 
     Same normalisation as :class:`farfield.PowerSpectrum` ((-1)^l/√(2l+1), √2 across
-    species for |V ⊗ V⟩). Gradients: "positions" (every atom pair, since LODE is global).
+    species for |V ⊗ V⟩). Gradients: "positions" (every atom pair, since LODE is global),
+    "strain" and "cell" (n_samples, 3, 3, n_properties), with the conventions of
+    :class:`farfield.Descriptor` (ε on column vectors; ∂/∂H at fixed Cartesian positions).
     """
 
     def __init__(self, lode: LodeSphericalExpansion, density: Any = None) -> None:
@@ -744,9 +746,11 @@ class LodePowerSpectrum:
         self.density = density
 
     def compute(self, frames: Frames, gradients: Sequence[str] = ()) -> Descriptor:
-        """Computes the invariants of one frame or a list of frames."""
-        grads = set(_checks.string_list("gradients", gradients, ["positions"]))
+        """Computes the invariants of one frame or a list of frames (``gradients``: any of
+        "positions", "strain", "cell")."""
+        grads = set(_checks.string_list("gradients", gradients, _GRADIENTS))
         want = "positions" in grads
+        deformations = [name for name in ("strain", "cell") if name in grads]
         systems = _frames(frames)
         if want:
             n_max = max(len(s) for s in systems)
@@ -758,7 +762,8 @@ class LodePowerSpectrum:
                 "use backward() for the vector-Jacobian product without dense gradients, "
                 "lower max_angular or max_radial, or use a smaller system",
             )
-        lode = self.lode.compute(systems, gradients=["positions"] if want else [])
+        requested = (["positions"] if want else []) + deformations
+        lode = self.lode.compute(systems, gradients=requested)
         lmax = self.lode.max_angular
         species = lode.species
         v = lode.values
@@ -766,7 +771,7 @@ class LodePowerSpectrum:
             first, second, symmetric = v, v, True
             first_species = species
         else:
-            rho_desc = self.density.compute(systems, gradients=["positions"] if want else [])
+            rho_desc = self.density.compute(systems, gradients=requested)
             first_species = tuple(sorted({int(s) for s in rho_desc.properties[:, 0]}))
             first = self._dense_density(rho_desc, first_species, lmax)
             second, symmetric = v, False
@@ -799,6 +804,16 @@ class LodePowerSpectrum:
                 gsamp.append(np.stack([ii.ravel() + lo, np.full(n * n, frame), jj.ravel()], axis=1))
             grad["positions"] = np.concatenate(gvals)
             positions_samples = np.concatenate(gsamp).astype(np.int64)
+        for name in deformations:
+            # (n_atoms_total, 3, 3, A, lm, n): the nine derivatives of every atom's expansion
+            per_frame = lode.strain_gradients if name == "strain" else lode.cell_gradients
+            assert per_frame is not None
+            dv = np.concatenate(per_frame) if per_frame else np.zeros((0, 3, 3) + v.shape[1:])
+            if self.density is None:
+                grad[name] = _lambda0_jvp(v, dv, v, dv, lmax, True)
+            else:
+                drho = self._dense_density(rho_desc, first_species, lmax, rho_desc.gradients[name])
+                grad[name] = _lambda0_jvp(first, drho, v, dv, lmax, False)
         return Descriptor(
             values=values,
             samples=samples,
@@ -846,11 +861,16 @@ class LodePowerSpectrum:
         return [back + loc for back, loc in zip(results, local, strict=True)]
 
     @staticmethod
-    def _dense_density(desc: Any, species: tuple[int, ...], lmax: int) -> FloatArray:
+    def _dense_density(
+        desc: Any, species: tuple[int, ...], lmax: int, values: FloatArray | None = None
+    ) -> FloatArray:
+        """The local expansion's ``values`` (default ``desc.values``; any leading axes, the
+        properties last) in LODE's dense (..., species, (lmax+1)², n) layout."""
+        source = desc.values if values is None else values
         nr = int(desc.properties[:, 3].max()) + 1
-        out = np.zeros((len(desc.samples), len(species), (lmax + 1) ** 2, nr))
+        out = np.zeros(source.shape[:-1] + (len(species), (lmax + 1) ** 2, nr))
         for col, (t, lam, m, n) in enumerate(desc.properties):
-            out[:, species.index(int(t)), lam * lam + lam + m, n] = desc.values[:, col]
+            out[..., species.index(int(t)), lam * lam + lam + m, n] = source[..., col]
         return out
 
     @staticmethod
