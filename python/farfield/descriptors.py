@@ -25,6 +25,7 @@ Frames = Any  # one ase.Atoms / System, or a sequence of them
 
 _GRADIENTS = ("positions", "strain", "cell")
 _EXPANSION_PROPERTIES = ("neighbor_type", "l", "m", "n")
+_EXPANSION_KEYS = ("o3_lambda", "o3_sigma", "center_type", "neighbor_type")
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,9 @@ class Descriptor:
     def block(self, key: tuple[int, ...]) -> Descriptor:
         """The samples of centre type ``key[0]`` and properties of neighbour types ``key[1:]``;
         for a spherical expansion, ``key = (center_type, neighbor_type, o3_lambda)`` gives
-        featomic's equivariant block: values (n_samples, 2λ+1, n_radial) with the component
-        ``o3_mu`` (m = −λ..λ) in :attr:`components` and properties ``(n,)``; gradients get the
-        same trailing axes."""
+        featomic's equivariant block: samples ``(system, atom)``, values (n_samples, 2λ+1,
+        n_radial) with the component ``o3_mu`` (m = −λ..λ) in :attr:`components` and
+        properties ``(n,)``; gradients get the same trailing axes."""
         if self._equivariant:
             return self._expansion_block(key)
         n_types = len(key) - 1
@@ -198,12 +199,12 @@ class Descriptor:
                 gradients[name] = g.reshape(rows.size, 3, 3, *shape)
         return Descriptor(
             values=self.values[rows][:, cols].reshape(rows.size, *shape),
-            samples=self.samples[rows].copy(),
+            samples=self.samples[rows, :2].copy(),
             properties=np.arange(n_radial, dtype=np.int32)[:, None],
             property_names=("n",),
             gradients=gradients,
             positions_samples=positions_samples,
-            sample_names=self.sample_names,
+            sample_names=self.sample_names[:2],
             components=(("o3_mu", np.arange(-lam, lam + 1, dtype=np.int32)),),
         )
 
@@ -216,72 +217,81 @@ class Descriptor:
         """A metatensor ``TensorMap`` with one block per key (needs ``metatensor-core``), in
         featomic's layout: the ``"strain"`` gradient block holds the transpose of
         ``gradients["strain"]`` (featomic's ε on row vectors) with featomic's component
-        names ``("xyz_2", "xyz_1")``; ``"cell"`` as ``gradients["cell"]``."""
-        try:
-            import metatensor
-        except ImportError as error:  # pragma: no cover
-            raise ImportError("to_metatensor() needs the metatensor-core package") from error
+        names ``("xyz_2", "xyz_1")``; ``"cell"`` as ``gradients["cell"]``. Spherical
+        expansions get featomic's keys ``(o3_lambda, o3_sigma, center_type, neighbor_type)``."""
         keys = self.keys
         names = ["center_type"] + [n for n in self.property_names if n.endswith("_type")]
         key_values = np.asarray(keys, dtype=np.int32)
         if self._equivariant:
-            # featomic's SphericalExpansion keys
-            names = ["o3_lambda", "o3_sigma", "center_type", "neighbor_type"]
+            names = list(_EXPANSION_KEYS)
             key_values = np.array(
                 [(lam, 1, ct, nt) for ct, nt, lam in keys], dtype=np.int32
             ).reshape(-1, 4)
-        blocks = []
-        for key in keys:
-            b = self.block(key)
-            components = [
-                metatensor.Labels([name], labels.reshape(-1, 1).astype(np.int32))
-                for name, labels in b.components
-            ]
-            block = metatensor.TensorBlock(
-                values=np.ascontiguousarray(b.values),
-                samples=metatensor.Labels(
-                    ["system", "atom"], np.ascontiguousarray(b.samples[:, :2])
-                ),
-                components=components,
-                properties=metatensor.Labels(
-                    list(b.property_names), np.ascontiguousarray(b.properties)
+        return tensor_map(names, key_values, [self.block(key) for key in keys])
+
+
+def tensor_map(names: Sequence[str], keys: npt.ArrayLike, blocks: Sequence[Descriptor]) -> Any:
+    """The metatensor ``TensorMap`` of labelled blocks (the one export of every feature
+    result; needs ``metatensor-core``): samples ``(system, atom)``, the blocks' components
+    and properties, and their gradients in featomic 0.6.7's layouts and component names, so
+    that the blocks agree with featomic's element-wise: "positions" [row, xyz, ...];
+    "strain" [s, xyz_2, xyz_1, ...] = Σ r^xyz_2 ∂/∂r^xyz_1 (ε on row vectors), the transpose
+    of ``gradients["strain"][s, α, β] = ∂/∂ε_αβ`` (r → (1 + ε) r); "cell"
+    [s, xyz, abc, ...] = ∂/∂H[xyz, abc], as ``gradients["cell"]``."""
+    try:
+        import metatensor
+    except ImportError as error:  # pragma: no cover
+        raise ImportError("to_metatensor() needs the metatensor-core package") from error
+    out = []
+    for b in blocks:
+        components = [
+            metatensor.Labels([name], labels.reshape(-1, 1).astype(np.int32))
+            for name, labels in b.components
+        ]
+        block = metatensor.TensorBlock(
+            values=np.ascontiguousarray(b.values),
+            samples=metatensor.Labels(
+                ["system", "atom"], np.ascontiguousarray(b.samples[:, :2].astype(np.int32))
+            ),
+            components=components,
+            properties=metatensor.Labels(
+                list(b.property_names), np.ascontiguousarray(b.properties.astype(np.int32))
+            ),
+        )
+        if "positions" in b.gradients and b.positions_samples is not None:
+            block.add_gradient(
+                "positions",
+                metatensor.TensorBlock(
+                    values=np.ascontiguousarray(b.gradients["positions"]),
+                    samples=metatensor.Labels(
+                        ["sample", "system", "atom"],
+                        np.ascontiguousarray(b.positions_samples.astype(np.int32)),
+                    ),
+                    components=[metatensor.Labels.range("xyz", 3), *components],
+                    properties=block.properties,
                 ),
             )
-            if "positions" in b.gradients and b.positions_samples is not None:
+        for name, axes in (("strain", ("xyz_2", "xyz_1")), ("cell", ("xyz", "abc"))):
+            if name in b.gradients:
+                grad = b.gradients[name]
+                if name == "strain":
+                    grad = np.swapaxes(grad, 1, 2)
                 block.add_gradient(
-                    "positions",
+                    name,
                     metatensor.TensorBlock(
-                        values=np.ascontiguousarray(b.gradients["positions"]),
+                        values=np.ascontiguousarray(grad),
                         samples=metatensor.Labels(
-                            ["sample", "system", "atom"],
-                            np.ascontiguousarray(b.positions_samples.astype(np.int32)),
+                            ["sample"], np.arange(len(b.samples), dtype=np.int32)[:, None]
                         ),
-                        components=[metatensor.Labels.range("xyz", 3), *components],
+                        components=[metatensor.Labels.range(c, 3) for c in axes] + components,
                         properties=block.properties,
                     ),
                 )
-            # featomic 0.6.7's layout and component names, so that the blocks agree with
-            # featomic's element-wise: "strain" [s, xyz_2, xyz_1] = Σ r^xyz_2 ∂/∂r^xyz_1 (ε on
-            # row vectors), the transpose of gradients["strain"][s, α, β] = ∂/∂ε_αβ
-            # (r → (1 + ε) r); "cell" [s, xyz, abc] = ∂/∂H[xyz, abc], as gradients["cell"]
-            for name, axes in (("strain", ("xyz_2", "xyz_1")), ("cell", ("xyz", "abc"))):
-                if name in b.gradients:
-                    grad = b.gradients[name]
-                    if name == "strain":
-                        grad = np.swapaxes(grad, 1, 2)
-                    block.add_gradient(
-                        name,
-                        metatensor.TensorBlock(
-                            values=np.ascontiguousarray(grad),
-                            samples=metatensor.Labels(
-                                ["sample"], np.arange(len(b.samples), dtype=np.int32)[:, None]
-                            ),
-                            components=[metatensor.Labels.range(c, 3) for c in axes] + components,
-                            properties=block.properties,
-                        ),
-                    )
-            blocks.append(block)
-        return metatensor.TensorMap(metatensor.Labels(names, key_values), blocks)
+        out.append(block)
+    return metatensor.TensorMap(
+        metatensor.Labels(list(names), np.asarray(keys, dtype=np.int32).reshape(-1, len(names))),
+        out,
+    )
 
 
 def _frames(frames: Frames) -> list[System]:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from . import _checks, _native
 from ._compat import renamed_keywords
-from .descriptors import Backward, Descriptor
+from .descriptors import Backward, Descriptor, tensor_map
 from .limits import get_limits
 from .system import System, as_system
 
@@ -36,30 +36,46 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class LodeBlock:
-    """One (centre type, neighbour type, l) block, in featomic's layout.
+class LodeBlock(Descriptor):
+    """One (centre type, neighbour type, λ) block in featomic's layout: a
+    :class:`farfield.Descriptor` block (the same type as
+    ``SphericalExpansion(...).compute(...).block((center_type, neighbor_type, λ))``) with
+    samples ``(system, atom)``, values (n_centres, 2λ+1, max_radial+1) (component ``o3_mu``,
+    property ``n``) and ``gradients`` ``"positions"`` (n_grad, 3, 2λ+1, max_radial+1) with
+    ``positions_samples`` (sample, system, atom), ``"strain"`` and ``"cell"`` (n_centres, 3,
+    3, 2λ+1, max_radial+1) when computed.
 
-    Attributes:
-        values: (n_centres, 2l+1, max_radial+1), components m = -l..l.
-        samples: (n_centres, 2) rows (system, atom).
-        positions_gradient: (n_grad, 3, 2l+1, max_radial+1) or ``None``.
-        gradient_samples: (n_grad, 3) rows (sample, system, atom) or ``None``.
-        strain_gradient: (n_centres, 3, 3, 2l+1, max_radial+1) or ``None`` (∂/∂ε, positions
-            and cell strained together).
-        cell_gradient: (n_centres, 3, 3, 2l+1, max_radial+1) or ``None``: ∂c/∂H[a, b] with
-            H = atoms.cell (rows = cell vectors), Cartesian positions fixed (featomic's
-            ``"cell"``; zero for open frames).
+    The old attribute names remain: ``positions_gradient``, ``gradient_samples``,
+    ``strain_gradient`` (∂/∂ε, ε on column vectors), ``cell_gradient`` (∂c/∂H[a, b] with
+    H = atoms.cell, Cartesian positions fixed; zero for open frames), each ``None`` when not
+    computed.
     """
 
-    center_type: int
-    neighbor_type: int
-    o3_lambda: int
-    values: FloatArray
-    samples: IntArray
-    positions_gradient: FloatArray | None = None
-    gradient_samples: IntArray | None = None
-    strain_gradient: FloatArray | None = None
-    cell_gradient: FloatArray | None = None
+    center_type: int = 0
+    neighbor_type: int = 0
+    o3_lambda: int = 0
+
+    @property
+    def positions_gradient(self) -> FloatArray | None:
+        """``gradients["positions"]`` or ``None``."""
+        return self.gradients.get("positions")
+
+    @property
+    def gradient_samples(self) -> IntArray | None:
+        """``positions_samples`` as int32, or ``None``."""
+        if self.positions_samples is None:
+            return None
+        return self.positions_samples.astype(np.int32)
+
+    @property
+    def strain_gradient(self) -> FloatArray | None:
+        """``gradients["strain"]`` or ``None``."""
+        return self.gradients.get("strain")
+
+    @property
+    def cell_gradient(self) -> FloatArray | None:
+        """``gradients["cell"]`` or ``None``."""
+        return self.gradients.get("cell")
 
 
 @dataclass(frozen=True)
@@ -234,16 +250,23 @@ class LodeResult:
             gsamples = np.concatenate(gsamp)
         strain = self._per_centre(self.strain_gradients, rows, a, lm)
         cell = self._per_centre(self.cell_gradients, rows, a, lm)
+        gradients: dict[str, FloatArray] = {}
+        for name, array in (("positions", grad), ("strain", strain), ("cell", cell)):
+            if array is not None:
+                gradients[name] = array
+        nr = self.max_radial + 1
         return LodeBlock(
+            values=self.values[rows, a, lm],
+            samples=self.samples[rows].copy(),
+            properties=np.arange(nr, dtype=np.int32)[:, None],
+            property_names=("n",),
+            gradients=gradients,
+            positions_samples=None if gsamples is None else gsamples.astype(np.int64),
+            sample_names=("system", "atom"),
+            components=(("o3_mu", np.arange(-lam, lam + 1, dtype=np.int32)),),
             center_type=ct,
             neighbor_type=nt,
             o3_lambda=lam,
-            values=self.values[rows, a, lm],
-            samples=self.samples[rows],
-            positions_gradient=grad,
-            gradient_samples=gsamples,
-            strain_gradient=strain,
-            cell_gradient=cell,
         )
 
     def _per_centre(
@@ -286,74 +309,14 @@ class LodeResult:
         return dense.reshape((n, n, 3, len(self.species)) + pair.shape[3:])
 
     def to_metatensor(self) -> Any:
-        """A ``metatensor.TensorMap`` with featomic's key names (needs metatensor-core)."""
-        try:
-            import metatensor
-        except ImportError as error:  # pragma: no cover
-            raise ImportError("to_metatensor() needs metatensor-core installed") from error
-        keys = []
-        blocks = []
-        for ct, nt, lam in self.keys:
-            b = self.block(ct, nt, lam)
-            keys.append([lam, 1, ct, nt])
-            block = metatensor.TensorBlock(
-                values=np.ascontiguousarray(b.values),
-                samples=metatensor.Labels(["system", "atom"], b.samples.astype(np.int32)),
-                components=[
-                    metatensor.Labels(
-                        ["o3_mu"], np.arange(-lam, lam + 1, dtype=np.int32).reshape(-1, 1)
-                    )
-                ],
-                properties=metatensor.Labels(
-                    ["n"], np.arange(self.max_radial + 1, dtype=np.int32).reshape(-1, 1)
-                ),
-            )
-            if b.positions_gradient is not None and b.gradient_samples is not None:
-                block.add_gradient(
-                    "positions",
-                    metatensor.TensorBlock(
-                        values=np.ascontiguousarray(b.positions_gradient),
-                        samples=metatensor.Labels(
-                            ["sample", "system", "atom"], b.gradient_samples.astype(np.int32)
-                        ),
-                        components=[
-                            metatensor.Labels(["xyz"], np.arange(3, dtype=np.int32).reshape(-1, 1)),
-                            block.components[0],
-                        ],
-                        properties=block.properties,
-                    ),
-                )
-            # strain and cell as the SOAP descriptors' (featomic 0.6.7 component names):
-            # "strain" [s, xyz_2, xyz_1] = Σ r^xyz_2 ∂/∂r^xyz_1, the transpose of
-            # strain_gradient [s, α, β] = ∂/∂ε_αβ (r → (1 + ε) r); "cell" [s, xyz, abc] =
-            # ∂/∂H[xyz, abc]
-            for name, grad, components in (
-                ("strain", b.strain_gradient, ("xyz_2", "xyz_1")),
-                ("cell", b.cell_gradient, ("xyz", "abc")),
-            ):
-                if grad is None:
-                    continue
-                if name == "strain":
-                    grad = np.swapaxes(grad, 1, 2)
-                block.add_gradient(
-                    name,
-                    metatensor.TensorBlock(
-                        values=np.ascontiguousarray(grad),
-                        samples=metatensor.Labels(
-                            ["sample"], np.arange(len(b.samples), dtype=np.int32)[:, None]
-                        ),
-                        components=[metatensor.Labels.range(c, 3) for c in components]
-                        + [block.components[0]],
-                        properties=block.properties,
-                    ),
-                )
-            blocks.append(block)
-        return metatensor.TensorMap(
-            metatensor.Labels(
-                ["o3_lambda", "o3_sigma", "center_type", "neighbor_type"],
-                np.array(keys, dtype=np.int32).reshape(-1, 4),
-            ),
-            blocks,
+        """A ``metatensor.TensorMap`` with featomic's key names (needs metatensor-core), by
+        the export of every feature result (:func:`farfield.descriptors.tensor_map`; strain
+        and cell in featomic's layouts and component names, as the SOAP descriptors')."""
+        keys = [(lam, 1, ct, nt) for ct, nt, lam in self.keys]
+        return tensor_map(
+            ["o3_lambda", "o3_sigma", "center_type", "neighbor_type"],
+            keys,
+            [self.block(ct, nt, lam) for lam, _, ct, nt in keys],
         )
 
 
