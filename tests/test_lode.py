@@ -802,6 +802,9 @@ def test_to_descriptor_labels_and_gradients_against_finite_differences() -> None
     res = calc.compute(atoms, gradients=["positions", "strain", "cell"])
     d = res.to_descriptor()
     assert isinstance(d, ff.Descriptor)
+    # the Descriptor-layout gradients dict is also on the result itself
+    assert sorted(res.gradients) == ["cell", "positions", "strain"]
+    assert res.positions_samples is not None and res.positions_samples.shape[1] == 3
     assert d.property_names == ("neighbor_type", "l", "m", "n")
     assert d.sample_names == ("system", "atom", "center_type")
     np.testing.assert_array_equal(d.samples[:, 2], atoms.numbers)

@@ -119,6 +119,21 @@ class LodeResult:
     _cache: dict[tuple[int, int, int], LodeBlock] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _flat: dict[str, Descriptor] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def gradients(self) -> dict[str, FloatArray]:
+        """The computed gradients in the layout of :attr:`farfield.Descriptor.gradients`
+        (``"positions"`` (n_grad, 3, n_properties) labelled by :attr:`positions_samples`,
+        ``"strain"`` and ``"cell"`` (n_samples, 3, 3, n_properties)), the properties being
+        the flattened ``(species, l, m, n)`` axes of :attr:`values`; see
+        :meth:`to_descriptor`."""
+        return self.to_descriptor().gradients
+
+    @property
+    def positions_samples(self) -> npt.NDArray[np.int64] | None:
+        """``(sample, system, atom)`` of the rows of ``gradients["positions"]``."""
+        return self.to_descriptor().positions_samples
 
     @property
     def keys(self) -> list[tuple[int, int, int]]:
@@ -165,6 +180,8 @@ class LodeResult:
         in its layout: ``"positions"`` one row per (centre, atom) pair of a frame (LODE is
         global), ``"strain"`` and ``"cell"`` (n_samples, 3, 3, n_properties), the same
         conventions as here."""
+        if "descriptor" in self._flat:
+            return self._flat["descriptor"]
         na = len(self.species)
         nlm = (self.max_angular + 1) ** 2
         nr = self.max_radial + 1
@@ -203,7 +220,7 @@ class LodeResult:
                     if per_frame
                     else np.zeros((0, 3, 3, nf))
                 )
-        return Descriptor(
+        descriptor = Descriptor(
             values=self.values.reshape(n_total, nf),
             samples=samples.astype(np.int32),
             properties=properties,
@@ -211,6 +228,8 @@ class LodeResult:
             gradients=gradients,
             positions_samples=positions_samples,
         )
+        self._flat["descriptor"] = descriptor
+        return descriptor
 
     def _build_block(self, ct: int, nt: int, lam: int) -> LodeBlock:
         a = self.species.index(nt)
