@@ -48,7 +48,9 @@ def test_virial_is_minus_the_strain_derivative_for_a_non_symmetric_strain(method
         for b in range(3):
             eps = np.zeros((3, 3))
             eps[a, b] = h
-            fd = (_strained_energy(system, q, eps, **kw) - _strained_energy(system, q, -eps, **kw)) / (2 * h)
+            fd = (
+                _strained_energy(system, q, eps, **kw) - _strained_energy(system, q, -eps, **kw)
+            ) / (2 * h)
             scale = 1e-6 * (1 + np.abs(result.virial).max())
             assert result.virial[a, b] == pytest.approx(-fd, abs=scale)
             assert result.stress[a, b] * volume == pytest.approx(fd, abs=scale)

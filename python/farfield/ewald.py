@@ -92,8 +92,8 @@ def ewald(
             gives the virial −V σ).
 
     Returns:
-        an :class:`farfield.EnergyResult`. For periodic systems the energy of a charged cell includes
-        the uniform neutralising background (p < 3) or the k = 0 term (p > 3).
+        an :class:`farfield.EnergyResult`. For periodic systems the energy of a charged cell
+        includes the uniform neutralising background (p < 3) or the k = 0 term (p > 3).
     """
     _check_method(method)
     calculator = Coulomb(
