@@ -398,8 +398,9 @@ class QEq:
             q0 = None
         eta = self._smearing_for(system, sig) if len(system) else self.smearing
         reused = eta is not None and self.smearing is None
-        options = list(self._options)
-        options[4] = eta
+        solver, tolerance, max_iterations, prefactor, _, truncation, dense, kspace, pre = (
+            self._options
+        )
         g = None
         grad_energy = 0.0
         if grad is not None:
@@ -414,7 +415,15 @@ class QEq:
             frag,
             fq,
             q0,
-            *options,
+            solver,
+            tolerance,
+            max_iterations,
+            prefactor,
+            eta,
+            truncation,
+            dense,
+            kspace,
+            pre,
             g,
             grad_energy,
         )
@@ -599,7 +608,7 @@ def _copy(value: PerAtom | None) -> PerAtom | None:
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, (str, bytes)) or np.isscalar(value):
-        return value  # type: ignore[return-value]
+        return value
     return np.array(value, dtype=np.float64)
 
 
