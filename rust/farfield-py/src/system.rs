@@ -11,6 +11,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::IntoPyDict;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::errors;
@@ -138,7 +139,8 @@ fn to_vec<T: numpy::Element + Copy>(
     dtype: &str,
     widen: impl Fn(T) -> i128,
 ) -> PyResult<Vec<i128>> {
-    let cast = array.call_method1("astype", (dtype,))?;
+    let kwargs = [("copy", false)].into_py_dict(array.py())?;
+    let cast = array.call_method("astype", (dtype,), Some(&kwargs))?;
     let typed = cast.cast::<PyArrayDyn<T>>()?.readonly();
     Ok(typed.as_array().iter().map(|&v| widen(v)).collect())
 }
