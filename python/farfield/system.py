@@ -71,7 +71,9 @@ class System:
         return type(self)._from_native(self._native)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> System:
-        return self.__copy__()
+        copied = self.__copy__()
+        memo[id(self)] = copied
+        return copied
 
     def __len__(self) -> int:
         return len(self._native)
@@ -89,10 +91,12 @@ class System:
     def from_ase(cls, atoms: ase.Atoms) -> System:
         """Converts an ``ase.Atoms``: periodic in all directions or in none."""
         pbc = [bool(p) for p in np.asarray(atoms.pbc, dtype=bool).reshape(-1)]
+        # the core uses the cell when every direction is periodic, refuses mixed periodicity
+        cell = _float_array(atoms.cell.array, "cell") if any(pbc) else None
         native = _ext.NativeSystem(
             _float_array(atoms.positions, "positions"),
             _integer_array(atoms.numbers),
-            _float_array(atoms.cell.array, "cell"),
+            cell,
             pbc=pbc,
         )
         return cls._from_native(native)
