@@ -1,4 +1,4 @@
-"""Forces and stress against central finite differences on skewed triclinic cells."""
+"""Forces, stress and virial against central finite differences on skewed triclinic cells."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def test_periodic(p: float, charged: bool) -> None:
                 energies.append(_energy(system.positions @ strain.T, cell @ strain.T, q, p))
             fd = (energies[0] - energies[1]) / (2 * h)
             assert result.stress[a, b] * volume == pytest.approx(fd, abs=1e-7 * (1 + abs(fd)))
+            # the mechanical virial is -dE/deps (strain on column vectors)
+            assert result.virial is not None
+            assert result.virial[a, b] == pytest.approx(-fd, abs=1e-7 * (1 + abs(fd)))
 
 
 @pytest.mark.parametrize("p", [1.0, 2.5, 6.0])
@@ -52,6 +55,7 @@ def test_open(p: float) -> None:
     result = ff.ewald(system, q, exponent=p)
     assert result.parameters["method"] == "direct"
     assert result.stress is None and result.forces is not None and result.potentials is not None
+    assert result.virial is None
     assert 0.5 * np.dot(q, result.potentials) == pytest.approx(result.energy, rel=1e-12)
     h = 1e-6
     for i in range(3):

@@ -105,6 +105,10 @@ def test_finite_differences(exponent):
                 )
             fd = (e[0] - e[1]) / (2 * h) / volume
             assert fd == pytest.approx(result.stress[a, b], abs=1e-6 * np.abs(result.stress).max())
+            # the mechanical virial -dE/deps = -V stress
+            assert -fd * volume == pytest.approx(
+                result.virial[a, b], abs=1e-6 * volume * np.abs(result.stress).max()
+            )
 
 
 def test_potentials_and_invariances():

@@ -93,7 +93,7 @@ def test_periodic_independent_of_ewald_width(total):
     pos, chi, hard, sigma = random_cluster(16, 3)
     s = system(pos, CELL)
     rs = [
-        ff.qeq(s, chi, hard, sigma, total_charge=total, ewald_sigma=eta, accuracy=1e-14)
+        ff.qeq(s, chi, hard, sigma, total_charge=total, smearing=eta, ewald_truncation=1e-14)
         for eta in [1.0, 1.5, 2.0]
     ]
     for r in rs[1:]:
@@ -138,7 +138,7 @@ def fd(f, x, h=1e-5):
 @pytest.mark.parametrize("cell", [None, CELL])
 def test_forces_and_stress_finite_differences(cell):
     pos, chi, hard, sigma = random_cluster(10, 4)
-    kw = dict(total_charge=-0.5, accuracy=1e-13)
+    kw = dict(total_charge=-0.5, ewald_truncation=1e-13)
     r = ff.qeq(system(pos, cell), chi, hard, sigma, **kw)
     f = fd(lambda p: ff.qeq(system(p, cell), chi, hard, sigma, **kw).energy, pos)
     # Hellmann-Feynman forces equal the full derivative of E_QEq(q*(R), R)
@@ -160,7 +160,7 @@ def test_vjp_finite_differences(cell):
     rng = np.random.default_rng(0)
     gq = rng.normal(size=8)
     ge = 0.7
-    kw = dict(total_charge=0.5, accuracy=1e-13)
+    kw = dict(total_charge=0.5, ewald_truncation=1e-13)
 
     def loss(p=pos, c=chi, j=hard, s=sigma, h=cell):
         r = ff.qeq(system(p, h), c, j, s, **kw)
@@ -324,8 +324,8 @@ def test_kspace_and_preconditioner_choices_agree_with_dense(kspace):
         assert c.energy == pytest.approx(d.energy, abs=1e-8)
         np.testing.assert_allclose(c.forces, d.forces, atol=1e-7)
         np.testing.assert_allclose(c.stress, d.stress, atol=1e-8)
-        # one stored quantity: stress is the virial over the volume
-        np.testing.assert_allclose(c.stress, c.virial / abs(np.linalg.det(s.cell)), rtol=1e-14)
+        # the virial is the mechanical one, -dE/deps = -V stress (the sign of LAMMPS / nequip)
+        np.testing.assert_allclose(c.stress, -c.virial / abs(np.linalg.det(s.cell)), rtol=1e-14)
         its[pre] = c.iterations
     assert its["fourier"] < its["jacobi"]
     with pytest.raises(ValueError, match="kspace"):
@@ -346,7 +346,7 @@ def test_batch_fragments_warm_start_and_vjps_per_structure():
     fragment_charges = [None, [-1.5, 0.5], None]
     gq = [rng.normal(size=len(s.numbers)) for s in structures]
     ge = [0.3, -0.7, 1.1]
-    kw = dict(solver="cg", tolerance=1e-12, accuracy=1e-13)
+    kw = dict(solver="cg", tolerance=1e-12, ewald_truncation=1e-13)
     out = ff.qeq_batch(
         structures,
         [p[0] for p in params],
@@ -434,3 +434,171 @@ def test_batch_fragments_warm_start_and_vjps_per_structure():
             totals,
             fragments=fragments[:2],
         )
+
+
+# ---------------------------------------------------------------- the QEq calculator (issue #16)
+
+
+def _strained(pos, cell, eps):
+    """Positions and cell after r -> (1+eps) r, cell rows H -> H (1+eps)^T."""
+    e = np.eye(3) + eps
+    return pos @ e.T, cell @ e.T
+
+
+def test_stress_virial_and_strain_gradient_use_column_vectors():
+    """stress = (1/V) dE/deps, virial = -dE/deps and QEqGradients.strain = dL/deps for the
+    column-vector strain, every entry (non-symmetric perturbations included) by central
+    differences; the cell gradient dL/dH at fixed Cartesian positions is the independent
+    finite difference of the cell alone."""
+    pos, chi, hard, sigma = random_cluster(9, 21)
+    calc = ff.QEq(chi, hard, sigma, total_charge=0.3, ewald_truncation=1e-13)
+    gq = np.random.default_rng(4).normal(size=9)
+    ge = -0.4
+    r, g = calc.vjp(system(pos, CELL), gq, ge)
+    vol = abs(np.linalg.det(CELL))
+
+    def energy(eps):
+        p, h = _strained(pos, CELL, eps.reshape(3, 3))
+        return calc.compute(system(p, h)).energy
+
+    def loss(eps):
+        p, h = _strained(pos, CELL, eps.reshape(3, 3))
+        out = calc.compute(system(p, h))
+        return gq @ out.charges + ge * out.energy
+
+    de = fd(energy, np.zeros(9)).reshape(3, 3)
+    np.testing.assert_allclose(r.stress, de / vol, atol=2e-9)
+    np.testing.assert_allclose(r.virial, -de, atol=2e-9 * vol)
+    np.testing.assert_allclose(g.strain, fd(loss, np.zeros(9)).reshape(3, 3), atol=1e-8)
+
+    def loss_cell(h):
+        out = calc.compute(system(pos, h))
+        return gq @ out.charges + ge * out.energy
+
+    np.testing.assert_allclose(g.cell, fd(loss_cell, CELL), atol=1e-8)
+    # the open system has neither
+    open_result = calc.compute(system(pos))
+    assert open_result.stress is None and open_result.virial is None
+
+
+def test_calculator_backward_matches_finite_differences():
+    """QEq.backward with per-call electronegativities (a model's predictions) against finite
+    differences of L = gq . q + ge E."""
+    pos, chi, hard, sigma = random_cluster(8, 22)
+    calc = ff.QEq(hardness=hard, sigma=sigma, ewald_truncation=1e-13)
+    gq = np.random.default_rng(5).normal(size=8)
+    ge = 0.3
+
+    def loss(p=pos, c=chi):
+        out = calc.compute(system(p, CELL), electronegativity=c)
+        return gq @ out.charges + ge * out.energy
+
+    g = calc.backward(system(pos, CELL), grad_charges=gq, grad_energy=ge, electronegativity=chi)
+    np.testing.assert_allclose(g.electronegativity, fd(lambda c: loss(c=c), chi), atol=1e-8)
+    np.testing.assert_allclose(g.positions, fd(lambda p: loss(p=p), pos), atol=1e-8)
+    with pytest.raises(ValueError, match="electronegativity"):
+        calc.compute(system(pos, CELL))
+
+
+def test_calculator_reuses_the_smearing_per_cell():
+    """The smearing chosen for a cell is kept while N, max sigma and the cell stay; a new cell
+    chooses again. The charges do not depend on the smearing (an invariance of the exact sum):
+    a calculator with a very different fixed smearing agrees."""
+    pos, chi, hard, sigma = random_cluster(10, 23)
+    calc = ff.QEq(chi, hard, sigma, ewald_truncation=1e-13)
+    first = calc.compute(system(pos, CELL))
+    moved = pos + np.random.default_rng(6).normal(0, 0.05, pos.shape)
+    second = calc.compute(system(moved, CELL))
+    assert calc.tunings == 1
+    assert second.parameters.smearing == first.parameters.smearing
+    assert first.parameters.method == "ewald" and first.parameters.k_cutoff is not None
+    other = ff.QEq(chi, hard, sigma, ewald_truncation=1e-13, smearing=0.6 * first.smearing)
+    reference = other.compute(system(moved, CELL))
+    assert reference.smearing != second.smearing
+    np.testing.assert_allclose(second.charges, reference.charges, atol=1e-9)
+    assert second.energy == pytest.approx(reference.energy, abs=1e-9)
+    calc.compute(system(pos * 1.1, CELL * 1.1))
+    assert calc.tunings == 2
+    assert ff.QEq(chi, hard, sigma, smearing=1.0).compute(system(pos, CELL)).smearing == 1.0
+
+
+def test_calculator_warm_starts_the_cg():
+    pos, chi, hard, sigma = random_cluster(12, 24)
+    calc = ff.QEq(chi, hard, sigma, solver="cg", tolerance=1e-10)
+    cold = calc.compute(system(pos, CELL))
+    warm = calc.compute(system(pos, CELL))
+    assert cold.iterations > 3 and warm.iterations <= 1
+    np.testing.assert_allclose(warm.charges, cold.charges, atol=1e-8)
+    fresh = ff.QEq(chi, hard, sigma, solver="cg", tolerance=1e-10, warm_start=False)
+    fresh.compute(system(pos, CELL))
+    assert fresh.compute(system(pos, CELL)).iterations == cold.iterations
+
+
+def test_deprecated_keywords_warn_and_give_the_new_names_results():
+    pos, chi, hard, sigma = random_cluster(8, 25)
+    s = system(pos, CELL)
+    new = ff.qeq(s, chi, hard, sigma, smearing=1.1, ewald_truncation=1e-9)
+    with pytest.warns(DeprecationWarning, match="ewald_sigma"):
+        old = ff.qeq(s, chi, hard, sigma, ewald_sigma=1.1, ewald_truncation=1e-9)
+    np.testing.assert_array_equal(old.charges, new.charges)
+    with pytest.warns(DeprecationWarning, match="accuracy"):
+        old = ff.qeq(s, chi, hard, sigma, smearing=1.1, accuracy=1e-9)
+    np.testing.assert_array_equal(old.charges, new.charges)
+    with pytest.warns(DeprecationWarning, match="ewald_sigma"):
+        calc = ff.QEq(chi, hard, sigma, ewald_sigma=1.1, ewald_truncation=1e-9)
+    assert calc.smearing == 1.1
+    with pytest.warns(DeprecationWarning, match="ewald_sigma"):
+        assert new.ewald_sigma == new.smearing == new.parameters.smearing == 1.1
+    with pytest.raises(TypeError, match="both"):
+        ff.qeq(s, chi, hard, sigma, smearing=1.0, ewald_sigma=1.0)
+    gq = np.ones(8)
+    with pytest.warns(DeprecationWarning):
+        _, g_old = ff.qeq_vjp(s, chi, hard, sigma, gq, ewald_sigma=1.1, accuracy=1e-9)
+    _, g_new = ff.qeq_vjp(s, chi, hard, sigma, gq, smearing=1.1, ewald_truncation=1e-9)
+    np.testing.assert_array_equal(g_old.positions, g_new.positions)
+    with pytest.warns(DeprecationWarning):
+        (b_old,) = ff.qeq_batch([s], [chi], [hard], [sigma], ewald_sigma=1.1)
+    assert b_old.smearing == 1.1
+
+
+def test_result_is_an_energy_result():
+    pos, chi, hard, sigma = random_cluster(6, 26)
+    r = ff.qeq(system(pos, CELL), chi, hard, sigma, prefactor=2.0)
+    assert isinstance(r, ff.EnergyResult) and isinstance(r, ff.QEqResult)
+    assert isinstance(r.parameters, ff.CoulombParameters)
+    assert r.parameters.prefactor == 2.0 and r.parameters.exponent == 1.0
+    assert r.potentials is None and r.timing.compute > 0.0 and r.timing.choose == 0.0
+    o = ff.qeq(system(pos), chi, hard, sigma)
+    assert o.parameters.method == "direct" and o.parameters.smearing is None
+
+
+def test_ase_calculator_keeps_one_qeq_and_returns_the_stress():
+    pytest.importorskip("ase")
+    from ase import Atoms
+    from ase.calculators.fd import calculate_numerical_stress
+
+    from farfield.ase import QEqCalculator
+
+    rng = np.random.default_rng(7)
+    atoms = Atoms(
+        "Na4Cl4",
+        positions=rng.uniform(0, 5.6, (8, 3)),
+        cell=np.eye(3) * 5.6 + 0.2 * rng.random((3, 3)),
+        pbc=True,
+    )
+    calc = QEqCalculator(
+        {"Na": -1.0, "Cl": 1.5},
+        {"Na": 6.0, "Cl": 5.0},
+        {"Na": 0.8, "Cl": 1.0},
+        ewald_truncation=1e-13,
+    )
+    atoms.calc = calc
+    for _ in range(3):
+        atoms.positions += rng.normal(0, 0.01, (8, 3))
+        atoms.get_forces()
+    assert calc.qeq.tunings == 1
+    np.testing.assert_allclose(
+        atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-5), atol=1e-7
+    )
+    with pytest.warns(DeprecationWarning, match="ewald_sigma"):
+        QEqCalculator(1.0, 1.0, 1.0, ewald_sigma=1.0)

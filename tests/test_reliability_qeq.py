@@ -31,11 +31,11 @@ def cluster(n: int, cell: np.ndarray | None = None, seed: int = 3) -> ff.System:
     ("kwargs", "name"),
     [
         ({"sigma": 1e3}, "sigma"),
-        ({"ewald_sigma": 1e3}, "ewald_sigma"),
-        ({"ewald_sigma": 1e-4}, "ewald_sigma"),
-        ({"ewald_sigma": 1e3, "solver": "cg"}, "ewald_sigma"),
-        ({"ewald_sigma": 1e-4, "solver": "cg"}, "ewald_sigma"),
-        ({"ewald_sigma": 1e-4, "solver": "cg", "kspace": "pme"}, "ewald_sigma"),
+        ({"smearing": 1e3}, "smearing"),
+        ({"smearing": 1e-4}, "smearing"),
+        ({"smearing": 1e3, "solver": "cg"}, "smearing"),
+        ({"smearing": 1e-4, "solver": "cg"}, "smearing"),
+        ({"smearing": 1e-4, "solver": "cg", "kspace": "pme"}, "smearing"),
     ],
 )
 def test_expensive_widths_are_refused_at_once(kwargs: dict[str, object], name: str) -> None:
@@ -143,9 +143,9 @@ def test_batch_per_structure_numbers_are_checked() -> None:
     [
         ("tolerance", "1e-3", TypeError),
         ("total_charge", True, TypeError),
-        ("ewald_sigma", "1.0", TypeError),
+        ("smearing", "1.0", TypeError),
         ("prefactor", [14.4], TypeError),
-        ("accuracy", 2.0, ValueError),
+        ("ewald_truncation", 2.0, ValueError),
         ("tolerance", -1e-3, ValueError),
     ],
 )

@@ -124,7 +124,7 @@ def child(n: int, method: str, threads: int, out: str) -> None:
             kspace=kspace,  # type: ignore[arg-type]
             tolerance=1e-8,
             prefactor=K_E,
-            accuracy=1e-8,
+            ewald_truncation=1e-8,
         )
         q, energy, forces, its, res = r.charges, r.energy, r.forces, r.iterations, r.residual
         method = f"{solver} ({r.kspace}, {r.preconditioner})"

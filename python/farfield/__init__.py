@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import triplets, units
 from ._native import __version__, get_num_threads, set_num_threads
@@ -18,9 +18,9 @@ from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
 from .limits import Limits, get_limits, set_limits
 from .lode import LodePowerSpectrum, LodeSphericalExpansion
-from .pme import PmeParameters, PmeResult, pme, pme_preferred
-from .qeq import QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
-from .results import EwaldResult
+from .pme import pme, pme_preferred
+from .qeq import QEq, QEqGradients, QEqResult, qeq, qeq_batch, qeq_vjp
+from .results import CoulombParameters, EnergyResult, Timing
 from .system import System
 from .triplets import Bispectrum, TripletFeatures
 
@@ -30,18 +30,19 @@ if TYPE_CHECKING:
 __all__ = [
     "Bispectrum",
     "Coulomb",
+    "CoulombParameters",
     "Descriptor",
-    "EwaldResult",
+    "EnergyResult",
     "Limits",
     "LodePowerSpectrum",
     "LodeSphericalExpansion",
-    "PmeParameters",
-    "PmeResult",
     "PowerSpectrum",
+    "QEq",
     "QEqGradients",
     "QEqResult",
     "SphericalExpansion",
     "System",
+    "Timing",
     "TripletFeatures",
     "__version__",
     "ewald",
@@ -64,12 +65,17 @@ __all__ = [
 _LAZY_SUBMODULES = ("structures",)
 
 
-def __getattr__(name: str) -> ModuleType:
-    """Imports the lazy submodules on first access (PEP 562)."""
+def __getattr__(name: str) -> Any:
+    """Imports the lazy submodules on first access (PEP 562); the deprecated result names
+    ``EwaldResult``, ``PmeResult``, ``PmeParameters`` warn and return their replacements."""
     if name in _LAZY_SUBMODULES:
-        module = importlib.import_module(f".{name}", __name__)
+        module: ModuleType = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
+    from . import results
+
+    if name in results._DEPRECATED:
+        return results.deprecated_name(__name__, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -51,11 +51,7 @@ __all__ = [
     "get_num_threads",
     "coulomb_choose",
     "coulomb_compute",
-    "ewald_compute",
-    "ewald_tune",
-    "pme_compute",
     "pme_preferred",
-    "pme_tune",
     "SoapCalculator",
     "clebsch_gordan",
     "spherical_harmonics",
@@ -80,29 +76,6 @@ def get_num_threads() -> int: ...
 def panic_count() -> int: ...
 def set_limits(max_memory: float | None = None, max_terms: float = 2e11) -> None: ...
 def get_limits() -> tuple[float | None, float, float]: ...
-def ewald_tune(
-    system: _SystemArrays,
-    exponent: float,
-    accuracy: float,
-    method: str,
-    smearing: float | None = None,
-    cutoff: float | None = None,
-    k_cutoff: float | None = None,
-) -> tuple[str, float, float, float]: ...
-def ewald_compute(
-    system: _SystemArrays,
-    charges: _F,
-    exponent: float,
-    accuracy: float,
-    method: str,
-    smearing: float | None = None,
-    cutoff: float | None = None,
-    k_cutoff: float | None = None,
-    prefactor: float = 1.0,
-    potentials: bool = True,
-    forces: bool = True,
-    virial: bool = True,
-) -> dict[str, Any]: ...
 def coulomb_choose(
     system: _SystemArrays,
     exponent: float,
@@ -113,6 +86,7 @@ def coulomb_choose(
     k_cutoff: float | None = None,
     mesh: tuple[int, int, int] | None = None,
     order: int | None = None,
+    mesh_spacing: float | None = None,
 ) -> dict[str, Any]: ...
 def coulomb_compute(
     system: _SystemArrays,
@@ -129,32 +103,9 @@ def coulomb_compute(
     forces: bool = True,
     stress: bool = True,
     accuracy: float | None = None,
-) -> dict[str, Any]: ...
-def pme_compute(
-    system: _SystemArrays,
-    charges: _F,
-    exponent: float = 1.0,
-    accuracy: float = 1e-5,
-    smearing: float | None = None,
-    cutoff: float | None = None,
-    mesh: tuple[int, ...] | None = None,
     mesh_spacing: float | None = None,
-    order: int | None = None,
-    potentials: bool = False,
-    forces: bool = True,
-    virial: bool = True,
 ) -> dict[str, Any]: ...
 def pme_preferred(system: _SystemArrays, exponent: float = 1.0, accuracy: float = 1e-5) -> bool: ...
-def pme_tune(
-    system: _SystemArrays,
-    exponent: float = 1.0,
-    accuracy: float = 1e-5,
-    smearing: float | None = None,
-    cutoff: float | None = None,
-    mesh: tuple[int, ...] | None = None,
-    mesh_spacing: float | None = None,
-    order: int | None = None,
-) -> tuple[float, float, tuple[int, int, int], int]: ...
 
 @final
 class SoapCalculator:
@@ -198,8 +149,8 @@ def qeq(
     tolerance: float,
     max_iterations: int,
     prefactor: float,
-    ewald_sigma: float | None,
-    accuracy: float,
+    smearing: float | None,
+    ewald_truncation: float,
     dense_limit: int,
     kspace: str,
     preconditioner: str,
@@ -219,8 +170,8 @@ def qeq_batch(
     tolerance: float,
     max_iterations: int,
     prefactor: float,
-    ewald_sigma: float | None,
-    accuracy: float,
+    smearing: float | None,
+    ewald_truncation: float,
     dense_limit: int,
     kspace: str,
     preconditioner: str,

@@ -10,6 +10,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from . import _checks
 from .ase_qeq import QEqCalculator
 from .coulomb import Coulomb
+from .results import CoulombParameters
 from .units import EV_ANGSTROM
 
 __all__ = ["EwaldCalculator", "QEqCalculator"]
@@ -25,12 +26,15 @@ class EwaldCalculator(Calculator):
         exponent: p in 1/r^p.
         accuracy: target relative RMS force error (see :func:`farfield.ewald`).
         prefactor: converts Gaussian units to eV for positions in Å (default e²/(4πε0)).
-        method, smearing, cutoff, k_cutoff: as in :func:`farfield.ewald` (fixing some keeps
-            the accuracy; see there). Other keyword arguments raise TypeError.
+        method, smearing, cutoff, k_cutoff, mesh, order, mesh_spacing: as in
+            :class:`farfield.Coulomb` (fixing some keeps the accuracy; see
+            :func:`farfield.ewald`). Other keyword arguments raise TypeError.
 
     One :class:`farfield.Coulomb` (attribute ``coulomb``) is kept across MD steps: parameters
     are tuned at the first step and reused while the number of atoms and the cell stay the
-    same (within :data:`farfield.coulomb.CELL_TOLERANCE`).
+    same (within :data:`farfield.coulomb.CELL_TOLERANCE`). ``results["stress"]`` is the
+    result's stress (1/V) ∂E/∂ε in Voigt order; ``parameters_used`` the
+    :class:`farfield.CoulombParameters` of the last call.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -45,6 +49,9 @@ class EwaldCalculator(Calculator):
         smearing: float | None = None,
         cutoff: float | None = None,
         k_cutoff: float | None = None,
+        mesh: tuple[int, int, int] | None = None,
+        order: int | None = None,
+        mesh_spacing: float | None = None,
         **kwargs: Any,
     ) -> None:
         _checks.no_extra_kwargs("EwaldCalculator", kwargs)
@@ -64,8 +71,11 @@ class EwaldCalculator(Calculator):
             smearing=smearing,
             cutoff=cutoff,
             k_cutoff=k_cutoff,
+            mesh=mesh,
+            order=order,
+            mesh_spacing=mesh_spacing,
         )
-        self.parameters_used: dict[str, Any] = {}
+        self.parameters_used: CoulombParameters | None = None
 
     def calculate(
         self,

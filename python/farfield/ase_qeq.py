@@ -5,14 +5,14 @@ Re-exported from :mod:`farfield.ase`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from . import _checks, units
-from .qeq import PerAtom, _options, qeq
+from ._compat import renamed_keywords
+from .qeq import _RENAMED, PerAtom, QEq, _copy
 
 __all__ = ["QEqCalculator"]
 
@@ -21,29 +21,25 @@ __all__ = ["QEqCalculator"]
 _CALCULATOR_KWARGS = ("label", "atoms", "directory")
 
 
-def _copy(value: PerAtom) -> PerAtom:
-    """A private copy of a per-atom parameter (mapping, scalar or array), as :func:`qeq` takes."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, str):
-        raise TypeError(f"expected a number, an array or a mapping, got {value!r}")
-    return np.array(value, dtype=np.float64)
-
-
 class QEqCalculator(Calculator):
     """Energy, forces, stress and charges of charge-equilibrated Gaussian charges.
 
     ``electronegativity``, ``hardness`` and ``sigma`` map element symbols (or atomic numbers) to
     values, in eV, eV/e² and Å with the default ``prefactor`` (eV·Å); like :func:`farfield.qeq`
-    they may also be one number for every atom or an array of one value per atom. Charges of the
-    previous call warm-start the iterative solver. ``results["charges"]`` holds the charges.
-    The other arguments are those of :func:`farfield.qeq`; besides them only ``label``,
-    ``atoms`` and ``directory`` (passed to ASE's ``Calculator``) are accepted: any other keyword
-    argument raises ``TypeError``.
+    they may also be one number for every atom or an array of one value per atom. One
+    :class:`farfield.QEq` (attribute ``qeq``) is kept across MD steps: the charges of the
+    previous call warm-start the iterative solver and the Ewald smearing chosen for a cell is
+    reused while the cell stays the same. ``results["charges"]`` holds the charges,
+    ``results["stress"]`` the stress of the result (Voigt order). The other arguments are
+    those of :class:`farfield.QEq` (``ewald_sigma=`` and ``accuracy=`` are deprecated aliases
+    of ``smearing=`` and ``ewald_truncation=``); besides them only ``label``, ``atoms`` and
+    ``directory`` (passed to ASE's ``Calculator``) are accepted: any other keyword argument
+    raises ``TypeError``.
     """
 
-    implemented_properties = ["energy", "forces", "stress", "charges"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "charges"]
 
+    @renamed_keywords(**_RENAMED)
     def __init__(
         self,
         electronegativity: PerAtom,
@@ -53,8 +49,8 @@ class QEqCalculator(Calculator):
         prefactor: float = units.EV_ANGSTROM,
         solver: str = "auto",
         tolerance: float = 1e-10,
-        accuracy: float = 1e-10,
-        ewald_sigma: float | None = None,
+        ewald_truncation: float = 1e-10,
+        smearing: float | None = None,
         max_iterations: int = 2000,
         dense_limit: int = 1500,
         kspace: str = "auto",
@@ -63,33 +59,30 @@ class QEqCalculator(Calculator):
     ) -> None:
         base = {k: kwargs.pop(k) for k in _CALCULATOR_KWARGS if k in kwargs}
         _checks.no_extra_kwargs("QEqCalculator", kwargs)
+        for value in (electronegativity, hardness, sigma):
+            _strict(value)
         # checked now, so that a bad value fails here and not at the first energy
-        _options(
-            solver,
-            tolerance,
-            prefactor,
-            ewald_sigma,
-            accuracy,
-            max_iterations,
-            dense_limit,
-            kspace,
-            preconditioner,
+        self.qeq = QEq(
+            _copy(electronegativity),
+            _copy(hardness),
+            _copy(sigma),
+            total_charge=total_charge,
+            solver=solver,  # type: ignore[arg-type]
+            tolerance=tolerance,
+            prefactor=prefactor,
+            smearing=smearing,
+            ewald_truncation=ewald_truncation,
+            max_iterations=max_iterations,
+            dense_limit=dense_limit,
+            kspace=kspace,  # type: ignore[arg-type]
+            preconditioner=preconditioner,  # type: ignore[arg-type]
         )
         super().__init__(**base)  # type: ignore[no-untyped-call]
-        self.qeq_parameters = (_copy(electronegativity), _copy(hardness), _copy(sigma))
-        self.total_charge = _checks.finite_float("total_charge", total_charge)
-        self.prefactor = prefactor
-        self.solver = solver
-        self.tolerance = tolerance
-        self.accuracy = accuracy
-        self.options: dict[str, Any] = {
-            "ewald_sigma": ewald_sigma,
-            "max_iterations": max_iterations,
-            "dense_limit": dense_limit,
-            "kspace": kspace,
-            "preconditioner": preconditioner,
-        }
-        self._last_charges: np.ndarray | None = None
+
+    @property
+    def qeq_parameters(self) -> tuple[Any, Any, Any]:
+        """(electronegativity, hardness, sigma) as given."""
+        return (self.qeq.electronegativity, self.qeq.hardness, self.qeq.sigma)
 
     def calculate(
         self,
@@ -98,24 +91,7 @@ class QEqCalculator(Calculator):
         system_changes: Any = all_changes,
     ) -> None:
         super().calculate(atoms, properties, system_changes)  # type: ignore[no-untyped-call]
-        chi, hard, sig = self.qeq_parameters
-        q0 = self._last_charges
-        if q0 is not None and self.atoms is not None and len(q0) != len(self.atoms):
-            q0 = None
-        r = qeq(
-            self.atoms,
-            chi,
-            hard,
-            sig,
-            total_charge=self.total_charge,
-            solver=self.solver,  # type: ignore[arg-type]
-            tolerance=self.tolerance,
-            initial_charges=q0,
-            prefactor=self.prefactor,
-            accuracy=self.accuracy,
-            **self.options,
-        )
-        self._last_charges = r.charges
+        r = self.qeq.compute(self.atoms)
         self.results["energy"] = r.energy
         self.results["free_energy"] = r.energy
         self.results["forces"] = r.forces
@@ -125,3 +101,9 @@ class QEqCalculator(Calculator):
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )
+
+
+def _strict(value: PerAtom) -> None:
+    """Refuses strings and booleans as per-atom parameters (TypeError)."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, str):
+        raise TypeError(f"expected a number, an array or a mapping, got {value!r}")

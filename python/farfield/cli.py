@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .ewald import ewald
+from .coulomb import Coulomb
 from .units import EV_ANGSTROM
 
 
@@ -134,16 +134,14 @@ def _ewald_command(args: argparse.Namespace) -> int:
     # every frame's charges are checked before any output
     charges = [_frame_charges(a, i, args.file, charge_map) for i, a in enumerate(frames)]
     print("frame,energy_eV,max_force_eV_per_A")
+    try:
+        # one calculator for the trajectory: frames of one cell are tuned once
+        calculator = Coulomb(exponent=args.exponent, accuracy=args.accuracy, prefactor=EV_ANGSTROM)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
     for index, atoms in enumerate(_progress(frames, not args.quiet)):
         try:
-            result = ewald(
-                atoms,
-                charges[index],
-                exponent=args.exponent,
-                accuracy=args.accuracy,
-                prefactor=EV_ANGSTROM,
-                potentials=False,
-            )
+            result = calculator.compute(atoms, charges[index], stress=False)
         except ValueError as error:
             raise CommandError(f"frame {index} of {args.file}: {error}") from error
         assert result.forces is not None

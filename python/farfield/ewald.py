@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .coulomb import Coulomb, _check_method
-from .results import EwaldResult
+from .results import CoulombParameters, EnergyResult
 from .system import as_system
 
 __all__ = ["ewald", "ewald_parameters"]
@@ -33,10 +33,12 @@ def ewald_parameters(
     smearing: float | None = None,
     cutoff: float | None = None,
     k_cutoff: float | None = None,
-) -> dict[str, Any]:
-    """The parameters :func:`ewald` would use (nothing is computed): ``method`` and, for
-    Ewald, ``smearing``, ``cutoff``, ``k_cutoff``, for PME ``smearing``, ``cutoff``, ``mesh``,
-    ``order`` (see :meth:`farfield.Coulomb.parameters_for` for the predicted cost and error).
+) -> CoulombParameters:
+    """The parameters :func:`ewald` would use (nothing is computed): a
+    :class:`farfield.CoulombParameters` with ``method`` and, for Ewald, ``smearing``,
+    ``cutoff``, ``k_cutoff``, for PME ``smearing``, ``cutoff``, ``mesh``, ``order``, and the
+    core's ``predicted_cost`` and ``predicted_error`` (as
+    :meth:`farfield.Coulomb.parameters_for`).
     """
     _check_method(method)
     calculator = Coulomb(
@@ -47,8 +49,7 @@ def ewald_parameters(
         cutoff=cutoff,
         k_cutoff=k_cutoff,
     )
-    chosen = calculator.parameters_for(as_system(atoms))
-    return {k: v for k, v in chosen.items() if not k.startswith("predicted_")}
+    return calculator.parameters_for(as_system(atoms))
 
 
 def ewald(
@@ -64,8 +65,8 @@ def ewald(
     forces: bool = True,
     stress: bool = True,
     potentials: bool = True,
-) -> EwaldResult:
-    """Energy, forces, stress and per-atom potentials of point charges with a 1/r^p kernel.
+) -> EnergyResult:
+    """Energy, forces, stress, virial and per-atom potentials of point charges with a 1/r^p kernel.
 
     A one-shot convenience: it builds a :class:`farfield.Coulomb` and calls it once. For
     repeated calls (MD, many frames of one cell) keep a ``Coulomb``: it tunes once.
@@ -82,16 +83,17 @@ def ewald(
         method: "auto" (for periodic systems Ewald or smooth PME, whichever is predicted to be
             faster at this accuracy; the direct sum for open systems), "ewald", "pme" or
             "direct".
-        prefactor: multiplies energies, forces, stress and potentials
+        prefactor: multiplies energies, forces, stress, virial and potentials
             (e.g. :data:`farfield.units.EV_ANGSTROM`).
         smearing, cutoff, k_cutoff: override the automatic parameters (see the module
             docs: the free ones keep the accuracy; all three fixed are used unchecked). They
             are refused for open systems (the direct sum takes none).
-        forces, stress, potentials: what to compute besides the energy.
+        forces, stress, potentials: what to compute besides the energy (``stress`` also
+            gives the virial −V σ).
 
     Returns:
-        an :class:`EwaldResult`. For periodic systems the energy of a charged cell includes
-        the uniform neutralising background (p < 3) or the k = 0 term (p > 3).
+        an :class:`farfield.EnergyResult`. For periodic systems the energy of a charged cell
+        includes the uniform neutralising background (p < 3) or the k = 0 term (p > 3).
     """
     _check_method(method)
     calculator = Coulomb(

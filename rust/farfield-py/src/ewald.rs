@@ -1,6 +1,8 @@
 //! Bindings of the Coulomb/1/r^p sums: `coulomb_choose` (the core's method and parameter
-//! choice) and `coulomb_compute` (explicit parameters), and the older `ewald_compute` and
-//! `ewald_tune`.
+//! choice) and `coulomb_compute` (the sum, with explicit or chosen parameters). The binding
+//! converts and calls: the core chooses the method and turns a mesh spacing into a mesh; the
+//! prefactor, stress = W/V and the mechanical virial −W (W = ∂E/∂ε from the core) are applied
+//! here, so that the Python layer does no arithmetic on the results.
 use crate::convert::SystemArrays;
 use crate::errors;
 use crate::threads;
@@ -9,180 +11,40 @@ use farfield::ewald::{Ewald, EwaldParameters};
 use farfield::longrange::{LongRangeSum, Request};
 use farfield::pme::{Mesh, Pme, PmeParameters};
 use farfield::tuning::choose::{choose, Choice, Method, Overrides, Request as MethodRequest};
-use farfield::tuning::EwaldOverrides;
-use farfield::{Error, Kernel, System};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use farfield::{Error, Kernel};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::time::Instant;
 
-fn parse_method(
-    method: &str,
-    kernel: Kernel,
-    system: &System,
-    accuracy: f64,
-    overrides: EwaldOverrides,
-) -> farfield::Result<Method> {
-    let request = MethodRequest::parse(method)?;
-    let overrides = Overrides {
-        smearing: overrides.smearing,
-        cutoff: overrides.cutoff,
-        k_cutoff: overrides.k_cutoff,
-        ..Default::default()
-    };
-    Ok(choose(kernel, system, accuracy, request, overrides)?.method)
-}
-
-/// Chooses the parameters without computing anything: returns
-/// `(method, smearing, cutoff, k_cutoff)` (the three numbers are NaN for the direct sum).
-#[pyfunction]
-#[pyo3(signature = (system, exponent, accuracy, method, smearing=None, cutoff=None, k_cutoff=None))]
-#[allow(clippy::too_many_arguments)]
-fn ewald_tune(
-    py: Python<'_>,
-    system: SystemArrays<'_>,
-    exponent: f64,
-    accuracy: f64,
-    method: &str,
-    smearing: Option<f64>,
-    cutoff: Option<f64>,
-    k_cutoff: Option<f64>,
-) -> PyResult<(String, f64, f64, f64)> {
-    let system = errors::guarded(|| system.to_system())?;
-    let kernel = errors::guarded(|| Kernel::new(exponent))?;
-    let overrides = EwaldOverrides {
-        smearing,
-        cutoff,
-        k_cutoff,
-    };
-    let chosen = threads::run(py, || {
-        parse_method(method, kernel, &system, accuracy, overrides)
-    })?;
-    Ok(match chosen {
-        Method::Ewald(p) => ("ewald".into(), p.smearing, p.cutoff, p.k_cutoff),
-        Method::Pme(p) => ("pme".into(), p.smearing, p.cutoff, f64::NAN),
-        Method::Direct => ("direct".into(), f64::NAN, f64::NAN, f64::NAN),
-    })
-}
-
-/// Computes the energy (and potentials, forces, virial on request) of point charges with a
-/// 1/r^p kernel. Returns a dict with `energy`, `potentials`, `forces`, `virial` (each None
-/// unless requested; the virial is ∂E/∂ε), `method`, `smearing`, `cutoff`, `k_cutoff`.
-#[pyfunction]
-#[pyo3(signature = (system, charges, exponent, accuracy, method, smearing=None, cutoff=None, k_cutoff=None, prefactor=1.0, potentials=true, forces=true, virial=true))]
-#[allow(clippy::too_many_arguments)]
-fn ewald_compute<'py>(
-    py: Python<'py>,
-    system: SystemArrays<'py>,
-    charges: PyReadonlyArray1<'py, f64>,
-    exponent: f64,
-    accuracy: f64,
-    method: &str,
-    smearing: Option<f64>,
-    cutoff: Option<f64>,
-    k_cutoff: Option<f64>,
-    prefactor: f64,
-    potentials: bool,
-    forces: bool,
-    virial: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let system = errors::guarded(|| system.to_system())?;
-    let charges: Vec<f64> = charges.as_array().iter().copied().collect();
-    let kernel = errors::guarded(|| Kernel::new(exponent))?;
-    errors::guarded(|| {
-        if !prefactor.is_finite() {
-            return Err(Error::parameter(
-                "prefactor",
-                format!("must be finite, got {prefactor}"),
-            ));
-        }
-        if charges.len() != system.len() {
-            return Err(Error::shape(
-                "charges",
-                format!("one charge per atom ({})", system.len()),
-                format!("{} charges", charges.len()),
-            ));
-        }
-        farfield::error::check_finite("charges", &charges)
-    })?;
-    let overrides = EwaldOverrides {
-        smearing,
-        cutoff,
-        k_cutoff,
-    };
-    let request = Request {
-        potentials,
-        forces,
-        virial,
-    };
-    let (chosen, out) = threads::run(py, || {
-        let chosen = parse_method(method, kernel, &system, accuracy, overrides)?;
-        let out = match chosen {
-            Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request)?,
-            Method::Pme(p) => Pme::new(kernel, p)?.compute(&system, &charges, request)?,
-            Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
-        };
-        Ok((chosen, out))
-    })?;
-    let dict = PyDict::new(py);
-    dict.set_item("energy", prefactor * out.energy)?;
-    match out.potentials {
-        Some(p) => {
-            let v: Vec<f64> = p.iter().map(|x| prefactor * x).collect();
-            dict.set_item("potentials", PyArray1::from_vec(py, v))?
-        }
-        None => dict.set_item("potentials", py.None())?,
+/// `mesh` (points) or `mesh_spacing` (a maximum spacing, turned into points by the core).
+fn mesh_override(
+    mesh: Option<[usize; 3]>,
+    mesh_spacing: Option<f64>,
+) -> farfield::Result<Option<Mesh>> {
+    match (mesh, mesh_spacing) {
+        (Some(_), Some(_)) => Err(Error::parameter(
+            "mesh",
+            "give either mesh or mesh_spacing, not both",
+        )),
+        (Some(n), None) => Ok(Some(Mesh::Points(n))),
+        (None, Some(h)) => Ok(Some(Mesh::Spacing(h))),
+        (None, None) => Ok(None),
     }
-    match out.forces {
-        Some(f) => {
-            let rows: Vec<Vec<f64>> = f
-                .iter()
-                .map(|r| r.iter().map(|x| prefactor * x).collect())
-                .collect();
-            dict.set_item("forces", PyArray2::from_vec2(py, &rows)?)?
-        }
-        None => dict.set_item("forces", py.None())?,
-    }
-    match out.virial {
-        Some(w) => {
-            let rows: Vec<Vec<f64>> = w
-                .iter()
-                .map(|r| r.iter().map(|x| prefactor * x).collect())
-                .collect();
-            dict.set_item("virial", PyArray2::from_vec2(py, &rows)?)?
-        }
-        None => dict.set_item("virial", py.None())?,
-    }
-    match chosen {
-        Method::Ewald(p) => {
-            dict.set_item("method", "ewald")?;
-            dict.set_item("smearing", p.smearing)?;
-            dict.set_item("cutoff", p.cutoff)?;
-            dict.set_item("k_cutoff", p.k_cutoff)?;
-        }
-        Method::Pme(p) => {
-            dict.set_item("method", "pme")?;
-            dict.set_item("smearing", p.smearing)?;
-            dict.set_item("cutoff", p.cutoff)?;
-        }
-        Method::Direct => {
-            dict.set_item("method", "direct")?;
-        }
-    }
-    Ok(dict)
 }
 
 fn overrides(
     smearing: Option<f64>,
     cutoff: Option<f64>,
     k_cutoff: Option<f64>,
-    mesh: Option<[usize; 3]>,
+    mesh: Option<Mesh>,
     order: Option<usize>,
 ) -> Overrides {
     Overrides {
         smearing,
         cutoff,
         k_cutoff,
-        mesh: mesh.map(Mesh::Points),
+        mesh,
         order,
     }
 }
@@ -213,17 +75,19 @@ fn parameters_dict<'py>(
         }
         Method::Direct => {}
     }
-    d.set_item("predicted_cost", cost)?;
-    d.set_item("predicted_error", error)?;
+    // NaN (explicit parameters: nothing was predicted) becomes None
+    d.set_item("predicted_cost", cost.is_finite().then_some(cost))?;
+    d.set_item("predicted_error", error.is_finite().then_some(error))?;
     Ok(d)
 }
 
 /// The method ("auto", "ewald", "pme" or "direct") and every parameter a Coulomb calculator
 /// uses for `system` at `accuracy` with the given values fixed, chosen by the core's
 /// `tuning::choose` (nothing is evaluated): a dict with `method`, its parameters,
-/// `predicted_cost` and `predicted_error`.
+/// `predicted_cost` and `predicted_error`. `mesh_spacing` (a maximum spacing) fixes the PME
+/// mesh like `mesh`; the core turns it into points.
 #[pyfunction]
-#[pyo3(signature = (system, exponent, accuracy, method, smearing=None, cutoff=None, k_cutoff=None, mesh=None, order=None))]
+#[pyo3(signature = (system, exponent, accuracy, method, smearing=None, cutoff=None, k_cutoff=None, mesh=None, order=None, mesh_spacing=None))]
 #[allow(clippy::too_many_arguments)]
 fn coulomb_choose<'py>(
     py: Python<'py>,
@@ -236,8 +100,10 @@ fn coulomb_choose<'py>(
     k_cutoff: Option<f64>,
     mesh: Option<[usize; 3]>,
     order: Option<usize>,
+    mesh_spacing: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let system = errors::guarded(|| system.to_system())?;
+    let mesh = errors::guarded(|| mesh_override(mesh, mesh_spacing))?;
     let fixed = overrides(smearing, cutoff, k_cutoff, mesh, order);
     let choice = threads::run(py, || {
         let kernel = Kernel::new(exponent)?;
@@ -255,11 +121,14 @@ fn coulomb_choose<'py>(
 /// Evaluates the sum with explicit parameters (as returned by `coulomb_choose`; no tuning,
 /// the work is still checked against the limits), or, when `accuracy` is given, with the
 /// method and parameters `coulomb_choose` would return (the given ones kept) in the same
-/// call. Returns a dict with `energy`, `forces`, `stress` (prefactor · virial / V; None for
-/// open systems), `potentials`, each multiplied by `prefactor` and None unless requested,
-/// and `parameters` (as from `coulomb_choose`; predicted cost and error NaN when explicit).
+/// call. Returns a dict with `energy`, `forces`, `stress` (prefactor · W / V with W = ∂E/∂ε
+/// from the core), `virial` (the mechanical virial −prefactor · W = −V · stress; stress and
+/// virial None for open systems), `potentials`, each multiplied by `prefactor` and None unless
+/// requested, `parameters` (as from `coulomb_choose`; predicted cost and error None when
+/// explicit) and `timing`: (seconds choosing the parameters, 0 when explicit; seconds
+/// computing).
 #[pyfunction]
-#[pyo3(signature = (system, charges, exponent, method, smearing=None, cutoff=None, k_cutoff=None, mesh=None, order=None, prefactor=1.0, potentials=false, forces=true, stress=true, accuracy=None))]
+#[pyo3(signature = (system, charges, exponent, method, smearing=None, cutoff=None, k_cutoff=None, mesh=None, order=None, prefactor=1.0, potentials=false, forces=true, stress=true, accuracy=None, mesh_spacing=None))]
 #[allow(clippy::too_many_arguments)]
 fn coulomb_compute<'py>(
     py: Python<'py>,
@@ -277,8 +146,10 @@ fn coulomb_compute<'py>(
     forces: bool,
     stress: bool,
     accuracy: Option<f64>,
+    mesh_spacing: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let system = errors::guarded(|| system.to_system())?;
+    let mesh = errors::guarded(|| mesh_override(mesh, mesh_spacing))?;
     let charges: Vec<f64> = charges.as_array().iter().copied().collect();
     let kernel = errors::guarded(|| Kernel::new(exponent))?;
     let chosen = errors::guarded(|| {
@@ -309,12 +180,23 @@ fn coulomb_compute<'py>(
                 cutoff: cutoff.ok_or_else(|| missing("cutoff"))?,
                 k_cutoff: k_cutoff.ok_or_else(|| missing("k_cutoff"))?,
             }),
-            "pme" => Method::Pme(PmeParameters {
-                smearing: smearing.ok_or_else(|| missing("smearing"))?,
-                cutoff: cutoff.ok_or_else(|| missing("cutoff"))?,
-                mesh: Mesh::Points(mesh.ok_or_else(|| missing("mesh"))?),
-                order: order.ok_or_else(|| missing("order"))?,
-            }),
+            "pme" => {
+                let p = PmeParameters {
+                    smearing: smearing.ok_or_else(|| missing("smearing"))?,
+                    cutoff: cutoff.ok_or_else(|| missing("cutoff"))?,
+                    mesh: mesh.ok_or_else(|| missing("mesh"))?,
+                    order: order.ok_or_else(|| missing("order"))?,
+                };
+                p.validate()?;
+                // a spacing becomes points for this cell (the core's rounding)
+                let cell = system.cell().ok_or_else(|| {
+                    Error::parameter("method", "'pme' needs a periodic system (a cell)")
+                })?;
+                Method::Pme(PmeParameters {
+                    mesh: Mesh::Points(p.grid(cell)?),
+                    ..p
+                })
+            }
             "direct" => Method::Direct,
             other => {
                 return Err(Error::parameter(
@@ -334,7 +216,8 @@ fn coulomb_compute<'py>(
         forces,
         virial: stress && periodic,
     };
-    let (choice, out) = threads::run(py, || {
+    let (choice, out, timing) = threads::run(py, || {
+        let start = Instant::now();
         let choice = match (chosen, accuracy) {
             (Some(method), _) => Choice {
                 method,
@@ -353,12 +236,18 @@ fn coulomb_compute<'py>(
                 )?
             }
         };
+        let chose = if chosen.is_some() {
+            0.0
+        } else {
+            start.elapsed().as_secs_f64()
+        };
+        let start = Instant::now();
         let out = match choice.method {
             Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request)?,
             Method::Pme(p) => Pme::new(kernel, p)?.compute(&system, &charges, request)?,
             Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
         };
-        Ok((choice, out))
+        Ok((choice, out, (chose, start.elapsed().as_secs_f64())))
     })?;
     let volume = system.cell().map(|c| c.volume().abs());
     let n = system.len();
@@ -378,18 +267,25 @@ fn coulomb_compute<'py>(
                 .into_pyarray(py)
         }),
     )?;
-    let stress = match (out.virial, volume) {
-        (Some(w), Some(v)) => {
-            let flat: Vec<f64> = w.iter().flatten().map(|x| prefactor * x / v).collect();
-            Some(
-                numpy::ndarray::Array2::from_shape_vec((3, 3), flat)
-                    .expect("3 x 3")
-                    .into_pyarray(py),
-            )
-        }
-        _ => None,
+    let matrix = |scale: f64| {
+        out.virial.map(|w| {
+            let flat: Vec<f64> = w.iter().flatten().map(|x| scale * x).collect();
+            numpy::ndarray::Array2::from_shape_vec((3, 3), flat)
+                .expect("3 x 3")
+                .into_pyarray(py)
+        })
     };
-    d.set_item("stress", stress)?;
+    match volume {
+        Some(v) => {
+            d.set_item("stress", matrix(prefactor / v))?;
+            d.set_item("virial", matrix(-prefactor))?;
+        }
+        None => {
+            d.set_item("stress", py.None())?;
+            d.set_item("virial", py.None())?;
+        }
+    }
+    d.set_item("timing", timing)?;
     d.set_item(
         "parameters",
         parameters_dict(
@@ -404,8 +300,6 @@ fn coulomb_compute<'py>(
 
 /// Adds this engine's functions and classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(ewald_compute, m)?)?;
-    m.add_function(wrap_pyfunction!(ewald_tune, m)?)?;
     m.add_function(wrap_pyfunction!(coulomb_choose, m)?)?;
     m.add_function(wrap_pyfunction!(coulomb_compute, m)?)?;
     Ok(())

@@ -2,6 +2,7 @@
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::time::Instant;
 
 use farfield::qeq::{
     KSpace, PreconditionerKind, QEqGradients, QEqOptions, QEqProblem, QEqResult, Solver,
@@ -21,8 +22,8 @@ fn options(
     tolerance: f64,
     max_iterations: usize,
     prefactor: f64,
-    ewald_sigma: Option<f64>,
-    accuracy: f64,
+    smearing: Option<f64>,
+    ewald_truncation: f64,
     dense_limit: usize,
     kspace: &str,
     preconditioner: &str,
@@ -59,8 +60,8 @@ fn options(
         tolerance,
         max_iterations,
         prefactor,
-        ewald_sigma,
-        accuracy,
+        smearing,
+        ewald_truncation,
         dense_limit,
         kspace,
         preconditioner,
@@ -84,7 +85,10 @@ fn mat<'py>(py: Python<'py>, m: &[[f64; 3]]) -> Bound<'py, PyArray2<f64>> {
     PyArray2::from_vec2(py, &rows).expect("rectangular")
 }
 
-fn result_dict<'py>(py: Python<'py>, r: &QEqResult) -> PyResult<Bound<'py, PyDict>> {
+/// The result as a dict: `stress` is the core's (1/V) ∂E/∂ε, `virial` the mechanical virial
+/// −∂E/∂ε = −V σ (the sign convention of the Python results), `parameters` the Ewald/PME
+/// parameters used and `seconds` the wall time of the call.
+fn result_dict<'py>(py: Python<'py>, r: &QEqResult, seconds: f64) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("charges", PyArray1::from_slice(py, &r.charges))?;
     d.set_item(
@@ -93,7 +97,11 @@ fn result_dict<'py>(py: Python<'py>, r: &QEqResult) -> PyResult<Bound<'py, PyDic
     )?;
     d.set_item("energy", r.energy)?;
     d.set_item("forces", mat(py, &r.forces))?;
-    d.set_item("virial", r.virial.map(|v| mat(py, &v)))?;
+    d.set_item("stress", r.stress().map(|s| mat(py, &s)))?;
+    d.set_item(
+        "virial",
+        r.virial.map(|w| mat(py, &w.map(|row| row.map(|x| -x)))),
+    )?;
     d.set_item("volume", r.volume)?;
     d.set_item("solver", r.stats.solver)?;
     d.set_item("preconditioner", r.stats.preconditioner)?;
@@ -101,9 +109,22 @@ fn result_dict<'py>(py: Python<'py>, r: &QEqResult) -> PyResult<Bound<'py, PyDic
     d.set_item("tolerance", r.stats.tolerance)?;
     d.set_item("iterations", r.stats.iterations)?;
     d.set_item("residual", r.stats.residual)?;
-    d.set_item("ewald_sigma", r.stats.ewald_sigma)?;
-    d.set_item("cutoff", r.stats.cutoff)?;
     d.set_item("n_kvectors", r.stats.n_kvectors)?;
+    let p = PyDict::new(py);
+    p.set_item(
+        "method",
+        match r.stats.kspace {
+            "none" => "direct",
+            other => other,
+        },
+    )?;
+    p.set_item("smearing", r.stats.smearing)?;
+    p.set_item("cutoff", r.stats.cutoff)?;
+    p.set_item("k_cutoff", r.stats.k_cutoff)?;
+    p.set_item("mesh", r.stats.mesh.map(|m| (m[0], m[1], m[2])))?;
+    p.set_item("order", r.stats.order)?;
+    d.set_item("parameters", p)?;
+    d.set_item("seconds", seconds)?;
     Ok(d)
 }
 
@@ -124,7 +145,7 @@ fn gradients_dict<'py>(py: Python<'py>, g: &QEqGradients) -> PyResult<Bound<'py,
 /// Solves one QEq problem (see `farfield.qeq`); with `grad_charges` also returns the
 /// vector–Jacobian products as a second dictionary.
 #[pyfunction]
-#[pyo3(signature = (system, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit, kspace, preconditioner, grad_charges=None, grad_energy=0.0))]
+#[pyo3(signature = (system, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, smearing, ewald_truncation, dense_limit, kspace, preconditioner, grad_charges=None, grad_energy=0.0))]
 #[allow(clippy::too_many_arguments)]
 fn qeq<'py>(
     py: Python<'py>,
@@ -140,8 +161,8 @@ fn qeq<'py>(
     tolerance: f64,
     max_iterations: usize,
     prefactor: f64,
-    ewald_sigma: Option<f64>,
-    accuracy: f64,
+    smearing: Option<f64>,
+    ewald_truncation: f64,
     dense_limit: usize,
     kspace: &str,
     preconditioner: &str,
@@ -164,8 +185,8 @@ fn qeq<'py>(
             tolerance,
             max_iterations,
             prefactor,
-            ewald_sigma,
-            accuracy,
+            smearing,
+            ewald_truncation,
             dense_limit,
             kspace,
             preconditioner,
@@ -174,15 +195,19 @@ fn qeq<'py>(
     })?;
     match grad_charges {
         None => {
+            let start = Instant::now();
             let r = threads::run(py, || farfield::qeq::qeq(&sys, &problem, &opts))?;
-            Ok(result_dict(py, &r)?.into_any())
+            let seconds = start.elapsed().as_secs_f64();
+            Ok(result_dict(py, &r, seconds)?.into_any())
         }
         Some(g) => {
             let g = vec1(&g);
+            let start = Instant::now();
             let (r, grads) = threads::run(py, || {
                 farfield::qeq::qeq_vjp(&sys, &problem, &opts, &g, grad_energy)
             })?;
-            let t = (result_dict(py, &r)?, gradients_dict(py, &grads)?);
+            let seconds = start.elapsed().as_secs_f64();
+            let t = (result_dict(py, &r, seconds)?, gradients_dict(py, &grads)?);
             Ok(t.into_pyobject(py)?.into_any())
         }
     }
@@ -192,7 +217,7 @@ fn qeq<'py>(
 /// structure has its own total charge and optionally fragments, warm start and, when
 /// `grad_charges` is given, its vector–Jacobian products (then a list of pairs is returned).
 #[pyfunction]
-#[pyo3(signature = (systems, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, ewald_sigma, accuracy, dense_limit, kspace, preconditioner, grad_charges=None, grad_energy=None))]
+#[pyo3(signature = (systems, electronegativity, hardness, sigma, total_charge, fragments, fragment_charges, initial_charges, solver, tolerance, max_iterations, prefactor, smearing, ewald_truncation, dense_limit, kspace, preconditioner, grad_charges=None, grad_energy=None))]
 #[allow(clippy::too_many_arguments)]
 fn qeq_batch<'py>(
     py: Python<'py>,
@@ -208,8 +233,8 @@ fn qeq_batch<'py>(
     tolerance: f64,
     max_iterations: usize,
     prefactor: f64,
-    ewald_sigma: Option<f64>,
-    accuracy: f64,
+    smearing: Option<f64>,
+    ewald_truncation: f64,
     dense_limit: usize,
     kspace: &str,
     preconditioner: &str,
@@ -263,8 +288,8 @@ fn qeq_batch<'py>(
             tolerance,
             max_iterations,
             prefactor,
-            ewald_sigma,
-            accuracy,
+            smearing,
+            ewald_truncation,
             dense_limit,
             kspace,
             preconditioner,
@@ -279,21 +304,25 @@ fn qeq_batch<'py>(
     })?;
     match grads {
         None => {
+            let start = Instant::now();
             let results =
                 threads::run(py, || farfield::qeq::qeq_batch(&systems, &problems, &opts))?;
+            let seconds = start.elapsed().as_secs_f64();
             results
                 .iter()
-                .map(|r| Ok(result_dict(py, r)?.into_any()))
+                .map(|r| Ok(result_dict(py, r, seconds)?.into_any()))
                 .collect()
         }
         Some((gq, ge)) => {
+            let start = Instant::now();
             let results = threads::run(py, || {
                 farfield::qeq::qeq_vjp_batch(&systems, &problems, &opts, &gq, &ge)
             })?;
+            let seconds = start.elapsed().as_secs_f64();
             results
                 .iter()
                 .map(|(r, g)| {
-                    let t = (result_dict(py, r)?, gradients_dict(py, g)?);
+                    let t = (result_dict(py, r, seconds)?, gradients_dict(py, g)?);
                     Ok(t.into_pyobject(py)?.into_any())
                 })
                 .collect()

@@ -203,7 +203,7 @@ proptest! {
         chi in -5.0f64..5.0,
         hardness in magnitude(1e-2, 1e2),
         sigma in magnitude(1e-2, 1e3),
-        ewald_sigma in optional(magnitude(1e-4, 1e3)),
+        smearing in optional(magnitude(1e-4, 1e3)),
         solver in prop::sample::select(vec![Solver::Auto, Solver::Dense, Solver::ConjugateGradient]),
         total in prop_oneof![Just(0.0), Just(-1.0)],
     ) {
@@ -217,7 +217,7 @@ proptest! {
             total_charge: total,
             ..QEqProblem::default()
         };
-        let options = QEqOptions { solver, ewald_sigma, max_iterations: 200, ..QEqOptions::default() };
+        let options = QEqOptions { solver, smearing, max_iterations: 200, ..QEqOptions::default() };
         match qeq::qeq(&system, &problem, &options) {
             Ok(r) => {
                 prop_assert!(r.energy.is_finite());

@@ -26,6 +26,16 @@ pub struct Fft3 {
     spare: Mutex<Vec<Vec<C64>>>,
 }
 
+/// Number of grid shapes whose plans [`Fft3::shared`] keeps (most recently used).
+const SHARED_PLANS: usize = 4;
+
+/// Grids above this many spectrum values (64 MiB each) are planned afresh and not kept, so
+/// that a finished large calculation does not hold its intermediate grids.
+const SHARED_MAX_SPECTRUM: usize = 1 << 22;
+
+/// The plans kept by [`Fft3::shared`], least recently used first.
+static SHARED: Mutex<Vec<Arc<Fft3>>> = Mutex::new(Vec::new());
+
 /// K1 slabs per task of the inverse transform's first transpose: the strided reads of
 /// consecutive slabs share cache lines.
 const SLABS: usize = 8;
@@ -52,6 +62,31 @@ impl Fft3 {
             i1: cp.plan_fft_inverse(n[0]),
             spare: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The plans of a grid with `n` points per axis, shared with earlier calls on the same
+    /// shape: repeated sums on one mesh (an MD run, many frames of one cell) plan once and
+    /// reuse the intermediate grids instead of faulting in fresh pages. The
+    /// [`SHARED_PLANS`] most recently used shapes are kept, none above
+    /// [`SHARED_MAX_SPECTRUM`] spectrum values. Safe to use from several threads at once.
+    pub fn shared(n: [usize; 3]) -> Arc<Fft3> {
+        let plan = || Arc::new(Fft3::new(n));
+        let Ok(mut kept) = SHARED.lock() else {
+            return plan();
+        };
+        if let Some(i) = kept.iter().position(|p| p.n == n) {
+            let found = kept.remove(i);
+            kept.push(Arc::clone(&found));
+            return found;
+        }
+        let fresh = plan();
+        if fresh.spectrum_len() <= SHARED_MAX_SPECTRUM {
+            if kept.len() >= SHARED_PLANS {
+                kept.remove(0);
+            }
+            kept.push(Arc::clone(&fresh));
+        }
+        fresh
     }
 
     /// An intermediate grid of H·K2·K1 values (contents unspecified: every use overwrites
@@ -252,6 +287,30 @@ impl Fft3 {
 mod tests {
     use super::*;
     use crate::buffers::zeroed_checked;
+
+    /// Shared plans are reused for a shape and give the same transform as fresh ones.
+    #[test]
+    fn shared_plans_are_reused_and_exact() {
+        let n = [7, 5, 6];
+        let a = Fft3::shared(n);
+        let b = Fft3::shared(n);
+        assert!(Arc::ptr_eq(&a, &b));
+        let len = n[0] * n[1] * n[2];
+        let data: Vec<f64> = (0..len).map(|i| ((i * 13) % 17) as f64 - 8.0).collect();
+        let fresh = Fft3::new(n);
+        let mut x = data.clone();
+        let mut y = data.clone();
+        let mut sx = filled_checked(a.spectrum_len(), C64::new(0.0, 0.0));
+        let mut sy = sx.clone();
+        a.forward(&mut x, &mut sx);
+        fresh.forward(&mut y, &mut sy);
+        assert_eq!(sx, sy);
+        // more shapes than are kept: the oldest is dropped and planned again
+        for k in 0..SHARED_PLANS {
+            let _ = Fft3::shared([40 + k, 4, 4]);
+        }
+        assert!(!Arc::ptr_eq(&a, &Fft3::shared(n)));
+    }
 
     #[test]
     fn matches_direct_dft() {

@@ -293,7 +293,7 @@ impl Pme {
         let n2p = n[2] + order - 1;
 
         // --- forward FFT, influence function, energy and virial
-        let fft = Fft3::new(n);
+        let fft = Fft3::shared(n);
         let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0))?;
         fft.forward(&mut grid, &mut spec);
         crate::interrupt::check()?;

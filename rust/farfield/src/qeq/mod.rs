@@ -30,7 +30,8 @@
 //!   - ∂L/∂J_i = p_i q_i,
 //!   - ∂L/∂θ = Σ_ij p_i q_j ∂A_ij/∂θ for θ ∈ {σ_i, r_i, ε} (computed by
 //!     [`operator::Operator::bilinear_gradient`]),
-//!   - ∂L/∂cell = h^{-T}(∂L/∂ε − Rᵀ ∂L/∂R) (rows of h are the cell vectors).
+//!   - ∂L/∂cell = h^{-T}((∂L/∂ε)ᵀ − Rᵀ ∂L/∂R) at fixed Cartesian positions (rows of h are
+//!     the cell vectors; ∂L/∂ε in the column-vector convention r → (1+ε) r, h → h(1+ε)ᵀ).
 //!
 //!   Proof sketch: dq = −P(dχ + dA q) with P the (symmetric) top-left block of the bordered
 //!   inverse, and dE = qᵀdχ + ½ qᵀ dA q by the envelope theorem.
@@ -75,10 +76,13 @@ pub struct QEqOptions {
     pub max_iterations: usize,
     /// Coulomb prefactor k_e (1: Gaussian units).
     pub prefactor: f64,
-    /// Ewald width η for periodic systems (None: chosen from the volume and atom count).
-    pub ewald_sigma: Option<f64>,
-    /// Truncation accuracy of the Ewald sums (relative, ≈ e^{−x²}).
-    pub accuracy: f64,
+    /// Gaussian smearing η of the Ewald range split for periodic systems (the standard
+    /// deviation, as `smearing` everywhere; None: chosen from the volume and atom count).
+    pub smearing: Option<f64>,
+    /// Relative truncation of the Ewald sums (≈ e^{−x²}: r_c = x·max(η, √2 max σ),
+    /// k_c = x/η with x = √(−2 ln ewald_truncation)); not an error target like the
+    /// `accuracy` of the Coulomb sums.
+    pub ewald_truncation: f64,
     /// `Solver::Auto` uses the dense solver up to this many atoms.
     pub dense_limit: usize,
     /// How the k-space part of periodic products and gradients is evaluated.
@@ -126,8 +130,8 @@ impl Default for QEqOptions {
             tolerance: 1e-10,
             max_iterations: 2000,
             prefactor: 1.0,
-            ewald_sigma: None,
-            accuracy: 1e-10,
+            smearing: None,
+            ewald_truncation: 1e-10,
             dense_limit: 1500,
             kspace: KSpace::Auto,
             preconditioner: PreconditionerKind::Auto,
@@ -166,10 +170,16 @@ pub struct SolverStats {
     pub iterations: usize,
     /// RMS of (Aq + χ)_i − μ_f at the solution.
     pub residual: f64,
-    /// Ewald width η used (periodic only).
-    pub ewald_sigma: Option<f64>,
+    /// Ewald smearing η used (periodic only).
+    pub smearing: Option<f64>,
     /// Real-space cutoff (periodic only).
     pub cutoff: Option<f64>,
+    /// Reciprocal-space cutoff (periodic only; with PME the explicit sum it replaces).
+    pub k_cutoff: Option<f64>,
+    /// PME mesh points along the three cell vectors (k-space by PME only).
+    pub mesh: Option<[usize; 3]>,
+    /// PME B-spline order (k-space by PME only).
+    pub order: Option<usize>,
     /// Number of k-vectors (half space; 0 for open systems).
     pub n_kvectors: usize,
     /// The convergence threshold asked for (the CG stops when `residual` is below it).
@@ -190,7 +200,9 @@ pub struct QEqResult {
     /// −dE/dr_i at fixed χ.
     pub forces: Vec<Vec3>,
     /// W = ∂E/∂ε, the derivative with respect to a homogeneous strain of positions and cell
-    /// (periodic only). The stress is W / V (see [`QEqResult::stress`]).
+    /// (periodic only; the sign of the core's `Output::virial`, the opposite of the
+    /// mechanical virial Σ r⊗F = −W the Python results report). The stress is W / V (see
+    /// [`QEqResult::stress`]).
     pub virial: Option<Mat3>,
     /// Cell volume V (periodic only).
     pub volume: Option<f64>,
@@ -219,7 +231,9 @@ pub struct QEqGradients {
     pub sigma: Vec<f64>,
     /// ∂L/∂r.
     pub positions: Vec<Vec3>,
-    /// ∂L/∂ε (periodic only).
+    /// ∂L/∂ε (periodic only) in the column-vector convention: positions r → (1+ε) r and
+    /// cell rows h → h(1+ε)ᵀ together, entry [a][b] = ∂L/∂ε_ab. (Symmetric here: A depends
+    /// on distances and the volume only.)
     pub strain: Option<Mat3>,
     /// ∂L/∂h, h the cell matrix with rows as vectors, positions held fixed (periodic only).
     pub cell: Option<Mat3>,
@@ -293,12 +307,12 @@ fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resu
     if !(options.tolerance.is_finite() && options.tolerance > 0.0) {
         return Err(Error::parameter("tolerance", "must be finite and > 0"));
     }
-    if !(options.accuracy > 0.0 && options.accuracy < 1.0) {
-        return Err(Error::parameter("accuracy", "must be in (0, 1)"));
+    if !(options.ewald_truncation > 0.0 && options.ewald_truncation < 1.0) {
+        return Err(Error::parameter("ewald_truncation", "must be in (0, 1)"));
     }
-    if let Some(eta) = options.ewald_sigma {
+    if let Some(eta) = options.smearing {
         if !(eta.is_finite() && eta > 0.0) {
-            return Err(Error::parameter("ewald_sigma", "must be finite and > 0"));
+            return Err(Error::parameter("smearing", "must be finite and > 0"));
         }
     }
     if let Some(q0) = &problem.initial_charges {
@@ -411,28 +425,28 @@ fn check_cost(
                 n * (1.0 + n / volume * 4.0 / 3.0 * std::f64::consts::PI * s.cutoff.powi(3));
             let cutoff_hint = if std::f64::consts::SQRT_2 * max_sigma >= s.eta {
                 format!(
-                    "the real-space cutoff {:.3e} = sqrt(2)·max(sigma)·sqrt(-2 ln accuracy) \
+                    "the real-space cutoff {:.3e} = sqrt(2)·max(sigma)·sqrt(-2 ln ewald_truncation) \
                      follows from the Gaussian widths sigma (largest {max_sigma:.3e}): use \
-                     smaller sigma (or a larger accuracy)",
+                     smaller sigma (or a larger ewald_truncation)",
                     s.cutoff
                 )
-            } else if options.ewald_sigma.is_some() {
+            } else if options.smearing.is_some() {
                 format!(
-                    "the real-space cutoff {:.3e} = ewald_sigma·sqrt(-2 ln accuracy): use a \
-                     smaller ewald_sigma (or leave it None)",
+                    "the real-space cutoff {:.3e} = smearing·sqrt(-2 ln ewald_truncation): use a \
+                     smaller smearing (or leave it None)",
                     s.cutoff
                 )
             } else {
-                "use a larger accuracy or a smaller system".to_string()
+                "use a larger ewald_truncation or a smaller system".to_string()
             };
-            let k_hint = if options.ewald_sigma.is_some() {
+            let k_hint = if options.smearing.is_some() {
                 format!(
-                    "the k-space cutoff {:.3e} = sqrt(-2 ln accuracy)/ewald_sigma: use a \
-                     larger ewald_sigma (or leave it None)",
+                    "the k-space cutoff {:.3e} = sqrt(-2 ln ewald_truncation)/smearing: use a \
+                     larger smearing (or leave it None)",
                     s.k_cutoff
                 )
             } else {
-                "use a larger accuracy".to_string()
+                "use a larger ewald_truncation".to_string()
             };
             let lengths = cell.lengths();
             let mut kbox = 1.0;
@@ -568,8 +582,8 @@ fn check_pme_cost(
     };
     let points = mesh.iter().map(|&v| v as f64).product::<f64>();
     let products = (options.max_iterations.min(EXPECTED_ITERATIONS) + 3) as f64;
-    let hint = "the PME mesh follows from ewald_sigma and the accuracy: use a larger \
-                ewald_sigma (or leave it None), a larger accuracy, or kspace='ewald'";
+    let hint = "the PME mesh follows from the smearing and ewald_truncation: use a larger \
+                smearing (or leave it None), a larger ewald_truncation, or kspace='ewald'";
     limits::check_memory("the QEq PME mesh", points * 8.0 * 4.0, hint)?;
     let stats = crate::tuning::pme::PmeStats::of(system)?;
     let per_product = crate::tuning::pme::pme_cost(stats, 0.0, mesh, pp.order);
@@ -600,10 +614,10 @@ fn make_operator<'a>(
         // with PME the mesh is cheap: a narrower η than the Ewald balance (η ≈ 0.8 (V/N)^{1/3})
         // keeps the stored real-space pairs few
         // and within operator::PAIRS_PER_ATOM real-space pairs per atom
-        let eta = options.ewald_sigma.or_else(|| {
+        let eta = options.smearing.or_else(|| {
             pme.then(|| {
                 let d = (cell.volume() / n.max(1) as f64).cbrt();
-                let x = (-2.0 * options.accuracy.ln()).sqrt();
+                let x = (-2.0 * options.ewald_truncation.ln()).sqrt();
                 let budget = (operator::PAIRS_PER_ATOM as f64 * cell.volume()
                     / (n.max(1) as f64 * 4.0 / 3.0 * std::f64::consts::PI))
                     .cbrt()
@@ -613,13 +627,13 @@ fn make_operator<'a>(
                     .max(std::f64::consts::SQRT_2 * max_sigma)
             })
         });
-        EwaldSettings::for_accuracy(system, max_sigma, eta, options.accuracy)
+        EwaldSettings::for_accuracy(system, max_sigma, eta, options.ewald_truncation)
     });
     check_cost(system, problem, options, settings.as_ref(), pme, dense)?;
     match (pme, settings) {
         (true, Some(s)) => {
             // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
-            let target = options.tolerance.min(options.accuracy).max(1e-14);
+            let target = options.tolerance.min(options.ewald_truncation).max(1e-14);
             let pp = operator::pme_parameters_for(system, s.eta, s.cutoff, target)?;
             check_pme_cost(system, options, &pp)?;
             Operator::with_pme(
@@ -797,7 +811,7 @@ impl<'a> Forward<'a> {
 /// Solves one QEq problem: charges, chemical potential, energy, forces and (periodic) stress.
 ///
 /// Before any work the cost is estimated from the parameters (real-space pairs from the cutoff
-/// √(−2 ln accuracy)·max(η, √2 max σ), k-vectors from √(−2 ln accuracy)/η, the dense N² matrix
+/// √(−2 ln ewald_truncation)·max(η, √2 max σ), k-vectors from √(−2 ln ewald_truncation)/η, the dense N² matrix
 /// and its N³/3 factorisation, about 100 products of a CG solve) and refused above the limits
 /// of [`crate::limits`] with [`Error::TooExpensive`], naming the parameter to change. Every loop
 /// polls [`crate::interrupt`]: an interrupted solve returns [`Error::Interrupted`]. A system
@@ -855,8 +869,14 @@ fn finish(
             },
             iterations,
             residual,
-            ewald_sigma: settings.map(|s| s.eta),
+            smearing: settings.map(|s| s.eta),
             cutoff: settings.map(|s| s.cutoff),
+            k_cutoff: settings.map(|s| s.k_cutoff),
+            mesh: op.pme_parameters().and_then(|p| match p.mesh {
+                crate::pme::Mesh::Points(n) => Some(n),
+                crate::pme::Mesh::Spacing(_) => None,
+            }),
+            order: op.pme_parameters().map(|p| p.order),
             n_kvectors: op.n_kvectors(),
             tolerance,
             kspace: match (system.cell(), op.uses_pme()) {
@@ -905,8 +925,14 @@ pub fn qeq_vjp(
         sigma: g.sigma,
         strain: system.cell().map(|_| g.strain),
         cell: system.cell().map(|cell| {
-            // ∂L/∂h = h^{-T} (∂L/∂ε − Rᵀ ∂L/∂R)
-            let mut m = g.strain;
+            // ∂L/∂h = h^{-T} ((∂L/∂ε)ᵀ − Rᵀ ∂L/∂R), ε in the column-vector convention
+            // (dL = Σ_i ∂L/∂r_i · ε r_i + ∂L/∂h : h εᵀ)
+            let mut m = [[0.0; 3]; 3];
+            for (a, row) in m.iter_mut().enumerate() {
+                for (b, x) in row.iter_mut().enumerate() {
+                    *x = g.strain[b][a];
+                }
+            }
             for (r, d) in system.positions().iter().zip(&g.positions) {
                 for a in 0..3 {
                     for b in 0..3 {

@@ -51,7 +51,7 @@ pub struct EwaldSettings {
     pub eta: f64,
     /// Real-space cutoff.
     pub cutoff: f64,
-    /// Reciprocal-space cutoff |k| ≤ k_cut.
+    /// Reciprocal-space cutoff: k-vectors with |k| < k_cut (strict).
     pub k_cutoff: f64,
 }
 
@@ -112,7 +112,7 @@ struct Periodic {
     n_kvectors: usize,
 }
 
-/// Σ_{k half space, 0 < |k| ≤ k_c} 2 (4π/V) e^{−η²k²/2}/k² and the number of terms, without
+/// Σ_{k half space, 0 < |k| < k_c} 2 (4π/V) e^{−η²k²/2}/k² and the number of terms, without
 /// storing the k-vectors.
 fn kspace_weight_sum(cell: &crate::system::Cell, eta: f64, k_cutoff: f64) -> Result<(f64, usize)> {
     let recip = cell.reciprocal();
@@ -476,6 +476,14 @@ impl<'a> Operator<'a> {
     /// The Ewald settings in use, if periodic.
     pub fn settings(&self) -> Option<EwaldSettings> {
         self.periodic.as_ref().map(|p| p.settings)
+    }
+
+    /// The PME parameters of the k-space part, if it uses PME.
+    pub fn pme_parameters(&self) -> Option<PmeParameters> {
+        self.periodic
+            .as_ref()
+            .and_then(|p| p.pme.as_ref())
+            .map(|pme| *pme.parameters())
     }
 
     #[inline]

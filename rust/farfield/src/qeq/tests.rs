@@ -174,7 +174,7 @@ fn qeq_pme_products_and_gradients_match_ewald() {
     let (system, problem) = periodic_box(6);
     let opts = QEqOptions::default();
     let max_sigma = problem.sigma.iter().copied().fold(0.0, f64::max);
-    let settings = EwaldSettings::for_accuracy(&system, max_sigma, None, opts.accuracy);
+    let settings = EwaldSettings::for_accuracy(&system, max_sigma, None, opts.ewald_truncation);
     let ewald = Operator::new(
         &system,
         &problem.sigma,
@@ -358,10 +358,10 @@ fn qeq_refuses_expensive_widths_before_work() {
     let err = qeq(&system, &wide, &QEqOptions::default()).unwrap_err();
     assert!(matches!(err, Error::TooExpensive { .. }), "{err}");
     assert!(err.to_string().contains("sigma"), "{err}");
-    for (eta, name) in [(1e3, "smaller ewald_sigma"), (1e-4, "larger ewald_sigma")] {
+    for (eta, name) in [(1e3, "smaller smearing"), (1e-4, "larger smearing")] {
         for solver in [Solver::Dense, Solver::ConjugateGradient] {
             let opts = QEqOptions {
-                ewald_sigma: Some(eta),
+                smearing: Some(eta),
                 solver,
                 ..Default::default()
             };
