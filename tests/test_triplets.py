@@ -284,7 +284,7 @@ def test_bad_input() -> None:
         tf.compute(water)
     with pytest.raises(ValueError, match="atomic number 8"):
         ff.Bispectrum(species=[1], **SETTINGS).compute(water)
-    with pytest.raises(ValueError, match="centre 7"):
+    with pytest.raises(ValueError, match="center 7"):
         ff.TripletFeatures(**SETTINGS).compute(water, centers=[7])
     with pytest.raises(ValueError, match="psi"):
         ff.TripletFeatures(**SETTINGS).summed(water, psi="quadratic")

@@ -13,7 +13,31 @@ from typing_extensions import Self
 
 _F = npt.NDArray[np.float64]
 _I = npt.NDArray[np.int32]
-_SystemArrays = tuple[_F, _I, _F | None]
+
+@final
+class NativeSystem:
+    def __new__(
+        cls,
+        positions: _F,
+        numbers: npt.NDArray[Any],
+        cell: _F | None = None,
+        pbc: tuple[bool, bool, bool] | list[bool] | None = None,
+    ) -> Self: ...
+    @property
+    def positions(self) -> _F: ...
+    @property
+    def numbers(self) -> _I: ...
+    @property
+    def cell(self) -> _F | None: ...
+    @property
+    def periodic(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __copy__(self) -> Self: ...
+    def __deepcopy__(self, _memo: Any) -> Self: ...
+    def __reduce__(self) -> tuple[Any, tuple[_F, _I, _F | None]]: ...
+
+# a validated NativeSystem (used as is) or a tuple (positions, numbers, cell) (validated per call)
+_SystemArrays = NativeSystem | tuple[_F, _I, _F | None]
 
 __all__ = [
     "__version__",
@@ -21,6 +45,8 @@ __all__ = [
     "set_limits",
     "get_limits",
     "validate_system",
+    "validation_count",
+    "NativeSystem",
     "set_num_threads",
     "get_num_threads",
     "coulomb_choose",
@@ -47,6 +73,7 @@ __version__: str
 _L = npt.NDArray[np.int64]
 
 def validate_system(system: _SystemArrays) -> int: ...
+def validation_count() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def panic_count() -> int: ...

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _native
+from . import _native as _ext
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase
@@ -26,64 +26,80 @@ class System:
         numbers: (n,) atomic numbers (any integer species labels).
         cell: (3, 3) cell vectors as rows for a periodic system, ``None`` for an open one.
 
-    Construction validates the input: non-finite values, wrong shapes, singular or nearly
-    degenerate cells and overlapping atoms raise ``ValueError``. Atomic numbers must be integers
-    (Python or numpy integers; floats, even 1.0, and bools raise ``TypeError``) in
-    [0, 2**31 - 1] (``ValueError`` otherwise).
+    Construction validates the input once, in the compiled core: non-finite values, wrong
+    shapes, singular or nearly degenerate cells and overlapping atoms raise ``ValueError``.
+    Atomic numbers must be integers (Python or numpy integers; floats, even 1.0, and bools raise
+    ``TypeError``) in [0, 2**31 - 1] (``ValueError`` otherwise).
+
+    A System is immutable: it holds copies of the arrays given (read-only numpy arrays) and the
+    validated native system built from them, which every calculator reuses without copying or
+    validating again. To move atoms, build a new System (``dataclasses.replace`` works).
     """
 
     positions: FloatArray
     numbers: IntArray
     cell: FloatArray | None = None
+    _native: _ext.NativeSystem = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         positions = _float_array(self.positions, "positions")
-        if positions.ndim != 2 or positions.shape[1] != 3:
-            raise ValueError(f"positions must have shape (n, 3), got {positions.shape}")
-        numbers = _numbers(self.numbers)
-        if numbers.ndim != 1 or numbers.shape[0] != positions.shape[0]:
-            raise ValueError(
-                f"numbers must have shape ({positions.shape[0]},) (one per atom), "
-                f"got {numbers.shape}"
-            )
-        cell = None
-        if self.cell is not None:
-            cell = _float_array(self.cell, "cell")
-            if cell.shape != (3, 3):
-                raise ValueError(f"cell must have shape (3, 3), got {cell.shape}")
-        object.__setattr__(self, "positions", positions)
-        object.__setattr__(self, "numbers", numbers)
-        object.__setattr__(self, "cell", cell)
-        _native.validate_system(self._arrays())
+        numbers = _integer_array(self.numbers)
+        cell = None if self.cell is None else _float_array(self.cell, "cell")
+        self._adopt(_ext.NativeSystem(positions, numbers, cell))
+
+    def _adopt(self, native: _ext.NativeSystem) -> None:
+        """Takes the arrays from the validated native system (read-only copies)."""
+        object.__setattr__(self, "_native", native)
+        for name in ("positions", "numbers", "cell"):
+            array = getattr(native, name)
+            if array is not None:
+                array.setflags(write=False)
+            object.__setattr__(self, name, array)
+
+    @classmethod
+    def _from_native(cls, native: _ext.NativeSystem) -> System:
+        system = object.__new__(cls)
+        system._adopt(native)
+        return system
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle rebuilds the System from its arrays (validated once more when loaded)
+        return (type(self), (self.positions, self.numbers, self.cell))
+
+    def __copy__(self) -> System:
+        # new read-only arrays, the same (immutable) native system: nothing is validated again
+        return type(self)._from_native(self._native)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> System:
+        copied = self.__copy__()
+        memo[id(self)] = copied
+        return copied
 
     def __len__(self) -> int:
-        return int(self.positions.shape[0])
+        return len(self._native)
 
     @property
     def periodic(self) -> bool:
         """``True`` when the system has a cell (periodic in all three directions)."""
         return self.cell is not None
 
-    def _arrays(self) -> tuple[FloatArray, IntArray, FloatArray | None]:
-        return (self.positions, self.numbers, self.cell)
+    def _arrays(self) -> _ext.NativeSystem:
+        """The validated native system that the ``_native`` functions take."""
+        return self._native
 
     @classmethod
     def from_ase(cls, atoms: ase.Atoms) -> System:
         """Converts an ``ase.Atoms``: periodic in all directions or in none."""
-        pbc = np.asarray(atoms.pbc, dtype=bool)
-        if pbc.all():
-            cell: FloatArray | None = np.asarray(atoms.cell.array, dtype=np.float64)
-        elif not pbc.any():
-            cell = None
-        else:
-            raise ValueError(
-                f"pbc={pbc.tolist()}: only fully periodic or fully open systems are supported"
-            )
-        return cls(
-            positions=np.asarray(atoms.positions, dtype=np.float64),
-            numbers=np.asarray(atoms.numbers, dtype=np.int32),
-            cell=cell,
+        pbc = [bool(p) for p in np.asarray(atoms.pbc, dtype=bool).reshape(-1)]
+        # the core uses the cell when every direction is periodic, refuses mixed periodicity
+        cell = _float_array(atoms.cell.array, "cell") if any(pbc) else None
+        native = _ext.NativeSystem(
+            _float_array(atoms.positions, "positions"),
+            _integer_array(atoms.numbers),
+            cell,
+            pbc=pbc,
         )
+        return cls._from_native(native)
 
 
 SystemLike = Union[System, "ase.Atoms"]
@@ -102,29 +118,12 @@ def as_system(atoms: Any) -> System:
 MAX_NUMBER = 2**31 - 1
 
 
-def _numbers(value: Any) -> IntArray:
-    """Atomic numbers as int32: integers only (no float, bool or object values), in range."""
+def _integer_array(value: Any) -> npt.NDArray[Any]:
+    """``value`` as a numpy array for the native conversion, which checks its dtype and range."""
     try:
-        array = np.asarray(value)
+        return np.asarray(value)
     except (TypeError, ValueError) as error:
         raise TypeError(f"numbers must be an array of integers: {error}") from error
-    if array.size == 0 and array.dtype.kind in "fiu":
-        array = array.astype(np.int64)
-    if array.dtype.kind not in "iu":
-        example = array.flat[0] if array.size else None
-        raise TypeError(
-            f"numbers must be integers (atomic numbers), got values of type {array.dtype}"
-            + ("" if example is None else f" (e.g. {example!r})")
-        )
-    if array.size:
-        lo, hi = int(array.min()), int(array.max())
-        if lo < 0 or hi > MAX_NUMBER:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"numbers must be in [0, {MAX_NUMBER}] (atomic numbers or non-negative species "
-                f"labels), got {bad}"
-            )
-    return np.ascontiguousarray(array, dtype=np.int32)
 
 
 def _float_array(value: Any, name: str) -> FloatArray:

@@ -5,6 +5,8 @@ use farfield::{Error, System};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
+use crate::system::{validated, NativeSystem};
+
 /// Reads an (n, 3) float array.
 pub fn vec3s(what: &str, array: &PyReadonlyArray2<'_, f64>) -> farfield::Result<Vec<Vec3>> {
     let view = array.as_array();
@@ -41,22 +43,35 @@ pub fn mat3(what: &str, array: &PyReadonlyArray2<'_, f64>) -> farfield::Result<M
     Ok(m)
 }
 
-/// The arrays that describe a system on the Python side: the tuple
-/// `(positions (n, 3), numbers (n,) int32, cell (3, 3) or None)` made by `System._arrays()`.
+/// A system as the Python side passes it: the validated [`NativeSystem`] that `System._arrays()`
+/// returns (used as is: no copy, no re-validation), or, for backwards compatibility, the tuple
+/// `(positions (n, 3), numbers (n,) int32, cell (3, 3) or None)` (converted and validated on
+/// every call).
 #[derive(FromPyObject)]
-pub struct SystemArrays<'py>(
-    PyReadonlyArray2<'py, f64>,
-    PyReadonlyArray1<'py, i32>,
-    Option<PyReadonlyArray2<'py, f64>>,
-);
+pub enum SystemArrays<'py> {
+    /// A `farfield._native.NativeSystem`.
+    Native(Bound<'py, NativeSystem>),
+    /// The tuple of arrays.
+    Arrays(
+        PyReadonlyArray2<'py, f64>,
+        PyReadonlyArray1<'py, i32>,
+        Option<PyReadonlyArray2<'py, f64>>,
+    ),
+}
 
 impl SystemArrays<'_> {
-    /// Builds (and validates) the core system. Call it before releasing the GIL.
+    /// The core system: for a `NativeSystem` a cheap clone of the system validated when it was
+    /// built; for a tuple, built and validated now. Call it before releasing the GIL.
     pub fn to_system(&self) -> farfield::Result<System> {
-        let positions = vec3s("positions", &self.0)?;
-        let numbers: Vec<i32> = self.1.as_array().iter().copied().collect();
-        let cell = self.2.as_ref().map(|c| mat3("cell", c)).transpose()?;
-        System::new(positions, numbers, cell)
+        match self {
+            SystemArrays::Native(native) => Ok(native.get().system()),
+            SystemArrays::Arrays(positions, numbers, cell) => {
+                let positions = vec3s("positions", positions)?;
+                let numbers: Vec<i32> = numbers.as_array().iter().copied().collect();
+                let cell = cell.as_ref().map(|c| mat3("cell", c)).transpose()?;
+                validated(positions, numbers, cell, None)
+            }
+        }
     }
 }
 

@@ -11,12 +11,14 @@ mod limits;
 mod lode;
 mod pme;
 mod qeq;
+mod system;
 mod threads;
 mod triplets;
 
 use convert::SystemArrays;
 
-/// Validates a system (positions, numbers, cell) and returns the number of atoms.
+/// Validates a system (a `NativeSystem`, already valid, or a tuple positions, numbers, cell)
+/// and returns the number of atoms.
 #[pyfunction]
 fn validate_system(system: SystemArrays<'_>) -> PyResult<usize> {
     let system = errors::guarded(|| system.to_system())?;
@@ -32,6 +34,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(limits::set_limits, m)?)?;
     m.add_function(wrap_pyfunction!(limits::get_limits, m)?)?;
     m.add_function(wrap_pyfunction!(validate_system, m)?)?;
+    m.add_function(wrap_pyfunction!(system::validation_count, m)?)?;
+    m.add_class::<system::NativeSystem>()?;
     m.add_function(wrap_pyfunction!(threads::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads::get_num_threads, m)?)?;
     ewald::register(m)?;

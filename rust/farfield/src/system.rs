@@ -2,6 +2,7 @@
 
 use crate::error::{check_finite, Error, Result};
 use crate::math::linalg::{det3, inverse3, Mat3, Vec3};
+use std::sync::Arc;
 
 /// Smallest allowed distance between two atoms (including periodic images).
 pub const MIN_DISTANCE: f64 = 1e-8;
@@ -136,12 +137,19 @@ pub enum Periodicity {
     Full,
 }
 
+/// Largest atomic number (species label) a [`System`] can hold (numbers are stored as `i32`).
+pub const MAX_NUMBER: i32 = i32::MAX;
+
 /// The atoms that every engine works on: positions, atomic numbers (species), and an optional
 /// periodic cell.
+///
+/// A `System` is immutable and validated once, by [`System::new`] / [`System::with_pbc`]; every
+/// engine trusts it. Its arrays are shared, so `clone` is cheap (no copy, no re-validation):
+/// the Python bindings keep one validated `System` per Python `System` and clone it per call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct System {
-    positions: Vec<Vec3>,
-    numbers: Vec<i32>,
+    positions: Arc<[Vec3]>,
+    numbers: Arc<[i32]>,
     cell: Option<Cell>,
 }
 
@@ -164,15 +172,12 @@ impl System {
             ));
         }
         if let Some(i) = numbers.iter().position(|&z| z < 0) {
-            return Err(Error::parameter(
-                "numbers",
-                format!("atomic numbers must be >= 0 (atom {i} has {})", numbers[i]),
-            ));
+            return Err(number_out_of_range(i, numbers[i].into()));
         }
         let cell = cell.map(Cell::new).transpose()?;
         let system = System {
-            positions,
-            numbers,
+            positions: positions.into(),
+            numbers: numbers.into(),
             cell,
         };
         system.check_overlaps()?;
@@ -240,7 +245,7 @@ impl System {
 
     /// Sorted list of the distinct species present.
     pub fn species(&self) -> Vec<i32> {
-        let mut s = self.numbers.clone();
+        let mut s = self.numbers.to_vec();
         s.sort_unstable();
         s.dedup();
         s
@@ -269,6 +274,18 @@ impl System {
             None => Ok(()),
         }
     }
+}
+
+/// The error for an atomic number outside [0, [`MAX_NUMBER`]] (atom `index` has `value`); also
+/// used by converters that read wider integers before building a [`System`].
+pub fn number_out_of_range(index: usize, value: i128) -> Error {
+    Error::parameter(
+        "numbers",
+        format!(
+            "numbers must be in [0, {MAX_NUMBER}] (atomic numbers or non-negative species \
+             labels), got {value} (atom {index})"
+        ),
+    )
 }
 
 /// Checks a per-atom array length.
@@ -312,8 +329,23 @@ mod tests {
 
     #[test]
     fn rejects_negative_numbers() {
-        let err = System::new(vec![[0.0; 3]], vec![-1], None).unwrap_err();
-        assert!(err.to_string().contains("numbers"), "{err}");
+        let err = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![1, -1], None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("numbers must be in [0, 2147483647]"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("got -1 (atom 1)"), "{err}");
+    }
+
+    #[test]
+    fn clones_share_the_validated_arrays() {
+        let cell = [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]];
+        let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![1, 8], Some(cell)).unwrap();
+        let copy = system.clone();
+        assert!(std::ptr::eq(system.positions(), copy.positions()));
+        assert!(std::ptr::eq(system.numbers(), copy.numbers()));
+        assert_eq!(system, copy);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use farfield::descriptors::{
     power_spectrum::PowerSpectrum, spherical_expansion::ExpansionParameters,
-    spherical_expansion::SphericalExpansion, triplets::Centres, triplets::TripletFeatures,
+    spherical_expansion::SphericalExpansion, triplets::Centers, triplets::TripletFeatures,
     GradientRequest,
 };
 use farfield::direct::Direct;
@@ -245,7 +245,7 @@ proptest! {
             0 => SphericalExpansion::new(params).and_then(|c| c.compute(&systems, request)),
             1 => PowerSpectrum::new(params).and_then(|c| c.compute(&systems, request)),
             _ => TripletFeatures::new(params)
-                .and_then(|c| c.compute(&systems, &Centres::All, None))
+                .and_then(|c| c.compute(&systems, &Centers::All, None))
                 .map(|o| o.descriptor),
         };
         match result {

@@ -7,7 +7,7 @@
 use crate::descriptors::result::Descriptor;
 use crate::descriptors::spherical_expansion::ExpansionParameters;
 use crate::descriptors::triplets::{
-    centre_samples, centre_tasks, Centres, Coupling, TripletExpansion, FEATURE_NAMES,
+    center_samples, center_tasks, Centers, Coupling, TripletExpansion, FEATURE_NAMES,
 };
 use crate::error::Result;
 use crate::interrupt;
@@ -47,25 +47,25 @@ impl Bispectrum {
 
     /// The bispectrum of every centre, one row per `(structure, centre, centre Z)`; parallel
     /// over centres and structures. Cost O(M) per centre.
-    pub fn compute(&self, systems: &[System], centres: &Centres) -> Result<Descriptor> {
+    pub fn compute(&self, systems: &[System], centers: &Centers) -> Result<Descriptor> {
         let cells = self.expansion.cell_lists(systems)?;
-        let tasks = centre_tasks(systems, centres)?;
+        let tasks = center_tasks(systems, centers)?;
         let s = self.expansion.species().len();
         let block = self.coupling.block_len(self.expansion.n_radial());
         let bs = self.expansion.block_size();
         let contraction = self.expansion.contraction(&self.coupling);
         let width = self.n_features();
         // per centre: S² contractions of S blocks, each n³ × Σ (2 l2 + 1) multiply-adds
-        let n_centres = tasks.len() as f64;
+        let n_centers = tasks.len() as f64;
         limits::check_terms(
-            "the bispectrum (centres × features)",
-            n_centres * width as f64 * 4.0,
-            "use smaller max_radial or max_angular, fewer species or fewer centres",
+            "the bispectrum (centers × features)",
+            n_centers * width as f64 * 4.0,
+            "use smaller max_radial or max_angular, fewer species or fewer centers",
         )?;
         limits::check_memory(
-            "the bispectrum (centres × features)",
-            n_centres * width as f64 * 8.0 * 2.0,
-            "use smaller max_radial or max_angular, fewer species or fewer centres",
+            "the bispectrum (centers × features)",
+            n_centers * width as f64 * 8.0 * 2.0,
+            "use smaller max_radial or max_angular, fewer species or fewer centers",
         )?;
         let rows: Vec<Vec<f64>> = tasks
             .par_iter()
@@ -92,7 +92,7 @@ impl Bispectrum {
         Ok(Descriptor {
             feature_names: FEATURE_NAMES.to_vec(),
             features: self.feature_labels(),
-            samples: centre_samples(systems, &tasks),
+            samples: center_samples(systems, &tasks),
             values: rows.concat(),
             ..Descriptor::default()
         })

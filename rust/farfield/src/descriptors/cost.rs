@@ -10,31 +10,38 @@ use crate::system::System;
 /// bounding box), its number of atoms and the cutoff, with the bin layout of
 /// [`crate::neighbors::CellList`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct NeighbourEstimate {
+pub struct NeighborEstimate {
     /// Bins and atom images visited by the search, all centres together.
     pub visited: f64,
     /// Neighbour pairs (each counted from both sides), all centres together.
     pub pairs: f64,
     /// Largest number of neighbours of one centre (the average for periodic structures,
     /// bounded by the number of images visited).
-    pub per_centre: f64,
+    pub per_center: f64,
 }
 
-impl NeighbourEstimate {
-    fn add(self, other: NeighbourEstimate) -> NeighbourEstimate {
-        NeighbourEstimate {
+impl NeighborEstimate {
+    fn add(self, other: NeighborEstimate) -> NeighborEstimate {
+        NeighborEstimate {
             visited: self.visited + other.visited,
             pairs: self.pairs + other.pairs,
-            per_centre: self.per_centre.max(other.per_centre),
+            per_center: self.per_center.max(other.per_center),
         }
     }
 }
 
-/// Estimates the neighbour search of `system` within `cutoff` (see [`NeighbourEstimate`]).
-pub fn neighbour_estimate(system: &System, cutoff: f64) -> NeighbourEstimate {
+/// Former spellings of [`NeighborEstimate`], [`neighbor_estimate`], [`neighbor_estimates`] and
+/// [`check_neighbors`], kept so that code written against them still compiles.
+pub use self::{
+    check_neighbors as check_neighbours, neighbor_estimate as neighbour_estimate,
+    neighbor_estimates as neighbour_estimates, NeighborEstimate as NeighbourEstimate,
+};
+
+/// Estimates the neighbour search of `system` within `cutoff` (see [`NeighborEstimate`]).
+pub fn neighbor_estimate(system: &System, cutoff: f64) -> NeighborEstimate {
     let n = system.len() as f64;
     if system.is_empty() || cutoff.is_nan() || cutoff <= 0.0 {
-        return NeighbourEstimate::default();
+        return NeighborEstimate::default();
     }
     let max_bins = (2.0 * n).max(8.0);
     let (extents, volume) = match system.cell() {
@@ -75,40 +82,40 @@ pub fn neighbour_estimate(system: &System, cutoff: f64) -> NeighbourEstimate {
     // per centre: the bins searched and the atoms they hold (every image of every atom)
     let images = bins_searched * n / bins_total;
     let visited_per_centre = bins_searched + images;
-    let per_centre = match volume {
+    let per_center = match volume {
         Some(v) if v > 0.0 => {
             (n / v * 4.0 / 3.0 * std::f64::consts::PI * cutoff.powi(3)).min(images) + 1.0
         }
         _ => (images * std::f64::consts::PI / 6.0).clamp(0.0, n - 1.0) + 1.0,
     };
-    NeighbourEstimate {
+    NeighborEstimate {
         visited: n * visited_per_centre,
-        pairs: n * per_centre,
-        per_centre,
+        pairs: n * per_center,
+        per_center,
     }
 }
 
-/// [`neighbour_estimate`] of every structure, summed (and the largest per centre).
-pub fn neighbour_estimates(systems: &[System], cutoff: f64) -> NeighbourEstimate {
+/// [`neighbor_estimate`] of every structure, summed (and the largest per centre).
+pub fn neighbor_estimates(systems: &[System], cutoff: f64) -> NeighborEstimate {
     systems
         .iter()
-        .map(|s| neighbour_estimate(s, cutoff))
-        .fold(NeighbourEstimate::default(), NeighbourEstimate::add)
+        .map(|s| neighbor_estimate(s, cutoff))
+        .fold(NeighborEstimate::default(), NeighborEstimate::add)
 }
 
 /// Refuses a neighbour search, `per_pair` terms per neighbour pair and `other` further terms
 /// above the term limit, naming the cutoff; returns the estimate.
-pub fn check_neighbours(
+pub fn check_neighbors(
     what: &str,
     systems: &[System],
     cutoff: f64,
     per_pair: f64,
     other: f64,
-) -> Result<NeighbourEstimate> {
-    let estimate = neighbour_estimates(systems, cutoff);
+) -> Result<NeighborEstimate> {
+    let estimate = neighbor_estimates(systems, cutoff);
     limits::check_terms(
         &format!(
-            "{what} (neighbour search and pair terms, about {:.1e} neighbour pairs within the \
+            "{what} (neighbor search and pair terms, about {:.1e} neighbor pairs within the \
              cutoff of {cutoff} Å)",
             estimate.pairs
         ),
@@ -164,18 +171,18 @@ mod tests {
             Some(cell),
         )
         .unwrap();
-        let small = neighbour_estimate(&nacl, 3.0);
+        let small = neighbor_estimate(&nacl, 3.0);
         // 6 nearest neighbours at 2.82 Å: the estimate is of that order
         assert!(
-            small.per_centre > 3.0 && small.per_centre < 30.0,
+            small.per_center > 3.0 && small.per_center < 30.0,
             "{small:?}"
         );
-        let huge = neighbour_estimate(&nacl, 1e4);
+        let huge = neighbor_estimate(&nacl, 1e4);
         assert!(huge.visited > 1e12, "{huge:?}");
-        assert!(check_neighbours("x", std::slice::from_ref(&nacl), 1e4, 1.0, 0.0).is_err());
-        assert!(check_neighbours("x", &[nacl], 5.0, 100.0, 0.0).is_ok());
+        assert!(check_neighbors("x", std::slice::from_ref(&nacl), 1e4, 1.0, 0.0).is_err());
+        assert!(check_neighbors("x", &[nacl], 5.0, 100.0, 0.0).is_ok());
         let open = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![1, 1], None).unwrap();
-        let e = neighbour_estimate(&open, 1e6);
+        let e = neighbor_estimate(&open, 1e6);
         assert!(e.pairs <= 4.0 && e.visited < 100.0, "{e:?}");
         assert_eq!(try_calloc("x", 3, "").unwrap(), vec![0.0; 3]);
         assert!(try_calloc("x", usize::MAX / 16, "").is_err());

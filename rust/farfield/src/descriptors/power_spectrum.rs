@@ -174,7 +174,7 @@ impl PowerSpectrum {
                     let (g_slots, g_center) = g.split_at_mut(n_slots);
                     exp.accumulate(ctx, want, scratch, &mut v, |nb, sj, pg| {
                         if gradients.positions && nb.j != i {
-                            let slot = grad_atoms.binary_search(&nb.j).expect("neighbour slot");
+                            let slot = grad_atoms.binary_search(&nb.j).expect("neighbor slot");
                             let dst = &mut g_slots[slot * 3 * ps_in..(slot + 1) * 3 * ps_in];
                             for (d, x) in dst.iter_mut().zip(pg) {
                                 *d += x;
@@ -282,7 +282,7 @@ impl PowerSpectrum {
             let center_slot = ctx
                 .grad_atoms
                 .binary_search(&ctx.i)
-                .expect("the centre has a gradient row");
+                .expect("the center has a gradient row");
             for (slot, &j) in ctx.grad_atoms.iter().enumerate() {
                 if slot == center_slot {
                     continue;

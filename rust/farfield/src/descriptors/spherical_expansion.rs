@@ -400,7 +400,7 @@ impl SphericalExpansion {
         let center_slot = grad_atoms.binary_search(&i).unwrap_or(0);
         self.accumulate(ctx, want_grad, scratch, values, |nb, sj, pg| {
             if gradients.positions && nb.j != i {
-                let slot = grad_atoms.binary_search(&nb.j).expect("neighbour slot");
+                let slot = grad_atoms.binary_search(&nb.j).expect("neighbor slot");
                 for a in 0..3 {
                     let src = &pg[a * ps..(a + 1) * ps];
                     let gj = &mut grads
@@ -572,7 +572,7 @@ impl SphericalExpansion {
         }
         crate::error::check_finite("grad_values", grad_values)?;
         let cutoff = self.params.cutoff;
-        let estimate = cost::check_neighbours(
+        let estimate = cost::check_neighbors(
             "the spherical expansion backward pass",
             systems,
             cutoff,
@@ -863,7 +863,7 @@ where
 {
     let cutoff = expansion.params.cutoff;
     let n_atoms: usize = systems.iter().map(System::len).sum();
-    let estimate = cost::check_neighbours(
+    let estimate = cost::check_neighbors(
         cost.what,
         systems,
         cutoff,
@@ -878,8 +878,8 @@ where
         let mut grad_rows = 0.0;
         if gradients.positions {
             for s in systems {
-                let e = cost::neighbour_estimate(s, cutoff);
-                grad_rows += s.len() as f64 * (e.per_centre + 1.0).min(s.len() as f64);
+                let e = cost::neighbor_estimate(s, cutoff);
+                grad_rows += s.len() as f64 * (e.per_center + 1.0).min(s.len() as f64);
             }
         }
         let per_sample = nf
@@ -892,7 +892,7 @@ where
             0.0
         };
         let scratch = rayon::current_num_threads() as f64
-            * (estimate.per_centre + 2.0)
+            * (estimate.per_center + 2.0)
             * (std::mem::size_of::<Neighbor>() as f64 + 3.0 * expansion.pair_size() as f64 * 8.0);
         limits::check_memory(
             cost.what,

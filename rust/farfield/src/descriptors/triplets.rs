@@ -75,7 +75,7 @@ impl TripletExpansion {
             return Err(Error::parameter(
                 "center_atom_weight",
                 format!(
-                    "triplet features exclude the centre's own density: must be 0, got {}",
+                    "triplet features exclude the center's own density: must be 0, got {}",
                     params.center_atom_weight
                 ),
             ));
@@ -143,7 +143,7 @@ impl TripletExpansion {
     /// atom has a known species and that the neighbour search (and one pair expansion per
     /// neighbour pair) stays within the term limit.
     pub fn cell_lists(&self, systems: &[System]) -> Result<Vec<CellList>> {
-        cost::check_neighbours(
+        cost::check_neighbors(
             "the triplet pair expansions",
             systems,
             self.parameters().cutoff,
@@ -558,14 +558,17 @@ pub struct Projection {
     pub n_components: usize,
 }
 
-/// Which atoms are centres.
+/// Which atoms are centers.
 #[derive(Debug, Clone)]
-pub enum Centres {
+pub enum Centers {
     /// Every atom of every structure.
     All,
     /// The same atom indices in every structure.
     Indices(Vec<usize>),
 }
+
+/// The former spelling of [`Centers`], kept so that code written against it still compiles.
+pub type Centres = Centers;
 
 /// Triplet features of many structures: the library's [`Descriptor`] (one row per triplet,
 /// samples `(structure, centre, centre atomic number)`) and the neighbour pair of each row
@@ -585,18 +588,18 @@ pub struct TripletFeatures {
     coupling: Coupling,
 }
 
-pub(crate) fn centre_tasks(systems: &[System], centres: &Centres) -> Result<Vec<(usize, usize)>> {
+pub(crate) fn center_tasks(systems: &[System], centers: &Centers) -> Result<Vec<(usize, usize)>> {
     let mut tasks = Vec::new();
     for (s, system) in systems.iter().enumerate() {
-        match centres {
-            Centres::All => tasks.extend((0..system.len()).map(|i| (s, i))),
-            Centres::Indices(list) => {
+        match centers {
+            Centers::All => tasks.extend((0..system.len()).map(|i| (s, i))),
+            Centers::Indices(list) => {
                 for &i in list {
                     if i >= system.len() {
                         return Err(Error::parameter(
-                            "centres",
+                            "centers",
                             format!(
-                                "centre {i} does not exist in structure {s} ({} atoms)",
+                                "center {i} does not exist in structure {s} ({} atoms)",
                                 system.len()
                             ),
                         ));
@@ -610,7 +613,7 @@ pub(crate) fn centre_tasks(systems: &[System], centres: &Centres) -> Result<Vec<
 }
 
 /// `(structure, centre, centre atomic number)` sample labels of `tasks`.
-pub(crate) fn centre_samples(systems: &[System], tasks: &[(usize, usize)]) -> Vec<[i32; 3]> {
+pub(crate) fn center_samples(systems: &[System], tasks: &[(usize, usize)]) -> Vec<[i32; 3]> {
     tasks
         .iter()
         .map(|&(s, i)| [s as i32, i as i32, systems[s].numbers()[i]])
@@ -692,18 +695,18 @@ impl TripletFeatures {
     }
 
     /// Cell lists, centres and their neighbour counts, after checking the neighbour search;
-    /// then checks the triplet terms (Σ over centres of neighbours² × features) and, when
+    /// then checks the triplet terms (Σ over centers of neighbors² × features) and, when
     /// `stored`, the memory of the rows, against the limits.
     fn plan(
         &self,
         systems: &[System],
-        centres: &Centres,
+        centers: &Centers,
         projection: Option<&Projection>,
         stored: bool,
     ) -> Result<Plan> {
         let n_features = self.n_features();
         let cells = self.expansion.cell_lists(systems)?;
-        let tasks = centre_tasks(systems, centres)?;
+        let tasks = center_tasks(systems, centers)?;
         let counts: Vec<usize> = tasks
             .par_iter()
             .map(|&(s, i)| {
@@ -719,11 +722,11 @@ impl TripletFeatures {
         let max_m = counts.iter().copied().max().unwrap_or(0) as f64;
         let width = projection.map_or(n_features, |p| p.n_components) as f64;
         let per_row = n_features as f64 * (1.0 + projection.map_or(0.0, |p| p.n_components as f64));
-        let hint = "use a smaller cutoff (fewer neighbours), max_radial or max_angular, fewer \
-                    centres, or fewer species";
+        let hint = "use a smaller cutoff (fewer neighbors), max_radial or max_angular, fewer \
+                    centers, or fewer species";
         limits::check_terms(
             &format!(
-                "the triplet features ({rows:.2e} triplets = Σ over centres of neighbours², \
+                "the triplet features ({rows:.2e} triplets = Σ over centers of neighbors², \
                  {n_features} features each)"
             ),
             rows * per_row,
@@ -744,12 +747,12 @@ impl TripletFeatures {
         limits::check_memory(
             &format!(
                 "the triplet features ({rows:.2e} triplets × {width} columns{})",
-                if stored { "" } else { ", summed per centre" }
+                if stored { "" } else { ", summed per center" }
             ),
             output + scratch,
             if stored {
-                "use a smaller cutoff (fewer neighbours), max_radial or max_angular, fewer \
-                 centres, a PCA projection, or summed() which does not store the triplets"
+                "use a smaller cutoff (fewer neighbors), max_radial or max_angular, fewer \
+                 centers, a PCA projection, or summed() which does not store the triplets"
             } else {
                 hint
             },
@@ -767,7 +770,7 @@ impl TripletFeatures {
     pub fn compute(
         &self,
         systems: &[System],
-        centres: &Centres,
+        centers: &Centers,
         projection: Option<&Projection>,
     ) -> Result<TripletOutput> {
         let n_features = self.n_features();
@@ -778,14 +781,14 @@ impl TripletFeatures {
             cells,
             tasks,
             counts,
-        } = self.plan(systems, centres, projection, true)?;
-        let labels = centre_samples(systems, &tasks);
+        } = self.plan(systems, centers, projection, true)?;
+        let labels = center_samples(systems, &tasks);
         let width = projection.map_or(n_features, |p| p.n_components);
         let total: usize = counts.iter().map(|&m| m * m).sum();
-        let hint = "use a smaller cutoff, fewer centres or a PCA projection";
+        let hint = "use a smaller cutoff, fewer centers or a PCA projection";
         let mut values = cost::try_calloc("the triplet features", total * width, hint)?;
         let mut samples = limits::try_filled("the triplet sample labels", total, [0i32; 3])?;
-        let mut neighbours = limits::try_filled("the triplet neighbour labels", total, [0i32; 2])?;
+        let mut neighbours = limits::try_filled("the triplet neighbor labels", total, [0i32; 2])?;
         {
             // one disjoint slice of each output per centre, filled in parallel
             let mut work = Vec::with_capacity(tasks.len());
@@ -807,7 +810,7 @@ impl TripletFeatures {
                     let pairs = self.expansion.pairs(&systems[s], &cells[s], i)?;
                     if pairs.len() != m {
                         return Err(Error::Unsupported(format!(
-                            "internal: centre {i} of structure {s} has {} neighbours, counted {m}",
+                            "internal: center {i} of structure {s} has {} neighbors, counted {m}",
                             pairs.len()
                         )));
                     }
@@ -842,14 +845,14 @@ impl TripletFeatures {
     pub fn summed(
         &self,
         systems: &[System],
-        centres: &Centres,
+        centers: &Centers,
         projection: Option<&Projection>,
     ) -> Result<Descriptor> {
         let n_features = self.n_features();
         if let Some(p) = projection {
             check_projection(p, n_features)?;
         }
-        let Plan { cells, tasks, .. } = self.plan(systems, centres, projection, false)?;
+        let Plan { cells, tasks, .. } = self.plan(systems, centers, projection, false)?;
         let width = projection.map_or(n_features, |p| p.n_components);
         let rows: Vec<Vec<f64>> = tasks
             .par_iter()
@@ -873,7 +876,7 @@ impl TripletFeatures {
         Ok(Descriptor {
             feature_names,
             features,
-            samples: centre_samples(systems, &tasks),
+            samples: center_samples(systems, &tasks),
             values: rows.concat(),
             ..Descriptor::default()
         })
@@ -1011,16 +1014,16 @@ mod tests {
         .unwrap();
         let t = TripletFeatures::new(settings()).unwrap();
         let systems = vec![system];
-        let summed = t.summed(&systems, &Centres::All, None).unwrap();
+        let summed = t.summed(&systems, &Centers::All, None).unwrap();
         let b = crate::descriptors::bispectrum::Bispectrum::new(settings()).unwrap();
-        let direct = b.compute(&systems, &Centres::All).unwrap();
+        let direct = b.compute(&systems, &Centers::All).unwrap();
         assert_eq!(summed.values.len(), direct.values.len());
         let scale = direct.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (a, b) in summed.values.iter().zip(&direct.values) {
             assert!((a - b).abs() < 1e-12 * scale);
         }
         let full = t
-            .compute(&systems, &Centres::Indices(vec![0]), None)
+            .compute(&systems, &Centers::Indices(vec![0]), None)
             .unwrap();
         assert_eq!(full.descriptor.n_samples(), 16);
         assert_eq!(full.neighbours.len(), 16);
@@ -1028,8 +1031,8 @@ mod tests {
             .num_threads(1)
             .build()
             .unwrap();
-        let serial = one.install(|| t.compute(&systems, &Centres::All, None).unwrap());
-        let all = t.compute(&systems, &Centres::All, None).unwrap();
+        let serial = one.install(|| t.compute(&systems, &Centers::All, None).unwrap());
+        let all = t.compute(&systems, &Centers::All, None).unwrap();
         assert_eq!(serial.descriptor.values, all.descriptor.values);
     }
 
@@ -1059,7 +1062,7 @@ mod tests {
         assert!(TripletFeatures::new(s).is_err());
         let t = TripletFeatures::new(settings()).unwrap();
         let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![6, 8], None).unwrap();
-        let err = t.compute(&[system], &Centres::All, None).unwrap_err();
+        let err = t.compute(&[system], &Centers::All, None).unwrap_err();
         assert!(err.to_string().contains("atomic number 8"));
     }
 
@@ -1105,7 +1108,7 @@ mod tests {
         p.species = Some(vec![11, 17]);
         p.cutoff = 30.0;
         let t = TripletFeatures::new(p).unwrap();
-        let err = t.compute(&[nacl], &Centres::All, None).unwrap_err();
+        let err = t.compute(&[nacl], &Centers::All, None).unwrap_err();
         assert!(matches!(err, Error::TooExpensive { .. }), "{err}");
         assert!(err.to_string().contains("cutoff"), "{err}");
     }

@@ -369,7 +369,7 @@ pub(crate) fn refusal(
     let mut reason = format!(
         "{} cannot reach accuracy {accuracy:e}{free_text} (predicted relative RMS force error, \
          within the cost limits of farfield.set_limits, and at most {MAX_FREE_VISITS:.0e} \
-         neighbour images per atom for a cutoff farfield chooses)",
+         neighbor images per atom for a cutoff farfield chooses)",
         given.join(", ")
     );
     if nearest.is_empty() {
