@@ -86,7 +86,7 @@ pub struct LodeOutput {
     pub self_gradients: Option<Vec<f64>>,
     /// ∂c_i/∂ε_αβ: (N, 3, 3, A, F), ε on column vectors (r → (1 + ε) r, [`crate::strain`])
     pub strain_gradients: Option<Vec<f64>>,
-    /// ∂c_i/∂H[a][b] at fixed Cartesian positions, H rows = cell vectors: (N, 3, 3, A, F)
+    /// ∂c_i/∂H\[a\]\[b\] at fixed Cartesian positions, H rows = cell vectors: (N, 3, 3, A, F)
     /// (featomic's `"cell"`; zero for open systems)
     pub cell_gradients: Option<Vec<f64>>,
 }

@@ -67,8 +67,8 @@ impl Fft3 {
     /// The plans of a grid with `n` points per axis, shared with earlier calls on the same
     /// shape: repeated sums on one mesh (an MD run, many frames of one cell) plan once and
     /// reuse the intermediate grids instead of faulting in fresh pages. The
-    /// [`SHARED_PLANS`] most recently used shapes are kept, none above
-    /// [`SHARED_MAX_SPECTRUM`] spectrum values. Safe to use from several threads at once.
+    /// 4 most recently used shapes are kept, none above 2^22
+    /// spectrum values (64 MiB). Safe to use from several threads at once.
     pub fn shared(n: [usize; 3]) -> Arc<Fft3> {
         let plan = || Arc::new(Fft3::new(n));
         let Ok(mut kept) = SHARED.lock() else {

@@ -232,7 +232,7 @@ pub struct QEqGradients {
     /// ∂L/∂r.
     pub positions: Vec<Vec3>,
     /// ∂L/∂ε (periodic only) in the column-vector convention: positions r → (1+ε) r and
-    /// cell rows h → h(1+ε)ᵀ together, entry [a][b] = ∂L/∂ε_ab. (Symmetric here: A depends
+    /// cell rows h → h(1+ε)ᵀ together, entry \[a\]\[b\] = ∂L/∂ε_ab. (Symmetric here: A depends
     /// on distances and the volume only.)
     pub strain: Option<Mat3>,
     /// ∂L/∂h, h the cell matrix with rows as vectors, positions held fixed (periodic only).
