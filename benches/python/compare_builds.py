@@ -70,7 +70,7 @@ CASES: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "triplets": ("bench_triplets.py", ["--n-clusters", "200"], {}),
 }
 #: benchmarks whose current script calls an API the old build lacks: run the old script there
-OLD_SCRIPT = {"triplets"}
+OLD_SCRIPT = {"triplets", "qeq"}
 
 PEERS = ("featomic", "dscribe", "pymatgen", "torch", "openmm", "numpy")
 #: a column is a time when its header says so, and is not a peer's, a ratio or a size
@@ -191,6 +191,9 @@ def main() -> None:
                     (args.raw / f"{name}_{build}_{k}.md").write_text(text)
                 for key, value in timings(text).items():
                     best[build][key] = min(value, best[build].get(key, math.inf))
+        for build in ("old", "new"):
+            if not best[build]:
+                print(f"| {name} | no timings from the {build} build (see --raw) | | | | |")
         ratios = []
         for key in best["new"]:
             if key not in best["old"]:
