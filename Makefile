@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all venv develop demo test test-rust lint test-python fuzz bench clean
+.PHONY: all venv develop demo test test-rust lint test-python test-fast fuzz bench bench-compare clean
 
 all: develop
 
@@ -42,6 +42,10 @@ lint: develop
 test-python: develop
 	FARFIELD_FUZZ_EXAMPLES=$(FUZZ_CASES) $(BIN)/python -m pytest -q tests
 
+# the Python tests without those marked slow (> ~3 s each): a quick check while editing
+test-fast: develop
+	FARFIELD_FUZZ_EXAMPLES=$(FUZZ_CASES) $(BIN)/python -m pytest -q -m "not slow" tests
+
 fuzz: develop
 	PROPTEST_CASES=1000 cargo test -p farfield --release --test robustness
 	FARFIELD_FUZZ_EXAMPLES=400 FARFIELD_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
@@ -53,6 +57,16 @@ bench: develop
 	cargo bench -p farfield --benches -- --quick
 	for f in benches/python/bench_*.py; do $(BIN)/python $$f || exit 1; done
 	$(BIN)/python benches/python/bench_pme.py --system water --accuracy 1.2e-4
+
+# engine benchmarks (quick configurations) on this build and an older one, interleaved, with
+# new/old time ratios: build the old commit in its own worktree and venv first, e.g.
+#   git worktree add /work/wt-old a7792da && cp -a .venv /work/wt-old/.venv &&
+#   (cd /work/wt-old && VIRTUAL_ENV=$$PWD/.venv .venv/bin/maturin develop --release)
+# (in a copied venv run pip as .venv/bin/python -m pip: the scripts point at the original)
+OLD_TREE ?= ../wt-old
+bench-compare: develop
+	$(BIN)/python benches/python/compare_builds.py --old $(OLD_TREE)/.venv/bin/python \
+		--old-benches $(OLD_TREE)/benches/python
 
 clean:
 	rm -rf $(VENV) target

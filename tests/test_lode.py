@@ -199,6 +199,7 @@ def test_finite_differences_periodic(exponent: float) -> None:
     _fd_check(calc, atoms, strain=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exponent", [1.0, 2.5])
 def test_finite_differences_open(exponent: float) -> None:
     calc = ff.LodeSphericalExpansion(exponent, 0.6, 2, 1, 2.0)

@@ -81,6 +81,7 @@ def test_ewald_every_subset_keeps_accuracy(p: float, accuracy: float) -> None:
         assert energy_error < accuracy, (subset, fixed, result.parameters, energy_error)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("p", "accuracy"), CASES)
 def test_pme_every_subset_keeps_accuracy(p: float, accuracy: float) -> None:
     atoms, q = _nacl()

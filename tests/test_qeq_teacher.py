@@ -6,7 +6,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_teacher_example_quick(capsys):
     path = Path(__file__).parents[1] / "examples" / "qeq_teacher.py"
     spec = importlib.util.spec_from_file_location("qeq_teacher", path)

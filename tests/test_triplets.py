@@ -100,6 +100,7 @@ def random_cluster(seed: int) -> object:
     return ase.Atoms("CH3OH2", positions=positions)
 
 
+@pytest.mark.slow
 def test_invariance_rotation_reflection_permutation() -> None:
     atoms = random_cluster(1)
     species = [1, 6, 8]
@@ -215,6 +216,7 @@ def test_few_neighbours_and_layout() -> None:
     assert out.properties[:, 6:].max() == SETTINGS["max_radial"]
 
 
+@pytest.mark.slow
 def test_pca_and_threads() -> None:
     frames = [structures.bpm_pair(seed=s)[k] for s in range(4) for k in (0, 1)]
     tf = ff.TripletFeatures(species=[5])
@@ -309,6 +311,7 @@ def test_soap_power_spectrum_equal_for_recipes(kind: str) -> None:
     assert rel(a.values[0], b.values[0]) < 1e-12
 
 
+@pytest.mark.slow
 def test_projection_is_checked() -> None:
     water = ase.Atoms("OH2", positions=[[0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]])
     tf = ff.TripletFeatures(species=[1, 8], **SETTINGS)

@@ -50,6 +50,7 @@ def test_synthetic_label_is_many_body() -> None:
         assert quadratic(plus.positions) == pytest.approx(quadratic(minus.positions), abs=1e-10)
 
 
+@pytest.mark.slow
 def test_b8_demonstration_small(tmp_path: Path) -> None:
     """Runs the example in a subprocess (one BLAS thread, as the example sets it) on 400 pairs
     with small settings."""
