@@ -134,23 +134,14 @@ pub(crate) fn try_calloc(what: &str, len: usize, hint: &str) -> Result<Vec<f64>>
     if len == 0 {
         return Ok(Vec::new());
     }
-    let too_big = || Error::TooExpensive {
+    // huge-page advised like every large buffer (crate::buffers): with 4 KiB pages the page
+    // faults of a large gradient output cost as much as computing it
+    crate::buffers::zeroed(len).map_err(|_| Error::TooExpensive {
         what: what.to_string(),
         estimate: limits::format_bytes(bytes),
         limit: "the memory the system could allocate".into(),
         hint: hint.to_string(),
-    };
-    let layout = std::alloc::Layout::array::<f64>(len).map_err(|_| too_big())?;
-    // SAFETY: `layout` has a non-zero size (len > 0); a non-null result is a zeroed block of
-    // `len` f64 values (0.0 is all-zero bits) from the global allocator with exactly the layout
-    // `Vec<f64>` uses for capacity `len`, so `from_raw_parts` may take ownership of it.
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout) as *mut f64;
-        if ptr.is_null() {
-            return Err(too_big());
-        }
-        Ok(Vec::from_raw_parts(ptr, len, len))
-    }
+    })
 }
 
 #[cfg(test)]
