@@ -663,3 +663,23 @@ fn charge_grid_matches_the_definition() {
         }
     }
 }
+
+/// The table lookup gives the smallest 7-smooth number ≥ n, as trial division does, also
+/// across the end of the table.
+#[test]
+fn fft_friendly_is_the_next_smooth_number() {
+    let smooth = |m: usize| {
+        let mut r = m;
+        for p in [2, 3, 5, 7] {
+            while r.is_multiple_of(p) {
+                r /= p;
+            }
+        }
+        r == 1
+    };
+    let by_trial = |n: usize| (n.max(1)..).find(|&m| smooth(m)).unwrap();
+    let edge = 1usize << 20;
+    for n in (0..5000).chain(edge - 50..edge + 50) {
+        assert_eq!(super::fft_friendly(n), by_trial(n), "n = {n}");
+    }
+}
