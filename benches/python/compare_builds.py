@@ -70,7 +70,7 @@ CASES: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "triplets": ("bench_triplets.py", ["--n-clusters", "200"], {}),
 }
 #: benchmarks whose current script calls an API the old build lacks: run the old script there
-OLD_SCRIPT = {"triplets", "qeq"}
+OLD_SCRIPT = {"triplets", "qeq", "descriptors"}
 
 PEERS = ("featomic", "dscribe", "pymatgen", "torch", "openmm", "numpy")
 #: a column is a time when its header says so, and is not a peer's, a ratio or a size
