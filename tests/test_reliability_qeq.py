@@ -238,3 +238,21 @@ def test_nearly_degenerate_cell_is_named_not_an_overlap(cell: list[list[float]])
         ff.System(np.zeros((1, 3)), [1], np.array(cell, float))
     assert "overlap" not in str(info.value)
     assert time.perf_counter() - start < 1.0
+
+
+def test_cg_iteration_limit_is_a_convergence_error() -> None:
+    """A CG stopped by ``max_iterations`` before its tolerance raises the dedicated
+    ``farfield.ConvergenceError`` (a RuntimeError naming the residual), so callers can catch
+    it apart from bad input (ValueError) and internal errors; 0 iterations included."""
+    system = ff.System(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.2, 0.4, 0.3]]), [1, 8, 1])
+    for limit in (0, 1):
+        with pytest.raises(ff.ConvergenceError, match="residual") as caught:
+            ff.qeq(
+                system,
+                electronegativity={1: 0.5, 8: 2.0},
+                hardness=1.0,
+                sigma=1.0,
+                solver="cg",
+                max_iterations=limit,
+            )
+        assert isinstance(caught.value, RuntimeError)

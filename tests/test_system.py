@@ -172,3 +172,25 @@ def test_from_ase_validates_once() -> None:
     atoms.positions[1] = 0.0
     with pytest.raises(ValueError, match="overlap"):
         ff.System.from_ase(atoms)
+
+
+def test_nearly_flat_open_systems_do_not_exhaust_memory() -> None:
+    """Atoms whose z extent is 1e-277 beside x, y extents of ~1 (found by the hypothesis
+    harness): the overlap check's binning asked for 8.8 TB and aborted the process. Now the
+    duplicate atoms are refused and a flat molecule gets the direct-sum energy of its pairs."""
+    duplicated = np.array(
+        [
+            [1e-9, 2.2936983746710425e-132, 3.0105408735055894e-307],
+            [0.5, 1.630552737530591, 2.928680652991173e-277],
+            [0.5, 1.630552737530591, 2.928680652991173e-277],
+        ]
+    )
+    with pytest.raises(ValueError, match="overlap"):
+        ff.System(duplicated, [17, 17, 1])
+    flat = np.array([[1e-9, 0.0, 3e-307], [0.5, 1.63, 2.9e-277], [1.2, 0.3, 1e-300]])
+    system = ff.System(flat, [1, 1, 1])
+    q = np.array([1.0, -1.0, 0.5])
+    expected = sum(
+        q[i] * q[j] / np.linalg.norm(flat[i] - flat[j]) for i in range(3) for j in range(i + 1, 3)
+    )
+    assert ff.ewald(system, q).energy == pytest.approx(expected, rel=1e-12)

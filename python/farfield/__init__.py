@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from . import triplets, units
-from ._native import __version__, get_num_threads, set_num_threads
+from ._native import ConvergenceError, __version__, get_num_threads, set_num_threads
 from .coulomb import Coulomb
 from .descriptors import Backward, Descriptor, PowerSpectrum, SphericalExpansion
 from .ewald import ewald, ewald_parameters
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backward",
     "Bispectrum",
+    "ConvergenceError",
     "Coulomb",
     "CoulombParameters",
     "Descriptor",

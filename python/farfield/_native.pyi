@@ -14,6 +14,9 @@ from typing_extensions import Self
 _F = npt.NDArray[np.float64]
 _I = npt.NDArray[np.int32]
 
+class ConvergenceError(RuntimeError):
+    """An iterative solver did not reach its tolerance within its iteration limit."""
+
 @final
 class NativeSystem:
     def __new__(
@@ -41,6 +44,7 @@ _SystemArrays = NativeSystem | tuple[_F, _I, _F | None]
 
 __all__ = [
     "__version__",
+    "ConvergenceError",
     "panic_count",
     "set_limits",
     "get_limits",

@@ -264,7 +264,8 @@ class QEq:
             ``dense_limit`` atoms, CG above).
         tolerance: the CG stops when the RMS over atoms of ∂E/∂q_i − μ_f (units of χ) is below
             it; the result reports ``residual``, ``iterations`` and ``tolerance``. A CG that
-            does not reach it in ``max_iterations`` raises RuntimeError.
+            does not reach it in ``max_iterations`` raises :class:`farfield.ConvergenceError`
+            (a RuntimeError).
         prefactor: k_e, multiplying every electrostatic term of A (not J or χ).
         smearing: the Ewald smearing η (Gaussian width of the range split) of periodic cells;
             by default chosen from the volume and atom count (and kept for later calls on the

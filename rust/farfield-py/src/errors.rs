@@ -24,11 +24,22 @@ pub fn panic_count() -> usize {
     PANICS.load(Ordering::Relaxed)
 }
 
+pyo3::create_exception!(
+    _native,
+    ConvergenceError,
+    pyo3::exceptions::PyRuntimeError,
+    "An iterative solver (QEq's conjugate gradient) did not reach its tolerance within its \
+     iteration limit: a RuntimeError that names the residual reached."
+);
+
 /// Converts a core error: bad input becomes `ValueError`, a failed computation `RuntimeError`,
 /// an interrupted one `KeyboardInterrupt`.
 pub fn to_py(error: farfield::Error) -> PyErr {
     if error == farfield::Error::Interrupted {
         return PyKeyboardInterrupt::new_err("interrupted");
+    }
+    if let farfield::Error::NotConverged(_) = &error {
+        return ConvergenceError::new_err(error.to_string());
     }
     if error.is_bad_input() {
         PyValueError::new_err(error.to_string())

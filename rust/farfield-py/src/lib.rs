@@ -30,6 +30,10 @@ fn validate_system(system: SystemArrays<'_>) -> PyResult<usize> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::count_panics();
+    m.add(
+        "ConvergenceError",
+        m.py().get_type::<errors::ConvergenceError>(),
+    )?;
     m.add_function(wrap_pyfunction!(errors::panic_count, m)?)?;
     m.add_function(wrap_pyfunction!(limits::set_limits, m)?)?;
     m.add_function(wrap_pyfunction!(limits::get_limits, m)?)?;

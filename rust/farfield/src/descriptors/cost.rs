@@ -43,7 +43,6 @@ pub fn neighbor_estimate(system: &System, cutoff: f64) -> NeighborEstimate {
     if system.is_empty() || cutoff.is_nan() || cutoff <= 0.0 {
         return NeighborEstimate::default();
     }
-    let max_bins = (2.0 * n).max(8.0);
     let (extents, volume) = match system.cell() {
         Some(cell) => (cell.plane_spacings(), Some(cell.volume().abs())),
         None => {
@@ -58,18 +57,12 @@ pub fn neighbor_estimate(system: &System, cutoff: f64) -> NeighborEstimate {
             ([hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]], None)
         }
     };
-    let positive: Vec<f64> = extents.iter().copied().filter(|&e| e > 0.0).collect();
-    let min_width = if positive.is_empty() {
-        cutoff
-    } else {
-        (positive.iter().product::<f64>() / max_bins).powf(1.0 / positive.len() as f64)
-    };
-    let width = (0.5 * cutoff).max(min_width);
+    let n_bins = crate::neighbors::bin_counts(extents, cutoff, system.len());
     let mut bins_searched = 1.0;
     let mut bins_total = 1.0;
-    for &e in &extents {
+    for (&e, &bins) in extents.iter().zip(&n_bins) {
         if e > 0.0 {
-            let nb = (e / width).floor().clamp(1.0, (1u64 << 20) as f64);
+            let nb = bins as f64;
             let mut s = (cutoff * nb / e).ceil();
             if volume.is_none() {
                 s = s.min(nb);

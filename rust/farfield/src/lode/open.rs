@@ -12,6 +12,9 @@ use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
+/// Below this k·σ the k-integrand uses ĝ's small-k power law (see [`kgrid_with`]).
+const K_SMALL: f64 = 1e-30;
+
 /// Largest number of quadrature panels in k (`composite_rule` clamps there).
 const MAX_PANELS: usize = 100_000;
 
@@ -115,6 +118,18 @@ fn kgrid_with(
         None
     };
     let (u, wu) = composite_rule(0.0, 1.0, panels_h, 24);
+    // Below K_SMALL/σ the weight k² ĝ(k) dk is formed from ĝ's leading term C k^{p-3}
+    // (p < 3 there; reached only for p ≲ 1, where the substitution exponent m ≥ 4 makes
+    // nodes as small as k_max u^m ~ 1e-300): k^{p-1} dk = k_max^p m u^{mp-1} du has no
+    // overflow, while k² ĝ(k) would be 0 × ∞ (NaN features, found by the hypothesis harness).
+    // The next term is relatively (kσ)^{3-p} ≤ 1e-60 smaller.
+    let k_small = K_SMALL / sigma;
+    let leading = if m > 1.0 && p < 3.0 {
+        let (g0, _) = density.fourier(k_small);
+        Some(g0 * k_small.powf(3.0 - p))
+    } else {
+        None
+    };
     let data: Vec<(f64, f64, Vec<f64>)> = u
         .par_iter()
         .zip(wu.par_iter())
@@ -123,8 +138,14 @@ fn kgrid_with(
                 return (0.0, 0.0, Vec::new());
             }
             let k = k_max * u.powf(m);
-            let dk = k_max * m * u.powf(m - 1.0) * wu;
-            let (g, _) = density.fourier(k);
+            let weight = match leading {
+                Some(c) if k < k_small => c * k_max.powf(p) * m * u.powf(m * p - 1.0) * wu,
+                _ => {
+                    let dk = k_max * m * u.powf(m - 1.0) * wu;
+                    let (g, _) = density.fourier(k);
+                    k * k * g * dk
+                }
+            };
             let mut ints = vec![0.0; (lmax + 1) * nr];
             match &spline {
                 Some(spline) => {
@@ -133,7 +154,7 @@ fn kgrid_with(
                 }
                 None => basis.kspace_integrals(k, &mut ints, None),
             }
-            (k, 2.0 / PI * k * k * g * dk, ints)
+            (k, 2.0 / PI * weight, ints)
         })
         .collect();
     interrupt::check()?;

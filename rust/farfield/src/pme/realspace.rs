@@ -215,7 +215,6 @@ impl Bins {
     fn new(system: &System, charges: &[f64], cutoff: f64) -> Bins {
         let n = system.len();
         let positions = system.positions();
-        let max_bins = (2 * n).max(8) as f64;
         let mut coords: Vec<Vec3> = Vec::with_capacity(n);
         let mut wrapped: Vec<Vec3> = Vec::with_capacity(n);
         let (periodic, matrix, extents) = match system.cell() {
@@ -261,18 +260,10 @@ impl Bins {
                 (false, [[0.0; 3]; 3], ext)
             }
         };
-        let positive: Vec<f64> = extents.iter().copied().filter(|&e| e > 0.0).collect();
-        let min_width = if positive.is_empty() {
-            cutoff
-        } else {
-            (positive.iter().product::<f64>() / max_bins).powf(1.0 / positive.len() as f64)
-        };
-        let width = (0.5 * cutoff).max(min_width);
-        let mut n_bins = [1usize; 3];
+        let n_bins = crate::neighbors::bin_counts(extents, cutoff, n);
         let mut search = [0i64; 3];
         for k in 0..3 {
             if extents[k] > 0.0 {
-                n_bins[k] = ((extents[k] / width).floor() as usize).clamp(1, 1 << 20);
                 search[k] = (cutoff * n_bins[k] as f64 / extents[k]).ceil() as i64;
             }
             if !periodic {
