@@ -786,7 +786,7 @@ impl TripletFeatures {
         let width = projection.map_or(n_features, |p| p.n_components);
         let total: usize = counts.iter().map(|&m| m * m).sum();
         let hint = "use a smaller cutoff, fewer centers or a PCA projection";
-        let mut values = cost::try_calloc("the triplet features", total * width, hint)?;
+        let mut values = cost::try_calloc_plain("the triplet features", total * width, hint)?;
         let mut samples = limits::try_filled("the triplet sample labels", total, [0i32; 3])?;
         let mut neighbours = limits::try_filled("the triplet neighbor labels", total, [0i32; 2])?;
         {
