@@ -24,6 +24,12 @@ fn refused(len: usize, size: usize) -> Error {
 /// A zero-filled `Vec<f64>` of `len` elements, advised to use huge pages when large
 /// (allocated zeroed, like `calloc`, so the pages are first touched by the caller).
 pub(crate) fn zeroed(len: usize) -> Result<Vec<f64>> {
+    zeroed_pages(len, true)
+}
+
+/// [`zeroed`], advised to use huge pages only when `huge` (plain `calloc` pages otherwise:
+/// better for a buffer written once front to back, see `descriptors::cost::try_calloc_plain`).
+pub(crate) fn zeroed_pages(len: usize, huge: bool) -> Result<Vec<f64>> {
     if len == 0 {
         return Ok(Vec::new());
     }
@@ -38,7 +44,9 @@ pub(crate) fn zeroed(len: usize) -> Result<Vec<f64>> {
         }
         Vec::from_raw_parts(ptr, len, len)
     };
-    advise_huge(v.as_ptr() as usize, std::mem::size_of_val(v.as_slice()));
+    if huge {
+        advise_huge(v.as_ptr() as usize, std::mem::size_of_val(v.as_slice()));
+    }
     Ok(v)
 }
 

@@ -83,6 +83,28 @@ pub(crate) fn bin_counts(extents: Vec3, cutoff: f64, n: usize) -> [usize; 3] {
     n_bins
 }
 
+/// [`bin_counts`] and the search reach along each axis: the number of bins on either side of
+/// a home bin that can hold atoms within `cutoff` (at most the bin count for open systems,
+/// which have no images).
+pub(crate) fn bin_grid(
+    extents: Vec3,
+    cutoff: f64,
+    n: usize,
+    periodic: bool,
+) -> ([usize; 3], [i64; 3]) {
+    let n_bins = bin_counts(extents, cutoff, n);
+    let mut search = [0i64; 3];
+    for k in 0..3 {
+        if extents[k] > 0.0 {
+            search[k] = (cutoff * n_bins[k] as f64 / extents[k]).ceil() as i64;
+        }
+        if !periodic {
+            search[k] = search[k].min(n_bins[k] as i64);
+        }
+    }
+    (n_bins, search)
+}
+
 impl CellList {
     /// Builds the cell list of `system` for neighbours strictly closer than `cutoff`.
     pub fn new(system: &System, cutoff: f64) -> Result<CellList> {
@@ -158,16 +180,7 @@ impl CellList {
             }
         }
 
-        let n_bins = bin_counts(extents, cutoff, n);
-        let mut search = [0i64; 3];
-        for k in 0..3 {
-            if extents[k] > 0.0 {
-                search[k] = (cutoff * n_bins[k] as f64 / extents[k]).ceil() as i64;
-            }
-            if matrix.is_none() {
-                search[k] = search[k].min(n_bins[k] as i64);
-            }
-        }
+        let (n_bins, search) = bin_grid(extents, cutoff, n, matrix.is_some());
 
         let n_total = n_bins[0] * n_bins[1] * n_bins[2];
         let mut bin_of = Vec::with_capacity(n);

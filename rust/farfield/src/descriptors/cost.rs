@@ -57,16 +57,14 @@ pub fn neighbor_estimate(system: &System, cutoff: f64) -> NeighborEstimate {
             ([hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]], None)
         }
     };
-    let n_bins = crate::neighbors::bin_counts(extents, cutoff, system.len());
+    let (n_bins, search) =
+        crate::neighbors::bin_grid(extents, cutoff, system.len(), volume.is_some());
     let mut bins_searched = 1.0;
     let mut bins_total = 1.0;
-    for (&e, &bins) in extents.iter().zip(&n_bins) {
-        if e > 0.0 {
-            let nb = bins as f64;
-            let mut s = (cutoff * nb / e).ceil();
-            if volume.is_none() {
-                s = s.min(nb);
-            }
+    for k in 0..3 {
+        if extents[k] > 0.0 {
+            let nb = n_bins[k] as f64;
+            let s = search[k] as f64;
             let searched = (2.0 * s + 1.0).min(if volume.is_none() { nb } else { f64::MAX });
             bins_searched *= searched;
             bins_total *= nb;
@@ -136,29 +134,12 @@ pub(crate) fn try_calloc_plain(what: &str, len: usize, hint: &str) -> Result<Vec
 fn allocate(what: &str, len: usize, hint: &str, huge: bool) -> Result<Vec<f64>> {
     let bytes = len as f64 * 8.0;
     limits::check_memory(what, bytes, hint)?;
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    let too_big = || Error::TooExpensive {
+    crate::buffers::zeroed_pages(len, huge).map_err(|_| Error::TooExpensive {
         what: what.to_string(),
         estimate: limits::format_bytes(bytes),
         limit: "the memory the system could allocate".into(),
         hint: hint.to_string(),
-    };
-    if huge {
-        return crate::buffers::zeroed(len).map_err(|_| too_big());
-    }
-    let layout = std::alloc::Layout::array::<f64>(len).map_err(|_| too_big())?;
-    // SAFETY: `layout` has a non-zero size (len > 0); a non-null result is a zeroed block of
-    // `len` f64 values (0.0 is all-zero bits) from the global allocator with exactly the layout
-    // `Vec<f64>` uses for capacity `len`, so `from_raw_parts` may take ownership of it.
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout) as *mut f64;
-        if ptr.is_null() {
-            return Err(too_big());
-        }
-        Ok(Vec::from_raw_parts(ptr, len, len))
-    }
+    })
 }
 
 #[cfg(test)]

@@ -260,16 +260,7 @@ impl Bins {
                 (false, [[0.0; 3]; 3], ext)
             }
         };
-        let n_bins = crate::neighbors::bin_counts(extents, cutoff, n);
-        let mut search = [0i64; 3];
-        for k in 0..3 {
-            if extents[k] > 0.0 {
-                search[k] = (cutoff * n_bins[k] as f64 / extents[k]).ceil() as i64;
-            }
-            if !periodic {
-                search[k] = search[k].min(n_bins[k] as i64);
-            }
-        }
+        let (n_bins, search) = crate::neighbors::bin_grid(extents, cutoff, n, periodic);
         let total = n_bins[0] * n_bins[1] * n_bins[2];
         let flat: Vec<usize> = coords
             .iter()
