@@ -2,7 +2,7 @@
 //!
 //! The exact k-space sum of [`super::periodic`] costs N × N_k with N_k ∝ V ∝ N. Here every
 //! species density is spread on a grid with cardinal B-splines (as in PME, reusing
-//! `pme::bspline` and `pme::fft`), Fourier transformed once, and every (species, l, m, n)
+//! `mesh::bspline` and `mesh::fft`), Fourier transformed once, and every (species, l, m, n)
 //! feature becomes a band-limited field
 //!   Φ_{a,x}(r) = ½ Σ_{0<|k|<k_c} W_k\[x\] (1 or −i) e^{ik·r} S_a(k)*,
 //! obtained by one inverse FFT and interpolated at the atoms with the same B-splines.
@@ -14,9 +14,9 @@
 use super::{parity_sign, LodeBackward, LodeExpansion, LodeOutput};
 use crate::buffers::{filled, zeroed};
 use crate::error::{Error, Result};
-use crate::pme::bspline::{self, signed_frequency};
-use crate::pme::fft::{Fft3, C64};
-use crate::pme::fft_friendly;
+use crate::mesh::bspline::{self, signed_frequency};
+use crate::mesh::fft::{Fft3, C64};
+use crate::mesh::fft_friendly;
 use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;

@@ -3,31 +3,30 @@
 //!
 //! * charges are spread on a K1×K2×K3 grid over the fractional coordinates with cardinal
 //!   B-splines of order n (any triclinic cell);
-//! * the grid is transformed with a real-to-complex 3D FFT ([`fft::Fft3`], realfft/rustfft);
+//! * the grid is transformed with a real-to-complex 3D FFT ([`crate::mesh::fft::Fft3`], realfft/rustfft);
 //! * the influence function is V̂_LR(k)·|b1 b2 b3|²/V with the Euler exponential spline moduli
 //!   |b(m)|², for whatever kernel [`RangeSplit::fourier`] describes; the Nyquist planes are
 //!   dropped so that the influence function is exactly even;
 //! * potentials are interpolated back with the same splines, forces are the analytic gradient
 //!   of the spline-approximated energy, and the k-space virial is exact for that energy:
 //!   −(1/2V) Σ B|F(Q)|² [V̂ δ + 2 dV̂/dk² k k];
-//! * the short-range part is summed in real space ([`realspace::real_space`]), with the self
+//! * the short-range part is summed in real space ([`crate::realspace::real_space`]), with the self
 //!   term and the k = 0 term (background for p < 3, V̂(0) for p > 3) added analytically.
 //!
 //! Spreading runs over per-thread private grids reduced in parallel; interpolation is parallel
 //! over atoms. Memory is O(N + threads × grid).
 
-pub mod bspline;
-pub mod fft;
-pub mod realspace;
+pub use crate::mesh::fft_friendly;
+pub use crate::realspace;
 
 use crate::buffers::{filled, zeroed};
 use crate::error::{check_finite, Error, Result};
 use crate::kernel::{Kernel, RangeSplit};
 use crate::longrange::{LongRangeSum, Output, Request};
 use crate::math::linalg::{Mat3, Vec3};
+use crate::mesh::bspline::{self, signed_frequency};
+use crate::mesh::fft::{Fft3, C64};
 use crate::system::{check_per_atom, Cell, System};
-use bspline::signed_frequency;
-use fft::{Fft3, C64};
 use rayon::prelude::*;
 
 /// Smallest and largest supported B-spline orders.
@@ -54,52 +53,6 @@ pub struct PmeParameters {
     pub mesh: Mesh,
     /// B-spline order n (points per axis per atom), 3 to 10.
     pub order: usize,
-}
-
-/// Smallest integer ≥ n whose prime factors are 2, 3, 5 and 7 only.
-pub fn fft_friendly(n: usize) -> usize {
-    let table = smooth_numbers();
-    let m = n.max(1);
-    if let Some(&found) = table.get(table.partition_point(|&s| s < m)) {
-        return found;
-    }
-    // beyond the table (never a real grid): the first 7-smooth number by trial division
-    let mut m = m;
-    loop {
-        let mut r = m;
-        for p in [2, 3, 5, 7] {
-            while r.is_multiple_of(p) {
-                r /= p;
-            }
-        }
-        if r == 1 {
-            return m;
-        }
-        m += 1;
-    }
-}
-
-/// Every 2^a 3^b 5^c 7^d up to 2^20, sorted (about 1,500 numbers, built once): the tuner asks
-/// for many grid sizes per call and a table lookup is far cheaper than trial division.
-fn smooth_numbers() -> &'static [usize] {
-    static TABLE: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        const LIMIT: usize = 1 << 20;
-        let mut out = vec![1usize];
-        for p in [2usize, 3, 5, 7] {
-            let mut next = Vec::new();
-            for &base in &out {
-                let mut v = base;
-                while v <= LIMIT {
-                    next.push(v);
-                    v *= p;
-                }
-            }
-            out = next;
-        }
-        out.sort_unstable();
-        out
-    })
 }
 
 impl PmeParameters {

@@ -179,7 +179,7 @@ pub fn pme_parameters_for(
         for _ in 0..60 {
             let mut n = [0usize; 3];
             for a in 0..3 {
-                n[a] = crate::pme::fft_friendly(
+                n[a] = crate::mesh::fft_friendly(
                     ((stats.lengths[a] / h).ceil() as usize).max(order).max(2),
                 );
             }

@@ -29,8 +29,8 @@
 use rayon::prelude::*;
 
 use crate::math::linalg::Vec3;
-use crate::pme::bspline::{self, signed_frequency};
-use crate::pme::fft::{Fft3, C64};
+use crate::mesh::bspline::{self, signed_frequency};
+use crate::mesh::fft::{Fft3, C64};
 use crate::system::System;
 
 const ORDER: usize = 4;
@@ -70,7 +70,7 @@ impl FourierPreconditioner {
             let b = recip[a];
             let spacing =
                 2.0 * std::f64::consts::PI / (b[0] * b[0] + b[1] * b[1] + b[2] * b[2]).sqrt();
-            n[a] = crate::pme::fft_friendly(((spacing / h).ceil() as usize).max(2 * ORDER));
+            n[a] = crate::mesh::fft_friendly(((spacing / h).ceil() as usize).max(2 * ORDER));
         }
         if n.iter().any(|&m| m > 512) {
             return None;
