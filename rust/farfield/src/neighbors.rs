@@ -55,21 +55,22 @@ pub struct CellList {
 /// Number of bins along each axis of a binning of `n` atoms spanning `extents` (cell plane
 /// spacings, or the bounding box of an open system) for pair searches within `cutoff`.
 ///
-/// Bins are half a cutoff wide (the searched volume, 5 bins of r_c/2 per axis, is ~2.5× smaller
-/// than with 3 bins of r_c) but never more than max(2n, 8) in all: a geometric-mean width
+/// Bins are at least `width` wide (the cell list uses half a cutoff: the searched volume, 5
+/// bins of r_c/2 per axis, is ~2.5× smaller than with 3 bins of r_c; the real-space pair sum
+/// uses one cutoff) but never more than max(2n, 8) in all: a geometric-mean width
 /// keeps the count near that bound, and when one axis is far thinner than the others (atoms
 /// on a plane or a line, extents of 1e-277 next to 1) the largest counts are halved until the
 /// total fits, so a binning never costs more than O(n) memory whatever the coordinates.
 /// Axes of zero extent get one bin.
-pub(crate) fn bin_counts(extents: Vec3, cutoff: f64, n: usize) -> [usize; 3] {
+pub(crate) fn bin_counts(extents: Vec3, width: f64, n: usize) -> [usize; 3] {
     let max_bins = (2 * n).max(8) as f64;
     let positive: Vec<f64> = extents.iter().copied().filter(|&e| e > 0.0).collect();
     let min_width = if positive.is_empty() {
-        cutoff
+        width
     } else {
         (positive.iter().product::<f64>() / max_bins).powf(1.0 / positive.len() as f64)
     };
-    let width = (0.5 * cutoff).max(min_width);
+    let width = width.max(min_width);
     let mut n_bins = [1usize; 3];
     for k in 0..3 {
         if extents[k] > 0.0 {
@@ -92,7 +93,18 @@ pub(crate) fn bin_grid(
     n: usize,
     periodic: bool,
 ) -> ([usize; 3], [i64; 3]) {
-    let n_bins = bin_counts(extents, cutoff, n);
+    bin_grid_with_width(extents, 0.5 * cutoff, cutoff, n, periodic)
+}
+
+/// [`bin_grid`] for bins at least `width` wide (instead of half the cutoff).
+pub(crate) fn bin_grid_with_width(
+    extents: Vec3,
+    width: f64,
+    cutoff: f64,
+    n: usize,
+    periodic: bool,
+) -> ([usize; 3], [i64; 3]) {
+    let n_bins = bin_counts(extents, width, n);
     let mut search = [0i64; 3];
     for k in 0..3 {
         if extents[k] > 0.0 {
@@ -340,7 +352,7 @@ mod tests {
     #[test]
     fn thin_systems_bin_in_linear_memory() {
         let extents = [0.5, 1.63, 2.9e-277];
-        let bins = bin_counts(extents, 1e-8, 4);
+        let bins = bin_counts(extents, 0.5e-8, 4);
         assert!(bins.iter().product::<usize>() <= 8, "{bins:?}");
         let positions = vec![
             [1e-9, 2.3e-132, 3.0e-307],
