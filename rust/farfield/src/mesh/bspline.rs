@@ -22,6 +22,73 @@ pub fn fill(w: f64, theta: &mut [f64], dtheta: &mut [f64]) {
     recurse(theta, n, w);
 }
 
+/// [`fill`] for an order `P` known at compile time (the recursion unrolled): the weights
+/// M_P(w + P − 1 − j) and their derivatives, j = 0..P, in registers.
+#[inline(always)]
+pub fn weights<const P: usize>(w: f64) -> ([f64; P], [f64; P]) {
+    let mut theta = [0.0; P];
+    let mut dtheta = [0.0; P];
+    theta[1] = w;
+    theta[0] = 1.0 - w;
+    let mut k = 3;
+    while k < P {
+        recurse(&mut theta, k, w);
+        k += 1;
+    }
+    dtheta[0] = -theta[0];
+    for j in 1..P {
+        dtheta[j] = theta[j - 1] - theta[j];
+    }
+    if P > 2 {
+        recurse(&mut theta, P, w);
+    }
+    (theta, dtheta)
+}
+
+/// Calls `$body` with the const generic `$p` set to `$order` (3 to 10, the supported B-spline
+/// orders; anything else is a caller error checked by the parameters' validation, and falls
+/// to order 10's copy only after a debug assertion).
+macro_rules! with_order {
+    ($order:expr, $p:ident => $body:expr) => {
+        match $order {
+            3 => {
+                const $p: usize = 3;
+                $body
+            }
+            4 => {
+                const $p: usize = 4;
+                $body
+            }
+            5 => {
+                const $p: usize = 5;
+                $body
+            }
+            6 => {
+                const $p: usize = 6;
+                $body
+            }
+            7 => {
+                const $p: usize = 7;
+                $body
+            }
+            8 => {
+                const $p: usize = 8;
+                $body
+            }
+            9 => {
+                const $p: usize = 9;
+                $body
+            }
+            other => {
+                debug_assert_eq!(other, 10, "B-spline order out of range");
+                const $p: usize = 10;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_order;
+
 /// One step of the recursion from order k - 1 to order k (entries 0..k).
 #[inline]
 fn recurse(theta: &mut [f64], k: usize, w: f64) {
@@ -91,6 +158,25 @@ pub fn moduli(order: usize, size: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_order_weights_match_the_recursion() {
+        fn check<const P: usize>() {
+            for &w in &[0.0, 0.13, 0.5, 0.77, 0.999] {
+                let (th, dth) = weights::<P>(w);
+                for j in 0..P {
+                    let x = w + (P - 1 - j) as f64;
+                    assert!((th[j] - cardinal(P, x)).abs() < 1e-14, "P={P} j={j}");
+                    let h = 1e-6;
+                    let fd = (cardinal(P, x + h) - cardinal(P, x - h)) / (2.0 * h);
+                    assert!((dth[j] - fd).abs() < 2e-6, "deriv P={P} j={j}");
+                }
+            }
+        }
+        for order in 3..=10usize {
+            with_order!(order, P => check::<P>());
+        }
+    }
 
     #[test]
     fn fill_matches_recursion_and_derivative() {

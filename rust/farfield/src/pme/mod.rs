@@ -240,13 +240,15 @@ impl Pme {
             .map(|&(_, i)| (positions[i], charges[i]))
             .collect();
         let grid = match self.spreading {
-            Spreading::ThreadGrids => spread_thread_grids(&sorted, n, order, &scaled)?,
+            Spreading::ThreadGrids => {
+                bspline::with_order!(order, P => spread_thread_grids::<P>(&sorted, n, &scaled)?)
+            }
             Spreading::Slabs => {
                 let planes: Vec<usize> = order_atoms
                     .iter()
                     .map(|&(key, _)| key / (n[1] * n[2]))
                     .collect();
-                spread_slabs(&sorted, &planes, n, order, &scaled)?
+                bspline::with_order!(order, P => spread_slabs::<P>(&sorted, &planes, n, &scaled)?)
             }
         };
         Ok((order_atoms, sorted, grid))
@@ -400,60 +402,20 @@ impl Pme {
         drop(grid);
         // ∂u_a/∂r_b = K_a inv[b][a]
         let want_forces = request.forces;
-        let per_sorted: Vec<(f64, Vec3)> = sorted
-            .par_iter()
-            .map_init(
-                || {
-                    (
-                        [vec![0.0; order], vec![0.0; order], vec![0.0; order]],
-                        [vec![0.0; order], vec![0.0; order], vec![0.0; order]],
-                        [vec![0usize; order], vec![0usize; order]],
-                    )
-                },
-                |(th, dth, idx), &(ref r, qi)| {
+        let per_sorted: Vec<(f64, Vec3)> = bspline::with_order!(order, P => {
+            sorted
+                .par_iter()
+                .map(|&(ref r, qi)| {
                     if crate::interrupt::is_requested() {
                         return (0.0, [0.0; 3]);
                     }
-                    let u = scaled(r);
-                    let mut start3 = 0;
-                    for a in 0..3 {
-                        let base = u[a].floor();
-                        bspline::fill(u[a] - base, &mut th[a], &mut dth[a]);
-                        if a == 2 {
-                            start3 = (base as usize).min(n[2] - 1);
-                        } else {
-                            let b = base as isize - order as isize + 1;
-                            for j in 0..order {
-                                idx[a][j] = (b + j as isize).rem_euclid(n[a] as isize) as usize;
-                            }
-                        }
+                    let st = Stencil::<P>::new(scaled(r), n);
+                    let mut idx0 = [0usize; P];
+                    let b0 = st.start0 + n[0] - P + 1;
+                    for (j, idx) in idx0.iter_mut().enumerate() {
+                        *idx = (b0 + j) % n[0];
                     }
-                    let (th3, dth3) = (&th[2][..order], &dth[2][..order]);
-                    let mut phi = 0.0;
-                    let mut du = [0.0; 3];
-                    for j1 in 0..order {
-                        let o1 = idx[0][j1] * n[1];
-                        let mut p2 = 0.0;
-                        let mut d2a = 0.0;
-                        let mut d2b = 0.0;
-                        for j2 in 0..order {
-                            let row = (o1 + idx[1][j2]) * n2p + start3;
-                            let g = &padded[row..row + order];
-                            let mut p3 = 0.0;
-                            let mut d3 = 0.0;
-                            for ((&gv, &t), &dt) in g.iter().zip(th3).zip(dth3) {
-                                p3 += t * gv;
-                                d3 += dt * gv;
-                            }
-                            p2 += th[1][j2] * p3;
-                            d2a += dth[1][j2] * p3;
-                            d2b += th[1][j2] * d3;
-                        }
-                        phi += th[0][j1] * p2;
-                        du[0] += dth[0][j1] * p2;
-                        du[1] += th[0][j1] * d2a;
-                        du[2] += th[0][j1] * d2b;
-                    }
+                    let (phi, du) = st.interpolate(&padded, &idx0, n[1], n2p);
                     let mut f = [0.0; 3];
                     if want_forces {
                         for b in 0..3 {
@@ -465,9 +427,9 @@ impl Pme {
                         }
                     }
                     (phi, f)
-                },
-            )
-            .collect();
+                })
+                .collect()
+        });
         crate::interrupt::check()?;
         let mut potentials = vec![0.0; system.len()];
         let mut forces = vec![[0.0; 3]; system.len()];
@@ -499,50 +461,45 @@ fn scaled_coordinates(r: &Vec3, inv: &Mat3, n: [usize; 3]) -> [f64; 3] {
     u
 }
 
-/// B-spline weights of one atom: the weights along the three axes, the (wrapped) mesh
-/// indices along the second axis, the first spline point along the first axis (unwrapped,
-/// i.e. floor(u0), the index in a grid padded by `order − 1` planes in front) and along the
-/// padded last axis.
-struct Stencil {
-    th: [Vec<f64>; 3],
-    dth: Vec<f64>,
-    idx1: Vec<usize>,
+/// B-spline weights of one atom for order `P`: the weights along the three axes (and their
+/// derivatives), the (wrapped) mesh indices along the second axis, the first spline point
+/// along the first axis (unwrapped, i.e. floor(u0), the index in a grid padded by `P − 1`
+/// planes in front) and along the padded last axis.
+struct Stencil<const P: usize> {
+    th: [[f64; P]; 3],
+    dth: [[f64; P]; 3],
+    idx1: [usize; P],
     start0: usize,
     start3: usize,
 }
 
-impl Stencil {
-    fn new(order: usize) -> Stencil {
-        Stencil {
-            th: [vec![0.0; order], vec![0.0; order], vec![0.0; order]],
-            dth: vec![0.0; order],
-            idx1: vec![0; order],
-            start0: 0,
-            start3: 0,
-        }
-    }
-
-    fn fill(&mut self, u: [f64; 3], n: [usize; 3]) {
-        let order = self.idx1.len();
+impl<const P: usize> Stencil<P> {
+    #[inline(always)]
+    fn new(u: [f64; 3], n: [usize; 3]) -> Stencil<P> {
+        let mut th = [[0.0; P]; 3];
+        let mut dth = [[0.0; P]; 3];
+        let mut base = [0.0; 3];
         for a in 0..3 {
-            let base = u[a].floor();
-            bspline::fill(u[a] - base, &mut self.th[a], &mut self.dth);
-            match a {
-                0 => self.start0 = (base as usize).min(n[0] - 1),
-                1 => {
-                    let b = base as isize - order as isize + 1;
-                    for j in 0..order {
-                        self.idx1[j] = (b + j as isize).rem_euclid(n[1] as isize) as usize;
-                    }
-                }
-                _ => self.start3 = (base as usize).min(n[2] - 1),
-            }
+            base[a] = u[a].floor();
+            (th[a], dth[a]) = bspline::weights::<P>(u[a] - base[a]);
+        }
+        let b = base[1] as isize - P as isize + 1;
+        let mut idx1 = [0usize; P];
+        for (j, idx) in idx1.iter_mut().enumerate() {
+            *idx = (b + j as isize).rem_euclid(n[1] as isize) as usize;
+        }
+        Stencil {
+            th,
+            dth,
+            idx1,
+            start0: (base[0] as usize).min(n[0] - 1),
+            start3: (base[2] as usize).min(n[2] - 1),
         }
     }
 
     /// Adds q × the spline weights to `grid` (rows of `n2p` points, `n1` rows per plane),
     /// `plane(j1)` giving the grid plane of the j1-th spline point along the first axis.
-    #[inline]
+    #[inline(always)]
     fn deposit(
         &self,
         grid: &mut [f64],
@@ -551,19 +508,58 @@ impl Stencil {
         n2p: usize,
         plane: impl Fn(usize) -> usize,
     ) {
-        let order = self.idx1.len();
-        let th3 = &self.th[2][..order];
-        for j1 in 0..order {
+        let th3 = &self.th[2];
+        for j1 in 0..P {
             let v1 = q * self.th[0][j1];
             let o1 = plane(j1) * n1;
-            for j2 in 0..order {
+            for j2 in 0..P {
                 let v12 = v1 * self.th[1][j2];
                 let row = (o1 + self.idx1[j2]) * n2p + self.start3;
-                for (g, &t) in grid[row..row + order].iter_mut().zip(th3) {
-                    *g += v12 * t;
+                let g: &mut [f64; P] = (&mut grid[row..row + P]).try_into().expect("P points");
+                for k in 0..P {
+                    g[k] += v12 * th3[k];
                 }
             }
         }
+    }
+
+    /// (φ, ∂φ/∂u) interpolated from a potential grid padded along the last axis (`idx0`:
+    /// the wrapped planes of the first axis).
+    #[inline(always)]
+    fn interpolate(
+        &self,
+        grid: &[f64],
+        idx0: &[usize; P],
+        n1: usize,
+        n2p: usize,
+    ) -> (f64, [f64; 3]) {
+        let (th, dth) = (&self.th, &self.dth);
+        let mut phi = 0.0;
+        let mut du = [0.0; 3];
+        for j1 in 0..P {
+            let o1 = idx0[j1] * n1;
+            let mut p2 = 0.0;
+            let mut d2a = 0.0;
+            let mut d2b = 0.0;
+            for j2 in 0..P {
+                let row = (o1 + self.idx1[j2]) * n2p + self.start3;
+                let g: &[f64; P] = (&grid[row..row + P]).try_into().expect("P points");
+                let mut p3 = 0.0;
+                let mut d3 = 0.0;
+                for k in 0..P {
+                    p3 += th[2][k] * g[k];
+                    d3 += dth[2][k] * g[k];
+                }
+                p2 += th[1][j2] * p3;
+                d2a += dth[1][j2] * p3;
+                d2b += th[1][j2] * d3;
+            }
+            phi += th[0][j1] * p2;
+            du[0] += dth[0][j1] * p2;
+            du[1] += th[0][j1] * d2a;
+            du[2] += th[0][j1] * d2b;
+        }
+        (phi, du)
     }
 }
 
@@ -582,12 +578,12 @@ fn fold_row(out: &mut [f64], src: &[f64], order: usize) {
 }
 
 /// Spreading on per-thread private grids (padded along the last axis) summed in parallel.
-fn spread_thread_grids(
+fn spread_thread_grids<const P: usize>(
     sorted: &[(Vec3, f64)],
     n: [usize; 3],
-    order: usize,
     scaled: &(impl Fn(&Vec3) -> [f64; 3] + Sync),
 ) -> Result<Vec<f64>> {
+    let order = P;
     let threads = rayon::current_num_threads().max(1);
     let chunk = sorted.len().div_ceil(threads).max(1);
     let n2p = n[2] + order - 1;
@@ -595,7 +591,6 @@ fn spread_thread_grids(
         .par_chunks(chunk)
         .map(|atoms| -> Result<Vec<f64>> {
             let mut grid = zeroed(n[0] * n[1] * n2p)?;
-            let mut st = Stencil::new(order);
             for (k, &(ref r, qi)) in atoms.iter().enumerate() {
                 if qi == 0.0 {
                     continue;
@@ -603,7 +598,7 @@ fn spread_thread_grids(
                 if k % 1024 == 0 && crate::interrupt::is_requested() {
                     break;
                 }
-                st.fill(scaled(r), n);
+                let st = Stencil::<P>::new(scaled(r), n);
                 let b0 = st.start0 + n[0] - order + 1;
                 st.deposit(&mut grid, qi, n[1], n2p, |j1| (b0 + j1) % n[0]);
             }
@@ -625,13 +620,13 @@ fn spread_thread_grids(
 /// (P − order + 1) mod K1) and along the last axis, by slabs of planes: even slabs first,
 /// then odd slabs, each pass in parallel over disjoint chunks of the grid. `planes[i]` is
 /// floor(u0) of sorted atom i (non-decreasing).
-fn spread_slabs(
+fn spread_slabs<const P: usize>(
     sorted: &[(Vec3, f64)],
     planes: &[usize],
     n: [usize; 3],
-    order: usize,
     scaled: &(impl Fn(&Vec3) -> [f64; 3] + Sync),
 ) -> Result<Vec<f64>> {
+    let order = P;
     let n2p = n[2] + order - 1;
     let plane_len = n[1] * n2p;
     let padded_planes = n[0] + order - 1;
@@ -655,7 +650,6 @@ fn spread_slabs(
                     return;
                 }
                 let first = s * width;
-                let mut st = Stencil::new(order);
                 for (k, &(ref r, qi)) in sorted[bounds[s]..bounds[s + 1]].iter().enumerate() {
                     if qi == 0.0 {
                         continue;
@@ -663,7 +657,7 @@ fn spread_slabs(
                     if k % 1024 == 0 && crate::interrupt::is_requested() {
                         break;
                     }
-                    st.fill(scaled(r), n);
+                    let st = Stencil::<P>::new(scaled(r), n);
                     let local = st.start0 - first;
                     st.deposit(chunk, qi, n[1], n2p, |j1| local + j1);
                 }
