@@ -80,6 +80,74 @@ fn main() {
         );
         return;
     }
+    if std::env::var("CALIBRATE").is_ok() {
+        // ns per unit of the tuner's cost model (tuning/pme.rs), one thread, best of `repeats`
+        let best = |f: &dyn Fn()| {
+            // CPU time ticks are 10 ms: time 10 calls at once
+            let mut b = f64::INFINITY;
+            for _ in 0..repeats {
+                let c = cpu_time();
+                for _ in 0..10 {
+                    f();
+                }
+                b = b.min((cpu_time() - c) / 10.0);
+            }
+            b
+        };
+        let density = n as f64 / (l * l * l);
+        let split = kernel.split(1.0).unwrap();
+        let mut real = Vec::new();
+        for rc in [4.0, 7.0] {
+            let table = realspace::ShortRangeTable::new(&split, rc).unwrap();
+            let t = best(&|| {
+                std::hint::black_box(
+                    realspace::real_space_with_table(&system, &charges, &table, Request::all())
+                        .unwrap(),
+                );
+            });
+            let neighbours = 4.0 / 3.0 * std::f64::consts::PI * rc.powi(3) * density;
+            real.push((neighbours, t));
+        }
+        let per_pair = (real[1].1 - real[0].1) / (real[1].0 - real[0].0) / n as f64;
+        println!(
+            "real space: {:.2} ns per (atom, neighbour); {:?}",
+            1e9 * per_pair,
+            real
+        );
+        let mut recip = Vec::new();
+        for (mesh, order) in [(16usize, 4usize), (16, 8), (96, 4), (128, 4)] {
+            let pme = Pme::new(
+                kernel,
+                farfield::pme::PmeParameters {
+                    smearing: 1.0,
+                    cutoff: 4.0,
+                    mesh: farfield::pme::Mesh::Points([mesh; 3]),
+                    order,
+                },
+            )
+            .unwrap();
+            let t = best(&|| {
+                std::hint::black_box(pme.reciprocal(&system, &charges, Request::all()).unwrap());
+            });
+            recip.push((mesh, order, t));
+        }
+        let spline = (recip[1].2 - recip[0].2) / (n as f64 * (512.0 - 64.0));
+        let g = |m: usize| (m * m * m) as f64;
+        let grid_cost = |k: usize| recip[k].2 - recip[0].2 - n as f64 * 0.0;
+        // per grid point: a + b log2(grid), from the two large meshes
+        let (g1, g2) = (g(96), g(128));
+        let (t1, t2) = (grid_cost(2), grid_cost(3));
+        let b = (t2 / g2 - t1 / g1) / (g2.log2() - g1.log2());
+        let a = t1 / g1 - b * g1.log2();
+        println!(
+            "reciprocal: {:.2} ns per (atom, spline point); per grid point {:.2} ns + {:.3} ns × log2(grid); {:?}",
+            1e9 * spline,
+            1e9 * a,
+            1e9 * b,
+            recip
+        );
+        return;
+    }
     if std::env::var("SPREADING").is_ok() {
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()

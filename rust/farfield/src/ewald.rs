@@ -17,8 +17,6 @@ use crate::interrupt;
 use crate::kernel::{Kernel, RangeSplit};
 use crate::kspace::{structure_factors, KVectors, PhaseTables};
 use crate::longrange::{LongRangeSum, Output, Request};
-use crate::math::linalg::{Mat3, Vec3};
-use crate::neighbors::CellList;
 use crate::system::System;
 use rayon::prelude::*;
 
@@ -80,53 +78,6 @@ impl Ewald {
     }
 }
 
-/// Per-atom real-space result: φ_i^SR, F_i^SR and atom i's half of the pair virial.
-type RealAtom = (f64, Vec3, Mat3);
-
-fn real_space(
-    split: &RangeSplit,
-    system: &System,
-    charges: &[f64],
-    cutoff: f64,
-    request: Request,
-) -> Result<Vec<RealAtom>> {
-    let list = CellList::new(system, cutoff)?;
-    let result = (0..system.len())
-        .into_par_iter()
-        .map(|i| {
-            let qi = charges[i];
-            let mut phi = 0.0;
-            let mut force = [0.0; 3];
-            let mut virial = [[0.0; 3]; 3];
-            if interrupt::is_requested() {
-                return (phi, force, virial);
-            }
-            list.for_each_neighbor_until(i, interrupt::is_requested, |n| {
-                let qj = charges[n.j];
-                let (v, dv) = split.short_range(n.distance);
-                phi += qj * v;
-                if request.forces || request.virial {
-                    // F_i = Σ_j q_i q_j V'(d) d/|d| with d = r_j - r_i
-                    let f = qi * qj * dv / n.distance;
-                    for a in 0..3 {
-                        force[a] += f * n.vector[a];
-                    }
-                    if request.virial {
-                        for a in 0..3 {
-                            for b in 0..3 {
-                                virial[a][b] += 0.5 * f * n.vector[a] * n.vector[b];
-                            }
-                        }
-                    }
-                }
-            });
-            (phi, force, virial)
-        })
-        .collect();
-    interrupt::check()?;
-    Ok(result)
-}
-
 impl LongRangeSum for Ewald {
     fn compute(&self, system: &System, charges: &[f64], request: Request) -> Result<Output> {
         let cell = system.cell().ok_or_else(|| {
@@ -151,7 +102,9 @@ impl LongRangeSum for Ewald {
         let need_atoms = request.forces || request.potentials;
 
         // real space
-        let real = real_space(split, system, charges, self.parameters.cutoff, request)?;
+        // (the tabulated half-pair sum that PME uses too: docs in crate::realspace)
+        let real =
+            crate::realspace::real_space(system, charges, split, self.parameters.cutoff, request)?;
 
         // reciprocal space
         let kvectors = KVectors::half_space(cell, self.parameters.k_cutoff)?;
@@ -228,12 +181,10 @@ impl LongRangeSum for Ewald {
         let self_pot = split.self_potential();
         let k0_pot = split.k0_potential(total, volume);
         let mut potentials = vec![0.0; n];
-        let mut e_sr = 0.0;
         for i in 0..n {
-            potentials[i] = real[i].0 + phi_lr[i] - charges[i] * self_pot + k0_pot;
-            e_sr += charges[i] * real[i].0;
+            potentials[i] = real.potentials[i] + phi_lr[i] - charges[i] * self_pot + k0_pot;
         }
-        e_sr *= 0.5;
+        let e_sr = real.energy;
         let e_self = -0.5 * self_pot * q2;
         let e_0 = split.k0_energy(total, volume);
         let energy = e_sr + e_lr + e_self + e_0;
@@ -243,9 +194,9 @@ impl LongRangeSum for Ewald {
                 (0..n)
                     .map(|i| {
                         [
-                            real[i].1[0] + force_lr[i][0],
-                            real[i].1[1] + force_lr[i][1],
-                            real[i].1[2] + force_lr[i][2],
+                            real.forces[i][0] + force_lr[i][0],
+                            real.forces[i][1] + force_lr[i][1],
+                            real.forces[i][2] + force_lr[i][2],
                         ]
                     })
                     .collect(),
@@ -255,14 +206,7 @@ impl LongRangeSum for Ewald {
         };
 
         let virial = if request.virial {
-            let mut w = [[0.0; 3]; 3];
-            for atom in &real {
-                for a in 0..3 {
-                    for b in 0..3 {
-                        w[a][b] += atom.2[a][b];
-                    }
-                }
-            }
+            let mut w = real.virial;
             // reciprocal: -(1/V) Σ_half |S|² [V̂ δ + 2 dV̂/dk² k k]
             let mut wk = [[0.0; 3]; 3];
             for idx in 0..kvectors.len() {

@@ -535,6 +535,98 @@ impl Scratch {
     }
 }
 
+/// Where one thread's pair terms go (sorted atom order).
+struct Sink<'a> {
+    potentials: &'a mut [f64],
+    forces: &'a mut [Vec3],
+    /// symmetric virial: xx, yy, zz, xy, xz, yz
+    w: [f64; 6],
+    want_forces: bool,
+    want_virial: bool,
+}
+
+/// Candidates gathered before their pairs are summed (bounds the scratch memory when a
+/// cutoff spans many periodic images).
+const BATCH: usize = 4096;
+
+impl Scratch {
+    /// Keeps the first `len` candidates.
+    fn truncate(&mut self, len: usize) {
+        self.x.truncate(len);
+        self.y.truncate(len);
+        self.z.truncate(len);
+        self.q.truncate(len);
+        self.k.truncate(len);
+    }
+
+    /// Sums the pairs of the home atoms (the first `home.len()` candidates, sorted indices
+    /// `home`) with the candidates after them (`first`: including the home-home pairs j > i;
+    /// otherwise only the candidates beyond the home atoms).
+    fn pairs(
+        &mut self,
+        home: std::ops::Range<usize>,
+        first: bool,
+        table: &ShortRangeTable,
+        rc2: f64,
+        sink: &mut Sink<'_>,
+    ) {
+        let home_len = home.len();
+        for a in 0..home_len {
+            let from = if first { a + 1 } else { home_len };
+            let count = self.neighbors_of(a, from, rc2);
+            if count == 0 {
+                continue;
+            }
+            kernel_values(
+                table,
+                &self.d2[..count],
+                &mut self.v[..count],
+                &mut self.g[..count],
+            );
+            let (xi, yi, zi, qi) = (self.x[a], self.y[a], self.z[a], self.q[a]);
+            let i = home.start + a;
+            let mut phi_i = 0.0;
+            let mut f_i = [0.0; 3];
+            let w = &mut sink.w;
+            for h in 0..count {
+                let b = self.hit[h] as usize;
+                let j = self.k[b] as usize;
+                let (v, g, qj) = (self.v[h], self.g[h], self.q[b]);
+                phi_i += qj * v;
+                sink.potentials[j] += qi * v;
+                if sink.want_forces || sink.want_virial {
+                    let (dx, dy, dz) = (self.x[b] - xi, self.y[b] - yi, self.z[b] - zi);
+                    let c = qi * qj * g;
+                    if sink.want_forces {
+                        let (fx, fy, fz) = (c * dx, c * dy, c * dz);
+                        f_i[0] += fx;
+                        f_i[1] += fy;
+                        f_i[2] += fz;
+                        let fj = &mut sink.forces[j];
+                        fj[0] -= fx;
+                        fj[1] -= fy;
+                        fj[2] -= fz;
+                    }
+                    if sink.want_virial {
+                        w[0] += c * dx * dx;
+                        w[1] += c * dy * dy;
+                        w[2] += c * dz * dz;
+                        w[3] += c * dx * dy;
+                        w[4] += c * dx * dz;
+                        w[5] += c * dy * dz;
+                    }
+                }
+            }
+            sink.potentials[i] += phi_i;
+            if sink.want_forces {
+                for k in 0..3 {
+                    sink.forces[i][k] += f_i[k];
+                }
+            }
+        }
+    }
+}
+
 /// |r_b − centre|² of every candidate b.
 fn squared_distances(centre: Vec3, (x, y, z): (&[f64], &[f64], &[f64]), out: &mut [f64]) {
     #[inline(always)]
@@ -644,10 +736,13 @@ pub fn real_space_with_table(
                     Scratch::default(),
                 )
             });
-            let potentials: &mut [f64] = &mut acc.potentials;
-            let forces: &mut [Vec3] = &mut acc.forces;
-            // symmetric virial: xx, yy, zz, xy, xz, yz
-            let mut w = [0.0; 6];
+            let mut sink = Sink {
+                potentials: &mut acc.potentials,
+                forces: &mut acc.forces,
+                w: [0.0; 6],
+                want_forces,
+                want_virial,
+            };
             for home_bin in c * chunk..((c + 1) * chunk).min(total_bins) {
                 let home = bins.start[home_bin]..bins.start[home_bin + 1];
                 if home.is_empty() {
@@ -656,59 +751,27 @@ pub fn real_space_with_table(
                 scratch.clear();
                 scratch.push(&bins, home.clone(), [0.0; 3]);
                 let bounds = scratch.bounding_box(home.len());
+                let mut first = true;
+                let mut stop = false;
                 bins.for_each_segment(home_bin, |home, range, t, same| {
+                    if stop {
+                        return;
+                    }
                     // the home bin's own atoms are already in (they come first)
                     let range = if same { home.end..range.end } else { range };
                     scratch.push_near(&bins, range, t, bounds, rc2);
+                    // long stencils (cutoffs far beyond the cell): sum by batches of
+                    // candidates, so that memory stays bounded and Ctrl-C is heard
+                    if scratch.x.len() >= home.len() + BATCH {
+                        scratch.pairs(home.clone(), first, table, rc2, &mut sink);
+                        scratch.truncate(home.len());
+                        first = false;
+                        stop = crate::interrupt::is_requested();
+                    }
                 });
-                for a in 0..home.len() {
-                    let count = scratch.neighbors_of(a, a + 1, rc2);
-                    if count == 0 {
-                        continue;
-                    }
-                    let s = &mut *scratch;
-                    kernel_values(table, &s.d2[..count], &mut s.v[..count], &mut s.g[..count]);
-                    let (xi, yi, zi, qi) = (s.x[a], s.y[a], s.z[a], s.q[a]);
-                    let i = home.start + a;
-                    let mut phi_i = 0.0;
-                    let mut f_i = [0.0; 3];
-                    for h in 0..count {
-                        let b = s.hit[h] as usize;
-                        let j = s.k[b] as usize;
-                        let (v, g, qj) = (s.v[h], s.g[h], s.q[b]);
-                        phi_i += qj * v;
-                        potentials[j] += qi * v;
-                        if want_forces || want_virial {
-                            let (dx, dy, dz) = (s.x[b] - xi, s.y[b] - yi, s.z[b] - zi);
-                            let c = qi * qj * g;
-                            if want_forces {
-                                let (fx, fy, fz) = (c * dx, c * dy, c * dz);
-                                f_i[0] += fx;
-                                f_i[1] += fy;
-                                f_i[2] += fz;
-                                let fj = &mut forces[j];
-                                fj[0] -= fx;
-                                fj[1] -= fy;
-                                fj[2] -= fz;
-                            }
-                            if want_virial {
-                                w[0] += c * dx * dx;
-                                w[1] += c * dy * dy;
-                                w[2] += c * dz * dz;
-                                w[3] += c * dx * dy;
-                                w[4] += c * dx * dz;
-                                w[5] += c * dy * dz;
-                            }
-                        }
-                    }
-                    potentials[i] += phi_i;
-                    if want_forces {
-                        for k in 0..3 {
-                            forces[i][k] += f_i[k];
-                        }
-                    }
-                }
+                scratch.pairs(home, first, table, rc2, &mut sink);
             }
+            let w = sink.w;
             let full = [[w[0], w[3], w[4]], [w[3], w[1], w[5]], [w[4], w[5], w[2]]];
             for a in 0..3 {
                 for b in 0..3 {

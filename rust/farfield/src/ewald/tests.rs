@@ -1,6 +1,7 @@
 //! Ewald against closed-form lattice sums, finite differences and invariances.
 
 use super::*;
+use crate::math::linalg::{Mat3, Vec3};
 
 fn ewald(p: f64, sigma: f64, rc: f64, kc: f64) -> Ewald {
     Ewald::new(

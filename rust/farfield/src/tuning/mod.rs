@@ -51,10 +51,12 @@ use std::f64::consts::PI;
 /// Smallest accepted accuracy.
 pub const MIN_ACCURACY: f64 = 1e-15;
 
-/// Relative cost of one real-space pair evaluation (per atom, full neighbour loop).
+/// Relative cost of one real-space pair evaluation (per atom, full neighbour loop; the
+/// tabulated half-pair sum of [`crate::realspace`], ~11 ns per (atom, neighbour) on the 2-core
+/// machine).
 const REAL_COST: f64 = 1.0;
-/// Relative cost of one (atom, half-space k-vector) term (structure factor + forces).
-const KSPACE_COST: f64 = 0.1;
+/// Relative cost of one (atom, half-space k-vector) term (structure factor + forces, ~7 ns).
+const KSPACE_COST: f64 = 0.65;
 /// Safety factor applied to the requested accuracy (the estimates are averages).
 const SAFETY: f64 = 0.5;
 

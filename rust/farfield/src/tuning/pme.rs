@@ -28,51 +28,48 @@ const ALIAS: f64 = 3.0;
 /// Safety factor on the requested accuracy (the estimates are averages).
 const SAFETY: f64 = 0.5;
 /// Relative cost of one real-space pair, counted per atom over its full neighbour list (the
-/// tabulated half-pair loop of [`crate::pme::realspace`]). Measured CPU time on the 2-core
-/// machine, random charges at 0.1 atoms/Å³, N = 1e5: ~25 ns per (atom, neighbour), ~3.9 ns per
-/// (atom, spline point) for spreading + interpolation, ~1.4 ns per grid point and log2(grid)
-/// for the two FFTs, ~9 ns per grid point for the influence function; the Ewald engine's
-/// exact-kernel full-pair loop ~66 ns per (atom, neighbour) and ~7.3 ns per (atom, k-vector).
+/// tabulated half-pair loop of [`crate::realspace`], which the Ewald engine shares). Measured
+/// CPU time on the 2-core machine (one thread, random charges at 0.1 atoms/Å³, N = 1e5,
+/// `CALIBRATE=1 cargo run --release --example pme_timing`): ~11 ns per (atom, neighbour),
+/// ~1.2 ns per (atom, spline point) for spreading + interpolation, ~1.2 ns per grid point and
+/// log2(grid) for the two FFTs, ~7.7 ns per grid point for the influence function; the
+/// Ewald engine's ~7.3 ns per (atom, k-vector).
 const PAIR_COST: f64 = 1.0;
 /// Relative cost of one spline point per atom (spreading + interpolation together).
-const SPLINE_COST: f64 = 0.156;
+const SPLINE_COST: f64 = 0.104;
 /// Relative cost per grid point and log2(grid) of the two FFTs.
-const FFT_COST: f64 = 0.057;
+const FFT_COST: f64 = 0.106;
 /// Relative cost per grid point of the influence function (energy, virial, convolution).
-const INFLUENCE_COST: f64 = 0.36;
+const INFLUENCE_COST: f64 = 0.68;
 /// Relative cost of one real-space pair of the Ewald engine (per atom, full neighbour loop).
 ///
-/// The two Ewald constants and [`PME_CALL_COST`] were calibrated so that `method="auto"`
-/// follows measured wall times (2 threads of the 2-core machine, random ±1 charges at
-/// 0.1 atoms/Å³, forces + stress, best of 3, parameters fixed beforehand), in ms, Ewald / PME:
+/// The Ewald engine shares PME's real-space loop, so its pair cost is [`PAIR_COST`]. The
+/// k-vector constant and [`PME_CALL_COST`] were checked so that `method="auto"` follows
+/// measured wall times (2 threads of the 2-core machine, with other builds running; random
+/// ±1 charges at 0.1 atoms/Å³, forces + stress, each method at its own tuned parameters,
+/// best of 3), in ms, Ewald / PME:
 ///
 /// ```text
 ///     N    accuracy 1e-4    accuracy 1e-6
-///    32      0.2 / 0.5        0.4 / 0.9
-///    64      0.6 / 0.5        0.8 / 0.7
-///   100      0.7 / 0.6        1.0 / 1.0
-///   200      1.4 / 1.0        2.2 / 1.8
-///   300      2.2 / 1.3        3.9 / 4.0
-///   500      4.7 / 1.7        8.4 / 4.4
-///  1000     12.9 / 3.3       28.8 / 7.0
-///  2000     49.8 / 7.3       79.3 / 18.4
-///  5000      193 / 27         314 / 57
-/// 10000      534 / 44         917 / 92
+///    32     0.53 / 0.56      0.37 / 0.52
+///    64     0.66 / 0.66      0.54 / 0.73
+///   100     0.83 / 0.83      0.79 / 1.01
+///   200     1.72 / 1.12      1.82 / 1.53
+///   500     5.61 / 1.94      6.14 / 3.31
+///  1000     26.6 / 5.0       32.3 / 6.6
+///  5000      269 / 34         364 / 68
 /// ```
 ///
-/// The measured crossover lies at about 64-100 atoms (1e-4) and 300 atoms (1e-6); below
-/// [`AUTO_MIN_ATOMS`] = 200 both take under ~2 ms and "auto" keeps Ewald. With the earlier
-/// constants (2.6, 0.29) the model priced Ewald ~1.45× too high relative to PME (measured ns
-/// per predicted unit: Ewald 13-18, PME 17-27); the same ordering results, with the margin
-/// now matching the measurement.
-const EWALD_PAIR_COST: f64 = 1.8;
+/// The measured crossover lies at 100-200 atoms at both accuracies; "auto" picks Ewald up to
+/// 100 atoms and PME from 200.
+const EWALD_PAIR_COST: f64 = 1.0;
 /// Relative cost of one (atom, half-space k-vector) term of an Ewald sum.
-const EWALD_K_COST: f64 = 0.2;
+const EWALD_K_COST: f64 = 0.45;
 /// Fixed cost of one PME call beyond the Ewald engine's (mesh allocation, FFT plans, the
 /// influence function of small grids): measured 0.15-0.25 ms at N = 32-64, in cost units.
 /// Added to [`pme_cost`] where PME is priced against Ewald (`tuning::choose`), not in it (a
 /// constant does not move the tuner's choice, and QEq prices mesh products with it).
-pub(crate) const PME_CALL_COST: f64 = 8000.0;
+pub(crate) const PME_CALL_COST: f64 = 17700.0;
 
 fn check_accuracy(accuracy: f64) -> Result<()> {
     if !(accuracy.is_finite() && (1e-15..1.0).contains(&accuracy)) {
