@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{max_abs, max_diff, real_ylm, rotate_cell, rotation, wigner, Mat3, Vec3};
+use common::{max_abs, max_diff, real_ylm, rotate_cell, rotate_features, rotation, Mat3, Vec3};
 use farfield::lode::{self, BasisKind, LodeExpansion, LodeOutput, LodeParameters, Method};
 use farfield::System;
 use std::collections::HashMap;
@@ -771,25 +771,6 @@ fn backward_matches_finite_differences() {
 }
 
 // ------------------------------------------------------------------ mirror path, rotations
-
-/// Rotates features [i][a][(l, m, n)] by the harmonics' rotation matrices.
-fn rotate_features(v: &[f64], lmax: usize, nr: usize, r: &Mat3) -> Vec<f64> {
-    let f = (lmax + 1) * (lmax + 1) * nr;
-    let d: Vec<_> = (0..=lmax).map(|l| wigner(l, r)).collect();
-    let mut out = vec![0.0; v.len()];
-    for (src, dst) in v.chunks(f).zip(out.chunks_mut(f)) {
-        for l in 0..=lmax {
-            for m in 0..2 * l + 1 {
-                for n in 0..nr {
-                    dst[(l * l + m) * nr + n] = (0..2 * l + 1)
-                        .map(|k| d[l][m][k] * src[(l * l + k) * nr + n])
-                        .sum();
-                }
-            }
-        }
-    }
-    out
-}
 
 /// c'(R r) = D c(r); ∂c'/∂r'_j = D (∂c/∂r_j) Rᵀ; ∂c'/∂ε' = D R (∂c/∂ε) Rᵀ.
 /// On a cell with axes along x, y, z the dense gradients are the mirror-reduced sums; the

@@ -191,6 +191,25 @@ pub fn wigner(l: usize, r: &Mat3) -> Vec<Vec<f64>> {
     d
 }
 
+/// Rotates features [i][a][(l, m, n)] by the harmonics' rotation matrices.
+pub fn rotate_features(v: &[f64], lmax: usize, nr: usize, r: &Mat3) -> Vec<f64> {
+    let f = (lmax + 1) * (lmax + 1) * nr;
+    let d: Vec<_> = (0..=lmax).map(|l| wigner(l, r)).collect();
+    let mut out = vec![0.0; v.len()];
+    for (src, dst) in v.chunks(f).zip(out.chunks_mut(f)) {
+        for l in 0..=lmax {
+            for m in 0..2 * l + 1 {
+                for n in 0..nr {
+                    dst[(l * l + m) * nr + n] = (0..2 * l + 1)
+                        .map(|k| d[l][m][k] * src[(l * l + k) * nr + n])
+                        .sum();
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Largest absolute entry.
 pub fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
