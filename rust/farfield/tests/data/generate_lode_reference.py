@@ -27,10 +27,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import featomic
 import numpy as np
 from scipy.special import gamma, gammainc, sph_harm_y
-
-import featomic
 
 OUT = Path(__file__).with_name("lode_reference.txt")
 
@@ -68,7 +67,12 @@ def periodic_case(name, cell, numbers, positions, p, sigma, lmax, nmax, r0, weig
 
     atoms = ase.Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True)
     species = sorted(set(int(z) for z in numbers))
-    density = {"type": "SmearedPowerLaw", "smearing": sigma, "exponent": p, "center_atom_weight": weight}
+    density = {
+        "type": "SmearedPowerLaw",
+        "smearing": sigma,
+        "exponent": p,
+        "center_atom_weight": weight,
+    }
     if basis == "gto":
         hypers = {
             "density": density,
@@ -153,7 +157,6 @@ def g_p(s: np.ndarray, p: float, sigma: float) -> np.ndarray:
     a = p / 2
     y = s**2 / (2 * sigma**2)
     small = y < 1e-8
-    out = np.empty_like(s)
     ys = np.where(small, 1.0, y)
     out = gammainc(a, ys) / np.where(small, 1.0, s) ** p
     # P(a, y)/y^a → 1/Γ(a+1) (1 − a y/(a+1)), and s^p = (2σ² y)^a
@@ -251,7 +254,7 @@ def main() -> None:
         f"# written by generate_lode_reference.py with featomic {featomic.__version__}, "
         f"numpy {np.__version__}",
         "# layout: values[(i * A + a) * F + (l*l + l + m) * nr + n], F = (lmax+1)^2 nr;",
-        "# dl_dr[j * 3 + alpha] = sum_x g[x] d values[x] / d r_j,alpha with g[x] = sin(0.37 x + 0.1)",
+        "# dl_dr[j * 3 + alpha] = sum_x g[x] d values[x] / d r[j][alpha], g[x] = sin(0.37 x + 0.1)",
         "# k_cutoff: featomic's default 1.2 pi / smearing everywhere",
     ]
     lines += periodic_case("triclinic_p1", TRICLINIC, [1, 8, 1, 8], tri_pos, 1, 0.4, 3, 0, 2.0, 0.5)
@@ -263,7 +266,17 @@ def main() -> None:
         "cubic_p2", cubic, [1, 1, 8, 8], FRACTIONAL[[2, 0, 3, 1]] @ cubic, 2, 0.5, 2, 0, 2.0, 0.0
     )
     lines += periodic_case(
-        "triclinic_monomial_p1", TRICLINIC, [8, 1, 1], tri_pos[:3], 1, 0.5, 2, 1, 2.0, 1.0, "monomial"
+        "triclinic_monomial_p1",
+        TRICLINIC,
+        [8, 1, 1],
+        tri_pos[:3],
+        1,
+        0.5,
+        2,
+        1,
+        2.0,
+        1.0,
+        "monomial",
     )
     mol_numbers = [8, 1, 1]
     mol = np.array([[0.1, -0.2, 0.05], [1.05, 0.3, -0.4], [-0.5, 1.1, 0.6]])
