@@ -48,6 +48,7 @@ test-fast: develop
 
 fuzz: develop
 	PROPTEST_CASES=1000 cargo test -p farfield --release --test robustness
+	PROPTEST_CASES=300 FARFIELD_FUZZ_RANDOM=1 cargo test -p farfield --release --test invariances
 	FARFIELD_FUZZ_EXAMPLES=400 FARFIELD_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 test: develop test-rust lint test-python
