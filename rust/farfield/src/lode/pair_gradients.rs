@@ -146,7 +146,7 @@ fn trig_table(kv: &KVectors, pt: &PhaseTables, order: &[usize]) -> Vec<f64> {
     let mut t = zeroed_checked(n * 2 * nk);
     t.par_chunks_mut(2 * nk).enumerate().for_each(|(i, row)| {
         for (q, &k) in order.iter().enumerate() {
-            let (c, s) = super::periodic::phase(pt, kv.indices[k], i);
+            let (c, s) = pt.phase(kv.indices[k], i);
             row[q] = c;
             row[nk + q] = s;
         }

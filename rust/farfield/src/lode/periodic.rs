@@ -14,7 +14,7 @@
 use super::{parity_sign, GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
 use crate::error::Result;
 use crate::interrupt;
-use crate::kspace::{KVectors, PhaseTables};
+use crate::kspace::{cmul, KVectors, PhaseTables};
 use crate::math::linalg::Vec3;
 use crate::system::System;
 use rayon::prelude::*;
@@ -357,18 +357,7 @@ fn neighbour_terms(
         let (mut c01, mut s01) = (vec![0.0; len], vec![0.0; len]);
         let range = p0..p0 + len;
         for group in &kv.groups {
-            let (c0, s0) = pt.axis(0, group.m0);
-            let (c1, s1) = pt.axis(1, group.m1);
-            let (c0, s0, c1, s1) = (
-                &c0[range.clone()],
-                &s0[range.clone()],
-                &c1[range.clone()],
-                &s1[range.clone()],
-            );
-            for x in 0..len {
-                c01[x] = c0[x] * c1[x] - s0[x] * s1[x];
-                s01[x] = s0[x] * c1[x] + c0[x] * s1[x];
-            }
+            pt.partial_phases((group.m0, group.m1), range.clone(), (&mut c01, &mut s01));
             for k in group.range.clone() {
                 let kvec = kv.vectors[k];
                 let pk = &pp[k * 4 * na..(k + 1) * 4 * na];
@@ -378,8 +367,7 @@ fn neighbour_terms(
                     let va = pk[*a] - pk[3 * na + a];
                     let vb = pk[na + a] + pk[2 * na + a];
                     for x in run.clone() {
-                        let c = c01[x] * c2[x] - s01[x] * s2[x];
-                        let s = s01[x] * c2[x] + c01[x] * s2[x];
+                        let (c, s) = cmul((c01[x], s01[x]), (c2[x], s2[x]));
                         let v = c * va - s * vb;
                         fx[x] += v * kvec[0];
                         fy[x] += v * kvec[1];
@@ -434,16 +422,6 @@ fn tiling(n: usize, na: usize) -> (usize, usize) {
     (r, kc)
 }
 
-/// e^{ik·r_i} = Π_a e^{i m_a θ_a(i)} from the per-axis tables, written as (cos, sin).
-#[inline]
-pub(super) fn phase(pt: &PhaseTables, m: [i32; 3], i: usize) -> (f64, f64) {
-    let (c0, s0) = pt.axis(0, m[0]);
-    let (c1, s1) = pt.axis(1, m[1]);
-    let (c2, s2) = pt.axis(2, m[2]);
-    let (c01, s01) = (c0[i] * c1[i] - s0[i] * s1[i], s0[i] * c1[i] + c0[i] * s1[i]);
-    (c01 * c2[i] - s01 * s2[i], s01 * c2[i] + c01 * s2[i])
-}
-
 /// Σ_i a_i b_i with four partial sums.
 #[inline]
 fn dot_slices(a: &[f64], b: &[f64]) -> f64 {
@@ -496,13 +474,7 @@ fn tile(
     for (q, k) in ks.enumerate() {
         let m = kv.indices[k];
         if last != Some((m[0], m[1])) {
-            let (c0, s0) = pt.axis(0, m[0]);
-            let (c1, s1) = pt.axis(1, m[1]);
-            for ii in 0..r {
-                let i = i0 + ii;
-                c01[ii] = c0[i] * c1[i] - s0[i] * s1[i];
-                s01[ii] = s0[i] * c1[i] + c0[i] * s1[i];
-            }
+            pt.partial_phases((m[0], m[1]), i0..i1, (&mut *c01, &mut *s01));
             last = Some((m[0], m[1]));
         }
         let (c2, s2) = pt.axis(2, m[2]);
@@ -510,8 +482,7 @@ fn tile(
         let pcq = &mut pc[q * r..(q + 1) * r];
         let psq = &mut ps[q * r..(q + 1) * r];
         for ii in 0..r {
-            pcq[ii] = c01[ii] * c2[ii] - s01[ii] * s2[ii];
-            psq[ii] = s01[ii] * c2[ii] + c01[ii] * s2[ii];
+            (pcq[ii], psq[ii]) = cmul((c01[ii], s01[ii]), (c2[ii], s2[ii]));
         }
         let ca = &cs[k * na..(k + 1) * na];
         let sa = &ss[k * na..(k + 1) * na];
