@@ -67,10 +67,9 @@ pub struct LodeParameters {
     pub drop_divergent_k0: bool,
 }
 
-/// Which gradients to compute: the request of every feature calculator (dense ∂c_i/∂r_j,
-/// ∂c_i/∂ε with ε on column vectors as everywhere ([`crate::strain`]), and ∂c_i/∂H at fixed
-/// Cartesian positions, derived in the core from the first two).
-pub use crate::descriptors::GradientRequest;
+/// Which gradients to compute: the request of every feature calculator (∂c_i/∂H is derived
+/// in the core from the position and strain gradients).
+pub use crate::gradients::GradientRequest;
 
 /// Dense LODE output for one system.
 #[derive(Debug, Clone)]
