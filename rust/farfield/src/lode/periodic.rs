@@ -451,50 +451,76 @@ fn species_structure_factors(
 
 /// Phase data of a tile (atoms `atoms`, k-vectors `ks`), k-major:
 /// pc/ps[q·R + i'] = cos/sin(k·r_i), te/to[q·R·A + a·R + i'] = Σ_{j∈a} cos/sin(k·(r_i−r_j))
-/// (species-major inside a k-vector, so that the loops over atoms vectorise).
-#[allow(clippy::too_many_arguments)]
-fn tile(
-    kv: &KVectors,
-    pt: &PhaseTables,
-    na: usize,
-    (cs, ss): (&[f64], &[f64]),
-    atoms: std::ops::Range<usize>,
-    ks: std::ops::Range<usize>,
-    (pc, ps): (&mut [f64], &mut [f64]),
-    (te, to): (&mut [f64], &mut [f64]),
-    scratch: (&mut [f64], &mut [f64]),
-) {
-    let r = atoms.len();
-    let rows = r * na;
-    let i0 = atoms.start;
-    let i1 = atoms.end;
-    // e^{i(m0 θ0 + m1 θ1)} of the current (m0, m1) run
-    let (c01, s01) = scratch;
-    let mut last = None;
-    for (q, k) in ks.enumerate() {
-        let m = kv.indices[k];
-        if last != Some((m[0], m[1])) {
-            pt.partial_phases((m[0], m[1]), i0..i1, (&mut *c01, &mut *s01));
-            last = Some((m[0], m[1]));
+/// (species-major inside a k-vector, so that the loops over atoms vectorise), for up to
+/// `kc` k-vectors of a tile of R atoms; allocated once per tile.
+struct Tile {
+    pc: Vec<f64>,
+    ps: Vec<f64>,
+    te: Vec<f64>,
+    to: Vec<f64>,
+    /// e^{i(m0 θ0 + m1 θ1)} of the current (m0, m1) run
+    c01: Vec<f64>,
+    s01: Vec<f64>,
+}
+
+impl Tile {
+    fn new(kc: usize, r: usize, na: usize) -> Tile {
+        Tile {
+            pc: vec![0.0; kc * r],
+            ps: vec![0.0; kc * r],
+            te: vec![0.0; kc * r * na],
+            to: vec![0.0; kc * r * na],
+            c01: vec![0.0; r],
+            s01: vec![0.0; r],
         }
-        let (c2, s2) = pt.axis(2, m[2]);
-        let (c2, s2) = (&c2[i0..i1], &s2[i0..i1]);
-        let pcq = &mut pc[q * r..(q + 1) * r];
-        let psq = &mut ps[q * r..(q + 1) * r];
-        for ii in 0..r {
-            (pcq[ii], psq[ii]) = cmul((c01[ii], s01[ii]), (c2[ii], s2[ii]));
-        }
-        let ca = &cs[k * na..(k + 1) * na];
-        let sa = &ss[k * na..(k + 1) * na];
-        let teq = &mut te[q * rows..(q + 1) * rows];
-        let toq = &mut to[q * rows..(q + 1) * rows];
-        for a in 0..na {
-            let (cb, sb) = (ca[a], sa[a]);
-            let te_a = &mut teq[a * r..(a + 1) * r];
-            let to_a = &mut toq[a * r..(a + 1) * r];
+    }
+
+    /// Fills the tables for the atoms `atoms` (R of them) and the k-vectors `ks`.
+    fn fill(
+        &mut self,
+        (kv, pt): (&KVectors, &PhaseTables),
+        (cs, ss, na): (&[f64], &[f64], usize),
+        atoms: std::ops::Range<usize>,
+        ks: std::ops::Range<usize>,
+    ) {
+        let r = atoms.len();
+        let rows = r * na;
+        let i0 = atoms.start;
+        let i1 = atoms.end;
+        let Tile {
+            pc,
+            ps,
+            te,
+            to,
+            c01,
+            s01,
+        } = self;
+        let mut last = None;
+        for (q, k) in ks.enumerate() {
+            let m = kv.indices[k];
+            if last != Some((m[0], m[1])) {
+                pt.partial_phases((m[0], m[1]), i0..i1, (c01, s01));
+                last = Some((m[0], m[1]));
+            }
+            let (c2, s2) = pt.axis(2, m[2]);
+            let (c2, s2) = (&c2[i0..i1], &s2[i0..i1]);
+            let pcq = &mut pc[q * r..(q + 1) * r];
+            let psq = &mut ps[q * r..(q + 1) * r];
             for ii in 0..r {
-                te_a[ii] = pcq[ii] * cb + psq[ii] * sb;
-                to_a[ii] = psq[ii] * cb - pcq[ii] * sb;
+                (pcq[ii], psq[ii]) = cmul((c01[ii], s01[ii]), (c2[ii], s2[ii]));
+            }
+            let ca = &cs[k * na..(k + 1) * na];
+            let sa = &ss[k * na..(k + 1) * na];
+            let teq = &mut te[q * rows..(q + 1) * rows];
+            let toq = &mut to[q * rows..(q + 1) * rows];
+            for a in 0..na {
+                let (cb, sb) = (ca[a], sa[a]);
+                let te_a = &mut teq[a * r..(a + 1) * r];
+                let to_a = &mut toq[a * r..(a + 1) * r];
+                for ii in 0..r {
+                    te_a[ii] = pcq[ii] * cb + psq[ii] * sb;
+                    to_a[ii] = psq[ii] * cb - pcq[ii] * sb;
+                }
             }
         }
     }
@@ -560,11 +586,7 @@ pub fn compute(
     work.into_par_iter().for_each(|(i0, ac, st)| {
         let r = ac.len() / (na * f);
         let rows = r * na;
-        let mut pc = vec![0.0; kc * r];
-        let (mut c01, mut s01) = (vec![0.0; r], vec![0.0; r]);
-        let mut ps = vec![0.0; kc * r];
-        let mut te = vec![0.0; kc * rows];
-        let mut to = vec![0.0; kc * rows];
+        let mut tl = Tile::new(kc, r, na);
         let mut st = st;
         let mut db = if st.is_some() {
             vec![0.0; kc * 9 * f]
@@ -578,17 +600,8 @@ pub fn compute(
             }
             let k1 = (k0 + kc).min(nk);
             let kbl = k1 - k0;
-            tile(
-                &t.kv,
-                &pt,
-                na,
-                (&cs, &ss),
-                i0..i0 + r,
-                k0..k1,
-                (&mut pc, &mut ps),
-                (&mut te, &mut to),
-                (&mut c01, &mut s01),
-            );
+            tl.fill((&t.kv, &pt), (&cs, &ss, na), i0..i0 + r, k0..k1);
+            let (te, to) = (&tl.te, &tl.to);
             let wb = &t.w[k0 * f..k1 * f];
             // T_even (rows × kb) · W_even (kb × fe), T_odd · W_odd
             // rows of species a: te[a·r + i'] ↔ accumulator row i'·A + a
@@ -788,11 +801,7 @@ pub fn backward(
             let r = r_tile.min(n - i0);
             let rows = r * na;
             let gt = &gp[i0 * na * f..(i0 + r) * na * f];
-            let mut pc = vec![0.0; kc * r];
-            let (mut c01, mut s01) = (vec![0.0; r], vec![0.0; r]);
-            let mut ps = vec![0.0; kc * r];
-            let mut te = vec![0.0; kc * rows];
-            let mut to = vec![0.0; kc * rows];
+            let mut tl = Tile::new(kc, r, na);
             let mut he = vec![0.0; kc * rows];
             let mut ho = vec![0.0; kc * rows];
             let mut mm = vec![0.0; kc * af];
@@ -807,17 +816,8 @@ pub fn backward(
                 }
                 let k1 = (k0 + kc).min(nk);
                 let kbl = k1 - k0;
-                tile(
-                    &t.kv,
-                    &pt,
-                    na,
-                    (&cs, &ss),
-                    i0..i0 + r,
-                    k0..k1,
-                    (&mut pc, &mut ps),
-                    (&mut te, &mut to),
-                    (&mut c01, &mut s01),
-                );
+                tl.fill((&t.kv, &pt), (&cs, &ss, na), i0..i0 + r, k0..k1);
+                let (pc, ps, te, to) = (&tl.pc, &tl.ps, &tl.te, &tl.to);
                 let wb = &t.w[k0 * f..k1 * f];
                 // H[q][a·r + i'] = Σ_x' W_k[x'] dL/dc[(i, a)][x'] (even / odd features)
                 for a in 0..na {
