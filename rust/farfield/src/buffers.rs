@@ -102,6 +102,53 @@ fn advise_huge(start: usize, bytes: usize) {
 #[cfg(not(target_os = "linux"))]
 fn advise_huge(_start: usize, _bytes: usize) {}
 
+/// A mutable `f64` buffer shared by threads that write disjoint parts of it (mesh spreading
+/// by colour, one row per task): the one unsafe writer of the crate's engines. Every access
+/// is bounds-checked; the caller promises, at each `unsafe` call, that no other thread
+/// touches the same elements at the same time.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedSlice {
+    ptr: *mut f64,
+    len: usize,
+}
+
+// SAFETY: the pointer is only dereferenced through the methods below, whose callers
+// guarantee disjoint access across threads.
+unsafe impl Send for SharedSlice {}
+unsafe impl Sync for SharedSlice {}
+
+impl SharedSlice {
+    /// Shares `buffer` (which must outlive every use of the result).
+    pub(crate) fn new(buffer: &mut [f64]) -> SharedSlice {
+        SharedSlice {
+            ptr: buffer.as_mut_ptr(),
+            len: buffer.len(),
+        }
+    }
+
+    /// The elements `start..start + len`.
+    ///
+    /// # Safety
+    /// No other thread reads or writes these elements while the slice lives, and the shared
+    /// buffer outlives it.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [f64] {
+        assert!(start <= self.len && len <= self.len - start);
+        std::slice::from_raw_parts_mut(self.ptr.add(start), len)
+    }
+
+    /// Adds `value` to element `at`.
+    ///
+    /// # Safety
+    /// No other thread reads or writes element `at` at the same time.
+    #[inline(always)]
+    pub(crate) unsafe fn add(&self, at: usize, value: f64) {
+        assert!(at < self.len);
+        *self.ptr.add(at) += value;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernel::{Kernel, RangeSplit};
-use crate::kspace::{structure_factors, KVectors, PhaseTables};
+use crate::kspace::{cmul, structure_factors, KVectors, PhaseTables};
 use crate::longrange::{LongRangeSum, Output, Request};
 use crate::system::System;
 use rayon::prelude::*;
@@ -142,13 +142,11 @@ impl LongRangeSum for Ewald {
                         if interrupt::is_requested() {
                             return;
                         }
-                        let (c0, s0) = tables.axis(0, group.m0);
-                        let (c1, s1) = tables.axis(1, group.m1);
-                        for j in 0..len {
-                            let g = start + j;
-                            tc[j] = c0[g] * c1[g] - s0[g] * s1[g];
-                            ts[j] = s0[g] * c1[g] + c0[g] * s1[g];
-                        }
+                        tables.partial_phases(
+                            (group.m0, group.m1),
+                            start..start + len,
+                            (&mut tc, &mut ts),
+                        );
                         for idx in group.range.clone() {
                             let (c2, s2) = tables.axis(2, kvectors.indices[idx][2]);
                             let (sre, sim) = sk[idx];
@@ -156,8 +154,7 @@ impl LongRangeSum for Ewald {
                             let k = kvectors.vectors[idx];
                             for j in 0..len {
                                 let g = start + j;
-                                let c = tc[j] * c2[g] - ts[j] * s2[g];
-                                let s = ts[j] * c2[g] + tc[j] * s2[g];
+                                let (c, s) = cmul((tc[j], ts[j]), (c2[g], s2[g]));
                                 // Re[e^{-ik·r} S] and Im[e^{ik·r} S*]
                                 phi[j] += vhat * (c * sre + s * sim);
                                 let im = vhat * (s * sre - c * sim);

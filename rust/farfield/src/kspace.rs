@@ -218,6 +218,43 @@ impl PhaseTables {
     pub fn atoms(&self) -> usize {
         self.n
     }
+
+    /// e^{i(m_0 θ_0 + m_1 θ_1)} of the atoms `atoms`, written as (cos, sin) into `c`, `s`
+    /// (`atoms.len()` entries each): the factor of e^{ik·r} shared by the k-vectors of one
+    /// [`KGroup`]; [`cmul`] with [`axis`](Self::axis)`(2, m_2)` completes it.
+    #[inline(always)]
+    pub fn partial_phases(
+        &self,
+        (m0, m1): (i32, i32),
+        atoms: std::ops::Range<usize>,
+        (c, s): (&mut [f64], &mut [f64]),
+    ) {
+        let (c0, s0) = self.axis(0, m0);
+        let (c1, s1) = self.axis(1, m1);
+        let (c0, s0) = (&c0[atoms.clone()], &s0[atoms.clone()]);
+        let (c1, s1) = (&c1[atoms.clone()], &s1[atoms]);
+        let n = c0.len();
+        let (c, s) = (&mut c[..n], &mut s[..n]);
+        for j in 0..n {
+            (c[j], s[j]) = cmul((c0[j], s0[j]), (c1[j], s1[j]));
+        }
+    }
+
+    /// e^{ik·r_i} = Π_a e^{i m_a θ_a(i)} of atom `i` for k-vector indices `m`, as (cos, sin).
+    #[inline]
+    pub fn phase(&self, m: [i32; 3], i: usize) -> (f64, f64) {
+        let (c0, s0) = self.axis(0, m[0]);
+        let (c1, s1) = self.axis(1, m[1]);
+        let (c2, s2) = self.axis(2, m[2]);
+        cmul(cmul((c0[i], s0[i]), (c1[i], s1[i])), (c2[i], s2[i]))
+    }
+}
+
+/// The complex product (a + ib)(c + id) as (real, imaginary) parts: how the per-axis phases
+/// combine.
+#[inline(always)]
+pub fn cmul((a, b): (f64, f64), (c, d): (f64, f64)) -> (f64, f64) {
+    (a * c - b * d, b * c + a * d)
 }
 
 /// Structure factors S(k) = Σ_j q_j e^{i k·r_j} for every k-vector, as (Re, Im) pairs.
@@ -276,11 +313,10 @@ pub fn typed_structure_factors(
                     let len = group.range.len() * na;
                     return (vec![0.0; len], vec![0.0; len]);
                 }
-                let (c0, s0) = tables.axis(0, group.m0);
-                let (c1, s1) = tables.axis(1, group.m1);
+                tables.partial_phases((group.m0, group.m1), 0..n, (tc, ts));
                 for p in 0..n {
-                    tc[p] = q[p] * (c0[p] * c1[p] - s0[p] * s1[p]);
-                    ts[p] = q[p] * (s0[p] * c1[p] + c0[p] * s1[p]);
+                    tc[p] *= q[p];
+                    ts[p] *= q[p];
                 }
                 let mut re = Vec::with_capacity(group.range.len() * na);
                 let mut im = Vec::with_capacity(group.range.len() * na);

@@ -188,6 +188,10 @@ impl RadialBasis for GtoBasis {
         smax * (10.0 + (self.max_radial as f64).sqrt() * 2.0)
     }
 
+    fn length_scale(&self) -> f64 {
+        self.radius / self.len() as f64
+    }
+
     fn evaluate(&self, _l: usize, r: f64, out: &mut [f64]) {
         let size = self.len();
         for n in 0..size {

@@ -3,15 +3,19 @@
 //! * [`gto::GtoBasis`]: featomic's Gaussian-type orbitals, Löwdin-orthonormalised on [0, ∞),
 //!   with closed-form k-space integrals `∫ r² R_n(r) j_l(kr) dr`;
 //! * [`monomial::MonomialBasis`]: `R_nl ∝ r^{l+2n}` on [0, r_c], orthonormalised per `l`
-//!   (the multipole basis of LODE);
+//!   (featomic's `Monomials`, the multipole basis of LODE);
 //! * [`density::GaussianDensityIntegral`]: the SOAP real-space radial integral of a Gaussian
-//!   atomic density with the GTO basis (exact through ₁F₁, or splined).
+//!   atomic density with the GTO basis (exact through ₁F₁, or splined);
+//! * [`tabulated::TabulatedBasis`]: any of them tabulated on a composite Gauss–Legendre grid,
+//!   for the radial integrals without closed form (LODE's `I_nl(k)`, its k-derivatives and
+//!   their spline [`tabulated::KSpline`]).
 //!
-//! [`RadialBasis`] is what the descriptors need from any of them.
+//! [`RadialBasis`] is what SOAP, triplets and LODE need from any of them.
 
 pub mod density;
 pub mod gto;
 pub mod monomial;
+pub mod tabulated;
 
 use crate::math::quadrature::gauss_legendre_interval;
 
@@ -22,6 +26,10 @@ pub trait RadialBasis: Send + Sync {
     /// Upper end of the support (`r_c` for monomials; a radius beyond which the GTOs are
     /// negligible, ~1e-20 relative, for GTOs).
     fn support(&self) -> f64;
+    /// The shortest length over which the functions vary (a quadrature panel of about this
+    /// width resolves them): `r0 / (max_radial + 1)` for GTOs, `r_c / (max_radial + 5)` for
+    /// monomials.
+    fn length_scale(&self) -> f64;
     /// Writes `R_nl(r)` for `n = 0..size(l)` into `out`.
     fn evaluate(&self, l: usize, r: f64, out: &mut [f64]);
     /// k-space radial integrals `I_nl(k) = ∫_0^support r² R_nl(r) j_l(kr) dr` for all `n`,

@@ -5,7 +5,6 @@
 //!   per-pair expansion `g_ij` ([`SphericalExpansion::pair_expansion`](spherical_expansion::SphericalExpansion::pair_expansion))
 //!   that triplet descriptors build on;
 //! * [`power_spectrum::PowerSpectrum`]: featomic's `SoapPowerSpectrum`;
-//! * [`cg_product`]: general Clebsch–Gordan products of two expansions to any λ;
 //! * [`triplets`] and [`bispectrum`]: triplet descriptors (Nigam et al.) and the ν = 3
 //!   bispectrum;
 //! * [`cost`]: estimates of the neighbour search and buffers, checked before any work;
@@ -14,7 +13,6 @@
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
 pub mod bispectrum;
-pub mod cg_product;
 pub mod cost;
 pub mod power_spectrum;
 pub mod result;

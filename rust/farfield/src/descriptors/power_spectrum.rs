@@ -761,7 +761,6 @@ fn reset(v: &mut Vec<f64>, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::descriptors::cg_product::cg_product;
     use crate::math::clebsch_gordan::ClebschGordan;
 
     fn data(len: usize, w: f64) -> Vec<f64> {
@@ -855,11 +854,15 @@ mod tests {
                 for b in 0..ns2 {
                     let x = &first[(i * ns1 + a) * nlm * nr1..(i * ns1 + a + 1) * nlm * nr1];
                     let y = &second[(i * ns2 + b) * nlm * nr2..(i * ns2 + b + 1) * nlm * nr2];
-                    for blk in cg_product(&cg, x, lmax, nr1, y, lmax, nr2, 0) {
-                        let l = blk.l1;
+                    for l in 0..=lmax {
+                        // the λ = 0 block of (l, l); only l1 = l2 couple to λ = 0
+                        let xl = &x[l * l * nr1..(l + 1) * (l + 1) * nr1];
+                        let yl = &y[l * l * nr2..(l + 1) * (l + 1) * nr2];
+                        let mut block = vec![0.0; nr1 * nr2];
+                        cg.couple(l, xl, nr1, l, yl, nr2, 0, &mut block);
                         for k in 0..nr1 * nr2 {
                             let col = ((a * ns2 + b) * (lmax + 1) + l) * nr1 * nr2 + k;
-                            assert!((out[i * nf + col] - blk.values[k]).abs() < 1e-13);
+                            assert!((out[i * nf + col] - block[k]).abs() < 1e-13);
                         }
                     }
                 }

@@ -1,18 +1,6 @@
 //! The labelled result of a descriptor calculation.
 
-/// Which gradients to compute.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GradientRequest {
-    /// derivatives with respect to atomic positions
-    pub positions: bool,
-    /// derivatives with respect to a homogeneous strain ε of the cell and positions
-    /// (`r → (1 + ε) r`, ε on column vectors, `[α][β] = ∂/∂ε_αβ`, see [`crate::strain`]);
-    /// open systems: positions only
-    pub strain: bool,
-    /// derivatives with respect to the cell matrix `H` (rows = cell vectors) with the
-    /// Cartesian positions held fixed (featomic's `"cell"` gradient), for periodic systems
-    pub cell: bool,
-}
+pub use crate::gradients::GradientRequest;
 
 /// Position gradients: one row of `3 × n_features` per (sample, neighbour atom) pair.
 #[derive(Debug, Clone, Default)]

@@ -33,7 +33,7 @@ use super::spherical_expansion::{ExpansionParameters, PairScratch, SphericalExpa
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::limits;
-use crate::math::clebsch_gordan::real_cg_dense;
+use crate::math::clebsch_gordan::{couple_block, sparse_block};
 use crate::neighbors::CellList;
 use crate::system::System;
 use rayon::prelude::*;
@@ -313,20 +313,13 @@ impl Coupling {
         for l1 in 0..=l_max {
             for l2 in 0..=l_max {
                 for l3 in l1.abs_diff(l2)..=(l1 + l2).min(l_max) {
-                    let cg = real_cg_dense(l1, l2, l3);
-                    let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1);
-                    let scale = 1.0 / (s3 as f64).sqrt();
-                    let mut entries = Vec::new();
-                    for m3 in 0..s3 {
-                        for m1 in 0..s1 {
-                            for m2 in 0..s2 {
-                                let v = cg[(m1 * s2 + m2) * s3 + m3];
-                                if v != 0.0 {
-                                    entries.push((m1, m2, m3, v * scale));
-                                }
-                            }
-                        }
-                    }
+                    let scale = 1.0 / ((2 * l3 + 1) as f64).sqrt();
+                    let mut entries: Vec<(usize, usize, usize, f64)> = sparse_block(l1, l2, l3)
+                        .iter()
+                        .map(|e| (e.m1 as usize, e.m2 as usize, e.mu as usize, e.value * scale))
+                        .collect();
+                    // m3-major: the order of the sums of `Contraction::prepare`
+                    entries.sort_by_key(|&(m1, m2, m3, _)| (m3, m1, m2));
                     paths.push(Path {
                         l1,
                         l2,
@@ -402,7 +395,7 @@ pub fn pair_product(
     )?;
     limits::check_memory(
         "the Clebsch–Gordan product",
-        nr * nr * s3 as f64 * 8.0,
+        nr * nr * s3 as f64 * 16.0,
         "use fewer rows",
     )?;
     Ok(pair_product_unchecked(
@@ -419,28 +412,30 @@ fn pair_product_unchecked(
     l2: usize,
     lambda: usize,
 ) -> Vec<f64> {
-    {
-        let lm = (l_max + 1) * (l_max + 1);
-        let cg = real_cg_dense(l1, l2, lambda);
-        let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * lambda + 1);
-        let mut out = vec![0.0; n_radial * n_radial * s3];
-        for n1 in 0..n_radial {
-            for n2 in 0..n_radial {
-                for mu in 0..s3 {
-                    let mut sum = 0.0;
-                    for m1 in 0..s1 {
-                        for m2 in 0..s2 {
-                            sum += cg[(m1 * s2 + m2) * s3 + mu]
-                                * a[n1 * lm + l1 * l1 + m1]
-                                * b[n2 * lm + l2 * l2 + m2];
-                        }
-                    }
-                    out[(n1 * n_radial + n2) * s3 + mu] = sum;
-                }
-            }
+    let lm = (l_max + 1) * (l_max + 1);
+    let (s1, s2, s3) = (2 * l1 + 1, 2 * l2 + 1, 2 * lambda + 1);
+    // the l blocks, component-major: x[m][n]
+    let block = |x: &[f64], l: usize, s: usize| -> Vec<f64> {
+        (0..s)
+            .flat_map(|m| (0..n_radial).map(move |n| x[n * lm + l * l + m]))
+            .collect()
+    };
+    let (ta, tb) = (block(a, l1, s1), block(b, l2, s2));
+    let mut t = vec![0.0; s3 * n_radial * n_radial];
+    couple_block(
+        &sparse_block(l1, l2, lambda),
+        (&ta, n_radial),
+        (&tb, n_radial),
+        &mut t,
+    );
+    // [μ][n1][n2] → [n1][n2][μ]
+    let mut out = vec![0.0; n_radial * n_radial * s3];
+    for mu in 0..s3 {
+        for p in 0..n_radial * n_radial {
+            out[p * s3 + mu] = t[mu * n_radial * n_radial + p];
         }
-        out
     }
+    out
 }
 
 /// Reusable work space for [`Contraction`].

@@ -12,7 +12,7 @@
 //! and the grid oversampling; the k-set and W_k are those of the exact path.
 
 use super::{parity_sign, LodeBackward, LodeExpansion, LodeOutput};
-use crate::buffers::{filled, zeroed};
+use crate::buffers::{filled, zeroed, SharedSlice};
 use crate::error::{Error, Result};
 use crate::mesh::bspline::{self, signed_frequency};
 use crate::mesh::fft::{Fft3, C64};
@@ -448,7 +448,7 @@ impl Mesh {
         assert_eq!(grid.len(), self.len * LANES);
         grid.par_chunks_mut(1 << 16)
             .for_each(|c| c.iter_mut().for_each(|x| *x = 0.0));
-        let out = SharedSlice(grid.as_mut_ptr());
+        let out = SharedSlice::new(grid);
         for colour in &self.colours {
             colour.par_iter().for_each(|&b| {
                 self.spread_block(&self.sorted[self.slab_blocks[b].clone()], weight, out)
@@ -486,12 +486,10 @@ impl Mesh {
                         let row = (o1 + ix[order + j2]) * n[2];
                         for j3 in 0..order {
                             let at = (row + ix[2 * order + j3]) * LANES;
-                            assert!(at + LANES <= m.len * LANES);
                             let w = th[2 * order + j3];
-                            // SAFETY: inside the grid (asserted); written by this block's
-                            // thread only (see `spread_lanes`).
-                            let dst =
-                                unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), LANES) };
+                            // SAFETY: written by this block's thread only (see
+                            // `spread_lanes`).
+                            let dst = unsafe { out.slice(at, LANES) };
                             for l in 0..LANES {
                                 dst[l] += v12[l] * w;
                             }
@@ -516,7 +514,7 @@ impl Mesh {
         assert_eq!(real.len(), self.len);
         real.par_chunks_mut(1 << 16)
             .for_each(|c| c.iter_mut().for_each(|x| *x = 0.0));
-        let out = SharedSlice(real.as_mut_ptr());
+        let out = SharedSlice::new(real);
         for colour in &self.colours {
             colour.par_iter().for_each(|&b| {
                 for &i in &self.sorted[self.slab_blocks[b].clone()] {
@@ -534,10 +532,9 @@ impl Mesh {
                             let row = (o1 + ix[order + j2]) * n[2];
                             for j3 in 0..order {
                                 let at = row + ix[2 * order + j3];
-                                assert!(at < self.len);
-                                // SAFETY: inside the grid (asserted); the blocks running
-                                // at the same time touch disjoint points (their colour).
-                                unsafe { *out.ptr().add(at) += v12 * th[2 * order + j3] };
+                                // SAFETY: the blocks running at the same time touch
+                                // disjoint points (their colour).
+                                unsafe { out.add(at, v12 * th[2 * order + j3]) };
                             }
                         }
                     }
@@ -827,18 +824,6 @@ fn slab_colouring(
     (blocks, colours)
 }
 
-#[derive(Clone, Copy)]
-struct SharedSlice(*mut f64);
-// SAFETY: used only for the disjoint writes documented at the use site.
-unsafe impl Send for SharedSlice {}
-unsafe impl Sync for SharedSlice {}
-
-impl SharedSlice {
-    fn ptr(&self) -> *mut f64 {
-        self.0
-    }
-}
-
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -906,20 +891,15 @@ pub fn compute(
                 m.interpolate_lanes(&grid, &mut fields, (FIELD_GROUP, x0 - g0));
             }
             let fields = &fields;
-            let out = SharedSlice(values.as_mut_ptr());
+            let out = SharedSlice::new(&mut values);
             (0..n_atoms)
                 .into_par_iter()
                 .with_min_len(256)
                 .for_each(|p| {
                     let i = sorted[p];
                     // SAFETY: `sorted` is a permutation, so every task writes the values of
-                    // its own atom i only, inside `values` (N·A·F entries).
-                    let row = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            out.ptr().add((i * na + a) * f + g0),
-                            g1 - g0,
-                        )
-                    };
+                    // its own atom i only.
+                    let row = unsafe { out.slice((i * na + a) * f + g0, g1 - g0) };
                     row.copy_from_slice(&fields[p * FIELD_GROUP..p * FIELD_GROUP + g1 - g0]);
                 });
         }

@@ -20,9 +20,10 @@ pub mod periodic;
 pub mod radial;
 pub mod sph;
 
+use crate::basis::tabulated::{KSpline, TabulatedBasis};
 use crate::error::{Error, Result};
 use crate::system::System;
-pub use radial::{BasisKind, Density, RadialBasis};
+pub use radial::{BasisKind, Density};
 use std::f64::consts::PI;
 
 /// Largest `max_angular` accepted.
@@ -66,10 +67,9 @@ pub struct LodeParameters {
     pub drop_divergent_k0: bool,
 }
 
-/// Which gradients to compute: the request of every feature calculator (dense ∂c_i/∂r_j,
-/// ∂c_i/∂ε with ε on column vectors as everywhere ([`crate::strain`]), and ∂c_i/∂H at fixed
-/// Cartesian positions, derived in the core from the first two).
-pub use crate::descriptors::GradientRequest;
+/// Which gradients to compute: the request of every feature calculator (∂c_i/∂H is derived
+/// in the core from the position and strain gradients).
+pub use crate::gradients::GradientRequest;
 
 /// Dense LODE output for one system.
 #[derive(Debug, Clone)]
@@ -122,7 +122,7 @@ pub struct LodeExpansion {
     params: LodeParameters,
     density: Density,
     k_cutoff: f64,
-    kspace: std::sync::OnceLock<std::sync::Arc<(RadialBasis, radial::KSpline)>>,
+    kspace: std::sync::OnceLock<std::sync::Arc<(TabulatedBasis, KSpline)>>,
 }
 
 impl LodeExpansion {
@@ -171,14 +171,9 @@ impl LodeExpansion {
             ));
         }
         // the radial basis now, so that an unusable max_radial is refused at construction
-        RadialBasis::new(
-            params.basis,
-            params.max_radial,
-            params.max_angular,
-            params.radius,
-            params.smearing,
-            k_cutoff,
-        )?;
+        params
+            .basis
+            .build(params.max_radial, params.max_angular, params.radius)?;
         Ok(LodeExpansion {
             params,
             density,
@@ -487,14 +482,15 @@ impl LodeExpansion {
         Ok((back, used_mesh))
     }
 
-    pub(crate) fn basis(&self, k_max: f64) -> Result<RadialBasis> {
-        RadialBasis::new(
-            self.params.basis,
-            self.params.max_radial,
-            self.params.max_angular,
-            self.params.radius,
-            self.params.smearing,
-            k_max,
+    /// The radial basis tabulated finely enough for the density's width and wave numbers up
+    /// to `k_max`.
+    pub(crate) fn basis(&self, k_max: f64) -> Result<TabulatedBasis> {
+        let p = &self.params;
+        let basis = p.basis.build(p.max_radial, p.max_angular, p.radius)?;
+        TabulatedBasis::new(
+            basis.as_ref(),
+            p.max_angular,
+            p.smearing.min(PI / k_max.max(1e-300)),
         )
     }
 
@@ -513,13 +509,13 @@ impl LodeExpansion {
 
     /// The radial basis and the spline of its k-space integrals on [0, k_cutoff] (built
     /// once per calculator).
-    pub(crate) fn kspace_tables(&self) -> Result<std::sync::Arc<(RadialBasis, radial::KSpline)>> {
+    pub(crate) fn kspace_tables(&self) -> Result<std::sync::Arc<(TabulatedBasis, KSpline)>> {
         if let Some(t) = self.kspace.get() {
             return Ok(t.clone());
         }
         let basis = self.basis(self.k_cutoff)?;
         let h = (self.k_cutoff / 64.0).min(0.05 / self.params.radius);
-        let knots = radial::KSpline::intervals(self.k_cutoff, h) as f64 + 1.0;
+        let knots = KSpline::intervals(self.k_cutoff, h) as f64 + 1.0;
         crate::limits::check_memory(
             "the LODE radial integral table (spline in k)",
             knots * ((self.params.max_angular + 1) * (self.params.max_radial + 1)) as f64 * 24.0,
@@ -527,10 +523,10 @@ impl LodeExpansion {
         )?;
         crate::limits::check_terms(
             "the LODE radial integral table (spline in k: knots × radial quadrature nodes)",
-            radial::KSpline::cost(&basis, self.k_cutoff, h),
+            KSpline::cost(&basis, self.k_cutoff, h),
             SPLINE_HINT,
         )?;
-        let spline = radial::KSpline::new(&basis, self.k_cutoff, h)?;
+        let spline = KSpline::new(&basis, self.k_cutoff, h)?;
         let t = std::sync::Arc::new((basis, spline));
         let _ = self.kspace.set(t.clone());
         Ok(t)

@@ -4,10 +4,12 @@
 //! with I_nl(r) = (2/π) ∫_0^∞ k² ĝ_p(k) I_nl(k) j_l(kr) dk (the Fourier form of the double
 //! real-space integral of §2.5), evaluated by quadrature for every pair.
 
-use super::radial::{composite_rule, spherical_bessel, KSpline};
 use super::{GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
+use crate::basis::tabulated::KSpline;
 use crate::error::{Error, Result};
 use crate::interrupt;
+use crate::math::bessel::spherical_jn_all;
+use crate::math::quadrature::composite_gauss_legendre;
 use crate::system::System;
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -15,7 +17,7 @@ use std::f64::consts::PI;
 /// Below this k·σ the k-integrand uses ĝ's small-k power law (see [`kgrid_with`]).
 const K_SMALL: f64 = 1e-30;
 
-/// Largest number of quadrature panels in k (`composite_rule` clamps there).
+/// Largest number of quadrature panels in k (`composite_gauss_legendre` clamps there).
 const MAX_PANELS: usize = 100_000;
 
 /// Tabulated k-integrand: nodes k_q, weights (2/π) k² ĝ(k) w_q, I_nl(k_q).
@@ -76,7 +78,7 @@ fn kgrid_with(
     let n = n as f64;
     // the basis integrals I_nl(k) at every node: by quadrature over the basis nodes, or,
     // when the nodes are many (extended systems), from the quintic spline of
-    // [`super::radial::KSpline`] (1e-13 accurate) whose knots do not depend on the extent
+    // [`KSpline`] (1e-13 accurate) whose knots do not depend on the extent
     let spline_h = (k_max / 64.0).min(0.05 / params.radius);
     let knots = KSpline::intervals(k_max, spline_h) as f64 + 1.0;
     let use_spline = spline.unwrap_or(nodes > 8.0 * knots);
@@ -117,7 +119,7 @@ fn kgrid_with(
     } else {
         None
     };
-    let (u, wu) = composite_rule(0.0, 1.0, panels_h, 24);
+    let (u, wu) = composite_gauss_legendre(0.0, 1.0, panels_h, 24);
     // Below K_SMALL/σ the weight k² ĝ(k) dk is formed from ĝ's leading term C k^{p-3}
     // (p < 3 there; reached only for p ≲ 1, where the substitution exponent m ≥ 4 makes
     // nodes as small as k_max u^m ~ 1e-300): k^{p-1} dk = k_max^p m u^{mp-1} du has no
@@ -186,7 +188,7 @@ impl KGrid {
         for q in 0..self.k.len() {
             let k = self.k[q];
             let x = k * r;
-            spherical_bessel(lmax + 1, x, &mut j);
+            spherical_jn_all(lmax + 1, x, &mut j);
             let w = self.wg[q];
             let ints = &self.ints[q];
             for l in 0..=lmax {

@@ -22,7 +22,7 @@
 //! their phase tables stay in cache, with register-blocked kernels on tables packed once.
 
 use super::mirror::{Mirror, LANES};
-use crate::buffers::zeroed_checked;
+use crate::buffers::{zeroed_checked, SharedSlice};
 use crate::kspace::{KVectors, PhaseTables};
 use crate::math::microkernel::{KernelPair, MicroKernel};
 use crate::math::quadrature::gauss_legendre;
@@ -146,7 +146,7 @@ fn trig_table(kv: &KVectors, pt: &PhaseTables, order: &[usize]) -> Vec<f64> {
     let mut t = zeroed_checked(n * 2 * nk);
     t.par_chunks_mut(2 * nk).enumerate().for_each(|(i, row)| {
         for (q, &k) in order.iter().enumerate() {
-            let (c, s) = super::periodic::phase(pt, kv.indices[k], i);
+            let (c, s) = pt.phase(kv.indices[k], i);
             row[q] = c;
             row[nk + q] = s;
         }
@@ -571,18 +571,6 @@ fn pair_phases(
     }
 }
 
-#[derive(Clone, Copy)]
-struct SharedSlice(*mut f64);
-// SAFETY: used only for the disjoint writes documented at the use site.
-unsafe impl Send for SharedSlice {}
-unsafe impl Sync for SharedSlice {}
-
-impl SharedSlice {
-    fn ptr(&self) -> *mut f64 {
-        self.0
-    }
-}
-
 /// G_ij = A·H_ij (the dipole coupling) and G_ji = ∓G_ij, with the radial index innermost;
 /// specialised for the common radial sizes so that the loops over it vectorise.
 fn couple(
@@ -780,7 +768,7 @@ fn pair_gradients_with(
     };
 
     let mut pair = zeroed_checked(n * n * f3);
-    let out = SharedSlice(pair.as_mut_ptr());
+    let out = SharedSlice::new(&mut pair);
     // scratch allocated once per block of tiles (not per rayon split: large fresh
     // allocations cost page faults)
     type Scratch = (
@@ -1026,12 +1014,11 @@ fn pair_gradients_with(
             let (i, j) = (i as usize, j as usize);
             let hp = &tmp[p * ldt..(p + 1) * ldt];
             // SAFETY: every pair (i < j) belongs to exactly one tile, so the (3, F)
-            // blocks (i, j) and (j, i) written here are disjoint across tasks, and
-            // both lie inside `pair` (n·n·f3 values).
+            // blocks (i, j) and (j, i) written here are disjoint across tasks.
             let (gij, gji) = unsafe {
                 (
-                    std::slice::from_raw_parts_mut(out.ptr().add((i * n + j) * f3), f3),
-                    std::slice::from_raw_parts_mut(out.ptr().add((j * n + i) * f3), f3),
+                    out.slice((i * n + j) * f3, f3),
+                    out.slice((j * n + i) * f3, f3),
                 )
             };
             couple((&terms, &c.offsets), nr, hp, &sign, (gij, gji));

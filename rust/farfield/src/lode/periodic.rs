@@ -14,7 +14,7 @@
 use super::{parity_sign, GradientRequest, LodeBackward, LodeExpansion, LodeOutput};
 use crate::error::Result;
 use crate::interrupt;
-use crate::kspace::{KVectors, PhaseTables};
+use crate::kspace::{cmul, KVectors, PhaseTables};
 use crate::math::linalg::Vec3;
 use crate::system::System;
 use rayon::prelude::*;
@@ -357,18 +357,7 @@ fn neighbour_terms(
         let (mut c01, mut s01) = (vec![0.0; len], vec![0.0; len]);
         let range = p0..p0 + len;
         for group in &kv.groups {
-            let (c0, s0) = pt.axis(0, group.m0);
-            let (c1, s1) = pt.axis(1, group.m1);
-            let (c0, s0, c1, s1) = (
-                &c0[range.clone()],
-                &s0[range.clone()],
-                &c1[range.clone()],
-                &s1[range.clone()],
-            );
-            for x in 0..len {
-                c01[x] = c0[x] * c1[x] - s0[x] * s1[x];
-                s01[x] = s0[x] * c1[x] + c0[x] * s1[x];
-            }
+            pt.partial_phases((group.m0, group.m1), range.clone(), (&mut c01, &mut s01));
             for k in group.range.clone() {
                 let kvec = kv.vectors[k];
                 let pk = &pp[k * 4 * na..(k + 1) * 4 * na];
@@ -378,8 +367,7 @@ fn neighbour_terms(
                     let va = pk[*a] - pk[3 * na + a];
                     let vb = pk[na + a] + pk[2 * na + a];
                     for x in run.clone() {
-                        let c = c01[x] * c2[x] - s01[x] * s2[x];
-                        let s = s01[x] * c2[x] + c01[x] * s2[x];
+                        let (c, s) = cmul((c01[x], s01[x]), (c2[x], s2[x]));
                         let v = c * va - s * vb;
                         fx[x] += v * kvec[0];
                         fy[x] += v * kvec[1];
@@ -434,16 +422,6 @@ fn tiling(n: usize, na: usize) -> (usize, usize) {
     (r, kc)
 }
 
-/// e^{ik·r_i} = Π_a e^{i m_a θ_a(i)} from the per-axis tables, written as (cos, sin).
-#[inline]
-pub(super) fn phase(pt: &PhaseTables, m: [i32; 3], i: usize) -> (f64, f64) {
-    let (c0, s0) = pt.axis(0, m[0]);
-    let (c1, s1) = pt.axis(1, m[1]);
-    let (c2, s2) = pt.axis(2, m[2]);
-    let (c01, s01) = (c0[i] * c1[i] - s0[i] * s1[i], s0[i] * c1[i] + c0[i] * s1[i]);
-    (c01 * c2[i] - s01 * s2[i], s01 * c2[i] + c01 * s2[i])
-}
-
 /// Σ_i a_i b_i with four partial sums.
 #[inline]
 fn dot_slices(a: &[f64], b: &[f64]) -> f64 {
@@ -473,57 +451,76 @@ fn species_structure_factors(
 
 /// Phase data of a tile (atoms `atoms`, k-vectors `ks`), k-major:
 /// pc/ps[q·R + i'] = cos/sin(k·r_i), te/to[q·R·A + a·R + i'] = Σ_{j∈a} cos/sin(k·(r_i−r_j))
-/// (species-major inside a k-vector, so that the loops over atoms vectorise).
-#[allow(clippy::too_many_arguments)]
-fn tile(
-    kv: &KVectors,
-    pt: &PhaseTables,
-    na: usize,
-    (cs, ss): (&[f64], &[f64]),
-    atoms: std::ops::Range<usize>,
-    ks: std::ops::Range<usize>,
-    (pc, ps): (&mut [f64], &mut [f64]),
-    (te, to): (&mut [f64], &mut [f64]),
-    scratch: (&mut [f64], &mut [f64]),
-) {
-    let r = atoms.len();
-    let rows = r * na;
-    let i0 = atoms.start;
-    let i1 = atoms.end;
-    // e^{i(m0 θ0 + m1 θ1)} of the current (m0, m1) run
-    let (c01, s01) = scratch;
-    let mut last = None;
-    for (q, k) in ks.enumerate() {
-        let m = kv.indices[k];
-        if last != Some((m[0], m[1])) {
-            let (c0, s0) = pt.axis(0, m[0]);
-            let (c1, s1) = pt.axis(1, m[1]);
-            for ii in 0..r {
-                let i = i0 + ii;
-                c01[ii] = c0[i] * c1[i] - s0[i] * s1[i];
-                s01[ii] = s0[i] * c1[i] + c0[i] * s1[i];
+/// (species-major inside a k-vector, so that the loops over atoms vectorise), for up to
+/// `kc` k-vectors of a tile of R atoms; allocated once per tile.
+struct Tile {
+    pc: Vec<f64>,
+    ps: Vec<f64>,
+    te: Vec<f64>,
+    to: Vec<f64>,
+    /// e^{i(m0 θ0 + m1 θ1)} of the current (m0, m1) run
+    c01: Vec<f64>,
+    s01: Vec<f64>,
+}
+
+impl Tile {
+    fn new(kc: usize, r: usize, na: usize) -> Tile {
+        Tile {
+            pc: vec![0.0; kc * r],
+            ps: vec![0.0; kc * r],
+            te: vec![0.0; kc * r * na],
+            to: vec![0.0; kc * r * na],
+            c01: vec![0.0; r],
+            s01: vec![0.0; r],
+        }
+    }
+
+    /// Fills the tables for the atoms `atoms` (R of them) and the k-vectors `ks`.
+    fn fill(
+        &mut self,
+        (kv, pt): (&KVectors, &PhaseTables),
+        (cs, ss, na): (&[f64], &[f64], usize),
+        atoms: std::ops::Range<usize>,
+        ks: std::ops::Range<usize>,
+    ) {
+        let r = atoms.len();
+        let rows = r * na;
+        let i0 = atoms.start;
+        let i1 = atoms.end;
+        let Tile {
+            pc,
+            ps,
+            te,
+            to,
+            c01,
+            s01,
+        } = self;
+        let mut last = None;
+        for (q, k) in ks.enumerate() {
+            let m = kv.indices[k];
+            if last != Some((m[0], m[1])) {
+                pt.partial_phases((m[0], m[1]), i0..i1, (c01, s01));
+                last = Some((m[0], m[1]));
             }
-            last = Some((m[0], m[1]));
-        }
-        let (c2, s2) = pt.axis(2, m[2]);
-        let (c2, s2) = (&c2[i0..i1], &s2[i0..i1]);
-        let pcq = &mut pc[q * r..(q + 1) * r];
-        let psq = &mut ps[q * r..(q + 1) * r];
-        for ii in 0..r {
-            pcq[ii] = c01[ii] * c2[ii] - s01[ii] * s2[ii];
-            psq[ii] = s01[ii] * c2[ii] + c01[ii] * s2[ii];
-        }
-        let ca = &cs[k * na..(k + 1) * na];
-        let sa = &ss[k * na..(k + 1) * na];
-        let teq = &mut te[q * rows..(q + 1) * rows];
-        let toq = &mut to[q * rows..(q + 1) * rows];
-        for a in 0..na {
-            let (cb, sb) = (ca[a], sa[a]);
-            let te_a = &mut teq[a * r..(a + 1) * r];
-            let to_a = &mut toq[a * r..(a + 1) * r];
+            let (c2, s2) = pt.axis(2, m[2]);
+            let (c2, s2) = (&c2[i0..i1], &s2[i0..i1]);
+            let pcq = &mut pc[q * r..(q + 1) * r];
+            let psq = &mut ps[q * r..(q + 1) * r];
             for ii in 0..r {
-                te_a[ii] = pcq[ii] * cb + psq[ii] * sb;
-                to_a[ii] = psq[ii] * cb - pcq[ii] * sb;
+                (pcq[ii], psq[ii]) = cmul((c01[ii], s01[ii]), (c2[ii], s2[ii]));
+            }
+            let ca = &cs[k * na..(k + 1) * na];
+            let sa = &ss[k * na..(k + 1) * na];
+            let teq = &mut te[q * rows..(q + 1) * rows];
+            let toq = &mut to[q * rows..(q + 1) * rows];
+            for a in 0..na {
+                let (cb, sb) = (ca[a], sa[a]);
+                let te_a = &mut teq[a * r..(a + 1) * r];
+                let to_a = &mut toq[a * r..(a + 1) * r];
+                for ii in 0..r {
+                    te_a[ii] = pcq[ii] * cb + psq[ii] * sb;
+                    to_a[ii] = psq[ii] * cb - pcq[ii] * sb;
+                }
             }
         }
     }
@@ -589,11 +586,7 @@ pub fn compute(
     work.into_par_iter().for_each(|(i0, ac, st)| {
         let r = ac.len() / (na * f);
         let rows = r * na;
-        let mut pc = vec![0.0; kc * r];
-        let (mut c01, mut s01) = (vec![0.0; r], vec![0.0; r]);
-        let mut ps = vec![0.0; kc * r];
-        let mut te = vec![0.0; kc * rows];
-        let mut to = vec![0.0; kc * rows];
+        let mut tl = Tile::new(kc, r, na);
         let mut st = st;
         let mut db = if st.is_some() {
             vec![0.0; kc * 9 * f]
@@ -607,17 +600,8 @@ pub fn compute(
             }
             let k1 = (k0 + kc).min(nk);
             let kbl = k1 - k0;
-            tile(
-                &t.kv,
-                &pt,
-                na,
-                (&cs, &ss),
-                i0..i0 + r,
-                k0..k1,
-                (&mut pc, &mut ps),
-                (&mut te, &mut to),
-                (&mut c01, &mut s01),
-            );
+            tl.fill((&t.kv, &pt), (&cs, &ss, na), i0..i0 + r, k0..k1);
+            let (te, to) = (&tl.te, &tl.to);
             let wb = &t.w[k0 * f..k1 * f];
             // T_even (rows × kb) · W_even (kb × fe), T_odd · W_odd
             // rows of species a: te[a·r + i'] ↔ accumulator row i'·A + a
@@ -817,11 +801,7 @@ pub fn backward(
             let r = r_tile.min(n - i0);
             let rows = r * na;
             let gt = &gp[i0 * na * f..(i0 + r) * na * f];
-            let mut pc = vec![0.0; kc * r];
-            let (mut c01, mut s01) = (vec![0.0; r], vec![0.0; r]);
-            let mut ps = vec![0.0; kc * r];
-            let mut te = vec![0.0; kc * rows];
-            let mut to = vec![0.0; kc * rows];
+            let mut tl = Tile::new(kc, r, na);
             let mut he = vec![0.0; kc * rows];
             let mut ho = vec![0.0; kc * rows];
             let mut mm = vec![0.0; kc * af];
@@ -836,17 +816,8 @@ pub fn backward(
                 }
                 let k1 = (k0 + kc).min(nk);
                 let kbl = k1 - k0;
-                tile(
-                    &t.kv,
-                    &pt,
-                    na,
-                    (&cs, &ss),
-                    i0..i0 + r,
-                    k0..k1,
-                    (&mut pc, &mut ps),
-                    (&mut te, &mut to),
-                    (&mut c01, &mut s01),
-                );
+                tl.fill((&t.kv, &pt), (&cs, &ss, na), i0..i0 + r, k0..k1);
+                let (pc, ps, te, to) = (&tl.pc, &tl.ps, &tl.te, &tl.to);
                 let wb = &t.w[k0 * f..k1 * f];
                 // H[q][a·r + i'] = Σ_x' W_k[x'] dL/dc[(i, a)][x'] (even / odd features)
                 for a in 0..na {

@@ -148,6 +148,53 @@ pub fn real_cg_dense(l1: usize, l2: usize, lambda: usize) -> Vec<f64> {
     out
 }
 
+/// The coefficients of [`real_cg_dense`] above `1e-14` in magnitude (the others are zeros
+/// up to round-off), ordered by `(m1, m2, μ)`; empty when λ is outside `|l1−l2|..=l1+l2`.
+pub fn sparse_block(l1: usize, l2: usize, lambda: usize) -> Vec<CgEntry> {
+    let mut entries = Vec::new();
+    if lambda < l1.abs_diff(l2) || lambda > l1 + l2 {
+        return entries;
+    }
+    let dense = real_cg_dense(l1, l2, lambda);
+    let (n2, nlam) = (2 * l2 + 1, 2 * lambda + 1);
+    for (k, &v) in dense.iter().enumerate() {
+        if v.abs() > 1e-14 {
+            entries.push(CgEntry {
+                m1: (k / (n2 * nlam)) as u16,
+                m2: ((k / nlam) % n2) as u16,
+                mu: (k % nlam) as u16,
+                value: v,
+            });
+        }
+    }
+    entries
+}
+
+/// The CG product of two equivariant blocks with the coefficients `entries` of one
+/// `(l1, l2, λ)` ([`sparse_block`]): `a` is `(2l1+1) × n1` and `b` is `(2l2+1) × n2`
+/// (row-major, component-major), `out` is `(2λ+1) × n1 × n2` with
+/// `out[μ][p][q] += Σ C^{λμ}_{m1 m2} a[m1][p] b[m2][q]`, accumulated in the entries' order.
+/// The parity of the result is `σ_a σ_b (−1)^{l1+l2+λ}`.
+pub fn couple_block(
+    entries: &[CgEntry],
+    (a, n1): (&[f64], usize),
+    (b, n2): (&[f64], usize),
+    out: &mut [f64],
+) {
+    for e in entries {
+        let ar = &a[e.m1 as usize * n1..(e.m1 as usize + 1) * n1];
+        let br = &b[e.m2 as usize * n2..(e.m2 as usize + 1) * n2];
+        let o = &mut out[e.mu as usize * n1 * n2..(e.mu as usize + 1) * n1 * n2];
+        for p in 0..n1 {
+            let f = e.value * ar[p];
+            let row = &mut o[p * n2..(p + 1) * n2];
+            for q in 0..n2 {
+                row[q] += f * br[q];
+            }
+        }
+    }
+}
+
 /// Cache of sparse real CG coefficients for all `l1, l2 ≤ lmax` and `|l1−l2| ≤ λ ≤ l1+l2`.
 #[derive(Debug, Clone)]
 pub struct ClebschGordan {
@@ -163,22 +210,7 @@ impl ClebschGordan {
         for l1 in 0..=lmax {
             for l2 in 0..=lmax {
                 for lam in 0..nl {
-                    let mut entries = Vec::new();
-                    if lam >= l1.abs_diff(l2) && lam <= l1 + l2 {
-                        let dense = real_cg_dense(l1, l2, lam);
-                        let (n2, nlam) = (2 * l2 + 1, 2 * lam + 1);
-                        for (k, &v) in dense.iter().enumerate() {
-                            if v.abs() > 1e-14 {
-                                entries.push(CgEntry {
-                                    m1: (k / (n2 * nlam)) as u16,
-                                    m2: ((k / nlam) % n2) as u16,
-                                    mu: (k % nlam) as u16,
-                                    value: v,
-                                });
-                            }
-                        }
-                    }
-                    blocks.push(entries);
+                    blocks.push(sparse_block(l1, l2, lam));
                 }
             }
         }
@@ -201,10 +233,8 @@ impl ClebschGordan {
         &self.blocks[(l1 * (self.lmax + 1) + l2) * nl + lambda]
     }
 
-    /// Couples two equivariant blocks: `a` is `(2l1+1) × n1` and `b` is `(2l2+1) × n2`
-    /// (row-major, component-major), the result `out` is `(2λ+1) × n1 × n2` with
-    /// `out[μ][p][q] += Σ C^{λμ}_{m1 m2} a[m1][p] b[m2][q]`. `out` is accumulated into, not
-    /// overwritten. The parity of the result is `σ_a σ_b (−1)^{l1+l2+λ}`.
+    /// [`couple_block`] with the stored coefficients of `(l1, l2, λ)`: `a` is
+    /// `(2l1+1) × n1`, `b` is `(2l2+1) × n2`, `out` (`(2λ+1) × n1 × n2`) is accumulated into.
     #[allow(clippy::too_many_arguments)]
     pub fn couple(
         &self,
@@ -220,18 +250,7 @@ impl ClebschGordan {
         assert_eq!(a.len(), (2 * l1 + 1) * n1);
         assert_eq!(b.len(), (2 * l2 + 1) * n2);
         assert_eq!(out.len(), (2 * lambda + 1) * n1 * n2);
-        for e in self.get(l1, l2, lambda) {
-            let ar = &a[e.m1 as usize * n1..(e.m1 as usize + 1) * n1];
-            let br = &b[e.m2 as usize * n2..(e.m2 as usize + 1) * n2];
-            let o = &mut out[e.mu as usize * n1 * n2..(e.mu as usize + 1) * n1 * n2];
-            for p in 0..n1 {
-                let f = e.value * ar[p];
-                let row = &mut o[p * n2..(p + 1) * n2];
-                for q in 0..n2 {
-                    row[q] += f * br[q];
-                }
-            }
-        }
+        couple_block(self.get(l1, l2, lambda), (a, n1), (b, n2), out);
     }
 }
 

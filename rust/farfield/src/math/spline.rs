@@ -1,9 +1,12 @@
-//! Cubic Hermite splines on a uniform grid, for many functions of one variable at once.
+//! Hermite splines on a uniform grid, for many functions of one variable at once.
 //!
-//! Each grid point stores the values and first derivatives of `n_out` functions; evaluation
-//! returns the cubic Hermite interpolant and its derivative. [`HermiteSpline::with_accuracy`]
-//! doubles the number of intervals until the interpolation error at every interval midpoint
-//! (values and, scaled by the interval, derivatives) is below the requested absolute accuracy.
+//! * [`HermiteSpline`] (cubic): each grid point stores the values and first derivatives of
+//!   `n_out` functions; evaluation returns the cubic Hermite interpolant and its derivative.
+//!   [`HermiteSpline::with_accuracy`] doubles the number of intervals until the interpolation
+//!   error at every interval midpoint (values and, scaled by the interval, derivatives) is
+//!   below the requested absolute accuracy (SOAP's radial integral).
+//! * [`QuinticHermiteSpline`]: values, first and second derivatives at the knots, built in
+//!   parallel, interpolant and its derivative (LODE's k-space radial integrals).
 
 use crate::error::{Error, Result};
 
@@ -161,6 +164,110 @@ impl HermiteSpline {
     }
 }
 
+/// A vector-valued quintic Hermite spline on `[x_min, x_max]` with uniform knots: every knot
+/// holds the value and the first and second derivatives of `width` functions; the interpolant
+/// is exact for quintic polynomials and its error falls as the sixth power of the spacing.
+#[derive(Debug, Clone)]
+pub struct QuinticHermiteSpline {
+    x_min: f64,
+    span: f64,
+    h: f64,
+    width: usize,
+    /// knots × width × [f, f', f'']
+    data: Vec<[f64; 3]>,
+}
+
+/// A function tabulated by a [`QuinticHermiteSpline`]: `f(x, out)` writes `[f, f', f'']` of
+/// every function at `x` into `out` (`width` entries, zeros on entry).
+pub type QuinticSource<'a> = dyn Fn(f64, &mut [[f64; 3]]) + Sync + 'a;
+
+impl QuinticHermiteSpline {
+    /// Number of intervals on a range of length `span` with spacing at most `h` (at least 8).
+    pub fn intervals(span: f64, h: f64) -> usize {
+        ((span / h).ceil() as usize).max(8)
+    }
+
+    /// Tabulates `f` (`width ≥ 1` functions) at the
+    /// [`intervals`](Self::intervals)`(x_max − x_min, h) + 1` uniform knots of
+    /// `[x_min, x_max]`, the knots in parallel.
+    pub fn new(
+        x_min: f64,
+        x_max: f64,
+        h: f64,
+        width: usize,
+        f: &QuinticSource<'_>,
+    ) -> Result<QuinticHermiteSpline> {
+        use rayon::prelude::*;
+        if !(x_min.is_finite() && x_max.is_finite() && x_max > x_min && h > 0.0) || width == 0 {
+            return Err(Error::parameter(
+                "spline range",
+                format!(
+                    "need finite x_max > x_min, a positive spacing and at least one function, \
+                     got [{x_min}, {x_max}], spacing {h}, {width} functions"
+                ),
+            ));
+        }
+        let span = x_max - x_min;
+        let intervals = Self::intervals(span, h);
+        let h = span / intervals as f64;
+        let mut data = vec![[0.0; 3]; (intervals + 1) * width];
+        data.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(q, row)| f(x_min + q as f64 * h, row));
+        Ok(QuinticHermiteSpline {
+            x_min,
+            span,
+            h,
+            width,
+            data,
+        })
+    }
+
+    /// Number of tabulated functions.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The interpolated values into `out` and first derivatives into `dout` (`width` entries
+    /// each) at `x`, clamped to the range.
+    #[inline]
+    pub fn evaluate(&self, x: f64, out: &mut [f64], dout: &mut [f64]) {
+        let t = ((x - self.x_min) / self.h).clamp(0.0, self.span / self.h);
+        let mut i = t.floor() as usize;
+        if (i + 1) * self.width >= self.data.len() {
+            i = self.data.len() / self.width - 2;
+        }
+        let s = t - i as f64;
+        let (s2, s3) = (s * s, s * s * s);
+        let (s4, s5) = (s3 * s, s3 * s2);
+        let h = self.h;
+        let hh = [
+            1.0 - 10.0 * s3 + 15.0 * s4 - 6.0 * s5,
+            h * (s - 6.0 * s3 + 8.0 * s4 - 3.0 * s5),
+            h * h * (0.5 * s2 - 1.5 * s3 + 1.5 * s4 - 0.5 * s5),
+            h * h * (0.5 * s3 - s4 + 0.5 * s5),
+            h * (-4.0 * s3 + 7.0 * s4 - 3.0 * s5),
+            10.0 * s3 - 15.0 * s4 + 6.0 * s5,
+        ];
+        let dh = [
+            (-30.0 * s2 + 60.0 * s3 - 30.0 * s4) / h,
+            1.0 - 18.0 * s2 + 32.0 * s3 - 15.0 * s4,
+            h * (s - 4.5 * s2 + 6.0 * s3 - 2.5 * s4),
+            h * (1.5 * s2 - 4.0 * s3 + 2.5 * s4),
+            -12.0 * s2 + 28.0 * s3 - 15.0 * s4,
+            (30.0 * s2 - 60.0 * s3 + 30.0 * s4) / h,
+        ];
+        let a = &self.data[i * self.width..(i + 1) * self.width];
+        let b = &self.data[(i + 1) * self.width..(i + 2) * self.width];
+        for x in 0..self.width {
+            let (p0, m0, c0) = (a[x][0], a[x][1], a[x][2]);
+            let (p1, m1, c1) = (b[x][0], b[x][1], b[x][2]);
+            out[x] = hh[0] * p0 + hh[1] * m0 + hh[2] * c0 + hh[3] * c1 + hh[4] * m1 + hh[5] * p1;
+            dout[x] = dh[0] * p0 + dh[1] * m0 + dh[2] * c0 + dh[3] * c1 + dh[4] * m1 + dh[5] * p1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +293,38 @@ mod tests {
         }
         assert!(HermiteSpline::with_accuracy(0.0, 1.0, 1, 0.0, &f).is_err());
         assert!(HermiteSpline::new(1.0, 1.0, 4, 1, &f).is_err());
+    }
+
+    #[test]
+    fn quintic_is_exact_for_quintics_and_converges_as_h6() {
+        // p(x) = x⁵ − 3x³ + x and sin(3x) on [−1, 2]
+        let f = |x: f64, out: &mut [[f64; 3]]| {
+            out[0] = [
+                x.powi(5) - 3.0 * x.powi(3) + x,
+                5.0 * x.powi(4) - 9.0 * x * x + 1.0,
+                20.0 * x.powi(3) - 18.0 * x,
+            ];
+            let (s, c) = (3.0 * x).sin_cos();
+            out[1] = [s, 3.0 * c, -9.0 * s];
+        };
+        let error = |h: f64| {
+            let s = QuinticHermiteSpline::new(-1.0, 2.0, h, 2, &f).unwrap();
+            let (mut v, mut d) = ([0.0; 2], [0.0; 2]);
+            let mut exact = [[0.0; 3]; 2];
+            let mut worst: f64 = 0.0;
+            for k in 0..=997 {
+                let x = -1.0 + 3.0 * k as f64 / 997.0;
+                s.evaluate(x, &mut v, &mut d);
+                f(x, &mut exact);
+                assert!((v[0] - exact[0][0]).abs() < 1e-12, "{x}");
+                assert!((d[0] - exact[0][1]).abs() < 1e-11, "{x}");
+                worst = worst.max((v[1] - exact[1][0]).abs());
+            }
+            worst
+        };
+        let (coarse, fine) = (error(0.3), error(0.15));
+        assert!(coarse < 1e-4 && fine < coarse / 40.0, "{coarse:e} {fine:e}");
+        assert_eq!(QuinticHermiteSpline::intervals(1.0, 0.5), 8);
+        assert!(QuinticHermiteSpline::new(1.0, 1.0, 0.1, 1, &f).is_err());
     }
 }

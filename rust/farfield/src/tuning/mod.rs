@@ -605,7 +605,7 @@ fn search_ewald(
         // scan σ on a logarithmic grid around the interparticle spacing (and the cell size)
         let lengths = system.cell().map(|c| c.lengths()).unwrap_or([d; 3]);
         let lmax = lengths.iter().fold(d, |m, &l| m.max(l));
-        let (mut lo, mut hi) = (0.02 * d.min(lmax), 2.0 * lmax.max(d));
+        let (lo, hi) = (0.02 * d.min(lmax), 2.0 * lmax.max(d));
         let (wide_lo, wide_hi) = (1e-6 * d, 1e6 * lmax.max(d));
         // a fixed cutoff admits σ up to a bound (the real-space error grows with σ), a fixed
         // k-cutoff σ down to a bound
@@ -635,25 +635,39 @@ fn search_ewald(
             },
             None => None,
         };
-        match (lower, upper) {
-            (Some(l), Some(u)) => {
-                if l > u {
-                    return Ok(None);
-                }
-                (lo, hi) = (l, u);
-            }
-            (Some(l), None) => (lo, hi) = (l, hi.max(20.0 * l)),
-            (None, Some(u)) => (lo, hi) = (lo.min(u / 20.0), u),
-            (None, None) => {}
+        match sigma_grid((lo, hi), (lower, upper), 120) {
+            Some(grid) => grid,
+            None => return Ok(None),
         }
-        let steps = 120;
-        let mut grid: Vec<f64> = (0..=steps)
-            .map(|s| lo * (hi / lo).powf(s as f64 / steps as f64))
-            .collect();
-        grid[steps] = hi;
-        grid
     };
     scan_min(candidates.len(), 8, |i| choose(candidates[i]))
+}
+
+/// The smearings a tuner scans: `steps + 1` points, logarithmically spaced, on the default
+/// window `[lo, hi]` narrowed to the bounds that fixed parameters impose (`lower` from a fixed
+/// k-space resolution, `upper` from a fixed cutoff; a window 20-fold wide on the open side);
+/// `None` when the bounds exclude each other.
+pub(crate) fn sigma_grid(
+    (mut lo, mut hi): (f64, f64),
+    (lower, upper): (Option<f64>, Option<f64>),
+    steps: usize,
+) -> Option<Vec<f64>> {
+    match (lower, upper) {
+        (Some(l), Some(u)) => {
+            if l > u {
+                return None;
+            }
+            (lo, hi) = (l, u);
+        }
+        (Some(l), None) => (lo, hi) = (l, hi.max(20.0 * l)),
+        (None, Some(u)) => (lo, hi) = (lo.min(u / 20.0), u),
+        (None, None) => {}
+    }
+    let mut grid: Vec<f64> = (0..=steps)
+        .map(|s| lo * (hi / lo).powf(s as f64 / steps as f64))
+        .collect();
+    grid[steps] = hi;
+    Some(grid)
 }
 
 /// Chooses Ewald parameters for `system` so that the predicted relative RMS force error stays

@@ -521,7 +521,7 @@ fn search_pme(
         vec![sigma]
     } else {
         let lmax = stats.lengths.iter().fold(d, |m, &l| m.max(l));
-        let (mut lo, mut hi) = (0.1 * d, 0.5 * lmax.max(d));
+        let (lo, hi) = (0.1 * d, 0.5 * lmax.max(d));
         let (wide_lo, wide_hi) = (1e-6 * d, 1e6 * lmax.max(d));
         let upper = match overrides.cutoff {
             Some(rc) => match super::log_boundary(
@@ -564,23 +564,10 @@ fn search_pme(
             }
             None => None,
         };
-        match (lower, upper) {
-            (Some(l), Some(u)) => {
-                if l > u {
-                    return Ok(None);
-                }
-                (lo, hi) = (l, u);
-            }
-            (Some(l), None) => (lo, hi) = (l, hi.max(20.0 * l)),
-            (None, Some(u)) => (lo, hi) = (lo.min(u / 20.0), u),
-            (None, None) => {}
+        match super::sigma_grid((lo, hi), (lower, upper), 40) {
+            Some(grid) => grid,
+            None => return Ok(None),
         }
-        let steps = 40;
-        let mut grid: Vec<f64> = (0..=steps)
-            .map(|s| lo * (hi / lo).powf(s as f64 / steps as f64))
-            .collect();
-        grid[steps] = hi;
-        grid
     };
     if first {
         for sigma in candidates {
