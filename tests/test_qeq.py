@@ -602,3 +602,57 @@ def test_ase_calculator_keeps_one_qeq_and_returns_the_stress():
     )
     with pytest.warns(DeprecationWarning, match="ewald_sigma"):
         QEqCalculator(1.0, 1.0, 1.0, ewald_sigma=1.0)
+
+
+def test_medium_cluster_all_solvers_match_numpy_and_finite_differences():
+    """600 atoms (several blocks of the blocked faer Cholesky): the dense factorisation, the CG
+    on the stored matrix and the matrix-free CG (a memory limit below the N² matrix) against
+    numpy's bordered solve of the formula, with three fragment constraints; dq/dχ along a
+    random direction (VJP) and the forces along a random displacement against central
+    differences."""
+    n = 600
+    pos, chi, hard, sigma = random_cluster(n, 11, spacing=2.0)
+    frag = np.arange(n) * 3 // n
+    charges = np.array([0.5, -1.0, 0.25])
+    r = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    g = np.sqrt(sigma[:, None] ** 2 + sigma[None] ** 2)
+    np.fill_diagonal(r, 1.0)
+    a = erf(r / (np.sqrt(2) * g)) / r
+    np.fill_diagonal(a, hard + 1 / (sigma * np.sqrt(np.pi)))
+    c = (frag[None] == np.arange(3)[:, None]).astype(float)
+    m = np.block([[a, c.T], [c, np.zeros((3, 3))]])
+    sol = np.linalg.solve(m, np.concatenate([-chi, charges]))
+    q_ref, mu_ref = sol[:n], -sol[n:]
+    s = system(pos)
+    kw = dict(fragments=frag, fragment_charges=charges, tolerance=1e-11)
+    results = {
+        "factorised": ff.qeq(s, chi, hard, sigma, solver="dense", **kw),
+        "stored": ff.qeq(s, chi, hard, sigma, solver="cg", **kw),
+    }
+    before = ff.get_limits()
+    try:
+        ff.set_limits(max_memory=0.5 * 8 * n * n, max_terms=before.max_terms)
+        results["matrix-free"] = ff.qeq(s, chi, hard, sigma, solver="cg", **kw)
+    finally:
+        ff.set_limits(before.max_memory, before.max_terms)
+    for matrix, res in results.items():
+        assert res.matrix == matrix
+        np.testing.assert_allclose(res.charges, q_ref, atol=1e-9)
+        np.testing.assert_allclose(res.chemical_potential, mu_ref, atol=1e-9)
+        np.testing.assert_allclose(c @ res.charges, charges, atol=1e-12)
+        assert res.energy == pytest.approx(chi @ q_ref + 0.5 * q_ref @ a @ q_ref, abs=1e-8)
+    rng = np.random.default_rng(3)
+    u, v = rng.normal(size=n), rng.normal(size=n)
+    h = 1e-4
+    for solver in ["dense", "cg"]:
+        _, grads = ff.qeq_vjp(s, chi, hard, sigma, u, solver=solver, **kw)
+        qp = ff.qeq(s, chi + h * v, hard, sigma, solver=solver, **kw).charges
+        qm = ff.qeq(s, chi - h * v, hard, sigma, solver=solver, **kw).charges
+        assert grads.electronegativity @ v == pytest.approx(u @ (qp - qm) / (2 * h), abs=1e-7)
+    d = rng.normal(size=(n, 3))
+    f = results["factorised"].forces
+    ep = ff.qeq(system(pos + h * d), chi, hard, sigma, solver="dense", **kw).energy
+    em = ff.qeq(system(pos - h * d), chi, hard, sigma, solver="dense", **kw).energy
+    assert -(f * d).sum() == pytest.approx((ep - em) / (2 * h), abs=1e-6)
+    np.testing.assert_allclose(results["stored"].forces, f, atol=1e-8)
+    np.testing.assert_allclose(results["matrix-free"].forces, f, atol=1e-8)

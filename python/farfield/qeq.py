@@ -88,6 +88,9 @@ class QEqResult(EnergyResult):
     preconditioner: str
     """"cholesky" (dense), "fourier" or "jacobi" (CG); "fourier+jacobi" if the Fourier
     preconditioner lost definiteness and the CG continued with Jacobi."""
+    matrix: str
+    """"factorised" (dense), "stored" (CG products with the stored N² matrix, open systems
+    whose matrix fits the memory limit) or "matrix-free" (CG)."""
     kspace: str
     """"ewald", "pme" or "none" (open system)."""
     tolerance: float
@@ -173,6 +176,7 @@ def _result(d: dict[str, Any], prefactor: float) -> QEqResult:
         volume=d["volume"],
         solver=d["solver"],
         preconditioner=d["preconditioner"],
+        matrix=d["matrix"],
         kspace=d["kspace"],
         tolerance=d["tolerance"],
         iterations=d["iterations"],

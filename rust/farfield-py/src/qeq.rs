@@ -105,6 +105,7 @@ fn result_dict<'py>(py: Python<'py>, r: &QEqResult, seconds: f64) -> PyResult<Bo
     d.set_item("volume", r.volume)?;
     d.set_item("solver", r.stats.solver)?;
     d.set_item("preconditioner", r.stats.preconditioner)?;
+    d.set_item("matrix", r.stats.matrix)?;
     d.set_item("kspace", r.stats.kspace)?;
     d.set_item("tolerance", r.stats.tolerance)?;
     d.set_item("iterations", r.stats.iterations)?;

@@ -1,7 +1,8 @@
-//! Mathematical building blocks: small linear algebra and special functions.
+//! Mathematical building blocks: small and dense (faer) linear algebra and special functions.
 
 pub mod bessel;
 pub mod clebsch_gordan;
+pub mod dense;
 pub(crate) mod dispatch;
 pub mod eigen;
 pub mod hypergeometric;

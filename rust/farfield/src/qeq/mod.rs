@@ -55,12 +55,16 @@ pub use solve::{Constraints, Preconditioner};
 /// Which linear solver to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Solver {
-    /// Dense below [`QEqOptions::dense_limit`] atoms, conjugate gradient above (and always
-    /// the conjugate gradient with [`KSpace::Pme`] on a periodic system).
+    /// Chosen by [`method`]: periodic systems dense up to [`QEqOptions::dense_limit`] atoms
+    /// and the conjugate gradient above (always with [`KSpace::Pme`]); open systems the
+    /// cheapest by the cost rule of [`open_costs`] of dense (up to `dense_limit` atoms), CG on
+    /// the stored matrix (when N² fits the memory limit) and matrix-free CG.
     Auto,
-    /// Dense Cholesky factorisation with a Schur complement (O(N²) memory, O(N³) time).
+    /// Dense Cholesky factorisation (faer) with a Schur complement (O(N²) memory, O(N³) time).
     Dense,
-    /// Matrix-free projected preconditioned conjugate gradient (O(N) memory).
+    /// Projected preconditioned conjugate gradient: on the stored N² matrix for open systems
+    /// when it fits the memory limit (products are matrix–vector products), matrix-free
+    /// otherwise (O(N) memory).
     ConjugateGradient,
 }
 
@@ -83,7 +87,8 @@ pub struct QEqOptions {
     /// k_c = x/η with x = √(−2 ln ewald_truncation)); not an error target like the
     /// `accuracy` of the Coulomb sums.
     pub ewald_truncation: f64,
-    /// `Solver::Auto` uses the dense solver up to this many atoms.
+    /// `Solver::Auto` considers the dense solver up to this many atoms (periodic: uses it;
+    /// open: when the cost rule of [`open_costs`] prefers it).
     pub dense_limit: usize,
     /// How the k-space part of periodic products and gradients is evaluated.
     pub kspace: KSpace,
@@ -163,6 +168,8 @@ pub struct QEqProblem {
 pub struct SolverStats {
     /// "dense" or "cg".
     pub solver: &'static str,
+    /// "factorised" (dense), "stored" (CG on the stored N² matrix) or "matrix-free" (CG).
+    pub matrix: &'static str,
     /// "cholesky" (dense), "jacobi" or "fourier" (CG); "fourier+jacobi" when the Fourier
     /// preconditioner lost definiteness and the CG continued with Jacobi.
     pub preconditioner: &'static str,
@@ -378,13 +385,94 @@ fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resu
     Ok(cons)
 }
 
-fn uses_dense(system: &System, options: &QEqOptions) -> bool {
+/// How the linear system is solved ([`method`] chooses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Dense Cholesky factorisation (faer) of the stored matrix.
+    Dense,
+    /// Conjugate gradient on the stored dense matrix (products are faer matrix–vector
+    /// products; open systems).
+    StoredCg,
+    /// Matrix-free conjugate gradient (pair sums, Ewald or PME products).
+    MatrixFreeCg,
+}
+
+/// Estimated seconds of one core per pair term of the open-system matrix (a square root, a
+/// division and an erf).
+const COST_PAIR: f64 = 12e-9;
+/// Estimated seconds of one core per multiply-add of the dense Cholesky factorisation (faer).
+const COST_FLOP: f64 = 0.12e-9;
+/// Estimated seconds of one core per stored matrix entry read by a matrix–vector product
+/// (memory bound: 8 bytes).
+const COST_STREAM: f64 = 0.6e-9;
+/// CG iterations assumed by the open-system cost rule (Jacobi-preconditioned; 40 to 80 are
+/// typical for molecules and clusters of 10³ to 10⁴ atoms).
+const EXPECTED_OPEN_ITERATIONS: f64 = 60.0;
+
+/// Whether the stored dense matrix of an open system (8N² bytes) fits the memory limit.
+fn stored_fits(n: usize) -> bool {
+    8.0 * (n as f64).powi(2) <= limits::memory_limit()
+}
+
+/// Estimated one-core seconds of each method for an open system of `n` atoms and `solves`
+/// right-hand sides (1 for [`qeq`], 2 for [`qeq_vjp`]: the forward and the adjoint solve):
+///
+/// * dense: N²/2 pair terms + N³/3 multiply-adds + 2N² per solve;
+/// * stored CG: N²/2 pair terms + (K + 2) N² entries read per solve;
+/// * matrix-free CG: (K + 2) N² pair terms per solve;
+///
+/// with K = [`EXPECTED_OPEN_ITERATIONS`] and the per-term costs [`COST_PAIR`],
+/// [`COST_FLOP`], [`COST_STREAM`] measured on a 2-core x86-64 machine.
+pub fn open_costs(n: usize, solves: usize) -> [(Method, f64); 3] {
+    let n = n as f64;
+    let s = solves as f64;
+    let k = EXPECTED_OPEN_ITERATIONS + 2.0;
+    let build = 0.5 * n * n * COST_PAIR;
+    [
+        (
+            Method::Dense,
+            build + n * n * n / 3.0 * COST_FLOP + s * 2.0 * n * n * COST_STREAM,
+        ),
+        (Method::StoredCg, build + s * k * n * n * COST_STREAM),
+        (Method::MatrixFreeCg, s * k * n * n * COST_PAIR),
+    ]
+}
+
+/// The solution method.
+///
+/// * `Solver::Dense`: dense.
+/// * `Solver::ConjugateGradient`: on an open system, the CG on the stored matrix when its 8N²
+///   bytes fit the memory limit ([`crate::limits`]), else matrix-free; periodic systems are
+///   always matrix-free (Ewald or PME products).
+/// * `Solver::Auto`, periodic: dense up to `dense_limit` atoms (unless `kspace='pme'`),
+///   matrix-free CG above. Open: the cheapest of [`open_costs`] among the methods allowed
+///   (dense up to `dense_limit` atoms, stored CG when it fits the memory limit, matrix-free
+///   CG always).
+pub fn method(system: &System, options: &QEqOptions, solves: usize) -> Method {
+    let n = system.len();
+    let periodic = system.cell().is_some();
     match options.solver {
-        Solver::Dense => true,
-        Solver::ConjugateGradient => false,
+        Solver::Dense => Method::Dense,
+        Solver::ConjugateGradient if !periodic && stored_fits(n) => Method::StoredCg,
+        Solver::ConjugateGradient => Method::MatrixFreeCg,
         // an explicit kspace='pme' is honoured: only the CG uses it
-        Solver::Auto if options.kspace == KSpace::Pme && system.cell().is_some() => false,
-        Solver::Auto => system.len() <= options.dense_limit,
+        Solver::Auto if periodic && options.kspace == KSpace::Pme => Method::MatrixFreeCg,
+        Solver::Auto if periodic => {
+            if n <= options.dense_limit {
+                Method::Dense
+            } else {
+                Method::MatrixFreeCg
+            }
+        }
+        Solver::Auto => open_costs(n, solves)
+            .into_iter()
+            .filter(|(m, _)| match m {
+                Method::Dense => n <= options.dense_limit,
+                Method::StoredCg => stored_fits(n),
+                Method::MatrixFreeCg => true,
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(Method::MatrixFreeCg, |(m, _)| m),
     }
 }
 
@@ -408,8 +496,9 @@ fn check_cost(
     options: &QEqOptions,
     settings: Option<&EwaldSettings>,
     pme: bool,
-    dense: bool,
+    method: Method,
 ) -> Result<()> {
+    let dense = method == Method::Dense;
     let n = system.len() as f64;
     let m = problem.fragment_charges.as_ref().map_or(1, |c| c.len()) as f64;
     let products = (options.max_iterations.min(EXPECTED_ITERATIONS) + 3) as f64;
@@ -520,25 +609,36 @@ fn check_cost(
                 }
             }
         }
-        _ => {
-            parts.push(Cost {
-                terms: if dense {
-                    2.0 * n * n
-                } else {
-                    (products + 1.0) * n * n
-                },
-                what: if dense {
-                    "the dense matrix (pair terms)".into()
-                } else {
-                    format!("the open-system products (pair terms, {products} products)")
-                },
-                hint: if dense {
-                    dense_hint.into()
-                } else {
-                    "use fewer atoms or a smaller max_iterations".into()
-                },
-            });
-        }
+        _ => match method {
+            Method::Dense => parts.push(Cost {
+                terms: 0.5 * n * n,
+                what: "the dense matrix (pair terms)".into(),
+                hint: dense_hint.into(),
+            }),
+            Method::StoredCg => {
+                parts.push(Cost {
+                    terms: 0.5 * n * n,
+                    what: "the stored matrix (pair terms)".into(),
+                    hint: "use fewer atoms".into(),
+                });
+                // a stored entry read costs about COST_STREAM / COST_PAIR of a pair term
+                parts.push(Cost {
+                    terms: (products + 1.0) * n * n * COST_STREAM / COST_PAIR,
+                    what: format!("the stored-matrix products ({products} products)"),
+                    hint: "use fewer atoms or a smaller max_iterations".into(),
+                });
+                memory_parts.push((
+                    8.0 * n * n,
+                    "the stored matrix (N² doubles)".into(),
+                    "use fewer atoms".into(),
+                ));
+            }
+            Method::MatrixFreeCg => parts.push(Cost {
+                terms: (products + 1.0) * n * n,
+                what: format!("the open-system products (pair terms, {products} products)"),
+                hint: "use fewer atoms or a smaller max_iterations".into(),
+            }),
+        },
     }
     if dense {
         parts.push(Cost {
@@ -547,8 +647,8 @@ fn check_cost(
             hint: dense_hint.into(),
         });
         memory_parts.push((
-            (2.0 * n * n + m * n) * 8.0,
-            "the dense matrix and its factor (2 N² doubles)".into(),
+            (n * n + m * n) * 8.0,
+            "the dense matrix, factorised in place (N² doubles)".into(),
             dense_hint.into(),
         ));
     }
@@ -594,13 +694,23 @@ fn check_pme_cost(
     )
 }
 
+#[cfg(test)]
 fn make_operator<'a>(
     system: &'a System,
     problem: &'a QEqProblem,
     options: &QEqOptions,
 ) -> Result<Operator<'a>> {
+    make_operator_for(system, problem, options, method(system, options, 1))
+}
+
+fn make_operator_for<'a>(
+    system: &'a System,
+    problem: &'a QEqProblem,
+    options: &QEqOptions,
+    method: Method,
+) -> Result<Operator<'a>> {
     let n = system.len();
-    let dense = uses_dense(system, options);
+    let dense = method == Method::Dense;
     // the dense solver always builds the matrix with the explicit Ewald sum
     let pme = system.cell().is_some()
         && !dense
@@ -629,7 +739,7 @@ fn make_operator<'a>(
         });
         EwaldSettings::for_accuracy(system, max_sigma, eta, options.ewald_truncation)
     });
-    check_cost(system, problem, options, settings.as_ref(), pme, dense)?;
+    check_cost(system, problem, options, settings.as_ref(), pme, method)?;
     match (pme, settings) {
         (true, Some(s)) => {
             // predicted relative mesh error at the Ewald truncation accuracy (and the tolerance)
@@ -645,13 +755,19 @@ fn make_operator<'a>(
                 pp,
             )
         }
-        _ => Operator::new(
-            system,
-            &problem.sigma,
-            &problem.hardness,
-            options.prefactor,
-            settings,
-        ),
+        _ => {
+            let mut op = Operator::new(
+                system,
+                &problem.sigma,
+                &problem.hardness,
+                options.prefactor,
+                settings,
+            )?;
+            if method == Method::StoredCg {
+                op.store_dense()?;
+            }
+            Ok(op)
+        }
     }
 }
 
@@ -666,11 +782,12 @@ fn prepare(
     op: &Operator<'_>,
     options: &QEqOptions,
     cons: &Constraints,
+    method: Method,
 ) -> Result<Prepared> {
     let n = op.len();
-    if uses_dense(system, options) {
+    if method == Method::Dense {
         Ok(Prepared::Dense(solve::DenseFactor::new(
-            op.dense()?,
+            || op.dense(),
             n,
             cons,
         )?))
@@ -763,14 +880,18 @@ struct Forward<'a> {
 }
 
 impl<'a> Forward<'a> {
+    /// `solves`: right-hand sides expected (1 for [`qeq`], 2 for [`qeq_vjp`]), for the choice
+    /// of [`method`].
     fn solve(
         system: &'a System,
         problem: &'a QEqProblem,
         options: &QEqOptions,
         cons: Constraints,
+        solves: usize,
     ) -> Result<Forward<'a>> {
-        let op = make_operator(system, problem, options)?;
-        let prepared = prepare(system, problem, &op, options, &cons)?;
+        let method = method(system, options, solves);
+        let op = make_operator_for(system, problem, options, method)?;
+        let prepared = prepare(system, problem, &op, options, &cons, method)?;
         let (q, iterations, fell_back) = solve_with(
             &prepared,
             &op,
@@ -818,7 +939,7 @@ impl<'a> Forward<'a> {
 /// without atoms is refused.
 pub fn qeq(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Result<QEqResult> {
     let cons = validate(system, problem, options)?;
-    Forward::solve(system, problem, options, cons)?.finish(system, problem, options)
+    Forward::solve(system, problem, options, cons, 1)?.finish(system, problem, options)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -833,13 +954,11 @@ fn finish(
     prepared: &Prepared,
 ) -> Result<QEqResult> {
     let n = q.len();
-    let aq = op.apply(&q);
+    let (aq, g) = op.apply_and_gradient(&q);
     interrupt::check()?;
     let grad: Vec<f64> = (0..n).map(|i| aq[i] + chi[i]).collect();
     let (residual, chemical_potential) = cons.projected_rms(&grad);
     let energy: f64 = (0..n).map(|i| chi[i] * q[i] + 0.5 * q[i] * aq[i]).sum();
-    let g = op.bilinear_gradient(&q, &q);
-    interrupt::check()?;
     let forces = g
         .positions
         .iter()
@@ -860,6 +979,11 @@ fn finish(
             solver: match prepared {
                 Prepared::Dense(_) => "dense",
                 Prepared::Iterative(..) => "cg",
+            },
+            matrix: match prepared {
+                Prepared::Dense(_) => "factorised",
+                Prepared::Iterative(..) if op.is_stored() => "stored",
+                Prepared::Iterative(..) => "matrix-free",
             },
             preconditioner: match prepared {
                 Prepared::Dense(_) => "cholesky",
@@ -903,7 +1027,7 @@ pub fn qeq_vjp(
     crate::system::check_per_atom("grad_charges", grad_charges.len(), system)?;
     check_finite("grad_charges", grad_charges)?;
     check_finite("grad_energy", &[grad_energy])?;
-    let fwd = Forward::solve(system, problem, options, cons)?;
+    let fwd = Forward::solve(system, problem, options, cons, 2)?;
     let Forward {
         op,
         prepared,

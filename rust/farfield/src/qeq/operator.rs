@@ -219,6 +219,9 @@ pub struct Operator<'a> {
     hardness: &'a [f64],
     prefactor: f64,
     periodic: Option<Periodic>,
+    /// the dense matrix A (n², symmetric), when stored: products are then matrix–vector
+    /// products ([`Operator::store_dense`])
+    stored: Option<Vec<f64>>,
 }
 
 /// ∂/∂γ of −erfc(d/(√2γ))/d (also of erf(d/(√2γ))/d): −√(2/π) e^{−d²/(2γ²)}/γ².
@@ -404,7 +407,27 @@ impl<'a> Operator<'a> {
             hardness,
             prefactor,
             periodic,
+            stored: None,
         })
+    }
+
+    /// Builds and keeps the dense matrix (N² memory, refused above the memory limit) so that
+    /// every later [`Operator::apply`] is a matrix–vector product (faer) instead of a pair sum.
+    pub fn store_dense(&mut self) -> Result<()> {
+        if self.stored.is_none() {
+            self.stored = Some(self.dense()?);
+        }
+        Ok(())
+    }
+
+    /// Whether the dense matrix is stored.
+    pub fn is_stored(&self) -> bool {
+        self.stored.is_some()
+    }
+
+    /// Takes the stored dense matrix out (the operator goes back to pair sums).
+    pub fn take_dense(&mut self) -> Option<Vec<f64>> {
+        self.stored.take()
     }
 
     /// Uses PME with these parameters (smearing must be the Ewald width η) for the k-space part
@@ -554,6 +577,10 @@ impl<'a> Operator<'a> {
 
     /// The diagonal of A.
     pub fn diagonal(&self) -> Vec<f64> {
+        if let Some(a) = &self.stored {
+            let n = self.len();
+            return (0..n).map(|i| a[i * n + i]).collect();
+        }
         let weight_sum: f64 = self.periodic.as_ref().map_or(0.0, |p| p.weight_sum);
         (0..self.len())
             .into_par_iter()
@@ -591,6 +618,9 @@ impl<'a> Operator<'a> {
     /// y = A x without storing A (O(N²) for open systems; real space + k-space for periodic).
     pub fn apply(&self, x: &[f64]) -> Vec<f64> {
         let n = self.len();
+        if let Some(a) = &self.stored {
+            return crate::math::dense::symmetric_matvec(a, n, x);
+        }
         let pos = self.system.positions();
         match &self.periodic {
             None => (0..n)
@@ -652,26 +682,13 @@ impl<'a> Operator<'a> {
         }
     }
 
-    /// The dense matrix A, row-major (N² memory: small and medium systems only); polls for
-    /// Ctrl-C at every row.
+    /// The dense matrix A (N² memory: small and medium systems only) in the symmetric storage
+    /// of [`crate::math::dense`]: row i holds A_ij for j ≥ i (the entries j < i are zero and
+    /// never read). Pair terms are evaluated once per pair; the periodic k-space part is the
+    /// Gram matrix of the phases e^{ik·r_j}√w_k, one faer product. Polls for Ctrl-C.
     pub fn dense(&self) -> Result<Vec<f64>> {
         let n = self.len();
         let pos = self.system.positions();
-        // phases e^{ik·r_j} · √w_k for all atoms (N × N_k, no more than the N² matrix itself)
-        let phases: Vec<Complex64> = match &self.periodic {
-            Some(p) => (0..n)
-                .into_par_iter()
-                .flat_map_iter(|j| {
-                    let stop = interrupt::is_requested();
-                    p.ms.iter()
-                        .zip(&p.weights)
-                        .take(if stop { 0 } else { usize::MAX })
-                        .map(move |(m, w)| Self::phase(p, j, m) * w.sqrt())
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        interrupt::check()?;
         let mut a = limits::try_zeroed("the dense QEq matrix", n * n)?;
         a.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
             if n == 0 || interrupt::is_requested() {
@@ -679,42 +696,67 @@ impl<'a> Operator<'a> {
             }
             match &self.periodic {
                 None => {
-                    for j in 0..n {
-                        if j == i {
-                            continue;
-                        }
-                        let d = [
-                            pos[j][0] - pos[i][0],
-                            pos[j][1] - pos[i][1],
-                            pos[j][2] - pos[i][2],
-                        ];
+                    let ri = pos[i];
+                    let si2 = self.sigma[i] * self.sigma[i];
+                    for j in i + 1..n {
+                        let d = [pos[j][0] - ri[0], pos[j][1] - ri[1], pos[j][2] - ri[2]];
                         let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-                        row[j] = erf(r * FRAC_1_SQRT_2 / self.gamma(i, j)) / r;
+                        let g = (si2 + self.sigma[j] * self.sigma[j]).sqrt();
+                        row[j] = erf(r * FRAC_1_SQRT_2 / g) / r;
                     }
                 }
                 Some(p) => {
                     let eta = p.settings.eta;
                     p.cells.for_each_neighbor(i, |nb| {
-                        let g = self.gamma(i, nb.j);
-                        row[nb.j] += screened_coulomb(nb.distance, eta).0
-                            - screened_coulomb(nb.distance, g).0;
-                    });
-                    let nk = p.ms.len();
-                    let pi = &phases[i * nk..(i + 1) * nk];
-                    for j in 0..n {
-                        let pj = &phases[j * nk..(j + 1) * nk];
-                        let mut c = 0.0;
-                        for kk in 0..nk {
-                            c += pi[kk].re * pj[kk].re + pi[kk].im * pj[kk].im;
+                        if nb.j >= i {
+                            let g = self.gamma(i, nb.j);
+                            row[nb.j] += screened_coulomb(nb.distance, eta).0
+                                - screened_coulomb(nb.distance, g).0;
                         }
-                        let g2 = self.sigma[i] * self.sigma[i] + self.sigma[j] * self.sigma[j];
-                        c -= 2.0 * std::f64::consts::PI / p.volume * (eta * eta - g2);
-                        row[j] += c;
+                    });
+                }
+            }
+        });
+        interrupt::check()?;
+        if let Some(p) = &self.periodic {
+            // k-space: Σ_k w_k cos(k·(r_i − r_j)) = Re Σ_k (√w_k e^{ik·r_i})(√w_k e^{ik·r_j})^*,
+            // the Gram matrix of the real and imaginary phase parts (N_k × N each)
+            let nk = p.ms.len();
+            let mut re = limits::try_zeroed("the dense QEq k-space phases", n * nk)?;
+            let mut im = limits::try_zeroed("the dense QEq k-space phases", n * nk)?;
+            re.par_chunks_mut(nk.max(1))
+                .zip(im.par_chunks_mut(nk.max(1)))
+                .enumerate()
+                .for_each(|(j, (rj, ij))| {
+                    if nk == 0 || interrupt::is_requested() {
+                        return;
                     }
+                    for (kk, (m, w)) in p.ms.iter().zip(&p.weights).enumerate() {
+                        let e = Self::phase(p, j, m) * w.sqrt();
+                        rj[kk] = e.re;
+                        ij[kk] = e.im;
+                    }
+                });
+            interrupt::check()?;
+            crate::math::dense::add_gram_lower(&mut a, n, &re, nk);
+            interrupt::check()?;
+            crate::math::dense::add_gram_lower(&mut a, n, &im, nk);
+            interrupt::check()?;
+        }
+        a.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
+            if n == 0 {
+                return;
+            }
+            if let Some(p) = &self.periodic {
+                let eta = p.settings.eta;
+                let si2 = self.sigma[i] * self.sigma[i];
+                for j in i..n {
+                    let g2 = si2 + self.sigma[j] * self.sigma[j];
+                    row[j] -= 2.0 * std::f64::consts::PI / p.volume * (eta * eta - g2);
                 }
             }
             row[i] += self.self_term(i);
-            for v in row.iter_mut() {
+            for v in row[i..].iter_mut() {
                 *v *= self.prefactor;
             }
             row[i] += self.hardness[i];
@@ -723,12 +765,150 @@ impl<'a> Operator<'a> {
         Ok(a)
     }
 
+    /// One pass over the pairs i < j of an open system (rows in a fixed number of chunks
+    /// balanced by pair count, each with its own accumulators summed in chunk order: the same
+    /// result for any thread count): the Coulomb pair sum Σ_{j≠i} C_ij x_j when `x` is given
+    /// (without the self term, prefactor and hardness), and the derivatives of
+    /// Σ_{i≠j} u_i v_j C_ij with respect to positions and widths (pairs only). With the matrix
+    /// stored, C_ij is read from it and only e^{−x²} is evaluated.
+    fn open_pairs(&self, u: &[f64], v: &[f64], x: Option<&[f64]>) -> OpenPass {
+        const CHUNKS: usize = 32;
+        let n = self.len();
+        let pos = self.system.positions();
+        let total = n * n.saturating_sub(1) / 2;
+        // chunk boundaries: row starts with about total / CHUNKS pairs per chunk
+        let mut bounds = vec![0usize];
+        let mut acc = 0usize;
+        for i in 0..n {
+            acc += n - 1 - i;
+            if acc * CHUNKS >= total * bounds.len() && bounds.len() < CHUNKS {
+                bounds.push(i + 1);
+            }
+        }
+        if *bounds.last().unwrap_or(&0) != n {
+            bounds.push(n);
+        }
+        let stored = self.stored.as_deref();
+        let inv_pf = 1.0 / self.prefactor;
+        let parts: Vec<OpenPass> = bounds
+            .par_windows(2)
+            .map(|w| {
+                let mut out = OpenPass {
+                    cx: if x.is_some() {
+                        vec![0.0; n]
+                    } else {
+                        Vec::new()
+                    },
+                    dr: vec![[0.0; 3]; n],
+                    ds: vec![0.0; n],
+                };
+                for i in w[0]..w[1] {
+                    if interrupt::is_requested() {
+                        break;
+                    }
+                    let ri = pos[i];
+                    let si = self.sigma[i];
+                    let (mut dri, mut dsi, mut cxi) = ([0.0; 3], 0.0, 0.0);
+                    for j in i + 1..n {
+                        let d = [pos[j][0] - ri[0], pos[j][1] - ri[1], pos[j][2] - ri[2]];
+                        let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+                        let r = r2.sqrt();
+                        let sj = self.sigma[j];
+                        let g = (si * si + sj * sj).sqrt();
+                        let xg = r * FRAC_1_SQRT_2 / g;
+                        let val = match stored {
+                            Some(a) => a[i * n + j] * inv_pf,
+                            None => erf(xg) / r,
+                        };
+                        let e = SQRT_2_OVER_PI * (-xg * xg).exp() / g;
+                        if let Some(x) = x {
+                            cxi += val * x[j];
+                            out.cx[j] += val * x[i];
+                        }
+                        let dval = (e - val) / r;
+                        let w = u[i] * v[j] + u[j] * v[i];
+                        let f = w * dval / r;
+                        for a in 0..3 {
+                            dri[a] -= f * d[a];
+                            out.dr[j][a] += f * d[a];
+                        }
+                        // ∂C_ij/∂γ = −e/γ, ∂γ/∂σ_i = σ_i/γ
+                        let dg = -w * e / (g * g);
+                        dsi += dg * si;
+                        out.ds[j] += dg * sj;
+                    }
+                    if x.is_some() {
+                        out.cx[i] += cxi;
+                    }
+                    for a in 0..3 {
+                        out.dr[i][a] += dri[a];
+                    }
+                    out.ds[i] += dsi;
+                }
+                out
+            })
+            .collect();
+        let mut total = OpenPass {
+            cx: if x.is_some() {
+                vec![0.0; n]
+            } else {
+                Vec::new()
+            },
+            dr: vec![[0.0; 3]; n],
+            ds: vec![0.0; n],
+        };
+        for part in parts {
+            for (t, p) in total.cx.iter_mut().zip(&part.cx) {
+                *t += p;
+            }
+            for (t, p) in total.dr.iter_mut().zip(&part.dr) {
+                for a in 0..3 {
+                    t[a] += p[a];
+                }
+            }
+            for (t, p) in total.ds.iter_mut().zip(&part.ds) {
+                *t += p;
+            }
+        }
+        total
+    }
+
+    /// A q and the derivatives of B(q, q) ([`Operator::bilinear_gradient`]) together: for open
+    /// systems in one pass over the pairs.
+    pub fn apply_and_gradient(&self, q: &[f64]) -> (Vec<f64>, BilinearGradient) {
+        if self.periodic.is_some() {
+            return (self.apply(q), self.bilinear_gradient(q, q));
+        }
+        let n = self.len();
+        let pf = self.prefactor;
+        let pass = self.open_pairs(q, q, if self.stored.is_some() { None } else { Some(q) });
+        let aq = match &self.stored {
+            Some(_) => self.apply(q),
+            None => (0..n)
+                .map(|i| self.hardness[i] * q[i] + pf * (pass.cx[i] + self.self_term(i) * q[i]))
+                .collect(),
+        };
+        let g = BilinearGradient {
+            positions: pass
+                .dr
+                .iter()
+                .map(|d| [pf * d[0], pf * d[1], pf * d[2]])
+                .collect(),
+            sigma: (0..n)
+                .map(|i| {
+                    pf * (pass.ds[i] - q[i] * q[i] / (self.sigma[i] * self.sigma[i] * SQRT_PI))
+                })
+                .collect(),
+            strain: [[0.0; 3]; 3],
+        };
+        (aq, g)
+    }
+
     /// Derivatives of the bilinear form B(u, v) = k_e Σ_ij u_i v_j C_ij (the Coulomb part of
     /// A, hardness excluded) with respect to positions, widths σ and strain ε (positions and
     /// cell scaled together; zero for open systems).
     pub fn bilinear_gradient(&self, u: &[f64], v: &[f64]) -> BilinearGradient {
         let n = self.len();
-        let pos = self.system.positions();
         let pf = self.prefactor;
         // per atom: (d/dr_i, d/dσ_i, strain contribution)
         type PerAtom = (Vec3, f64, Mat3);
@@ -781,38 +961,16 @@ impl<'a> Operator<'a> {
                 }
             });
         let per_atom: Vec<PerAtom> = match &self.periodic {
-            None => (0..n)
-                .into_par_iter()
-                .map(|i| {
-                    let mut dr = [0.0; 3];
-                    let mut ds = 0.0;
-                    if interrupt::is_requested() {
-                        return (dr, ds, [[0.0; 3]; 3]);
-                    }
-                    for j in 0..n {
-                        if j == i {
-                            continue;
-                        }
-                        let d = [
-                            pos[j][0] - pos[i][0],
-                            pos[j][1] - pos[i][1],
-                            pos[j][2] - pos[i][2],
-                        ];
-                        let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-                        let g = self.gamma(i, j);
-                        let x = r * FRAC_1_SQRT_2 / g;
-                        let val = erf(x) / r;
-                        let dval = SQRT_2_OVER_PI * (-x * x).exp() / (g * r) - val / r;
-                        let w = u[i] * v[j] + u[j] * v[i];
-                        for a in 0..3 {
-                            dr[a] -= w * dval * d[a] / r;
-                        }
-                        ds += w * dgamma(r, g) * self.sigma[i] / g;
-                    }
-                    ds -= u[i] * v[i] / (self.sigma[i] * self.sigma[i] * SQRT_PI);
-                    (dr, ds, [[0.0; 3]; 3])
-                })
-                .collect(),
+            None => {
+                let pass = self.open_pairs(u, v, None);
+                (0..n)
+                    .map(|i| {
+                        let ds =
+                            pass.ds[i] - u[i] * v[i] / (self.sigma[i] * self.sigma[i] * SQRT_PI);
+                        (pass.dr[i], ds, [[0.0; 3]; 3])
+                    })
+                    .collect()
+            }
             Some(p) => {
                 let (su, sv) = if pme_k.is_some() {
                     (Vec::new(), Vec::new())
@@ -932,6 +1090,13 @@ impl<'a> Operator<'a> {
             strain,
         }
     }
+}
+
+/// Accumulators of [`Operator::open_pairs`].
+struct OpenPass {
+    cx: Vec<f64>,
+    dr: Vec<Vec3>,
+    ds: Vec<f64>,
 }
 
 /// Derivatives of B(u, v) = k_e uᵀ C v.

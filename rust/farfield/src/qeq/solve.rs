@@ -4,12 +4,12 @@
     clippy::too_many_arguments
 )]
 //! Solvers of the constrained problem min ½qᵀAq + χᵀq subject to C q = Q (C: fragment
-//! indicator rows): a dense Cholesky factorisation with a Schur complement for the
-//! constraints, and a matrix-free projected preconditioned conjugate gradient.
-
-use rayon::prelude::*;
+//! indicator rows): a dense Cholesky factorisation (faer) with a Schur complement for the
+//! constraints, and a projected preconditioned conjugate gradient (whose products are
+//! [`Operator::apply`]: a stored matrix or matrix-free).
 
 use crate::error::{Error, Result};
+use crate::math::dense::Cholesky;
 use crate::{interrupt, limits};
 
 use super::operator::Operator;
@@ -57,115 +57,54 @@ impl Constraints {
     }
 }
 
-/// A Cholesky factor of A + ρ CᵀC with the Schur complement of the constraints.
+/// A Cholesky factor of A + ρ CᵀC (faer, [`crate::math::dense`]) with the Schur complement of
+/// the constraints.
 pub struct DenseFactor {
     n: usize,
-    l: Vec<f64>,
-    /// Y = A'^{-1} Cᵀ, column f stored contiguously
-    y: Vec<Vec<f64>>,
-    /// Cholesky factor of S = C Y (m × m, tiny)
-    s: Vec<f64>,
+    chol: Cholesky,
+    /// Y = A'^{-1} Cᵀ, n × m column-major
+    y: Vec<f64>,
+    /// Cholesky factor of S = C Y (m × m)
+    s: Cholesky,
     rho: f64,
 }
 
-/// In-place Cholesky factorisation (lower triangle, row-major); `Ok(false)` when the matrix is
-/// not positive definite, `Err(Interrupted)` on Ctrl-C (polled at every column).
-fn cholesky(a: &mut [f64], n: usize) -> Result<bool> {
-    for j in 0..n {
-        interrupt::check()?;
-        let (head, tail) = a.split_at_mut((j + 1) * n);
-        let row_j = &mut head[j * n..];
-        let d = row_j[j] - row_j[..j].iter().map(|v| v * v).sum::<f64>();
-        if !(d > 0.0) || !d.is_finite() {
-            return Ok(false);
-        }
-        let djj = d.sqrt();
-        row_j[j] = djj;
-        let row_j = &head[j * n..(j + 1) * n];
-        tail.par_chunks_mut(n).for_each(|row_i| {
-            let dot: f64 = row_i[..j].iter().zip(&row_j[..j]).map(|(a, b)| a * b).sum();
-            row_i[j] = (row_i[j] - dot) / djj;
-        });
-    }
-    Ok(true)
-}
-
-fn chol_solve(l: &[f64], n: usize, b: &mut [f64]) {
-    for i in 0..n {
-        let row = &l[i * n..i * n + i];
-        let s: f64 = row.iter().zip(&b[..i]).map(|(a, c)| a * c).sum();
-        b[i] = (b[i] - s) / l[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= l[k * n + i] * b[k];
-        }
-        b[i] = s / l[i * n + i];
-    }
-}
-
 impl DenseFactor {
-    /// Factorises the dense A (row-major) with the constraints; A need only be positive definite
-    /// on the constraint null space (periodic charged cells), ρ CᵀC is added when needed, which
-    /// changes neither q nor λ.
-    pub fn new(a: Vec<f64>, n: usize, cons: &Constraints) -> Result<DenseFactor> {
-        let scale = (0..n)
-            .map(|i| a[i * n + i].abs())
-            .fold(0.0, f64::max)
-            .max(1e-300);
+    /// Factorises the dense A (symmetric, n × n, from `build`: rows hold the upper triangle,
+    /// see [`crate::math::dense`]) with the constraints; A need only be positive definite on
+    /// the constraint null space (periodic charged cells), ρ CᵀC is added when needed, which
+    /// changes neither q nor λ. The factor overwrites A (one n² buffer); A is built again for
+    /// each retry with a larger ρ.
+    pub fn new(
+        build: impl Fn() -> Result<Vec<f64>>,
+        n: usize,
+        cons: &Constraints,
+    ) -> Result<DenseFactor> {
         let mut rho = 0.0;
+        let mut scale = 0.0;
         for attempt in 0..8 {
-            let mut work = limits::try_zeroed("the dense QEq factor", a.len())?;
-            work.copy_from_slice(&a);
+            let mut a = build()?;
+            if attempt == 0 {
+                scale = (0..n)
+                    .map(|i| a[i * n + i].abs())
+                    .fold(0.0, f64::max)
+                    .max(1e-300);
+            }
             if rho > 0.0 {
+                // A + ρ CᵀC: ρ on every pair of atoms of the same fragment (upper triangle)
                 for i in 0..n {
-                    for j in 0..n {
-                        if cons.fragment[i] == cons.fragment[j] {
-                            work[i * n + j] += rho;
+                    interrupt::check()?;
+                    let fi = cons.fragment[i];
+                    let row = &mut a[i * n + i..(i + 1) * n];
+                    for (v, &fj) in row.iter_mut().zip(&cons.fragment[i..]) {
+                        if fj == fi {
+                            *v += rho;
                         }
                     }
                 }
             }
-            if cholesky(&mut work, n)? {
-                let m = cons.len();
-                let mut y = Vec::with_capacity(m);
-                for f in 0..m {
-                    interrupt::check()?;
-                    let mut col: Vec<f64> = cons
-                        .fragment
-                        .iter()
-                        .map(|&g| if g == f { 1.0 } else { 0.0 })
-                        .collect();
-                    chol_solve(&work, n, &mut col);
-                    y.push(col);
-                }
-                let mut s = vec![0.0; m * m];
-                for f in 0..m {
-                    interrupt::check()?;
-                    for g in 0..m {
-                        s[f * m + g] = cons
-                            .fragment
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, &h)| h == f)
-                            .map(|(i, _)| y[g][i])
-                            .sum();
-                    }
-                }
-                if !cholesky(&mut s, m)? {
-                    return Err(Error::parameter(
-                        "fragments",
-                        "the constraint matrix is singular",
-                    ));
-                }
-                return Ok(DenseFactor {
-                    n,
-                    l: work,
-                    y,
-                    s,
-                    rho,
-                });
+            if let Some(chol) = Cholesky::factor(a, n)? {
+                return Self::with_factor(chol, n, cons, rho);
             }
             rho = scale * 10f64.powi(attempt);
         }
@@ -173,6 +112,34 @@ impl DenseFactor {
             "hardness",
             "the QEq matrix is not positive definite on the constrained subspace",
         ))
+    }
+
+    fn with_factor(chol: Cholesky, n: usize, cons: &Constraints, rho: f64) -> Result<DenseFactor> {
+        let m = cons.len();
+        interrupt::check()?;
+        let mut y = limits::try_zeroed("the dense QEq constraint columns", n * m)?;
+        for (i, &f) in cons.fragment.iter().enumerate() {
+            y[f * n + i] = 1.0;
+        }
+        chol.solve_in_place(&mut y);
+        let mut s = vec![0.0; m * m];
+        for g in 0..m {
+            let sums = cons.sums(&y[g * n..(g + 1) * n]);
+            for f in 0..m {
+                s[g * m + f] = sums[f];
+            }
+        }
+        // S = C A'^{-1} Cᵀ is symmetric
+        for f in 0..m {
+            for g in 0..f {
+                let v = 0.5 * (s[g * m + f] + s[f * m + g]);
+                s[g * m + f] = v;
+                s[f * m + g] = v;
+            }
+        }
+        let s = Cholesky::factor(s, m)?
+            .ok_or_else(|| Error::parameter("fragments", "the constraint matrix is singular"))?;
+        Ok(DenseFactor { n, chol, y, s, rho })
     }
 
     /// Solves A q + Cᵀλ = −χ, C q = Q; returns (q, λ).
@@ -183,13 +150,14 @@ impl DenseFactor {
         let mut x: Vec<f64> = (0..n)
             .map(|i| -chi[i] + self.rho * target[cons.fragment[i]])
             .collect();
-        chol_solve(&self.l, n, &mut x);
+        self.chol.solve_in_place(&mut x);
         let cx = cons.sums(&x);
         let mut lambda: Vec<f64> = (0..m).map(|f| cx[f] - target[f]).collect();
-        chol_solve(&self.s, m, &mut lambda);
+        self.s.solve_in_place(&mut lambda);
         for f in 0..m {
+            let yf = &self.y[f * n..(f + 1) * n];
             for i in 0..n {
-                x[i] -= self.y[f][i] * lambda[f];
+                x[i] -= yf[i] * lambda[f];
             }
         }
         (x, lambda)
