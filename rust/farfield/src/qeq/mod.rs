@@ -421,8 +421,8 @@ fn stored_fits(n: usize) -> bool {
 /// * stored CG: N²/2 pair terms + (K + 2) N² entries read per solve;
 /// * matrix-free CG: (K + 2) N² pair terms per solve;
 ///
-/// with K = [`EXPECTED_OPEN_ITERATIONS`] and the per-term costs [`COST_PAIR`],
-/// [`COST_FLOP`], [`COST_STREAM`] measured on a 2-core x86-64 machine.
+/// with K = `EXPECTED_OPEN_ITERATIONS` and the per-term costs `COST_PAIR`,
+/// `COST_FLOP`, `COST_STREAM` measured on a 2-core x86-64 machine.
 pub fn open_costs(n: usize, solves: usize) -> [(Method, f64); 3] {
     let n = n as f64;
     let s = solves as f64;
