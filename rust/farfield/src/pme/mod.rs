@@ -32,7 +32,11 @@ use rayon::prelude::*;
 /// Smallest and largest supported B-spline orders.
 pub const ORDER_RANGE: (usize, usize) = (3, 10);
 
-/// How the mesh is chosen.
+/// How the mesh is chosen. The mesh always lies along the cell vectors as given (no reduced
+/// basis is substituted), so that reported points given back describe the same mesh. In a
+/// strongly skewed basis (long vectors whose lattice planes are close, e.g. (a + c, b, a + 2c))
+/// the same accuracy needs more points than in a reduced one: the mesh-error model of
+/// [`crate::tuning::pme`] accounts for the skew of the basis, for tuned and fixed meshes alike.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mesh {
     /// Exactly these numbers of points along the three cell vectors.

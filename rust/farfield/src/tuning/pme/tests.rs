@@ -158,3 +158,129 @@ fn bad_accuracy() {
     let molecule = System::new(vec![[0.0; 3]], vec![1], None).unwrap();
     assert!(tune_pme(Kernel::coulomb(), &molecule, 1e-5, None, None, None).is_err());
 }
+
+/// The same atoms in the basis M H of the lattice H (M unimodular, given as rows), positions
+/// unchanged (the periodic system is the same).
+fn rebased(system: &System, m: [[f64; 3]; 3]) -> System {
+    let h = *system.cell().unwrap().matrix();
+    let mut cell = [[0.0; 3]; 3];
+    for i in 0..3 {
+        for c in 0..3 {
+            cell[i][c] = (0..3).map(|k| m[i][k] * h[k][c]).sum();
+        }
+    }
+    System::new(
+        system.positions().to_vec(),
+        vec![1; system.len()],
+        Some(cell),
+    )
+    .unwrap()
+}
+
+#[test]
+fn skew_factors_have_their_closed_forms() {
+    let cubic = System::new(
+        vec![[0.0; 3]],
+        vec![1],
+        Some([[3.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 5.0]]),
+    )
+    .unwrap();
+    assert_eq!(PmeStats::of(&cubic).unwrap().skew, [1.0; 3]);
+    // fcc primitive cell: |a| = √2, face spacing V/|b × c| = 2/√3, s = √(3/2)
+    let fcc = System::new(
+        vec![[0.0; 3]],
+        vec![1],
+        Some([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]),
+    )
+    .unwrap();
+    for s in PmeStats::of(&fcc).unwrap().skew {
+        assert!((s - 1.5f64.sqrt()).abs() < 1e-14, "{s}");
+    }
+    // (a, b + 2a, c) of a cube: b' = (2, 1, 0) has length √5 and its planes (spanned by a and
+    // c) are 1 apart; a's planes (spanned by b' and c) are 1/√5 apart
+    let sheared = rebased(
+        &cubic_unit(),
+        [[1.0, 0.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    );
+    let s = PmeStats::of(&sheared).unwrap().skew;
+    assert!(
+        (s[0] - 5f64.sqrt()).abs() < 1e-14 && (s[1] - 5f64.sqrt()).abs() < 1e-14,
+        "{s:?}"
+    );
+    assert!((s[2] - 1.0).abs() < 1e-14, "{s:?}");
+}
+
+fn cubic_unit() -> System {
+    System::new(
+        vec![[0.0; 3]],
+        vec![1],
+        Some([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+    )
+    .unwrap()
+}
+
+/// Issue #17: in a strongly skewed basis of the same lattice (a + c, b, a + 2c: skew factors
+/// 3.0, 1.0, 3.0 here) the measured mesh error (large cutoff, forces against a converged
+/// Ewald sum) stays within the predicted one as in the original basis, and the prediction is
+/// not far above it either; without the skew factors it is 1.5× low or worse.
+#[test]
+fn mesh_error_holds_in_a_skewed_basis() {
+    let (plain, q) = random_system(80, 11);
+    let skewed = rebased(&plain, [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 2.0]]);
+    let stats = PmeStats::of(&skewed).unwrap();
+    assert!(
+        stats.skew[0] > 2.9 && stats.skew[2] > 2.9,
+        "{:?}",
+        stats.skew
+    );
+    for p in [1.0, 6.0] {
+        let kernel = Kernel::new(p).unwrap();
+        let ewald = crate::tuning::tune_ewald(kernel, &plain, 1e-12, Default::default()).unwrap();
+        let exact = crate::ewald::Ewald::new(kernel, ewald)
+            .unwrap()
+            .compute(
+                &plain,
+                &q,
+                Request {
+                    forces: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .forces
+            .unwrap();
+        for (system, name) in [(&plain, "plain"), (&skewed, "skewed")] {
+            let stats = PmeStats::of(system).unwrap();
+            for (sigma, order, h) in [(1.0, 4, 0.6), (1.0, 6, 0.8), (1.5, 8, 1.2), (1.5, 6, 0.6)] {
+                let n = stats.lengths.map(|l| ((l / h).ceil() as usize).max(order));
+                let params = PmeParameters {
+                    smearing: sigma,
+                    cutoff: 12.0 * sigma,
+                    mesh: Mesh::Points(n),
+                    order,
+                };
+                let err = measured(kernel, system, &q, params, &exact);
+                let pred = mesh_error(kernel, stats, sigma, n, order).unwrap();
+                let ratio = err / pred;
+                // the model of an orthogonal cell of the same lengths: too low in the skewed
+                // basis (the regression this test guards against)
+                let orthogonal = PmeStats {
+                    skew: [1.0; 3],
+                    ..stats
+                };
+                let naive = err / mesh_error(kernel, orthogonal, sigma, n, order).unwrap();
+                let case = format!("p={p} {name} σ={sigma} n={order} K={n:?}");
+                eprintln!(
+                    "{case}: measured/predicted {ratio:.2} (without the skew factors {naive:.2})"
+                );
+                assert!(
+                    (0.3..1.3).contains(&ratio),
+                    "{case}: measured {err:.2e} predicted {pred:.2e}"
+                );
+                if name == "skewed" {
+                    assert!(naive > 1.5, "{case}: {naive}");
+                }
+            }
+        }
+    }
+}
