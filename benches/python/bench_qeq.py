@@ -1,7 +1,11 @@
 """QEq benchmark: farfield (dense / matrix-free CG) against a dense numpy/scipy solve whose
-matrix is built here with an independent Ewald sum, for periodic water-like boxes.
+matrix is built here with an independent Ewald sum, for periodic water-like boxes; and, with
+``--open``, the same water-like sites without a cell: farfield dense (faer Cholesky), CG on the
+stored matrix and matrix-free CG against numpy building the same matrix (scipy erf) and
+``np.linalg.solve`` of the bordered system, timed without and with the matrix build.
 
 Prints a markdown table: N, method, time (charges + energy + forces), agreement, peak memory.
+``--dump N FILE`` writes a box for ``cargo run --release --example qeq_timing``.
 """
 
 from __future__ import annotations
@@ -98,6 +102,33 @@ def numpy_dense(system, chi, hard, sigma):
     return q, energy
 
 
+def numpy_open(pos, chi, hard, sigma) -> tuple[np.ndarray, float, float, float]:
+    """The open-system QEq matrix from its formula (scipy erf, row blocks) and numpy's
+    ``np.linalg.solve`` of the bordered system [[A, 1], [1ᵀ, 0]]: charges, energy, seconds to
+    build the matrix, seconds to solve."""
+    from scipy.special import erf
+
+    n = len(pos)
+    t = time.perf_counter()
+    a = np.empty((n, n))
+    for i0 in range(0, n, 500):
+        d = pos[None, :] - pos[i0 : i0 + 500, None]
+        r = np.sqrt((d**2).sum(-1))
+        g = np.sqrt(sigma[i0 : i0 + 500, None] ** 2 + sigma[None] ** 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a[i0 : i0 + 500] = K_E * erf(r / (np.sqrt(2) * g)) / r
+    a[np.diag_indices(n)] = hard + K_E / (sigma * np.sqrt(np.pi))
+    m = np.zeros((n + 1, n + 1))
+    m[:n, :n] = a
+    m[:n, n] = m[n, :n] = 1.0
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    sol = np.linalg.solve(m, np.concatenate([-chi, [0.0]]))
+    solve = time.perf_counter() - t
+    q = sol[:n]
+    return q, float(chi @ q + 0.5 * q @ a @ q), build, solve
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -109,10 +140,32 @@ def child(n: int, method: str, threads: int, out: str) -> None:
     base = peak_mb()
     t = time.perf_counter()
     c = time.process_time()
+    build = solve = float("nan")
+    if method.startswith("open"):
+        system = ff.System(system.positions, system.numbers)
     if method == "numpy":
         q, energy = numpy_dense(system, chi, hard, sigma)
         forces = np.full((len(q), 3), np.nan)
         its, res = 0, float("nan")
+    elif method == "open-numpy":
+        q, energy, build, solve = numpy_open(system.positions, chi, hard, sigma)
+        forces = np.full((len(q), 3), np.nan)
+        its, res = 0, float("nan")
+        method = "numpy build + np.linalg.solve"
+    elif method.startswith("open"):
+        if method == "open-cg-free":
+            ff.set_limits(max_memory=4.0 * len(chi) ** 2)  # below the N² matrix
+        r = ff.qeq(
+            system,
+            chi,
+            hard,
+            sigma,
+            solver="dense" if method == "open-dense" else "cg",
+            tolerance=1e-8,
+            prefactor=K_E,
+        )
+        q, energy, forces, its, res = r.charges, r.energy, r.forces, r.iterations, r.residual
+        method = f"{r.solver} ({r.matrix}, {r.preconditioner})"
     else:
         solver, kspace = ("cg", "ewald") if method == "cg-ewald" else (method, "auto")
         r = ff.qeq(
@@ -142,6 +195,8 @@ def child(n: int, method: str, threads: int, out: str) -> None:
         peak=peak_mb(),
         base=base,
         method=method,
+        build=build,
+        solve=solve,
     )
 
 
@@ -173,10 +228,26 @@ def main() -> None:
         default=10000,
         help="largest N where the CG with explicit Ewald k-space is the reference",
     )
+    ap.add_argument(
+        "--open",
+        action="store_true",
+        help="open systems (no cell): numpy build + solve against farfield dense and CG",
+    )
+    ap.add_argument("--dump", nargs=2, metavar=("N", "FILE"))
     ap.add_argument("--child", nargs=4, metavar=("N", "METHOD", "THREADS", "OUT"))
     args = ap.parse_args()
     if args.child:
         child(int(args.child[0]), args.child[1], int(args.child[2]), args.child[3])
+        return
+    if args.dump:
+        system, chi, hard, sigma = water_box(int(args.dump[0]))
+        with open(args.dump[1], "w") as f:
+            f.write(f"{float(system.cell[0, 0])!r}\n")
+            for p, c, h, g in zip(system.positions, chi, hard, sigma, strict=True):
+                f.write(" ".join(repr(float(v)) for v in (*p, c, h, g)) + "\n")
+        return
+    if args.open:
+        open_table(args.sizes, args.threads)
         return
     print(
         f"threads: {args.threads}; water-like periodic boxes, eV/Å (prefactor {K_E}); "
@@ -228,6 +299,45 @@ def main() -> None:
         " farfield dense (explicit Ewald, Cholesky); at N=10^4 the reference is the CG with"
         " the explicit Ewald k-space sum (an independent k-space evaluation). CPU = process"
         " CPU time (all threads)."
+    )
+
+
+def open_table(sizes: list[int], threads: int) -> None:
+    load = os.getloadavg()[0]
+    print(
+        f"threads: {threads}; open water-like clusters (the periodic boxes' sites, no cell), eV/Å"
+        f" (prefactor {K_E}); CG tolerance 1e-8 eV; each row in its own process; load average"
+        f" at the start {load:.1f}"
+    )
+    print(
+        "| N | method | wall (s) | numpy build (s) | numpy solve (s) | numpy total / this |"
+        " numpy solve / this | max abs Δq vs numpy | CG iterations | peak RSS (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        ref = None
+        for method in ["open-numpy", "open-dense", "open-cg", "open-cg-free"]:
+            r = run_child(n, method, threads)
+            if r is None:
+                continue
+            if ref is None:
+                ref = r
+            t = float(r["time"])
+            build, solve = float(ref["build"]), float(ref["solve"])
+            same = r is ref
+            ratio_total = "-" if same else f"{(build + solve) / t:.1f}"
+            ratio_solve = "-" if same else f"{solve / t:.1f}"
+            dq = "(ref)" if same else f"{np.abs(r['q'] - ref['q']).max():.1e}"
+            its = int(r["its"]) if "cg" in str(r["method"]) else "-"
+            print(
+                f"| {3 * (n // 3)} | {r['method']} | {t:.3f} | {build:.3f} | {solve:.3f} |"
+                f" {ratio_total} | {ratio_solve} | {dq} | {its} | {float(r['peak']):.0f} |",
+                flush=True,
+            )
+    print(
+        "\nfarfield wall time: charges + energy + forces (+ the matrix build); numpy: charges and"
+        " energy only, its build (scipy erf over row blocks) and np.linalg.solve (LAPACK LU of"
+        " the bordered N+1 system) timed apart."
     )
 
 

@@ -7,7 +7,9 @@
 //! right-looking by blocks of [`BLOCK`] columns (faer's own factorisation of each diagonal
 //! block, a triangular solve of the panel below it, a symmetric rank-[`BLOCK`] update of the
 //! trailing lower triangle), so that Ctrl-C ([`crate::interrupt`]) is polled between blocks;
-//! the work is faer's blocked kernels, parallel over the current rayon pool.
+//! the work is faer's blocked kernels, parallel over the current rayon pool. The strict upper
+//! triangle (column-major) of the buffer is left as it was given (a caller can keep a copy of
+//! the matrix there: [`mirror_upper_to_lower`], [`symmetric_matvec_strict_upper`]).
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt;
@@ -19,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 
 /// Columns factorised between two polls for Ctrl-C.
-pub const BLOCK: usize = 256;
+pub const BLOCK: usize = 512;
 
 /// faer's parallelism for the current rayon pool.
 pub fn parallelism() -> Par {
@@ -58,12 +60,20 @@ impl Cholesky {
             llt::factor::cholesky_in_place_scratch::<f64>(BLOCK.min(n), par, Default::default());
         let mut mem = MemBuffer::try_new(req).map_err(|_| scratch_error(n))?;
         let mut ok = true;
-        {
-            let mut mat = MatMut::from_column_major_slice_mut(&mut a, n, n);
-            let mut k = 0;
-            while k < n {
-                interrupt::check()?;
-                let kb = BLOCK.min(n - k);
+        let mut k = 0;
+        let mut saved = Vec::new();
+        while k < n {
+            interrupt::check()?;
+            let kb = BLOCK.min(n - k);
+            // faer's factorisation of the diagonal block uses part of its strict upper triangle
+            // as workspace: keep it, so that the strict upper triangle of the whole buffer
+            // still holds the input afterwards
+            saved.clear();
+            for c in k..k + kb {
+                saved.extend_from_slice(&a[c * n + k..c * n + c]);
+            }
+            {
+                let mut mat = MatMut::from_column_major_slice_mut(&mut a, n, n);
                 let (_, _, _, rest) = mat.rb_mut().split_at_mut(k, k);
                 let (mut a11, _, mut a21, mut a22) = rest.split_at_mut(kb, kb);
                 if llt::factor::cholesky_in_place(
@@ -76,9 +86,8 @@ impl Cholesky {
                 .is_err()
                 {
                     ok = false;
-                    break;
                 }
-                if n > k + kb {
+                if ok && n > k + kb {
                     // A21 ← A21 L11⁻ᵀ, i.e. A21ᵀ ← L11⁻¹ A21ᵀ
                     faer::linalg::triangular_solve::solve_lower_triangular_in_place(
                         a11.rb(),
@@ -98,11 +107,26 @@ impl Cholesky {
                         par,
                     );
                 }
-                k += kb;
             }
+            let mut t = 0;
+            for c in k..k + kb {
+                let len = c - k;
+                a[c * n + k..c * n + c].copy_from_slice(&saved[t..t + len]);
+                t += len;
+            }
+            if !ok {
+                break;
+            }
+            k += kb;
         }
         ok = ok && (0..n).all(|i| a[i * n + i].is_finite() && a[i * n + i] > 0.0);
         Ok(ok.then_some(Cholesky { n, l: a }))
+    }
+
+    /// The n² buffer: L in the lower triangle (column-major); the strict upper triangle is
+    /// never written by the factorisation and keeps whatever the input held there.
+    pub fn buffer(&self) -> &[f64] {
+        &self.l
     }
 
     /// Order n of the matrix.
@@ -167,6 +191,51 @@ pub fn symmetric_matvec(a: &[f64], n: usize, x: &[f64]) -> Vec<f64> {
         par,
     );
     y
+}
+
+/// y = A x for the symmetric n × n matrix given by its diagonal and its strict upper triangle
+/// (column-major, i.e. the strict lower triangle of row-major rows; the rest is not read).
+pub fn symmetric_matvec_strict_upper(a: &[f64], diagonal: &[f64], n: usize, x: &[f64]) -> Vec<f64> {
+    let mut y: Vec<f64> = diagonal.iter().zip(x).map(|(d, v)| d * v).collect();
+    if n == 0 {
+        return y;
+    }
+    let par = parallelism();
+    let a = MatRef::from_column_major_slice(a, n, n);
+    let xv = MatRef::from_column_major_slice(x, n, 1);
+    let mut yv = MatMut::from_column_major_slice_mut(&mut y, n, 1);
+    for (m, structure) in [
+        (a, BlockStructure::StrictTriangularUpper),
+        (a.transpose(), BlockStructure::StrictTriangularLower),
+    ] {
+        triangular::matmul(
+            yv.rb_mut(),
+            BlockStructure::Rectangular,
+            Accum::Add,
+            m,
+            structure,
+            xv,
+            BlockStructure::Rectangular,
+            1.0,
+            par,
+        );
+    }
+    y
+}
+
+/// Copies the upper triangle of row-major rows (j > i) into the strict lower one, so that
+/// a factorisation (which overwrites the other triangle) leaves a copy of the matrix.
+pub fn mirror_upper_to_lower(a: &mut [f64], n: usize) {
+    const TILE: usize = 64;
+    for i0 in (0..n).step_by(TILE) {
+        for j0 in (0..=i0).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(n) {
+                for j in j0..(j0 + TILE).min(i) {
+                    a[i * n + j] = a[j * n + i];
+                }
+            }
+        }
+    }
 }
 
 /// A += Pᵀ P on the lower triangle (column-major) of the n × n `a`, for the k × n
@@ -245,6 +314,33 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn mirrored_values_survive_the_factorisation() {
+        let n = 700;
+        let mut a: Vec<f64> = (0..n * n)
+            .map(|t| {
+                let (i, j) = (t / n, t % n);
+                if j < i {
+                    f64::NAN
+                } else if i == j {
+                    3.0
+                } else {
+                    1.0 / (1.0 + (i + j) as f64)
+                }
+            })
+            .collect();
+        mirror_upper_to_lower(&mut a, n);
+        let full = a.clone();
+        let diag: Vec<f64> = (0..n).map(|i| a[i * n + i]).collect();
+        let chol = Cholesky::factor(a, n).unwrap().unwrap();
+        let x: Vec<f64> = (0..n).map(|i| (i as f64).cos()).collect();
+        let y = symmetric_matvec_strict_upper(chol.buffer(), &diag, n, &x);
+        for i in 0..n {
+            let direct: f64 = (0..n).map(|j| full[i * n + j] * x[j]).sum();
+            assert!((y[i] - direct).abs() < 1e-12 * n as f64);
         }
     }
 

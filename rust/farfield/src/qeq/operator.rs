@@ -106,6 +106,8 @@ struct Periodic {
     pairs: Option<(Vec<usize>, Vec<u32>, Vec<f64>)>,
     /// PME replacing the explicit k-space sum in products and gradients, when selected
     pme: Option<Pme>,
+    /// a cheaper PME (same η, coarser mesh) for the inner solves of the iterative refinement
+    coarse: Option<Pme>,
     /// Σ over the half-space k-vectors of `weights` (the k-space part of C_ii)
     weight_sum: f64,
     /// number of half-space k-vectors within the cutoff
@@ -386,6 +388,7 @@ impl<'a> Operator<'a> {
                 };
                 Some(Periodic {
                     pme,
+                    coarse: None,
                     weight_sum,
                     n_kvectors,
                     pairs,
@@ -445,14 +448,53 @@ impl<'a> Operator<'a> {
         Ok(())
     }
 
+    /// Sets a cheaper PME (same smearing η, a coarser mesh) for [`Operator::apply_coarse`];
+    /// no effect for open systems or without PME.
+    pub fn set_coarse_pme(&mut self, parameters: PmeParameters) -> Result<()> {
+        if let Some(p) = &mut self.periodic {
+            if p.pme.is_some() {
+                if (parameters.smearing - p.settings.eta).abs() > 1e-12 * p.settings.eta {
+                    return Err(crate::error::Error::parameter(
+                        "smearing",
+                        "the PME smearing must equal the Ewald width",
+                    ));
+                }
+                p.coarse = Some(Pme::new(Kernel::coulomb(), parameters)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a coarse PME is set ([`Operator::set_coarse_pme`]).
+    pub fn has_coarse(&self) -> bool {
+        self.periodic.as_ref().is_some_and(|p| p.coarse.is_some())
+    }
+
+    /// The coarse PME's parameters, if set.
+    pub fn coarse_parameters(&self) -> Option<PmeParameters> {
+        self.periodic
+            .as_ref()
+            .and_then(|p| p.coarse.as_ref())
+            .map(|pme| *pme.parameters())
+    }
+
+    /// Ã x: [`Operator::apply`] with the k-space part from the coarse PME (the same as
+    /// `apply` without one).
+    pub fn apply_coarse(&self, x: &[f64]) -> Vec<f64> {
+        match &self.periodic {
+            Some(p) if p.coarse.is_some() => self.apply_periodic(p, x, p.coarse.as_ref()),
+            _ => self.apply(x),
+        }
+    }
+
     /// Whether the k-space part uses PME.
     pub fn uses_pme(&self) -> bool {
         self.periodic.as_ref().is_some_and(|p| p.pme.is_some())
     }
 
     /// Per-atom k-space potentials Σ_j x_j (4π/V) Σ_{k≠0} e^{−η²k²/2}/k² cos(k·r_ij).
-    fn kspace_potentials(&self, p: &Periodic, x: &[f64]) -> Vec<f64> {
-        match &p.pme {
+    fn kspace_potentials(&self, p: &Periodic, x: &[f64], pme: Option<&Pme>) -> Vec<f64> {
+        match pme {
             Some(pme) => {
                 let request = Request {
                     potentials: true,
@@ -645,41 +687,50 @@ impl<'a> Operator<'a> {
                     self.hardness[i] * x[i] + self.prefactor * c
                 })
                 .collect(),
-            Some(p) => {
-                let kphi = self.kspace_potentials(p, x);
-                let total: f64 = x.iter().sum();
-                let sig2x: f64 = x.iter().zip(self.sigma).map(|(a, s)| a * s * s).sum();
-                let eta = p.settings.eta;
-                let bg = 2.0 * std::f64::consts::PI / p.volume;
-                (0..n)
-                    .into_par_iter()
-                    .map(|i| {
-                        if interrupt::is_requested() {
-                            return f64::NAN;
-                        }
-                        let mut c = 0.0;
-                        match &p.pairs {
-                            Some((start, cols, vals)) => {
-                                for t in start[i]..start[i + 1] {
-                                    c += x[cols[t] as usize] * vals[t];
-                                }
-                            }
-                            None => p.cells.for_each_neighbor(i, |nb| {
-                                let g = self.gamma(i, nb.j);
-                                c += x[nb.j]
-                                    * (screened_coulomb(nb.distance, eta).0
-                                        - screened_coulomb(nb.distance, g).0);
-                            }),
-                        }
-                        c += kphi[i];
-                        let si2 = self.sigma[i] * self.sigma[i];
-                        c -= bg * ((eta * eta - si2) * total - sig2x);
-                        c += self.self_term(i) * x[i];
-                        self.hardness[i] * x[i] + self.prefactor * c
-                    })
-                    .collect()
-            }
+            Some(p) => self.apply_periodic(p, x, p.pme.as_ref()),
         }
+    }
+
+    /// The periodic product with the k-space part from `pme` (explicit Ewald when None).
+    fn apply_periodic(&self, p: &Periodic, x: &[f64], pme: Option<&Pme>) -> Vec<f64> {
+        let kphi = self.kspace_potentials(p, x, pme);
+        self.apply_periodic_with(p, x, kphi)
+    }
+
+    /// The periodic product given the k-space potentials of x.
+    fn apply_periodic_with(&self, p: &Periodic, x: &[f64], kphi: Vec<f64>) -> Vec<f64> {
+        let n = self.len();
+        let total: f64 = x.iter().sum();
+        let sig2x: f64 = x.iter().zip(self.sigma).map(|(a, s)| a * s * s).sum();
+        let eta = p.settings.eta;
+        let bg = 2.0 * std::f64::consts::PI / p.volume;
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                if interrupt::is_requested() {
+                    return f64::NAN;
+                }
+                let mut c = 0.0;
+                match &p.pairs {
+                    Some((start, cols, vals)) => {
+                        for t in start[i]..start[i + 1] {
+                            c += x[cols[t] as usize] * vals[t];
+                        }
+                    }
+                    None => p.cells.for_each_neighbor(i, |nb| {
+                        let g = self.gamma(i, nb.j);
+                        c += x[nb.j]
+                            * (screened_coulomb(nb.distance, eta).0
+                                - screened_coulomb(nb.distance, g).0);
+                    }),
+                }
+                c += kphi[i];
+                let si2 = self.sigma[i] * self.sigma[i];
+                c -= bg * ((eta * eta - si2) * total - sig2x);
+                c += self.self_term(i) * x[i];
+                self.hardness[i] * x[i] + self.prefactor * c
+            })
+            .collect()
     }
 
     /// The dense matrix A (N² memory: small and medium systems only) in the symmetric storage
@@ -771,7 +822,7 @@ impl<'a> Operator<'a> {
     /// (without the self term, prefactor and hardness), and the derivatives of
     /// Σ_{i≠j} u_i v_j C_ij with respect to positions and widths (pairs only). With the matrix
     /// stored, C_ij is read from it and only e^{−x²} is evaluated.
-    fn open_pairs(&self, u: &[f64], v: &[f64], x: Option<&[f64]>) -> OpenPass {
+    fn open_pairs(&self, u: &[f64], v: &[f64], x: Option<&[f64]>, values: Values<'_>) -> OpenPass {
         const CHUNKS: usize = 32;
         let n = self.len();
         let pos = self.system.positions();
@@ -788,7 +839,6 @@ impl<'a> Operator<'a> {
         if *bounds.last().unwrap_or(&0) != n {
             bounds.push(n);
         }
-        let stored = self.stored.as_deref();
         let inv_pf = 1.0 / self.prefactor;
         let parts: Vec<OpenPass> = bounds
             .par_windows(2)
@@ -816,9 +866,10 @@ impl<'a> Operator<'a> {
                         let sj = self.sigma[j];
                         let g = (si * si + sj * sj).sqrt();
                         let xg = r * FRAC_1_SQRT_2 / g;
-                        let val = match stored {
-                            Some(a) => a[i * n + j] * inv_pf,
-                            None => erf(xg) / r,
+                        let val = match values {
+                            Values::Upper(a) => a[i * n + j] * inv_pf,
+                            Values::Lower(a) => a[j * n + i] * inv_pf,
+                            Values::Evaluate => erf(xg) / r,
                         };
                         let e = SQRT_2_OVER_PI * (-xg * xg).exp() / g;
                         if let Some(x) = x {
@@ -874,17 +925,40 @@ impl<'a> Operator<'a> {
     }
 
     /// A q and the derivatives of B(q, q) ([`Operator::bilinear_gradient`]) together: for open
-    /// systems in one pass over the pairs.
-    pub fn apply_and_gradient(&self, q: &[f64]) -> (Vec<f64>, BilinearGradient) {
-        if self.periodic.is_some() {
-            return (self.apply(q), self.bilinear_gradient(q, q));
+    /// systems in one pass over the pairs. `original`: this operator's matrix kept beside a
+    /// dense factor ([`super::solve::DenseFactor::original`]), whose values are then read
+    /// instead of evaluated.
+    pub fn apply_and_gradient(
+        &self,
+        q: &[f64],
+        original: Option<(&[f64], &[f64])>,
+    ) -> (Vec<f64>, BilinearGradient) {
+        if let Some(p) = &self.periodic {
+            // one PME pass gives the k-space potentials with the forces and virial
+            let (g, kphi) = self.bilinear_gradient_and_kspace(q, q, true);
+            let aq = match kphi {
+                Some(kphi) if kphi.len() == q.len() => self.apply_periodic_with(p, q, kphi),
+                _ => self.apply(q),
+            };
+            return (aq, g);
         }
         let n = self.len();
         let pf = self.prefactor;
-        let pass = self.open_pairs(q, q, if self.stored.is_some() { None } else { Some(q) });
-        let aq = match &self.stored {
-            Some(_) => self.apply(q),
-            None => (0..n)
+        let values = match (&self.stored, original) {
+            (Some(a), _) => Values::Upper(a),
+            (None, Some((a, _))) => Values::Lower(a),
+            (None, None) => Values::Evaluate,
+        };
+        let pass = self.open_pairs(
+            q,
+            q,
+            matches!(values, Values::Evaluate).then_some(q),
+            values,
+        );
+        let aq = match (&self.stored, original) {
+            (Some(_), _) => self.apply(q),
+            (None, Some((a, d))) => crate::math::dense::symmetric_matvec_strict_upper(a, d, n, q),
+            (None, None) => (0..n)
                 .map(|i| self.hardness[i] * q[i] + pf * (pass.cx[i] + self.self_term(i) * q[i]))
                 .collect(),
         };
@@ -908,10 +982,22 @@ impl<'a> Operator<'a> {
     /// A, hardness excluded) with respect to positions, widths σ and strain ε (positions and
     /// cell scaled together; zero for open systems).
     pub fn bilinear_gradient(&self, u: &[f64], v: &[f64]) -> BilinearGradient {
+        self.bilinear_gradient_and_kspace(u, v, false).0
+    }
+
+    /// [`Operator::bilinear_gradient`], and with `potentials` (u = v, k-space by PME) the
+    /// PME k-space potentials of u from the same reciprocal-space pass.
+    fn bilinear_gradient_and_kspace(
+        &self,
+        u: &[f64],
+        v: &[f64],
+        potentials: bool,
+    ) -> (BilinearGradient, Option<Vec<f64>>) {
         let n = self.len();
         let pf = self.prefactor;
         // per atom: (d/dr_i, d/dσ_i, strain contribution)
         type PerAtom = (Vec3, f64, Mat3);
+        let mut kphi = None;
         // k-space part by PME: B_k(u, v) = E(u + v) − E(u) − E(v) with E(q) = ½ qᵀKq
         let pme_k: Option<(Vec<Vec3>, Mat3)> = self
             .periodic
@@ -919,13 +1005,16 @@ impl<'a> Operator<'a> {
             .and_then(|p| p.pme.as_ref())
             .and_then(|pme| {
                 let request = Request {
-                    potentials: false,
+                    potentials: potentials && u == v,
                     forces: true,
                     virial: true,
                 };
                 let run = |q: &[f64]| pme.reciprocal(self.system, q, request).ok();
                 if u == v {
-                    let (_, _, f, w) = run(u)?;
+                    let (_, phi, f, w) = run(u)?;
+                    if potentials {
+                        kphi = Some(phi);
+                    }
                     let d = f
                         .iter()
                         .map(|f| [-2.0 * f[0], -2.0 * f[1], -2.0 * f[2]])
@@ -962,7 +1051,11 @@ impl<'a> Operator<'a> {
             });
         let per_atom: Vec<PerAtom> = match &self.periodic {
             None => {
-                let pass = self.open_pairs(u, v, None);
+                let values = match &self.stored {
+                    Some(a) => Values::Upper(a),
+                    None => Values::Evaluate,
+                };
+                let pass = self.open_pairs(u, v, None, values);
                 (0..n)
                     .map(|i| {
                         let ds =
@@ -987,17 +1080,41 @@ impl<'a> Operator<'a> {
                         if interrupt::is_requested() {
                             return (dr, ds, st);
                         }
+                        // the stored pair values (same neighbour order as when they were
+                        // filled) leave two exponentials per pair instead of two erfc and
+                        // three exponentials
+                        let row = p
+                            .pairs
+                            .as_ref()
+                            .map(|(start, _, vals)| &vals[start[i]..start[i + 1]]);
+                        let mut t = 0;
                         p.cells.for_each_neighbor(i, |nb| {
                             let j = nb.j;
                             let g = self.gamma(i, j);
                             let r = nb.distance;
-                            let dval = screened_coulomb(r, eta).1 - screened_coulomb(r, g).1;
+                            let (dval, dg) = match row.and_then(|row| row.get(t)) {
+                                Some(&val) => {
+                                    let xe = r * FRAC_1_SQRT_2 / eta;
+                                    let xg = r * FRAC_1_SQRT_2 / g;
+                                    let ee = (-xe * xe).exp();
+                                    let eg = (-xg * xg).exp();
+                                    (
+                                        -(val + SQRT_2_OVER_PI * (ee / eta - eg / g)) / r,
+                                        -SQRT_2_OVER_PI * eg / (g * g),
+                                    )
+                                }
+                                None => (
+                                    screened_coulomb(r, eta).1 - screened_coulomb(r, g).1,
+                                    dgamma(r, g),
+                                ),
+                            };
+                            t += 1;
                             let w = u[i] * v[j] + u[j] * v[i];
                             for a in 0..3 {
                                 dr[a] -= w * dval * nb.vector[a] / r;
                             }
                             // −erfc(d/√2γ)/d has the same γ-derivative as erf(d/√2γ)/d
-                            ds += w * dgamma(r, g) * self.sigma[i] / g;
+                            ds += w * dg * self.sigma[i] / g;
                             let wst = u[i] * v[j] * dval / r;
                             for a in 0..3 {
                                 for b in 0..3 {
@@ -1084,12 +1201,26 @@ impl<'a> Operator<'a> {
                 }
             }
         }
-        BilinearGradient {
-            positions,
-            sigma,
-            strain,
-        }
+        (
+            BilinearGradient {
+                positions,
+                sigma,
+                strain,
+            },
+            kphi,
+        )
     }
+}
+
+/// Where [`Operator::open_pairs`] finds k_e C_ij (i < j).
+#[derive(Clone, Copy)]
+enum Values<'v> {
+    /// Evaluated (erf).
+    Evaluate,
+    /// Row-major upper triangle: `a[i n + j]`.
+    Upper(&'v [f64]),
+    /// Row-major strict lower triangle: `a[j n + i]`.
+    Lower(&'v [f64]),
 }
 
 /// Accumulators of [`Operator::open_pairs`].

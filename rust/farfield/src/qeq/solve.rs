@@ -12,8 +12,6 @@ use crate::error::{Error, Result};
 use crate::math::dense::Cholesky;
 use crate::{interrupt, limits};
 
-use super::operator::Operator;
-
 /// Fragment constraints: `fragment[i]` is the fragment of atom i, `charges[f]` its charge.
 #[derive(Debug, Clone)]
 pub struct Constraints {
@@ -67,6 +65,8 @@ pub struct DenseFactor {
     /// Cholesky factor of S = C Y (m × m)
     s: Cholesky,
     rho: f64,
+    /// the diagonal of A when the factor buffer keeps a copy of A's strict triangle
+    original_diagonal: Option<Vec<f64>>,
 }
 
 impl DenseFactor {
@@ -75,10 +75,15 @@ impl DenseFactor {
     /// the constraint null space (periodic charged cells), ρ CᵀC is added when needed, which
     /// changes neither q nor λ. The factor overwrites A (one n² buffer); A is built again for
     /// each retry with a larger ρ.
+    ///
+    /// With `keep_original`, A's upper triangle is first copied into the triangle the
+    /// factorisation does not touch, so that [`DenseFactor::original`] can give A back
+    /// (products at the solution without a second n² buffer).
     pub fn new(
         build: impl Fn() -> Result<Vec<f64>>,
         n: usize,
         cons: &Constraints,
+        keep_original: bool,
     ) -> Result<DenseFactor> {
         let mut rho = 0.0;
         let mut scale = 0.0;
@@ -103,8 +108,14 @@ impl DenseFactor {
                     }
                 }
             }
+            let original_diagonal = (keep_original && rho == 0.0).then(|| {
+                crate::math::dense::mirror_upper_to_lower(&mut a, n);
+                (0..n).map(|i| a[i * n + i]).collect::<Vec<f64>>()
+            });
             if let Some(chol) = Cholesky::factor(a, n)? {
-                return Self::with_factor(chol, n, cons, rho);
+                let mut f = Self::with_factor(chol, n, cons, rho)?;
+                f.original_diagonal = original_diagonal;
+                return Ok(f);
             }
             rho = scale * 10f64.powi(attempt);
         }
@@ -139,7 +150,22 @@ impl DenseFactor {
         }
         let s = Cholesky::factor(s, m)?
             .ok_or_else(|| Error::parameter("fragments", "the constraint matrix is singular"))?;
-        Ok(DenseFactor { n, chol, y, s, rho })
+        Ok(DenseFactor {
+            n,
+            chol,
+            y,
+            s,
+            rho,
+            original_diagonal: None,
+        })
+    }
+
+    /// A itself, when kept: (buffer whose strict lower triangle of row-major rows holds A_ij
+    /// for j < i, the diagonal of A).
+    pub fn original(&self) -> Option<(&[f64], &[f64])> {
+        self.original_diagonal
+            .as_deref()
+            .map(|d| (self.chol.buffer(), d))
     }
 
     /// Solves A q + Cᵀλ = −χ, C q = Q; returns (q, λ).
@@ -318,11 +344,11 @@ impl<'c> Projector<'c> {
     }
 }
 
-/// Projected preconditioned CG for A q + χ ⊥ null(C), C q = Q, starting from `x0` (shifted
-/// onto the constraints). With the projector P = I − Y S⁻¹C (Y = M⁻¹Cᵀ, S = C M⁻¹ Cᵀ) every
+/// Projected preconditioned CG for A q + χ ⊥ null(C), C q = Q (`op`: the product x ↦ A x),
+/// starting from `x0` (shifted onto the constraints). With the projector P = I − Y S⁻¹C (Y = M⁻¹Cᵀ, S = C M⁻¹ Cᵀ) every
 /// direction stays in the constraint null space.
 pub fn pcg(
-    op: &Operator<'_>,
+    op: &(dyn Fn(&[f64]) -> Vec<f64> + Sync),
     pre: &Preconditioner,
     chi: &[f64],
     cons: &Constraints,
@@ -331,7 +357,7 @@ pub fn pcg(
     tolerance: f64,
     max_iterations: usize,
 ) -> Result<IterativeSolution> {
-    let n = op.len();
+    let n = chi.len();
     let mut q: Vec<f64> = match x0 {
         Some(x) => x.to_vec(),
         None => vec![0.0; n],
@@ -362,7 +388,7 @@ pub fn pcg(
         }
         z
     };
-    let aq = op.apply(&q);
+    let aq = op(&q);
     interrupt::check()?;
     let mut r: Vec<f64> = (0..n).map(|i| aq[i] + chi[i]).collect();
     let mut residual = cons.projected_rms(&r).0;
@@ -385,7 +411,7 @@ pub fn pcg(
     }
     while iterations < max_iterations {
         iterations += 1;
-        let ap = op.apply(&p);
+        let ap = op(&p);
         // every product polls for Ctrl-C; its values are meaningless once interrupted
         interrupt::check()?;
         let pap: f64 = p.iter().zip(&ap).map(|(a, b)| a * b).sum();
@@ -399,7 +425,7 @@ pub fn pcg(
         }
         if iterations % 50 == 0 {
             // refresh the residual against drift
-            let aq = op.apply(&q);
+            let aq = op(&q);
             interrupt::check()?;
             for i in 0..n {
                 r[i] = aq[i] + chi[i];

@@ -457,3 +457,66 @@ fn qeq_on_no_atoms_is_a_clear_error() {
     let err = qeq(&system, &QEqProblem::default(), &QEqOptions::default()).unwrap_err();
     assert!(err.to_string().contains("no atoms"), "{err}");
 }
+
+#[test]
+fn qeq_refinement_with_a_coarse_pme_matches_the_dense_solve() {
+    // the iterative refinement (inner CG on a 1e-3 PME, accurate residuals) against the dense
+    // solve with the explicit Ewald sum, an independent k-space evaluation
+    let (system, problem) = periodic_box(6);
+    let dense = qeq(
+        &system,
+        &problem,
+        &QEqOptions {
+            solver: Solver::Dense,
+            kspace: KSpace::Ewald,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let options = QEqOptions {
+        solver: Solver::ConjugateGradient,
+        kspace: KSpace::Pme,
+        tolerance: 1e-10,
+        ..Default::default()
+    };
+    let cons = validate(&system, &problem, &options).unwrap();
+    let mut op = make_operator(&system, &problem, &options).unwrap();
+    let s = op.settings().unwrap();
+    let coarse = operator::pme_parameters_for(&system, s.eta, s.cutoff, 1e-3).unwrap();
+    op.set_coarse_pme(coarse).unwrap();
+    assert!(op.has_coarse());
+    let prepared = prepare(
+        &system,
+        &problem,
+        &op,
+        &options,
+        &cons,
+        Method::MatrixFreeCg,
+    )
+    .unwrap();
+    let pre = match &prepared {
+        Prepared::Iterative(p, _) => p,
+        Prepared::Dense(_) => unreachable!(),
+    };
+    let (q, iterations, _) = refine(
+        &op,
+        pre,
+        &problem.electronegativity,
+        &cons,
+        &cons.charges,
+        None,
+        &options,
+    )
+    .unwrap()
+    .expect("the refinement converges");
+    assert!(iterations > 0);
+    let aq = op.apply(&q);
+    let r: Vec<f64> = (0..q.len())
+        .map(|i| aq[i] + problem.electronegativity[i])
+        .collect();
+    assert!(cons.projected_rms(&r).0 <= 1e-10);
+    assert!((q.iter().sum::<f64>() - 0.5).abs() < 1e-12);
+    for (a, b) in dense.charges.iter().zip(&q) {
+        assert!((a - b).abs() < 1e-7, "{a} {b}");
+    }
+}
