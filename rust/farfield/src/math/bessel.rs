@@ -51,25 +51,35 @@ pub fn spherical_jn(l: usize, x: f64) -> f64 {
 pub fn spherical_jn_all(lmax: usize, x: f64, out: &mut [f64]) {
     let x = x.abs();
     let out = &mut out[..=lmax];
-    // the orders below `first_series` are those with x ≥ l + 1
-    let first_series = (x.floor() as usize).min(lmax + 1);
+    // the orders below `first_series` are those with x ≥ l + 1 (`as` truncates: ⌊x⌋ here,
+    // 0 for NaN, without a call to floor)
+    let first_series = if x >= (lmax + 1) as f64 {
+        lmax + 1
+    } else {
+        x as usize
+    };
     if first_series > 0 {
+        // j_1 formed unconditionally, so that sin and cos stay one sincos call
         let (s, c) = x.sin_cos();
+        let j1 = s / (x * x) - c / x;
         out[0] = s / x;
         if first_series > 1 {
-            out[1] = s / (x * x) - c / x;
+            out[1] = j1;
         }
         for l in 2..first_series {
             out[l] = (2 * l - 1) as f64 / x * out[l - 1] - out[l - 2];
         }
     }
-    let mut pre = 1.0;
-    for l in 0..=lmax {
-        if l > 0 {
-            pre *= x / (2 * l + 1) as f64;
-        }
-        if l >= first_series {
-            out[l] = series(l, x, pre);
+    if first_series <= lmax {
+        // x^l / (2l+1)!!, the product in spherical_jn's order
+        let mut pre = 1.0;
+        for l in 0..=lmax {
+            if l > 0 {
+                pre *= x / (2 * l + 1) as f64;
+            }
+            if l >= first_series {
+                out[l] = series(l, x, pre);
+            }
         }
     }
 }
