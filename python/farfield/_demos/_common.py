@@ -146,9 +146,7 @@ def point_charge_systems(
     n = positions.shape[1]
     charges = np.where(np.arange(n) < n // 2, 1.0, -1.0)
     numbers = np.where(charges > 0, CATION, ANION).astype(np.int32)
-    systems = [
-        ff.System(p, numbers, np.eye(3) * s) for p, s in zip(positions, sides, strict=True)
-    ]
+    systems = [ff.System(p, numbers, np.eye(3) * s) for p, s in zip(positions, sides, strict=True)]
     return systems, charges
 
 
@@ -197,7 +195,7 @@ def _openblas_controls() -> tuple[Callable[[], int], Callable[[int], None]] | No
             if get is not None and put is not None:
                 get.restype = ctypes.c_int
                 put.argtypes = [ctypes.c_int]
-                return (lambda: int(get())), (lambda n: put(n))
+                return (lambda f=get: int(f())), (lambda n, f=put: f(n))
     return None
 
 
@@ -348,9 +346,7 @@ def pyplot() -> Any | None:
     try:
         import matplotlib
     except ImportError:
-        print(
-            "matplotlib is not installed: no plot (pip install 'farfield[plot]' or matplotlib)"
-        )
+        print("matplotlib is not installed: no plot (pip install 'farfield[plot]' or matplotlib)")
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

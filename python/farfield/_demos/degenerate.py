@@ -76,9 +76,7 @@ def _distances(plus: Any, minus: Any, seed: int) -> list[float]:
     ]
 
 
-def _plot(
-    names: list[str], table: FloatArray, pair: tuple[Any, Any], path: pathlib.Path
-) -> bool:
+def _plot(names: list[str], table: FloatArray, pair: tuple[Any, Any], path: pathlib.Path) -> bool:
     plt = c.pyplot()
     if plt is None:
         return False

@@ -46,7 +46,7 @@ class Settings:
 
 
 FULL = Settings(n_boxes=1250, n_test=250, sizes=(50, 100, 200, 500, 1000))
-QUICK = Settings(n_boxes=150, n_test=50, sizes=(50, 100))
+QUICK = Settings(n_boxes=130, n_test=30, sizes=(50, 100))
 
 #: hyper-parameters (Å) shared by the point-charge and dispersion demonstrations
 LODE_SMEARING = 1.0
