@@ -361,15 +361,18 @@ def plot_curves(
     plt = pyplot()
     if plt is None:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(8.6, 4.8))
     for c in curves:
         ax.loglog(c.sizes, c.relative_rmse, "o-", label=c.name)
     for y in hlines:
         ax.axhline(y, color="grey", lw=0.8, ls="--")
+    sizes = sorted({n for c in curves for n in c.sizes})
+    ax.set_xticks(sizes, labels=[str(n) for n in sizes])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("training structures")
     ax.set_ylabel("test RMSE / std(test energies)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -70,7 +70,7 @@ def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
     plotted = c.plot_curves(
         curves,
         output / "learning_curves.png",
-        f"1/r^6 energy of {settings.n_boxes} random boxes (64 atoms)",
+        f"1/r⁶ energy of {settings.n_boxes} random boxes (64 atoms)",
         hlines=(0.01,),
     )
     by_name = {curve.name: curve for curve in curves}

@@ -9,8 +9,10 @@ species (charge sign), as in the paper:
 * LODE ν = 1 (p = 1, l = 0): the projection of the smeared Coulomb potential of each species on
   radial functions around each atom. With the centre's species this is, up to the short-range
   part of the kernel, q_i φ_i, and E = ½ Σ q_i φ_i: the energy is linear in these features.
-* LODE ν = 2 (p = 1, l ≤ 4): the λ = 0 invariants of the LODE expansion with itself,
-  quadratic in the potential (farfield's ``LodePowerSpectrum``).
+* LODE ν = 2 (p = 1, l ≤ 4): the coefficients with l > 0 are not rotationally invariant, so a
+  linear model on sums over atoms can only use them through invariants: here the λ = 0 products
+  of the LODE expansion with itself (farfield's ``LodePowerSpectrum``), quadratic in the
+  potential, while the energy is linear in it (it learns, but more slowly).
 * local power spectrum (SOAP, 6 Å cutoff) and local radial features (the l = 0 density
   expansion, a smooth pair-distance histogram per species pair, 6 Å): blind beyond 6 Å.
 * LODE l = 0 + local radial: the local features fix the short-range difference between the
