@@ -20,6 +20,8 @@ venv: $(VENV)/.installed
 develop: venv
 	$(BIN)/maturin develop --release --quiet
 
+# Madelung constants, then the main demonstration (farfield._demos point-charges: LODE vs local
+# features on random point charges, ~1 min on 2 cores); table and plot in ./farfield-demo-point-charges
 demo: develop
 	$(BIN)/python examples/demo.py
 
