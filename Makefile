@@ -57,7 +57,7 @@ test: develop test-rust lint test-python
 
 bench: develop
 	$(BIN)/python -m pip install -q -r benches/python/requirements.txt
-	cargo bench -p farfield --benches -- --quick
+	cargo bench -p farfield-bench --benches -- --quick
 	for f in benches/python/bench_*.py; do $(BIN)/python $$f || exit 1; done
 	$(BIN)/python benches/python/bench_pme.py --system water --accuracy 1.2e-4
 
