@@ -310,6 +310,11 @@ class QEqParameters:
 # progress and output
 
 
+def _show_progress(args: argparse.Namespace) -> bool:
+    """A progress bar on a terminal unless ``--quiet`` (none in logs and pipes)."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _progress(items: Iterable[Any], enabled: bool, total: int, desc: str) -> Iterable[Any]:
     if not enabled:
         return items
@@ -452,6 +457,7 @@ def _max_force(forces: np.ndarray[Any, Any]) -> float:
 
 def _energy_command(args: argparse.Namespace) -> int:
     prefactor, label = UNITS[args.units]
+    _check_accuracy(args)
     out = _check_output(args.output, (*_STRUCTURE_SUFFIXES, ".npz"))
     charge_map = None if args.charges is None else parse_charges(args.charges)
     params = None if args.qeq is None else QEqParameters.load(args.qeq)
@@ -475,7 +481,7 @@ def _energy_command(args: argparse.Namespace) -> int:
         print(f"file,frame,energy_{label},max_force_{label}_per_A")
     records = []
     for frame, q in _progress(
-        zip(frames, charges, strict=True), not args.quiet, len(frames), "frames"
+        zip(frames, charges, strict=True), _show_progress(args), len(frames), "frames"
     ):
         try:
             if q is None:
@@ -502,8 +508,18 @@ def _energy_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_accuracy(args: argparse.Namespace) -> None:
+    if not 1e-15 <= args.accuracy < 1:
+        raise CommandError(
+            f"--accuracy must be in [1e-15, 1) (relative RMS force error), got {args.accuracy}"
+        )
+    if not (math.isfinite(args.exponent) and args.exponent > 0):
+        raise CommandError(f"--exponent must be positive (p in 1/r^p), got {args.exponent}")
+
+
 def _ewald_command(args: argparse.Namespace) -> int:
     """The old ``ewald`` subcommand: one file, eV, a CSV table."""
+    _check_accuracy(args)
     charge_map = None if args.charges is None else parse_charges(args.charges)
     frames = _read_all([args.file])
     charges = [_frame_charges(frame, charge_map) for frame in frames]
@@ -514,7 +530,7 @@ def _ewald_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(str(error)) from error
     for frame, q in _progress(
-        zip(frames, charges, strict=True), not args.quiet, len(frames), "frames"
+        zip(frames, charges, strict=True), _show_progress(args), len(frames), "frames"
     ):
         try:
             result = calculator.compute(frame.atoms, q, stress=False)
@@ -540,7 +556,7 @@ def _qeq_command(args: argparse.Namespace) -> int:
     if out is None:
         print(f"file,frame,energy_{label},max_force_{label}_per_A,total_charge,iterations")
     records = []
-    for frame in _progress(frames, not args.quiet, len(frames), "frames"):
+    for frame in _progress(frames, _show_progress(args), len(frames), "frames"):
         try:
             result = calculator.compute(frame.atoms)
         except ValueError as error:
@@ -808,7 +824,7 @@ def _featurize_command(args: argparse.Namespace) -> int:
             ) from None
     frames = _read_all(args.files)
     results = {
-        kind: featurize_frames(kind, s, frames, args.batch, not args.quiet)
+        kind: featurize_frames(kind, s, frames, args.batch, _show_progress(args))
         for kind, s in settings.items()
     }
     with _writing(out):
