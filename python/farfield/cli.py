@@ -563,10 +563,10 @@ def _qeq_command(args: argparse.Namespace) -> int:
             raise CommandError(f"{frame.where}: {error}") from error
         assert result.forces is not None
         if out is None:
+            total = round(float(result.charges.sum()), 9) + 0.0  # no "-0.000000"
             print(
                 f"{frame.path},{frame.index},{result.energy:.10g},"
-                f"{_max_force(result.forces):.6g},{float(result.charges.sum()):.6g},"
-                f"{result.iterations}"
+                f"{_max_force(result.forces):.6g},{total:.6f},{result.iterations}"
             )
         else:
             records.append(
