@@ -274,6 +274,13 @@ def test_energy_errors(
     )
 
 
+def test_without_ase_is_one_line(
+    trajectory: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ase.io", None)
+    fails(capsys, ["energy", str(trajectory)], "needs ASE", "pip install ase")
+
+
 # --- qeq -----------------------------------------------------------------------------------
 
 CHI = {"Na": -1.0, "Cl": 1.5}

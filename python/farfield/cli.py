@@ -75,7 +75,10 @@ class Frame:
 
 
 def _read(path: str) -> list[Any]:
-    import ase.io
+    try:
+        import ase.io
+    except ImportError:
+        raise CommandError("reading structure files needs ASE (pip install ase)") from None
 
     try:
         frames = ase.io.read(path, index=":")
@@ -775,7 +778,7 @@ def featurize_frames(
                 where = (
                     chunk[0].where
                     if len(chunk) == 1
-                    else f"frames {start}-{start + len(chunk) - 1} (in input order)"
+                    else f"{chunk[0].where} to {chunk[-1].where} (--batch 1 names the frame)"
                 )
                 raise CommandError(f"--{kind}, {where}: {error}") from error
             parts.append((start, part))
