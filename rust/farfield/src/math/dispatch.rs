@@ -50,7 +50,7 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// The vector instruction set [`multiversion!`] dispatches to on this CPU: `"avx512"`
+/// The vector instruction set `multiversion!` dispatches to on this CPU: `"avx512"`
 /// (AVX-512F with AVX2 and FMA), `"avx2"` (AVX2 and FMA) or `"baseline"` (the target's
 /// default, SSE2 on x86-64; always on other architectures).
 pub fn simd_level() -> &'static str {
