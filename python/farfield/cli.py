@@ -948,8 +948,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``farfield`` argument parser."""
     parser = _Parser(
         prog="farfield",
-        description=(__doc__ or "").split("\n\n")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Long-range interactions on structure files: energy (Coulomb or 1/r^p "
+        "energy, forces and stress of every frame), featurize (SOAP, power spectrum, LODE, "
+        "triplet features), qeq (charge equilibration), demo (the demonstrations), info "
+        "(version, threads, vector instructions). 'farfield COMMAND --help' for each.",
         epilog="Errors are one line 'farfield: error: ...' (exit status 2); --debug shows the "
         "traceback.",
     )
@@ -1027,9 +1029,12 @@ def build_parser() -> argparse.ArgumentParser:
     kinds.add_argument("--triplets", action="store_true", help="triplet features")
     hyper = fe.add_argument_group("hyper-parameters")
     for option, kind, text in _FEATURE_OPTIONS:
-        hyper.add_argument(option, type=kind, help=text)
+        metavar = {int: "N", float: "X", str: "NAME"}[kind]
+        hyper.add_argument(option, type=kind, metavar=metavar, help=text)
     hyper.add_argument(
-        "--species", help="neighbour species, e.g. H,O (default: every element in the files)"
+        "--species",
+        metavar="LIST",
+        help="neighbour species, e.g. H,O (default: every element in the files)",
     )
     hyper.add_argument(
         "--config",
@@ -1039,7 +1044,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fe.add_argument("-o", "--output", metavar="OUT", required=True, help="OUT.npz or OUT.mts")
     fe.add_argument(
-        "--batch", type=int, default=64, help="frames per call of the calculator (default 64)"
+        "--batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="frames per call of the calculator (default 64)",
     )
     _common(fe)
 
