@@ -558,6 +558,16 @@ def test_demo_dispatches_to_the_demos_module(
     assert main(["demo", "dispersion"]) == 3
 
 
+def test_demo_runs_the_real_demonstration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("farfield._demos")
+    pytest.importorskip("matplotlib")
+    assert main(["demo", "qeq", "--quick", "-o", str(tmp_path), "--quiet"]) == 0
+    assert "[ok]" in capsys.readouterr().out
+    assert (tmp_path / "results.json").exists()
+
+
 def test_demo_without_the_demos_module(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
