@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all venv develop demo test test-rust lint test-python test-fast fuzz bench bench-compare clean
+.PHONY: all venv develop demo docs test test-rust lint test-python test-fast fuzz bench bench-compare clean
 
 all: develop
 
@@ -24,6 +24,11 @@ develop: venv
 # features on random point charges, ~1 min on 2 cores); table and plot in ./farfield-demo-point-charges
 demo: develop
 	$(BIN)/python examples/demo.py
+
+# the documentation site (mkdocs-material) into site/, offline; open site/index.html
+docs: venv
+	$(BIN)/python -m pip install -q --group docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 # property-based robustness harnesses: a bounded budget here, a larger one in `make fuzz`
 FUZZ_CASES ?= 24
