@@ -368,18 +368,49 @@ impl LodeExpansion {
                          on the mesh in O(N log N)",
                     ));
                 }
-                if system.cell().is_none() {
+                let Some(cell) = system.cell() else {
                     return Err(Error::parameter(
                         "method",
                         "the mesh method needs a periodic system",
                     ));
-                }
-                Some(mesh::MeshParameters::for_accuracy(acc)?)
+                };
+                let channels = species.len() * self.n_features();
+                // the coarsest mesh first: refused before any table is built
+                mesh::check_terms(
+                    self,
+                    system,
+                    species.len(),
+                    &mesh::MeshParameters::COARSEST,
+                    1.0,
+                )?;
+                Some(mesh::MeshParameters::tuned(
+                    self,
+                    cell,
+                    system.len(),
+                    channels,
+                    acc,
+                )?)
             }
             Method::Auto(acc) => {
-                let mp = mesh::MeshParameters::for_accuracy(acc)?;
                 match system.cell() {
-                    Some(cell) if !(gradients.positions || gradients.strain || gradients.cell) => {
+                    Some(cell)
+                        if !(gradients.positions || gradients.strain || gradients.cell)
+                            && mesh::check_terms(
+                                self,
+                                system,
+                                species.len(),
+                                &mesh::MeshParameters::COARSEST,
+                                1.0,
+                            )
+                            .is_ok() =>
+                    {
+                        let mp = mesh::MeshParameters::tuned(
+                            self,
+                            cell,
+                            system.len(),
+                            species.len() * self.n_features(),
+                            acc,
+                        )?;
                         let grid = mesh::grid(cell, self.k_cutoff, &mp);
                         let kc = self.k_cutoff;
                         let n_k = 4.0 / 3.0 * PI * kc.powi(3) * cell.volume() / (16.0 * PI.powi(3));
