@@ -18,7 +18,7 @@ fn b8(sign: f64) -> farfield::Result<System> {
         1.7685268584161764,
         2.2879156819735713,
     );
-    let phi: [f64; 3] = [0.0, 2.6660340954713644, 4.4992129756223012];
+    let phi: [f64; 3] = [0.0, 2.6660340954713644, 4.499_212_975_622_301];
     let mut positions = vec![[0.0; 3]];
     positions.extend(phi.map(|p| [r * p.cos(), r * p.sin(), z1]));
     positions.extend(phi.map(|p| [r * (p + psi).cos(), r * (p + psi).sin(), -z1]));
