@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all venv develop demo test test-rust lint test-python test-fast fuzz bench bench-compare wheel test-wheel clean
+.PHONY: all venv develop demo docs test test-rust lint test-python test-fast fuzz bench bench-compare wheel test-wheel clean
 
 all: develop
 
@@ -24,6 +24,11 @@ develop: venv
 # features on random point charges, ~1 min on 2 cores); table and plot in ./farfield-demo-point-charges
 demo: develop
 	$(BIN)/python examples/demo.py
+
+# the documentation site (mkdocs-material) into site/, offline; open site/index.html
+docs: venv
+	$(BIN)/python -m pip install -q --group docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 # property-based robustness harnesses: a bounded budget here, a larger one in `make fuzz`
 FUZZ_CASES ?= 24
@@ -57,7 +62,7 @@ test: develop test-rust lint test-python
 
 bench: develop
 	$(BIN)/python -m pip install -q -r benches/python/requirements.txt
-	cargo bench -p farfield --benches -- --quick
+	cargo bench -p farfield-bench --benches -- --quick
 	for f in benches/python/bench_*.py; do $(BIN)/python $$f || exit 1; done
 	$(BIN)/python benches/python/bench_pme.py --system water --accuracy 1.2e-4
 

@@ -39,6 +39,28 @@ def test_calculator_matches_ewald_and_finite_differences() -> None:
     np.testing.assert_allclose(forces, numerical_f, atol=1e-6)
 
 
+def test_stress_on_demand_after_forces() -> None:
+    """Forces first (no virial computed), then the stress of the same step, then of a later
+    step: each stress against ASE's finite strain differences of the energy."""
+    from ase.calculators.fd import calculate_numerical_stress
+
+    from farfield.ase import EwaldCalculator
+
+    atoms = _salt()
+    calc = EwaldCalculator(accuracy=1e-8)
+    atoms.calc = calc
+    atoms.get_forces()
+    assert "stress" not in calc.results
+    for step in range(2):
+        stress = atoms.get_stress()
+        numerical = calculate_numerical_stress(atoms, eps=1e-5)
+        np.testing.assert_allclose(stress, numerical, atol=1e-6)
+        atoms.positions[0] += 0.05
+        atoms.get_forces()
+        # once asked for, the stress comes with every later step
+        assert "stress" in calc.results, step
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_nve_conserves_energy() -> None:
     from ase import units

@@ -33,7 +33,8 @@ class EwaldCalculator(Calculator):
     One :class:`farfield.Coulomb` (attribute ``coulomb``) is kept across MD steps: parameters
     are tuned at the first step and reused while the number of atoms and the cell stay the
     same (within :data:`farfield.coulomb.CELL_TOLERANCE`). ``results["stress"]`` is the
-    result's stress (1/V) ∂E/∂ε in Voigt order; ``parameters_used`` the
+    result's stress (1/V) ∂E/∂ε in Voigt order, computed from the first step at which it is
+    asked for on (steps that need only energy and forces skip the virial); ``parameters_used`` the
     :class:`farfield.CoulombParameters` of the last call.
     """
 
@@ -76,6 +77,7 @@ class EwaldCalculator(Calculator):
             mesh_spacing=mesh_spacing,
         )
         self.parameters_used: CoulombParameters | None = None
+        self._stress_wanted = False
 
     def calculate(
         self,
@@ -87,7 +89,12 @@ class EwaldCalculator(Calculator):
         assert self.atoms is not None
         charges = self._charges
         periodic = bool(np.all(self.atoms.pbc))
-        result = self.coulomb.compute(self.atoms, charges, stress=periodic, potentials=False)
+        # the stress costs extra work: computed when asked for, and at every later step once
+        # it has been asked for (an NPT integrator asks at every step, after the forces)
+        if properties is not None and "stress" in properties:
+            self._stress_wanted = True
+        want_stress = periodic and self._stress_wanted
+        result = self.coulomb.compute(self.atoms, charges, stress=want_stress, potentials=False)
         self.parameters_used = result.parameters
         self.results["energy"] = result.energy
         self.results["free_energy"] = result.energy

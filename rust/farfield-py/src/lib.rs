@@ -25,6 +25,13 @@ fn validate_system(system: SystemArrays<'_>) -> PyResult<usize> {
     Ok(system.len())
 }
 
+/// The vector instruction set the core's kernels run with on this CPU: "avx512", "avx2" or
+/// "baseline".
+#[pyfunction]
+fn simd_level() -> &'static str {
+    farfield::math::simd_level()
+}
+
 /// The compiled core of farfield.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -38,6 +45,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(limits::set_limits, m)?)?;
     m.add_function(wrap_pyfunction!(limits::get_limits, m)?)?;
     m.add_function(wrap_pyfunction!(validate_system, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(system::validation_count, m)?)?;
     m.add_class::<system::NativeSystem>()?;
     m.add_function(wrap_pyfunction!(threads::set_num_threads, m)?)?;

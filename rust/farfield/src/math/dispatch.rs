@@ -49,3 +49,21 @@ macro_rules! multiversion {
     }};
 }
 pub(crate) use multiversion;
+
+/// The vector instruction set `multiversion!` dispatches to on this CPU: `"avx512"`
+/// (AVX-512F with AVX2 and FMA), `"avx2"` (AVX2 and FMA) or `"baseline"` (the target's
+/// default, SSE2 on x86-64; always on other architectures).
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512";
+        }
+        if avx2 {
+            return "avx2";
+        }
+    }
+    "baseline"
+}

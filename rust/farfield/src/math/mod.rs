@@ -12,3 +12,5 @@ pub mod quadrature;
 pub mod special;
 pub mod spherical_harmonics;
 pub mod spline;
+
+pub use dispatch::simd_level;

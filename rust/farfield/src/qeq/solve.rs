@@ -6,7 +6,7 @@
 //! Solvers of the constrained problem min ½qᵀAq + χᵀq subject to C q = Q (C: fragment
 //! indicator rows): a dense Cholesky factorisation (faer) with a Schur complement for the
 //! constraints, and a projected preconditioned conjugate gradient (whose products are
-//! [`Operator::apply`]: a stored matrix or matrix-free).
+//! [`Operator::apply`](super::Operator::apply): a stored matrix or matrix-free).
 
 use crate::error::{Error, Result};
 use crate::math::dense::Cholesky;
