@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all venv develop demo docs test test-rust lint test-python test-fast fuzz bench bench-compare clean
+.PHONY: all venv develop demo docs test test-rust lint test-python test-fast fuzz bench bench-compare wheel test-wheel clean
 
 all: develop
 
@@ -75,6 +75,16 @@ OLD_TREE ?= ../wt-old
 bench-compare: develop
 	$(BIN)/python benches/python/compare_builds.py --old $(OLD_TREE)/.venv/bin/python \
 		--old-benches $(OLD_TREE)/benches/python
+
+# an abi3 wheel (CPython >= 3.10) in dist/, tagged manylinux by maturin's own auditwheel check
+wheel: venv
+	rm -f dist/farfield-*.whl
+	$(BIN)/maturin build --release --out dist
+
+# installs that wheel in a fresh venv (no source tree on the path) and runs every engine's
+# README quickstart (tests/test_wheel.py, skipped by the other targets)
+test-wheel: wheel
+	FARFIELD_TEST_WHEEL="$$(ls dist/farfield-*.whl)" $(BIN)/python -m pytest -q -m wheel tests/test_wheel.py
 
 clean:
 	rm -rf $(VENV) target

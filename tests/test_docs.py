@@ -33,7 +33,7 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 #: pages whose examples take more than ~3 s together
-SLOW_PAGES: set[str] = set()
+SLOW_PAGES: set[str] = {"dask.md"}  # a LocalCluster starts and stops (~4 s on 2 busy cores)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from .system import System
 from .triplets import Bispectrum, TripletFeatures
 
 if TYPE_CHECKING:
-    from . import structures
+    from . import dask, structures
 
 __all__ = [
     "Backward",
@@ -47,6 +47,7 @@ __all__ = [
     "Timing",
     "TripletFeatures",
     "__version__",
+    "dask",
     "ewald",
     "ewald_parameters",
     "get_limits",
@@ -63,8 +64,8 @@ __all__ = [
     "units",
 ]
 
-#: submodules imported on first access (``ff.structures`` imports ASE)
-_LAZY_SUBMODULES = ("structures",)
+#: submodules imported on first access (``ff.structures`` imports ASE, ``ff.dask`` Dask on use)
+_LAZY_SUBMODULES = ("dask", "structures")
 
 
 def __getattr__(name: str) -> Any:

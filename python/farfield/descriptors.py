@@ -376,7 +376,10 @@ class _Calculator:
             else _checks.finite_float("radial_accuracy", radial_accuracy)
         )
         self.species = _species_list(species)
-        self._native = _native.SoapCalculator(
+        self._native = self._build_native()
+
+    def _build_native(self) -> _native.SoapCalculator:
+        return _native.SoapCalculator(
             self._kind,
             self.cutoff,
             self.max_radial,
@@ -388,6 +391,17 @@ class _Calculator:
             self.radial_accuracy,
             self.species,
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The settings only: pickling (e.g. to the workers of a Dask cluster) sends them, and
+        the native calculator (radial tables) is rebuilt from them on unpickling."""
+        state = self.__dict__.copy()
+        del state["_native"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._native = self._build_native()
 
     def __repr__(self) -> str:
         return (

@@ -439,6 +439,17 @@ class LodeSphericalExpansion:
             raise ValueError(f"mesh_accuracy must be in (0, 1), got {mesh_accuracy}")
         self._native = _native.LodeCalculator(*self._args())
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The settings only: pickling (e.g. to the workers of a Dask cluster) sends them, and
+        the native calculator is rebuilt from them on unpickling."""
+        state = self.__dict__.copy()
+        del state["_native"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._native = _native.LodeCalculator(*self._args())
+
     @property
     def accuracy(self) -> float:
         """Deprecated name of :attr:`mesh_accuracy`."""

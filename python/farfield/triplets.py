@@ -143,6 +143,13 @@ class _Expansion:
         # validate now (the same checks the core runs), with a dummy species list if needed
         self._calculator(self.species or [1])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The settings only: pickling (e.g. to the workers of a Dask cluster) sends them; the
+        native calculators are rebuilt on first use after unpickling."""
+        state = self.__dict__.copy()
+        state["_calculators"] = {}
+        return state
+
     def _calculator(self, species: Sequence[int]) -> Any:
         key = tuple(species)
         if key not in self._calculators:

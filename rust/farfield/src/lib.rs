@@ -12,13 +12,35 @@
 //! `prefactor` for other units), σ is the standard deviation of the Gaussian smearing, cell
 //! vectors are rows, everything is f64.
 //!
+//! ## Quick start
+//!
+//! The Madelung constant of rock salt by an Ewald sum tuned for a requested accuracy:
+//!
 //! ```
-//! use farfield::{kernel::Kernel, system::System};
-//! let system = System::new(vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], vec![11, 17], None).unwrap();
-//! let split = Kernel::coulomb().split(0.5).unwrap();
-//! assert_eq!(system.len(), 2);
-//! assert!(split.self_potential() > 0.0);
+//! use farfield::ewald::Ewald;
+//! use farfield::longrange::{LongRangeSum, Request};
+//! use farfield::tuning::tune_ewald;
+//! use farfield::{Kernel, System};
+//!
+//! // fcc primitive cell (rows = cell vectors), Na at the origin, Cl at distance 1
+//! let cell = [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]];
+//! let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![11, 17], Some(cell))?;
+//! let parameters = tune_ewald(Kernel::coulomb(), &system, 1e-10, Default::default())?;
+//! let out = Ewald::new(Kernel::coulomb(), parameters)?.compute(
+//!     &system,
+//!     &[1.0, -1.0],
+//!     Request::all(),
+//! )?;
+//! assert!((-out.energy - 1.747_564_594_633).abs() < 1e-9);
+//! assert!(out.forces.unwrap().iter().flatten().all(|f| f.abs() < 1e-9)); // by symmetry
+//! # Ok::<(), farfield::Error>(())
 //! ```
+//!
+//! Every engine returns [`Result`]; a [`Error`] names the offending parameter, and every
+//! engine checks its estimated memory and work against [`limits`] before it starts.
+//! Parallel loops run in the current rayon pool. The examples (`cargo run --release
+//! --example madelung`, `pme_forces`, `lode_features`, `qeq_cluster`, `triplets_bpm`) show
+//! one engine each, and `cargo test` runs their checks.
 #![warn(missing_docs)]
 // index loops read closer to the formulas in numerical code
 #![allow(clippy::needless_range_loop)]

@@ -31,6 +31,7 @@ impl Request {
 
 /// What a long-range sum returns, in Gaussian units (multiply by a prefactor outside).
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct Output {
     /// Total energy E = ½ Σ_{i,j} Σ'_L q_i q_j v(|r_j - r_i + L|).
     pub energy: f64,

@@ -569,6 +569,7 @@ pub type Centres = Centers;
 /// samples `(structure, centre, centre atomic number)`) and the neighbour pair of each row
 /// (the only label a [`Descriptor`] cannot hold).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TripletOutput {
     /// Values, feature labels and `(structure, centre, centre Z)` of each row.
     pub descriptor: Descriptor,

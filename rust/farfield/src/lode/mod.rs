@@ -73,6 +73,7 @@ pub use crate::gradients::GradientRequest;
 
 /// Dense LODE output for one system.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LodeOutput {
     /// number of atoms
     pub n_atoms: usize,
@@ -106,6 +107,7 @@ pub enum Method {
 
 /// Result of the backward pass.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LodeBackward {
     /// dL/dr_j, (N, 3)
     pub positions: Vec<[f64; 3]>,

@@ -165,6 +165,7 @@ pub struct QEqProblem {
 
 /// Solver statistics.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SolverStats {
     /// "dense" or "cg".
     pub solver: &'static str,
@@ -197,6 +198,7 @@ pub struct SolverStats {
 
 /// Result of a QEq solve.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct QEqResult {
     /// Equilibrated charges.
     pub charges: Vec<f64>,
@@ -229,6 +231,7 @@ impl QEqResult {
 
 /// Vector–Jacobian products of a QEq solve.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct QEqGradients {
     /// ∂L/∂χ.
     pub electronegativity: Vec<f64>,

@@ -332,6 +332,7 @@ fn solve_decreasing(f: impl Fn(f64) -> f64, target: f64, lo: f64, hi: f64) -> f6
 
 /// A tuned PME choice with its predicted error and cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct PmeChoice {
     /// The parameters (mesh given as points).
     pub parameters: PmeParameters,
