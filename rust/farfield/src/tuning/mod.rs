@@ -40,6 +40,7 @@
 //! explicit choice: they are used unchecked (their work is still checked before computing).
 
 pub mod choose;
+pub mod freespace;
 pub mod pme;
 
 use crate::error::{Error, Result};
