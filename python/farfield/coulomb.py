@@ -34,7 +34,7 @@ FloatArray = npt.NDArray[np.float64]
 CELL_TOLERANCE = 1e-3
 
 _METHODS = ("auto", "ewald", "pme", "direct")
-_PARAMETER_KEYS = ("smearing", "cutoff", "k_cutoff", "mesh", "order")
+_PARAMETER_KEYS = ("smearing", "cutoff", "k_cutoff", "mesh", "mesh_spacing", "order")
 
 #: Largest accepted charge magnitude: q_i q_j and Σq² must stay far from overflow (1e308).
 MAX_CHARGE = 1e100

@@ -244,37 +244,58 @@ impl FreeSpace {
             }
         }
         let [m0, m1, m2] = grid.padded;
-        let signed = |m: usize, size: usize| -> f64 {
-            if m <= size / 2 {
-                m as f64
+        // V_LR(h |m|) is even in every axis: evaluate the octant 0 ≤ m_α ≤ M_α/2 once; beyond
+        // r_far the short-range part is below 1e-17 of the kernel and V_LR = 1/r^p
+        let split = &self.split;
+        let kernel = self.kernel;
+        let far = {
+            let mut r = split.smearing();
+            while split.short_range(r).0 > 1e-17 * kernel.value(r).0 && r < 1e3 * split.smearing()
+            {
+                r += 0.25 * split.smearing();
+            }
+            r
+        };
+        let value = |r: f64| -> f64 {
+            if r >= far {
+                kernel.value(r).0
             } else {
-                m as f64 - size as f64
+                split.long_range(r).0
             }
         };
-        let mut g = zeroed(m0 * m1 * m2)?;
-        let split = &self.split;
-        // V_LR(h |m|) is even in every axis: evaluate each distinct |m| once per row
-        g.par_chunks_mut(m1 * m2).enumerate().for_each(|(i0, plane)| {
-            if crate::interrupt::is_requested() {
-                return;
-            }
-            let x = signed(i0, m0) * h;
-            let half2 = m2 / 2 + 1;
-            let mut row_values = vec![0.0; half2];
-            for i1 in 0..m1 {
-                let y = signed(i1, m1) * h;
-                for (i2, v) in row_values.iter_mut().enumerate() {
-                    let z = i2 as f64 * h;
-                    let r = (x * x + y * y + z * z).sqrt();
-                    *v = split.long_range(r).0;
+        let half = [m0 / 2 + 1, m1 / 2 + 1, m2 / 2 + 1];
+        let mut octant = zeroed(half[0] * half[1] * half[2])?;
+        octant
+            .par_chunks_mut(half[1] * half[2])
+            .enumerate()
+            .for_each(|(i0, plane)| {
+                if crate::interrupt::is_requested() {
+                    return;
                 }
+                let x = i0 as f64 * h;
+                for i1 in 0..half[1] {
+                    let y = i1 as f64 * h;
+                    for i2 in 0..half[2] {
+                        let z = i2 as f64 * h;
+                        plane[i1 * half[2] + i2] = value((x * x + y * y + z * z).sqrt());
+                    }
+                }
+            });
+        crate::interrupt::check()?;
+        let fold = |m: usize, size: usize| if m <= size / 2 { m } else { size - m };
+        let mut g = zeroed(m0 * m1 * m2)?;
+        g.par_chunks_mut(m1 * m2).enumerate().for_each(|(i0, plane)| {
+            let o0 = fold(i0, m0) * half[1];
+            for i1 in 0..m1 {
+                let src = &octant[(o0 + fold(i1, m1)) * half[2]..][..half[2]];
                 let row = &mut plane[i1 * m2..(i1 + 1) * m2];
-                for (i2, out) in row.iter_mut().enumerate() {
-                    let k = if i2 <= m2 / 2 { i2 } else { m2 - i2 };
-                    *out = row_values[k];
+                row[..half[2]].copy_from_slice(src);
+                for i2 in half[2]..m2 {
+                    row[i2] = src[m2 - i2];
                 }
             }
         });
+        drop(octant);
         crate::interrupt::check()?;
         let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0))?;
         fft.forward(&mut g, &mut spec);
@@ -320,8 +341,17 @@ impl FreeSpace {
         let order = self.parameters.order;
         let positions = system.positions();
         let grid = Grid::new(positions, self.parameters.spacing, order)?;
+        let timing = std::env::var_os("FARFIELD_FS_TIMING").is_some();
+        let mut t = std::time::Instant::now();
+        let mut lap = |what: &str| {
+            if timing {
+                eprintln!("  {what}: {:.3} s", t.elapsed().as_secs_f64());
+                t = std::time::Instant::now();
+            }
+        };
         let fft = Fft3::shared(grid.padded);
         let kernel = self.kernel_transform(&grid, &fft)?;
+        lap("kernel");
         let [m0, m1, m2] = grid.padded;
         let l = grid.points;
         let inv_h = 1.0 / grid.spacing;
@@ -343,6 +373,7 @@ impl FreeSpace {
         let mut real = bspline::with_order!(order, P => {
             spread::<P>(&sorted, positions, charges, &grid, &scaled)?
         });
+        lap("sort + spread");
         crate::interrupt::check()?;
         let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0))?;
         fft.forward(&mut real, &mut spec);
@@ -352,6 +383,7 @@ impl FreeSpace {
             .for_each(|(s, &g)| *s *= g);
         fft.inverse(&mut spec, &mut real);
         drop(spec);
+        lap("ffts");
         crate::interrupt::check()?;
         let potential = real;
         let per_sorted: Vec<(f64, Vec3)> = bspline::with_order!(order, P => {
@@ -373,6 +405,7 @@ impl FreeSpace {
                 })
                 .collect()
         });
+        lap("interpolate");
         crate::interrupt::check()?;
         let _ = m0;
         let n = positions.len();
@@ -532,6 +565,8 @@ impl LongRangeSum for FreeSpace {
             });
         }
         let split = &self.split;
+        let timing = std::env::var_os("FARFIELD_FS_TIMING").is_some();
+        let t0 = std::time::Instant::now();
         let real = crate::realspace::real_space(
             system,
             charges,
@@ -545,7 +580,15 @@ impl LongRangeSum for FreeSpace {
         )?;
         crate::interrupt::check()?;
         let want_forces = request.forces || request.virial;
+        let t1 = std::time::Instant::now();
         let (phi_mesh, f_mesh) = self.mesh(system, charges, want_forces)?;
+        if timing {
+            eprintln!(
+                "freespace: real {:.3} s, mesh {:.3} s",
+                (t1 - t0).as_secs_f64(),
+                t1.elapsed().as_secs_f64()
+            );
+        }
         let v0 = split.self_potential();
         let potentials: Vec<f64> = (0..n)
             .map(|i| real.potentials[i] + phi_mesh[i] - charges[i] * v0)
