@@ -40,18 +40,18 @@
 //!
 //! Parameters for a requested accuracy come from [`crate::tuning::freespace`].
 
-use crate::buffers::{filled, zeroed};
+use crate::buffers::zeroed;
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, RangeSplit};
 use crate::longrange::{LongRangeSum, Output, Request};
 use crate::math::linalg::{Mat3, Vec3};
 use crate::mesh::bspline;
-use crate::mesh::fft::{Fft3, C64};
 use crate::mesh::fft_friendly;
 use crate::system::{check_per_atom, System};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
+mod pruned;
 #[cfg(test)]
 mod tests;
 
@@ -202,8 +202,8 @@ type KernelKey = ([usize; 3], u64, u64, u64, usize);
 static KERNELS: Mutex<Vec<(KernelKey, Arc<Vec<f64>>)>> = Mutex::new(Vec::new());
 /// Kernel transforms kept.
 const KEPT_KERNELS: usize = 2;
-/// Largest kernel transform kept (values; 64 MiB).
-const KEPT_MAX: usize = 1 << 23;
+/// Largest kernel transform kept (values of the octant; 128 MiB).
+const KEPT_MAX: usize = 1 << 24;
 
 impl FreeSpace {
     /// Creates the sum, validating the parameters.
@@ -228,8 +228,9 @@ impl FreeSpace {
     }
 
     /// The transform of the deconvolved lattice kernel on the padded grid, divided by the
-    /// number of padded points (layout of [`Fft3`]'s spectrum), cached.
-    fn kernel_transform(&self, grid: &Grid, fft: &Fft3) -> Result<Arc<Vec<f64>>> {
+    /// number of padded points: real and even, stored as its octant 0 ≤ m_α ≤ M_α/2
+    /// (row-major), cached.
+    fn kernel_transform(&self, grid: &Grid) -> Result<Arc<Vec<f64>>> {
         let h = grid.spacing;
         let key: KernelKey = (
             grid.padded,
@@ -244,6 +245,14 @@ impl FreeSpace {
             }
         }
         let [m0, m1, m2] = grid.padded;
+        let timing = std::env::var_os("FARFIELD_FS_TIMING").is_some();
+        let mut t = std::time::Instant::now();
+        let mut lap = |what: &str| {
+            if timing {
+                eprintln!("    {what}: {:.3} s", t.elapsed().as_secs_f64());
+                t = std::time::Instant::now();
+            }
+        };
         // V_LR(h |m|) is even in every axis: evaluate the octant 0 ≤ m_α ≤ M_α/2 once; beyond
         // r_far the short-range part is below 1e-17 of the kernel and V_LR = 1/r^p
         let split = &self.split;
@@ -282,43 +291,28 @@ impl FreeSpace {
                 }
             });
         crate::interrupt::check()?;
-        let fold = |m: usize, size: usize| if m <= size / 2 { m } else { size - m };
-        let mut g = zeroed(m0 * m1 * m2)?;
-        g.par_chunks_mut(m1 * m2).enumerate().for_each(|(i0, plane)| {
-            let o0 = fold(i0, m0) * half[1];
-            for i1 in 0..m1 {
-                let src = &octant[(o0 + fold(i1, m1)) * half[2]..][..half[2]];
-                let row = &mut plane[i1 * m2..(i1 + 1) * m2];
-                row[..half[2]].copy_from_slice(src);
-                for i2 in half[2]..m2 {
-                    row[i2] = src[m2 - i2];
-                }
-            }
-        });
-        drop(octant);
-        crate::interrupt::check()?;
-        let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0))?;
-        fft.forward(&mut g, &mut spec);
-        drop(g);
-        crate::interrupt::check()?;
-        let order = self.parameters.order;
-        let moduli = bspline::moduli3(order, grid.padded);
+        lap("kernel values");
+        // the transform of a real sequence even in every axis is real and even: transform the
+        // octant axis by axis (each line as the r2c transform of its even extension)
+        for axis in (0..3).rev() {
+            octant = even_transform(&octant, half, grid.padded[axis], axis);
+            crate::interrupt::check()?;
+        }
+        lap("kernel transform");
+        let moduli = bspline::moduli3(self.parameters.order, grid.padded);
         let norm = 1.0 / (m0 as f64 * m1 as f64 * m2 as f64);
-        let plane = m0 * m1;
-        let mut out = zeroed(spec.len())?;
-        out.par_chunks_mut(plane)
-            .zip(spec.par_chunks(plane))
+        octant
+            .par_chunks_mut(half[1] * half[2])
             .enumerate()
-            .for_each(|(i2, (o, s))| {
-                let b2 = moduli[2][i2] * norm;
-                for i1 in 0..m1 {
-                    let b12 = b2 * moduli[1][i1];
-                    for i0 in 0..m0 {
-                        o[i1 * m0 + i0] = s[i1 * m0 + i0].re * b12 * moduli[0][i0];
+            .for_each(|(i0, plane)| {
+                for i1 in 0..half[1] {
+                    let b01 = norm * moduli[0][i0] * moduli[1][i1];
+                    for i2 in 0..half[2] {
+                        plane[i1 * half[2] + i2] *= b01 * moduli[2][i2];
                     }
                 }
             });
-        let out = Arc::new(out);
+        let out = Arc::new(octant);
         if out.len() <= KEPT_MAX {
             if let Ok(mut kept) = KERNELS.lock() {
                 if kept.len() >= KEPT_KERNELS {
@@ -349,8 +343,7 @@ impl FreeSpace {
                 t = std::time::Instant::now();
             }
         };
-        let fft = Fft3::shared(grid.padded);
-        let kernel = self.kernel_transform(&grid, &fft)?;
+        let kernel = self.kernel_transform(&grid)?;
         lap("kernel");
         let [m0, m1, m2] = grid.padded;
         let l = grid.points;
@@ -370,22 +363,25 @@ impl FreeSpace {
             })
             .collect();
         sorted.par_sort_unstable();
-        let mut real = bspline::with_order!(order, P => {
+        let charge_grid = bspline::with_order!(order, P => {
             spread::<P>(&sorted, positions, charges, &grid, &scaled)?
         });
         lap("sort + spread");
         crate::interrupt::check()?;
-        let mut spec = filled(fft.spectrum_len(), C64::new(0.0, 0.0))?;
-        fft.forward(&mut real, &mut spec);
-        crate::interrupt::check()?;
-        spec.par_iter_mut()
-            .zip(kernel.par_iter())
-            .for_each(|(s, &g)| *s *= g);
-        fft.inverse(&mut spec, &mut real);
-        drop(spec);
+        // spectrum plane k2 is [m1][m0]; the kernel's octant [fold(m0)][fold(m1)][k2]
+        let half = [m0 / 2 + 1, m1 / 2 + 1, m2 / 2 + 1];
+        let fold = |m: usize, size: usize| if m <= size / 2 { m } else { size - m };
+        let potential = pruned::convolve(&charge_grid, l, grid.padded, |i2, plane| {
+            for i1 in 0..m1 {
+                let f1 = fold(i1, m1);
+                for (i0, s) in plane[i1 * m0..(i1 + 1) * m0].iter_mut().enumerate() {
+                    *s *= kernel[(fold(i0, m0) * half[1] + f1) * half[2] + i2];
+                }
+            }
+        })?;
+        drop(charge_grid);
         lap("ffts");
         crate::interrupt::check()?;
-        let potential = real;
         let per_sorted: Vec<(f64, Vec3)> = bspline::with_order!(order, P => {
             sorted
                 .par_iter()
@@ -394,7 +390,7 @@ impl FreeSpace {
                         return (0.0, [0.0; 3]);
                     }
                     let st = Stencil::<P>::new(scaled(&positions[i]), l);
-                    let (phi, du) = st.interpolate(&potential, m1, m2);
+                    let (phi, du) = st.interpolate(&potential, l[1], l[2]);
                     let q = charges[i];
                     let f = if want_forces {
                         du.map(|d| -q * d * inv_h)
@@ -407,7 +403,6 @@ impl FreeSpace {
         });
         lap("interpolate");
         crate::interrupt::check()?;
-        let _ = m0;
         let n = positions.len();
         let mut phi = vec![0.0; n];
         let mut forces = if want_forces {
@@ -423,6 +418,51 @@ impl FreeSpace {
         }
         Ok((phi, forces))
     }
+}
+
+/// The transform along `axis` of every line of an octant array (`half` points per axis, of a
+/// sequence even along that axis with period `size`): the real parts of the r2c transform of
+/// the even extension, points 0..=size/2.
+fn even_transform(data: &[f64], half: [usize; 3], size: usize, axis: usize) -> Vec<f64> {
+    let stride = match axis {
+        0 => half[1] * half[2],
+        1 => half[2],
+        _ => 1,
+    };
+    let (others, inner) = match axis {
+        0 => ([half[1], half[2]], [half[2], 1]),
+        1 => ([half[0], half[2]], [half[1] * half[2], 1]),
+        _ => ([half[0], half[1]], [half[1] * half[2], half[2]]),
+    };
+    let plan = realfft::RealFftPlanner::<f64>::new().plan_fft_forward(size);
+    let n = half[axis];
+    let lines: Vec<Vec<f64>> = (0..others[0] * others[1])
+        .into_par_iter()
+        .map_init(
+            || (plan.make_input_vec(), plan.make_output_vec(), plan.make_scratch_vec()),
+            |(input, output, scratch), line| {
+                if crate::interrupt::is_requested() {
+                    return vec![0.0; n];
+                }
+                let base = (line / others[1]) * inner[0] + (line % others[1]) * inner[1];
+                for (j, x) in input.iter_mut().enumerate() {
+                    let k = if j <= size / 2 { j } else { size - j };
+                    *x = data[base + k * stride];
+                }
+                // a failure is impossible with the plan's own buffers
+                let _ = plan.process_with_scratch(input, output, scratch);
+                output[..n].iter().map(|c| c.re).collect()
+            },
+        )
+        .collect();
+    let mut out = vec![0.0; data.len()];
+    for (line, values) in lines.iter().enumerate() {
+        let base = (line / others[1]) * inner[0] + (line % others[1]) * inner[1];
+        for (k, v) in values.iter().enumerate() {
+            out[base + k * stride] = *v;
+        }
+    }
+    out
 }
 
 /// B-spline weights of one atom for order `P` (no wrapping: the grid covers the support).
@@ -496,7 +536,7 @@ impl<const P: usize> Stencil<P> {
 }
 
 /// Spreads the charges (atoms in `sorted` order) on per-thread grids of the unpadded region,
-/// summed into the zero-padded grid.
+/// summed.
 fn spread<const P: usize>(
     sorted: &[(usize, usize)],
     positions: &[Vec3],
@@ -505,7 +545,6 @@ fn spread<const P: usize>(
     scaled: &(impl Fn(&Vec3) -> [f64; 3] + Sync),
 ) -> Result<Vec<f64>> {
     let l = grid.points;
-    let [m0, m1, m2] = grid.padded;
     let threads = rayon::current_num_threads().max(1);
     let chunk = sorted.len().div_ceil(threads).max(1);
     let partial: Vec<Vec<f64>> = sorted
@@ -525,23 +564,15 @@ fn spread<const P: usize>(
             Ok(local)
         })
         .collect::<Result<_>>()?;
-    let mut padded = zeroed(m0 * m1 * m2)?;
-    padded
-        .par_chunks_mut(m1 * m2)
-        .take(l[0])
-        .enumerate()
-        .for_each(|(i0, plane)| {
-            for i1 in 0..l[1] {
-                let out = &mut plane[i1 * m2..i1 * m2 + l[2]];
-                let at = (i0 * l[1] + i1) * l[2];
-                for part in &partial {
-                    for (o, v) in out.iter_mut().zip(&part[at..at + l[2]]) {
-                        *o += v;
-                    }
-                }
+    let mut total = zeroed(l[0] * l[1] * l[2])?;
+    total.par_chunks_mut(l[2]).enumerate().for_each(|(row, out)| {
+        for part in &partial {
+            for (o, v) in out.iter_mut().zip(&part[row * l[2]..(row + 1) * l[2]]) {
+                *o += v;
             }
-        });
-    Ok(padded)
+        }
+    });
+    Ok(total)
 }
 
 impl LongRangeSum for FreeSpace {
