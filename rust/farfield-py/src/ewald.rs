@@ -276,7 +276,9 @@ fn coulomb_compute<'py>(
             Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request)?,
             Method::Pme(p) => Pme::new(kernel, p)?.compute(&system, &charges, request)?,
             Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
-            Method::FreeSpace(p) => FreeSpace::new(kernel, p)?.compute(&system, &charges, request)?,
+            Method::FreeSpace(p) => {
+                FreeSpace::new(kernel, p)?.compute(&system, &charges, request)?
+            }
         };
         Ok((choice, out, (chose, start.elapsed().as_secs_f64())))
     })?;

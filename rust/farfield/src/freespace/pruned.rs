@@ -53,7 +53,11 @@ pub(crate) fn convolve(
         |(column, scratch), (k2, plane)| {
             for j0 in 0..l0 {
                 for (j1, c) in column.iter_mut().enumerate() {
-                    *c = if j1 < l1 { a[(j0 * l1 + j1) * h + k2] } else { zero };
+                    *c = if j1 < l1 {
+                        a[(j0 * l1 + j1) * h + k2]
+                    } else {
+                        zero
+                    };
                 }
                 f1.process_with_scratch(column, scratch);
                 for (k1, c) in column.iter().enumerate() {
@@ -68,7 +72,13 @@ pub(crate) fn convolve(
     }
     // C: rows along the first axis (zero beyond l0), the kernel, and back (keep the first l0)
     spec.par_chunks_mut(m1 * m0).enumerate().for_each_init(
-        || vec![zero; f0.get_inplace_scratch_len().max(i0.get_inplace_scratch_len())],
+        || {
+            vec![
+                zero;
+                f0.get_inplace_scratch_len()
+                    .max(i0.get_inplace_scratch_len())
+            ]
+        },
         |scratch, (k2, plane)| {
             if crate::interrupt::is_requested() {
                 return;
@@ -108,7 +118,13 @@ pub(crate) fn convolve(
     // A': rows along the last axis (c2r), keep the first l2
     let mut out = crate::buffers::zeroed(l0 * l1 * l2)?;
     out.par_chunks_mut(l2).enumerate().for_each_init(
-        || (c2r.make_input_vec(), c2r.make_output_vec(), c2r.make_scratch_vec()),
+        || {
+            (
+                c2r.make_input_vec(),
+                c2r.make_output_vec(),
+                c2r.make_scratch_vec(),
+            )
+        },
         |(input, output, scratch), (row, values)| {
             for (k2, c) in input.iter_mut().enumerate() {
                 *c = b[k2 * l0 * l1 + row];

@@ -16,12 +16,7 @@ impl Lcg {
 
 /// `n` atoms at least 0.8 × the mean spacing apart (rattled simple cubic lattice points)
 /// inside `shape` (a predicate on the lattice point), charges ±1 (`neutral`) or random.
-fn cluster(
-    n: usize,
-    shape: impl Fn(Vec3) -> bool,
-    neutral: bool,
-    seed: u64,
-) -> (System, Vec<f64>) {
+fn cluster(n: usize, shape: impl Fn(Vec3) -> bool, neutral: bool, seed: u64) -> (System, Vec<f64>) {
     let mut rng = Lcg(seed);
     let a = 2.82;
     let mut positions = Vec::new();
@@ -102,7 +97,6 @@ fn exact_long_range(system: &System, charges: &[f64], split: &RangeSplit) -> (Ve
     }
     (phi, f)
 }
-
 
 fn sphere(r: f64) -> impl Fn(Vec3) -> bool {
     move |p: Vec3| p[0] * p[0] + p[1] * p[1] + p[2] * p[2] <= r * r
@@ -208,8 +202,14 @@ fn sampled_kernel_error_matches_the_pme_model() {
                     crate::tuning::freespace::predicted_error(kernel, stats, &parameters)
                         .unwrap()
                         .1;
-                println!("p={p} order={order} h={h}: measured/predicted {:.3}", e / predicted);
-                assert!(e < predicted && e > 0.1 * predicted, "{e:e} vs {predicted:e}");
+                println!(
+                    "p={p} order={order} h={h}: measured/predicted {:.3}",
+                    e / predicted
+                );
+                assert!(
+                    e < predicted && e > 0.1 * predicted,
+                    "{e:e} vs {predicted:e}"
+                );
             }
         }
     }
@@ -246,8 +246,16 @@ fn translation_and_rotation_invariance() {
     assert!(e < 1e-9, "translation: {e:e}");
     // rotation: the grid axes stay put, so the results agree to the accuracy
     let (a, b) = (0.7f64, 1.1f64);
-    let rz = [[a.cos(), -a.sin(), 0.0], [a.sin(), a.cos(), 0.0], [0.0, 0.0, 1.0]];
-    let rx = [[1.0, 0.0, 0.0], [0.0, b.cos(), -b.sin()], [0.0, b.sin(), b.cos()]];
+    let rz = [
+        [a.cos(), -a.sin(), 0.0],
+        [a.sin(), a.cos(), 0.0],
+        [0.0, 0.0, 1.0],
+    ];
+    let rx = [
+        [1.0, 0.0, 0.0],
+        [0.0, b.cos(), -b.sin()],
+        [0.0, b.sin(), b.cos()],
+    ];
     let turn = |v: Vec3| rotate(&rx, rotate(&rz, v));
     let turned: Vec<Vec3> = system.positions().iter().map(|&r| turn(r)).collect();
     let turned = System::new(turned, vec![1; q.len()], None).unwrap();
@@ -361,7 +369,10 @@ fn refusals() {
     .unwrap();
     match big.compute(&system, &q, Request::all()).unwrap_err() {
         Error::TooExpensive { estimate, hint, .. } => {
-            assert!(!estimate.is_empty() && hint.contains("mesh_spacing"), "{hint}");
+            assert!(
+                !estimate.is_empty() && hint.contains("mesh_spacing"),
+                "{hint}"
+            );
         }
         other => panic!("{other}"),
     }
@@ -400,5 +411,8 @@ fn auto_chooses_by_cost() {
         ..Default::default()
     };
     let c = choose(kernel, &small, 1e-5, Asked::Auto, spacing).unwrap();
-    assert!(matches!(c.method, Method::FreeSpace(p) if p.spacing == 1.2), "{c:?}");
+    assert!(
+        matches!(c.method, Method::FreeSpace(p) if p.spacing == 1.2),
+        "{c:?}"
+    );
 }

@@ -16,10 +16,10 @@
 //! (constants of [`super::pme`], calibrated on measured wall times; see the crossover there)
 //! is tuned again with them (a single tuning when nothing is fixed).
 
+use super::freespace::{FreeSpaceChoice, FreeSpaceOverrides};
 use super::pme::{ewald_cost, mesh_error, pme_cost, pme_parameters, real_error, tune_pme_with};
 use super::pme::{PmeOverrides, PmeStats, AUTO_MIN_ATOMS, PME_CALL_COST};
 use super::{check_accuracy, ewald_error, tune_ewald, EwaldOverrides, SystemStats};
-use super::freespace::{FreeSpaceChoice, FreeSpaceOverrides};
 use crate::error::{Error, Result};
 use crate::ewald::EwaldParameters;
 use crate::freespace::FreeSpaceParameters;
@@ -92,17 +92,16 @@ impl Overrides {
 
     /// The free-space overrides (open systems: the mesh is a spacing).
     fn freespace(&self) -> Result<FreeSpaceOverrides> {
-        let spacing = match self.mesh {
-            Some(Mesh::Points(_)) => {
-                return Err(Error::parameter(
+        let spacing =
+            match self.mesh {
+                Some(Mesh::Points(_)) => return Err(Error::parameter(
                     "mesh",
                     "mesh points are for periodic cells; the mesh of an open system follows its \
                      atoms: give mesh_spacing instead",
-                ))
-            }
-            Some(Mesh::Spacing(h)) => Some(h),
-            None => None,
-        };
+                )),
+                Some(Mesh::Spacing(h)) => Some(h),
+                None => None,
+            };
         if self.k_cutoff.is_some() {
             return Err(Error::parameter(
                 "k_cutoff",
@@ -254,8 +253,7 @@ pub fn choose(
             if direct.predicted_cost < super::freespace::CALL_COST {
                 return Ok(direct);
             }
-            match super::freespace::tune(kernel, system, accuracy, FreeSpaceOverrides::default())
-            {
+            match super::freespace::tune(kernel, system, accuracy, FreeSpaceOverrides::default()) {
                 Ok(c) if c.cost < direct.predicted_cost => Ok(freespace_choice(c)),
                 _ => Ok(direct),
             }
