@@ -380,17 +380,25 @@ pub fn tune(
     if let Some(c) = super::scan_min(candidates.len(), 4, |i| choose(candidates[i]))? {
         return Ok(c);
     }
-    Err(Error::parameter(
-        "accuracy",
-        format!(
-            "no free-space mesh parameters reach {accuracy} within the limits{}",
-            if overrides == FreeSpaceOverrides::default() {
-                String::new()
-            } else {
-                " with the fixed smearing, cutoff, mesh_spacing or order (leave them to \
-                 farfield, or use method='direct')"
-                    .to_string()
-            }
-        ),
-    ))
+    // name the first fixed value (the one to change), or the accuracy
+    let fixed = [
+        ("smearing", overrides.smearing.is_some()),
+        ("cutoff", overrides.cutoff.is_some()),
+        ("mesh_spacing", overrides.spacing.is_some()),
+        ("order", overrides.order.is_some()),
+    ];
+    match fixed.iter().find(|f| f.1) {
+        Some((name, _)) => Err(Error::parameter(
+            *name,
+            format!(
+                "with the fixed smearing, cutoff, mesh_spacing or order given, no free-space \
+                 mesh parameters reach the accuracy {accuracy} within the limits; change or \
+                 leave out the fixed values, or use method='direct'"
+            ),
+        )),
+        None => Err(Error::parameter(
+            "accuracy",
+            format!("no free-space mesh parameters reach {accuracy} within the limits"),
+        )),
+    }
 }
