@@ -209,8 +209,10 @@ def test_bad_input():
         ff.pme(s, q, smearing=1.0, cutoff=4.0, mesh=(2, 8, 8))
     with pytest.raises(ValueError, match="exponent"):
         ff.pme(s, q, exponent=-1.0)
-    with pytest.raises(ValueError, match="periodic"):
-        ff.pme(ff.System(s.positions, s.numbers, None), q)
+    # an open system takes the free-space mesh, whose grid follows the atoms: mesh points
+    # (meaningful for a cell only) are refused, naming the spacing to give instead
+    with pytest.raises(ValueError, match="mesh_spacing"):
+        ff.pme(ff.System(s.positions, s.numbers, None), q, mesh=(8, 8, 8))
     with pytest.raises(ValueError, match="1/r\\^3|neutral"):
         ff.pme(s, [1.0, 0, 0, 0], exponent=3.0)
 
@@ -231,5 +233,8 @@ def test_ewald_entry_point_dispatches_to_pme() -> None:
     assert res.forces is not None and ref.forces is not None
     assert np.allclose(res.forces, ref.forces, atol=1e-6 * np.abs(ref.forces).max())
     assert ff.ewald_parameters(system, method="pme")["method"] == "pme"
-    with pytest.raises(ValueError, match="periodic"):
-        ff.ewald(ff.System(positions[:2], [1, 1]), [1.0, -1.0], method="pme")
+    # on an open system "pme" is the free-space mesh: the exact pair energy to the accuracy
+    pair = ff.ewald(ff.System(positions[:2], [1, 1]), [1.0, -1.0], method="pme")
+    assert pair.parameters.method == "pme" and pair.parameters.mesh_spacing is not None
+    distance = float(np.linalg.norm(positions[1] - positions[0]))
+    assert pair.energy == pytest.approx(-1.0 / distance, rel=1e-6)

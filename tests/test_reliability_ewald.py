@@ -187,11 +187,20 @@ def test_pme_prefactor_nan_is_refused() -> None:
 # --- arguments that cannot be honoured ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["k_cutoff", "cutoff", "smearing"])
+@pytest.mark.parametrize("name", ["k_cutoff", "cutoff"])
 def test_ewald_parameters_for_an_open_system_are_refused(name: str) -> None:
+    # k_cutoff has no meaning without a cell; a fixed cutoff of 3 Å cannot reach the accuracy
+    # with any smearing of the free-space mesh (which fixed parameters select on open systems)
     system = ff.System([[0.0, 0, 0], [3.0, 0, 0]], [1, 1])
     with pytest.raises(ValueError, match=name):
         ff.ewald(system, [1.0, -1.0], **{name: 3.0})
+
+
+def test_a_fixed_smearing_on_an_open_system_selects_the_free_space_mesh() -> None:
+    system = ff.System([[0.0, 0, 0], [3.0, 0, 0]], [1, 1])
+    result = ff.ewald(system, [1.0, -1.0], smearing=1.0)
+    assert result.parameters.method == "pme" and result.parameters.mesh_spacing is not None
+    assert result.energy == pytest.approx(-1.0 / 3.0, rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ FloatArray = npt.NDArray[np.float64]
 CELL_TOLERANCE = 1e-3
 
 _METHODS = ("auto", "ewald", "pme", "direct")
-_PARAMETER_KEYS = ("smearing", "cutoff", "k_cutoff", "mesh", "order")
+_PARAMETER_KEYS = ("smearing", "cutoff", "k_cutoff", "mesh", "mesh_spacing", "order")
 
 #: Largest accepted charge magnitude: q_i q_j and Σq² must stay far from overflow (1e308).
 MAX_CHARGE = 1e100
@@ -136,7 +136,8 @@ class Coulomb:
         accuracy: target relative RMS force error sqrt(<|ΔF|²>) / F_0 with
             F_0 = (Σq²/N) / d^{p+1}, d = (V/N)^{1/3}; in [1e-15, 1).
         method: "auto" (periodic: Ewald or smooth PME, whichever the core predicts faster;
-            open: the direct sum), "ewald", "pme" or "direct".
+            open: the direct sum or the free-space mesh, likewise), "ewald", "pme" (on an open
+            system: the free-space mesh, O(N log N)) or "direct".
         prefactor: multiplies energies, forces, stress, virial and potentials
             (e.g. :data:`farfield.units.EV_ANGSTROM`).
         smearing, cutoff: fix the Gaussian smearing σ / the real-space cutoff (Ewald, PME).
@@ -144,7 +145,8 @@ class Coulomb:
         mesh, order: fix the PME mesh (points per cell vector) / B-spline order (PME only;
             select PME under "auto").
         mesh_spacing: fix the PME mesh by a maximum spacing instead (the core rounds each
-            size up to an FFT-friendly number; not with ``mesh``).
+            size up to an FFT-friendly number; not with ``mesh``); on an open system the
+            spacing of the free-space mesh (which takes no ``mesh`` points).
 
     The free parameters are chosen so that the predicted error still meets ``accuracy``;
     when no choice can, a ValueError names the nearest fixed value that would (see

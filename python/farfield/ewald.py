@@ -73,7 +73,7 @@ def ewald(
 
     Args:
         atoms: an ``ase.Atoms`` or a :class:`farfield.System`, periodic in all directions
-            (Ewald) or in none (direct O(N²) sum).
+            (Ewald, PME) or in none (the direct O(N²) sum or the O(N log N) free-space mesh).
         charges: (n,) charges (|q| ≤ 1e100), or a per-element map such as
             ``{"Na": 1.0, "Cl": -1.0}``; defaults to the initial charges of an ``ase.Atoms``.
             Atoms without initial charges are refused (ValueError), never taken as zero;
@@ -81,13 +81,13 @@ def ewald(
         exponent: p > 0 in 1/r^p (p = 3 needs a neutral cell).
         accuracy: target relative RMS force error, in [1e-15, 1) (see the module docs).
         method: "auto" (for periodic systems Ewald or smooth PME, whichever is predicted to be
-            faster at this accuracy; the direct sum for open systems), "ewald", "pme" or
-            "direct".
+            faster at this accuracy; for open systems the direct sum or the free-space mesh,
+            likewise), "ewald", "pme" (on an open system: the free-space mesh) or "direct".
         prefactor: multiplies energies, forces, stress, virial and potentials
             (e.g. :data:`farfield.units.EV_ANGSTROM`).
         smearing, cutoff, k_cutoff: override the automatic parameters (see the module
-            docs: the free ones keep the accuracy; all three fixed are used unchecked). They
-            are refused for open systems (the direct sum takes none).
+            docs: the free ones keep the accuracy; all three fixed are used unchecked). On an
+            open system smearing and cutoff select the free-space mesh; k_cutoff is refused.
         forces, stress, potentials: what to compute besides the energy (``stress`` also
             gives the virial −V σ).
 

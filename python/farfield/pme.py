@@ -1,4 +1,5 @@
-"""Smooth particle-mesh Ewald (PME) sums of 1/r^p for periodic systems.
+"""Smooth particle-mesh Ewald (PME) sums of 1/r^p for periodic systems, and the free-space
+particle mesh for open ones.
 
 O(N log N): use it from about a thousand atoms up; :func:`pme` chooses the smearing, cutoff,
 mesh and B-spline order for a requested accuracy (relative RMS force error, see
@@ -37,7 +38,9 @@ def pme(
     """Smooth PME sum of q_i q_j / r^p over all pairs and periodic images.
 
     Args:
-        atoms: ``ase.Atoms`` or :class:`farfield.System`; must be periodic.
+        atoms: ``ase.Atoms`` or :class:`farfield.System`, periodic (smooth PME) or open (the
+            free-space mesh: a zero-padded grid following the atoms, O(N log N); its mesh is
+            given by ``mesh_spacing`` and an even ``order``; no stress).
         charges: (n,) charges (any real weights, |q| ≤ 1e100), or a per-element map such as
             ``{"Na": 1.0, "Cl": -1.0}``; by default the initial charges of an ``ase.Atoms``
             (atoms without initial charges are refused, never taken as zero).
@@ -65,10 +68,8 @@ def pme(
         the mesh used, also when given as a spacing).
 
     Raises:
-        ValueError: bad input (shapes, NaN, non-periodic system, out-of-range parameters).
+        ValueError: bad input (shapes, NaN, out-of-range parameters).
     """
-    if not as_system(atoms).periodic:
-        raise ValueError("PME needs a periodic system (a cell); use the Ewald/direct sum instead")
     calculator = Coulomb(
         exponent=exponent,
         accuracy=accuracy,

@@ -56,6 +56,8 @@ class CoulombParameters(Mapping[str, Any]):
         prefactor: the unit prefactor applied.
         predicted_error: the core's predicted relative RMS force error of these parameters.
         predicted_cost: the core's predicted cost (units of one real-space pair term).
+        mesh_spacing: grid spacing of the free-space mesh ("pme" on an open system, whose
+            grid follows the atoms, so that it is given by a spacing, not by points).
     """
 
     method: str
@@ -69,6 +71,7 @@ class CoulombParameters(Mapping[str, Any]):
     prefactor: float | None = None
     predicted_error: float | None = None
     predicted_cost: float | None = None
+    mesh_spacing: float | None = None
 
     @classmethod
     def from_native(cls, d: Mapping[str, Any], **extra: Any) -> CoulombParameters:

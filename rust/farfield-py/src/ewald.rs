@@ -8,6 +8,7 @@ use crate::errors;
 use crate::threads;
 use farfield::direct::Direct;
 use farfield::ewald::{Ewald, EwaldParameters};
+use farfield::freespace::{FreeSpace, FreeSpaceParameters};
 use farfield::longrange::{LongRangeSum, Request};
 use farfield::pme::{Mesh, Pme, PmeParameters};
 use farfield::tuning::choose::{choose, Choice, Method, Overrides, Request as MethodRequest};
@@ -73,6 +74,12 @@ fn parameters_dict<'py>(
             d.set_item("mesh", (n[0], n[1], n[2]))?;
             d.set_item("order", p.order)?;
         }
+        Method::FreeSpace(p) => {
+            d.set_item("smearing", p.smearing)?;
+            d.set_item("cutoff", p.cutoff)?;
+            d.set_item("mesh_spacing", p.spacing)?;
+            d.set_item("order", p.order)?;
+        }
         Method::Direct => {}
     }
     // NaN (explicit parameters: nothing was predicted) becomes None
@@ -81,7 +88,8 @@ fn parameters_dict<'py>(
     Ok(d)
 }
 
-/// The method ("auto", "ewald", "pme" or "direct") and every parameter a Coulomb calculator
+/// The method ("auto", "ewald", "pme" or "direct"; "pme" on an open system is the free-space
+/// mesh, whose parameters hold `mesh_spacing` instead of `mesh`) and every parameter a Coulomb calculator
 /// uses for `system` at `accuracy` with the given values fixed, chosen by the core's
 /// `tuning::choose` (nothing is evaluated): a dict with `method`, its parameters,
 /// `predicted_cost` and `predicted_error`. `mesh_spacing` (a maximum spacing) fixes the PME
@@ -180,6 +188,28 @@ fn coulomb_compute<'py>(
                 cutoff: cutoff.ok_or_else(|| missing("cutoff"))?,
                 k_cutoff: k_cutoff.ok_or_else(|| missing("k_cutoff"))?,
             }),
+            "pme" if !system.is_periodic() => {
+                // the free-space mesh: its grid follows the atoms, given by a spacing
+                let spacing = match mesh {
+                    Some(Mesh::Spacing(h)) => h,
+                    Some(Mesh::Points(_)) => {
+                        return Err(Error::parameter(
+                            "mesh",
+                            "mesh points are for periodic cells; the mesh of an open system \
+                             follows its atoms: give mesh_spacing instead",
+                        ))
+                    }
+                    None => return Err(missing("mesh_spacing")),
+                };
+                let p = FreeSpaceParameters {
+                    smearing: smearing.ok_or_else(|| missing("smearing"))?,
+                    cutoff: cutoff.ok_or_else(|| missing("cutoff"))?,
+                    spacing,
+                    order: order.ok_or_else(|| missing("order"))?,
+                };
+                p.validate()?;
+                Method::FreeSpace(p)
+            }
             "pme" => {
                 let p = PmeParameters {
                     smearing: smearing.ok_or_else(|| missing("smearing"))?,
@@ -246,6 +276,9 @@ fn coulomb_compute<'py>(
             Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request)?,
             Method::Pme(p) => Pme::new(kernel, p)?.compute(&system, &charges, request)?,
             Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
+            Method::FreeSpace(p) => {
+                FreeSpace::new(kernel, p)?.compute(&system, &charges, request)?
+            }
         };
         Ok((choice, out, (chose, start.elapsed().as_secs_f64())))
     })?;

@@ -51,6 +51,7 @@ pub mod descriptors;
 pub mod direct;
 pub mod error;
 pub mod ewald;
+pub mod freespace;
 pub mod gradients;
 pub mod interrupt;
 pub mod kernel;

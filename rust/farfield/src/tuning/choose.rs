@@ -7,17 +7,22 @@
 //!
 //! # "auto"
 //!
-//! Open systems use the direct sum. Periodic systems below [`super::pme::AUTO_MIN_ATOMS`]
+//! Open systems use the direct sum or the free-space mesh ([`crate::freespace`], reported as
+//! "pme"), whichever is predicted cheaper ([`super::freespace::direct_cost`] against the
+//! tuned mesh's cost); fixed smearing, cutoff, mesh spacing or order select the mesh.
+//! `method="pme"` on an open system is the free-space mesh. Periodic systems below [`super::pme::AUTO_MIN_ATOMS`]
 //! atoms use Ewald; a fixed `k_cutoff` selects Ewald and a fixed mesh or order PME. Otherwise
 //! both are tuned without the fixed values and the one with the smaller predicted cost
 //! (constants of [`super::pme`], calibrated on measured wall times; see the crossover there)
 //! is tuned again with them (a single tuning when nothing is fixed).
 
+use super::freespace::{FreeSpaceChoice, FreeSpaceOverrides};
 use super::pme::{ewald_cost, mesh_error, pme_cost, pme_parameters, real_error, tune_pme_with};
 use super::pme::{PmeOverrides, PmeStats, AUTO_MIN_ATOMS, PME_CALL_COST};
 use super::{check_accuracy, ewald_error, tune_ewald, EwaldOverrides, SystemStats};
 use crate::error::{Error, Result};
 use crate::ewald::EwaldParameters;
+use crate::freespace::FreeSpaceParameters;
 use crate::kernel::Kernel;
 use crate::pme::{Mesh, PmeParameters};
 use crate::system::System;
@@ -25,11 +30,12 @@ use crate::system::System;
 /// The method a caller asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
-    /// Direct sum for open systems; Ewald or PME, whichever is predicted faster, otherwise.
+    /// Direct sum or free-space mesh for open systems; Ewald or PME for periodic ones;
+    /// whichever is predicted faster.
     Auto,
     /// Ewald sum (periodic systems).
     Ewald,
-    /// Smooth PME (periodic systems).
+    /// Smooth PME (periodic systems), the free-space mesh (open systems).
     Pme,
     /// Direct sum over all pairs (open systems).
     Direct,
@@ -84,6 +90,33 @@ impl Overrides {
         }
     }
 
+    /// The free-space overrides (open systems: the mesh is a spacing).
+    fn freespace(&self) -> Result<FreeSpaceOverrides> {
+        let spacing =
+            match self.mesh {
+                Some(Mesh::Points(_)) => return Err(Error::parameter(
+                    "mesh",
+                    "mesh points are for periodic cells; the mesh of an open system follows its \
+                     atoms: give mesh_spacing instead",
+                )),
+                Some(Mesh::Spacing(h)) => Some(h),
+                None => None,
+            };
+        if self.k_cutoff.is_some() {
+            return Err(Error::parameter(
+                "k_cutoff",
+                "is an Ewald parameter; open systems have no Ewald sum (the mesh takes \
+                 mesh_spacing and order)",
+            ));
+        }
+        Ok(FreeSpaceOverrides {
+            smearing: self.smearing,
+            cutoff: self.cutoff,
+            spacing,
+            order: self.order,
+        })
+    }
+
     fn any(&self) -> bool {
         self.smearing.is_some()
             || self.cutoff.is_some()
@@ -102,6 +135,8 @@ pub enum Method {
     Pme(PmeParameters),
     /// Direct sum over all pairs.
     Direct,
+    /// Free-space particle mesh (open systems; named "pme").
+    FreeSpace(FreeSpaceParameters),
 }
 
 /// What [`choose`] returns.
@@ -110,7 +145,7 @@ pub struct Choice {
     /// The method and its parameters.
     pub method: Method,
     /// Predicted cost (units of one PME real-space pair per atom, PME's fixed per-call cost
-    /// included; the direct sum N²/2 pairs).
+    /// included; the direct sum [`super::freespace::DIRECT_PAIR_COST`] N²).
     pub predicted_cost: f64,
     /// Predicted relative RMS force error (0 for the direct sum; for fixed parameters the
     /// estimate of what they give).
@@ -149,13 +184,21 @@ fn refuse_for_open(name: &str, value: bool, what: &str) -> Result<()> {
         return Err(Error::parameter(
             name,
             format!(
-                "is {what}, but this system is open (no cell): the direct sum over all pairs \
-                 takes no smearing, cutoff, k_cutoff, mesh or order; leave it out or give the \
-                 system a cell"
+                "is {what}, but the direct sum over all pairs of an open system takes no \
+                 smearing, cutoff, k_cutoff, mesh or order; leave it out, or use method='pme' \
+                 or 'auto' (the free-space mesh)"
             ),
         ));
     }
     Ok(())
+}
+
+fn freespace_choice(c: FreeSpaceChoice) -> Choice {
+    Choice {
+        method: Method::FreeSpace(c.parameters),
+        predicted_cost: c.cost,
+        predicted_error: c.predicted_error.0.hypot(c.predicted_error.1),
+    }
 }
 
 /// Chooses the method and its parameters for `system` at `accuracy` (relative RMS force
@@ -171,7 +214,7 @@ pub fn choose(
 ) -> Result<Choice> {
     check_accuracy(accuracy)?;
     let periodic = system.is_periodic();
-    if !periodic && !matches!(request, Request::Ewald | Request::Pme) {
+    if !periodic && request == Request::Direct {
         refuse_for_open(
             "smearing",
             overrides.smearing.is_some(),
@@ -195,14 +238,26 @@ pub fn choose(
                     "'direct' is for open systems; use 'ewald', 'pme' or 'auto' for periodic ones",
                 ));
             }
-            let n = system.len() as f64;
             Ok(Choice {
                 method: Method::Direct,
-                predicted_cost: 0.5 * n * n,
+                predicted_cost: super::freespace::direct_cost(system.len()),
                 predicted_error: 0.0,
             })
         }
-        Request::Auto if !periodic => choose(kernel, system, accuracy, Request::Direct, overrides),
+        Request::Auto if !periodic => {
+            if overrides.any() {
+                return choose(kernel, system, accuracy, Request::Pme, overrides);
+            }
+            let direct = choose(kernel, system, accuracy, Request::Direct, overrides)?;
+            // the direct sum below the mesh's fixed cost: no need to tune the mesh
+            if direct.predicted_cost < super::freespace::CALL_COST {
+                return Ok(direct);
+            }
+            match super::freespace::tune(kernel, system, accuracy, FreeSpaceOverrides::default()) {
+                Ok(c) if c.cost < direct.predicted_cost => Ok(freespace_choice(c)),
+                _ => Ok(direct),
+            }
+        }
         Request::Ewald => {
             if !periodic {
                 return Err(Error::parameter(
@@ -227,11 +282,10 @@ pub fn choose(
         }
         Request::Pme => {
             if !periodic {
-                return Err(Error::parameter(
-                    "method",
-                    "'pme' needs a periodic system (a cell); use 'direct' or 'auto' for open \
-                     systems",
-                ));
+                let fixed = overrides.freespace()?;
+                return Ok(freespace_choice(super::freespace::tune(
+                    kernel, system, accuracy, fixed,
+                )?));
             }
             if overrides.k_cutoff.is_some() {
                 return Err(Error::parameter(
@@ -283,11 +337,11 @@ pub fn choose(
 }
 
 impl Method {
-    /// "ewald", "pme" or "direct".
+    /// "ewald", "pme" (PME, or the free-space mesh of an open system) or "direct".
     pub fn name(&self) -> &'static str {
         match self {
             Method::Ewald(_) => "ewald",
-            Method::Pme(_) => "pme",
+            Method::Pme(_) | Method::FreeSpace(_) => "pme",
             Method::Direct => "direct",
         }
     }

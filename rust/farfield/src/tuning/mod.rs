@@ -40,6 +40,7 @@
 //! explicit choice: they are used unchecked (their work is still checked before computing).
 
 pub mod choose;
+pub mod freespace;
 pub mod lode_mesh;
 pub mod pme;
 

@@ -41,7 +41,7 @@ use std::f64::consts::PI;
 /// Calibration constant C of the aliasing amplitude.
 const ALIAS: f64 = 3.0;
 /// Safety factor on the requested accuracy (the estimates are averages).
-const SAFETY: f64 = 0.5;
+pub(crate) const SAFETY: f64 = 0.5;
 /// Relative cost of one real-space pair, counted per atom over its full neighbour list (the
 /// tabulated half-pair loop of [`crate::realspace`], which the Ewald engine shares). Measured
 /// CPU time on the 2-core machine (one thread, random charges at 0.1 atoms/Å³, N = 1e5,
@@ -49,13 +49,13 @@ const SAFETY: f64 = 0.5;
 /// ~1.2 ns per (atom, spline point) for spreading + interpolation, ~1.2 ns per grid point and
 /// log2(grid) for the two FFTs, ~7.7 ns per grid point for the influence function; the
 /// Ewald engine's ~7.3 ns per (atom, k-vector).
-const PAIR_COST: f64 = 1.0;
+pub(crate) const PAIR_COST: f64 = 1.0;
 /// Relative cost of one spline point per atom (spreading + interpolation together).
-const SPLINE_COST: f64 = 0.104;
+pub(crate) const SPLINE_COST: f64 = 0.104;
 /// Relative cost per grid point and log2(grid) of the two FFTs.
-const FFT_COST: f64 = 0.106;
+pub(crate) const FFT_COST: f64 = 0.106;
 /// Relative cost per grid point of the influence function (energy, virial, convolution).
-const INFLUENCE_COST: f64 = 0.68;
+pub(crate) const INFLUENCE_COST: f64 = 0.68;
 /// Relative cost of one real-space pair of the Ewald engine (per atom, full neighbour loop).
 ///
 /// The Ewald engine shares PME's real-space loop, so its pair cost is [`PAIR_COST`]. The
@@ -308,7 +308,7 @@ pub fn ewald_cost(stats: PmeStats, cutoff: f64, k_cutoff: f64) -> f64 {
     atoms * (EWALD_PAIR_COST * (pairs + 1.0) + EWALD_K_COST * (kvectors + 1.0))
 }
 
-fn solve_decreasing(f: impl Fn(f64) -> f64, target: f64, lo: f64, hi: f64) -> f64 {
+pub(crate) fn solve_decreasing(f: impl Fn(f64) -> f64, target: f64, lo: f64, hi: f64) -> f64 {
     if f(hi) > target {
         return hi;
     }
