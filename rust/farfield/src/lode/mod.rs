@@ -370,49 +370,18 @@ impl LodeExpansion {
                          on the mesh in O(N log N)",
                     ));
                 }
-                let Some(cell) = system.cell() else {
+                if system.cell().is_none() {
                     return Err(Error::parameter(
                         "method",
                         "the mesh method needs a periodic system",
                     ));
-                };
-                let channels = species.len() * self.n_features();
-                // the coarsest mesh first: refused before any table is built
-                mesh::check_terms(
-                    self,
-                    system,
-                    species.len(),
-                    &mesh::MeshParameters::COARSEST,
-                    1.0,
-                )?;
-                Some(mesh::MeshParameters::tuned(
-                    self,
-                    cell,
-                    system.len(),
-                    channels,
-                    acc,
-                )?)
+                }
+                Some(mesh::MeshParameters::for_accuracy(acc)?)
             }
             Method::Auto(acc) => {
+                let mp = mesh::MeshParameters::for_accuracy(acc)?;
                 match system.cell() {
-                    Some(cell)
-                        if !(gradients.positions || gradients.strain || gradients.cell)
-                            && mesh::check_terms(
-                                self,
-                                system,
-                                species.len(),
-                                &mesh::MeshParameters::COARSEST,
-                                1.0,
-                            )
-                            .is_ok() =>
-                    {
-                        let mp = mesh::MeshParameters::tuned(
-                            self,
-                            cell,
-                            system.len(),
-                            species.len() * self.n_features(),
-                            acc,
-                        )?;
+                    Some(cell) if !(gradients.positions || gradients.strain || gradients.cell) => {
                         let grid = mesh::grid(cell, self.k_cutoff, &mp);
                         let kc = self.k_cutoff;
                         let n_k = 4.0 / 3.0 * PI * kc.powi(3) * cell.volume() / (16.0 * PI.powi(3));

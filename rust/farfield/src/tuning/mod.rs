@@ -41,7 +41,6 @@
 
 pub mod choose;
 pub mod freespace;
-pub mod lode_mesh;
 pub mod pme;
 
 use crate::error::{Error, Result};
