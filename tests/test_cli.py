@@ -267,7 +267,6 @@ def test_energy_errors(
     fails(capsys, ["energy", str(trajectory), "--method", "fmm"], "invalid choice")
     fails(capsys, ["energy", str(trajectory), "--units", "furlong"], "invalid choice")
     fails(capsys, ["energy"], "required")
-    fails(capsys, ["energy", str(water), "--method", "pme", "--charges", "H=0.4,O=-0.8"], "frame 0")
     fails(capsys, ["--threads", "0", "energy", str(trajectory)], "--threads")
     fails(
         capsys, ["energy", str(trajectory), "--charges", "Na=1", "--qeq", "p.json"], "not allowed"
