@@ -268,20 +268,9 @@ pub fn tune(
 ) -> Result<FreeSpaceChoice> {
     super::check_accuracy(accuracy)?;
     let stats = OpenStats::of(system)?;
-    for (name, v) in [
-        ("smearing", overrides.smearing),
-        ("cutoff", overrides.cutoff),
-        ("mesh_spacing", overrides.spacing),
-    ] {
-        if let Some(v) = v {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::parameter(
-                    name,
-                    format!("must be positive and finite, got {v}"),
-                ));
-            }
-        }
-    }
+    super::check_positive("smearing", overrides.smearing)?;
+    super::check_positive("cutoff", overrides.cutoff)?;
+    super::check_positive("mesh_spacing", overrides.spacing)?;
     if let Some(o) = overrides.order {
         check_order(o)?;
     }

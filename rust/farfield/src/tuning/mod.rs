@@ -517,7 +517,8 @@ fn ewald_work_fits(system: &System, parameters: EwaldParameters, memory: f64) ->
         && within(bytes, memory))
 }
 
-fn check_positive(name: &str, value: Option<f64>) -> Result<()> {
+/// Refuses an override that is given but not positive and finite, naming it.
+pub(crate) fn check_positive(name: &str, value: Option<f64>) -> Result<()> {
     if let Some(v) = value {
         if !(v.is_finite() && v > 0.0) {
             return Err(Error::parameter(

@@ -828,19 +828,8 @@ pub fn pme_parameters(
     accuracy: f64,
     overrides: PmeOverrides,
 ) -> Result<PmeParameters> {
-    for (name, v) in [
-        ("smearing", overrides.smearing),
-        ("cutoff", overrides.cutoff),
-    ] {
-        if let Some(v) = v {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::parameter(
-                    name,
-                    format!("must be positive and finite, got {v}"),
-                ));
-            }
-        }
-    }
+    super::check_positive("smearing", overrides.smearing)?;
+    super::check_positive("cutoff", overrides.cutoff)?;
     if let Some(o) = overrides.order {
         if !(crate::pme::ORDER_RANGE.0..=crate::pme::ORDER_RANGE.1).contains(&o) {
             return Err(Error::parameter(
