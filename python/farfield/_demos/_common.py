@@ -337,6 +337,30 @@ def curve_table(curves: Sequence[Curve]) -> str:
     return "\n".join([head, rule, *rows])
 
 
+def report_curves(
+    curves: Sequence[Curve],
+    target: FloatArray,
+    test: Sequence[int] | npt.NDArray[Any],
+    output: pathlib.Path,
+    title: str,
+    hlines: Sequence[float],
+    digits: int,
+) -> tuple[bool, float]:
+    """Prints the energies' spread, the learning-curve table, and draws the curves into
+    ``output/learning_curves.png``; returns whether the plot was drawn and the standard
+    deviation of the test energies."""
+    std = float(target[test].std())
+    print(
+        f"energies: mean {target.mean():.{digits}f} eV, std {target.std():.{digits}f} eV "
+        f"(test set: {std:.{digits}f} eV)\n"
+    )
+    print("test RMSE / std(test energies), ridge regression with 5-fold cross-validated α:\n")
+    print(curve_table(curves))
+    print()
+    plotted = plot_curves(curves, output / "learning_curves.png", title, hlines=hlines)
+    return plotted, std
+
+
 # ----------------------------------------------------------------------------- output
 
 

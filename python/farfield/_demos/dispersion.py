@@ -59,19 +59,14 @@ def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
     curves = c.learning_curves(features, target, pool, test, settings.sizes, progress)
     clock.lap("regression")
 
-    std = float(target[test].std())
-    print(
-        f"energies: mean {target.mean():.4f} eV, std {target.std():.4f} eV "
-        f"(test set: {std:.4f} eV)\n"
-    )
-    print("test RMSE / std(test energies), ridge regression with 5-fold cross-validated α:\n")
-    print(c.curve_table(curves))
-    print()
-    plotted = c.plot_curves(
+    plotted, std = c.report_curves(
         curves,
-        output / "learning_curves.png",
+        target,
+        test,
+        output,
         f"1/r⁶ energy of {settings.n_boxes} random boxes (64 atoms)",
         hlines=(0.01,),
+        digits=4,
     )
     by_name = {curve.name: curve for curve in curves}
     p1 = by_name["LODE p=1, l=0 + local radial"].relative_rmse[-1]

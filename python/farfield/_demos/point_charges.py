@@ -188,19 +188,14 @@ def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
     curves = c.learning_curves(features, target, pool, test, settings.sizes, progress)
     clock.lap("regression")
 
-    std = float(target[test].std())
-    print(
-        f"energies: mean {target.mean():.3f} eV, std {target.std():.3f} eV "
-        f"(test set: {std:.3f} eV)\n"
-    )
-    print("test RMSE / std(test energies), ridge regression with 5-fold cross-validated α:\n")
-    print(c.curve_table(curves))
-    print()
-    plotted = c.plot_curves(
+    plotted, std = c.report_curves(
         curves,
-        output / "learning_curves.png",
+        target,
+        test,
+        output,
         f"Coulomb energy of {settings.n_boxes} random ±1 boxes (64 atoms)",
         hlines=(0.01, 0.1),
+        digits=3,
     )
     by_name = {curve.name: curve for curve in curves}
     last = {name: curve.relative_rmse[-1] for name, curve in by_name.items()}
