@@ -53,6 +53,7 @@ pub mod error;
 pub mod ewald;
 pub mod freespace;
 pub mod gradients;
+pub mod hessian;
 pub mod interrupt;
 pub mod kernel;
 pub mod kspace;

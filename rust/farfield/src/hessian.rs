@@ -1,0 +1,361 @@
+//! Second derivatives of the pair-kernel sums: what the double backward passes of an autograd
+//! bridge (`farfield.torch`) need, computed exactly, without finite differences and without
+//! N × N matrices (docs/torch.md).
+//!
+//! Every long-range sum applies a symmetric kernel matrix A(R): potentials φ = A q, energy
+//! E = ½ qᵀ A q. For two charge vectors a, b, the bilinear form B(a, b) = aᵀ A(R) b and a
+//! displacement field u (one vector per atom), with D_u the derivative of the positions along
+//! u, [`second_order`] returns
+//!
+//! * `gradient` G = ∇_R B(a, b) (G(q, q) = −2 F(q), twice the negative forces);
+//! * `dipole_a` = D_u (A a) and `dipole_b` = D_u (A b): the change of the potentials of the
+//!   charges a (b) when every atom moves along u. Since ∂G_i/∂b_m = ∂(A a)_m/∂r_i, these are
+//!   also the vector-Jacobian products of G with respect to b (a) for the upstream gradient u;
+//! * `hvp` = D_u G: the Hessian-vector product of B with respect to the positions.
+//!
+//! The position-independent parts of A (self terms, the neutralising background, QEq's
+//! hardness) do not appear. Real space (with the Ewald split for periodic systems) sums the
+//! radial derivatives f′, f″ of the pair kernel over a cell list; reciprocal space sums
+//! structure factors S_a(k) = Σ a_j e^{ik·r_j} and their derivatives along u,
+//! T_a(k) = Σ a_j (k·u_j) e^{ik·r_j}. Open systems sum all pairs (O(N²), refused beyond the
+//! term limit of [`crate::limits`]). Each atom's sums run in a fixed order, so the results do
+//! not depend on the thread count.
+//!
+//! For QEq's Gaussian charges (widths σ_i, γ_ij = √(σ_i² + σ_j²)) the pair kernel gains the
+//! term −erfc(r/(√2γ_ij))/r (docs/science.md §3.1); [`Pairs::with_widths`] adds it.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::kernel::{screened_coulomb, Kernel, RangeSplit};
+use crate::kspace::{KVectors, PhaseTables};
+use crate::math::linalg::Vec3;
+use crate::neighbors::CellList;
+use crate::system::System;
+
+/// How the pairs of a system are summed: the bare kernel over all pairs (open systems) or the
+/// Ewald split (periodic systems), optionally with QEq's Gaussian widths.
+#[derive(Debug, Clone)]
+pub struct Pairs {
+    kernel: Kernel,
+    ewald: Option<(RangeSplit, f64, f64)>,
+    widths: Option<Vec<f64>>,
+}
+
+impl Pairs {
+    /// The bare kernel over all pairs of an open system.
+    pub fn direct(kernel: Kernel) -> Pairs {
+        Pairs {
+            kernel,
+            ewald: None,
+            widths: None,
+        }
+    }
+
+    /// The Ewald split of `kernel` with smearing σ, real-space `cutoff` and reciprocal-space
+    /// `k_cutoff` (periodic systems).
+    pub fn ewald(kernel: Kernel, smearing: f64, cutoff: f64, k_cutoff: f64) -> Result<Pairs> {
+        crate::tuning::check_positive("smearing", Some(smearing))?;
+        crate::tuning::check_positive("cutoff", Some(cutoff))?;
+        crate::tuning::check_positive("k_cutoff", Some(k_cutoff))?;
+        Ok(Pairs {
+            kernel,
+            ewald: Some((kernel.split(smearing)?, cutoff, k_cutoff)),
+            widths: None,
+        })
+    }
+
+    /// Adds QEq's Gaussian charges of per-atom widths σ_i (Coulomb kernel only): the pair
+    /// kernel becomes erf(r/(√2γ_ij))/r (open) or [erfc(r/(√2η)) − erfc(r/(√2γ_ij))]/r in
+    /// real space (periodic, with η the Ewald smearing, which must be at least the largest
+    /// γ_ij / √2 so that the cutoff also covers the width term).
+    pub fn with_widths(mut self, widths: Vec<f64>) -> Result<Pairs> {
+        if self.kernel.integer_exponent() != Some(1) {
+            return Err(Error::parameter(
+                "widths",
+                "Gaussian charge widths are for the Coulomb kernel (exponent 1) only",
+            ));
+        }
+        crate::error::check_finite("widths", &widths)?;
+        if let Some(bad) = widths.iter().find(|s| **s <= 0.0) {
+            return Err(Error::parameter(
+                "widths",
+                format!("must be positive, got {bad}"),
+            ));
+        }
+        self.widths = Some(widths);
+        Ok(self)
+    }
+}
+
+/// The four outputs of [`second_order`] (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct SecondOrder {
+    /// ∇_R B(a, b), one vector per atom.
+    pub gradient: Vec<Vec3>,
+    /// D_u (A a), one value per atom.
+    pub dipole_a: Vec<f64>,
+    /// D_u (A b), one value per atom.
+    pub dipole_b: Vec<f64>,
+    /// D_u ∇_R B(a, b), one vector per atom.
+    pub hvp: Vec<Vec3>,
+}
+
+/// f″ of a kernel f(r) = Q(p/2, r²/(2σ²)) / r^p from f, f′ and 1/σ² (0 for the bare kernel):
+/// with h = f′ + p f / r, f″ = −h ((p + 1)/r + r/σ²) + p (p + 1) f / r².
+#[inline]
+fn second_derivative(f: f64, df: f64, r: f64, p: f64, inv_sigma2: f64) -> f64 {
+    let h = df + p * f / r;
+    -h * ((p + 1.0) / r + r * inv_sigma2) + p * (p + 1.0) * f / (r * r)
+}
+
+impl Pairs {
+    /// (f′, f″) of the real-space pair kernel between atoms i and j at distance r.
+    #[inline]
+    fn radial(&self, i: usize, j: usize, r: f64) -> (f64, f64) {
+        let p = self.kernel.exponent();
+        let (mut d1, mut d2) = match &self.ewald {
+            Some((split, _, _)) => {
+                let (f, df) = split.short_range(r);
+                let s = split.smearing();
+                (df, second_derivative(f, df, r, p, 1.0 / (s * s)))
+            }
+            None => {
+                let (f, df) = self.kernel.value(r);
+                (df, second_derivative(f, df, r, p, 0.0))
+            }
+        };
+        if let Some(widths) = &self.widths {
+            let gamma = (widths[i] * widths[i] + widths[j] * widths[j]).sqrt();
+            let (f, df) = screened_coulomb(r, gamma);
+            d1 -= df;
+            d2 -= second_derivative(f, df, r, 1.0, 1.0 / (gamma * gamma));
+        }
+        (d1, d2)
+    }
+}
+
+fn dot(a: &Vec3, b: &Vec3) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Per-atom accumulators of one atom's sums.
+#[derive(Default, Clone, Copy)]
+struct Atom {
+    gradient: Vec3,
+    dipole_a: f64,
+    dipole_b: f64,
+    hvp: Vec3,
+}
+
+impl Atom {
+    /// Adds the pair (m, n) at separation `d` (from m to n, length r) with u_n − u_m = `du`.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn add_pair(
+        &mut self,
+        c: f64,
+        an: f64,
+        bn: f64,
+        d: &Vec3,
+        r: f64,
+        du: &Vec3,
+        d1: f64,
+        d2: f64,
+    ) {
+        let unit = [d[0] / r, d[1] / r, d[2] / r];
+        let along = dot(&unit, du);
+        self.dipole_a += an * d1 * along;
+        self.dipole_b += bn * d1 * along;
+        for x in 0..3 {
+            self.gradient[x] -= c * d1 * unit[x];
+            self.hvp[x] -= c * (d2 * along * unit[x] + d1 / r * (du[x] - along * unit[x]));
+        }
+    }
+}
+
+/// Gradient, dipole potentials and Hessian-vector product of B(a, b) = aᵀ A b along `u`
+/// (module documentation). `a`, `b` have one value per atom, `u` one vector per atom.
+pub fn second_order(
+    system: &System,
+    pairs: &Pairs,
+    a: &[f64],
+    b: &[f64],
+    u: &[Vec3],
+) -> Result<SecondOrder> {
+    let n = system.len();
+    crate::system::check_per_atom("a", a.len(), system)?;
+    crate::system::check_per_atom("b", b.len(), system)?;
+    crate::system::check_per_atom("u", u.len(), system)?;
+    crate::longrange::check_charges(a)?;
+    crate::longrange::check_charges(b)?;
+    let flat: Vec<f64> = u.iter().flatten().copied().collect();
+    crate::error::check_finite("u", &flat)?;
+    if let Some(w) = &pairs.widths {
+        crate::system::check_per_atom("widths", w.len(), system)?;
+    }
+    let pos = system.positions();
+    let mut atoms = vec![Atom::default(); n];
+    match (&pairs.ewald, system.cell()) {
+        (None, None) => {
+            crate::limits::check_terms(
+                "the second derivatives over all pairs of an open system (pair terms)",
+                n as f64 * n as f64,
+                "use fewer atoms",
+            )?;
+            atoms.par_iter_mut().enumerate().for_each(|(m, atom)| {
+                if interrupt::is_requested() {
+                    return;
+                }
+                for k in 0..n {
+                    if k == m {
+                        continue;
+                    }
+                    let d = [
+                        pos[k][0] - pos[m][0],
+                        pos[k][1] - pos[m][1],
+                        pos[k][2] - pos[m][2],
+                    ];
+                    let r = dot(&d, &d).sqrt();
+                    let du = [u[k][0] - u[m][0], u[k][1] - u[m][1], u[k][2] - u[m][2]];
+                    let (d1, d2) = pairs.radial(m, k, r);
+                    let c = a[m] * b[k] + a[k] * b[m];
+                    atom.add_pair(c, a[k], b[k], &d, r, &du, d1, d2);
+                }
+            });
+            interrupt::check()?;
+        }
+        (Some((split, cutoff, k_cutoff)), Some(cell)) => {
+            crate::tuning::check_ewald_work(
+                system,
+                crate::ewald::EwaldParameters {
+                    smearing: split.smearing(),
+                    cutoff: *cutoff,
+                    k_cutoff: *k_cutoff,
+                },
+            )?;
+            if let Some(w) = &pairs.widths {
+                let largest = w.iter().fold(0.0f64, |m, s| m.max(*s));
+                if split.smearing() < largest * std::f64::consts::SQRT_2 * (1.0 - 1e-12) {
+                    return Err(Error::parameter(
+                        "smearing",
+                        format!(
+                            "must be at least √2 times the largest Gaussian width ({largest}), got {}",
+                            split.smearing()
+                        ),
+                    ));
+                }
+            }
+            let list = CellList::new(system, *cutoff)?;
+            atoms.par_iter_mut().enumerate().for_each(|(m, atom)| {
+                if interrupt::is_requested() {
+                    return;
+                }
+                list.for_each_neighbor(m, |nb| {
+                    let k = nb.j;
+                    let du = [u[k][0] - u[m][0], u[k][1] - u[m][1], u[k][2] - u[m][2]];
+                    let (d1, d2) = pairs.radial(m, k, nb.distance);
+                    let c = a[m] * b[k] + a[k] * b[m];
+                    atom.add_pair(c, a[k], b[k], &nb.vector, nb.distance, &du, d1, d2);
+                });
+            });
+            interrupt::check()?;
+            reciprocal(system, cell, split, *k_cutoff, a, b, u, &mut atoms)?;
+        }
+        (None, Some(_)) => {
+            return Err(Error::Unsupported(
+                "a periodic system needs the Ewald split (Pairs::ewald)".into(),
+            ))
+        }
+        (Some(_), None) => {
+            return Err(Error::Unsupported(
+                "the Ewald split is for periodic systems; use Pairs::direct for open ones".into(),
+            ))
+        }
+    }
+    Ok(SecondOrder {
+        gradient: atoms.iter().map(|t| t.gradient).collect(),
+        dipole_a: atoms.iter().map(|t| t.dipole_a).collect(),
+        dipole_b: atoms.iter().map(|t| t.dipole_b).collect(),
+        hvp: atoms.iter().map(|t| t.hvp).collect(),
+    })
+}
+
+/// Complex numbers as (re, im).
+type C = (f64, f64);
+
+/// Adds the reciprocal-space terms (half space, factor 2/V) to every atom.
+#[allow(clippy::too_many_arguments)]
+fn reciprocal(
+    system: &System,
+    cell: &crate::system::Cell,
+    split: &RangeSplit,
+    k_cutoff: f64,
+    a: &[f64],
+    b: &[f64],
+    u: &[Vec3],
+    atoms: &mut [Atom],
+) -> Result<()> {
+    let kvectors = KVectors::half_space(cell, k_cutoff)?;
+    if kvectors.is_empty() {
+        return Ok(());
+    }
+    let tables = PhaseTables::new(cell, system.positions(), kvectors.max_index);
+    let n = system.len();
+    // S_a, S_b, T_a, T_b per k-vector: parallel over k, each a sum over atoms in order
+    let sums: Vec<[C; 4]> = (0..kvectors.len())
+        .into_par_iter()
+        .with_min_len(16)
+        .map(|idx| {
+            let m = kvectors.indices[idx];
+            let k = kvectors.vectors[idx];
+            let mut s = [(0.0, 0.0); 4];
+            for j in 0..n {
+                let (c, sn) = tables.phase(m, j);
+                let ku = dot(&k, &u[j]);
+                for (slot, w) in [a[j], b[j], a[j] * ku, b[j] * ku].iter().enumerate() {
+                    s[slot].0 += w * c;
+                    s[slot].1 += w * sn;
+                }
+            }
+            s
+        })
+        .collect();
+    interrupt::check()?;
+    let scale = 2.0 / cell.volume();
+    let fourier: Vec<f64> = kvectors
+        .norms2
+        .iter()
+        .map(|&k2| scale * split.fourier(k2).0)
+        .collect();
+    atoms.par_iter_mut().enumerate().for_each(|(m, atom)| {
+        if interrupt::is_requested() {
+            return;
+        }
+        for idx in 0..kvectors.len() {
+            let z = tables.phase(kvectors.indices[idx], m);
+            let k = kvectors.vectors[idx];
+            let v = fourier[idx];
+            let ku = dot(&k, &u[m]);
+            let [sa, sb, ta, tb] = sums[idx];
+            // z S* = (cx + sy) + i (sx − cy) for z = (c, s), S = (x, y)
+            let re = |w: C| z.0 * w.0 + z.1 * w.1;
+            let im = |w: C| z.1 * w.0 - z.0 * w.1;
+            // D_u Re[z* S] = (k·u) Im[z* S] − Im[z* T], Im[z* S] = −Im[z S*]
+            atom.dipole_a += v * (-ku * im(sa) + im(ta));
+            atom.dipole_b += v * (-ku * im(sb) + im(tb));
+            let g = a[m] * im(sb) + b[m] * im(sa);
+            let h = a[m] * (ku * re(sb) - re(tb)) + b[m] * (ku * re(sa) - re(ta));
+            for x in 0..3 {
+                atom.gradient[x] -= v * k[x] * g;
+                atom.hvp[x] -= v * k[x] * h;
+            }
+        }
+    });
+    interrupt::check()
+}
+
+#[cfg(test)]
+mod tests;
