@@ -304,3 +304,15 @@ class TripletCalculator:
     def pair_expansion(self, frame: _SystemArrays, centre: int) -> tuple[_L, _F]: ...
 
 def clebsch_gordan_product(a: _F, b: _F, l1: int, l2: int, lam: int) -> _F: ...
+def second_order(
+    system: _SystemArrays,
+    a: _F,
+    b: _F,
+    u: _F,
+    exponent: float = 1.0,
+    accuracy: float = 1e-6,
+    smearing: float | None = None,
+    cutoff: float | None = None,
+    k_cutoff: float | None = None,
+    widths: _F | None = None,
+) -> dict[str, Any]: ...

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod convert;
 mod descriptors;
 mod errors;
+mod hessian;
 mod ewald;
 mod limits;
 mod lode;
@@ -55,6 +56,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     descriptors::register(m)?;
     lode::register(m)?;
     qeq::register(m)?;
+    hessian::register(m)?;
     triplets::register(m)?;
     Ok(())
 }
