@@ -21,6 +21,7 @@ provide raise ``NotImplementedError`` when asked for, never silently zero.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -482,8 +483,298 @@ def coulomb_potentials(
     return potentials.to(dtype)
 
 
-def qeq(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - defined below
-    raise NotImplementedError
+class _Equilibration:
+    """One QEq calculator, system and parameter set (shared by the autograd nodes of a call)."""
+
+    def __init__(
+        self,
+        calculator: QEq,
+        system: System,
+        sigma: np.ndarray[Any, Any],
+        fragments: Any,
+        fragment_charges: Any,
+    ) -> None:
+        self.calculator = calculator
+        self.system = system
+        self.sigma = sigma
+        self.fragments = fragments
+        self.fragment_charges = fragment_charges
+        self.parameters: Any = None
+        # the adjoint solves: the same settings, every constrained charge 0, no warm start
+        self.adjoint_calculator = copy.copy(calculator)
+        self.adjoint_calculator.total_charge = 0.0
+        self.adjoint_calculator.warm_start = False
+
+    def solve(self, chi: np.ndarray[Any, Any], hardness: np.ndarray[Any, Any]) -> Any:
+        result = self.calculator.compute(
+            self.system,
+            chi,
+            hardness,
+            self.sigma,
+            fragments=self.fragments,
+            fragment_charges=self.fragment_charges,
+        )
+        self.parameters = result.parameters
+        return result
+
+    def adjoint(self, w: np.ndarray[Any, Any], hardness: np.ndarray[Any, Any]) -> Any:
+        """q*(w; 0): the solve with χ = w and every constrained charge 0, which is −P w for
+        the constrained inverse P (the vector-Jacobian product of the charges in χ)."""
+        fragment_charges = None
+        if self.fragments is not None:
+            fragment_charges = np.zeros(int(np.max(self.fragments)) + 1)
+        return self.adjoint_calculator.compute(
+            self.system,
+            w,
+            hardness,
+            self.sigma,
+            fragments=self.fragments,
+            fragment_charges=fragment_charges,
+        ).charges
+
+    def vjp(self, grad_charges: np.ndarray[Any, Any], grad_energy: float, chi: Any, j: Any) -> Any:
+        """The core's first-order vector-Jacobian products (σ and cell)."""
+        _, grads = self.calculator.vjp(
+            self.system,
+            grad_charges,
+            grad_energy,
+            chi,
+            j,
+            self.sigma,
+            fragments=self.fragments,
+            fragment_charges=self.fragment_charges,
+        )
+        return grads
+
+    def bilinear(
+        self, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], u: np.ndarray[Any, Any]
+    ) -> dict[str, Any]:
+        """k_e × the core's second derivatives of aᵀ C b (Gaussian charges of widths σ)."""
+        fixed = {}
+        p = self.parameters
+        if self.system.cell is not None:
+            fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "k_cutoff": p.k_cutoff}
+        out = _native.second_order(
+            self.system._arrays(),
+            np.ascontiguousarray(a, dtype=np.float64),
+            np.ascontiguousarray(b, dtype=np.float64),
+            np.ascontiguousarray(u, dtype=np.float64),
+            widths=np.ascontiguousarray(self.sigma, dtype=np.float64),
+            **fixed,
+        )
+        k = self.calculator.prefactor
+        return {key: k * out[key] for key in ("gradient", "dipole_a", "dipole_b", "hvp")}
+
+
+_QEQ_SECOND_ORDER = (
+    "second derivatives of QEq with respect to sigma or the cell are not implemented: "
+    "detach them (sigma.detach(), cell.detach()) before a double backward, or differentiate once"
+)
+
+
+class _BilinearGradient(torch.autograd.Function):
+    """k_e ∇_r (aᵀ C b) as a differentiable function of (a, b, r)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        positions: torch.Tensor,
+        engine: _Equilibration,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        ctx.engine = engine  # type: ignore[attr-defined]
+        n = a.shape[0]
+        out = engine.bilinear(_numpy(a), _numpy(b), np.zeros((n, 3)))
+        return torch.from_numpy(out["gradient"])
+
+    @staticmethod
+    @once_differentiable  # type: ignore[untyped-decorator]
+    def backward(ctx: FunctionCtx, mu: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        a, b = ctx.saved_tensors  # type: ignore[attr-defined]
+        engine: _Equilibration = ctx.engine  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        out = engine.bilinear(_numpy(a), _numpy(b), _numpy(mu))
+        return (
+            torch.from_numpy(out["dipole_b"]) if needs[0] else None,
+            torch.from_numpy(out["dipole_a"]) if needs[1] else None,
+            torch.from_numpy(out["hvp"]) if needs[2] else None,
+            None,
+        )
+
+
+def _guard_second_order(sigma: torch.Tensor, cell: torch.Tensor | None) -> None:
+    """A backward building a graph (create_graph=True) cannot yet differentiate the σ and
+    cell gradients again: refuse instead of leaving those terms out."""
+    if torch.is_grad_enabled() and (
+        sigma.requires_grad or (cell is not None and cell.requires_grad)
+    ):
+        raise NotImplementedError(_QEQ_SECOND_ORDER)
+
+
+class _Charges(torch.autograd.Function):
+    """q*(χ, J, r, σ, H): the equilibrated charges (given as ``charges`` from the solve), or,
+    with ``charges`` None, the adjoint q*(χ; 0) with every constrained charge 0."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        chi: torch.Tensor,
+        hardness: torch.Tensor,
+        positions: torch.Tensor,
+        sigma: torch.Tensor,
+        cell: torch.Tensor | None,
+        engine: _Equilibration,
+        charges: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if charges is None:
+            # the adjoint: χ is an upstream gradient w, the result q*(w; 0) = −P w
+            charges = torch.from_numpy(np.array(engine.adjoint(_numpy(chi), _numpy(hardness))))
+        else:
+            charges = charges.clone()
+        ctx.save_for_backward(chi, hardness, positions, sigma, cell, charges)
+        ctx.engine = engine  # type: ignore[attr-defined]
+        return charges
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors  # type: ignore[attr-defined]
+        engine: _Equilibration = ctx.engine  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        _guard_second_order(sigma, cell)
+        # λ = q*(w; 0) = −P w, itself differentiable through this function
+        lam = _Charges.apply(grad, hardness, positions, sigma, cell, engine, None)
+        grad_sigma = grad_cell = None
+        if needs[3] or needs[4]:
+            grads = engine.vjp(_numpy(grad), 0.0, _numpy(chi), _numpy(hardness))
+            grad_sigma = torch.from_numpy(grads.sigma) if needs[3] else None
+            if needs[4] and grads.cell is not None:
+                grad_cell = torch.from_numpy(grads.cell)
+        return (
+            lam if needs[0] else None,
+            lam * charges if needs[1] else None,
+            _BilinearGradient.apply(lam, charges, positions, engine) if needs[2] else None,
+            grad_sigma,
+            grad_cell,
+            None,
+            None,
+        )
+
+
+class _Energy_QEq(torch.autograd.Function):
+    """E*(χ, J, r, σ, H) = min_q χᵀq + ½ qᵀ(diag J + k_e C)q under the charge constraints."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        chi: torch.Tensor,
+        hardness: torch.Tensor,
+        positions: torch.Tensor,
+        sigma: torch.Tensor,
+        cell: torch.Tensor | None,
+        engine: _Equilibration,
+        charges: torch.Tensor,
+        energy: float,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(chi, hardness, positions, sigma, cell, charges)
+        ctx.engine = engine  # type: ignore[attr-defined]
+        return torch.tensor(energy, dtype=torch.float64)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors  # type: ignore[attr-defined]
+        engine: _Equilibration = ctx.engine  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        _guard_second_order(sigma, cell)
+        # envelope theorem: ∂E*/∂χ = q*, ∂E*/∂J = ½ q*², ∂E*/∂r = ½ k_e ∇_r (q*ᵀ C q*)
+        q = _Charges.apply(chi, hardness, positions, sigma, cell, engine, charges)
+        grad_sigma = grad_cell = None
+        if needs[3] or needs[4]:
+            n = len(charges)
+            grads = engine.vjp(np.zeros(n), 1.0, _numpy(chi), _numpy(hardness))
+            grad_sigma = grad * torch.from_numpy(grads.sigma) if needs[3] else None
+            if needs[4] and grads.cell is not None:
+                grad_cell = grad * torch.from_numpy(grads.cell)
+        return (
+            grad * q if needs[0] else None,
+            grad * 0.5 * q * q if needs[1] else None,
+            grad * 0.5 * _BilinearGradient.apply(q, q, positions, engine) if needs[2] else None,
+            grad_sigma,
+            grad_cell,
+            None,
+            None,
+            None,
+        )
+
+
+def _per_atom_tensor(name: str, value: Any, n: int) -> torch.Tensor:
+    t = _check(name, value)
+    if t.dim() == 0:
+        return t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n},), got {tuple(t.shape)}")
+    return t
+
+
+def qeq(
+    positions: Any,
+    electronegativity: Any,
+    hardness: Any,
+    sigma: Any,
+    cell: Any = None,
+    *,
+    total_charge: float = 0.0,
+    fragments: Any = None,
+    fragment_charges: Any = None,
+    calculator: QEq | None = None,
+    **settings: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Charge equilibration as a differentiable function: returns ``(charges, energy)``.
+
+    Minimises E(q) = χᵀq + ½ qᵀ(diag J + k_e C)q under Σq = ``total_charge`` (or one total per
+    fragment), C the Coulomb matrix of Gaussian charges of widths σ (farfield.QEq).
+
+    Args:
+        positions: (n, 3) tensor; cell: (3, 3) tensor (rows) or None for an open system.
+        electronegativity, hardness, sigma: χ, J > 0, σ > 0 per atom, (n,) tensors or scalars.
+        total_charge, fragments, fragment_charges: the charge constraints of
+            :meth:`farfield.QEq.compute`.
+        calculator: a :class:`farfield.QEq` to use (its solver settings and prefactor k_e);
+            otherwise one is built from ``settings`` (keywords of :class:`farfield.QEq`).
+
+    Derivatives: first order for χ, J, σ, positions and cell (the adjoint solve of the core);
+    second order (``create_graph=True``, e.g. a loss on forces) for χ, J and positions
+    (the core's Hessian products of the Gaussian-charge sums); second derivatives that involve
+    σ or the cell raise NotImplementedError.
+    """
+    if calculator is None:
+        calculator = QEq(total_charge=total_charge, **settings)
+    elif not isinstance(calculator, QEq):
+        raise TypeError(f"calculator must be a farfield.QEq, got {type(calculator).__name__}")
+    elif settings or total_charge != 0.0:
+        raise ValueError(
+            "give the settings (total_charge included) to the QEq calculator, not to qeq()"
+        )
+    dtype = _dtype(
+        *(
+            t
+            for t in (positions, electronegativity, hardness, sigma, cell)
+            if isinstance(t, torch.Tensor)
+        )
+    )
+    r = _check("positions", positions, (None, 3))
+    n = r.shape[0]
+    chi = _per_atom_tensor("electronegativity", electronegativity, n)
+    j = _per_atom_tensor("hardness", hardness, n)
+    s = _per_atom_tensor("sigma", sigma, n)
+    h = None if cell is None else _check("cell", cell, (3, 3))
+    engine = _Equilibration(calculator, _system(r, h), _numpy(s), fragments, fragment_charges)
+    result = engine.solve(_numpy(chi), _numpy(j))
+    charges = torch.from_numpy(np.array(result.charges))
+    q: torch.Tensor = _Charges.apply(chi, j, r, s, h, engine, charges)
+    energy: torch.Tensor = _Energy_QEq.apply(chi, j, r, s, h, engine, charges, result.energy)
+    return q.to(dtype), energy.to(dtype)
 
 
 def spherical_expansion(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover
@@ -500,6 +791,3 @@ def lode_spherical_expansion(*args: Any, **kwargs: Any) -> Any:  # pragma: no co
 
 def lode_power_spectrum(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover
     raise NotImplementedError
-
-
-_UNUSED = QEq  # the QEq bridge below builds on farfield.QEq
