@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import once_differentiable
 
 from . import _native
 from .coulomb import Coulomb
+from .descriptors import PowerSpectrum, SphericalExpansion
+from .lode import LodePowerSpectrum, LodeResult, LodeSphericalExpansion
 from .qeq import QEq
 from .system import System
 
@@ -38,6 +40,7 @@ __all__ = [
     "CoulombEnergy",
     "coulomb_energy",
     "coulomb_potentials",
+    "features",
     "lode_power_spectrum",
     "lode_spherical_expansion",
     "power_spectrum",
@@ -77,7 +80,8 @@ def _check(name: str, tensor: Any, shape: tuple[int | None, ...] | None = None) 
         if not ok:
             want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {tuple(tensor.shape)}")
-    return tensor.to(torch.float64)
+    out: torch.Tensor = tensor.to(torch.float64)
+    return out
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -122,7 +126,7 @@ class _Sum:
         with the calculator's prefactor (farfield.hessian)."""
         c = self.calculator
         p = c.parameters_for(self.system)
-        fixed = {}
+        fixed: dict[str, Any] = {}
         if p.method == "ewald":
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "k_cutoff": p.k_cutoff}
         out = _native.second_order(
@@ -144,8 +148,8 @@ class _EnergyGradients(torch.autograd.Function):
     forward pass of :class:`_Energy`; the backward is the exact Hessian product."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
+    def forward(
+        ctx: Any,
         charges: torch.Tensor,
         positions: torch.Tensor,
         cell: torch.Tensor | None,
@@ -153,19 +157,19 @@ class _EnergyGradients(torch.autograd.Function):
         engine: _Sum,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         ctx.save_for_backward(charges)
-        ctx.engine = engine  # type: ignore[attr-defined]
-        ctx.has_cell = cell is not None  # type: ignore[attr-defined]
+        ctx.engine = engine
+        ctx.has_cell = cell is not None
         potentials, grad_r, grad_h = values
         return potentials.clone(), grad_r.clone(), None if grad_h is None else grad_h.clone()
 
     @staticmethod
-    @once_differentiable  # type: ignore[untyped-decorator]
-    def backward(  # type: ignore[override]
-        ctx: FunctionCtx, g_pot: torch.Tensor | None, g_r: torch.Tensor | None, g_h: Any
+    @once_differentiable
+    def backward(
+        ctx: Any, g_pot: torch.Tensor | None, g_r: torch.Tensor | None, g_h: Any
     ) -> tuple[Any, ...]:
-        (charges,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        engine: _Sum = ctx.engine  # type: ignore[attr-defined]
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        (charges,) = ctx.saved_tensors
+        engine: _Sum = ctx.engine
+        needs = ctx.needs_input_grad
         if needs[2] or (g_h is not None and bool(torch.any(g_h != 0))):
             raise NotImplementedError(_CELL_SECOND_ORDER)
         q = _numpy(charges)
@@ -195,8 +199,8 @@ class _EnergyGradients(torch.autograd.Function):
 
 class _Energy(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
+    def forward(
+        ctx: Any,
         charges: torch.Tensor,
         positions: torch.Tensor,
         cell: torch.Tensor | None,
@@ -222,26 +226,26 @@ class _Energy(torch.autograd.Function):
                 grad_h = torch.from_numpy(
                     _cell_gradient(-out.virial, system.positions, grad_r, _numpy(cell))
                 )
-            ctx.values = (  # type: ignore[attr-defined]
+            ctx.values = (
                 torch.from_numpy(np.array(out.potentials)),
                 torch.from_numpy(np.array(grad_r)),
                 grad_h,
             )
-            ctx.engine = engine  # type: ignore[attr-defined]
+            ctx.engine = engine
             ctx.save_for_backward(charges, positions, cell)
         return torch.tensor(out.energy, dtype=torch.float64)
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad_energy: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        charges, positions, cell = ctx.saved_tensors  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad_energy: torch.Tensor) -> tuple[Any, ...]:
+        charges, positions, cell = ctx.saved_tensors
         potentials, grad_r, grad_h = _EnergyGradients.apply(
             charges,
             positions,
             cell,
             ctx.values,
-            ctx.engine,  # type: ignore[attr-defined]
+            ctx.engine,
         )
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad
         return (
             grad_energy * potentials if needs[0] else None,
             grad_energy * grad_r if needs[1] else None,
@@ -255,8 +259,8 @@ class _PotentialsGradients(torch.autograd.Function):
     """(A w, ∇_r(wᵀ A q), ∂(wᵀ A q)/∂H) as a differentiable function of (w, q, r, H)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
+    def forward(
+        ctx: Any,
         upstream: torch.Tensor,
         charges: torch.Tensor,
         positions: torch.Tensor,
@@ -266,7 +270,7 @@ class _PotentialsGradients(torch.autograd.Function):
         w, q = _numpy(upstream), _numpy(charges)
         n = len(q)
         ctx.save_for_backward(upstream, charges)
-        ctx.engine = engine  # type: ignore[attr-defined]
+        ctx.engine = engine
         pot = engine.potentials(w)
         grad_r = engine.second_order(w, q, np.zeros((n, 3)))["gradient"]
         grad_h = None
@@ -284,13 +288,13 @@ class _PotentialsGradients(torch.autograd.Function):
         return torch.from_numpy(pot), torch.from_numpy(grad_r), grad_h
 
     @staticmethod
-    @once_differentiable  # type: ignore[untyped-decorator]
-    def backward(  # type: ignore[override]
-        ctx: FunctionCtx, g_pot: torch.Tensor | None, g_r: torch.Tensor | None, g_h: Any
+    @once_differentiable
+    def backward(
+        ctx: Any, g_pot: torch.Tensor | None, g_r: torch.Tensor | None, g_h: Any
     ) -> tuple[Any, ...]:
-        upstream, charges = ctx.saved_tensors  # type: ignore[attr-defined]
-        engine: _Sum = ctx.engine  # type: ignore[attr-defined]
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        upstream, charges = ctx.saved_tensors
+        engine: _Sum = ctx.engine
+        needs = ctx.needs_input_grad
         if needs[3] or (g_h is not None and bool(torch.any(g_h != 0))):
             raise NotImplementedError(_CELL_SECOND_ORDER)
         w, q = _numpy(upstream), _numpy(charges)
@@ -319,29 +323,29 @@ class _PotentialsGradients(torch.autograd.Function):
 
 class _Potentials(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
+    def forward(
+        ctx: Any,
         charges: torch.Tensor,
         positions: torch.Tensor,
         cell: torch.Tensor | None,
         engine: _Sum,
     ) -> torch.Tensor:
         ctx.save_for_backward(charges, positions, cell)
-        ctx.engine = engine  # type: ignore[attr-defined]
+        ctx.engine = engine
         return torch.from_numpy(engine.potentials(_numpy(charges)))
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        charges, positions, cell = ctx.saved_tensors  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        charges, positions, cell = ctx.saved_tensors
         # V = A q is linear in q: ∂(gᵀV)/∂q = A g (A symmetric)
         grad_q, grad_r, grad_h = _PotentialsGradients.apply(
             grad,
             charges,
             positions,
             cell,
-            ctx.engine,  # type: ignore[attr-defined]
+            ctx.engine,
         )
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad
         return (
             grad_q if needs[0] else None,
             grad_r if needs[1] else None,
@@ -550,7 +554,7 @@ class _Equilibration:
         self, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], u: np.ndarray[Any, Any]
     ) -> dict[str, Any]:
         """k_e × the core's second derivatives of aᵀ C b (Gaussian charges of widths σ)."""
-        fixed = {}
+        fixed: dict[str, Any] = {}
         p = self.parameters
         if self.system.cell is not None:
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "k_cutoff": p.k_cutoff}
@@ -576,25 +580,25 @@ class _BilinearGradient(torch.autograd.Function):
     """k_e ∇_r (aᵀ C b) as a differentiable function of (a, b, r)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
+    def forward(
+        ctx: Any,
         a: torch.Tensor,
         b: torch.Tensor,
         positions: torch.Tensor,
         engine: _Equilibration,
     ) -> torch.Tensor:
         ctx.save_for_backward(a, b)
-        ctx.engine = engine  # type: ignore[attr-defined]
+        ctx.engine = engine
         n = a.shape[0]
         out = engine.bilinear(_numpy(a), _numpy(b), np.zeros((n, 3)))
         return torch.from_numpy(out["gradient"])
 
     @staticmethod
-    @once_differentiable  # type: ignore[untyped-decorator]
-    def backward(ctx: FunctionCtx, mu: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        a, b = ctx.saved_tensors  # type: ignore[attr-defined]
-        engine: _Equilibration = ctx.engine  # type: ignore[attr-defined]
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+    @once_differentiable
+    def backward(ctx: Any, mu: torch.Tensor) -> tuple[Any, ...]:
+        a, b = ctx.saved_tensors
+        engine: _Equilibration = ctx.engine
+        needs = ctx.needs_input_grad
         out = engine.bilinear(_numpy(a), _numpy(b), _numpy(mu))
         return (
             torch.from_numpy(out["dipole_b"]) if needs[0] else None,
@@ -618,8 +622,8 @@ class _Charges(torch.autograd.Function):
     with ``charges`` None, the adjoint q*(χ; 0) with every constrained charge 0."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
+    def forward(
+        ctx: Any,
         chi: torch.Tensor,
         hardness: torch.Tensor,
         positions: torch.Tensor,
@@ -634,14 +638,14 @@ class _Charges(torch.autograd.Function):
         else:
             charges = charges.clone()
         ctx.save_for_backward(chi, hardness, positions, sigma, cell, charges)
-        ctx.engine = engine  # type: ignore[attr-defined]
+        ctx.engine = engine
         return charges
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors  # type: ignore[attr-defined]
-        engine: _Equilibration = ctx.engine  # type: ignore[attr-defined]
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors
+        engine: _Equilibration = ctx.engine
+        needs = ctx.needs_input_grad
         _guard_second_order(sigma, cell)
         # λ = q*(w; 0) = −P w, itself differentiable through this function
         lam = _Charges.apply(grad, hardness, positions, sigma, cell, engine, None)
@@ -666,8 +670,8 @@ class _Energy_QEq(torch.autograd.Function):
     """E*(χ, J, r, σ, H) = min_q χᵀq + ½ qᵀ(diag J + k_e C)q under the charge constraints."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: FunctionCtx,
+    def forward(
+        ctx: Any,
         chi: torch.Tensor,
         hardness: torch.Tensor,
         positions: torch.Tensor,
@@ -678,14 +682,14 @@ class _Energy_QEq(torch.autograd.Function):
         energy: float,
     ) -> torch.Tensor:
         ctx.save_for_backward(chi, hardness, positions, sigma, cell, charges)
-        ctx.engine = engine  # type: ignore[attr-defined]
+        ctx.engine = engine
         return torch.tensor(energy, dtype=torch.float64)
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors  # type: ignore[attr-defined]
-        engine: _Equilibration = ctx.engine  # type: ignore[attr-defined]
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors
+        engine: _Equilibration = ctx.engine
+        needs = ctx.needs_input_grad
         _guard_second_order(sigma, cell)
         # envelope theorem: ∂E*/∂χ = q*, ∂E*/∂J = ½ q*², ∂E*/∂r = ½ k_e ∇_r (q*ᵀ C q*)
         q = _Charges.apply(chi, hardness, positions, sigma, cell, engine, charges)
@@ -777,17 +781,196 @@ def qeq(
     return q.to(dtype), energy.to(dtype)
 
 
-def spherical_expansion(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover
-    raise NotImplementedError
+_HESSIAN_MODES = ("raise", "omit")
+
+_FEATURE_SECOND_ORDER = (
+    "the second derivatives of descriptors with respect to positions and cell are not "
+    "implemented. For force training, where only the model parameters need gradients, pass "
+    "position_hessian='omit': the parameter gradients are then exact, but positions.grad and "
+    "cell.grad from the double backward lack the descriptor-Hessian term"
+)
 
 
-def power_spectrum(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover
-    raise NotImplementedError
+class _FeatureSpec:
+    """A feature calculator, the system and what the double backward may leave out."""
+
+    def __init__(self, calculator: Any, system: System, position_hessian: str) -> None:
+        self.calculator = calculator
+        self.system = system
+        self.position_hessian = position_hessian
+
+    def values(self) -> np.ndarray[Any, Any]:
+        return np.asarray(self.calculator.compute(self.system).values)
+
+    def vjp(self, grad: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], Any]:
+        (back,) = self.calculator.backward(self.system, grad)
+        return back.positions, back.cell
+
+    def jvp(self, mu_r: np.ndarray[Any, Any], mu_h: Any) -> np.ndarray[Any, Any]:
+        """D X [μ]: the change of the values along position (and cell) displacements, from
+        the core's position (and cell) gradients."""
+        periodic = self.system.cell is not None and mu_h is not None
+        wanted = ["positions"] + (["cell"] if periodic else [])
+        result = self.calculator.compute(self.system, gradients=wanted)
+        if isinstance(result, LodeResult):
+            assert result.pair_gradients is not None and result.self_gradients is not None
+            pair = result.pair_gradients[0]  # (N, N, 3, nlm, nr): ∂c_i[type j]/∂r_j
+            own = result.self_gradients[0]  # (N, 3, na, nlm, nr)
+            species = list(result.species)
+            types = np.array([species.index(int(z)) for z in self.system.numbers])
+            out = np.einsum("ixsln,ix->isln", own, mu_r)
+            moved = np.einsum("ijxln,jx->ijln", pair, mu_r)
+            for a in range(len(species)):
+                out[:, a] += moved[:, types == a].sum(axis=1)
+            if periodic:
+                assert result.cell_gradients is not None
+                out += np.einsum("iabsln,ab->isln", result.cell_gradients[0], mu_h)
+            return np.asarray(out)
+        grads = result.gradients
+        out = np.zeros_like(result.values)
+        assert result.positions_samples is not None
+        rows = result.positions_samples[:, 0]
+        atoms = result.positions_samples[:, 2]
+        np.add.at(out, rows, np.einsum("gxp,gx->gp", grads["positions"], mu_r[atoms]))
+        if periodic:
+            out += np.einsum("sabp,ab->sp", grads["cell"], mu_h)
+        return np.asarray(out)
 
 
-def lode_spherical_expansion(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover
-    raise NotImplementedError
+class _FeatureGradients(torch.autograd.Function):
+    """(∂L/∂r, ∂L/∂H) = the features' vector-Jacobian product for the upstream gradient g, as
+    a differentiable function of g (its derivative is the features' Jacobian-vector product)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        grad: torch.Tensor,
+        positions: torch.Tensor,
+        cell: torch.Tensor | None,
+        spec: _FeatureSpec,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ctx.spec = spec
+        ctx.has_cell = cell is not None
+        grad_r, grad_h = spec.vjp(_numpy(grad))
+        return (
+            torch.from_numpy(np.array(grad_r)),
+            None if grad_h is None or cell is None else torch.from_numpy(np.array(grad_h)),
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, mu_r: Any, mu_h: Any) -> tuple[Any, ...]:
+        spec: _FeatureSpec = ctx.spec
+        needs = ctx.needs_input_grad
+        if (needs[1] or needs[2]) and spec.position_hessian == "raise":
+            raise NotImplementedError(_FEATURE_SECOND_ORDER)
+        grad = None
+        if needs[0]:
+            n = len(spec.system)
+            r = np.zeros((n, 3)) if mu_r is None else _numpy(mu_r)
+            h = None if mu_h is None else _numpy(mu_h)
+            grad = torch.from_numpy(spec.jvp(r, h))
+        return grad, None, None, None
 
 
-def lode_power_spectrum(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover
-    raise NotImplementedError
+class _Features(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any, positions: torch.Tensor, cell: torch.Tensor | None, spec: _FeatureSpec
+    ) -> torch.Tensor:
+        ctx.spec = spec
+        ctx.save_for_backward(positions, cell)
+        return torch.from_numpy(np.array(spec.values()))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        positions, cell = ctx.saved_tensors
+        grad_r, grad_h = _FeatureGradients.apply(grad, positions, cell, ctx.spec)
+        needs = ctx.needs_input_grad
+        return grad_r if needs[0] else None, grad_h if needs[1] else None, None
+
+
+def features(
+    calculator: Any,
+    positions: Any,
+    numbers: Any,
+    cell: Any = None,
+    *,
+    position_hessian: str = "raise",
+) -> torch.Tensor:
+    """The features of one structure as a differentiable tensor of positions and cell.
+
+    Args:
+        calculator: a :class:`farfield.SphericalExpansion`, :class:`farfield.PowerSpectrum`,
+            :class:`farfield.LodeSphericalExpansion` or :class:`farfield.LodePowerSpectrum`.
+        positions: (n, 3) tensor; numbers: (n,) atomic numbers (ints); cell: (3, 3) tensor or
+            None for an open structure.
+        position_hessian: "raise" (default) or "omit", what a double backward does with the
+            features' second derivatives in positions and cell, which are not implemented
+            (see below).
+
+    Returns:
+        the values of ``calculator.compute(...)``: (n, n_properties) for the SOAP and LODE
+        power spectra and the SOAP expansion; (n, n_species, (l_max+1)², n_max+1) for the
+        LODE expansion (:attr:`farfield.lode.LodeResult.values`).
+
+    Derivatives: first order in positions and cell by the core's vector-Jacobian products
+    (no dense gradient arrays); second order (``create_graph=True``) in the upstream gradient
+    (what a force loss on a model built on these features needs), by the features' own
+    position and cell gradients; the second derivatives of the features themselves raise
+    NotImplementedError unless ``position_hessian="omit"``.
+    """
+    if position_hessian not in _HESSIAN_MODES:
+        raise ValueError(
+            f"position_hessian must be one of {_HESSIAN_MODES}, got {position_hessian!r}"
+        )
+    if not isinstance(
+        calculator, (SphericalExpansion, PowerSpectrum, LodeSphericalExpansion, LodePowerSpectrum)
+    ):
+        raise TypeError(
+            "calculator must be a farfield SphericalExpansion, PowerSpectrum, "
+            f"LodeSphericalExpansion or LodePowerSpectrum, got {type(calculator).__name__}"
+        )
+    dtype = _dtype(*(t for t in (positions, cell) if isinstance(t, torch.Tensor)))
+    r = _check("positions", positions, (None, 3))
+    h = None if cell is None else _check("cell", cell, (3, 3))
+    z = numbers.detach().numpy() if isinstance(numbers, torch.Tensor) else np.asarray(numbers)
+    spec = _FeatureSpec(calculator, _system(r, h, z), position_hessian)
+    values: torch.Tensor = _Features.apply(r, h, spec)
+    return values.to(dtype)
+
+
+def spherical_expansion(
+    calculator: SphericalExpansion, positions: Any, numbers: Any, cell: Any = None, **kw: Any
+) -> torch.Tensor:
+    """The SOAP density expansion of :class:`farfield.SphericalExpansion` (see :func:`features`)."""
+    if not isinstance(calculator, SphericalExpansion):
+        raise TypeError("calculator must be a farfield.SphericalExpansion")
+    return features(calculator, positions, numbers, cell, **kw)
+
+
+def power_spectrum(
+    calculator: PowerSpectrum, positions: Any, numbers: Any, cell: Any = None, **kw: Any
+) -> torch.Tensor:
+    """The SOAP power spectrum of :class:`farfield.PowerSpectrum` (see :func:`features`)."""
+    if not isinstance(calculator, PowerSpectrum):
+        raise TypeError("calculator must be a farfield.PowerSpectrum")
+    return features(calculator, positions, numbers, cell, **kw)
+
+
+def lode_spherical_expansion(
+    calculator: LodeSphericalExpansion, positions: Any, numbers: Any, cell: Any = None, **kw: Any
+) -> torch.Tensor:
+    """The LODE expansion of :class:`farfield.LodeSphericalExpansion` (see :func:`features`)."""
+    if not isinstance(calculator, LodeSphericalExpansion):
+        raise TypeError("calculator must be a farfield.LodeSphericalExpansion")
+    return features(calculator, positions, numbers, cell, **kw)
+
+
+def lode_power_spectrum(
+    calculator: LodePowerSpectrum, positions: Any, numbers: Any, cell: Any = None, **kw: Any
+) -> torch.Tensor:
+    """The LODE power spectra of :class:`farfield.LodePowerSpectrum` (see :func:`features`)."""
+    if not isinstance(calculator, LodePowerSpectrum):
+        raise TypeError("calculator must be a farfield.LodePowerSpectrum")
+    return features(calculator, positions, numbers, cell, **kw)
