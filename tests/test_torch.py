@@ -194,7 +194,7 @@ def test_qeq_first_and_second_derivatives(periodic: bool) -> None:
                 s,
                 h[0] if h else None,
                 calculator=calc,
-            )[out],
+            )[out],  # noqa: B023 (called at once)
             args,
         )
 

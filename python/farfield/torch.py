@@ -373,8 +373,9 @@ class CoulombEnergy(torch.nn.Module):
     :func:`coulomb_energy` for the derivatives.
 
     Args:
-        exponent, accuracy, method, prefactor, and any fixed parameter of
-            :class:`farfield.Coulomb` (smearing, cutoff, k_cutoff, mesh, order, mesh_spacing).
+        exponent, accuracy, method, prefactor: as for :class:`farfield.Coulomb`.
+        fixed: any fixed parameter of :class:`farfield.Coulomb` (smearing, cutoff, k_cutoff,
+            mesh, order, mesh_spacing).
     """
 
     def __init__(
