@@ -297,3 +297,25 @@ def test_feature_argument_errors() -> None:
         fft.features(_calculators()[0], r, [1, 1, 1], position_hessian="skip")
     with pytest.raises(TypeError, match="PowerSpectrum"):
         fft.power_spectrum(_calculators()[0], r, [1, 1, 1])  # type: ignore[arg-type]
+
+
+def test_training_example_runs(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/train_qeq_model.py end to end on a tiny set (its full run is in the docs)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_qeq_model.py"
+    spec = importlib.util.spec_from_file_location("train_qeq_model", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_qeq_model"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    data = module.dataset(3, seed=1)
+    for s in data:
+        assert abs(float(s.charges.sum()) - s.total_charge) < 1e-9
+    output = Path(str(tmp_path)) / "curves.png"
+    module.main(["--smoke", "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert "short-range: test RMSE" in printed and "QEq: test RMSE" in printed
+    assert output.stat().st_size > 0
