@@ -315,4 +315,6 @@ def second_order(
     cutoff: float | None = None,
     k_cutoff: float | None = None,
     widths: _F | None = None,
+    mesh: tuple[int, int, int] | None = None,
+    order: int | None = None,
 ) -> dict[str, Any]: ...

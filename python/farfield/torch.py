@@ -129,6 +129,9 @@ class _Sum:
         fixed: dict[str, Any] = {}
         if p.method == "ewald":
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "k_cutoff": p.k_cutoff}
+        elif p.method == "pme" and self.system.cell is not None:
+            # the exact derivatives of the PME energy of the same parameters
+            fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "mesh": p.mesh, "order": p.order}
         out = _native.second_order(
             self.system._arrays(),
             np.ascontiguousarray(a, dtype=np.float64),
@@ -210,18 +213,16 @@ class _Energy(torch.autograd.Function):
         system = engine.system
         q = _numpy(charges)
         periodic = cell is not None
+        # the virial only when the cell's gradient is wanted
+        virial = derivatives and periodic and cell is not None and cell.requires_grad
         out = engine.calculator.compute(
-            system,
-            q,
-            forces=derivatives,
-            stress=derivatives and periodic,
-            potentials=derivatives,
+            system, q, forces=derivatives, stress=virial, potentials=derivatives
         )
         if derivatives:
             assert out.forces is not None and out.potentials is not None
             grad_r = -out.forces
             grad_h = None
-            if periodic:
+            if virial:
                 assert out.virial is not None and cell is not None
                 grad_h = torch.from_numpy(
                     _cell_gradient(-out.virial, system.positions, grad_r, _numpy(cell))

@@ -13,10 +13,12 @@ use pyo3::types::PyDict;
 
 /// Gradient, dipole potentials and Hessian-vector product of the bilinear form aᵀ A b along
 /// the displacements `u` (Gaussian units, no prefactor). Periodic systems use the Ewald split
-/// with `smearing`, `cutoff`, `k_cutoff` (those not given are chosen for `accuracy`); open
-/// systems sum all pairs. `widths` adds QEq's Gaussian charges.
+/// with `smearing`, `cutoff`, `k_cutoff` (those not given are chosen for `accuracy`), or,
+/// with `mesh` and `order` (and `smearing`, `cutoff`), the smooth-PME mesh: the exact
+/// derivatives of the PME energy of those parameters; open systems sum all pairs. `widths`
+/// adds QEq's Gaussian charges.
 #[pyfunction]
-#[pyo3(signature = (system, a, b, u, exponent=1.0, accuracy=1e-6, smearing=None, cutoff=None, k_cutoff=None, widths=None))]
+#[pyo3(signature = (system, a, b, u, exponent=1.0, accuracy=1e-6, smearing=None, cutoff=None, k_cutoff=None, widths=None, mesh=None, order=None))]
 #[allow(clippy::too_many_arguments)]
 fn second_order<'py>(
     py: Python<'py>,
@@ -30,6 +32,8 @@ fn second_order<'py>(
     cutoff: Option<f64>,
     k_cutoff: Option<f64>,
     widths: Option<PyReadonlyArray1<'py, f64>>,
+    mesh: Option<[usize; 3]>,
+    order: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let system = errors::guarded(|| system.to_system())?;
     let u = errors::guarded(|| vec3s("u", &u))?;
@@ -38,7 +42,16 @@ fn second_order<'py>(
     let widths: Option<Vec<f64>> = widths.map(|w| w.as_array().iter().copied().collect());
     let kernel = errors::guarded(|| Kernel::new(exponent))?;
     let (out, parameters) = threads::run(py, || {
-        let (pairs, parameters) = if system.is_periodic() {
+        let (pairs, parameters) = if let (true, Some(points)) = (system.is_periodic(), mesh) {
+            let missing = |name: &str| Error::parameter(name, "is required with mesh");
+            let smearing = smearing.ok_or_else(|| missing("smearing"))?;
+            let cutoff = cutoff.ok_or_else(|| missing("cutoff"))?;
+            let order = order.ok_or_else(|| missing("order"))?;
+            (
+                Pairs::pme(kernel, smearing, cutoff, points, order)?,
+                Some((smearing, cutoff, f64::NAN)),
+            )
+        } else if system.is_periodic() {
             let p = match (smearing, cutoff, k_cutoff) {
                 (Some(smearing), Some(cutoff), Some(k_cutoff)) => EwaldParameters {
                     smearing,

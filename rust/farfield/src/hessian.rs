@@ -29,9 +29,10 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernel::{screened_coulomb, Kernel, RangeSplit};
-use crate::kspace::{KVectors, PhaseTables};
+use crate::kspace::{cmul, KVectors, PhaseTables};
 use crate::math::linalg::Vec3;
 use crate::neighbors::CellList;
+use crate::realspace::ShortRangeTable;
 use crate::system::System;
 
 /// How the pairs of a system are summed: the bare kernel over all pairs (open systems) or the
@@ -40,6 +41,11 @@ use crate::system::System;
 pub struct Pairs {
     kernel: Kernel,
     ewald: Option<(RangeSplit, f64, f64)>,
+    /// The tabulated short-range kernel of the Ewald split (f and f′; f″ follows from them).
+    table: Option<ShortRangeTable>,
+    /// Reciprocal space on a smooth-PME mesh (mesh points, B-spline order) instead of the
+    /// explicit k-sum: the exact derivatives of the PME energy.
+    mesh: Option<([usize; 3], usize)>,
     widths: Option<Vec<f64>>,
 }
 
@@ -49,6 +55,8 @@ impl Pairs {
         Pairs {
             kernel,
             ewald: None,
+            table: None,
+            mesh: None,
             widths: None,
         }
     }
@@ -59,11 +67,42 @@ impl Pairs {
         crate::tuning::check_positive("smearing", Some(smearing))?;
         crate::tuning::check_positive("cutoff", Some(cutoff))?;
         crate::tuning::check_positive("k_cutoff", Some(k_cutoff))?;
+        let split = kernel.split(smearing)?;
         Ok(Pairs {
             kernel,
-            ewald: Some((kernel.split(smearing)?, cutoff, k_cutoff)),
+            table: Some(ShortRangeTable::new(&split, cutoff)?),
+            ewald: Some((split, cutoff, k_cutoff)),
+            mesh: None,
             widths: None,
         })
+    }
+
+    /// The smooth-PME split (Essmann et al. 1995) with `points` mesh points along the cell
+    /// vectors and B-splines of `order` (3 to 10): the exact second derivatives of the energy
+    /// that [`crate::pme::Pme`] computes with the same parameters, in O(N log N).
+    pub fn pme(
+        kernel: Kernel,
+        smearing: f64,
+        cutoff: f64,
+        points: [usize; 3],
+        order: usize,
+    ) -> Result<Pairs> {
+        let (lo, hi) = crate::pme::ORDER_RANGE;
+        if !(lo..=hi).contains(&order) {
+            return Err(Error::parameter(
+                "order",
+                format!("must be in {lo}..={hi}, got {order}"),
+            ));
+        }
+        if points.iter().any(|&k| k < order) {
+            return Err(Error::parameter(
+                "mesh",
+                format!("every mesh size must be at least the order {order}, got {points:?}"),
+            ));
+        }
+        let mut pairs = Pairs::ewald(kernel, smearing, cutoff, 1.0)?;
+        pairs.mesh = Some((points, order));
+        Ok(pairs)
     }
 
     /// Adds QEq's Gaussian charges of per-atom widths σ_i (Coulomb kernel only): the pair
@@ -116,13 +155,14 @@ impl Pairs {
     #[inline]
     fn radial(&self, i: usize, j: usize, r: f64) -> (f64, f64) {
         let p = self.kernel.exponent();
-        let (mut d1, mut d2) = match &self.ewald {
-            Some((split, _, _)) => {
-                let (f, df) = split.short_range(r);
+        let (mut d1, mut d2) = match (&self.ewald, &self.table) {
+            (Some((split, _, _)), Some(table)) => {
+                let (f, df_over_r) = table.eval(r);
+                let df = df_over_r * r;
                 let s = split.smearing();
                 (df, second_derivative(f, df, r, p, 1.0 / (s * s)))
             }
-            None => {
+            _ => {
                 let (f, df) = self.kernel.value(r);
                 (df, second_derivative(f, df, r, p, 0.0))
             }
@@ -137,17 +177,17 @@ impl Pairs {
     }
 }
 
-fn dot(a: &Vec3, b: &Vec3) -> f64 {
+pub(crate) fn dot(a: &Vec3, b: &Vec3) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
 /// Per-atom accumulators of one atom's sums.
 #[derive(Default, Clone, Copy)]
-struct Atom {
-    gradient: Vec3,
-    dipole_a: f64,
-    dipole_b: f64,
-    hvp: Vec3,
+pub(crate) struct Atom {
+    pub(crate) gradient: Vec3,
+    pub(crate) dipole_a: f64,
+    pub(crate) dipole_b: f64,
+    pub(crate) hvp: Vec3,
 }
 
 impl Atom {
@@ -233,7 +273,12 @@ pub fn second_order(
                 crate::ewald::EwaldParameters {
                     smearing: split.smearing(),
                     cutoff: *cutoff,
-                    k_cutoff: *k_cutoff,
+                    // the mesh path sums no explicit k-vectors
+                    k_cutoff: if pairs.mesh.is_some() {
+                        1e-3
+                    } else {
+                        *k_cutoff
+                    },
                 },
             )?;
             if let Some(w) = &pairs.widths {
@@ -262,7 +307,12 @@ pub fn second_order(
                 });
             });
             interrupt::check()?;
-            reciprocal(system, cell, split, *k_cutoff, a, b, u, &mut atoms)?;
+            match pairs.mesh {
+                Some((points, order)) => {
+                    mesh::reciprocal(system, cell, split, points, order, a, b, u, &mut atoms)?
+                }
+                None => reciprocal(system, cell, split, *k_cutoff, a, b, u, &mut atoms)?,
+            }
         }
         (None, Some(_)) => {
             return Err(Error::Unsupported(
@@ -304,58 +354,95 @@ fn reciprocal(
     }
     let tables = PhaseTables::new(cell, system.positions(), kvectors.max_index);
     let n = system.len();
-    // S_a, S_b, T_a, T_b per k-vector: parallel over k, each a sum over atoms in order
-    let sums: Vec<[C; 4]> = (0..kvectors.len())
-        .into_par_iter()
-        .with_min_len(16)
-        .map(|idx| {
-            let m = kvectors.indices[idx];
-            let k = kvectors.vectors[idx];
-            let mut s = [(0.0, 0.0); 4];
-            for j in 0..n {
-                let (c, sn) = tables.phase(m, j);
-                let ku = dot(&k, &u[j]);
-                for (slot, w) in [a[j], b[j], a[j] * ku, b[j] * ku].iter().enumerate() {
-                    s[slot].0 += w * c;
-                    s[slot].1 += w * sn;
+    // S_a, S_b, T_a, T_b per k-vector: parallel over (m_0, m_1) groups, each sum over the
+    // atoms in order; the phase shared by a group is formed once per atom
+    let per_group: Vec<Vec<[C; 4]>> = kvectors
+        .groups
+        .par_iter()
+        .map_init(
+            || (vec![0.0; n], vec![0.0; n]),
+            |(pc, ps), group| {
+                if interrupt::is_requested() {
+                    return Vec::new();
                 }
-            }
-            s
-        })
+                tables.partial_phases((group.m0, group.m1), 0..n, (pc, ps));
+                group
+                    .range
+                    .clone()
+                    .map(|idx| {
+                        let (c2, s2) = tables.axis(2, kvectors.indices[idx][2]);
+                        let k = kvectors.vectors[idx];
+                        let mut s = [(0.0, 0.0); 4];
+                        for j in 0..n {
+                            let (c, sn) = cmul((pc[j], ps[j]), (c2[j], s2[j]));
+                            let ku = dot(&k, &u[j]);
+                            let (wa, wb) = (a[j], b[j]);
+                            s[0].0 += wa * c;
+                            s[0].1 += wa * sn;
+                            s[1].0 += wb * c;
+                            s[1].1 += wb * sn;
+                            s[2].0 += wa * ku * c;
+                            s[2].1 += wa * ku * sn;
+                            s[3].0 += wb * ku * c;
+                            s[3].1 += wb * ku * sn;
+                        }
+                        s
+                    })
+                    .collect()
+            },
+        )
         .collect();
     interrupt::check()?;
+    let sums: Vec<[C; 4]> = per_group.into_iter().flatten().collect();
     let scale = 2.0 / cell.volume();
     let fourier: Vec<f64> = kvectors
         .norms2
         .iter()
         .map(|&k2| scale * split.fourier(k2).0)
         .collect();
-    atoms.par_iter_mut().enumerate().for_each(|(m, atom)| {
-        if interrupt::is_requested() {
-            return;
-        }
-        for idx in 0..kvectors.len() {
-            let z = tables.phase(kvectors.indices[idx], m);
-            let k = kvectors.vectors[idx];
-            let v = fourier[idx];
-            let ku = dot(&k, &u[m]);
-            let [sa, sb, ta, tb] = sums[idx];
-            // z S* = (cx + sy) + i (sx − cy) for z = (c, s), S = (x, y)
-            let re = |w: C| z.0 * w.0 + z.1 * w.1;
-            let im = |w: C| z.1 * w.0 - z.0 * w.1;
-            // D_u Re[z* S] = (k·u) Im[z* S] − Im[z* T], Im[z* S] = −Im[z S*]
-            atom.dipole_a += v * (-ku * im(sa) + im(ta));
-            atom.dipole_b += v * (-ku * im(sb) + im(tb));
-            let g = a[m] * im(sb) + b[m] * im(sa);
-            let h = a[m] * (ku * re(sb) - re(tb)) + b[m] * (ku * re(sa) - re(ta));
-            for x in 0..3 {
-                atom.gradient[x] -= v * k[x] * g;
-                atom.hvp[x] -= v * k[x] * h;
+    // per atom: chunks of atoms in parallel, each atom's sum over k in order
+    const CHUNK: usize = 64;
+    atoms
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, block)| {
+            let start = chunk * CHUNK;
+            let len = block.len();
+            let (mut pc, mut ps) = (vec![0.0; len], vec![0.0; len]);
+            for group in &kvectors.groups {
+                if interrupt::is_requested() {
+                    return;
+                }
+                tables.partial_phases((group.m0, group.m1), start..start + len, (&mut pc, &mut ps));
+                for idx in group.range.clone() {
+                    let (c2, s2) = tables.axis(2, kvectors.indices[idx][2]);
+                    let k = kvectors.vectors[idx];
+                    let v = fourier[idx];
+                    let [sa, sb, ta, tb] = sums[idx];
+                    for (j, atom) in block.iter_mut().enumerate() {
+                        let m = start + j;
+                        let z = cmul((pc[j], ps[j]), (c2[m], s2[m]));
+                        let ku = dot(&k, &u[m]);
+                        // z S* = (cx + sy) + i (sx − cy) for z = (c, s), S = (x, y)
+                        let re = |w: C| z.0 * w.0 + z.1 * w.1;
+                        let im = |w: C| z.1 * w.0 - z.0 * w.1;
+                        // D_u Re[z* S] = (k·u) Im[z* S] − Im[z* T], Im[z* S] = −Im[z S*]
+                        atom.dipole_a += v * (-ku * im(sa) + im(ta));
+                        atom.dipole_b += v * (-ku * im(sb) + im(tb));
+                        let g = a[m] * im(sb) + b[m] * im(sa);
+                        let h = a[m] * (ku * re(sb) - re(tb)) + b[m] * (ku * re(sa) - re(ta));
+                        for x in 0..3 {
+                            atom.gradient[x] -= v * k[x] * g;
+                            atom.hvp[x] -= v * k[x] * h;
+                        }
+                    }
+                }
             }
-        }
-    });
+        });
     interrupt::check()
 }
+
+mod mesh;
 
 #[cfg(test)]
 mod tests;
