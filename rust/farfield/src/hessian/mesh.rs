@@ -112,12 +112,8 @@ pub(super) fn reciprocal(
     };
     // spread Q_a, Q_b, R_a, R_b (serial: a fixed order of sums). Per row (j0, j1) of the
     // stencil, each grid takes α θ₂ + β θ₂′ along the last axis.
-    let mut grids = [
-        crate::limits::try_zeroed("mesh grid", total)?,
-        crate::limits::try_zeroed("mesh grid", total)?,
-        crate::limits::try_zeroed("mesh grid", total)?,
-        crate::limits::try_zeroed("mesh grid", total)?,
-    ];
+    // the four grids interleaved: grids[4 g + k] (one cache line per grid point)
+    let mut grids = crate::limits::try_zeroed("mesh grids", 4 * total)?;
     for (m, s) in stencils.iter().enumerate() {
         if m % 4096 == 0 {
             interrupt::check()?;
@@ -139,12 +135,13 @@ pub(super) fn reciprocal(
                 ];
                 let beta = [wa[2] * t01, wb[2] * t01];
                 for j2 in 0..order {
-                    let g = row + i2[j2];
+                    let g = 4 * (row + i2[j2]);
                     let (t, d) = (s.th[2][j2], s.d1[2][j2]);
-                    grids[0][g] += alpha[0] * t;
-                    grids[1][g] += alpha[1] * t;
-                    grids[2][g] += alpha[2] * t + beta[0] * d;
-                    grids[3][g] += alpha[3] * t + beta[1] * d;
+                    let cell = &mut grids[g..g + 4];
+                    cell[0] += alpha[0] * t;
+                    cell[1] += alpha[1] * t;
+                    cell[2] += alpha[2] * t + beta[0] * d;
+                    cell[3] += alpha[3] * t + beta[1] * d;
                 }
             }
         }
@@ -179,15 +176,15 @@ pub(super) fn reciprocal(
         })
         .collect();
     let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
-    for grid in grids.iter_mut() {
+    for lane in 0..4 {
         interrupt::check()?;
-        fft.forward(grid, &mut spec);
+        fft.forward_interleaved(&mut grids, (lane, 4), &mut spec);
         spec.par_iter_mut()
             .zip(&influence)
             .for_each(|(s, g)| *s *= *g);
-        fft.inverse(&mut spec, grid);
+        fft.inverse_interleaved(&mut spec, &mut grids, (lane, 4));
     }
-    let [phi_a, phi_b, rho_a, rho_b] = &grids;
+    // lanes: φ_a, φ_b, ρ_a, ρ_b
     // gathers: for φ_a, φ_b the gradient and Hessian (in u), for ρ_a, ρ_b the value and gradient
     atoms
         .par_iter_mut()
@@ -204,9 +201,9 @@ pub(super) fn reciprocal(
                     // contract the last axis first: r[k] = Σ_j2 (θ₂, θ₂′, θ₂″) x_k
                     let mut r = [[0.0; 3]; 4];
                     for j2 in 0..order {
-                        let g = row + i2[j2];
+                        let g = 4 * (row + i2[j2]);
                         let (t, d, dd) = (s.th[2][j2], s.d1[2][j2], s.d2[2][j2]);
-                        for (k, x) in [phi_a[g], phi_b[g], rho_a[g], rho_b[g]].iter().enumerate() {
+                        for (k, x) in grids[g..g + 4].iter().enumerate() {
                             r[k][0] += t * x;
                             r[k][1] += d * x;
                             r[k][2] += dd * x;
