@@ -114,6 +114,8 @@ pub(super) fn reciprocal(
     // stencil, each grid takes α θ₂ + β θ₂′ along the last axis.
     // the four grids interleaved: grids[4 g + k] (one cache line per grid point)
     let mut grids = crate::limits::try_zeroed("mesh grids", 4 * total)?;
+    // B(q, q), the energy's case: the b lanes equal the a lanes (transformed once)
+    let same = a == b;
     for (m, s) in stencils.iter().enumerate() {
         if m % 4096 == 0 {
             interrupt::check()?;
@@ -177,12 +179,21 @@ pub(super) fn reciprocal(
         .collect();
     let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
     for lane in 0..4 {
+        if same && (lane == 1 || lane == 3) {
+            continue;
+        }
         interrupt::check()?;
         fft.forward_interleaved(&mut grids, (lane, 4), &mut spec);
         spec.par_iter_mut()
             .zip(&influence)
             .for_each(|(s, g)| *s *= *g);
         fft.inverse_interleaved(&mut spec, &mut grids, (lane, 4));
+    }
+    if same {
+        grids.par_chunks_mut(4).for_each(|cell| {
+            cell[1] = cell[0];
+            cell[3] = cell[2];
+        });
     }
     // lanes: φ_a, φ_b, ρ_a, ρ_b
     // gathers: for φ_a, φ_b the gradient and Hessian (in u), for ρ_a, ρ_b the value and gradient
