@@ -143,13 +143,27 @@ def test_dtype_device_and_no_grad(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_batch_and_thread_count_do_not_change_results() -> None:
-    module = fft.CoulombEnergy(accuracy=1e-8)
+    module = fft.CoulombEnergy(accuracy=1e-10)
     rs = [_positions(n, 4.0, 20 + n) for n in (3, 5, 4)]
     qs = [_charges(n, 30 + n, True) for n in (3, 5, 4)]
     cells = [_cell(), None, _cell() * 1.1]
     batch = module.batch(rs, qs, cells)
     single = torch.stack([module(r, q, h) for r, q, h in zip(rs, qs, cells, strict=True)])
     assert torch.equal(batch, single)
+    # gradients: the same as one structure at a time; a batch in another order and
+    # composition gives each structure the same energy
+    weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    g_batch = torch.autograd.grad((weights * batch).sum(), [*rs, *qs])
+    g_single = torch.autograd.grad((weights * single).sum(), [*rs, *qs])
+    for a, b in zip(g_batch, g_single, strict=True):
+        assert torch.equal(a, b)
+    again = module.batch([rs[2], rs[1]], [qs[2], qs[1]], [cells[2], cells[1]])
+    assert torch.equal(again, batch[[2, 1]])
+
+    def pair(r0: torch.Tensor, q0: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
+        return module.batch([r0, r1], [q0, qs[1].detach()], [cells[0], None])
+
+    assert torch.autograd.gradgradcheck(pair, (rs[0], qs[0], rs[1]))
     r, q, cell = rs[1].detach(), qs[1].detach(), _cell()
     u = np.random.default_rng(0).normal(size=(5, 3))
     threads = ff.get_num_threads()

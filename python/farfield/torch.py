@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _native
+from ._native import get_num_threads
 from .coulomb import Coulomb
 from .descriptors import PowerSpectrum, SphericalExpansion
 from .lode import LodePowerSpectrum, LodeResult, LodeSphericalExpansion
@@ -200,6 +202,36 @@ class _EnergyGradients(torch.autograd.Function):
         )
 
 
+def _evaluate(
+    engine: _Sum, charges: torch.Tensor, cell: torch.Tensor | None, derivatives: bool
+) -> tuple[float, Any]:
+    """The energy, and with ``derivatives`` the values (φ, ∂E/∂r, ∂E/∂H or None) that the
+    backward pass returns, from one call of the engine."""
+    system = engine.system
+    periodic = cell is not None
+    # the virial only when the cell's gradient is wanted
+    virial = derivatives and periodic and cell is not None and cell.requires_grad
+    out = engine.calculator.compute(
+        system, _numpy(charges), forces=derivatives, stress=virial, potentials=derivatives
+    )
+    if not derivatives:
+        return out.energy, None
+    assert out.forces is not None and out.potentials is not None
+    grad_r = -out.forces
+    grad_h = None
+    if virial:
+        assert out.virial is not None and cell is not None
+        grad_h = torch.from_numpy(
+            _cell_gradient(-out.virial, system.positions, grad_r, _numpy(cell))
+        )
+    values = (
+        torch.from_numpy(np.array(out.potentials)),
+        torch.from_numpy(np.array(grad_r)),
+        grad_h,
+    )
+    return out.energy, values
+
+
 class _Energy(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -210,31 +242,12 @@ class _Energy(torch.autograd.Function):
         engine: _Sum,
         derivatives: bool,
     ) -> torch.Tensor:
-        system = engine.system
-        q = _numpy(charges)
-        periodic = cell is not None
-        # the virial only when the cell's gradient is wanted
-        virial = derivatives and periodic and cell is not None and cell.requires_grad
-        out = engine.calculator.compute(
-            system, q, forces=derivatives, stress=virial, potentials=derivatives
-        )
+        energy, values = _evaluate(engine, charges, cell, derivatives)
         if derivatives:
-            assert out.forces is not None and out.potentials is not None
-            grad_r = -out.forces
-            grad_h = None
-            if virial:
-                assert out.virial is not None and cell is not None
-                grad_h = torch.from_numpy(
-                    _cell_gradient(-out.virial, system.positions, grad_r, _numpy(cell))
-                )
-            ctx.values = (
-                torch.from_numpy(np.array(out.potentials)),
-                torch.from_numpy(np.array(grad_r)),
-                grad_h,
-            )
+            ctx.values = values
             ctx.engine = engine
             ctx.save_for_backward(charges, positions, cell)
-        return torch.tensor(out.energy, dtype=torch.float64)
+        return torch.tensor(energy, dtype=torch.float64)
 
     @staticmethod
     def backward(ctx: Any, grad_energy: torch.Tensor) -> tuple[Any, ...]:
@@ -254,6 +267,54 @@ class _Energy(torch.autograd.Function):
             None,
             None,
         )
+
+
+class _BatchEnergy(torch.autograd.Function):
+    """The energies of several structures in one node: the engine calls run concurrently
+    (each releases the GIL), one structure per worker; the backward only hands out the
+    values computed then."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, engines: list[_Sum], derivatives: bool, *tensors: torch.Tensor
+    ) -> torch.Tensor:
+        count = len(engines)
+        cells = [
+            tensors[3 * k + 2] if engines[k].system.cell is not None else None for k in range(count)
+        ]
+
+        def one(k: int) -> tuple[float, Any]:
+            return _evaluate(engines[k], tensors[3 * k], cells[k], derivatives)
+
+        workers = max(1, min(count, get_num_threads()))
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(one, range(count)))
+        else:
+            results = [one(k) for k in range(count)]
+        if derivatives:
+            ctx.values = [values for _, values in results]
+            ctx.engines = engines
+            ctx.cells = cells
+            ctx.save_for_backward(*tensors)
+        return torch.tensor([energy for energy, _ in results], dtype=torch.float64)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        tensors = ctx.saved_tensors
+        needs = ctx.needs_input_grad[2:]
+        out: list[Any] = [None, None]
+        for k, engine in enumerate(ctx.engines):
+            charges, positions = tensors[3 * k], tensors[3 * k + 1]
+            cell = ctx.cells[k]
+            potentials, grad_r, grad_h = _EnergyGradients.apply(
+                charges, positions, cell, ctx.values[k], engine
+            )
+            g = grad[k]
+            out.append(g * potentials if needs[3 * k] else None)
+            out.append(g * grad_r if needs[3 * k + 1] else None)
+            out.append(g * grad_h if needs[3 * k + 2] and grad_h is not None else None)
+        return tuple(out)
 
 
 class _PotentialsGradients(torch.autograd.Function):
@@ -391,6 +452,7 @@ class CoulombEnergy(torch.nn.Module):
         self.calculator = Coulomb(
             exponent=exponent, accuracy=accuracy, method=method, prefactor=prefactor, **fixed
         )
+        self._calculators: dict[Any, Coulomb] = {}
 
     def forward(self, positions: Any, charges: Any, cell: Any = None) -> torch.Tensor:
         """The energy of ``charges`` at ``positions`` in ``cell`` (None: open system)."""
@@ -406,16 +468,44 @@ class CoulombEnergy(torch.nn.Module):
         charges: Sequence[Any],
         cells: Sequence[Any] | None = None,
     ) -> torch.Tensor:
-        """The energies of a batch of structures (one tensor of shape (len(positions),))."""
+        """The energies of a batch of structures, shape (len(positions),), in one autograd
+        node: the structures are evaluated concurrently (up to
+        :func:`farfield.get_num_threads` at a time), each with parameters tuned once for its
+        cell and atom count and kept for later batches. The results do not depend on the
+        batch composition."""
         if len(charges) != len(positions):
             raise ValueError(f"charges has {len(charges)} entries for {len(positions)} structures")
         if cells is None:
             cells = [None] * len(positions)
         elif len(cells) != len(positions):
             raise ValueError(f"cells has {len(cells)} entries for {len(positions)} structures")
-        return torch.stack(
-            [self.forward(r, q, h) for r, q, h in zip(positions, charges, cells, strict=True)]
-        )
+        engines: list[_Sum] = []
+        tensors: list[torch.Tensor] = []
+        dtypes = []
+        for r_, q_, h_ in zip(positions, charges, cells, strict=True):
+            r, q, h, dtype = _inputs(r_, q_, h_)
+            dtypes.append(dtype)
+            engines.append(_Sum(self._for(len(r), h), _system(r, h)))
+            tensors += [q, r, h if h is not None else torch.zeros(3, 3, dtype=torch.float64)]
+        if not engines:
+            return torch.zeros(0, dtype=torch.float64)
+        derivatives = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        energies: torch.Tensor = _BatchEnergy.apply(engines, derivatives, *tensors)
+        dtype = torch.float64 if torch.float64 in dtypes else dtypes[0]
+        return energies.to(dtype)
+
+    def _for(self, n: int, cell: torch.Tensor | None) -> Coulomb:
+        """A calculator per (atom count, cell) of the batches seen (their tuned parameters
+        are kept; at most 4096, the oldest dropped first)."""
+        key = (n, None if cell is None else tuple(np.round(_numpy(cell), 12).ravel()))
+        calc = self._calculators.get(key)
+        if calc is None:
+            if len(self._calculators) >= 4096:
+                self._calculators.pop(next(iter(self._calculators)))
+            calc = copy.copy(self.calculator)
+            calc._cache = None  # its own cache (a pinned choice, from tune(), is kept)
+            self._calculators[key] = calc
+        return calc
 
 
 def _calculator(calculator: Coulomb | None, **settings: Any) -> Coulomb:
