@@ -333,3 +333,21 @@ def test_training_example_runs(tmp_path: object, capsys: pytest.CaptureFixture[s
     printed = capsys.readouterr().out
     assert "short-range: test RMSE" in printed and "QEq: test RMSE" in printed
     assert output.stat().st_size > 0
+
+
+def test_feature_gradients_equal_the_dense_gradients() -> None:
+    """The backward pass (core VJP) against the dense position gradients of compute()."""
+    soap = ff.PowerSpectrum(cutoff=2.5, max_radial=2, max_angular=2, smearing=0.4)
+    r = _positions(6, 3.0, 90)
+    numbers = np.array([1, 8, 1, 8, 8, 1])
+    x = fft.power_spectrum(soap, r, numbers, _cell())
+    w = torch.linspace(-1.0, 1.0, x.numel(), dtype=torch.float64).reshape(x.shape)
+    (grad,) = torch.autograd.grad((w * x).sum(), r)
+    dense = soap.compute(
+        ff.System(r.detach().numpy(), numbers, np.array(CELL)), gradients=["positions"]
+    )
+    assert dense.positions_samples is not None
+    expected = np.zeros((6, 3))
+    rows, atoms = dense.positions_samples[:, 0], dense.positions_samples[:, 2]
+    np.add.at(expected, atoms, np.einsum("gxp,gp->gx", dense.gradients["positions"], w.numpy()[rows]))
+    np.testing.assert_allclose(grad.numpy(), expected, atol=1e-12)
