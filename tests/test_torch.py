@@ -349,5 +349,7 @@ def test_feature_gradients_equal_the_dense_gradients() -> None:
     assert dense.positions_samples is not None
     expected = np.zeros((6, 3))
     rows, atoms = dense.positions_samples[:, 0], dense.positions_samples[:, 2]
-    np.add.at(expected, atoms, np.einsum("gxp,gp->gx", dense.gradients["positions"], w.numpy()[rows]))
+    np.add.at(
+        expected, atoms, np.einsum("gxp,gp->gx", dense.gradients["positions"], w.numpy()[rows])
+    )
     np.testing.assert_allclose(grad.numpy(), expected, atol=1e-12)
