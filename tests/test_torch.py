@@ -353,3 +353,41 @@ def test_feature_gradients_equal_the_dense_gradients() -> None:
         expected, atoms, np.einsum("gxp,gp->gx", dense.gradients["positions"], w.numpy()[rows])
     )
     np.testing.assert_allclose(grad.numpy(), expected, atol=1e-12)
+
+
+def test_qeq_batch_equals_one_by_one() -> None:
+    rs = [_positions(n, 3.0, 100 + n) for n in (4, 6, 5)]
+    chis = [torch.linspace(-0.5, 0.5, len(r), dtype=torch.float64).requires_grad_() for r in rs]
+    cells = [None, _cell(), None]
+    totals = [0.0, 1.0, -1.0]
+    calc = ff.QEq(tolerance=1e-12, ewald_truncation=1e-12)
+    qs, es = fft.qeq_batch(rs, chis, 1.3, 0.7, cells, total_charges=totals, calculator=calc)
+    for k in range(3):
+        q, e = fft.qeq(
+            rs[k],
+            chis[k],
+            1.3,
+            0.7,
+            cells[k],
+            calculator=ff.QEq(total_charge=totals[k], tolerance=1e-12, ewald_truncation=1e-12),
+        )
+        np.testing.assert_allclose(qs[k].detach().numpy(), q.detach().numpy(), atol=1e-10)
+        assert abs(float(es[k].detach()) - float(e.detach())) < 1e-10
+        assert abs(float(qs[k].sum().detach()) - totals[k]) < 1e-10
+    grads = torch.autograd.grad(es.sum(), [*rs, *chis])
+    single = torch.autograd.grad(
+        sum(
+            fft.qeq(
+                rs[k],
+                chis[k],
+                1.3,
+                0.7,
+                cells[k],
+                calculator=ff.QEq(total_charge=totals[k], tolerance=1e-12, ewald_truncation=1e-12),
+            )[1]
+            for k in range(3)
+        ),
+        [*rs, *chis],
+    )
+    for a, b in zip(grads, single, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)

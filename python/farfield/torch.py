@@ -47,6 +47,7 @@ __all__ = [
     "lode_spherical_expansion",
     "power_spectrum",
     "qeq",
+    "qeq_batch",
     "spherical_expansion",
 ]
 
@@ -871,6 +872,76 @@ def qeq(
     q: torch.Tensor = _Charges.apply(chi, j, r, s, h, engine, charges)
     energy: torch.Tensor = _Energy_QEq.apply(chi, j, r, s, h, engine, charges, result.energy)
     return q.to(dtype), energy.to(dtype)
+
+
+def qeq_batch(
+    positions: Sequence[Any],
+    electronegativity: Sequence[Any],
+    hardness: Sequence[Any] | Any,
+    sigma: Sequence[Any] | Any,
+    cells: Sequence[Any] | None = None,
+    *,
+    total_charges: Sequence[float] | None = None,
+    calculator: QEq | None = None,
+    **settings: Any,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`qeq` for a batch of structures (a training batch): the solves run concurrently
+    (up to :func:`farfield.get_num_threads` at a time, each releasing the GIL), each structure
+    with its own cell (``None``: open) and total charge. Returns the list of charge tensors
+    and the energies, shape (len(positions),); derivatives as for :func:`qeq`. ``hardness``
+    and ``sigma`` may be one value (or tensor) for every structure."""
+    count = len(positions)
+
+    def per_structure(name: str, value: Any) -> list[Any]:
+        if isinstance(value, (list, tuple)):
+            if len(value) != count:
+                raise ValueError(f"{name} has {len(value)} entries for {count} structures")
+            return list(value)
+        return [value] * count
+
+    chis = per_structure("electronegativity", electronegativity)
+    hards = per_structure("hardness", hardness)
+    sigmas = per_structure("sigma", sigma)
+    cell_list = per_structure("cells", cells) if cells is not None else [None] * count
+    totals = per_structure("total_charges", total_charges or 0.0)
+    if calculator is None:
+        calculator = QEq(**settings)
+    elif not isinstance(calculator, QEq):
+        raise TypeError(f"calculator must be a farfield.QEq, got {type(calculator).__name__}")
+    elif settings:
+        raise ValueError("give the settings to the QEq calculator, not to qeq_batch()")
+    prepared = []
+    for k in range(count):
+        r = _check("positions", positions[k], (None, 3))
+        n = r.shape[0]
+        chi = _per_atom_tensor("electronegativity", chis[k], n)
+        j = _per_atom_tensor("hardness", hards[k], n)
+        s = _per_atom_tensor("sigma", sigmas[k], n)
+        h = None if cell_list[k] is None else _check("cell", cell_list[k], (3, 3))
+        calc = copy.copy(calculator)
+        calc.total_charge = float(totals[k])
+        engine = _Equilibration(calc, _system(r, h), _numpy(s), None, None)
+        prepared.append((chi, j, r, s, h, engine))
+
+    def solve(item: tuple[Any, ...]) -> Any:
+        chi, j, _, _, _, engine = item
+        return engine.solve(_numpy(chi), _numpy(j))
+
+    workers = max(1, min(count, get_num_threads()))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(solve, prepared))
+    else:
+        results = [solve(item) for item in prepared]
+    charges, energies = [], []
+    for (chi, j, r, s, h, engine), result in zip(prepared, results, strict=True):
+        q0 = torch.from_numpy(np.array(result.charges))
+        charges.append(_Charges.apply(chi, j, r, s, h, engine, q0))
+        energies.append(_Energy_QEq.apply(chi, j, r, s, h, engine, q0, result.energy))
+    dtype = _dtype(*[t for item in prepared for t in item[:5] if isinstance(t, torch.Tensor)])
+    if not energies:
+        return [], torch.zeros(0, dtype=dtype)
+    return [q.to(dtype) for q in charges], torch.stack(energies).to(dtype)
 
 
 _HESSIAN_MODES = ("raise", "omit")
