@@ -70,6 +70,7 @@ __all__ = [
     "qeq_batch",
     "TripletCalculator",
     "clebsch_gordan_product",
+    "second_order",
 ]
 
 __version__: str
