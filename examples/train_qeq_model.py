@@ -13,9 +13,11 @@ energies *and forces* with Adam:
 A force loss needs ∂²E/∂R∂θ: farfield gives the second derivatives of QEq in χ and positions
 exactly (docs/torch.md). The short-range model cannot know the total charge, which moves the
 energy by electronvolts; the QEq model can. Prints the test errors of both and the QEq model's
-charge error, and saves the learning curves (``--output``, PNG, with matplotlib).
+charge error, and saves the learning curves (``--output``, PNG, with matplotlib). A full run
+(2026-12-07): QEq 9.2 meV/atom, 0.088 eV/Å, charges 0.021 e; short-range 139.9 meV/atom,
+0.213 eV/Å.
 
-    python examples/train_qeq_model.py            # ~8 min on 2 cores
+    python examples/train_qeq_model.py            # ~4 min on 2 cores
     python examples/train_qeq_model.py --quick    # ~1 min
 """
 
