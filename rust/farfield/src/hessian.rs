@@ -128,6 +128,10 @@ impl Pairs {
     }
 }
 
+/// Atom chunks of the periodic real-space pass (a constant, so that the order of the sums
+/// does not depend on the thread count; memory: this many accumulators per atom).
+const PAIR_CHUNKS: usize = 8;
+
 /// The four outputs of [`second_order`] (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
@@ -294,18 +298,49 @@ pub fn second_order(
                 }
             }
             let list = CellList::new(system, *cutoff)?;
-            atoms.par_iter_mut().enumerate().for_each(|(m, atom)| {
-                if interrupt::is_requested() {
-                    return;
+            // each pair once (the kernel evaluated once), added to both atoms: a fixed number
+            // of atom chunks, each with its own accumulators, summed in chunk order (the
+            // result does not depend on the thread count)
+            let chunk = n.div_ceil(PAIR_CHUNKS).max(1);
+            let partials: Vec<Vec<Atom>> = (0..n)
+                .collect::<Vec<usize>>()
+                .par_chunks(chunk)
+                .map(|centres| {
+                    let mut acc = vec![Atom::default(); n];
+                    for &m in centres {
+                        if interrupt::is_requested() {
+                            break;
+                        }
+                        list.for_each_neighbor(m, |nb| {
+                            if !nb.is_half(m) {
+                                return;
+                            }
+                            let k = nb.j;
+                            let du = [u[k][0] - u[m][0], u[k][1] - u[m][1], u[k][2] - u[m][2]];
+                            let (d1, d2) = pairs.radial(m, k, nb.distance);
+                            let c = a[m] * b[k] + a[k] * b[m];
+                            let r = nb.distance;
+                            acc[m].add_pair(c, a[k], b[k], &nb.vector, r, &du, d1, d2);
+                            let back = nb.vector.map(|x| -x);
+                            let du_back = du.map(|x| -x);
+                            acc[k].add_pair(c, a[m], b[m], &back, r, &du_back, d1, d2);
+                        });
+                    }
+                    acc
+                })
+                .collect();
+            atoms.par_iter_mut().enumerate().for_each(|(i, atom)| {
+                for part in &partials {
+                    let p = &part[i];
+                    atom.dipole_a += p.dipole_a;
+                    atom.dipole_b += p.dipole_b;
+                    for x in 0..3 {
+                        atom.gradient[x] += p.gradient[x];
+                        atom.hvp[x] += p.hvp[x];
+                    }
                 }
-                list.for_each_neighbor(m, |nb| {
-                    let k = nb.j;
-                    let du = [u[k][0] - u[m][0], u[k][1] - u[m][1], u[k][2] - u[m][2]];
-                    let (d1, d2) = pairs.radial(m, k, nb.distance);
-                    let c = a[m] * b[k] + a[k] * b[m];
-                    atom.add_pair(c, a[k], b[k], &nb.vector, nb.distance, &du, d1, d2);
-                });
             });
+            drop(partials);
             interrupt::check()?;
             match pairs.mesh {
                 Some((points, order)) => {
