@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernel::{screened_coulomb, Kernel, RangeSplit};
 use crate::kspace::{cmul, KVectors, PhaseTables};
-use crate::math::linalg::Vec3;
+use crate::math::linalg::{dot, Vec3};
 use crate::neighbors::CellList;
 use crate::realspace::ShortRangeTable;
 use crate::system::System;
@@ -40,13 +40,67 @@ use crate::system::System;
 #[derive(Debug, Clone)]
 pub struct Pairs {
     kernel: Kernel,
-    ewald: Option<(RangeSplit, f64, f64)>,
-    /// The tabulated short-range kernel of the Ewald split (f and f′; f″ follows from them).
-    table: Option<ShortRangeTable>,
-    /// Reciprocal space on a smooth-PME mesh (mesh points, B-spline order) instead of the
-    /// explicit k-sum: the exact derivatives of the PME energy.
-    mesh: Option<([usize; 3], usize)>,
+    /// The range split of periodic systems (`None`: the bare kernel over all pairs).
+    split: Option<Split>,
     widths: Option<Vec<f64>>,
+}
+
+/// The Gaussian range split of a periodic sum: real space up to `cutoff` through the
+/// tabulated short-range kernel (f and f′; f″ follows from them), and reciprocal space.
+#[derive(Debug, Clone)]
+struct Split {
+    range: RangeSplit,
+    cutoff: f64,
+    table: ShortRangeTable,
+    reciprocal: Reciprocal,
+}
+
+/// How reciprocal space is summed.
+#[derive(Debug, Clone, Copy)]
+enum Reciprocal {
+    /// The explicit sum over the k-vectors with |k| < k_cutoff (Ewald).
+    Ewald { k_cutoff: f64 },
+    /// The smooth-PME mesh of `points` and B-spline `order`: the exact derivatives of the PME
+    /// energy.
+    Mesh { points: [usize; 3], order: usize },
+}
+
+impl Split {
+    fn new(kernel: Kernel, smearing: f64, cutoff: f64, reciprocal: Reciprocal) -> Result<Split> {
+        crate::tuning::check_positive("smearing", Some(smearing))?;
+        crate::tuning::check_positive("cutoff", Some(cutoff))?;
+        let range = kernel.split(smearing)?;
+        Ok(Split {
+            table: ShortRangeTable::new(&range, cutoff)?,
+            range,
+            cutoff,
+            reciprocal,
+        })
+    }
+
+    /// Refuses the work beyond the limits of [`crate::limits`] (the engines' own estimates).
+    fn check_work(&self, system: &System) -> Result<()> {
+        let smearing = self.range.smearing();
+        match self.reciprocal {
+            Reciprocal::Ewald { k_cutoff } => crate::tuning::check_ewald_work(
+                system,
+                crate::ewald::EwaldParameters {
+                    smearing,
+                    cutoff: self.cutoff,
+                    k_cutoff,
+                },
+            ),
+            Reciprocal::Mesh { points, order } => crate::tuning::pme::check_pme_work(
+                system,
+                &crate::pme::PmeParameters {
+                    smearing,
+                    cutoff: self.cutoff,
+                    mesh: crate::pme::Mesh::Points(points),
+                    order,
+                },
+            ),
+        }
+    }
 }
 
 impl Pairs {
@@ -54,9 +108,7 @@ impl Pairs {
     pub fn direct(kernel: Kernel) -> Pairs {
         Pairs {
             kernel,
-            ewald: None,
-            table: None,
-            mesh: None,
+            split: None,
             widths: None,
         }
     }
@@ -64,15 +116,11 @@ impl Pairs {
     /// The Ewald split of `kernel` with smearing σ, real-space `cutoff` and reciprocal-space
     /// `k_cutoff` (periodic systems).
     pub fn ewald(kernel: Kernel, smearing: f64, cutoff: f64, k_cutoff: f64) -> Result<Pairs> {
-        crate::tuning::check_positive("smearing", Some(smearing))?;
-        crate::tuning::check_positive("cutoff", Some(cutoff))?;
         crate::tuning::check_positive("k_cutoff", Some(k_cutoff))?;
-        let split = kernel.split(smearing)?;
+        let reciprocal = Reciprocal::Ewald { k_cutoff };
         Ok(Pairs {
             kernel,
-            table: Some(ShortRangeTable::new(&split, cutoff)?),
-            ewald: Some((split, cutoff, k_cutoff)),
-            mesh: None,
+            split: Some(Split::new(kernel, smearing, cutoff, reciprocal)?),
             widths: None,
         })
     }
@@ -100,9 +148,12 @@ impl Pairs {
                 format!("every mesh size must be at least the order {order}, got {points:?}"),
             ));
         }
-        let mut pairs = Pairs::ewald(kernel, smearing, cutoff, 1.0)?;
-        pairs.mesh = Some((points, order));
-        Ok(pairs)
+        let reciprocal = Reciprocal::Mesh { points, order };
+        Ok(Pairs {
+            kernel,
+            split: Some(Split::new(kernel, smearing, cutoff, reciprocal)?),
+            widths: None,
+        })
     }
 
     /// Adds QEq's Gaussian charges of per-atom widths σ_i (Coulomb kernel only): the pair
@@ -159,14 +210,14 @@ impl Pairs {
     #[inline]
     fn radial(&self, i: usize, j: usize, r: f64) -> (f64, f64) {
         let p = self.kernel.exponent();
-        let (mut d1, mut d2) = match (&self.ewald, &self.table) {
-            (Some((split, _, _)), Some(table)) => {
-                let (f, df_over_r) = table.eval(r);
+        let (mut d1, mut d2) = match &self.split {
+            Some(split) => {
+                let (f, df_over_r) = split.table.eval(r);
                 let df = df_over_r * r;
-                let s = split.smearing();
+                let s = split.range.smearing();
                 (df, second_derivative(f, df, r, p, 1.0 / (s * s)))
             }
-            _ => {
+            None => {
                 let (f, df) = self.kernel.value(r);
                 (df, second_derivative(f, df, r, p, 0.0))
             }
@@ -179,10 +230,6 @@ impl Pairs {
         }
         (d1, d2)
     }
-}
-
-pub(crate) fn dot(a: &Vec3, b: &Vec3) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
 /// Per-atom accumulators of one atom's sums.
@@ -242,7 +289,7 @@ pub fn second_order(
     }
     let pos = system.positions();
     let mut atoms = vec![Atom::default(); n];
-    match (&pairs.ewald, system.cell()) {
+    match (&pairs.split, system.cell()) {
         (None, None) => {
             crate::limits::check_terms(
                 "the second derivatives over all pairs of an open system (pair terms)",
@@ -271,33 +318,22 @@ pub fn second_order(
             });
             interrupt::check()?;
         }
-        (Some((split, cutoff, k_cutoff)), Some(cell)) => {
-            crate::tuning::check_ewald_work(
-                system,
-                crate::ewald::EwaldParameters {
-                    smearing: split.smearing(),
-                    cutoff: *cutoff,
-                    // the mesh path sums no explicit k-vectors
-                    k_cutoff: if pairs.mesh.is_some() {
-                        1e-3
-                    } else {
-                        *k_cutoff
-                    },
-                },
-            )?;
+        (Some(split), Some(cell)) => {
+            split.check_work(system)?;
             if let Some(w) = &pairs.widths {
                 let largest = w.iter().fold(0.0f64, |m, s| m.max(*s));
-                if split.smearing() < largest * std::f64::consts::SQRT_2 * (1.0 - 1e-12) {
+                let smearing = split.range.smearing();
+                if smearing < largest * std::f64::consts::SQRT_2 * (1.0 - 1e-12) {
                     return Err(Error::parameter(
                         "smearing",
                         format!(
-                            "must be at least √2 times the largest Gaussian width ({largest}), got {}",
-                            split.smearing()
+                            "must be at least √2 times the largest Gaussian width ({largest}), got \
+                             {smearing}"
                         ),
                     ));
                 }
             }
-            let list = CellList::new(system, *cutoff)?;
+            let list = CellList::new(system, split.cutoff)?;
             // each pair once (the kernel evaluated once), added to both atoms: a fixed number
             // of atom chunks, each with its own accumulators, summed in chunk order (the
             // result does not depend on the thread count)
@@ -342,11 +378,14 @@ pub fn second_order(
             });
             drop(partials);
             interrupt::check()?;
-            match pairs.mesh {
-                Some((points, order)) => {
-                    mesh::reciprocal(system, cell, split, points, order, a, b, u, &mut atoms)?
+            let range = &split.range;
+            match split.reciprocal {
+                Reciprocal::Mesh { points, order } => {
+                    mesh::reciprocal(system, cell, range, points, order, a, b, u, &mut atoms)?
                 }
-                None => reciprocal(system, cell, split, *k_cutoff, a, b, u, &mut atoms)?,
+                Reciprocal::Ewald { k_cutoff } => {
+                    reciprocal(system, cell, range, k_cutoff, a, b, u, &mut atoms)?
+                }
             }
         }
         (None, Some(_)) => {

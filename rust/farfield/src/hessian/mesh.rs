@@ -16,12 +16,12 @@
 
 use rayon::prelude::*;
 
-use super::{dot, Atom};
+use super::Atom;
 use crate::error::Result;
 use crate::interrupt;
 use crate::kernel::RangeSplit;
-use crate::math::linalg::Vec3;
-use crate::mesh::bspline::{cardinal, fill, moduli3, signed_frequency};
+use crate::math::linalg::{dot, Vec3};
+use crate::mesh::bspline::{fill, moduli3, signed_frequency};
 use crate::mesh::fft::{Fft3, C64};
 use crate::system::{Cell, System};
 
@@ -55,15 +55,7 @@ fn stencil(r: &Vec3, inv: &[[f64; 3]; 3], points: [usize; 3], order: usize) -> S
         // M_{n−1}(w + n − 2 − j′): y = w + n − 1 − j is j′ = j − 1, y − 1 is j′ = j
         let mut th1 = vec![0.0; order - 1];
         let mut d11 = vec![0.0; order - 1];
-        if order > 3 {
-            fill(w, &mut th1, &mut d11);
-        } else {
-            // fill needs order ≥ 3 for its derivative: M_2′(x) = M_1(x) − M_1(x − 1)
-            for (j, d) in d11.iter_mut().enumerate() {
-                let y = w + (order - 2 - j) as f64;
-                *d = cardinal(order - 2, y) - cardinal(order - 2, y - 1.0);
-            }
-        }
+        fill(w, &mut th1, &mut d11);
         let d2: Vec<f64> = (0..order)
             .map(|j| {
                 let before = if j >= 1 { d11[j - 1] } else { 0.0 };
