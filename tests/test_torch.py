@@ -397,3 +397,13 @@ def test_qeq_batch_equals_one_by_one() -> None:
     )
     for a, b in zip(grads, single, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
+
+
+def test_qeq_batch_returns_the_input_dtype() -> None:
+    rs = [_positions(4, 3.0, 110).detach().float(), _positions(5, 3.0, 111).detach().float()]
+    chis = [torch.zeros(4), torch.zeros(5)]
+    qs, es = fft.qeq_batch(rs, chis, 1.3, 0.7, total_charges=[1.0, -1.0])
+    assert es.dtype == torch.float32 and all(q.dtype == torch.float32 for q in qs)
+    q, e = fft.qeq(rs[0], chis[0], 1.3, 0.7, calculator=ff.QEq(total_charge=1.0))
+    assert e.dtype == torch.float32
+    np.testing.assert_allclose(qs[0].numpy(), q.numpy(), atol=1e-6)

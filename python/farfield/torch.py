@@ -59,10 +59,12 @@ _CELL_SECOND_ORDER = (
 
 def _dtype(*tensors: torch.Tensor | None) -> torch.dtype:
     """The floating dtype of the results: the widest of the inputs' (float64 by default)."""
-    dtypes = [t.dtype for t in tensors if t is not None and t.is_floating_point()]
-    if not dtypes:
-        return torch.float64
-    return torch.float64 if torch.float64 in dtypes else dtypes[0]
+    return _common_dtype([t.dtype for t in tensors if t is not None and t.is_floating_point()])
+
+
+def _common_dtype(dtypes: Sequence[torch.dtype]) -> torch.dtype:
+    """float64 when any of ``dtypes`` is (or there are none), else the first."""
+    return torch.float64 if not dtypes or torch.float64 in dtypes else dtypes[0]
 
 
 def _check(name: str, tensor: Any, shape: tuple[int | None, ...] | None = None) -> torch.Tensor:
@@ -109,6 +111,36 @@ def _cell_gradient(
     return np.asarray(np.linalg.solve(cell.T, m.T))
 
 
+def _second_order(
+    system: System,
+    a: np.ndarray[Any, Any],
+    b: np.ndarray[Any, Any],
+    u: np.ndarray[Any, Any],
+    prefactor: float,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The core's gradient, dipole potentials and Hessian-vector product of aᵀAb along u
+    (farfield::hessian), times ``prefactor``."""
+    out = _native.second_order(
+        system._arrays(),
+        np.ascontiguousarray(a, dtype=np.float64),
+        np.ascontiguousarray(b, dtype=np.float64),
+        np.ascontiguousarray(u, dtype=np.float64),
+        **settings,
+    )
+    return {key: prefactor * out[key] for key in ("gradient", "dipole_a", "dipole_b", "hvp")}
+
+
+def _concurrently(function: Any, items: Sequence[Any]) -> list[Any]:
+    """``[function(x) for x in items]``, up to :func:`farfield.get_num_threads` at a time in
+    threads (the compiled engines release the GIL); the results in input order."""
+    workers = max(1, min(len(items), get_num_threads()))
+    if workers == 1:
+        return [function(x) for x in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, items))
+
+
 class _Sum:
     """One Coulomb calculator and the system it was evaluated on (shared by the autograd nodes
     of one call)."""
@@ -135,18 +167,9 @@ class _Sum:
         elif p.method == "pme" and self.system.cell is not None:
             # the exact derivatives of the PME energy of the same parameters
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "mesh": p.mesh, "order": p.order}
-        out = _native.second_order(
-            self.system._arrays(),
-            np.ascontiguousarray(a, dtype=np.float64),
-            np.ascontiguousarray(b, dtype=np.float64),
-            np.ascontiguousarray(u, dtype=np.float64),
-            exponent=c.exponent,
-            accuracy=c.accuracy,
-            **fixed,
+        return _second_order(
+            self.system, a, b, u, c.prefactor, exponent=c.exponent, accuracy=c.accuracy, **fixed
         )
-        for key in ("gradient", "dipole_a", "dipole_b", "hvp"):
-            out[key] = c.prefactor * out[key]
-        return out
 
 
 class _EnergyGradients(torch.autograd.Function):
@@ -287,12 +310,7 @@ class _BatchEnergy(torch.autograd.Function):
         def one(k: int) -> tuple[float, Any]:
             return _evaluate(engines[k], tensors[3 * k], cells[k], derivatives)
 
-        workers = max(1, min(count, get_num_threads()))
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(one, range(count)))
-        else:
-            results = [one(k) for k in range(count)]
+        results = _concurrently(one, range(count))
         if derivatives:
             ctx.values = [values for _, values in results]
             ctx.engines = engines
@@ -492,7 +510,7 @@ class CoulombEnergy(torch.nn.Module):
             return torch.zeros(0, dtype=torch.float64)
         derivatives = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         energies: torch.Tensor = _BatchEnergy.apply(engines, derivatives, *tensors)
-        dtype = torch.float64 if torch.float64 in dtypes else dtypes[0]
+        dtype = _common_dtype(dtypes)
         return energies.to(dtype)
 
     def _for(self, n: int, cell: torch.Tensor | None) -> Coulomb:
@@ -651,16 +669,10 @@ class _Equilibration:
         p = self.parameters
         if self.system.cell is not None:
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "k_cutoff": p.k_cutoff}
-        out = _native.second_order(
-            self.system._arrays(),
-            np.ascontiguousarray(a, dtype=np.float64),
-            np.ascontiguousarray(b, dtype=np.float64),
-            np.ascontiguousarray(u, dtype=np.float64),
-            widths=np.ascontiguousarray(self.sigma, dtype=np.float64),
-            **fixed,
+        widths = np.ascontiguousarray(self.sigma, dtype=np.float64)
+        return _second_order(
+            self.system, a, b, u, self.calculator.prefactor, widths=widths, **fixed
         )
-        k = self.calculator.prefactor
-        return {key: k * out[key] for key in ("gradient", "dipole_a", "dipole_b", "hvp")}
 
 
 _QEQ_SECOND_ORDER = (
@@ -814,6 +826,49 @@ def _per_atom_tensor(name: str, value: Any, n: int) -> torch.Tensor:
     return t
 
 
+class _QEqInputs:
+    """One structure's QEq inputs, checked and converted (float64 CPU tensors), its engine, and
+    the dtype its results are returned in."""
+
+    def __init__(
+        self,
+        calculator: QEq,
+        positions: Any,
+        electronegativity: Any,
+        hardness: Any,
+        sigma: Any,
+        cell: Any,
+        fragments: Any,
+        fragment_charges: Any,
+    ) -> None:
+        given = (positions, electronegativity, hardness, sigma, cell)
+        self.dtype = _dtype(*(t for t in given if isinstance(t, torch.Tensor)))
+        self.positions = _check("positions", positions, (None, 3))
+        n = self.positions.shape[0]
+        self.chi = _per_atom_tensor("electronegativity", electronegativity, n)
+        self.hardness = _per_atom_tensor("hardness", hardness, n)
+        self.sigma = _per_atom_tensor("sigma", sigma, n)
+        self.cell = None if cell is None else _check("cell", cell, (3, 3))
+        self.engine = _Equilibration(
+            calculator,
+            _system(self.positions, self.cell),
+            _numpy(self.sigma),
+            fragments,
+            fragment_charges,
+        )
+
+    def solve(self) -> Any:
+        return self.engine.solve(_numpy(self.chi), _numpy(self.hardness))
+
+    def outputs(self, result: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The charges and energy of ``result`` as differentiable tensors (float64)."""
+        inputs = (self.chi, self.hardness, self.positions, self.sigma, self.cell, self.engine)
+        charges = torch.from_numpy(np.array(result.charges))
+        q: torch.Tensor = _Charges.apply(*inputs, charges)
+        energy: torch.Tensor = _Energy_QEq.apply(*inputs, charges, result.energy)
+        return q, energy
+
+
 def qeq(
     positions: Any,
     electronegativity: Any,
@@ -853,25 +908,18 @@ def qeq(
         raise ValueError(
             "give the settings (total_charge included) to the QEq calculator, not to qeq()"
         )
-    dtype = _dtype(
-        *(
-            t
-            for t in (positions, electronegativity, hardness, sigma, cell)
-            if isinstance(t, torch.Tensor)
-        )
+    item = _QEqInputs(
+        calculator,
+        positions,
+        electronegativity,
+        hardness,
+        sigma,
+        cell,
+        fragments,
+        fragment_charges,
     )
-    r = _check("positions", positions, (None, 3))
-    n = r.shape[0]
-    chi = _per_atom_tensor("electronegativity", electronegativity, n)
-    j = _per_atom_tensor("hardness", hardness, n)
-    s = _per_atom_tensor("sigma", sigma, n)
-    h = None if cell is None else _check("cell", cell, (3, 3))
-    engine = _Equilibration(calculator, _system(r, h), _numpy(s), fragments, fragment_charges)
-    result = engine.solve(_numpy(chi), _numpy(j))
-    charges = torch.from_numpy(np.array(result.charges))
-    q: torch.Tensor = _Charges.apply(chi, j, r, s, h, engine, charges)
-    energy: torch.Tensor = _Energy_QEq.apply(chi, j, r, s, h, engine, charges, result.energy)
-    return q.to(dtype), energy.to(dtype)
+    q, energy = item.outputs(item.solve())
+    return q.to(item.dtype), energy.to(item.dtype)
 
 
 def qeq_batch(
@@ -910,38 +958,20 @@ def qeq_batch(
         raise TypeError(f"calculator must be a farfield.QEq, got {type(calculator).__name__}")
     elif settings:
         raise ValueError("give the settings to the QEq calculator, not to qeq_batch()")
-    prepared = []
+    items = []
     for k in range(count):
-        r = _check("positions", positions[k], (None, 3))
-        n = r.shape[0]
-        chi = _per_atom_tensor("electronegativity", chis[k], n)
-        j = _per_atom_tensor("hardness", hards[k], n)
-        s = _per_atom_tensor("sigma", sigmas[k], n)
-        h = None if cell_list[k] is None else _check("cell", cell_list[k], (3, 3))
         calc = copy.copy(calculator)
         calc.total_charge = float(totals[k])
-        engine = _Equilibration(calc, _system(r, h), _numpy(s), None, None)
-        prepared.append((chi, j, r, s, h, engine))
-
-    def solve(item: tuple[Any, ...]) -> Any:
-        chi, j, _, _, _, engine = item
-        return engine.solve(_numpy(chi), _numpy(j))
-
-    workers = max(1, min(count, get_num_threads()))
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(solve, prepared))
-    else:
-        results = [solve(item) for item in prepared]
-    charges, energies = [], []
-    for (chi, j, r, s, h, engine), result in zip(prepared, results, strict=True):
-        q0 = torch.from_numpy(np.array(result.charges))
-        charges.append(_Charges.apply(chi, j, r, s, h, engine, q0))
-        energies.append(_Energy_QEq.apply(chi, j, r, s, h, engine, q0, result.energy))
-    dtype = _dtype(*[t for item in prepared for t in item[:5] if isinstance(t, torch.Tensor)])
-    if not energies:
+        items.append(
+            _QEqInputs(calc, positions[k], chis[k], hards[k], sigmas[k], cell_list[k], None, None)
+        )
+    results = _concurrently(_QEqInputs.solve, items)
+    outputs = [item.outputs(result) for item, result in zip(items, results, strict=True)]
+    dtype = _common_dtype([item.dtype for item in items])
+    if not outputs:
         return [], torch.zeros(0, dtype=dtype)
-    return [q.to(dtype) for q in charges], torch.stack(energies).to(dtype)
+    charges = [q.to(dtype) for q, _ in outputs]
+    return charges, torch.stack([e for _, e in outputs]).to(dtype)
 
 
 _HESSIAN_MODES = ("raise", "omit")
