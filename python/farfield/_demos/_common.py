@@ -399,6 +399,13 @@ def plot_curves(
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: pathlib.Path) -> bool:
+    """Saves and closes a matplotlib figure of a demonstration, and says where (True)."""
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"plot: {path}")
@@ -408,6 +415,14 @@ def plot_curves(
 def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
     """``data`` as indented JSON."""
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def finish(output: pathlib.Path, results: dict[str, Any], clock: Stopwatch, ok: bool) -> int:
+    """Writes ``results.json`` into ``output``, prints the timings and returns the exit status
+    of a demonstration (0 when every check passed)."""
+    write_json(output / "results.json", results)
+    print(f"\n{clock.summary()}; output in {output}")
+    return 0 if ok else 1
 
 
 def check(claim: str, ok: bool) -> bool:

@@ -103,10 +103,7 @@ def _plot(names: list[str], table: FloatArray, pair: tuple[Any, Any], path: path
     right.set_title("centre-atom features of degenerate pairs (dashed: 1e-10)", fontsize=9)
     right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"plot: {path}")
-    return True
+    return c.save_figure(fig, path)
 
 
 def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
@@ -156,6 +153,4 @@ def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
         "checks_passed": bool(ok),
         "seconds": clock.stages,
     }
-    c.write_json(output / "results.json", results)
-    print(f"\n{clock.summary()}; output in {output}")
-    return 0 if ok else 1
+    return c.finish(output, results, clock, ok)

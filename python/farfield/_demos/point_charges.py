@@ -233,6 +233,4 @@ def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
         "checks_passed": bool(ok),
         "seconds": clock.stages,
     }
-    c.write_json(output / "results.json", results)
-    print(f"\n{clock.summary()}; output in {output}")
-    return 0 if ok else 1
+    return c.finish(output, results, clock, ok)

@@ -111,10 +111,7 @@ def _plot(systems: list[tuple[str, ff.System, ff.QEqResult]], path: pathlib.Path
         ax.set_zlabel("z (Å)", fontsize=8)
     if scatter is not None:
         fig.colorbar(scatter, ax=fig.axes, shrink=0.7, label="charge (e)  [small: Na, large: Cl]")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"plot: {path}")
-    return True
+    return c.save_figure(fig, path)
 
 
 def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
@@ -184,25 +181,21 @@ def main(*, quick: bool, output: pathlib.Path, progress: bool) -> int:
             for _, s, _, r in results
         ),
     )
-    c.write_json(
-        output / "results.json",
-        {
-            "demo": "qeq",
-            "quick": quick,
-            "systems": [
-                {
-                    "name": name,
-                    "solver": r.solver,
-                    "total_charge": charge,
-                    "energy_eV": r.energy,
-                    "charges": r.charges.tolist(),
-                }
-                for name, _, charge, r in results
-            ],
-            "plot": "qeq_charges.png" if plotted else None,
-            "checks_passed": bool(ok),
-            "seconds": clock.stages,
-        },
-    )
-    print(f"\n{clock.summary()}; output in {output}")
-    return 0 if ok else 1
+    summary = {
+        "demo": "qeq",
+        "quick": quick,
+        "systems": [
+            {
+                "name": name,
+                "solver": r.solver,
+                "total_charge": charge,
+                "energy_eV": r.energy,
+                "charges": r.charges.tolist(),
+            }
+            for name, _, charge, r in results
+        ],
+        "plot": "qeq_charges.png" if plotted else None,
+        "checks_passed": bool(ok),
+        "seconds": clock.stages,
+    }
+    return c.finish(output, summary, clock, ok)
