@@ -58,7 +58,7 @@ import numpy.typing as npt
 from . import _checks
 from ._native import get_num_threads, set_num_threads
 from .coulomb import Coulomb
-from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion
+from .descriptors import Descriptor, PowerSpectrum, SphericalExpansion, _concatenate_samples
 from .lode import LodePowerSpectrum, LodeSphericalExpansion
 from .qeq import QEq
 from .triplets import Bispectrum, TripletFeatures
@@ -502,22 +502,11 @@ def load(results: str | os.PathLike[str] | Sequence[Any]) -> Arrays:
                 raise ValueError(f"the shards' {key} differ")
             out[key] = first[key]
         system = list(first["sample_names"]).index("system")
-        samples = []
-        positions = []
-        sample_offset = 0
-        for part, offset in zip(full, structure_offsets, strict=False):
-            s = part["samples"].copy()
-            s[:, system] += offset
-            samples.append(s)
-            if "positions_samples" in part:
-                ps = part["positions_samples"].copy()
-                ps[:, 0] += sample_offset
-                ps[:, 1] += offset
-                positions.append(ps)
-            sample_offset += len(s)
-        out["samples"] = np.concatenate(samples)
-        if positions:
-            out["positions_samples"] = np.concatenate(positions)
+        out["samples"], positions = _concatenate_samples(
+            full, list(structure_offsets[: len(full)]), system_column=system
+        )
+        if positions is not None:
+            out["positions_samples"] = positions
         keys = ["values"] + [k for k in first if k.startswith("gradient_")]
         for key in keys:
             out[key] = np.concatenate([p[key] for p in full])

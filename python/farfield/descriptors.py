@@ -8,7 +8,7 @@ takes one or a list of ``ase.Atoms`` / :class:`farfield.System` and returns a fr
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,19 +312,19 @@ def _species_list(species: Any) -> list[int] | None:
     return sorted(int(z) for z in _checks.integer_array("species", species, minimum=1))
 
 
-def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]:
-    if len(parts) == 1:
-        return parts[0]
-    out: dict[str, Any] = {
-        "properties": parts[0]["properties"],
-        "property_names": parts[0]["property_names"],
-    }
+def _concatenate_samples(
+    parts: Sequence[Mapping[str, Any]], offsets: Sequence[int], system_column: int
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
+    """The ``samples`` (and ``positions_samples``, or None) of several batches of frames as one:
+    each batch's system indices (column ``system_column`` of the samples, column 1 of the
+    position samples) shifted by its entry of ``offsets``, its position samples' rows by the
+    samples before it."""
     samples = []
-    sample_offset = 0
     psamples = []
+    sample_offset = 0
     for part, offset in zip(parts, offsets, strict=True):
         s = part["samples"].copy()
-        s[:, 0] += offset
+        s[:, system_column] += offset
         samples.append(s)
         if "positions_samples" in part:
             p = part["positions_samples"].copy()
@@ -332,10 +332,20 @@ def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, A
             p[:, 1] += offset
             psamples.append(p)
         sample_offset += len(s)
-    out["samples"] = np.concatenate(samples)
+    return np.concatenate(samples), np.concatenate(psamples) if psamples else None
+
+
+def _concatenate(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]:
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, Any] = {
+        "properties": parts[0]["properties"],
+        "property_names": parts[0]["property_names"],
+    }
+    out["samples"], psamples = _concatenate_samples(parts, offsets, system_column=0)
     out["values"] = np.concatenate([p["values"] for p in parts])
-    if psamples:
-        out["positions_samples"] = np.concatenate(psamples)
+    if psamples is not None:
+        out["positions_samples"] = psamples
         out["positions"] = np.concatenate([p["positions"] for p in parts])
     for name in ("strain", "cell"):
         if name in parts[0]:
