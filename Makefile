@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all venv develop demo docs test test-rust lint test-python test-fast fuzz bench bench-compare wheel test-wheel clean
+.PHONY: all venv develop demo docs browser test test-rust lint test-python test-fast fuzz bench bench-compare wheel test-wheel clean
 
 all: develop
 
@@ -46,7 +46,19 @@ lint: develop
 	$(BIN)/mypy --strict python/farfield
 	$(BIN)/python -m mypy.stubtest farfield._native
 
-test-python: develop
+# Chromium (Debian's package) for the headless check of the documentation site in
+# tests/test_docs.py: installed when missing and this is a Debian machine run as root; otherwise
+# that one test is skipped with a message
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (Debian) for the documentation check"; \
+		(apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)) || \
+		echo "could not install chromium: the headless documentation check will be skipped"; \
+	else echo "no chromium: the headless documentation check will be skipped"; fi
+
+test-python: develop browser
 	FARFIELD_FUZZ_EXAMPLES=$(FUZZ_CASES) $(BIN)/python -m pytest -q tests
 
 # the Python tests without those marked slow (> ~3 s each): a quick check while editing
@@ -58,7 +70,7 @@ fuzz: develop
 	PROPTEST_CASES=300 FARFIELD_FUZZ_RANDOM=1 cargo test -p farfield --release --test invariances
 	FARFIELD_FUZZ_EXAMPLES=400 FARFIELD_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
-test: develop test-rust lint test-python
+test: develop test-rust lint test-python test-wheel
 
 bench: develop
 	$(BIN)/python -m pip install -q -r benches/python/requirements.txt
@@ -82,7 +94,7 @@ wheel: venv
 	$(BIN)/maturin build --release --out dist
 
 # installs that wheel in a fresh venv (no source tree on the path) and runs every engine's
-# README quickstart (tests/test_wheel.py, skipped by the other targets)
+# README quickstart (tests/test_wheel.py; part of `make test`, skipped by test-python itself)
 test-wheel: wheel
 	FARFIELD_TEST_WHEEL="$$(ls dist/farfield-*.whl)" $(BIN)/python -m pytest -q -m wheel tests/test_wheel.py
 

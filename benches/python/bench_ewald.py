@@ -96,7 +96,7 @@ def torchpme_runner(system: ff.System, q: np.ndarray) -> Callable[[], np.ndarray
     import ase
 
     torch.set_num_threads(ff.get_num_threads())
-    p = ff.ewald_parameters(system, accuracy=1e-5)
+    p = ff.ewald_parameters(system, accuracy=1e-5, method="ewald")
     sigma, cutoff, k_cutoff = p["smearing"], p["cutoff"], p["k_cutoff"]
     atoms = ase.Atoms(positions=system.positions, cell=system.cell, pbc=True)
     i, j, shifts = neighbor_list("ijS", atoms, cutoff)
