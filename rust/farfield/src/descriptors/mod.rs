@@ -13,7 +13,7 @@
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
 pub mod bispectrum;
-pub mod cost;
+pub(crate) mod cost;
 pub mod power_spectrum;
 pub mod result;
 pub mod spherical_expansion;

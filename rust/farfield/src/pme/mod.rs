@@ -17,6 +17,9 @@
 //! over atoms. Memory is O(N + threads × grid).
 
 pub use crate::mesh::fft_friendly;
+// hidden like `crate::realspace` itself: the profiling driver `examples/pme_timing.rs` times
+// the real-space pass on its own; not part of the API
+#[doc(hidden)]
 pub use crate::realspace;
 
 use crate::buffers::{filled, zeroed};
@@ -137,6 +140,7 @@ impl PmeParameters {
 /// How charges are spread on the mesh in parallel (both are free of data races and give the
 /// same grid to round-off; see `benches/python/bench_pme_results.md` for timings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Spreading {
     /// Every thread spreads a contiguous chunk of the sorted atoms on a private grid; the
     /// grids are then summed in parallel. Memory: threads × grid.

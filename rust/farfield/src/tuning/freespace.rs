@@ -246,6 +246,7 @@ pub struct FreeSpaceOverrides {
 
 /// A tuned choice with its predicted errors (real space, mesh) and cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct FreeSpaceChoice {
     /// The parameters.
     pub parameters: FreeSpaceParameters,
