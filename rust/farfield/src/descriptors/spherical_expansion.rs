@@ -3,7 +3,7 @@
 //!
 //! `c^{a}_{i,nlm} = w δ_{a,a_i} δ_{l0} I_n0(0) Y_00 + Σ_{j∈a, r_ij<r_c} f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)`
 //! with `r_ij = r_j + T − r_i` over periodic images (including the centre's own images), `I_nl`
-//! the radial integral of [`crate::basis::density`], `f_c` the cutoff function and `w` the
+//! the radial integral of a Gaussian density with the GTO basis, `f_c` the cutoff function and `w` the
 //! `center_atom_weight`. Per-atom layout: `[species][l² + l + m][n]`.
 
 use rayon::prelude::*;

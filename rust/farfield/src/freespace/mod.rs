@@ -7,7 +7,7 @@
 //!   analytic. There is no k = 0 or background term: the sum is the plain free-space sum
 //!   E = ½ Σ_{i≠j} q_i q_j v(r_ij), the same as [`crate::direct::Direct`].
 //! * **Mesh.** The charges are spread with cardinal B-splines of order n (the shared
-//!   [`crate::mesh::bspline`] weights, const-generic stencils) on a Cartesian grid of spacing h
+//!   `mesh::bspline` weights, const-generic stencils) on a Cartesian grid of spacing h
 //!   covering the atoms' bounding box plus the spline support (L_α points per axis, origin at
 //!   the bounding box's lower corner less n − ½ spacings, so that translating the system
 //!   translates the grid with it). The grid is zero-padded to M_α ≥ 2L_α + margin points

@@ -3,7 +3,7 @@
 //!
 //! * charges are spread on a K1×K2×K3 grid over the fractional coordinates with cardinal
 //!   B-splines of order n (any triclinic cell);
-//! * the grid is transformed with a real-to-complex 3D FFT ([`crate::mesh::fft::Fft3`], realfft/rustfft);
+//! * the grid is transformed with a real-to-complex 3D FFT (`mesh::fft::Fft3`, realfft/rustfft);
 //! * the influence function is V̂_LR(k)·|b1 b2 b3|²/V with the Euler exponential spline moduli
 //!   |b(m)|², for whatever kernel [`RangeSplit::fourier`] describes; the Nyquist planes are
 //!   dropped so that the influence function is exactly even;

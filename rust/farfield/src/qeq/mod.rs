@@ -7,7 +7,7 @@
 //!
 //! E(q) = χᵀq + ½ qᵀAq,   A = diag(J) + k_e C,
 //!
-//! where C is the Coulomb matrix of unit Gaussian charges (see [`operator`]): C_ij =
+//! where C is the Coulomb matrix of unit Gaussian charges (`qeq/operator.rs`): C_ij =
 //! erf(r_ij/(√2γ_ij))/r_ij, C_ii = 1/(σ_i√π) for open systems, and its Ewald form with the
 //! background term −(2π/V)(η² − γ_ij²) for periodic ones (independent of the Ewald width η for
 //! neutral and charged cells). The prefactor multiplies every electrostatic term, including the
@@ -29,7 +29,7 @@
 //!   - ∂L/∂χ = ḡ_E q − ν,
 //!   - ∂L/∂J_i = p_i q_i,
 //!   - ∂L/∂θ = Σ_ij p_i q_j ∂A_ij/∂θ for θ ∈ {σ_i, r_i, ε} (computed by
-//!     [`operator::Operator::bilinear_gradient`]),
+//!     `Operator::bilinear_gradient` in `qeq/operator.rs`),
 //!   - ∂L/∂cell = h^{-T}((∂L/∂ε)ᵀ − Rᵀ ∂L/∂R) at fixed Cartesian positions (rows of h are
 //!     the cell vectors; ∂L/∂ε in the column-vector convention r → (1+ε) r, h → h(1+ε)ᵀ).
 //!
@@ -119,7 +119,7 @@ pub enum PreconditionerKind {
     Auto,
     /// Diagonal (Jacobi): iterations grow with the box side.
     Jacobi,
-    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (refused for open
+    /// Coarse-mesh Fourier preconditioner (`qeq/precond.rs`) for periodic systems (refused for open
     /// ones): iterations independent of N. An explicit preconditioner is refused with
     /// [`Solver::Dense`].
     Fourier,
