@@ -36,6 +36,24 @@
 //! # Ok::<(), farfield::Error>(())
 //! ```
 //!
+//! ## Modules
+//!
+//! * sums of a pair kernel: [`ewald`], [`pme`], [`direct`], [`freespace`] (open systems), all
+//!   implementing [`longrange::LongRangeSum`]; [`tuning`] chooses the method and its parameters
+//!   for a requested accuracy ([`tuning::choose::choose`], [`tuning::tune_ewald`],
+//!   [`tuning::pme::tune_pme`]); [`kernel`] holds the 1/r^p kernels and their range split;
+//! * features: [`lode`] (LODE), [`descriptors`] (spherical expansion, power spectrum,
+//!   bispectrum, triplets);
+//! * [`qeq`]: charge equilibration; [`hessian`]: second derivatives of the pair sums;
+//! * inputs and conventions: [`system`] ([`System`], [`Cell`]), [`strain`]; [`math`]: the
+//!   vector types [`Vec3`] and [`Mat3`], real spherical harmonics and Clebsch–Gordan
+//!   coefficients in featomic's convention;
+//! * [`error`], [`limits`] (cost before work), [`interrupt`] (cooperative interruption).
+//!
+//! Option structs that will grow (`QEqOptions`, `QEqProblem`, `LodeParameters`,
+//! `ExpansionParameters`, `longrange::Request`) are `#[non_exhaustive]`: build them with their
+//! constructor or `Default` and set fields on the value; each field documents its default.
+//!
 //! Every engine returns [`Result`]; a [`Error`] names the offending parameter, and every
 //! engine checks its estimated memory and work against [`limits`] before it starts.
 //! Parallel loops run in the current rayon pool. The examples (`cargo run --release

@@ -49,16 +49,17 @@ pub enum Mesh {
     Spacing(f64),
 }
 
-/// Parameters of a PME sum.
+/// Parameters of a PME sum (all required, no defaults: [`crate::tuning::pme::tune_pme`]
+/// chooses them for an accuracy).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PmeParameters {
-    /// Gaussian smearing σ of the range split.
+    /// Gaussian smearing σ (length) of the range split.
     pub smearing: f64,
-    /// Real-space cutoff.
+    /// Real-space cutoff (length).
     pub cutoff: f64,
     /// The mesh.
     pub mesh: Mesh,
-    /// B-spline order n (points per axis per atom), 3 to 10.
+    /// B-spline order n (points per axis per atom), within [`ORDER_RANGE`] (3 to 10).
     pub order: usize,
 }
 

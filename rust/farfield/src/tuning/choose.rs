@@ -60,18 +60,18 @@ impl Request {
     }
 }
 
-/// Parameters the caller fixed (`None`: chosen by the tuner).
+/// Parameters the caller fixed. Every field defaults to `None`: chosen by the tuner.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Overrides {
-    /// Gaussian smearing σ of the range split (Ewald and PME).
+    /// Gaussian smearing σ (length) of the range split (Ewald and PME). Default `None`.
     pub smearing: Option<f64>,
-    /// Real-space cutoff (Ewald and PME).
+    /// Real-space cutoff (length; Ewald and PME). Default `None`.
     pub cutoff: Option<f64>,
-    /// Reciprocal-space cutoff (Ewald only).
+    /// Reciprocal-space cutoff (inverse length; Ewald only). Default `None`.
     pub k_cutoff: Option<f64>,
-    /// Mesh (PME only).
+    /// Mesh (PME only). Default `None`.
     pub mesh: Option<Mesh>,
-    /// B-spline order (PME only).
+    /// B-spline order (PME only). Default `None`.
     pub order: Option<usize>,
 }
 
