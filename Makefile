@@ -36,6 +36,7 @@ FUZZ_CASES ?= 24
 test-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo package -p farfield --no-verify --allow-dirty -q
 	PROPTEST_CASES=$(FUZZ_CASES) PROPTEST_RNG_SEED=20261207 cargo test -p farfield
 
 # stubtest compares python/farfield/_native.pyi with the extension just built (hence `develop`)

@@ -39,16 +39,12 @@ pub(crate) fn parameters(
             ));
         }
     }
-    Ok(ExpansionParameters {
-        cutoff,
-        smoothing,
-        smearing,
-        max_radial,
-        max_angular,
-        center_atom_weight,
-        radial_accuracy,
-        species,
-    })
+    let mut parameters = ExpansionParameters::new(cutoff, max_radial, max_angular, smearing);
+    parameters.smoothing = smoothing;
+    parameters.center_atom_weight = center_atom_weight;
+    parameters.radial_accuracy = radial_accuracy;
+    parameters.species = species;
+    Ok(parameters)
 }
 
 pub(crate) fn to_dict<'py>(py: Python<'py>, d: Descriptor) -> PyResult<Bound<'py, PyDict>> {

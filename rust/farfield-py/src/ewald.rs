@@ -6,12 +6,11 @@
 use crate::convert::SystemArrays;
 use crate::errors;
 use crate::threads;
-use farfield::direct::Direct;
-use farfield::ewald::{Ewald, EwaldParameters};
-use farfield::freespace::{FreeSpace, FreeSpaceParameters};
-use farfield::longrange::{LongRangeSum, Request};
-use farfield::pme::{Mesh, Pme, PmeParameters};
-use farfield::tuning::choose::{choose, Choice, Method, Overrides, Request as MethodRequest};
+use farfield::ewald::EwaldParameters;
+use farfield::freespace::FreeSpaceParameters;
+use farfield::longrange::Request;
+use farfield::pme::{Mesh, PmeParameters};
+use farfield::tuning::choose::{choose, Method, Overrides, Request as MethodRequest};
 use farfield::{Error, Kernel};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -80,7 +79,8 @@ fn parameters_dict<'py>(
             d.set_item("mesh_spacing", p.spacing)?;
             d.set_item("order", p.order)?;
         }
-        Method::Direct => {}
+        // Direct, and methods added later: no parameters to report
+        _ => {}
     }
     // NaN (explicit parameters: nothing was predicted) becomes None
     d.set_item("predicted_cost", cost.is_finite().then_some(cost))?;
@@ -241,29 +241,26 @@ fn coulomb_compute<'py>(
         Ok(Some(method))
     })?;
     let periodic = system.is_periodic();
-    let request = Request {
-        potentials,
-        forces,
-        virial: stress && periodic,
-    };
+    let request = Request::default()
+        .with_potentials(potentials)
+        .with_forces(forces)
+        .with_virial(stress && periodic);
     let (choice, out, timing) = threads::run(py, || {
         let start = Instant::now();
+        // (method, predicted cost, predicted error): nothing is predicted for given parameters
         let choice = match (chosen, accuracy) {
-            (Some(method), _) => Choice {
-                method,
-                predicted_cost: f64::NAN,
-                predicted_error: f64::NAN,
-            },
+            (Some(method), _) => (method, f64::NAN, f64::NAN),
             (None, accuracy) => {
                 let request = MethodRequest::parse(method)?;
                 let fixed = overrides(smearing, cutoff, k_cutoff, mesh, order);
-                choose(
+                let choice = choose(
                     kernel,
                     &system,
                     accuracy.unwrap_or(f64::NAN),
                     request,
                     fixed,
-                )?
+                )?;
+                (choice.method, choice.predicted_cost, choice.predicted_error)
             }
         };
         let chose = if chosen.is_some() {
@@ -272,14 +269,10 @@ fn coulomb_compute<'py>(
             start.elapsed().as_secs_f64()
         };
         let start = Instant::now();
-        let out = match choice.method {
-            Method::Ewald(p) => Ewald::new(kernel, p)?.compute(&system, &charges, request)?,
-            Method::Pme(p) => Pme::new(kernel, p)?.compute(&system, &charges, request)?,
-            Method::Direct => Direct::new(kernel).compute(&system, &charges, request)?,
-            Method::FreeSpace(p) => {
-                FreeSpace::new(kernel, p)?.compute(&system, &charges, request)?
-            }
-        };
+        let out = choice
+            .0
+            .build(kernel)?
+            .compute(&system, &charges, request)?;
         Ok((choice, out, (chose, start.elapsed().as_secs_f64())))
     })?;
     let volume = system.cell().map(|c| c.volume().abs());
@@ -321,12 +314,7 @@ fn coulomb_compute<'py>(
     d.set_item("timing", timing)?;
     d.set_item(
         "parameters",
-        parameters_dict(
-            py,
-            choice.method,
-            choice.predicted_cost,
-            choice.predicted_error,
-        )?,
+        parameters_dict(py, choice.0, choice.1, choice.2)?,
     )?;
     Ok(d)
 }

@@ -38,17 +38,12 @@ fn calculator(
         basis,
         &[("gto", BasisKind::Gto), ("monomial", BasisKind::Monomial)],
     )?;
-    LodeExpansion::new(LodeParameters {
-        exponent,
-        smearing,
-        max_angular,
-        max_radial,
-        radius,
-        basis,
-        k_cutoff,
-        center_atom_weight,
-        drop_divergent_k0,
-    })
+    let mut parameters = LodeParameters::new(exponent, smearing, max_angular, max_radial, radius);
+    parameters.basis = basis;
+    parameters.k_cutoff = k_cutoff;
+    parameters.center_atom_weight = center_atom_weight;
+    parameters.drop_divergent_k0 = drop_divergent_k0;
+    LodeExpansion::new(parameters)
 }
 
 /// A LODE calculator (parameters validated once; k-space tables cached across frames).

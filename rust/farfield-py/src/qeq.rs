@@ -55,17 +55,17 @@ fn options(
             ("cg", Solver::ConjugateGradient),
         ],
     )?;
-    Ok(QEqOptions {
-        solver,
-        tolerance,
-        max_iterations,
-        prefactor,
-        smearing,
-        ewald_truncation,
-        dense_limit,
-        kspace,
-        preconditioner,
-    })
+    let mut options = QEqOptions::default();
+    options.solver = solver;
+    options.tolerance = tolerance;
+    options.max_iterations = max_iterations;
+    options.prefactor = prefactor;
+    options.smearing = smearing;
+    options.ewald_truncation = ewald_truncation;
+    options.dense_limit = dense_limit;
+    options.kspace = kspace;
+    options.preconditioner = preconditioner;
+    Ok(options)
 }
 
 fn fragments(f: Option<Vec<i64>>) -> farfield::Result<Option<Vec<usize>>> {
@@ -172,15 +172,11 @@ fn qeq<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let (sys, problem, opts) = guarded(|| {
         let sys = system.to_system()?;
-        let problem = QEqProblem {
-            electronegativity: vec1(&electronegativity),
-            hardness: vec1(&hardness),
-            sigma: vec1(&sigma),
-            total_charge,
-            fragments: self::fragments(fragments)?,
-            fragment_charges,
-            initial_charges: initial_charges.as_ref().map(vec1),
-        };
+        let mut problem = QEqProblem::new(vec1(&electronegativity), vec1(&hardness), vec1(&sigma));
+        problem.total_charge = total_charge;
+        problem.fragments = self::fragments(fragments)?;
+        problem.fragment_charges = fragment_charges;
+        problem.initial_charges = initial_charges.as_ref().map(vec1);
         let opts = options(
             solver,
             tolerance,
@@ -274,15 +270,16 @@ fn qeq_batch<'py>(
             .collect::<farfield::Result<Vec<_>>>()?;
         let mut problems = Vec::with_capacity(n);
         for k in 0..n {
-            problems.push(QEqProblem {
-                electronegativity: vec1(&electronegativity[k]),
-                hardness: vec1(&hardness[k]),
-                sigma: vec1(&sigma[k]),
-                total_charge: total_charge[k],
-                fragments: self::fragments(fragments[k].clone())?,
-                fragment_charges: fragment_charges[k].clone(),
-                initial_charges: initial_charges[k].as_ref().map(vec1),
-            });
+            let mut problem = QEqProblem::new(
+                vec1(&electronegativity[k]),
+                vec1(&hardness[k]),
+                vec1(&sigma[k]),
+            );
+            problem.total_charge = total_charge[k];
+            problem.fragments = self::fragments(fragments[k].clone())?;
+            problem.fragment_charges = fragment_charges[k].clone();
+            problem.initial_charges = initial_charges[k].as_ref().map(vec1);
+            problems.push(problem);
         }
         let opts = options(
             solver,

@@ -5,7 +5,7 @@
 //! crystal is translated.
 //!
 //! `cargo run --release --example lode_features`
-use farfield::lode::{BasisKind, GradientRequest, LodeExpansion, LodeParameters};
+use farfield::lode::{GradientRequest, LodeExpansion, LodeParameters};
 use farfield::System;
 
 const LMAX: usize = 3;
@@ -38,17 +38,8 @@ fn relative(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn main() -> farfield::Result<()> {
-    let lode = LodeExpansion::new(LodeParameters {
-        exponent: 1.0,
-        smearing: 1.0,
-        max_angular: LMAX,
-        max_radial: NR - 1,
-        radius: 3.0,
-        basis: BasisKind::Gto,
-        k_cutoff: None,
-        center_atom_weight: 1.0,
-        drop_divergent_k0: false,
-    })?;
+    // Coulomb (p = 1) LODE, σ = 1, GTO basis of radius 3 (the defaults of the other options)
+    let lode = LodeExpansion::new(LodeParameters::new(1.0, 1.0, LMAX, NR - 1, 3.0))?;
     let values = |r: Vec<[f64; 3]>, z: &[i32], cell: Option<[[f64; 3]; 3]>, species: &[i32]| {
         let system = System::new(r, z.to_vec(), cell)?;
         Ok::<_, farfield::Error>(

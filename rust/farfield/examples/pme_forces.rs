@@ -38,10 +38,7 @@ fn main() -> farfield::Result<()> {
     let accuracy = 1e-5;
     let choice = tune_pme(Kernel::coulomb(), &system, accuracy, None, None, None)?;
     let pme = Pme::new(Kernel::coulomb(), choice.parameters)?;
-    let with_forces = Request {
-        forces: true,
-        ..Default::default()
-    };
+    let with_forces = Request::default().with_forces(true);
     let out = pme.compute(&system, &charges, with_forces)?;
     let forces = out.forces.expect("forces were requested");
     println!(

@@ -4,7 +4,6 @@
 //! the energy E = χᵀq + ½ qᵀAq.
 //!
 //! `cargo run --release --example qeq_cluster`
-use farfield::math::special::erf;
 use farfield::qeq::{qeq, QEqOptions, QEqProblem};
 use farfield::System;
 use std::f64::consts::{PI, SQRT_2};
@@ -27,17 +26,10 @@ fn main() -> farfield::Result<()> {
     // χ (eV), J (eV/e²), σ (Å); k_e in eV Å / e²
     let (chi, hardness, sigma) = (pick(-1.0, 1.5), pick(6.0, 5.0), pick(0.8, 1.0));
     let k_e = 14.399645478425667;
-    let problem = QEqProblem {
-        electronegativity: chi.clone(),
-        hardness: hardness.clone(),
-        sigma: sigma.clone(),
-        total_charge: 1.0,
-        ..Default::default()
-    };
-    let options = QEqOptions {
-        prefactor: k_e,
-        ..Default::default()
-    };
+    let mut problem = QEqProblem::new(chi.clone(), hardness.clone(), sigma.clone());
+    problem.total_charge = 1.0;
+    let mut options = QEqOptions::default();
+    options.prefactor = k_e;
     let numbers = pick(11.0, 17.0).iter().map(|&z| z as i32).collect();
     let result = qeq(&System::new(r.clone(), numbers, None)?, &problem, &options)?;
     let (q, mu) = (&result.charges, result.chemical_potential[0]);
@@ -51,7 +43,7 @@ fn main() -> farfield::Result<()> {
         let gamma = (sigma[i].powi(2) + sigma[j].powi(2)).sqrt();
         match i == j {
             true => 1.0 / (sigma[i] * PI.sqrt()),
-            false => erf(d / (SQRT_2 * gamma)) / d,
+            false => libm::erf(d / (SQRT_2 * gamma)) / d,
         }
     };
     let aq: Vec<f64> = (0..27)

@@ -35,13 +35,11 @@ fn main() {
     let n = positions.len();
     let cell = periodic.then_some([[side, 0.0, 0.0], [0.0, side, 0.0], [0.0, 0.0, side]]);
     let system = System::new(positions, vec![1; n], cell).unwrap();
-    let options = QEqOptions {
-        solver,
-        tolerance: 1e-8,
-        ewald_truncation: 1e-8,
-        prefactor: 14.399645478425667,
-        ..QEqOptions::default()
-    };
+    let mut options = QEqOptions::default();
+    options.solver = solver;
+    options.tolerance = 1e-8;
+    options.ewald_truncation = 1e-8;
+    options.prefactor = 14.399645478425667;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -1,12 +1,12 @@
 //! Triplet features of the B8± pair of Nigam et al. (arXiv 2302.14770): two eight-atom boron
-//! clusters that are not congruent but have the same bispectrum around the central atom. The
-//! bispectrum cannot tell them apart; the triplet features (one row per ordered neighbour
-//! pair) can: their column-wise sorted rows differ.
+//! clusters that are not congruent but have the same power spectrum and bispectrum around the
+//! central atom. Neither can tell them apart; the triplet features (one row per ordered
+//! neighbour pair) can: their column-wise sorted rows differ.
 //!
 //! `cargo run --release --example triplets_bpm`
 use farfield::descriptors::bispectrum::Bispectrum;
 use farfield::descriptors::triplets::{Centers, TripletFeatures};
-use farfield::descriptors::{ExpansionParameters, Smoothing};
+use farfield::descriptors::{ExpansionParameters, GradientRequest, PowerSpectrum, Smoothing};
 use farfield::System;
 
 /// B8±: the centre, two rings of three atoms at ±z1 (the second turned by ψ) and one axial
@@ -55,6 +55,18 @@ fn main() -> farfield::Result<()> {
     params.species = Some(vec![5]);
     let systems = [b8(1.0)?, b8(-1.0)?];
     let center = Centers::Indices(vec![0]);
+
+    // the power spectrum of every atom; the rows of the central atoms (atom 0 of each cluster)
+    let power =
+        PowerSpectrum::new(params.clone())?.compute(&systems, GradientRequest::default())?;
+    let n = power.n_features();
+    let row = |s: i32| {
+        let k = power.samples.iter().position(|x| x[0] == s && x[1] == 0);
+        &power.values[k.expect("a sample per centre") * n..][..n]
+    };
+    let p = relative(row(0), row(1));
+    println!("power spectrum ({n} features): B+ and B- differ by {p:.1e} (relative)");
+    assert!(p < 1e-12);
 
     let bispectrum = Bispectrum::new(params.clone())?.compute(&systems, &center)?;
     let n = bispectrum.n_features();

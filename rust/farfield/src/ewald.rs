@@ -20,14 +20,15 @@ use crate::longrange::{LongRangeSum, Output, Request};
 use crate::system::System;
 use rayon::prelude::*;
 
-/// The three numbers that fix an Ewald sum.
+/// The three numbers that fix an Ewald sum (all required, no defaults:
+/// [`crate::tuning::tune_ewald`] chooses them for an accuracy).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EwaldParameters {
-    /// Gaussian smearing σ (standard deviation) of the range split.
+    /// Gaussian smearing σ (length, the standard deviation) of the range split.
     pub smearing: f64,
-    /// Real-space cutoff r_c.
+    /// Real-space cutoff r_c (length).
     pub cutoff: f64,
-    /// Reciprocal-space cutoff k_c (k-vectors with |k| < k_c are summed).
+    /// Reciprocal-space cutoff k_c (inverse length; k-vectors with |k| < k_c are summed).
     pub k_cutoff: f64,
 }
 

@@ -5,7 +5,7 @@
 /// ([`crate::strain`]), and ∂x/∂H at fixed Cartesian positions).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GradientRequest {
-    /// derivatives with respect to atomic positions
+    /// derivatives with respect to atomic positions (default `false`, as every field)
     pub positions: bool,
     /// derivatives with respect to a homogeneous strain ε of the cell and positions
     /// (`r → (1 + ε) r`, ε on column vectors, `[α][β] = ∂/∂ε_αβ`, see [`crate::strain`]);

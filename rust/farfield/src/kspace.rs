@@ -10,7 +10,7 @@
 //! by recursion, so no trigonometric function is evaluated per (k, atom) pair.
 
 use crate::error::{Error, Result};
-use crate::math::linalg::{dot, norm, Vec3};
+use crate::math::linalg::{dot, Vec3};
 use crate::system::Cell;
 use rayon::prelude::*;
 
@@ -373,11 +373,6 @@ fn complex_dot((a, b): (&[f64], &[f64]), (c, d): (&[f64], &[f64])) -> (f64, f64)
         x: (&[f64], &[f64]) = (a, b),
         y: (&[f64], &[f64]) = (c, d),
     ) -> (f64, f64))
-}
-
-/// Largest |k| among the k-vectors (0 when empty).
-pub fn max_norm(kvectors: &KVectors) -> f64 {
-    kvectors.vectors.iter().map(norm).fold(0.0, f64::max)
 }
 
 #[cfg(test)]

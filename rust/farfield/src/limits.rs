@@ -28,10 +28,10 @@ pub const DEFAULT_MAX_TERMS: f64 = 2e11;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Largest memory of one call, in bytes; `None`: [`DEFAULT_MEMORY_FRACTION`] of the memory
-    /// available at the start of the call.
+    /// Largest memory of one call, in bytes. Default `None`: [`DEFAULT_MEMORY_FRACTION`] of
+    /// the memory available at the start of the call.
     pub max_memory: Option<f64>,
-    /// Largest number of elementary terms of one call.
+    /// Largest number of elementary terms of one call. Default [`DEFAULT_MAX_TERMS`].
     pub max_terms: f64,
 }
 

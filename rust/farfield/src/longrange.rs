@@ -7,14 +7,24 @@ use crate::error::{Error, Result};
 use crate::math::linalg::{Mat3, Vec3};
 use crate::system::System;
 
-/// Which quantities to compute (the energy is always computed).
+/// Which quantities to compute (the energy is always computed). The default asks for the
+/// energy alone; the struct is `#[non_exhaustive]` (quantities may be added), so build it with
+/// [`Request::all`], or [`Request::default`] and the `with_*` methods:
+///
+/// ```
+/// use farfield::longrange::Request;
+/// let request = Request::default().with_forces(true);
+/// assert!(request.forces && !request.potentials && !request.virial);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Request {
-    /// Per-atom potentials φ_i (E = ½ Σ q_i φ_i).
+    /// Per-atom potentials φ_i (E = ½ Σ q_i φ_i). Default `false`.
     pub potentials: bool,
-    /// Forces -∂E/∂r_i.
+    /// Forces -∂E/∂r_i. Default `false`.
     pub forces: bool,
-    /// Virial ∂E/∂ε (strain derivative); stress = virial / V. Periodic systems only.
+    /// Virial ∂E/∂ε (strain derivative); stress = virial / V for periodic systems (the direct
+    /// sum of an open system gives the pair virial). Default `false`.
     pub virial: bool,
 }
 
@@ -26,6 +36,24 @@ impl Request {
             forces: true,
             virial: true,
         }
+    }
+
+    /// The same request, with or without the per-atom potentials.
+    pub fn with_potentials(mut self, potentials: bool) -> Request {
+        self.potentials = potentials;
+        self
+    }
+
+    /// The same request, with or without the forces.
+    pub fn with_forces(mut self, forces: bool) -> Request {
+        self.forces = forces;
+        self
+    }
+
+    /// The same request, with or without the virial.
+    pub fn with_virial(mut self, virial: bool) -> Request {
+        self.virial = virial;
+        self
     }
 }
 

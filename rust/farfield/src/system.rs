@@ -128,8 +128,9 @@ impl Cell {
     }
 }
 
-/// Which directions are periodic.
+/// Which directions are periodic (all three or none today; slabs and wires may come).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Periodicity {
     /// No periodicity: a molecule or cluster.
     None,

@@ -373,14 +373,7 @@ fn pme_output(s: &Sample, kernel: Kernel, accuracy: f64) -> Output {
 
 fn direct_output(s: &Sample, kernel: Kernel) -> Output {
     Direct::new(kernel)
-        .compute(
-            &s.system(),
-            &s.charges,
-            Request {
-                virial: false,
-                ..Request::all()
-            },
-        )
+        .compute(&s.system(), &s.charges, Request::all().with_virial(false))
         .unwrap()
 }
 
@@ -656,18 +649,10 @@ fn lode_calculator(
     basis: BasisKind,
     (smearing, radius): (f64, f64),
 ) -> LodeExpansion {
-    LodeExpansion::new(LodeParameters {
-        exponent,
-        smearing,
-        max_angular: 3,
-        max_radial: 1,
-        radius,
-        basis,
-        k_cutoff: None,
-        center_atom_weight: 0.6,
-        drop_divergent_k0: false,
-    })
-    .unwrap()
+    let mut parameters = LodeParameters::new(exponent, smearing, 3, 1, radius);
+    parameters.basis = basis;
+    parameters.center_atom_weight = 0.6;
+    LodeExpansion::new(parameters).unwrap()
 }
 
 /// Periodic calculators (their k-space tables are built once); the open path uses the
@@ -803,33 +788,27 @@ proptest! {
 // ------------------------------------------------------------------ QEq
 
 fn qeq_problem(s: &Sample) -> QEqProblem {
-    QEqProblem {
-        electronegativity: s
-            .numbers
+    QEqProblem::new(
+        s.numbers
             .iter()
             .map(|&z| if z == 1 { 0.1 } else { -0.25 })
             .collect(),
-        hardness: s
-            .numbers
+        s.numbers
             .iter()
             .map(|&z| if z == 1 { 0.9 } else { 0.6 })
             .collect(),
-        sigma: s
-            .numbers
+        s.numbers
             .iter()
             .map(|&z| if z == 1 { 0.5 } else { 0.7 })
             .collect(),
-        total_charge: 0.0,
-        ..QEqProblem::default()
-    }
+    )
 }
 
 fn qeq_options(truncation: f64) -> QEqOptions {
-    QEqOptions {
-        solver: Solver::Dense,
-        ewald_truncation: truncation,
-        ..QEqOptions::default()
-    }
+    let mut options = QEqOptions::default();
+    options.solver = Solver::Dense;
+    options.ewald_truncation = truncation;
+    options
 }
 
 proptest! {

@@ -54,21 +54,20 @@ impl Case {
         self.fields["path"][0] == "periodic"
     }
     fn params(&self) -> LodeParameters {
-        LodeParameters {
-            exponent: self.float("exponent"),
-            smearing: self.float("smearing"),
-            max_angular: self.ints("max_angular")[0] as usize,
-            max_radial: self.ints("max_radial")[0] as usize,
-            radius: self.float("radius"),
-            basis: match self.fields["basis"][0].as_str() {
-                "gto" => BasisKind::Gto,
-                "monomial" => BasisKind::Monomial,
-                other => panic!("basis {other}"),
-            },
-            k_cutoff: None,
-            center_atom_weight: self.float("center_atom_weight"),
-            drop_divergent_k0: false,
-        }
+        let mut parameters = LodeParameters::new(
+            self.float("exponent"),
+            self.float("smearing"),
+            self.ints("max_angular")[0] as usize,
+            self.ints("max_radial")[0] as usize,
+            self.float("radius"),
+        );
+        parameters.basis = match self.fields["basis"][0].as_str() {
+            "gto" => BasisKind::Gto,
+            "monomial" => BasisKind::Monomial,
+            other => panic!("basis {other}"),
+        };
+        parameters.center_atom_weight = self.float("center_atom_weight");
+        parameters
     }
     fn cell(&self) -> Option<Mat3> {
         if self.fields["cell"][0] == "none" {
@@ -289,18 +288,10 @@ fn single_gaussian(
     weight: f64,
     k_cutoff: Option<f64>,
 ) -> LodeExpansion {
-    LodeExpansion::new(LodeParameters {
-        exponent: 1.0,
-        smearing: sigma,
-        max_angular: lmax,
-        max_radial: 0,
-        radius: r0,
-        basis: BasisKind::Gto,
-        k_cutoff,
-        center_atom_weight: weight,
-        drop_divergent_k0: false,
-    })
-    .unwrap()
+    let mut parameters = LodeParameters::new(1.0, sigma, lmax, 0, r0);
+    parameters.k_cutoff = k_cutoff;
+    parameters.center_atom_weight = weight;
+    LodeExpansion::new(parameters).unwrap()
 }
 
 /// The Gaussian basis function R(r) Y_00 is a Gaussian of width r0 and integral
@@ -662,18 +653,10 @@ fn calculator_with(
     weight: f64,
     (smearing, radius, max_angular): (f64, f64, usize),
 ) -> LodeExpansion {
-    LodeExpansion::new(LodeParameters {
-        exponent,
-        smearing,
-        max_angular,
-        max_radial: 1,
-        radius,
-        basis,
-        k_cutoff: None,
-        center_atom_weight: weight,
-        drop_divergent_k0: false,
-    })
-    .unwrap()
+    let mut parameters = LodeParameters::new(exponent, smearing, max_angular, 1, radius);
+    parameters.basis = basis;
+    parameters.center_atom_weight = weight;
+    LodeExpansion::new(parameters).unwrap()
 }
 
 #[test]
@@ -792,18 +775,8 @@ fn mirror_path_matches_plain_path_of_the_rotated_system() {
             6.0,
         ),
     ] {
-        let calc = LodeExpansion::new(LodeParameters {
-            exponent,
-            smearing: 0.5,
-            max_angular: lmax,
-            max_radial: nr - 1,
-            radius: 2.2,
-            basis: BasisKind::Gto,
-            k_cutoff: None,
-            center_atom_weight: 1.0,
-            drop_divergent_k0: false,
-        })
-        .unwrap();
+        let calc =
+            LodeExpansion::new(LodeParameters::new(exponent, 0.5, lmax, nr - 1, 2.2)).unwrap();
         let species = species_of(&system);
         let rotated = System::new(
             system

@@ -168,7 +168,7 @@ proptest! {
                 Err(e) => check_error(e)?,
             }
         } else {
-            check_output(Direct::new(kernel).compute(&system, &q, Request { virial: false, ..Request::all() }))?;
+            check_output(Direct::new(kernel).compute(&system, &q, Request::all().with_virial(false)))?;
         }
     }
 
@@ -210,14 +210,14 @@ proptest! {
         small_limits();
         let Ok(system) = raw.build() else { return Ok(()) };
         let n = system.len();
-        let problem = QEqProblem {
-            electronegativity: (0..n).map(|i| chi * (i as f64 - 1.0)).collect(),
-            hardness: vec![hardness; n],
-            sigma: vec![sigma; n],
-            total_charge: total,
-            ..QEqProblem::default()
-        };
-        let options = QEqOptions { solver, smearing, max_iterations: 200, ..QEqOptions::default() };
+        let mut problem = QEqProblem::new(
+            (0..n).map(|i| chi * (i as f64 - 1.0)).collect(),
+            vec![hardness; n],
+            vec![sigma; n],
+        );
+        problem.total_charge = total;
+        let mut options = QEqOptions::default();
+        (options.solver, options.smearing, options.max_iterations) = (solver, smearing, 200);
         match qeq::qeq(&system, &problem, &options) {
             Ok(r) => {
                 prop_assert!(r.energy.is_finite());
@@ -269,17 +269,9 @@ proptest! {
     ) {
         small_limits();
         let Ok(system) = raw.build() else { return Ok(()) };
-        let params = LodeParameters {
-            exponent,
-            smearing,
-            max_angular,
-            max_radial,
-            radius,
-            basis: if monomial { BasisKind::Monomial } else { BasisKind::Gto },
-            k_cutoff,
-            center_atom_weight: 1.0,
-            drop_divergent_k0: false,
-        };
+        let mut params = LodeParameters::new(exponent, smearing, max_angular, max_radial, radius);
+        params.basis = if monomial { BasisKind::Monomial } else { BasisKind::Gto };
+        params.k_cutoff = k_cutoff;
         let request = lode::GradientRequest { positions: gradients.0, strain: gradients.1, cell: false };
         let method = match mesh { Some(a) => lode::Method::Mesh(a), None => lode::Method::Exact };
         let mut species: Vec<i32> = system.numbers().to_vec();

@@ -74,16 +74,6 @@ impl GaussianDensityIntegral {
         self.gto.len()
     }
 
-    /// Largest `l`.
-    pub fn max_angular(&self) -> usize {
-        self.max_angular
-    }
-
-    /// The GTO basis.
-    pub fn basis(&self) -> &GtoBasis {
-        &self.gto
-    }
-
     /// Writes `I_nl(r)` at `values[l * size + n]` and, if asked, `dI_nl/dr` likewise.
     pub fn compute(&self, r: f64, values: &mut [f64], mut gradients: Option<&mut [f64]>) {
         let size = self.size();
@@ -130,8 +120,6 @@ pub enum RadialIntegral {
     Splined {
         /// the spline, `(max_angular+1) × size` outputs
         spline: HermiteSpline,
-        /// the requested absolute accuracy
-        accuracy: f64,
     },
 }
 
@@ -196,10 +184,7 @@ impl RadialIntegral {
                             .into(),
                     });
                 }
-                Ok(RadialIntegral::Splined {
-                    spline: spline?,
-                    accuracy: acc,
-                })
+                Ok(RadialIntegral::Splined { spline: spline? })
             }
         }
     }

@@ -9,6 +9,7 @@
 use super::RadialBasis;
 use crate::error::{Error, Result};
 use crate::math::eigen::inverse_sqrt;
+#[cfg(test)]
 use crate::math::hypergeometric::hyp1f1;
 use crate::math::special::{gamma, ln_gamma};
 
@@ -18,8 +19,6 @@ pub struct GtoBasis {
     max_radial: usize,
     radius: f64,
     widths: Vec<f64>,
-    norms: Vec<f64>,
-    overlap: Vec<f64>,
     /// `(S^{−1/2})_{nk} N_k`, row-major
     orthonormalization: Vec<f64>,
 }
@@ -76,15 +75,8 @@ impl GtoBasis {
             max_radial,
             radius,
             widths,
-            norms,
-            overlap,
             orthonormalization,
         })
-    }
-
-    /// Index of the last radial function.
-    pub fn max_radial(&self) -> usize {
-        self.max_radial
     }
 
     /// Number of functions, `max_radial + 1`.
@@ -92,40 +84,14 @@ impl GtoBasis {
         self.max_radial + 1
     }
 
-    /// Always false (there is at least one function).
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// The extent parameter r0.
-    pub fn radius(&self) -> f64 {
-        self.radius
-    }
-
     /// Gaussian widths σ_n of the primitives.
     pub fn gaussian_widths(&self) -> &[f64] {
         &self.widths
     }
 
-    /// L2 normalisation constants N_n of the primitives.
-    pub fn normalizations(&self) -> &[f64] {
-        &self.norms
-    }
-
-    /// Overlap matrix of the normalised primitives, row-major.
-    pub fn overlap(&self) -> &[f64] {
-        &self.overlap
-    }
-
-    /// Matrix `O = S^{−1/2} diag(N)` mapping *unnormalised* primitive quantities to the
-    /// orthonormal basis: `R_n = Σ_k O[n][k] φ_k` (row-major). Apply it to any linear
-    /// functional of the primitives (radial integrals) to get it for the orthonormal basis.
-    pub fn orthonormalization(&self) -> &[f64] {
-        &self.orthonormalization
-    }
-
-    /// Applies [`orthonormalization`](Self::orthonormalization) in place to a vector of
-    /// primitive quantities.
+    /// Applies the matrix `O = S^{−1/2} diag(N)` mapping *unnormalised* primitive quantities
+    /// to the orthonormal basis (`R_n = Σ_k O[n][k] φ_k`) in place to a vector of primitive
+    /// quantities (any linear functional of the primitives, e.g. radial integrals).
     pub fn orthonormalize(&self, primitive: &mut [f64]) {
         let size = self.len();
         let mut out = [0.0; 32];
@@ -139,7 +105,9 @@ impl GtoBasis {
     /// k-space integrals of the orthonormal functions, `I_nl(k) = ∫_0^∞ r² R_n(r) j_l(kr) dr`,
     /// and their derivatives with respect to k (closed form:
     /// `∫ r^{n+2} e^{−r²/(2s²)} j_l(kr) dr = √(π/2) 2^{n/2} s^{n+3} (ks/√2)^l
-    /// Γ((n+l+3)/2)/Γ(l+3/2) ₁F₁((n+l+3)/2; l+3/2; −k²s²/2)`).
+    /// Γ((n+l+3)/2)/Γ(l+3/2) ₁F₁((n+l+3)/2; l+3/2; −k²s²/2)`). The tests check the tabulated
+    /// integrals against it.
+    #[cfg(test)]
     pub fn kspace_integrals_with_derivatives(
         &self,
         l: usize,
@@ -199,11 +167,6 @@ impl RadialBasis for GtoBasis {
             out[n] = r.powi(n as i32) * (-r * r / (2.0 * s * s)).exp();
         }
         self.orthonormalize(out);
-    }
-
-    fn kspace_integrals(&self, l: usize, k: f64, out: &mut [f64]) {
-        let mut d = vec![0.0; self.len()];
-        self.kspace_integrals_with_derivatives(l, k, out, &mut d);
     }
 }
 

@@ -17,6 +17,7 @@ pub mod gto;
 pub mod monomial;
 pub mod tabulated;
 
+#[cfg(test)]
 use crate::math::quadrature::gauss_legendre_interval;
 
 /// A radial basis `R_nl(r)`, orthonormal for each `l` with weight `r²`.
@@ -32,25 +33,11 @@ pub trait RadialBasis: Send + Sync {
     fn length_scale(&self) -> f64;
     /// Writes `R_nl(r)` for `n = 0..size(l)` into `out`.
     fn evaluate(&self, l: usize, r: f64, out: &mut [f64]);
-    /// k-space radial integrals `I_nl(k) = ∫_0^support r² R_nl(r) j_l(kr) dr` for all `n`,
-    /// by Gauss–Legendre quadrature (exact bases override this with closed forms).
-    fn kspace_integrals(&self, l: usize, k: f64, out: &mut [f64]) {
-        let size = self.size(l);
-        let (xs, ws) = gauss_legendre_interval(200, 0.0, self.support());
-        out[..size].fill(0.0);
-        let mut buf = vec![0.0; size];
-        for (x, w) in xs.iter().zip(&ws) {
-            self.evaluate(l, *x, &mut buf);
-            let f = w * x * x * crate::math::bessel::spherical_jn(l, k * x);
-            for n in 0..size {
-                out[n] += f * buf[n];
-            }
-        }
-    }
 }
 
-/// Gram matrix `∫ r² R_nl R_n'l dr` of a basis by Gauss–Legendre quadrature (for tests and
-/// diagnostics), row-major `size × size`.
+/// Gram matrix `∫ r² R_nl R_n'l dr` of a basis by Gauss–Legendre quadrature (for tests),
+/// row-major `size × size`.
+#[cfg(test)]
 pub fn gram_by_quadrature(basis: &dyn RadialBasis, l: usize, n_points: usize) -> Vec<f64> {
     let size = basis.size(l);
     let (xs, ws) = gauss_legendre_interval(n_points, 0.0, basis.support());

@@ -13,7 +13,6 @@ use crate::math::eigen::inverse_sqrt;
 #[derive(Debug, Clone)]
 pub struct MonomialBasis {
     max_radial: usize,
-    max_angular: usize,
     radius: f64,
     /// per l: `O_l` such that `R_nl(r) = r_c^{-3/2} Σ_k O_l[n][k] (r/r_c)^{l+2k}`
     orthonormalization: Vec<Vec<f64>>,
@@ -58,26 +57,9 @@ impl MonomialBasis {
         }
         Ok(MonomialBasis {
             max_radial,
-            max_angular,
             radius,
             orthonormalization,
         })
-    }
-
-    /// Index of the last radial function.
-    pub fn max_radial(&self) -> usize {
-        self.max_radial
-    }
-
-    /// Largest `l` of the basis.
-    pub fn max_angular(&self) -> usize {
-        self.max_angular
-    }
-
-    /// Dimensionless orthonormalisation matrix of channel `l`:
-    /// `R_nl(r) = r_c^{−3/2} Σ_k O_l[n][k] (r/r_c)^{l+2k}` for `r < r_c`.
-    pub fn orthonormalization(&self, l: usize) -> &[f64] {
-        &self.orthonormalization[l]
     }
 }
 

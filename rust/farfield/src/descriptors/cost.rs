@@ -30,13 +30,6 @@ impl NeighborEstimate {
     }
 }
 
-/// Former spellings of [`NeighborEstimate`], [`neighbor_estimate`], [`neighbor_estimates`] and
-/// [`check_neighbors`], kept so that code written against them still compiles.
-pub use self::{
-    check_neighbors as check_neighbours, neighbor_estimate as neighbour_estimate,
-    neighbor_estimates as neighbour_estimates, NeighborEstimate as NeighbourEstimate,
-};
-
 /// Estimates the neighbour search of `system` within `cutoff` (see [`NeighborEstimate`]).
 pub fn neighbor_estimate(system: &System, cutoff: f64) -> NeighborEstimate {
     let n = system.len() as f64;

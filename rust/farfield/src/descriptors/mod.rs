@@ -7,13 +7,13 @@
 //! * [`power_spectrum::PowerSpectrum`]: featomic's `SoapPowerSpectrum`;
 //! * [`triplets`] and [`bispectrum`]: triplet descriptors (Nigam et al.) and the ν = 3
 //!   bispectrum;
-//! * [`cost`]: estimates of the neighbour search and buffers, checked before any work;
+//! * estimates of the neighbour search and buffers, checked before any work (crate-private);
 //! * [`result::Descriptor`]: dense values with labelled samples and features, position and
 //!   strain and cell gradients;
 //! * [`triplets`] and [`bispectrum`]: three-centre (triplet) features and the ν = 3 bispectrum.
 
 pub mod bispectrum;
-pub mod cost;
+pub(crate) mod cost;
 pub mod power_spectrum;
 pub mod result;
 pub mod spherical_expansion;

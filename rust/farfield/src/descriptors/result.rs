@@ -4,6 +4,7 @@ pub use crate::gradients::GradientRequest;
 
 /// Position gradients: one row of `3 × n_features` per (sample, neighbour atom) pair.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PositionGradients {
     /// `(sample index, structure index, atom index in its structure)` of each gradient row:
     /// the derivative of the sample's features with respect to that atom's position.
@@ -14,6 +15,7 @@ pub struct PositionGradients {
 
 /// Dense descriptor values with labels.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Descriptor {
     /// Names of the feature label columns.
     pub feature_names: Vec<&'static str>,

@@ -3,7 +3,7 @@
 //!
 //! `c^{a}_{i,nlm} = w δ_{a,a_i} δ_{l0} I_n0(0) Y_00 + Σ_{j∈a, r_ij<r_c} f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij)`
 //! with `r_ij = r_j + T − r_i` over periodic images (including the centre's own images), `I_nl`
-//! the radial integral of [`crate::basis::density`], `f_c` the cutoff function and `w` the
+//! the radial integral of a Gaussian density with the GTO basis, `f_c` the cutoff function and `w` the
 //! `center_atom_weight`. Per-atom layout: `[species][l² + l + m][n]`.
 
 use rayon::prelude::*;
@@ -22,6 +22,7 @@ use crate::system::System;
 
 /// Smoothing of the density at the cutoff.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Smoothing {
     /// No smoothing: 1 inside the cutoff, 0 outside.
     Step,
@@ -32,30 +33,41 @@ pub enum Smoothing {
     },
 }
 
-/// Hyper-parameters of the spherical expansion (featomic names in brackets).
+/// Hyper-parameters of the spherical expansion (featomic names in brackets). Build them with
+/// [`ExpansionParameters::new`] and set the optional fields (the struct is
+/// `#[non_exhaustive]`: options may be added):
+///
+/// ```
+/// use farfield::descriptors::{ExpansionParameters, Smoothing};
+/// let mut parameters = ExpansionParameters::new(4.5, 6, 4, 0.3);
+/// parameters.smoothing = Smoothing::Step;
+/// assert_eq!(parameters.radial_accuracy, Some(1e-8));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ExpansionParameters {
-    /// neighbour cutoff radius (`cutoff.radius`), also the GTO radius
+    /// neighbour cutoff radius (length; `cutoff.radius`), also the GTO radius. Required.
     pub cutoff: f64,
-    /// cutoff smoothing (`cutoff.smoothing`)
+    /// cutoff smoothing (`cutoff.smoothing`). Default `ShiftedCosine { width: 0.5 }`.
     pub smoothing: Smoothing,
-    /// Gaussian density width σ (`density.width`)
+    /// Gaussian density width σ (length; `density.width`). Required.
     pub smearing: f64,
-    /// index of the last radial function (`basis.radial.max_radial`)
+    /// index of the last radial function (`basis.radial.max_radial`). Required.
     pub max_radial: usize,
-    /// largest l (`basis.max_angular`)
+    /// largest l (`basis.max_angular`). Required.
     pub max_angular: usize,
-    /// weight of the centre's own density (`density.center_atom_weight`)
+    /// weight of the centre's own density (`density.center_atom_weight`). Default 1.
     pub center_atom_weight: f64,
-    /// `None`: exact radial integral (₁F₁); `Some(acc)`: spline to absolute accuracy `acc`
+    /// `None`: exact radial integral (₁F₁); `Some(acc)`: spline to absolute accuracy `acc`.
+    /// Default `Some(1e-8)`.
     pub radial_accuracy: Option<f64>,
-    /// neighbour species (atomic numbers); `None`: all species present in the batch
+    /// neighbour species (atomic numbers). Default `None`: all species present in the batch.
     pub species: Option<Vec<i32>>,
 }
 
 impl ExpansionParameters {
-    /// Parameters with featomic-like defaults: shifted cosine of width 0.5, weight 1,
-    /// spline accuracy 1e-8.
+    /// Parameters with the required values and featomic-like defaults of the others: shifted
+    /// cosine of width 0.5, weight 1, spline accuracy 1e-8, every species of the batch.
     pub fn new(
         cutoff: f64,
         max_radial: usize,
@@ -480,6 +492,7 @@ impl SphericalExpansion {
 /// Result of [`SphericalExpansion::backward`] for one structure: the vector-Jacobian product
 /// of the expansion with `dL/dvalues`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ExpansionBackward {
     /// `dL/dr_i`, one row per atom
     pub positions: Vec<Vec3>,

@@ -555,6 +555,7 @@ pub struct Projection {
 
 /// Which atoms are centers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Centers {
     /// Every atom of every structure.
     All,

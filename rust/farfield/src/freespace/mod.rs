@@ -7,7 +7,7 @@
 //!   analytic. There is no k = 0 or background term: the sum is the plain free-space sum
 //!   E = ½ Σ_{i≠j} q_i q_j v(r_ij), the same as [`crate::direct::Direct`].
 //! * **Mesh.** The charges are spread with cardinal B-splines of order n (the shared
-//!   [`crate::mesh::bspline`] weights, const-generic stencils) on a Cartesian grid of spacing h
+//!   `mesh::bspline` weights, const-generic stencils) on a Cartesian grid of spacing h
 //!   covering the atoms' bounding box plus the spline support (L_α points per axis, origin at
 //!   the bounding box's lower corner less n − ½ spacings, so that translating the system
 //!   translates the grid with it). The grid is zero-padded to M_α ≥ 2L_α + margin points
@@ -73,16 +73,17 @@ pub const MARGIN: usize = 2;
 /// Largest number of grid points along one axis (unpadded).
 pub const MAX_POINTS: usize = 1 << 13;
 
-/// Parameters of a free-space mesh sum.
+/// Parameters of a free-space mesh sum (all required, no defaults: [`crate::tuning::freespace::tune`]
+/// chooses them for an accuracy).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FreeSpaceParameters {
-    /// Gaussian smearing σ of the range split.
+    /// Gaussian smearing σ (length) of the range split.
     pub smearing: f64,
-    /// Real-space cutoff.
+    /// Real-space cutoff (length).
     pub cutoff: f64,
-    /// Grid spacing h (the same along x, y and z).
+    /// Grid spacing h (length, the same along x, y and z).
     pub spacing: f64,
-    /// B-spline order n, 3 to 10.
+    /// B-spline order n: even, within [`ORDER_RANGE`] (4 to 10).
     pub order: usize,
 }
 

@@ -1,29 +1,33 @@
 //! LODE features (docs/science.md §2): the projection of the smeared 1/r^p potential of every
 //! species on a local radial × spherical-harmonics basis around each atom.
 //!
-//! * periodic systems: the exact k-space sum of §2.3 ([`periodic`]);
-//! * non-periodic systems: the exact real-space projection of §2.5 ([`open`]);
+//! * periodic systems: the exact k-space sum of §2.3;
+//! * non-periodic systems: the exact real-space projection of §2.5;
 //! * values, dense position and strain gradients, and a backward pass (vector-Jacobian
 //!   product) that never forms the dense gradient;
 //! * large periodic cells: values and the backward pass on a B-spline mesh in O(N log N)
-//!   ([`mesh`]).
+//!   ([`Method::Mesh`]).
+//!
+//! [`LodeExpansion`] is the calculator, built from [`LodeParameters`]; [`layout`] converts its
+//! dense output to featomic's block layout.
 //!
 //! Layout: coefficients of centre `i`, neighbour species `a`, (l, m, n) are stored at
 //! `values[(i * A + a) * F + (l² + l + m) * nr + n]` with F = (lmax+1)² · nr.
 
 pub mod layout;
-pub mod mesh;
+pub(crate) mod mesh;
 mod mirror;
-pub mod open;
+pub(crate) mod open;
 mod pair_gradients;
-pub mod periodic;
-pub mod radial;
-pub mod sph;
+pub(crate) mod periodic;
+pub(crate) mod radial;
+pub(crate) mod sph;
 
 use crate::basis::tabulated::{KSpline, TabulatedBasis};
 use crate::error::{Error, Result};
 use crate::system::System;
-pub use radial::{BasisKind, Density};
+pub use radial::BasisKind;
+pub(crate) use radial::Density;
 use std::f64::consts::PI;
 
 /// Largest `max_angular` accepted.
@@ -44,27 +48,64 @@ pub(crate) fn kvector_estimate(k_cutoff: f64, volume: f64) -> f64 {
     k_cutoff.powi(3) * volume / (12.0 * PI * PI)
 }
 
-/// Hyper-parameters of a LODE spherical expansion (featomic names).
+/// Hyper-parameters of a LODE spherical expansion (featomic names). Build them with
+/// [`LodeParameters::new`] and set the optional fields (the struct is `#[non_exhaustive]`:
+/// options may be added):
+///
+/// ```
+/// use farfield::lode::{BasisKind, LodeParameters};
+/// let mut parameters = LodeParameters::new(1.0, 1.0, 4, 5, 3.5);
+/// parameters.basis = BasisKind::Monomial;
+/// assert_eq!(parameters.center_atom_weight, 1.0);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LodeParameters {
-    /// exponent p of the density g_p (0 = Gaussian, 1 = Coulomb, any real p > 0)
+    /// exponent p of the density g_p (0 = Gaussian, 1 = Coulomb, any real p > 0). Required.
     pub exponent: f64,
-    /// Gaussian smearing σ
+    /// Gaussian smearing σ (length, the standard deviation). Required.
     pub smearing: f64,
-    /// largest l (inclusive)
+    /// largest l (inclusive), at most [`MAX_ANGULAR`]. Required.
     pub max_angular: usize,
-    /// index of the last radial function (max_radial + 1 functions)
+    /// index of the last radial function (max_radial + 1 functions), at most
+    /// [`MAX_RADIAL`]. Required.
     pub max_radial: usize,
-    /// radius of the radial basis (GTO r0 or monomial r_c)
+    /// radius (length) of the radial basis (GTO r0 or monomial r_c). Required.
     pub radius: f64,
-    /// radial basis
+    /// radial basis. Default [`BasisKind::Gto`].
     pub basis: BasisKind,
-    /// k-space cutoff (strict <); `None` = 1.2π/σ
+    /// k-space cutoff (inverse length, strict <). Default `None`: 1.2π/σ.
     pub k_cutoff: Option<f64>,
-    /// weight of the centre atom's own density
+    /// weight of the centre atom's own density. Default 1.
     pub center_atom_weight: f64,
-    /// for p = 3, drop the divergent k = 0 term (featomic's behaviour) instead of failing
+    /// for p = 3, drop the divergent k = 0 term (featomic's behaviour) instead of failing.
+    /// Default `false`.
     pub drop_divergent_k0: bool,
+}
+
+impl LodeParameters {
+    /// The parameters with the required values and the defaults of the others (GTO basis,
+    /// k_cutoff 1.2π/σ, centre weight 1, a divergent k = 0 term refused), as featomic's
+    /// `LodeSphericalExpansion`. Validated by [`LodeExpansion::new`].
+    pub fn new(
+        exponent: f64,
+        smearing: f64,
+        max_angular: usize,
+        max_radial: usize,
+        radius: f64,
+    ) -> LodeParameters {
+        LodeParameters {
+            exponent,
+            smearing,
+            max_angular,
+            max_radial,
+            radius,
+            basis: BasisKind::Gto,
+            k_cutoff: None,
+            center_atom_weight: 1.0,
+            drop_divergent_k0: false,
+        }
+    }
 }
 
 /// Which gradients to compute: the request of every feature calculator (∂c_i/∂H is derived
@@ -94,6 +135,7 @@ pub struct LodeOutput {
 
 /// How periodic values are evaluated.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Method {
     /// the exact k-space sum (N × N_k)
     Exact,

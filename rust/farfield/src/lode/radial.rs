@@ -11,7 +11,6 @@ use std::f64::consts::PI;
 /// the smeared 1/r^p (long-range part of the range split).
 #[derive(Debug, Clone)]
 pub struct Density {
-    exponent: f64,
     smearing: f64,
     split: Option<RangeSplit>,
 }
@@ -46,21 +45,7 @@ impl Density {
         } else {
             Some(Kernel::new(exponent)?.split(smearing)?)
         };
-        Ok(Density {
-            exponent,
-            smearing,
-            split,
-        })
-    }
-
-    /// The exponent p.
-    pub fn exponent(&self) -> f64 {
-        self.exponent
-    }
-
-    /// The smearing σ.
-    pub fn smearing(&self) -> f64 {
-        self.smearing
+        Ok(Density { smearing, split })
     }
 
     /// g_p(r).
@@ -98,20 +83,21 @@ impl Density {
     }
 }
 
-/// Radial basis of a LODE expansion.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Radial basis of a LODE expansion (default: [`BasisKind::Gto`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum BasisKind {
-    /// featomic's GTO (same radial functions for every l), `radius` = r0
-    /// ([`crate::basis::gto::GtoBasis`])
+    /// featomic's GTO (same radial functions for every l, Löwdin-orthonormalised on
+    /// [0, ∞)), `radius` = r0
+    #[default]
     Gto,
-    /// r^(l+2n) on [0, radius], Löwdin-orthonormalised per l (featomic `Monomials`,
-    /// [`crate::basis::monomial::MonomialBasis`])
+    /// r^(l+2n) on [0, radius], Löwdin-orthonormalised per l (featomic `Monomials`)
     Monomial,
 }
 
 impl BasisKind {
     /// The basis with `max_radial + 1` functions for every `l ≤ max_angular`.
-    pub fn build(
+    pub(crate) fn build(
         self,
         max_radial: usize,
         max_angular: usize,

@@ -21,6 +21,7 @@ fn series(l: usize, x: f64, pre: f64) -> f64 {
 
 /// `j_l(x)` for `x ≥ 0`: power series below `x < l + 1` (no cancellation there), upward
 /// recurrence from `j_0`, `j_1` above (stable for `x > l`).
+#[cfg(test)]
 pub fn spherical_jn(l: usize, x: f64) -> f64 {
     let x = x.abs();
     if x < (l + 1) as f64 {
@@ -85,6 +86,7 @@ pub fn spherical_jn_all(lmax: usize, x: f64, out: &mut [f64]) {
 }
 
 /// `j_l(x)` and `dj_l/dx` (from `j_l' = j_{l−1} − (l+1)/x j_l`, `j_0' = −j_1`).
+#[cfg(test)]
 pub fn spherical_jn_with_derivative(l: usize, x: f64) -> (f64, f64) {
     let j = spherical_jn(l, x);
     if l == 0 {

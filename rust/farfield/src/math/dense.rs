@@ -129,16 +129,6 @@ impl Cholesky {
         &self.l
     }
 
-    /// Order n of the matrix.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    /// `true` for a 0 × 0 matrix.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
     /// Solves A X = B in place for the n × k matrix `b` (column-major, k = b.len() / n).
     pub fn solve_in_place(&self, b: &mut [f64]) {
         let n = self.n;

@@ -60,6 +60,7 @@ pub fn hyp1f1_scaled(a: f64, b: f64, z: f64) -> f64 {
 
 /// ₁F₁(a; b; z) for any real z (b > 0). May overflow for z ≳ 700: prefer
 /// [`hyp1f1_scaled`] there.
+#[cfg(test)]
 pub fn hyp1f1(a: f64, b: f64, z: f64) -> f64 {
     if z >= 0.0 {
         hyp1f1_scaled(a, b, z) * z.exp()

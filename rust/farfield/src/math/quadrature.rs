@@ -32,6 +32,7 @@ pub fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Nodes and weights of the `n`-point Gauss–Legendre rule mapped to [a, b].
+#[cfg(test)]
 pub fn gauss_legendre_interval(n: usize, a: f64, b: f64) -> (Vec<f64>, Vec<f64>) {
     let (x, w) = gauss_legendre(n);
     let h = 0.5 * (b - a);

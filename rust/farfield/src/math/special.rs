@@ -168,12 +168,6 @@ pub fn scaled_upper_gamma(a: f64, x: f64) -> f64 {
 /// √π, used in several closed forms.
 pub const SQRT_PI: f64 = 1.772_453_850_905_516;
 
-/// Γ(1/2, x) = √π erfc(√x).
-#[inline]
-pub fn upper_gamma_half(x: f64) -> f64 {
-    SQRT_PI * erfc(x.sqrt())
-}
-
 /// π^{3/2}.
 pub const PI_3_2: f64 = 5.568_327_996_831_708;
 

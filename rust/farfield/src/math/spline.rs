@@ -18,7 +18,6 @@ pub type SplineSource<'a> = dyn Fn(f64, &mut [f64], &mut [f64]) + Sync + 'a;
 #[derive(Debug, Clone)]
 pub struct HermiteSpline {
     x_min: f64,
-    x_max: f64,
     dx: f64,
     n_out: usize,
     /// `(n_points, n_out)` values
@@ -63,7 +62,6 @@ impl HermiteSpline {
         }
         Ok(HermiteSpline {
             x_min,
-            x_max,
             dx,
             n_out,
             values,
@@ -115,19 +113,9 @@ impl HermiteSpline {
         }
     }
 
-    /// Number of tabulated functions.
-    pub fn n_out(&self) -> usize {
-        self.n_out
-    }
-
     /// Number of grid points.
     pub fn n_points(&self) -> usize {
         self.values.len() / self.n_out.max(1)
-    }
-
-    /// Upper end of the tabulated range.
-    pub fn x_max(&self) -> f64 {
-        self.x_max
     }
 
     /// Writes the interpolated values (and derivatives if asked) at `x`. Outside the range
@@ -221,11 +209,6 @@ impl QuinticHermiteSpline {
             width,
             data,
         })
-    }
-
-    /// Number of tabulated functions.
-    pub fn width(&self) -> usize {
-        self.width
     }
 
     /// The interpolated values into `out` and first derivatives into `dout` (`width` entries

@@ -3,7 +3,7 @@
 //!
 //! * charges are spread on a K1×K2×K3 grid over the fractional coordinates with cardinal
 //!   B-splines of order n (any triclinic cell);
-//! * the grid is transformed with a real-to-complex 3D FFT ([`crate::mesh::fft::Fft3`], realfft/rustfft);
+//! * the grid is transformed with a real-to-complex 3D FFT (`mesh::fft::Fft3`, realfft/rustfft);
 //! * the influence function is V̂_LR(k)·|b1 b2 b3|²/V with the Euler exponential spline moduli
 //!   |b(m)|², for whatever kernel [`RangeSplit::fourier`] describes; the Nyquist planes are
 //!   dropped so that the influence function is exactly even;
@@ -17,6 +17,9 @@
 //! over atoms. Memory is O(N + threads × grid).
 
 pub use crate::mesh::fft_friendly;
+// hidden like `crate::realspace` itself: the profiling driver `examples/pme_timing.rs` times
+// the real-space pass on its own; not part of the API
+#[doc(hidden)]
 pub use crate::realspace;
 
 use crate::buffers::{filled, zeroed};
@@ -46,16 +49,17 @@ pub enum Mesh {
     Spacing(f64),
 }
 
-/// Parameters of a PME sum.
+/// Parameters of a PME sum (all required, no defaults: [`crate::tuning::pme::tune_pme`]
+/// chooses them for an accuracy).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PmeParameters {
-    /// Gaussian smearing σ of the range split.
+    /// Gaussian smearing σ (length) of the range split.
     pub smearing: f64,
-    /// Real-space cutoff.
+    /// Real-space cutoff (length).
     pub cutoff: f64,
     /// The mesh.
     pub mesh: Mesh,
-    /// B-spline order n (points per axis per atom), 3 to 10.
+    /// B-spline order n (points per axis per atom), within [`ORDER_RANGE`] (3 to 10).
     pub order: usize,
 }
 
@@ -137,6 +141,7 @@ impl PmeParameters {
 /// How charges are spread on the mesh in parallel (both are free of data races and give the
 /// same grid to round-off; see `benches/python/bench_pme_results.md` for timings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Spreading {
     /// Every thread spreads a contiguous chunk of the sorted atoms on a private grid; the
     /// grids are then summed in parallel. Memory: threads × grid.

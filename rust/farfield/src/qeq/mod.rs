@@ -7,7 +7,7 @@
 //!
 //! E(q) = χᵀq + ½ qᵀAq,   A = diag(J) + k_e C,
 //!
-//! where C is the Coulomb matrix of unit Gaussian charges (see [`operator`]): C_ij =
+//! where C is the Coulomb matrix of unit Gaussian charges (`qeq/operator.rs`): C_ij =
 //! erf(r_ij/(√2γ_ij))/r_ij, C_ii = 1/(σ_i√π) for open systems, and its Ewald form with the
 //! background term −(2π/V)(η² − γ_ij²) for periodic ones (independent of the Ewald width η for
 //! neutral and charged cells). The prefactor multiplies every electrostatic term, including the
@@ -29,7 +29,7 @@
 //!   - ∂L/∂χ = ḡ_E q − ν,
 //!   - ∂L/∂J_i = p_i q_i,
 //!   - ∂L/∂θ = Σ_ij p_i q_j ∂A_ij/∂θ for θ ∈ {σ_i, r_i, ε} (computed by
-//!     [`operator::Operator::bilinear_gradient`]),
+//!     `Operator::bilinear_gradient` in `qeq/operator.rs`),
 //!   - ∂L/∂cell = h^{-T}((∂L/∂ε)ᵀ − Rᵀ ∂L/∂R) at fixed Cartesian positions (rows of h are
 //!     the cell vectors; ∂L/∂ε in the column-vector convention r → (1+ε) r, h → h(1+ε)ᵀ).
 //!
@@ -38,9 +38,9 @@
 
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-pub mod operator;
-pub mod precond;
-pub mod solve;
+pub(crate) mod operator;
+pub(crate) mod precond;
+pub(crate) mod solve;
 
 use rayon::prelude::*;
 
@@ -49,16 +49,20 @@ use crate::math::linalg::{inverse3, Mat3, Vec3};
 use crate::system::System;
 use crate::{interrupt, limits};
 
-pub use operator::{pme_parameters_for, EwaldSettings, Operator};
-pub use solve::{Constraints, Preconditioner};
+#[cfg(test)]
+use operator::pme_parameters_for;
+pub(crate) use operator::{EwaldSettings, Operator};
+pub(crate) use solve::{Constraints, Preconditioner};
 
-/// Which linear solver to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which linear solver to use (default: [`Solver::Auto`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Solver {
     /// Chosen by [`method`]: periodic systems dense up to [`QEqOptions::dense_limit`] atoms
     /// and the conjugate gradient above (always with [`KSpace::Pme`]); open systems the
     /// cheapest by the cost rule of [`open_costs`] of dense (up to `dense_limit` atoms), CG on
     /// the stored matrix (when N² fits the memory limit) and matrix-free CG.
+    #[default]
     Auto,
     /// Dense Cholesky factorisation (faer) with a Schur complement (O(N²) memory, O(N³) time).
     Dense,
@@ -68,50 +72,63 @@ pub enum Solver {
     ConjugateGradient,
 }
 
-/// Options of a QEq solve.
+/// Options of a QEq solve. Start from [`QEqOptions::default`] and set the fields to change
+/// (the struct is `#[non_exhaustive]`: options may be added):
+///
+/// ```
+/// let mut options = farfield::qeq::QEqOptions::default();
+/// options.prefactor = 14.399645478425667; // eV·Å/e²
+/// assert_eq!(options.tolerance, 1e-10);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct QEqOptions {
-    /// Solver choice.
+    /// Solver choice. Default [`Solver::Auto`].
     pub solver: Solver,
     /// Convergence threshold on the RMS over atoms of (Aq + χ)_i − μ_f (same units as χ);
-    /// the CG stops below it, the dense solve reports it.
+    /// the CG stops below it, the dense solve reports it. Default 1e-10.
     pub tolerance: f64,
-    /// Maximum number of CG iterations.
+    /// Maximum number of CG iterations. Default 2000.
     pub max_iterations: usize,
-    /// Coulomb prefactor k_e (1: Gaussian units).
+    /// Coulomb prefactor k_e (1: Gaussian units; 14.399645… for eV, Å and e). Default 1.
     pub prefactor: f64,
-    /// Gaussian smearing η of the Ewald range split for periodic systems (the standard
-    /// deviation, as `smearing` everywhere; None: chosen from the volume and atom count).
+    /// Gaussian smearing η (length) of the Ewald range split for periodic systems (the
+    /// standard deviation, as `smearing` everywhere). Default `None`: chosen from the volume
+    /// and atom count.
     pub smearing: Option<f64>,
     /// Relative truncation of the Ewald sums (≈ e^{−x²}: r_c = x·max(η, √2 max σ),
     /// k_c = x/η with x = √(−2 ln ewald_truncation)); not an error target like the
-    /// `accuracy` of the Coulomb sums.
+    /// `accuracy` of the Coulomb sums. Default 1e-10.
     pub ewald_truncation: f64,
     /// `Solver::Auto` considers the dense solver up to this many atoms (periodic: uses it;
-    /// open: when the cost rule of [`open_costs`] prefers it).
+    /// open: when the cost rule of [`open_costs`] prefers it). Default 1500.
     pub dense_limit: usize,
-    /// How the k-space part of periodic products and gradients is evaluated.
+    /// How the k-space part of periodic products and gradients is evaluated. Default
+    /// [`KSpace::Auto`].
     pub kspace: KSpace,
-    /// Preconditioner of the conjugate gradient.
+    /// Preconditioner of the conjugate gradient. Default [`PreconditionerKind::Auto`].
     pub preconditioner: PreconditionerKind,
 }
 
-/// Preconditioner of the conjugate-gradient solver.
+/// Preconditioner of the conjugate-gradient solver (default: [`PreconditionerKind::Auto`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum PreconditionerKind {
     /// Fourier for periodic systems, Jacobi for open ones.
     #[default]
     Auto,
     /// Diagonal (Jacobi): iterations grow with the box side.
     Jacobi,
-    /// Coarse-mesh Fourier preconditioner ([`precond`]) for periodic systems (refused for open
+    /// Coarse-mesh Fourier preconditioner (`qeq/precond.rs`) for periodic systems (refused for open
     /// ones): iterations independent of N. An explicit preconditioner is refused with
     /// [`Solver::Dense`].
     Fourier,
 }
 
-/// k-space method of the periodic QEq operator (products, energy, forces, stress).
+/// k-space method of the periodic QEq operator (products, energy, forces, stress; default:
+/// [`KSpace::Auto`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum KSpace {
     /// PME above [`PME_MIN_ATOMS`] atoms when the CG solver is used, explicit Ewald otherwise
     /// (the dense solver always builds its matrix with the explicit Ewald sum).
@@ -144,23 +161,47 @@ impl Default for QEqOptions {
     }
 }
 
-/// Per-atom parameters and constraints of one QEq problem.
+/// Per-atom parameters and constraints of one QEq problem. Build it with
+/// [`QEqProblem::new`] and set the optional fields (the struct is `#[non_exhaustive]`):
+///
+/// ```
+/// let mut problem = farfield::qeq::QEqProblem::new(vec![-1.0, 1.5], vec![6.0, 5.0], vec![0.8, 1.0]);
+/// problem.total_charge = 1.0;
+/// assert!(problem.fragments.is_none());
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct QEqProblem {
-    /// χ_i.
+    /// χ_i (energy per charge, the units of the result's energy). Required.
     pub electronegativity: Vec<f64>,
-    /// J_i > 0.
+    /// J_i > 0 (energy per charge²). Required.
     pub hardness: Vec<f64>,
-    /// σ_i > 0.
+    /// σ_i > 0 (length), the Gaussian width of each charge. Required.
     pub sigma: Vec<f64>,
     /// Total charge (the single constraint when no fragments are given; ignored otherwise).
+    /// Default 0.
     pub total_charge: f64,
     /// Optional fragment index per atom (0..m); then `fragment_charges` gives each charge.
+    /// Default `None` (one fragment holding every atom).
     pub fragments: Option<Vec<usize>>,
-    /// Charge of every fragment.
+    /// Charge of every fragment. Default `None`.
     pub fragment_charges: Option<Vec<f64>>,
-    /// Warm start for the iterative solver.
+    /// Warm start for the iterative solver. Default `None` (zero charges, shifted onto the
+    /// constraints).
     pub initial_charges: Option<Vec<f64>>,
+}
+
+impl QEqProblem {
+    /// A neutral problem (total charge 0, no fragments, no warm start) with these per-atom
+    /// electronegativities χ, hardnesses J and Gaussian widths σ.
+    pub fn new(electronegativity: Vec<f64>, hardness: Vec<f64>, sigma: Vec<f64>) -> QEqProblem {
+        QEqProblem {
+            electronegativity,
+            hardness,
+            sigma,
+            ..QEqProblem::default()
+        }
+    }
 }
 
 /// Solver statistics.

@@ -428,13 +428,9 @@ impl<'a> Operator<'a> {
         self.stored.is_some()
     }
 
-    /// Takes the stored dense matrix out (the operator goes back to pair sums).
-    pub fn take_dense(&mut self) -> Option<Vec<f64>> {
-        self.stored.take()
-    }
-
     /// Uses PME with these parameters (smearing must be the Ewald width η) for the k-space part
     /// of products and gradients; no effect for open systems.
+    #[cfg(test)]
     pub fn use_pme(&mut self, parameters: PmeParameters) -> Result<()> {
         if let Some(p) = &mut self.periodic {
             if (parameters.smearing - p.settings.eta).abs() > 1e-12 * p.settings.eta {
@@ -468,14 +464,6 @@ impl<'a> Operator<'a> {
     /// Whether a coarse PME is set ([`Operator::set_coarse_pme`]).
     pub fn has_coarse(&self) -> bool {
         self.periodic.as_ref().is_some_and(|p| p.coarse.is_some())
-    }
-
-    /// The coarse PME's parameters, if set.
-    pub fn coarse_parameters(&self) -> Option<PmeParameters> {
-        self.periodic
-            .as_ref()
-            .and_then(|p| p.coarse.as_ref())
-            .map(|pme| *pme.parameters())
     }
 
     /// Ã x: [`Operator::apply`] with the k-space part from the coarse PME (the same as

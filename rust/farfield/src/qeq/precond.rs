@@ -164,11 +164,6 @@ impl FourierPreconditioner {
         })
     }
 
-    /// Mesh points per axis.
-    pub fn mesh(&self) -> [usize; 3] {
-        self.n
-    }
-
     /// Spreads x onto the mesh and transforms it.
     fn spread(&self, x: &[f64]) -> Vec<C64> {
         let n = self.n;

@@ -20,15 +20,18 @@ use super::freespace::{FreeSpaceChoice, FreeSpaceOverrides};
 use super::pme::{ewald_cost, mesh_error, pme_cost, pme_parameters, real_error, tune_pme_with};
 use super::pme::{PmeOverrides, PmeStats, AUTO_MIN_ATOMS, PME_CALL_COST};
 use super::{check_accuracy, ewald_error, tune_ewald, EwaldOverrides, SystemStats};
+use crate::direct::Direct;
 use crate::error::{Error, Result};
-use crate::ewald::EwaldParameters;
-use crate::freespace::FreeSpaceParameters;
+use crate::ewald::{Ewald, EwaldParameters};
+use crate::freespace::{FreeSpace, FreeSpaceParameters};
 use crate::kernel::Kernel;
-use crate::pme::{Mesh, PmeParameters};
+use crate::longrange::LongRangeSum;
+use crate::pme::{Mesh, Pme, PmeParameters};
 use crate::system::System;
 
 /// The method a caller asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Request {
     /// Direct sum or free-space mesh for open systems; Ewald or PME for periodic ones;
     /// whichever is predicted faster.
@@ -57,18 +60,18 @@ impl Request {
     }
 }
 
-/// Parameters the caller fixed (`None`: chosen by the tuner).
+/// Parameters the caller fixed. Every field defaults to `None`: chosen by the tuner.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Overrides {
-    /// Gaussian smearing σ of the range split (Ewald and PME).
+    /// Gaussian smearing σ (length) of the range split (Ewald and PME). Default `None`.
     pub smearing: Option<f64>,
-    /// Real-space cutoff (Ewald and PME).
+    /// Real-space cutoff (length; Ewald and PME). Default `None`.
     pub cutoff: Option<f64>,
-    /// Reciprocal-space cutoff (Ewald only).
+    /// Reciprocal-space cutoff (inverse length; Ewald only). Default `None`.
     pub k_cutoff: Option<f64>,
-    /// Mesh (PME only).
+    /// Mesh (PME only). Default `None`.
     pub mesh: Option<Mesh>,
-    /// B-spline order (PME only).
+    /// B-spline order (PME only). Default `None`.
     pub order: Option<usize>,
 }
 
@@ -128,6 +131,7 @@ impl Overrides {
 
 /// A summation method with all its parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Method {
     /// Ewald sum.
     Ewald(EwaldParameters),
@@ -141,6 +145,7 @@ pub enum Method {
 
 /// What [`choose`] returns.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Choice {
     /// The method and its parameters.
     pub method: Method,
@@ -344,6 +349,29 @@ impl Method {
             Method::Pme(_) | Method::FreeSpace(_) => "pme",
             Method::Direct => "direct",
         }
+    }
+
+    /// The sum of `kernel` with these parameters, ready to compute:
+    ///
+    /// ```
+    /// use farfield::longrange::Request;
+    /// use farfield::tuning::choose::{choose, Overrides, Request as MethodRequest};
+    /// use farfield::{Kernel, System};
+    ///
+    /// let system = System::new(vec![[0.0; 3], [1.0, 0.0, 0.0]], vec![1, 1], None)?;
+    /// let kernel = Kernel::coulomb();
+    /// let choice = choose(kernel, &system, 1e-6, MethodRequest::Auto, Overrides::default())?;
+    /// let out = choice.method.build(kernel)?.compute(&system, &[1.0, -1.0], Request::all())?;
+    /// assert!((out.energy + 1.0).abs() < 1e-12); // two opposite unit charges at distance 1
+    /// # Ok::<(), farfield::Error>(())
+    /// ```
+    pub fn build(&self, kernel: Kernel) -> Result<Box<dyn LongRangeSum>> {
+        Ok(match *self {
+            Method::Ewald(p) => Box::new(Ewald::new(kernel, p)?),
+            Method::Pme(p) => Box::new(Pme::new(kernel, p)?),
+            Method::Direct => Box::new(Direct::new(kernel)),
+            Method::FreeSpace(p) => Box::new(FreeSpace::new(kernel, p)?),
+        })
     }
 }
 

@@ -231,21 +231,23 @@ pub fn check_work(system: &System, parameters: &FreeSpaceParameters) -> Result<(
     )
 }
 
-/// What a user fixed; everything left `None` is chosen by [`tune`].
+/// What a user fixed; everything left `None` (the default of every field) is chosen by
+/// [`tune`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FreeSpaceOverrides {
-    /// Fixed smearing σ.
+    /// Fixed smearing σ (length). Default `None`.
     pub smearing: Option<f64>,
-    /// Fixed real-space cutoff.
+    /// Fixed real-space cutoff (length). Default `None`.
     pub cutoff: Option<f64>,
-    /// Fixed grid spacing.
+    /// Fixed grid spacing (length). Default `None`.
     pub spacing: Option<f64>,
-    /// Fixed spline order.
+    /// Fixed spline order. Default `None`.
     pub order: Option<usize>,
 }
 
 /// A tuned choice with its predicted errors (real space, mesh) and cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct FreeSpaceChoice {
     /// The parameters.
     pub parameters: FreeSpaceParameters,

@@ -397,14 +397,15 @@ pub(crate) fn refusal(
     Error::parameter(name, reason)
 }
 
-/// User overrides of the automatic choice (any may be fixed).
+/// User overrides of the automatic choice (any may be fixed). Every field defaults to
+/// `None`: chosen by [`tune_ewald`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct EwaldOverrides {
-    /// Fixed smearing σ.
+    /// Fixed smearing σ (length). Default `None`.
     pub smearing: Option<f64>,
-    /// Fixed real-space cutoff.
+    /// Fixed real-space cutoff (length). Default `None`.
     pub cutoff: Option<f64>,
-    /// Fixed reciprocal-space cutoff.
+    /// Fixed reciprocal-space cutoff (inverse length). Default `None`.
     pub k_cutoff: Option<f64>,
 }
 

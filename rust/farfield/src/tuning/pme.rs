@@ -805,16 +805,17 @@ pub fn best_ewald_cost(kernel: Kernel, system: &System, accuracy: f64) -> Result
     Ok(best)
 }
 
-/// What a user fixed; everything left `None` is chosen by [`tune_pme`].
+/// What a user fixed; everything left `None` (the default of every field) is chosen by
+/// [`tune_pme`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PmeOverrides {
-    /// Fixed smearing σ.
+    /// Fixed smearing σ (length). Default `None`.
     pub smearing: Option<f64>,
-    /// Fixed real-space cutoff.
+    /// Fixed real-space cutoff (length). Default `None`.
     pub cutoff: Option<f64>,
-    /// Fixed mesh (points or spacing).
+    /// Fixed mesh (points or spacing). Default `None`.
     pub mesh: Option<Mesh>,
-    /// Fixed spline order.
+    /// Fixed spline order. Default `None`.
     pub order: Option<usize>,
 }
 
