@@ -22,8 +22,8 @@
 //! e = (H⁻¹Γ)ᵀ with u = −e r). In real space each pair moves by δd = u_j − u_i + e d; in
 //! reciprocal space k·r is invariant and only the influence factor V̂(k²)/V changes
 //! (δk² = −2 kᵀ e k, δV = V tr e) together with k itself (δk = −eᵀ k) in the gradients; the
-//! k = 0 term κ Q_a Q_b / V (the neutralising background for p < 3, V̂(0) for p > 3) enters
-//! through the volume.
+//! k = 0 term κ Q_a Q_b / V (the neutralising background for p < 3, V̂(0) for p > 3; with
+//! Gaussian widths also (2π/V) [Σ a_i σ_i² Q_b + Q_a Σ b_i σ_i²]) enters through the volume.
 //!
 //! The position-independent parts of A (self terms, the neutralising background, QEq's
 //! hardness) do not appear in `gradient` and `hvp`; the volume-dependent k = 0 term does
@@ -577,6 +577,23 @@ fn run(
                 for atom in atoms.iter_mut() {
                     atom.dipole_a -= tr * kappa * qa;
                     atom.dipole_b -= tr * kappa * qb;
+                }
+                if let Some(widths) = &pairs.widths {
+                    // Gaussian charges: the k → 0 limit of the width term adds
+                    // (2π/V) [S_a Q_b + Q_a S_b], S_a = Σ a_i σ_i² (crate::qeq::operator)
+                    let c = 2.0 * std::f64::consts::PI / cell.volume();
+                    let moment =
+                        |x: &[f64]| -> f64 { x.iter().zip(widths).map(|(x, s)| x * s * s).sum() };
+                    let (sa, sb) = (moment(a), moment(b));
+                    let term = c * (sa * qb + qa * sb);
+                    for x in 0..3 {
+                        total.gradient[x][x] -= term;
+                        total.hvp[x][x] += tr * term;
+                    }
+                    for (atom, s) in atoms.iter_mut().zip(widths) {
+                        atom.dipole_a -= tr * c * (sa + qa * s * s);
+                        atom.dipole_b -= tr * c * (sb + qb * s * s);
+                    }
                 }
             }
         }

@@ -477,3 +477,68 @@ fn strained_mesh_and_explicit_reciprocal_sums_agree() {
         assert_close("D W", &flat3(d2), &flat3(d1), 1e-8);
     }
 }
+
+#[test]
+fn strained_gaussian_widths_match_finite_differences_of_the_qeq_operator() {
+    use crate::qeq::operator::{EwaldSettings, Operator};
+    let system = random_system(8, 4.0, true, 21);
+    let widths: Vec<f64> = random(8, 22).iter().map(|x| 0.45 + 0.3 * x).collect();
+    let hardness = vec![1.0; 8];
+    let settings = EwaldSettings {
+        eta: 1.0,
+        cutoff: 9.0,
+        k_cutoff: 9.0,
+    };
+    let pairs = Pairs::ewald(Kernel::coulomb(), 1.0, 9.0, 9.0)
+        .unwrap()
+        .with_widths(widths.clone())
+        .unwrap();
+    // charged a and b: the width part of the k → 0 term moves with the volume
+    let (a, b, u, e) = (
+        random(8, 23),
+        random(8, 24),
+        random_vectors(8, 25),
+        random_strain(26),
+    );
+    let got = second_order_strained(&system, &pairs, &a, &b, &u, &e).unwrap();
+    let op = |s: &System| {
+        Operator::new(s, &widths, &hardness, 1.0, Some(settings))
+            .unwrap()
+            .bilinear_gradient(&a, &b)
+    };
+    let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
+    let here = op(&system);
+    assert_close(
+        "gradient",
+        &flat(&got.gradient),
+        &flat(&here.positions),
+        1e-9,
+    );
+    let w = got.strain_gradient.unwrap();
+    assert_close("W", &flat3(w), &flat3(here.strain), 1e-9);
+    let h = 1e-4;
+    let (plus, minus) = (
+        strained_system(&system, &u, &e, h),
+        strained_system(&system, &u, &e, -h),
+    );
+    let central = |f: &dyn Fn(&System) -> Vec<f64>| -> Vec<f64> {
+        f(&plus)
+            .iter()
+            .zip(f(&minus))
+            .map(|(p, m)| (p - m) / (2.0 * h))
+            .collect()
+    };
+    let apply_to = |s: &System, x: &[f64]| {
+        Operator::new(s, &widths, &hardness, 1.0, Some(settings))
+            .unwrap()
+            .apply(x)
+    };
+    let dipole_a = central(&|s| apply_to(s, &a));
+    assert_close("dipole_a", &got.dipole_a, &dipole_a, 1e-6);
+    let dipole_b = central(&|s| apply_to(s, &b));
+    assert_close("dipole_b", &got.dipole_b, &dipole_b, 1e-6);
+    let hvp = central(&|s| flat(&op(s).positions));
+    assert_close("hvp", &flat(&got.hvp), &hvp, 1e-6);
+    let dw = central(&|s| flat3(op(s).strain));
+    assert_close("strain_hvp", &flat3(got.strain_hvp.unwrap()), &dw, 1e-6);
+}
