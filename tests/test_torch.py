@@ -288,6 +288,33 @@ def test_qeq_first_and_second_derivatives(periodic: bool) -> None:
         )
 
 
+@pytest.mark.parametrize("total_charge", [0.0, 0.5])
+def test_qeq_second_derivatives_with_the_cell(total_charge: float) -> None:
+    r = _positions(5, 3.0, 42)
+    g = torch.Generator().manual_seed(43)
+    chi = torch.rand(5, generator=g, dtype=torch.float64).requires_grad_()
+    hardness = 1.0 + torch.rand(5, generator=g, dtype=torch.float64)
+    sigma = 0.5 + 0.3 * torch.rand(5, generator=g, dtype=torch.float64)
+    h = _cell().requires_grad_()
+    calc = ff.QEq(total_charge=total_charge, ewald_truncation=1e-12, tolerance=1e-12, prefactor=1.5)
+
+    def charges(chi: torch.Tensor, r: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return fft.qeq(r, chi, hardness, sigma, h, calculator=calc)[0]
+
+    def energy(chi: torch.Tensor, r: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return fft.qeq(r, chi, hardness, sigma, h, calculator=calc)[1]
+
+    for f in (charges, energy):
+        assert torch.autograd.gradgradcheck(f, (chi, r, h), nondet_tol=ROUND_OFF)
+    # the cell gradient (now from the Hessian products' strain route) equals the core's adjoint
+    w = torch.linspace(1.0, -0.3, 5, dtype=torch.float64)
+    q, e = fft.qeq(r, chi, hardness, sigma, h, calculator=calc)
+    (grad_h,) = torch.autograd.grad((q * w).sum() + 0.7 * e, h)
+    system = ff.System(r.detach().numpy(), np.ones(5, dtype=np.int32), h.detach().numpy())
+    _, ref = calc.vjp(system, w.numpy(), 0.7, chi.detach().numpy(), hardness.numpy(), sigma.numpy())
+    np.testing.assert_allclose(grad_h.numpy(), ref.cell, atol=1e-9)
+
+
 def test_qeq_gradients_equal_the_core_adjoint() -> None:
     r = _positions(6, 3.0, 50)
     chi = torch.linspace(-0.5, 0.5, 6, dtype=torch.float64).requires_grad_()

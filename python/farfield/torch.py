@@ -7,8 +7,8 @@ engines, with the second derivatives that force training needs (docs/torch.md):
   1/r^p sums of point charges, differentiable with respect to positions, charges and cell,
   twice included (e.g. a loss on the stress differentiated with respect to the charges).
 * :func:`qeq`: charge equilibration with Gaussian charges, charges and energy as functions of
-  electronegativity, hardness, positions and cell (first derivatives for all of them, second
-  derivatives for electronegativity, hardness and positions).
+  electronegativity, hardness, σ, positions and cell (first derivatives for all of them, second
+  derivatives for all but σ).
 * :func:`spherical_expansion`, :func:`power_spectrum`, :func:`lode_spherical_expansion`,
   :func:`lode_power_spectrum`: descriptor values as functions of positions and cell, backward
   by the core's vector-Jacobian products (first derivatives).
@@ -755,27 +755,40 @@ class _Equilibration:
         return grads
 
     def bilinear(
-        self, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], u: np.ndarray[Any, Any]
+        self,
+        a: np.ndarray[Any, Any],
+        b: np.ndarray[Any, Any],
+        u: np.ndarray[Any, Any],
+        strain: np.ndarray[Any, Any] | None = None,
     ) -> dict[str, Any]:
-        """k_e × the core's second derivatives of aᵀ C b (Gaussian charges of widths σ)."""
+        """k_e × the core's second derivatives of aᵀ C b (Gaussian charges of widths σ) along
+        u (and the strain e)."""
         fixed: dict[str, Any] = {}
         p = self.parameters
         if self.system.cell is not None:
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "k_cutoff": p.k_cutoff}
         widths = np.ascontiguousarray(self.sigma, dtype=np.float64)
         return _second_order(
-            self.system, a, b, u, self.calculator.prefactor, widths=widths, **fixed
+            self.system,
+            a,
+            b,
+            u,
+            self.calculator.prefactor,
+            widths=widths,
+            strain=strain,
+            **fixed,
         )
 
 
 _QEQ_SECOND_ORDER = (
-    "second derivatives of QEq with respect to sigma or the cell are not implemented: "
-    "detach them (sigma.detach(), cell.detach()) before a double backward, or differentiate once"
+    "second derivatives of QEq with respect to sigma are not implemented: detach it "
+    "(sigma.detach()) before a double backward, or differentiate once"
 )
 
 
-class _BilinearGradient(torch.autograd.Function):
-    """k_e ∇_r (aᵀ C b) as a differentiable function of (a, b, r)."""
+class _BilinearGradients(torch.autograd.Function):
+    """(k_e ∇_r (aᵀ C b), k_e ∂(aᵀ C b)/∂H or None) as a differentiable function of
+    (a, b, r, H); ``cell`` None: the positions' gradient only."""
 
     @staticmethod
     def forward(
@@ -783,35 +796,63 @@ class _BilinearGradient(torch.autograd.Function):
         a: torch.Tensor,
         b: torch.Tensor,
         positions: torch.Tensor,
+        cell: torch.Tensor | None,
         engine: _Equilibration,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         ctx.save_for_backward(a, b)
         ctx.engine = engine
+        ctx.has_cell = cell is not None and engine.system.cell is not None
         n = a.shape[0]
-        out = engine.bilinear(_numpy(a), _numpy(b), np.zeros((n, 3)))
-        return torch.from_numpy(out["gradient"])
+        zero = np.zeros((3, 3)) if ctx.has_cell else None
+        out = engine.bilinear(_numpy(a), _numpy(b), np.zeros((n, 3)), zero)
+        ctx.grad_r = out["gradient"]
+        grad_h = None
+        if ctx.has_cell:
+            ctx.grad_h = _cell_gradient(
+                out["strain_gradient"],
+                engine.system.positions,
+                out["gradient"],
+                np.asarray(engine.system.cell),
+            )
+            grad_h = torch.from_numpy(ctx.grad_h)
+        return torch.from_numpy(out["gradient"]), grad_h
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, mu: torch.Tensor) -> tuple[Any, ...]:
+    def backward(ctx: Any, mu: torch.Tensor | None, gamma: torch.Tensor | None) -> tuple[Any, ...]:
         a, b = ctx.saved_tensors
         engine: _Equilibration = ctx.engine
         needs = ctx.needs_input_grad
-        out = engine.bilinear(_numpy(a), _numpy(b), _numpy(mu))
+        n = a.shape[0]
+        positions = engine.system.positions
+        d_r = np.zeros((n, 3)) if mu is None else _numpy(mu)
+        d_h = np.zeros((3, 3)) if gamma is None else _numpy(gamma)
+        u, e = d_r, None
+        if ctx.has_cell:
+            cell = np.asarray(engine.system.cell)
+            e = np.zeros((3, 3))
+            if np.any(d_h):
+                e, back = _cell_direction(cell, d_h, positions)
+                u = d_r + back
+        out = engine.bilinear(_numpy(a), _numpy(b), u, e)
+        grad_h = None
+        if needs[3] and ctx.has_cell:
+            grad_h = _cell_product(
+                cell, positions, ctx.grad_h, ctx.grad_r, out["strain_hvp"], out["hvp"], d_r, d_h
+            )
         return (
             torch.from_numpy(out["dipole_b"]) if needs[0] else None,
             torch.from_numpy(out["dipole_a"]) if needs[1] else None,
             torch.from_numpy(out["hvp"]) if needs[2] else None,
+            torch.from_numpy(grad_h) if grad_h is not None else None,
             None,
         )
 
 
-def _guard_second_order(sigma: torch.Tensor, cell: torch.Tensor | None) -> None:
-    """A backward building a graph (create_graph=True) cannot yet differentiate the σ and
-    cell gradients again: refuse instead of leaving those terms out."""
-    if torch.is_grad_enabled() and (
-        sigma.requires_grad or (cell is not None and cell.requires_grad)
-    ):
+def _guard_second_order(sigma: torch.Tensor) -> None:
+    """A backward building a graph (create_graph=True) cannot yet differentiate the σ
+    gradients again: refuse instead of leaving those terms out."""
+    if torch.is_grad_enabled() and sigma.requires_grad:
         raise NotImplementedError(_QEQ_SECOND_ORDER)
 
 
@@ -844,21 +885,24 @@ class _Charges(torch.autograd.Function):
         chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors
         engine: _Equilibration = ctx.engine
         needs = ctx.needs_input_grad
-        _guard_second_order(sigma, cell)
+        _guard_second_order(sigma)
         # λ = q*(w; 0) = −P w, itself differentiable through this function
         lam = _Charges.apply(grad, hardness, positions, sigma, cell, engine, None)
-        grad_sigma = grad_cell = None
-        if needs[3] or needs[4]:
+        grad_sigma = grad_r = grad_cell = None
+        if needs[3]:
             grads = engine.vjp(_numpy(grad), 0.0, _numpy(chi), _numpy(hardness))
-            grad_sigma = torch.from_numpy(grads.sigma) if needs[3] else None
-            if needs[4] and grads.cell is not None:
-                grad_cell = torch.from_numpy(grads.cell)
+            grad_sigma = torch.from_numpy(grads.sigma)
+        if needs[2] or needs[4]:
+            # k_e ∇(λᵀ C q*) in r and H, differentiable again
+            grad_r, grad_cell = _BilinearGradients.apply(
+                lam, charges, positions, cell if needs[4] else None, engine
+            )
         return (
             lam if needs[0] else None,
             lam * charges if needs[1] else None,
-            _BilinearGradient.apply(lam, charges, positions, engine) if needs[2] else None,
+            grad_r if needs[2] else None,
             grad_sigma,
-            grad_cell,
+            grad_cell if needs[4] else None,
             None,
             None,
         )
@@ -888,22 +932,25 @@ class _Energy_QEq(torch.autograd.Function):
         chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors
         engine: _Equilibration = ctx.engine
         needs = ctx.needs_input_grad
-        _guard_second_order(sigma, cell)
+        _guard_second_order(sigma)
         # envelope theorem: ∂E*/∂χ = q*, ∂E*/∂J = ½ q*², ∂E*/∂r = ½ k_e ∇_r (q*ᵀ C q*)
         q = _Charges.apply(chi, hardness, positions, sigma, cell, engine, charges)
-        grad_sigma = grad_cell = None
-        if needs[3] or needs[4]:
+        grad_sigma = grad_r = grad_cell = None
+        if needs[3]:
             n = len(charges)
             grads = engine.vjp(np.zeros(n), 1.0, _numpy(chi), _numpy(hardness))
-            grad_sigma = grad * torch.from_numpy(grads.sigma) if needs[3] else None
-            if needs[4] and grads.cell is not None:
-                grad_cell = grad * torch.from_numpy(grads.cell)
+            grad_sigma = grad * torch.from_numpy(grads.sigma)
+        if needs[2] or needs[4]:
+            # ½ k_e ∇(q*ᵀ C q*) in r and H (envelope theorem), differentiable again
+            grad_r, grad_cell = _BilinearGradients.apply(
+                q, q, positions, cell if needs[4] else None, engine
+            )
         return (
             grad * q if needs[0] else None,
             grad * 0.5 * q * q if needs[1] else None,
-            grad * 0.5 * _BilinearGradient.apply(q, q, positions, engine) if needs[2] else None,
+            grad * 0.5 * grad_r if needs[2] and grad_r is not None else None,
             grad_sigma,
-            grad_cell,
+            grad * 0.5 * grad_cell if needs[4] and grad_cell is not None else None,
             None,
             None,
             None,
@@ -988,10 +1035,11 @@ def qeq(
         calculator: a :class:`farfield.QEq` to use (its solver settings and prefactor k_e);
             otherwise one is built from ``settings`` (keywords of :class:`farfield.QEq`).
 
-    Derivatives: first order for χ, J, σ, positions and cell (the adjoint solve of the core);
-    second order (``create_graph=True``, e.g. a loss on forces) for χ, J and positions
-    (the core's Hessian products of the Gaussian-charge sums); second derivatives that involve
-    σ or the cell raise NotImplementedError.
+    Derivatives: first order for χ, J, σ, positions and cell (the adjoint solve of the core;
+    the position and cell gradients through the core's Hessian products); second order
+    (``create_graph=True``, e.g. a loss on forces or stress) for χ, J, positions and cell (the
+    core's Hessian products of the Gaussian-charge sums along displacements and strains);
+    second derivatives that involve σ raise NotImplementedError.
     """
     if calculator is None:
         calculator = QEq(total_charge=total_charge, **settings)
