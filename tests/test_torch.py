@@ -114,13 +114,82 @@ def test_force_loss_gradient_matches_finite_differences() -> None:
         assert abs(float(fd) - float(grad[k].detach())) <= 1e-6 * max(1.0, abs(float(fd)))
 
 
-def test_cell_second_order_is_refused() -> None:
-    r, q = _positions(4, 4.0, 9), _charges(4, 10, True)
+@pytest.mark.parametrize(
+    ("method", "exponent", "neutral"),
+    [
+        ("ewald", 1.0, False),
+        ("ewald", 2.5, True),
+        ("pme", 1.0, True),
+        ("pme", 6.0, False),
+    ],
+)
+def test_coulomb_second_derivatives_with_the_cell(
+    method: str, exponent: float, neutral: bool
+) -> None:
+    # every second derivative of E(r, q, H) and φ(r, q, H), the cell's included, against
+    # central differences of the first derivatives (gradgradcheck)
+    r, q = _positions(5, 4.0, 9), _charges(5, 10, neutral)
     h = _cell().requires_grad_()
-    e = fft.coulomb_energy(r, q, h)
-    (g,) = torch.autograd.grad(e, r, create_graph=True)
-    with pytest.raises(NotImplementedError, match="cell"):
-        torch.autograd.grad(g.sum(), h)
+    calc = ff.Coulomb(exponent=exponent, accuracy=1e-10, method=method, prefactor=2.0)
+
+    def energy(r: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return fft.coulomb_energy(r, q, h, calculator=calc)
+
+    def potentials(r: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return fft.coulomb_potentials(r, q, h, calculator=calc)
+
+    for f in (energy, potentials):
+        assert torch.autograd.gradgradcheck(f, (r, q, h), nondet_tol=ROUND_OFF)
+
+
+@pytest.mark.parametrize("method", ["ewald", "pme"])
+def test_stress_loss_gradient_matches_finite_differences(method: str) -> None:
+    # an ML model predicting charges, trained on the stress: ∂/∂q and ∂/∂r of a loss on
+    # σ = (1/V) (Σ r ⊗ ∂E/∂r + Hᵀ ∂E/∂H)
+    r0, q0 = _positions(6, 4.0, 11), _charges(6, 12, False)
+    calc = ff.Coulomb(accuracy=1e-10, method=method)
+    target = torch.eye(3, dtype=torch.float64) * 1e-3
+
+    def loss(r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        h = _cell().requires_grad_()
+        r_ = r if r.requires_grad else r.detach().requires_grad_()
+        e = fft.coulomb_energy(r_, q, h, calculator=calc)
+        grad_r, grad_h = torch.autograd.grad(e, (r_, h), create_graph=True)
+        stress = (grad_r.T @ r_ + grad_h.T @ h) / torch.linalg.det(h)
+        return ((stress - target) ** 2).sum()
+
+    r, q = r0.detach().requires_grad_(), q0.detach().requires_grad_()
+    grad_r, grad_q = torch.autograd.grad(loss(r, q), (r, q))
+    step = 1e-5
+
+    def central(dr: torch.Tensor, dq: torch.Tensor) -> float:
+        plus = loss(r0.detach() + dr, q0.detach() + dq)
+        minus = loss(r0.detach() - dr, q0.detach() - dq)
+        return float((plus - minus).detach()) / (2 * step)
+
+    scale = float(grad_q.abs().max())
+    for k in range(6):
+        dq = torch.zeros(6, dtype=torch.float64)
+        dq[k] = step
+        fd = central(torch.zeros(6, 3, dtype=torch.float64), dq)
+        assert abs(fd - float(grad_q[k])) <= 1e-6 * scale
+    scale = float(grad_r.abs().max())
+    for k, x in [(0, 0), (3, 1), (5, 2)]:
+        dr = torch.zeros(6, 3, dtype=torch.float64)
+        dr[k, x] = step
+        fd = central(dr, torch.zeros(6, dtype=torch.float64))
+        assert abs(fd - float(grad_r[k, x])) <= 1e-6 * scale
+
+
+def test_batch_second_derivatives_with_the_cell() -> None:
+    module = fft.CoulombEnergy(accuracy=1e-10)
+    r, q = _positions(4, 4.0, 13), _charges(4, 14, False)
+    h = _cell().requires_grad_()
+
+    def energies(r: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return module.batch([r, r.detach()], [q, q.detach()], [h, None])
+
+    assert torch.autograd.gradgradcheck(energies, (r, q, h), nondet_tol=ROUND_OFF)
 
 
 def test_dtype_device_and_no_grad(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,6 +286,33 @@ def test_qeq_first_and_second_derivatives(periodic: bool) -> None:
             args,
             nondet_tol=ROUND_OFF,
         )
+
+
+@pytest.mark.parametrize("total_charge", [0.0, 0.5])
+def test_qeq_second_derivatives_with_the_cell(total_charge: float) -> None:
+    r = _positions(5, 3.0, 42)
+    g = torch.Generator().manual_seed(43)
+    chi = torch.rand(5, generator=g, dtype=torch.float64).requires_grad_()
+    hardness = 1.0 + torch.rand(5, generator=g, dtype=torch.float64)
+    sigma = 0.5 + 0.3 * torch.rand(5, generator=g, dtype=torch.float64)
+    h = _cell().requires_grad_()
+    calc = ff.QEq(total_charge=total_charge, ewald_truncation=1e-12, tolerance=1e-12, prefactor=1.5)
+
+    def charges(chi: torch.Tensor, r: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return fft.qeq(r, chi, hardness, sigma, h, calculator=calc)[0]
+
+    def energy(chi: torch.Tensor, r: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return fft.qeq(r, chi, hardness, sigma, h, calculator=calc)[1]
+
+    for f in (charges, energy):
+        assert torch.autograd.gradgradcheck(f, (chi, r, h), nondet_tol=ROUND_OFF)
+    # the cell gradient (now from the Hessian products' strain route) equals the core's adjoint
+    w = torch.linspace(1.0, -0.3, 5, dtype=torch.float64)
+    q, e = fft.qeq(r, chi, hardness, sigma, h, calculator=calc)
+    (grad_h,) = torch.autograd.grad((q * w).sum() + 0.7 * e, h)
+    system = ff.System(r.detach().numpy(), np.ones(5, dtype=np.int32), h.detach().numpy())
+    _, ref = calc.vjp(system, w.numpy(), 0.7, chi.detach().numpy(), hardness.numpy(), sigma.numpy())
+    np.testing.assert_allclose(grad_h.numpy(), ref.cell, atol=1e-9)
 
 
 def test_qeq_gradients_equal_the_core_adjoint() -> None:

@@ -318,4 +318,5 @@ def second_order(
     widths: _F | None = None,
     mesh: tuple[int, int, int] | None = None,
     order: int | None = None,
+    strain: _F | None = None,
 ) -> dict[str, Any]: ...

@@ -4,11 +4,11 @@ Functions that take and return ``torch.Tensor`` and backpropagate through farfie
 engines, with the second derivatives that force training needs (docs/torch.md):
 
 * :func:`coulomb_energy`, :func:`coulomb_potentials` (and the module :class:`CoulombEnergy`):
-  1/r^p sums of point charges, differentiable with respect to positions, charges and cell;
-  twice differentiable with respect to positions and charges.
+  1/r^p sums of point charges, differentiable with respect to positions, charges and cell,
+  twice included (e.g. a loss on the stress differentiated with respect to the charges).
 * :func:`qeq`: charge equilibration with Gaussian charges, charges and energy as functions of
-  electronegativity, hardness, positions and cell (first derivatives for all of them, second
-  derivatives for electronegativity, hardness and positions).
+  electronegativity, hardness, σ, positions and cell (first derivatives for all of them, second
+  derivatives for all but σ).
 * :func:`spherical_expansion`, :func:`power_spectrum`, :func:`lode_spherical_expansion`,
   :func:`lode_power_spectrum`: descriptor values as functions of positions and cell, backward
   by the core's vector-Jacobian products (first derivatives).
@@ -50,11 +50,6 @@ __all__ = [
     "qeq_batch",
     "spherical_expansion",
 ]
-
-_CELL_SECOND_ORDER = (
-    "second derivatives involving the cell are not implemented: detach the cell "
-    "(cell.detach()) before a double backward, or differentiate once"
-)
 
 
 def _dtype(*tensors: torch.Tensor | None) -> torch.dtype:
@@ -120,7 +115,10 @@ def _second_order(
     **settings: Any,
 ) -> dict[str, Any]:
     """The core's gradient, dipole potentials and Hessian-vector product of aᵀAb along u
-    (farfield::hessian), times ``prefactor``."""
+    (farfield::hessian), times ``prefactor``; with ``strain=e`` (a keyword of ``settings``)
+    along (u, e), with the strain gradient ∂(aᵀAb)/∂ε and its derivative."""
+    if settings.get("strain") is not None:
+        settings["strain"] = np.ascontiguousarray(settings["strain"], dtype=np.float64)
     out = _native.second_order(
         system._arrays(),
         np.ascontiguousarray(a, dtype=np.float64),
@@ -128,7 +126,37 @@ def _second_order(
         np.ascontiguousarray(u, dtype=np.float64),
         **settings,
     )
-    return {key: prefactor * out[key] for key in ("gradient", "dipole_a", "dipole_b", "hvp")}
+    keys = ("gradient", "dipole_a", "dipole_b", "hvp", "strain_gradient", "strain_hvp")
+    return {key: prefactor * out[key] for key in keys if out[key] is not None}
+
+
+def _cell_direction(
+    cell: np.ndarray[Any, Any], direction: np.ndarray[Any, Any], positions: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """A cell move Γ at fixed Cartesian positions as the strain e = (H⁻¹Γ)ᵀ (H → H(1+e)ᵀ)
+    and the displacements u_i = −e r_i that undo it on the positions."""
+    e = np.linalg.solve(cell, direction).T
+    return e, -positions @ e.T
+
+
+def _cell_product(
+    cell: np.ndarray[Any, Any],
+    positions: np.ndarray[Any, Any],
+    grad_h: np.ndarray[Any, Any],
+    grad_r: np.ndarray[Any, Any],
+    d_strain: np.ndarray[Any, Any],
+    d_grad_r: np.ndarray[Any, Any],
+    d_positions: np.ndarray[Any, Any],
+    d_cell: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    """The derivative of the cell gradient ∂F/∂H = H⁻ᵀ Nᵀ, N = ∂F/∂ε − Σ_i ∂F/∂r_i ⊗ r_i
+    (:func:`_cell_gradient`), along a move (δr, δH) = (``d_positions``, ``d_cell``), given
+    ``grad_h`` = ∂F/∂H, ``grad_r`` = ∂F/∂r and the derivatives of ∂F/∂ε and ∂F/∂r along the
+    move: H⁻ᵀ (δN − N H⁻¹ δH)ᵀ with δN = δ(∂F/∂ε) − Σ_i δ(∂F/∂r_i) ⊗ r_i − Σ_i ∂F/∂r_i ⊗ δr_i."""
+    n_matrix = grad_h.T @ cell
+    dn = d_strain - d_grad_r.T @ positions - grad_r.T @ d_positions
+    moved = dn - n_matrix @ np.linalg.solve(cell, d_cell)
+    return np.asarray(np.linalg.solve(cell.T, moved.T))
 
 
 def _concurrently(function: Any, items: Sequence[Any]) -> list[Any]:
@@ -155,10 +183,15 @@ class _Sum:
         return out.potentials
 
     def second_order(
-        self, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], u: np.ndarray[Any, Any]
+        self,
+        a: np.ndarray[Any, Any],
+        b: np.ndarray[Any, Any],
+        u: np.ndarray[Any, Any],
+        strain: np.ndarray[Any, Any] | None = None,
     ) -> dict[str, Any]:
-        """The core's gradient, dipole potentials and Hessian-vector product of aᵀAb along u,
-        with the calculator's prefactor (farfield.hessian)."""
+        """The core's gradient, dipole potentials and Hessian-vector product of aᵀAb along u
+        (and the strain e, with the strain gradient and its derivative), with the
+        calculator's prefactor (farfield.hessian)."""
         c = self.calculator
         p = c.parameters_for(self.system)
         fixed: dict[str, Any] = {}
@@ -168,8 +201,80 @@ class _Sum:
             # the exact derivatives of the PME energy of the same parameters
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "mesh": p.mesh, "order": p.order}
         return _second_order(
-            self.system, a, b, u, c.prefactor, exponent=c.exponent, accuracy=c.accuracy, **fixed
+            self.system,
+            a,
+            b,
+            u,
+            c.prefactor,
+            exponent=c.exponent,
+            accuracy=c.accuracy,
+            strain=strain,
+            **fixed,
         )
+
+    def hessian_products(
+        self,
+        pair: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]],
+        scale: float,
+        upstream: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any] | None],
+        values: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None],
+        needs: tuple[bool, bool],
+    ) -> tuple[Any, ...]:
+        """The second-order products of F = ``scale`` · aᵀA b, ``pair`` = (a, b, c), whose
+        gradients ∂F/∂x = A c (x = b; with a = b = c = q and scale ½ the energy), ∂F/∂r and
+        ∂F/∂H are the outputs of a forward pass (``values`` = (∂F/∂r, ∂F/∂H or None)), for
+        the upstream (ν, μ, Γ) on those three: returns (A ν, D(A a), D(A b), ∂/∂r, ∂/∂H or
+        None), D the unscaled derivative along (δr, δH) = (μ, Γ) (the position and cell moves
+        through the strain route of farfield::hessian). ``needs`` = whether the products with
+        respect to r and H are wanted."""
+        a, b, c = pair
+        nu, mu, gamma = upstream
+        n = len(a)
+        cell = None if self.system.cell is None else np.asarray(self.system.cell)
+        positions = self.system.positions
+        moves_cell = gamma is not None and cell is not None and bool(np.any(gamma))
+        want_cell = needs[1] and cell is not None
+        zeros = np.zeros((n, 3))
+        potentials = np.zeros(n)
+        dipole_a, dipole_b = np.zeros(n), np.zeros(n)
+        grad_r = np.zeros((n, 3))
+        d_strain = np.zeros((3, 3))
+        if np.any(nu):
+            # F's gradients are linear in c: the ν terms are those of F(a, ν)/scale
+            potentials = self.potentials(nu)
+            if needs[0] or want_cell:
+                out = self.second_order(nu, c, zeros, np.zeros((3, 3)) if want_cell else None)
+                grad_r += out["gradient"]
+                if want_cell:
+                    d_strain += out["strain_gradient"]
+        if np.any(mu) or moves_cell:
+            u, e = mu, None
+            if moves_cell or want_cell:
+                assert cell is not None
+                e = np.zeros((3, 3))
+                if moves_cell:
+                    assert gamma is not None
+                    e, back = _cell_direction(cell, gamma, positions)
+                    u = mu + back
+            out = self.second_order(a, b, u, e)
+            dipole_a, dipole_b = out["dipole_a"], out["dipole_b"]
+            grad_r += scale * out["hvp"]
+            if e is not None:
+                d_strain += scale * out["strain_hvp"]
+        grad_h = None
+        if want_cell:
+            assert cell is not None and values[1] is not None
+            grad_h = _cell_product(
+                cell,
+                positions,
+                values[1],
+                values[0],
+                d_strain,
+                grad_r,
+                mu,
+                np.zeros((3, 3)) if gamma is None else gamma,
+            )
+        return potentials, dipole_a, dipole_b, grad_r, grad_h
 
 
 class _EnergyGradients(torch.autograd.Function):
@@ -189,6 +294,7 @@ class _EnergyGradients(torch.autograd.Function):
         ctx.engine = engine
         ctx.has_cell = cell is not None
         potentials, grad_r, grad_h = values
+        ctx.gradients = (_numpy(grad_r), None if grad_h is None else _numpy(grad_h))
         return potentials.clone(), grad_r.clone(), None if grad_h is None else grad_h.clone()
 
     @staticmethod
@@ -199,28 +305,21 @@ class _EnergyGradients(torch.autograd.Function):
         (charges,) = ctx.saved_tensors
         engine: _Sum = ctx.engine
         needs = ctx.needs_input_grad
-        if needs[2] or (g_h is not None and bool(torch.any(g_h != 0))):
-            raise NotImplementedError(_CELL_SECOND_ORDER)
         q = _numpy(charges)
         n = len(q)
         nu = np.zeros(n) if g_pot is None else _numpy(g_pot)
         mu = np.zeros((n, 3)) if g_r is None else _numpy(g_r)
-        grad_q = np.zeros(n)
-        grad_r = np.zeros((n, 3))
-        if np.any(nu):
-            # V = A q: ∂(νᵀ A q)/∂q = A ν, ∂/∂r = ∇_r (νᵀ A q)
-            grad_q += engine.potentials(nu)
-            if needs[1]:
-                grad_r += engine.second_order(nu, q, np.zeros((n, 3)))["gradient"]
-        if np.any(mu):
-            # ∂E/∂r = ½ ∇_r (qᵀ A q): its product with μ gives D_μ(A q) for q, ½ H(q, q) μ for r
-            second = engine.second_order(q, q, mu)
-            grad_q += second["dipole_a"]
-            grad_r += 0.5 * second["hvp"]
+        gamma = None if g_h is None else _numpy(g_h)
+        # E = ½ qᵀAq with gradients (A q, ½ ∇_r(qᵀAq), ∂E/∂H): the Hessian of E applied to
+        # (ν, μ, Γ), i.e. A ν + D(A q) for q, ∇_r(νᵀAq) + ½ D ∇_r(qᵀAq) for r, and the
+        # derivative of ∂E/∂H for H
+        potentials, dipole, _, grad_r, grad_h = engine.hessian_products(
+            (q, q, q), 0.5, (nu, mu, gamma), ctx.gradients, (needs[1], needs[2])
+        )
         return (
-            torch.from_numpy(grad_q) if needs[0] else None,
+            torch.from_numpy(potentials + dipole) if needs[0] else None,
             torch.from_numpy(grad_r) if needs[1] else None,
-            None,
+            torch.from_numpy(grad_h) if needs[2] and grad_h is not None else None,
             None,
             None,
         )
@@ -366,6 +465,7 @@ class _PotentialsGradients(torch.autograd.Function):
             grad_h = torch.from_numpy(
                 _cell_gradient(strain, engine.system.positions, grad_r, _numpy(cell))
             )
+        ctx.gradients = (grad_r, None if grad_h is None else _numpy(grad_h))
         return torch.from_numpy(pot), torch.from_numpy(grad_r), grad_h
 
     @staticmethod
@@ -376,28 +476,21 @@ class _PotentialsGradients(torch.autograd.Function):
         upstream, charges = ctx.saved_tensors
         engine: _Sum = ctx.engine
         needs = ctx.needs_input_grad
-        if needs[3] or (g_h is not None and bool(torch.any(g_h != 0))):
-            raise NotImplementedError(_CELL_SECOND_ORDER)
         w, q = _numpy(upstream), _numpy(charges)
         n = len(q)
         nu = np.zeros(n) if g_pot is None else _numpy(g_pot)
         mu = np.zeros((n, 3)) if g_r is None else _numpy(g_r)
-        grad_w, grad_q, grad_r = np.zeros(n), np.zeros(n), np.zeros((n, 3))
-        if np.any(nu):
-            # A w: ∂(νᵀ A w)/∂w = A ν; ∂/∂r = ∇_r (νᵀ A w)
-            grad_w += engine.potentials(nu)
-            if needs[2]:
-                grad_r += engine.second_order(nu, w, np.zeros((n, 3)))["gradient"]
-        if np.any(mu):
-            second = engine.second_order(w, q, mu)
-            grad_w += second["dipole_b"]
-            grad_q += second["dipole_a"]
-            grad_r += second["hvp"]
+        gamma = None if g_h is None else _numpy(g_h)
+        # F = wᵀAq with gradients (A w, ∇_r F, ∂F/∂H): A ν + D(A q) for w, D(A w) for q,
+        # ∇_r(νᵀAw) + D ∇_r F for r, the derivative of ∂F/∂H for H
+        potentials, dipole_w, dipole_q, grad_r, grad_h = engine.hessian_products(
+            (w, q, w), 1.0, (nu, mu, gamma), ctx.gradients, (needs[2], needs[3])
+        )
         return (
-            torch.from_numpy(grad_w) if needs[0] else None,
-            torch.from_numpy(grad_q) if needs[1] else None,
+            torch.from_numpy(potentials + dipole_q) if needs[0] else None,
+            torch.from_numpy(dipole_w) if needs[1] else None,
             torch.from_numpy(grad_r) if needs[2] else None,
-            None,
+            torch.from_numpy(grad_h) if needs[3] and grad_h is not None else None,
             None,
         )
 
@@ -560,9 +653,9 @@ def coulomb_energy(
             once per cell); replaces the four settings above.
 
     Derivatives: ∂E/∂q = φ, ∂E/∂r = −F and ∂E/∂H (from the virial) to first order; second
-    order (``create_graph=True``, e.g. a loss on forces) with respect to positions and
-    charges, exactly (the core's Hessian products, farfield.hessian), not with respect to the
-    cell (NotImplementedError).
+    order (``create_graph=True``, e.g. a loss on forces or on the stress) with respect to
+    positions, charges and cell, exactly (the core's Hessian products along displacements and
+    strains, farfield.hessian).
     """
     calc = _calculator(
         calculator, exponent=exponent, accuracy=accuracy, method=method, prefactor=prefactor
@@ -662,27 +755,40 @@ class _Equilibration:
         return grads
 
     def bilinear(
-        self, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], u: np.ndarray[Any, Any]
+        self,
+        a: np.ndarray[Any, Any],
+        b: np.ndarray[Any, Any],
+        u: np.ndarray[Any, Any],
+        strain: np.ndarray[Any, Any] | None = None,
     ) -> dict[str, Any]:
-        """k_e × the core's second derivatives of aᵀ C b (Gaussian charges of widths σ)."""
+        """k_e × the core's second derivatives of aᵀ C b (Gaussian charges of widths σ) along
+        u (and the strain e)."""
         fixed: dict[str, Any] = {}
         p = self.parameters
         if self.system.cell is not None:
             fixed = {"smearing": p.smearing, "cutoff": p.cutoff, "k_cutoff": p.k_cutoff}
         widths = np.ascontiguousarray(self.sigma, dtype=np.float64)
         return _second_order(
-            self.system, a, b, u, self.calculator.prefactor, widths=widths, **fixed
+            self.system,
+            a,
+            b,
+            u,
+            self.calculator.prefactor,
+            widths=widths,
+            strain=strain,
+            **fixed,
         )
 
 
 _QEQ_SECOND_ORDER = (
-    "second derivatives of QEq with respect to sigma or the cell are not implemented: "
-    "detach them (sigma.detach(), cell.detach()) before a double backward, or differentiate once"
+    "second derivatives of QEq with respect to sigma are not implemented: detach it "
+    "(sigma.detach()) before a double backward, or differentiate once"
 )
 
 
-class _BilinearGradient(torch.autograd.Function):
-    """k_e ∇_r (aᵀ C b) as a differentiable function of (a, b, r)."""
+class _BilinearGradients(torch.autograd.Function):
+    """(k_e ∇_r (aᵀ C b), k_e ∂(aᵀ C b)/∂H or None) as a differentiable function of
+    (a, b, r, H); ``cell`` None: the positions' gradient only."""
 
     @staticmethod
     def forward(
@@ -690,35 +796,63 @@ class _BilinearGradient(torch.autograd.Function):
         a: torch.Tensor,
         b: torch.Tensor,
         positions: torch.Tensor,
+        cell: torch.Tensor | None,
         engine: _Equilibration,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         ctx.save_for_backward(a, b)
         ctx.engine = engine
+        ctx.has_cell = cell is not None and engine.system.cell is not None
         n = a.shape[0]
-        out = engine.bilinear(_numpy(a), _numpy(b), np.zeros((n, 3)))
-        return torch.from_numpy(out["gradient"])
+        zero = np.zeros((3, 3)) if ctx.has_cell else None
+        out = engine.bilinear(_numpy(a), _numpy(b), np.zeros((n, 3)), zero)
+        ctx.grad_r = out["gradient"]
+        grad_h = None
+        if ctx.has_cell:
+            ctx.grad_h = _cell_gradient(
+                out["strain_gradient"],
+                engine.system.positions,
+                out["gradient"],
+                np.asarray(engine.system.cell),
+            )
+            grad_h = torch.from_numpy(ctx.grad_h)
+        return torch.from_numpy(out["gradient"]), grad_h
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, mu: torch.Tensor) -> tuple[Any, ...]:
+    def backward(ctx: Any, mu: torch.Tensor | None, gamma: torch.Tensor | None) -> tuple[Any, ...]:
         a, b = ctx.saved_tensors
         engine: _Equilibration = ctx.engine
         needs = ctx.needs_input_grad
-        out = engine.bilinear(_numpy(a), _numpy(b), _numpy(mu))
+        n = a.shape[0]
+        positions = engine.system.positions
+        d_r = np.zeros((n, 3)) if mu is None else _numpy(mu)
+        d_h = np.zeros((3, 3)) if gamma is None else _numpy(gamma)
+        u, e = d_r, None
+        if ctx.has_cell:
+            cell = np.asarray(engine.system.cell)
+            e = np.zeros((3, 3))
+            if np.any(d_h):
+                e, back = _cell_direction(cell, d_h, positions)
+                u = d_r + back
+        out = engine.bilinear(_numpy(a), _numpy(b), u, e)
+        grad_h = None
+        if needs[3] and ctx.has_cell:
+            grad_h = _cell_product(
+                cell, positions, ctx.grad_h, ctx.grad_r, out["strain_hvp"], out["hvp"], d_r, d_h
+            )
         return (
             torch.from_numpy(out["dipole_b"]) if needs[0] else None,
             torch.from_numpy(out["dipole_a"]) if needs[1] else None,
             torch.from_numpy(out["hvp"]) if needs[2] else None,
+            torch.from_numpy(grad_h) if grad_h is not None else None,
             None,
         )
 
 
-def _guard_second_order(sigma: torch.Tensor, cell: torch.Tensor | None) -> None:
-    """A backward building a graph (create_graph=True) cannot yet differentiate the σ and
-    cell gradients again: refuse instead of leaving those terms out."""
-    if torch.is_grad_enabled() and (
-        sigma.requires_grad or (cell is not None and cell.requires_grad)
-    ):
+def _guard_second_order(sigma: torch.Tensor) -> None:
+    """A backward building a graph (create_graph=True) cannot yet differentiate the σ
+    gradients again: refuse instead of leaving those terms out."""
+    if torch.is_grad_enabled() and sigma.requires_grad:
         raise NotImplementedError(_QEQ_SECOND_ORDER)
 
 
@@ -751,21 +885,24 @@ class _Charges(torch.autograd.Function):
         chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors
         engine: _Equilibration = ctx.engine
         needs = ctx.needs_input_grad
-        _guard_second_order(sigma, cell)
+        _guard_second_order(sigma)
         # λ = q*(w; 0) = −P w, itself differentiable through this function
         lam = _Charges.apply(grad, hardness, positions, sigma, cell, engine, None)
-        grad_sigma = grad_cell = None
-        if needs[3] or needs[4]:
+        grad_sigma = grad_r = grad_cell = None
+        if needs[3]:
             grads = engine.vjp(_numpy(grad), 0.0, _numpy(chi), _numpy(hardness))
-            grad_sigma = torch.from_numpy(grads.sigma) if needs[3] else None
-            if needs[4] and grads.cell is not None:
-                grad_cell = torch.from_numpy(grads.cell)
+            grad_sigma = torch.from_numpy(grads.sigma)
+        if needs[2] or needs[4]:
+            # k_e ∇(λᵀ C q*) in r and H, differentiable again
+            grad_r, grad_cell = _BilinearGradients.apply(
+                lam, charges, positions, cell if needs[4] else None, engine
+            )
         return (
             lam if needs[0] else None,
             lam * charges if needs[1] else None,
-            _BilinearGradient.apply(lam, charges, positions, engine) if needs[2] else None,
+            grad_r if needs[2] else None,
             grad_sigma,
-            grad_cell,
+            grad_cell if needs[4] else None,
             None,
             None,
         )
@@ -795,22 +932,25 @@ class _Energy_QEq(torch.autograd.Function):
         chi, hardness, positions, sigma, cell, charges = ctx.saved_tensors
         engine: _Equilibration = ctx.engine
         needs = ctx.needs_input_grad
-        _guard_second_order(sigma, cell)
+        _guard_second_order(sigma)
         # envelope theorem: ∂E*/∂χ = q*, ∂E*/∂J = ½ q*², ∂E*/∂r = ½ k_e ∇_r (q*ᵀ C q*)
         q = _Charges.apply(chi, hardness, positions, sigma, cell, engine, charges)
-        grad_sigma = grad_cell = None
-        if needs[3] or needs[4]:
+        grad_sigma = grad_r = grad_cell = None
+        if needs[3]:
             n = len(charges)
             grads = engine.vjp(np.zeros(n), 1.0, _numpy(chi), _numpy(hardness))
-            grad_sigma = grad * torch.from_numpy(grads.sigma) if needs[3] else None
-            if needs[4] and grads.cell is not None:
-                grad_cell = grad * torch.from_numpy(grads.cell)
+            grad_sigma = grad * torch.from_numpy(grads.sigma)
+        if needs[2] or needs[4]:
+            # ½ k_e ∇(q*ᵀ C q*) in r and H (envelope theorem), differentiable again
+            grad_r, grad_cell = _BilinearGradients.apply(
+                q, q, positions, cell if needs[4] else None, engine
+            )
         return (
             grad * q if needs[0] else None,
             grad * 0.5 * q * q if needs[1] else None,
-            grad * 0.5 * _BilinearGradient.apply(q, q, positions, engine) if needs[2] else None,
+            grad * 0.5 * grad_r if needs[2] and grad_r is not None else None,
             grad_sigma,
-            grad_cell,
+            grad * 0.5 * grad_cell if needs[4] and grad_cell is not None else None,
             None,
             None,
             None,
@@ -895,10 +1035,11 @@ def qeq(
         calculator: a :class:`farfield.QEq` to use (its solver settings and prefactor k_e);
             otherwise one is built from ``settings`` (keywords of :class:`farfield.QEq`).
 
-    Derivatives: first order for χ, J, σ, positions and cell (the adjoint solve of the core);
-    second order (``create_graph=True``, e.g. a loss on forces) for χ, J and positions
-    (the core's Hessian products of the Gaussian-charge sums); second derivatives that involve
-    σ or the cell raise NotImplementedError.
+    Derivatives: first order for χ, J, σ, positions and cell (the adjoint solve of the core;
+    the position and cell gradients through the core's Hessian products); second order
+    (``create_graph=True``, e.g. a loss on forces or stress) for χ, J, positions and cell (the
+    core's Hessian products of the Gaussian-charge sums along displacements and strains);
+    second derivatives that involve σ raise NotImplementedError.
     """
     if calculator is None:
         calculator = QEq(total_charge=total_charge, **settings)

@@ -4,7 +4,7 @@ use crate::convert::{vec3s, SystemArrays};
 use crate::errors;
 use crate::threads;
 use farfield::ewald::EwaldParameters;
-use farfield::hessian::{second_order as core_second_order, Pairs};
+use farfield::hessian::{second_order as core_second_order, second_order_strained, Pairs};
 use farfield::tuning::choose::{choose, Method, Overrides, Request as MethodRequest};
 use farfield::{Error, Kernel};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
@@ -16,9 +16,12 @@ use pyo3::types::PyDict;
 /// with `smearing`, `cutoff`, `k_cutoff` (those not given are chosen for `accuracy`), or,
 /// with `mesh` and `order` (and `smearing`, `cutoff`), the smooth-PME mesh: the exact
 /// derivatives of the PME energy of those parameters; open systems sum all pairs. `widths`
-/// adds QEq's Gaussian charges.
+/// adds QEq's Gaussian charges. With `strain` (3 × 3, acting on column vectors) the
+/// derivatives are along the displacements `u` plus the homogeneous strain (r_i → r_i + u_i +
+/// e r_i, H → H (1 + e)ᵀ), and `strain_gradient` (∂(aᵀAb)/∂ε) and `strain_hvp` (its
+/// derivative) are returned too (None without `strain`).
 #[pyfunction]
-#[pyo3(signature = (system, a, b, u, exponent=1.0, accuracy=1e-6, smearing=None, cutoff=None, k_cutoff=None, widths=None, mesh=None, order=None))]
+#[pyo3(signature = (system, a, b, u, exponent=1.0, accuracy=1e-6, smearing=None, cutoff=None, k_cutoff=None, widths=None, mesh=None, order=None, strain=None))]
 #[allow(clippy::too_many_arguments)]
 fn second_order<'py>(
     py: Python<'py>,
@@ -34,7 +37,21 @@ fn second_order<'py>(
     widths: Option<PyReadonlyArray1<'py, f64>>,
     mesh: Option<[usize; 3]>,
     order: Option<usize>,
+    strain: Option<PyReadonlyArray2<'py, f64>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let strain = match strain {
+        Some(e) => {
+            let e = e.as_array();
+            if e.shape() != [3, 3] {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "strain must have shape (3, 3), got {:?}",
+                    e.shape()
+                )));
+            }
+            Some([0, 1, 2].map(|x| [0, 1, 2].map(|y| e[[x, y]])))
+        }
+        None => None,
+    };
     let system = errors::guarded(|| system.to_system())?;
     let u = errors::guarded(|| vec3s("u", &u))?;
     let a: Vec<f64> = a.as_array().iter().copied().collect();
@@ -83,7 +100,11 @@ fn second_order<'py>(
             Some(w) => pairs.with_widths(w)?,
             None => pairs,
         };
-        Ok((core_second_order(&system, &pairs, &a, &b, &u)?, parameters))
+        let out = match &strain {
+            Some(e) => second_order_strained(&system, &pairs, &a, &b, &u, e)?,
+            None => core_second_order(&system, &pairs, &a, &b, &u)?,
+        };
+        Ok((out, parameters))
     })?;
     let n = system.len();
     let vectors = |v: Vec<[f64; 3]>| {
@@ -96,6 +117,15 @@ fn second_order<'py>(
     d.set_item("dipole_a", PyArray1::from_vec(py, out.dipole_a))?;
     d.set_item("dipole_b", PyArray1::from_vec(py, out.dipole_b))?;
     d.set_item("hvp", vectors(out.hvp))?;
+    let matrix = |m: Option<[[f64; 3]; 3]>| {
+        m.map(|m| {
+            numpy::ndarray::Array2::from_shape_vec((3, 3), m.into_iter().flatten().collect())
+                .expect("3 x 3")
+                .into_pyarray(py)
+        })
+    };
+    d.set_item("strain_gradient", matrix(out.strain_gradient))?;
+    d.set_item("strain_hvp", matrix(out.strain_hvp))?;
     d.set_item("parameters", parameters)?;
     Ok(d)
 }

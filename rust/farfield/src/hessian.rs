@@ -13,8 +13,21 @@
 //!   also the vector-Jacobian products of G with respect to b (a) for the upstream gradient u;
 //! * `hvp` = D_u G: the Hessian-vector product of B with respect to the positions.
 //!
+//! [`second_order_strained`] adds a homogeneous strain direction e (3 × 3, the convention of
+//! [`crate::strain`]): the perturbation moves every atom by u_i + e r_i and the cell to
+//! H (1 + e)ᵀ (fractional coordinates move through u only). D then differentiates along
+//! (u, e), and two outputs are added: `strain_gradient` W = ∂B/∂ε (the core's virial of B,
+//! so W(q, q) = 2 ∂E/∂ε) and `strain_hvp` = D W. The cell derivatives of `farfield.torch`
+//! follow from these (a cell direction Γ at fixed Cartesian positions is the strain
+//! e = (H⁻¹Γ)ᵀ with u = −e r). In real space each pair moves by δd = u_j − u_i + e d; in
+//! reciprocal space k·r is invariant and only the influence factor V̂(k²)/V changes
+//! (δk² = −2 kᵀ e k, δV = V tr e) together with k itself (δk = −eᵀ k) in the gradients; the
+//! k = 0 term κ Q_a Q_b / V (the neutralising background for p < 3, V̂(0) for p > 3; with
+//! Gaussian widths also (2π/V) [Σ a_i σ_i² Q_b + Q_a Σ b_i σ_i²]) enters through the volume.
+//!
 //! The position-independent parts of A (self terms, the neutralising background, QEq's
-//! hardness) do not appear. Real space (with the Ewald split for periodic systems) sums the
+//! hardness) do not appear in `gradient` and `hvp`; the volume-dependent k = 0 term does
+//! appear in the strain outputs and in the strain part of the dipoles. Real space (with the Ewald split for periodic systems) sums the
 //! radial derivatives f′, f″ of the pair kernel over a cell list; reciprocal space sums
 //! structure factors S_a(k) = Σ a_j e^{ik·r_j} and their derivatives along u,
 //! T_a(k) = Σ a_j (k·u_j) e^{ik·r_j}. Open systems sum all pairs (O(N²), refused beyond the
@@ -30,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::kernel::{screened_coulomb, Kernel, RangeSplit};
 use crate::kspace::{cmul, KVectors, PhaseTables};
-use crate::math::linalg::{dot, Vec3};
+use crate::math::linalg::{dot, Mat3, Vec3};
 use crate::neighbors::CellList;
 use crate::realspace::ShortRangeTable;
 use crate::system::System;
@@ -195,6 +208,100 @@ pub struct SecondOrder {
     pub dipole_b: Vec<f64>,
     /// D_u ∇_R B(a, b), one vector per atom.
     pub hvp: Vec<Vec3>,
+    /// W = ∂B/∂ε (strain convention of [`crate::strain`]): only from
+    /// [`second_order_strained`].
+    pub strain_gradient: Option<Mat3>,
+    /// D W along (u, e): only from [`second_order_strained`].
+    pub strain_hvp: Option<Mat3>,
+}
+
+/// The strain accumulators of a pass: W and D W.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Strain {
+    pub(crate) gradient: Mat3,
+    pub(crate) hvp: Mat3,
+}
+
+impl Strain {
+    fn add(&mut self, other: &Strain) {
+        for x in 0..3 {
+            for y in 0..3 {
+                self.gradient[x][y] += other.gradient[x][y];
+                self.hvp[x][y] += other.hvp[x][y];
+            }
+        }
+    }
+
+    /// Adds one pair term c f(|d|) (each unordered pair once) moving by δd = `w`:
+    /// W += c f′/r d dᵀ, D W += c [(f″/r − f′/r²) δr d dᵀ + f′/r (w dᵀ + d wᵀ)].
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn add_pair(&mut self, c: f64, d: &Vec3, r: f64, w: &Vec3, d1: f64, d2: f64) {
+        let along = dot(d, w) / r;
+        let f1 = c * d1 / r;
+        let f2 = c * (d2 / r - d1 / (r * r)) * along;
+        for x in 0..3 {
+            for y in 0..3 {
+                self.gradient[x][y] += f1 * d[x] * d[y];
+                self.hvp[x][y] += f2 * d[x] * d[y] + f1 * (w[x] * d[y] + d[x] * w[y]);
+            }
+        }
+    }
+}
+
+/// `e v` (e acting on a column vector).
+#[inline]
+fn apply(e: &Mat3, v: &Vec3) -> Vec3 {
+    [0, 1, 2].map(|x| e[x][0] * v[0] + e[x][1] * v[1] + e[x][2] * v[2])
+}
+
+/// `eᵀ v`.
+#[inline]
+fn apply_t(e: &Mat3, v: &Vec3) -> Vec3 {
+    [0, 1, 2].map(|x| e[0][x] * v[0] + e[1][x] * v[1] + e[2][x] * v[2])
+}
+
+/// V̂(k²), dV̂/dk² and d²V̂/d(k²)² of the long-range kernel of exponent p and smearing σ: with
+/// λ = σ²/2, y = λk² and b = (3 − p)/2, V̂ ∝ y^{−b} Γ(b, y) satisfies
+/// k² V̂″ = −(b + 1 + y) V̂′ − b λ V̂.
+#[inline]
+fn fourier3(split: &RangeSplit, p: f64, k2: f64) -> (f64, f64, f64) {
+    let (v, dv) = split.fourier(k2);
+    let s = split.smearing();
+    let lambda = 0.5 * s * s;
+    let b = 0.5 * (3.0 - p);
+    let d2v = -((b + 1.0 + lambda * k2) * dv + b * lambda * v) / k2;
+    (v, dv, d2v)
+}
+
+/// The strain terms of one reciprocal-space influence factor g(k) = s V̂(k²) (s: a
+/// k-independent scale, 1/V included) and its k-vector along the strain `e` with trace `tr`:
+/// (δg, ∂g/∂ε, δ(∂g/∂ε)).
+#[inline]
+fn influence_strain(
+    scale: f64,
+    (v, dv, d2v): (f64, f64, f64),
+    k: &Vec3,
+    e: &Mat3,
+    tr: f64,
+) -> (f64, Mat3, Mat3) {
+    let dk = [0, 1, 2].map(|x| -(e[0][x] * k[0] + e[1][x] * k[1] + e[2][x] * k[2]));
+    let dk2 = 2.0 * dot(k, &dk);
+    let dg = scale * (dv * dk2 - v * tr);
+    let mut grad = [[0.0; 3]; 3];
+    let mut hvp = [[0.0; 3]; 3];
+    for x in 0..3 {
+        for y in 0..3 {
+            let delta = if x == y { 1.0 } else { 0.0 };
+            grad[x][y] = scale * (-2.0 * dv * k[x] * k[y] - v * delta);
+            hvp[x][y] = scale
+                * (-2.0 * d2v * dk2 * k[x] * k[y]
+                    - 2.0 * dv * (dk[x] * k[y] + k[x] * dk[y])
+                    - dv * dk2 * delta)
+                - tr * grad[x][y];
+        }
+    }
+    (dg, grad, hvp)
 }
 
 /// f″ of a kernel f(r) = Q(p/2, r²/(2σ²)) / r^p from f, f′ and 1/σ² (0 for the bare kernel):
@@ -276,6 +383,34 @@ pub fn second_order(
     b: &[f64],
     u: &[Vec3],
 ) -> Result<SecondOrder> {
+    run(system, pairs, a, b, u, None)
+}
+
+/// [`second_order`] along the displacements `u` and the homogeneous strain `strain` (e acting
+/// on column vectors: r_i → r_i + t (u_i + e r_i), H → H (1 + t e)ᵀ), with the strain
+/// gradient W = ∂B/∂ε and its derivative D W (module documentation). With e = 0 the four
+/// outputs of [`second_order`] are unchanged.
+pub fn second_order_strained(
+    system: &System,
+    pairs: &Pairs,
+    a: &[f64],
+    b: &[f64],
+    u: &[Vec3],
+    strain: &Mat3,
+) -> Result<SecondOrder> {
+    let flat: Vec<f64> = strain.iter().flatten().copied().collect();
+    crate::error::check_finite("strain", &flat)?;
+    run(system, pairs, a, b, u, Some(strain))
+}
+
+fn run(
+    system: &System,
+    pairs: &Pairs,
+    a: &[f64],
+    b: &[f64],
+    u: &[Vec3],
+    strain: Option<&Mat3>,
+) -> Result<SecondOrder> {
     let n = system.len();
     crate::system::check_per_atom("a", a.len(), system)?;
     crate::system::check_per_atom("b", b.len(), system)?;
@@ -289,6 +424,18 @@ pub fn second_order(
     }
     let pos = system.positions();
     let mut atoms = vec![Atom::default(); n];
+    // the pair displacement δd = u_k − u_m + e d
+    let moved = |m: usize, k: usize, d: &Vec3| -> Vec3 {
+        let mut w = [u[k][0] - u[m][0], u[k][1] - u[m][1], u[k][2] - u[m][2]];
+        if let Some(e) = strain {
+            let ed = apply(e, d);
+            for x in 0..3 {
+                w[x] += ed[x];
+            }
+        }
+        w
+    };
+    let mut total = Strain::default();
     match (&pairs.split, system.cell()) {
         (None, None) => {
             crate::limits::check_terms(
@@ -296,27 +443,48 @@ pub fn second_order(
                 n as f64 * n as f64,
                 "use fewer atoms",
             )?;
-            atoms.par_iter_mut().enumerate().for_each(|(m, atom)| {
-                if interrupt::is_requested() {
-                    return;
-                }
-                for k in 0..n {
-                    if k == m {
-                        continue;
+            let mut strains = vec![Strain::default(); if strain.is_some() { n } else { 0 }];
+            let mut per_atom: Vec<(&mut Atom, Option<&mut Strain>)> = atoms
+                .iter_mut()
+                .zip(
+                    strains
+                        .iter_mut()
+                        .map(Some)
+                        .chain(std::iter::repeat_with(|| None)),
+                )
+                .collect();
+            per_atom
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(m, (atom, own))| {
+                    if interrupt::is_requested() {
+                        return;
                     }
-                    let d = [
-                        pos[k][0] - pos[m][0],
-                        pos[k][1] - pos[m][1],
-                        pos[k][2] - pos[m][2],
-                    ];
-                    let r = dot(&d, &d).sqrt();
-                    let du = [u[k][0] - u[m][0], u[k][1] - u[m][1], u[k][2] - u[m][2]];
-                    let (d1, d2) = pairs.radial(m, k, r);
-                    let c = a[m] * b[k] + a[k] * b[m];
-                    atom.add_pair(c, a[k], b[k], &d, r, &du, d1, d2);
-                }
-            });
+                    for k in 0..n {
+                        if k == m {
+                            continue;
+                        }
+                        let d = [
+                            pos[k][0] - pos[m][0],
+                            pos[k][1] - pos[m][1],
+                            pos[k][2] - pos[m][2],
+                        ];
+                        let r = dot(&d, &d).sqrt();
+                        let du = moved(m, k, &d);
+                        let (d1, d2) = pairs.radial(m, k, r);
+                        let c = a[m] * b[k] + a[k] * b[m];
+                        atom.add_pair(c, a[k], b[k], &d, r, &du, d1, d2);
+                        if let Some(own) = own {
+                            // each unordered pair is visited twice
+                            own.add_pair(0.5 * c, &d, r, &du, d1, d2);
+                        }
+                    }
+                });
+            drop(per_atom);
             interrupt::check()?;
+            for s in &strains {
+                total.add(s);
+            }
         }
         (Some(split), Some(cell)) => {
             split.check_work(system)?;
@@ -338,11 +506,12 @@ pub fn second_order(
             // of atom chunks, each with its own accumulators, summed in chunk order (the
             // result does not depend on the thread count)
             let chunk = n.div_ceil(PAIR_CHUNKS).max(1);
-            let partials: Vec<Vec<Atom>> = (0..n)
+            let partials: Vec<(Vec<Atom>, Strain)> = (0..n)
                 .collect::<Vec<usize>>()
                 .par_chunks(chunk)
                 .map(|centres| {
                     let mut acc = vec![Atom::default(); n];
+                    let mut own = Strain::default();
                     for &m in centres {
                         if interrupt::is_requested() {
                             break;
@@ -352,7 +521,7 @@ pub fn second_order(
                                 return;
                             }
                             let k = nb.j;
-                            let du = [u[k][0] - u[m][0], u[k][1] - u[m][1], u[k][2] - u[m][2]];
+                            let du = moved(m, k, &nb.vector);
                             let (d1, d2) = pairs.radial(m, k, nb.distance);
                             let c = a[m] * b[k] + a[k] * b[m];
                             let r = nb.distance;
@@ -360,13 +529,19 @@ pub fn second_order(
                             let back = nb.vector.map(|x| -x);
                             let du_back = du.map(|x| -x);
                             acc[k].add_pair(c, a[m], b[m], &back, r, &du_back, d1, d2);
+                            if strain.is_some() {
+                                own.add_pair(c, &nb.vector, r, &du, d1, d2);
+                            }
                         });
                     }
-                    acc
+                    (acc, own)
                 })
                 .collect();
+            for (_, own) in &partials {
+                total.add(own);
+            }
             atoms.par_iter_mut().enumerate().for_each(|(i, atom)| {
-                for part in &partials {
+                for (part, _) in &partials {
                     let p = &part[i];
                     atom.dipole_a += p.dipole_a;
                     atom.dipole_b += p.dipole_b;
@@ -379,12 +554,46 @@ pub fn second_order(
             drop(partials);
             interrupt::check()?;
             let range = &split.range;
-            match split.reciprocal {
-                Reciprocal::Mesh { points, order } => {
-                    mesh::reciprocal(system, cell, range, points, order, a, b, u, &mut atoms)?
+            let p = pairs.kernel.exponent();
+            let rec = match split.reciprocal {
+                Reciprocal::Mesh { points, order } => mesh::reciprocal(
+                    system, cell, range, p, points, order, a, b, u, strain, &mut atoms,
+                )?,
+                Reciprocal::Ewald { k_cutoff } => reciprocal(
+                    system, cell, range, p, k_cutoff, a, b, u, strain, &mut atoms,
+                )?,
+            };
+            total.add(&rec);
+            if let Some(e) = strain {
+                // the k = 0 term κ Q_a Q_b / V: W = −κ Q_a Q_b / V 1, D W = −tr e W, and the
+                // potentials κ Q / V move by −tr e κ Q / V
+                let tr = e[0][0] + e[1][1] + e[2][2];
+                let kappa = range.k0_potential(1.0, cell.volume());
+                let (qa, qb) = (a.iter().sum::<f64>(), b.iter().sum::<f64>());
+                for x in 0..3 {
+                    total.gradient[x][x] -= kappa * qa * qb;
+                    total.hvp[x][x] += tr * kappa * qa * qb;
                 }
-                Reciprocal::Ewald { k_cutoff } => {
-                    reciprocal(system, cell, range, k_cutoff, a, b, u, &mut atoms)?
+                for atom in atoms.iter_mut() {
+                    atom.dipole_a -= tr * kappa * qa;
+                    atom.dipole_b -= tr * kappa * qb;
+                }
+                if let Some(widths) = &pairs.widths {
+                    // Gaussian charges: the k → 0 limit of the width term adds
+                    // (2π/V) [S_a Q_b + Q_a S_b], S_a = Σ a_i σ_i² (crate::qeq::operator)
+                    let c = 2.0 * std::f64::consts::PI / cell.volume();
+                    let moment =
+                        |x: &[f64]| -> f64 { x.iter().zip(widths).map(|(x, s)| x * s * s).sum() };
+                    let (sa, sb) = (moment(a), moment(b));
+                    let term = c * (sa * qb + qa * sb);
+                    for x in 0..3 {
+                        total.gradient[x][x] -= term;
+                        total.hvp[x][x] += tr * term;
+                    }
+                    for (atom, s) in atoms.iter_mut().zip(widths) {
+                        atom.dipole_a -= tr * c * (sa + qa * s * s);
+                        atom.dipole_b -= tr * c * (sb + qb * s * s);
+                    }
                 }
             }
         }
@@ -404,27 +613,33 @@ pub fn second_order(
         dipole_a: atoms.iter().map(|t| t.dipole_a).collect(),
         dipole_b: atoms.iter().map(|t| t.dipole_b).collect(),
         hvp: atoms.iter().map(|t| t.hvp).collect(),
+        strain_gradient: strain.map(|_| total.gradient),
+        strain_hvp: strain.map(|_| total.hvp),
     })
 }
 
 /// Complex numbers as (re, im).
 type C = (f64, f64);
 
-/// Adds the reciprocal-space terms (half space, factor 2/V) to every atom.
+/// Adds the reciprocal-space terms (half space, factor 2/V) to every atom; returns the strain
+/// terms (zero without `strain`).
 #[allow(clippy::too_many_arguments)]
 fn reciprocal(
     system: &System,
     cell: &crate::system::Cell,
     split: &RangeSplit,
+    p: f64,
     k_cutoff: f64,
     a: &[f64],
     b: &[f64],
     u: &[Vec3],
+    strain: Option<&Mat3>,
     atoms: &mut [Atom],
-) -> Result<()> {
+) -> Result<Strain> {
     let kvectors = KVectors::half_space(cell, k_cutoff)?;
+    let mut total = Strain::default();
     if kvectors.is_empty() {
-        return Ok(());
+        return Ok(total);
     }
     let tables = PhaseTables::new(cell, system.positions(), kvectors.max_index);
     let n = system.len();
@@ -474,6 +689,28 @@ fn reciprocal(
         .iter()
         .map(|&k2| scale * split.fourier(k2).0)
         .collect();
+    // with a strain: δv per k-vector, and W, D W summed over k in order
+    let mut dfourier: Vec<f64> = Vec::new();
+    if let Some(e) = strain {
+        let tr = e[0][0] + e[1][1] + e[2][2];
+        dfourier.reserve(kvectors.len());
+        let im = |x: C, y: C| x.1 * y.0 - x.0 * y.1; // Im[x y*]
+        for (idx, k) in kvectors.vectors.iter().enumerate() {
+            let three = fourier3(split, p, kvectors.norms2[idx]);
+            let (dv, grad, hvp) = influence_strain(scale, three, k, e, tr);
+            dfourier.push(dv);
+            let [sa, sb, ta, tb] = sums[idx];
+            // C = Re[S_a S_b*], δC = −Im[T_a S_b*] + Im[S_a T_b*]
+            let c = sa.0 * sb.0 + sa.1 * sb.1;
+            let dc = -im(ta, sb) + im(sa, tb);
+            for x in 0..3 {
+                for y in 0..3 {
+                    total.gradient[x][y] += c * grad[x][y];
+                    total.hvp[x][y] += dc * grad[x][y] + c * hvp[x][y];
+                }
+            }
+        }
+    }
     // per atom: chunks of atoms in parallel, each atom's sum over k in order
     const CHUNK: usize = 64;
     atoms
@@ -509,11 +746,22 @@ fn reciprocal(
                             atom.gradient[x] -= v * k[x] * g;
                             atom.hvp[x] -= v * k[x] * h;
                         }
+                        if let Some(e) = strain {
+                            // v → v + δv, k → k − eᵀk (the phases k·r do not move)
+                            let dv = dfourier[idx];
+                            atom.dipole_a += dv * re(sa);
+                            atom.dipole_b += dv * re(sb);
+                            let ek = apply_t(e, &k);
+                            for x in 0..3 {
+                                atom.hvp[x] -= (dv * k[x] - v * ek[x]) * g;
+                            }
+                        }
                     }
                 }
             }
         });
-    interrupt::check()
+    interrupt::check()?;
+    Ok(total)
 }
 
 mod mesh;

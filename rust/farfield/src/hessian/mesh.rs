@@ -13,14 +13,20 @@
 //!
 //! Four grids are spread (serially, in atom order), transformed, multiplied by G and
 //! transformed back; the gathers run in parallel over atoms. O(N n³ + K log K).
+//!
+//! With a strain e (fractional coordinates, hence Q_a, fixed) only G moves: δG from
+//! δk² = −2 kᵀ e k and δV = V tr e, so ρ_a gains F⁻¹[δG · F[Q_a]], and the Cartesian gradient
+//! operator Σ_p c_p ∂_p (c_p = K_p H⁻¹[:, p]) moves by −eᵀ. With B = Σ_m w_m G(m)
+//! Re[F[Q_a] F[Q_b]*] (w_m the half-spectrum weights), W = Σ_m w_m Re[…] ∂G/∂ε and
+//! D W = Σ_m w_m (Re[F[R_a] F[Q_b]* + F[Q_a] F[R_b]*] ∂G/∂ε + Re[…] δ(∂G/∂ε)).
 
 use rayon::prelude::*;
 
-use super::Atom;
+use super::{apply_t, fourier3, influence_strain, Atom, Strain};
 use crate::error::Result;
 use crate::interrupt;
 use crate::kernel::RangeSplit;
-use crate::math::linalg::{dot, Vec3};
+use crate::math::linalg::{dot, Mat3, Vec3};
 use crate::mesh::bspline::{fill, moduli3, signed_frequency};
 use crate::mesh::fft::{Fft3, C64};
 use crate::system::{Cell, System};
@@ -76,17 +82,21 @@ pub(super) fn reciprocal(
     system: &System,
     cell: &Cell,
     split: &RangeSplit,
+    p: f64,
     points: [usize; 3],
     order: usize,
     a: &[f64],
     b: &[f64],
     u: &[Vec3],
+    strain: Option<&Mat3>,
     atoms: &mut [Atom],
-) -> Result<()> {
+) -> Result<Strain> {
     let total: usize = points.iter().product();
+    // the strain path keeps four half spectra (2 × 16 bytes per point each)
+    let spectra = if strain.is_some() { 4.0 * 8.0 } else { 0.0 };
     crate::limits::check_memory(
         "the second-derivative mesh grids",
-        8.0 * 8.0 * total as f64,
+        (8.0 * 8.0 + spectra) * total as f64,
         "use a coarser mesh (larger mesh spacing or lower accuracy)",
     )?;
     let inv = *cell.inverse();
@@ -169,17 +179,30 @@ pub(super) fn reciprocal(
             }
         })
         .collect();
-    let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
-    for lane in 0..4 {
-        if same && (lane == 1 || lane == 3) {
-            continue;
+    let mut strained = Strain::default();
+    if let Some(e) = strain {
+        strained = strain_lanes(
+            &mut grids,
+            &fft,
+            &influence,
+            (split, p),
+            (cell, points, order),
+            same,
+            e,
+        )?;
+    } else {
+        let mut spec = vec![C64::new(0.0, 0.0); fft.spectrum_len()];
+        for lane in 0..4 {
+            if same && (lane == 1 || lane == 3) {
+                continue;
+            }
+            interrupt::check()?;
+            fft.forward_interleaved(&mut grids, (lane, 4), &mut spec);
+            spec.par_iter_mut()
+                .zip(&influence)
+                .for_each(|(s, g)| *s *= *g);
+            fft.inverse_interleaved(&mut spec, &mut grids, (lane, 4));
         }
-        interrupt::check()?;
-        fft.forward_interleaved(&mut grids, (lane, 4), &mut spec);
-        spec.par_iter_mut()
-            .zip(&influence)
-            .for_each(|(s, g)| *s *= *g);
-        fft.inverse_interleaved(&mut spec, &mut grids, (lane, 4));
     }
     if same {
         grids.par_chunks_mut(4).for_each(|cell| {
@@ -256,10 +279,118 @@ pub(super) fn reciprocal(
             let (ha, hb) = (hess_u(&hess[0]), hess_u(&hess[1]));
             atom.dipole_a += dot(&u[m], &ga) + value[0];
             atom.dipole_b += dot(&u[m], &gb) + value[1];
+            let gradient: Vec3 = [0, 1, 2].map(|x| a[m] * gb[x] + b[m] * ga[x]);
+            // the gradient operator moves by −eᵀ under the strain
+            let moved = strain.map_or([0.0; 3], |e| apply_t(e, &gradient));
             for x in 0..3 {
-                atom.gradient[x] += a[m] * gb[x] + b[m] * ga[x];
-                atom.hvp[x] += a[m] * (hb[x] + grb[x]) + b[m] * (ha[x] + gra[x]);
+                atom.gradient[x] += gradient[x];
+                atom.hvp[x] += a[m] * (hb[x] + grb[x]) + b[m] * (ha[x] + gra[x]) - moved[x];
             }
         });
-    interrupt::check()
+    interrupt::check()?;
+    Ok(strained)
+}
+
+/// The strain path of the transforms: the four lanes (Q_a, Q_b, R_a, R_b) to their spectra,
+/// W and D W from them, then φ_a = F⁻¹[G Q̂_a], φ_b, ρ_a = F⁻¹[G R̂_a + δG Q̂_a], ρ_b back in
+/// the lanes. `influence` is G on the half spectrum.
+fn strain_lanes(
+    grids: &mut [f64],
+    fft: &Fft3,
+    influence: &[f64],
+    (split, p): (&RangeSplit, f64),
+    (cell, points, order): (&Cell, [usize; 3], usize),
+    same: bool,
+    e: &Mat3,
+) -> Result<Strain> {
+    let len = fft.spectrum_len();
+    let mut specs: Vec<Vec<C64>> = Vec::with_capacity(4);
+    for lane in 0..4 {
+        interrupt::check()?;
+        if same && (lane == 1 || lane == 3) {
+            specs.push(Vec::new());
+            continue;
+        }
+        let mut spec = vec![C64::new(0.0, 0.0); len];
+        fft.forward_interleaved(grids, (lane, 4), &mut spec);
+        specs.push(spec);
+    }
+    if same {
+        specs[1] = specs[0].clone();
+        specs[3] = specs[2].clone();
+    }
+    let moduli = moduli3(order, points);
+    let recip = cell.reciprocal();
+    let volume = cell.volume();
+    let tr = e[0][0] + e[1][1] + e[2][2];
+    let plane = points[0] * points[1];
+    // one half-spectrum plane (fixed m3) per task, the partial sums added in plane order
+    let [qa, qb, ra, rb] = &mut specs[..] else {
+        unreachable!("four lanes")
+    };
+    let partials: Vec<Strain> = qa
+        .par_chunks_mut(plane)
+        .zip(qb.par_chunks_mut(plane))
+        .zip(ra.par_chunks_mut(plane))
+        .zip(rb.par_chunks_mut(plane))
+        .zip(influence.par_chunks(plane))
+        .enumerate()
+        .map(|(m3, ((((qa, qb), ra), rb), g))| {
+            let mut acc = Strain::default();
+            if interrupt::is_requested() {
+                return acc;
+            }
+            let weight = if m3 == 0 { 1.0 } else { 2.0 };
+            for i in 0..plane {
+                let (m2, m1) = (i / points[0], i % points[0]);
+                let frequencies = (
+                    signed_frequency(m1, points[0]),
+                    signed_frequency(m2, points[1]),
+                    signed_frequency(m3, points[2]),
+                );
+                let dg = match frequencies {
+                    (Some(f1), Some(f2), Some(f3)) if g[i] != 0.0 => {
+                        let k: Vec3 = [0, 1, 2]
+                            .map(|x| f1 * recip[0][x] + f2 * recip[1][x] + f3 * recip[2][x]);
+                        let scale = moduli[0][m1] * moduli[1][m2] * moduli[2][m3] / volume;
+                        let three = fourier3(split, p, dot(&k, &k));
+                        let (dg, grad, hvp) = influence_strain(scale, three, &k, e, tr);
+                        let c = weight * (qa[i].re * qb[i].re + qa[i].im * qb[i].im);
+                        let dc = weight
+                            * (ra[i].re * qb[i].re
+                                + ra[i].im * qb[i].im
+                                + qa[i].re * rb[i].re
+                                + qa[i].im * rb[i].im);
+                        for x in 0..3 {
+                            for y in 0..3 {
+                                acc.gradient[x][y] += c * grad[x][y];
+                                acc.hvp[x][y] += dc * grad[x][y] + c * hvp[x][y];
+                            }
+                        }
+                        dg
+                    }
+                    _ => 0.0,
+                };
+                ra[i] = ra[i] * g[i] + qa[i] * dg;
+                rb[i] = rb[i] * g[i] + qb[i] * dg;
+                qa[i] *= g[i];
+                qb[i] *= g[i];
+            }
+            acc
+        })
+        .collect();
+    interrupt::check()?;
+    let mut total = Strain::default();
+    for part in &partials {
+        total.add(part);
+    }
+    for (lane, spec) in specs.iter_mut().enumerate() {
+        // with a = b the caller copies lanes 0 and 2 into 1 and 3
+        if same && (lane == 1 || lane == 3) {
+            continue;
+        }
+        interrupt::check()?;
+        fft.inverse_interleaved(spec, grids, (lane, 4));
+    }
+    Ok(total)
 }

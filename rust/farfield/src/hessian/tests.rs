@@ -293,3 +293,252 @@ fn mesh_and_explicit_reciprocal_sums_agree() {
         assert_close("hvp", &flat(&two.hvp), &flat(&one.hvp), 1e-8);
     }
 }
+
+fn strained_system(system: &System, u: &[Vec3], e: &Mat3, h: f64) -> System {
+    let positions = system
+        .positions()
+        .iter()
+        .zip(u)
+        .map(|(r, d)| {
+            let er = apply(e, r);
+            [0, 1, 2].map(|x| r[x] + h * (d[x] + er[x]))
+        })
+        .collect();
+    // H → H (1 + h e)ᵀ: every cell vector (a row) moves by h e h_row
+    let cell = system.cell().map(|c| {
+        let m = c.matrix();
+        [0, 1, 2].map(|row| {
+            let moved = apply(e, &m[row]);
+            [0, 1, 2].map(|x| m[row][x] + h * moved[x])
+        })
+    });
+    System::new(positions, system.numbers().to_vec(), cell).unwrap()
+}
+
+impl Engine<'_> {
+    /// W(a, b) = ∂B/∂ε = (W_E(a + b) − W_E(a − b)) / 2 from the engine's virial ∂E/∂ε.
+    fn strain(&self, system: &System, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let request = Request {
+            virial: true,
+            ..Request::default()
+        };
+        let virial = |x: Vec<f64>| self.0.compute(system, &x, request).unwrap().virial.unwrap();
+        let plus = virial(a.iter().zip(b).map(|(x, y)| x + y).collect());
+        let minus = virial(a.iter().zip(b).map(|(x, y)| x - y).collect());
+        (0..9)
+            .map(|i| (plus[i / 3][i % 3] - minus[i / 3][i % 3]) / 2.0)
+            .collect()
+    }
+}
+
+fn random_strain(seed: u64) -> Mat3 {
+    let mut s = seed;
+    [0; 3].map(|_| [0; 3].map(|_| lcg(&mut s) - 0.5))
+}
+
+/// Checks the strained outputs (and W against the engine's virial) against central
+/// differences of the engine's φ, G and virial along the affine move (u, e).
+fn check_strained(system: &System, pairs: &Pairs, engine: &dyn LongRangeSum, tolerance: f64) {
+    let n = system.len();
+    let (a, b, u, e) = (
+        random(n, 3),
+        random(n, 4),
+        random_vectors(n, 5),
+        random_strain(6),
+    );
+    let engine = Engine(engine);
+    let got = second_order_strained(system, pairs, &a, &b, &u, &e).unwrap();
+    // e = 0: the outputs of second_order, unchanged
+    let plain = second_order(system, pairs, &a, &b, &u).unwrap();
+    let zero = second_order_strained(system, pairs, &a, &b, &u, &[[0.0; 3]; 3]).unwrap();
+    assert_eq!(plain.gradient, zero.gradient);
+    assert_eq!(plain.dipole_a, zero.dipole_a);
+    assert_eq!(plain.hvp, zero.hvp);
+    assert!(plain.strain_gradient.is_none() && zero.strain_hvp.is_some());
+    assert_eq!(plain.gradient, got.gradient);
+    let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
+    if system.is_periodic() {
+        let w = engine.strain(system, &a, &b);
+        assert_close(
+            "strain_gradient",
+            &flat3(got.strain_gradient.unwrap()),
+            &w,
+            1e-9,
+        );
+    }
+    let h = 1e-4;
+    let (plus, minus) = (
+        strained_system(system, &u, &e, h),
+        strained_system(system, &u, &e, -h),
+    );
+    let central = |f: &dyn Fn(&System) -> Vec<f64>| -> Vec<f64> {
+        f(&plus)
+            .iter()
+            .zip(f(&minus))
+            .map(|(p, m)| (p - m) / (2.0 * h))
+            .collect()
+    };
+    let dipole_a = central(&|s| engine.potentials(s, &a));
+    assert_close("dipole_a", &got.dipole_a, &dipole_a, tolerance);
+    let dipole_b = central(&|s| engine.potentials(s, &b));
+    assert_close("dipole_b", &got.dipole_b, &dipole_b, tolerance);
+    let hvp = central(&|s| flat(&engine.gradient(s, &a, &b)));
+    assert_close("hvp", &flat(&got.hvp), &hvp, tolerance);
+    if system.is_periodic() {
+        let dw = central(&|s| engine.strain(s, &a, &b));
+        assert_close(
+            "strain_hvp",
+            &flat3(got.strain_hvp.unwrap()),
+            &dw,
+            tolerance,
+        );
+    }
+}
+
+#[test]
+fn strained_open_systems_match_finite_differences_of_the_direct_sum() {
+    let system = random_system(12, 4.0, false, 1);
+    for p in [1.0, 6.0] {
+        let kernel = Kernel::new(p).unwrap();
+        let pairs = Pairs::direct(kernel);
+        check_strained(&system, &pairs, &Direct::new(kernel), 1e-6);
+        // W of an open system: Σ_i ∇_i B ⊗ r_i (translation invariance)
+        let (a, b, u) = (random(12, 3), random(12, 4), random_vectors(12, 5));
+        let got = second_order_strained(&system, &pairs, &a, &b, &u, &random_strain(7)).unwrap();
+        let want = crate::strain::position_moment(system.positions(), &got.gradient);
+        let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
+        assert_close(
+            "W",
+            &flat3(got.strain_gradient.unwrap()),
+            &flat3(want),
+            1e-12,
+        );
+    }
+}
+
+#[test]
+fn strained_periodic_systems_match_finite_differences_of_ewald() {
+    let system = random_system(10, 5.0, true, 2);
+    for (p, sigma) in [(1.0, 1.0), (2.5, 0.9), (6.0, 0.8)] {
+        let kernel = Kernel::new(p).unwrap();
+        let parameters = EwaldParameters {
+            smearing: sigma,
+            cutoff: 8.5 * sigma,
+            k_cutoff: 8.5 / sigma,
+        };
+        let pairs = Pairs::ewald(kernel, sigma, parameters.cutoff, parameters.k_cutoff).unwrap();
+        let ewald = Ewald::new(kernel, parameters).unwrap();
+        check_strained(&system, &pairs, &ewald, 1e-6);
+    }
+}
+
+#[test]
+fn strained_periodic_mesh_matches_finite_differences_of_pme() {
+    use crate::pme::{Mesh, Pme, PmeParameters};
+    let system = random_system(10, 5.0, true, 15);
+    for (p, sigma, order) in [(1.0, 1.0, 6), (6.0, 0.8, 5), (2.5, 0.9, 4)] {
+        let kernel = Kernel::new(p).unwrap();
+        let points = [16, 15, 18];
+        let parameters = PmeParameters {
+            smearing: sigma,
+            cutoff: 8.5 * sigma,
+            mesh: Mesh::Points(points),
+            order,
+        };
+        let pairs = Pairs::pme(kernel, sigma, parameters.cutoff, points, order).unwrap();
+        let pme = Pme::new(kernel, parameters).unwrap();
+        check_strained(&system, &pairs, &pme, 1e-6);
+    }
+}
+
+#[test]
+fn strained_mesh_and_explicit_reciprocal_sums_agree() {
+    let system = random_system(12, 5.0, true, 16);
+    let (a, b, u, e) = (
+        random(12, 17),
+        random(12, 18),
+        random_vectors(12, 19),
+        random_strain(20),
+    );
+    let kernel = Kernel::coulomb();
+    let ewald = Pairs::ewald(kernel, 1.0, 9.0, 9.0).unwrap();
+    let mesh = Pairs::pme(kernel, 1.0, 9.0, [40, 40, 48], 10).unwrap();
+    let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
+    // a ≠ b, and a = b (the mesh path transforms half the grids)
+    for b in [&b, &a] {
+        let one = second_order_strained(&system, &ewald, &a, b, &u, &e).unwrap();
+        let two = second_order_strained(&system, &mesh, &a, b, &u, &e).unwrap();
+        assert_close("dipole_a", &two.dipole_a, &one.dipole_a, 1e-8);
+        assert_close("dipole_b", &two.dipole_b, &one.dipole_b, 1e-8);
+        assert_close("hvp", &flat(&two.hvp), &flat(&one.hvp), 1e-8);
+        let (w1, w2) = (one.strain_gradient.unwrap(), two.strain_gradient.unwrap());
+        assert_close("W", &flat3(w2), &flat3(w1), 1e-8);
+        let (d1, d2) = (one.strain_hvp.unwrap(), two.strain_hvp.unwrap());
+        assert_close("D W", &flat3(d2), &flat3(d1), 1e-8);
+    }
+}
+
+#[test]
+fn strained_gaussian_widths_match_finite_differences_of_the_qeq_operator() {
+    use crate::qeq::operator::{EwaldSettings, Operator};
+    let system = random_system(8, 4.0, true, 21);
+    let widths: Vec<f64> = random(8, 22).iter().map(|x| 0.45 + 0.3 * x).collect();
+    let hardness = vec![1.0; 8];
+    let settings = EwaldSettings {
+        eta: 1.0,
+        cutoff: 9.0,
+        k_cutoff: 9.0,
+    };
+    let pairs = Pairs::ewald(Kernel::coulomb(), 1.0, 9.0, 9.0)
+        .unwrap()
+        .with_widths(widths.clone())
+        .unwrap();
+    // charged a and b: the width part of the k → 0 term moves with the volume
+    let (a, b, u, e) = (
+        random(8, 23),
+        random(8, 24),
+        random_vectors(8, 25),
+        random_strain(26),
+    );
+    let got = second_order_strained(&system, &pairs, &a, &b, &u, &e).unwrap();
+    let op = |s: &System| {
+        Operator::new(s, &widths, &hardness, 1.0, Some(settings))
+            .unwrap()
+            .bilinear_gradient(&a, &b)
+    };
+    let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
+    let here = op(&system);
+    assert_close(
+        "gradient",
+        &flat(&got.gradient),
+        &flat(&here.positions),
+        1e-9,
+    );
+    let w = got.strain_gradient.unwrap();
+    assert_close("W", &flat3(w), &flat3(here.strain), 1e-9);
+    let h = 1e-4;
+    let (plus, minus) = (
+        strained_system(&system, &u, &e, h),
+        strained_system(&system, &u, &e, -h),
+    );
+    let central = |f: &dyn Fn(&System) -> Vec<f64>| -> Vec<f64> {
+        f(&plus)
+            .iter()
+            .zip(f(&minus))
+            .map(|(p, m)| (p - m) / (2.0 * h))
+            .collect()
+    };
+    let apply_to = |s: &System, x: &[f64]| {
+        Operator::new(s, &widths, &hardness, 1.0, Some(settings))
+            .unwrap()
+            .apply(x)
+    };
+    let dipole_a = central(&|s| apply_to(s, &a));
+    assert_close("dipole_a", &got.dipole_a, &dipole_a, 1e-6);
+    let dipole_b = central(&|s| apply_to(s, &b));
+    assert_close("dipole_b", &got.dipole_b, &dipole_b, 1e-6);
+    let hvp = central(&|s| flat(&op(s).positions));
+    assert_close("hvp", &flat(&got.hvp), &hvp, 1e-6);
+    let dw = central(&|s| flat3(op(s).strain));
+    assert_close("strain_hvp", &flat3(got.strain_hvp.unwrap()), &dw, 1e-6);
+}
