@@ -21,9 +21,8 @@ most the target:
 * LAMMPS: ``pair_style coul/long rc`` + ``kspace_style pppm acc`` (``kspace_modify order`` from
   ``--orders``, default LAMMPS's 5), for every cutoff of ``--cutoffs`` the loosest ``acc`` on a ×2
   grid whose measured error meets the target, then of these the fastest (timed on 1 thread, short
-  runs, best of 2). LAMMPS chooses
-  its Ewald parameter and mesh from (rc, acc) itself. The real-space sum uses LAMMPS's default
-  12-bit erfc tables (what its users get).
+  runs, best of 2). LAMMPS chooses its Ewald parameter and mesh from (rc, acc) itself. The
+  real-space sum uses LAMMPS's default 12-bit erfc tables (what its users get).
 
 Timing, one energy + forces evaluation of a configuration, 2 threads for both codes (LAMMPS:
 OPENMP package, ``-sf omp -pk omp 2``, so ``coul/long/omp`` and ``pppm/omp``; farfield:
@@ -36,7 +35,9 @@ OPENMP package, ``-sf omp -pk omp 2``, so ``coul/long/omp`` and ``pppm/omp``; fa
   evaluation is LAMMPS's own "Loop time" / S: it excludes the set-up force evaluation that ``run``
   does before its loop. Its timer's split of that loop (Pair, Kspace, Neigh) is printed, as is the
   time per step when the neighbor list is kept (skin 2 Å, ``check yes``: never rebuilt, since
-  nothing moves), what an MD step between two list rebuilds costs.
+  nothing moves), what an MD step between two list rebuilds costs. LAMMPS is timed on 1 thread
+  as well and the faster of the two counts: its OpenMP threads spin-wait, and on a shared
+  machine 2 threads can be several times slower than 1 (both are printed).
 * farfield: ``coulomb.compute(ff.System(x, types, cell), q, stress=False)`` with one ``Coulomb``
   kept across calls (parameters tuned at the first call and reused, as an MD code would), System
   construction (with its validation) included; the first call, with the tuning, is reported
