@@ -4,10 +4,11 @@ Random neutral point charges at liquid density (0.1 Å⁻³) and SPC/E-like wate
 computes energy + forces + stress with automatic parameters for a relative RMS force error of
 1e-5 (parameter choice included in the time). torch-pme runs on CPU with the same thread count,
 the same σ and real-space cutoff and a k-grid containing farfield's k-sphere (its own tuner
-takes tens of seconds); its neighbour list (ase) is built outside the timing. pymatgen uses its
-defaults. Errors are relative RMS force errors (see README) against farfield at accuracy 1e-10,
-which the test-suite validates against pymatgen and closed forms. Peers that are not installed
-are skipped. Prints a markdown table.
+takes tens of seconds); its neighbour list (ase) is built outside the timing. pymatgen runs at
+the loosest `acc_factor` (its accuracy knob, default 12) whose measured error meets 1e-5.
+Errors are relative RMS force errors (see README) against farfield at accuracy 1e-10, which
+the test-suite validates against pymatgen and closed forms. Peers that are not installed are
+skipped. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from typing import Any
 import numpy as np
 
 import farfield as ff
+
+TARGET = 1e-5  # relative RMS force error
+PYMATGEN_ACC_FACTORS = (3.0, 4.0, 5.0, 6.0, 8.0, 12.0)
 
 
 def random_box(n: int, seed: int = 0) -> tuple[ff.System, np.ndarray]:
@@ -68,7 +72,7 @@ def run_farfield(system: ff.System, q: np.ndarray) -> np.ndarray:
     return result.forces
 
 
-def run_pymatgen(system: ff.System, q: np.ndarray) -> np.ndarray | None:
+def run_pymatgen(system: ff.System, q: np.ndarray, acc_factor: float = 12.0) -> np.ndarray | None:
     try:
         from pymatgen.analysis.ewald import EwaldSummation
         from pymatgen.core import Lattice, Structure
@@ -81,7 +85,7 @@ def run_pymatgen(system: ff.System, q: np.ndarray) -> np.ndarray | None:
         coords_are_cartesian=True,
         site_properties={"charge": q},
     )
-    ewald = EwaldSummation(structure, compute_forces=True)
+    ewald = EwaldSummation(structure, acc_factor=acc_factor, compute_forces=True)
     _ = ewald.total_energy
     return np.asarray(ewald.forces) / ff.units.EV_ANGSTROM
 
@@ -153,9 +157,17 @@ def main() -> None:
         else:
             row += ["–", "–"]
         if n <= 1000:
-            t_pm, f_pm = best_time(lambda s=system, q=q: run_pymatgen(s, q), 1)
+            # pymatgen's accuracy knob (acc_factor, default 12): the loosest that meets the
+            # target error, so that both codes run at the same measured error
+            for acc in PYMATGEN_ACC_FACTORS:
+                t_pm, f_pm = best_time(lambda s=system, q=q, a=acc: run_pymatgen(s, q, a), 1)
+                if f_pm is None or rms_error(f_pm, reference, system, q) <= TARGET:
+                    break
             if f_pm is not None:
-                row += [f"{t_pm:.3f}", f"{rms_error(f_pm, reference, system, q):.1e}"]
+                row += [
+                    f"{t_pm:.3f} (acc_factor {acc:g})",
+                    f"{rms_error(f_pm, reference, system, q):.1e}",
+                ]
             else:
                 t_pm = None
                 row += ["–", "–"]
