@@ -174,7 +174,6 @@ fn coulomb_compute<'py>(
                 format!("{} charges", charges.len()),
             ));
         }
-        farfield::error::check_finite("charges", &charges)?;
         if accuracy.is_some() {
             // tuned below, with the GIL released
             MethodRequest::parse(method)?;

@@ -153,17 +153,7 @@ impl TripletCalculator {
     ) -> PyResult<PairArrays<'py>> {
         let expansion = self.triplets.expansion();
         let (nr, lm) = (expansion.n_radial(), expansion.n_lm());
-        let pairs = errors::guarded(|| {
-            let system = frame.to_system()?;
-            if centre >= system.len() {
-                return Err(Error::parameter(
-                    "centre",
-                    format!("{centre} is not an atom of a {}-atom system", system.len()),
-                ));
-            }
-            let cells = expansion.cell_lists(std::slice::from_ref(&system))?;
-            expansion.pairs(&system, &cells[0], centre)
-        })?;
+        let pairs = errors::guarded(|| expansion.center_pairs(&frame.to_system()?, centre))?;
         let js: Vec<i64> = pairs.iter().map(|p| p.j as i64).collect();
         let flat: Vec<f64> = pairs.iter().flat_map(|p| p.coefficients.clone()).collect();
         let arr = Array3::from_shape_vec((pairs.len(), nr, lm), flat)

@@ -105,7 +105,7 @@ impl Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Checks that every value is finite, naming the input in the error.
-pub fn check_finite(what: &str, values: &[f64]) -> Result<()> {
+pub(crate) fn check_finite(what: &str, values: &[f64]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
         Some(index) => Err(Error::NonFinite {
             what: what.to_string(),

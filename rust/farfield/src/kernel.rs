@@ -102,7 +102,7 @@ enum Form {
 /// screened by Gaussian charges of width σ. [`RangeSplit::short_range`] uses it for p = 1 and
 /// QEq for its per-pair Gaussian widths γ_ij (docs/science.md §3.1).
 #[inline]
-pub fn screened_coulomb(r: f64, sigma: f64) -> (f64, f64) {
+pub(crate) fn screened_coulomb(r: f64, sigma: f64) -> (f64, f64) {
     let inv_r = 1.0 / r;
     let sx = r * std::f64::consts::FRAC_1_SQRT_2 / sigma;
     let e = (-sx * sx).exp();

@@ -12,9 +12,10 @@
 //!   above (a few to a few tens of nanoseconds of one core), so the default bounds a call to
 //!   minutes on a few cores.
 //!
-//! Both can be changed for the whole process with [`set`] (`farfield.set_limits` in Python).
-//! Buffers whose size follows from the input go through [`try_zeroed`] / [`try_filled`], which
-//! turn an allocation failure into the same error instead of aborting the process.
+//! Both can be changed for the whole process with [`set`] (`farfield.set_limits` in Python) and
+//! read with [`get`]; [`memory_limit`] gives the memory limit in force now, in bytes. Buffers
+//! whose size follows from the input are allocated fallibly (crate-internal helpers), so that an
+//! allocation failure becomes the same error instead of aborting the process.
 
 use crate::error::{Error, Result};
 use std::sync::RwLock;
@@ -86,7 +87,7 @@ pub fn get() -> Limits {
 }
 
 /// Memory available to this process now, in bytes (`MemAvailable` on Linux).
-pub fn available_memory() -> f64 {
+pub(crate) fn available_memory() -> f64 {
     #[cfg(target_os = "linux")]
     {
         if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
@@ -104,7 +105,9 @@ pub fn available_memory() -> f64 {
     8.0 * (1u64 << 30) as f64
 }
 
-/// The memory limit in force, in bytes.
+/// The memory limit in force, in bytes: [`Limits::max_memory`] when set, otherwise
+/// [`DEFAULT_MEMORY_FRACTION`] of the memory available now (`MemAvailable` of `/proc/meminfo`
+/// on Linux, 8 GiB assumed elsewhere).
 pub fn memory_limit() -> f64 {
     get()
         .max_memory
@@ -112,7 +115,7 @@ pub fn memory_limit() -> f64 {
 }
 
 /// Formats a byte count (`"1.2 GB"`).
-pub fn format_bytes(bytes: f64) -> String {
+pub(crate) fn format_bytes(bytes: f64) -> String {
     if bytes >= 1e9 {
         format!("{:.1} GB", bytes / 1e9)
     } else if bytes >= 1e6 {
@@ -124,7 +127,7 @@ pub fn format_bytes(bytes: f64) -> String {
 
 /// Refuses `bytes` of memory above the limit: `what` names the buffer or computation, `hint`
 /// the parameter to change.
-pub fn check_memory(what: &str, bytes: f64, hint: &str) -> Result<()> {
+pub(crate) fn check_memory(what: &str, bytes: f64, hint: &str) -> Result<()> {
     let limit = memory_limit();
     if bytes.is_nan() || bytes > limit {
         return Err(Error::TooExpensive {
@@ -142,7 +145,7 @@ pub fn check_memory(what: &str, bytes: f64, hint: &str) -> Result<()> {
 
 /// Refuses more than the limit of elementary terms: `what` names the computation and the kind
 /// of term (e.g. "the real-space sum (pair terms)"), `hint` the parameter to change.
-pub fn check_terms(what: &str, terms: f64, hint: &str) -> Result<()> {
+pub(crate) fn check_terms(what: &str, terms: f64, hint: &str) -> Result<()> {
     let limit = get().max_terms;
     if terms.is_nan() || terms > limit {
         return Err(Error::TooExpensive {
@@ -157,7 +160,7 @@ pub fn check_terms(what: &str, terms: f64, hint: &str) -> Result<()> {
 
 /// A `Vec<T>` of `len` copies of `value`, or [`Error::TooExpensive`] when the allocation fails
 /// or exceeds the memory limit (instead of aborting the process).
-pub fn try_filled<T: Clone>(what: &str, len: usize, value: T) -> Result<Vec<T>> {
+pub(crate) fn try_filled<T: Clone>(what: &str, len: usize, value: T) -> Result<Vec<T>> {
     let bytes = len as f64 * std::mem::size_of::<T>() as f64;
     check_memory(what, bytes, "use a smaller system or smaller parameters")?;
     let mut v: Vec<T> = Vec::new();
@@ -173,7 +176,7 @@ pub fn try_filled<T: Clone>(what: &str, len: usize, value: T) -> Result<Vec<T>> 
 
 /// A zero-filled `Vec<f64>` of `len` elements (allocated zeroed, so the pages are first
 /// touched by the caller), or [`Error::TooExpensive`] as for [`try_filled`].
-pub fn try_zeroed(what: &str, len: usize) -> Result<Vec<f64>> {
+pub(crate) fn try_zeroed(what: &str, len: usize) -> Result<Vec<f64>> {
     check_memory(
         what,
         len as f64 * 8.0,

@@ -83,7 +83,7 @@ pub const MAX_CHARGE: f64 = 1e100;
 
 /// Checks that charges are finite and at most [`MAX_CHARGE`] in magnitude (larger ones would
 /// overflow q², giving infinities and NaN).
-pub fn check_charges(charges: &[f64]) -> Result<()> {
+pub(crate) fn check_charges(charges: &[f64]) -> Result<()> {
     crate::error::check_finite("charges", charges)?;
     let largest = charges.iter().fold(0.0f64, |m, q| m.max(q.abs()));
     if largest > MAX_CHARGE {

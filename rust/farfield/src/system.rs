@@ -279,6 +279,9 @@ impl System {
 
 /// The error for an atomic number outside [0, [`MAX_NUMBER`]] (atom `index` has `value`); also
 /// used by converters that read wider integers before building a [`System`].
+// Hidden, not crate-private: the Python binding's converter reads int64/uint64 numbers, which
+// cannot reach `System::new` (i32) when out of range, and reports them with this same error.
+#[doc(hidden)]
 pub fn number_out_of_range(index: usize, value: i128) -> Error {
     Error::parameter(
         "numbers",
@@ -290,7 +293,7 @@ pub fn number_out_of_range(index: usize, value: i128) -> Error {
 }
 
 /// Checks a per-atom array length.
-pub fn check_per_atom(what: &str, len: usize, system: &System) -> Result<()> {
+pub(crate) fn check_per_atom(what: &str, len: usize, system: &System) -> Result<()> {
     if len != system.len() {
         return Err(Error::shape(
             what,

@@ -142,7 +142,7 @@ impl TripletExpansion {
     /// Cell lists of every structure (cutoff of the expansion), after checking that every
     /// atom has a known species and that the neighbour search (and one pair expansion per
     /// neighbour pair) stays within the term limit.
-    pub fn cell_lists(&self, systems: &[System]) -> Result<Vec<CellList>> {
+    pub(crate) fn cell_lists(&self, systems: &[System]) -> Result<Vec<CellList>> {
         cost::check_neighbors(
             "the triplet pair expansions",
             systems,
@@ -164,7 +164,12 @@ impl TripletExpansion {
     /// Pair expansions `g_ij` of every neighbour of centre `i` (from
     /// [`SphericalExpansion::pair_expansion_with`]), sorted by (j, shift) so that the result
     /// does not depend on the cell-list layout.
-    pub fn pairs(&self, system: &System, cells: &CellList, i: usize) -> Result<Vec<PairExpansion>> {
+    pub(crate) fn pairs(
+        &self,
+        system: &System,
+        cells: &CellList,
+        i: usize,
+    ) -> Result<Vec<PairExpansion>> {
         let (nr, nlm) = (self.n_radial(), self.n_lm());
         let mut neighbours = cells.neighbors(i);
         neighbours.sort_by_key(|a| (a.j, a.shift));
@@ -189,6 +194,22 @@ impl TripletExpansion {
             });
         }
         Ok(out)
+    }
+
+    /// Pair expansions `g_ij` of every neighbour of atom `center` of `system` (from
+    /// [`SphericalExpansion::pair_expansion_with`]), sorted by (j, shift). Errors name
+    /// `center` when it is not an atom of `system`, `species` for an atom of an unknown
+    /// species, and the term limit of [`crate::limits`] when the neighbour search is too
+    /// large.
+    pub fn center_pairs(&self, system: &System, center: usize) -> Result<Vec<PairExpansion>> {
+        if center >= system.len() {
+            return Err(Error::parameter(
+                "center",
+                format!("{center} is not an atom of a {}-atom system", system.len()),
+            ));
+        }
+        let cells = self.cell_lists(std::slice::from_ref(system))?;
+        self.pairs(system, &cells[0], center)
     }
 
     /// ρ_i of every species, `[a][n][(l, m)]`, from the pair expansions of a centre.

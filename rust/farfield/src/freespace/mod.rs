@@ -27,9 +27,9 @@
 //!   of V̂_LR beyond the grid's Nyquist frequency, of the same order. The deconvolution kernel
 //!   decays geometrically (ratio 0.27, 0.43, 0.54, 0.61 per point for n = 4, 6, 8, 10) and the
 //!   periodised sample has a kink at the wrap point M/2, so the padding keeps
-//!   [`MARGIN`]·n points between the largest displacement used (L − 1) and the wrap (without
+//!   2n points between the largest displacement used (L − 1) and the wrap (without
 //!   it the error of n = 8 had a floor near 4e-5). Only even orders are accepted
-//!   ([`check_order`]: measured 13× the requested error with n = 7). The kernel transform is
+//!   ([`ORDER_RANGE`]: measured 13× the requested error with n = 7). The kernel transform is
 //!   cached for repeated calls on the same grid (molecular dynamics).
 //! * **Why not the truncated kernel.** Vico, Greengard & Ferrando (J. Comput. Phys. 2016)
 //!   truncate the kernel at the domain diameter R and use its smooth analytic transform; their
@@ -62,15 +62,19 @@ mod pruned;
 #[cfg(test)]
 mod tests;
 
-/// Smallest and largest supported B-spline orders (even orders only, see [`check_order`]).
+/// Smallest and largest supported B-spline orders; only even orders are accepted. Odd orders
+/// (spline degree even) cannot interpolate at the grid points: their deconvolution |b(m)|²
+/// diverges at the Nyquist frequency, where the sampled kernel (unlike PME's band-limited
+/// influence function) is not negligible.
 pub const ORDER_RANGE: (usize, usize) = (4, 10);
 
 /// Grid points kept between the largest displacement the convolution uses and the wrap point
 /// of the padded grid, per unit of spline order (see the module documentation): 2n points,
 /// over which the deconvolution kernel decays by 1e-5 (n = 4) to 1e-9 (n = 10).
-pub const MARGIN: usize = 2;
+pub(crate) const MARGIN: usize = 2;
 
-/// Largest number of grid points along one axis (unpadded).
+/// Largest number of grid points along one axis (unpadded): a `spacing` that needs more is
+/// refused, naming `mesh_spacing`.
 pub const MAX_POINTS: usize = 1 << 13;
 
 /// Parameters of a free-space mesh sum (all required, no defaults: [`crate::tuning::freespace::tune`]
@@ -110,7 +114,7 @@ impl FreeSpaceParameters {
 /// degree even) cannot interpolate at the grid points: their deconvolution |b(m)|² diverges
 /// at the Nyquist frequency, where the sampled kernel (unlike PME's band-limited influence
 /// function) is not negligible.
-pub fn check_order(order: usize) -> Result<()> {
+pub(crate) fn check_order(order: usize) -> Result<()> {
     if !(ORDER_RANGE.0..=ORDER_RANGE.1).contains(&order) || order % 2 == 1 {
         return Err(Error::parameter(
             "order",
@@ -127,7 +131,7 @@ pub fn check_order(order: usize) -> Result<()> {
 /// The grid of one call: origin, spacing, points covering the atoms (`points`) and padded
 /// points (`padded`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Grid {
+pub(crate) struct Grid {
     /// Position of grid point (0, 0, 0).
     pub origin: Vec3,
     /// Spacing h.
@@ -139,7 +143,7 @@ pub struct Grid {
 }
 
 /// Extent of the atoms along x, y, z and their lower corner.
-pub fn bounding_box(positions: &[Vec3]) -> (Vec3, Vec3) {
+pub(crate) fn bounding_box(positions: &[Vec3]) -> (Vec3, Vec3) {
     let mut lo = [f64::INFINITY; 3];
     let mut hi = [f64::NEG_INFINITY; 3];
     for r in positions {
@@ -157,7 +161,7 @@ pub fn bounding_box(positions: &[Vec3]) -> (Vec3, Vec3) {
 /// Points covering an extent `extent` at spacing `h` with spline order `order` (L_α), and the
 /// padded size (M_α), or an error naming `mesh_spacing` when an axis needs more than
 /// [`MAX_POINTS`].
-pub fn grid_points(extent: f64, h: f64, order: usize) -> Result<(usize, usize)> {
+pub(crate) fn grid_points(extent: f64, h: f64, order: usize) -> Result<(usize, usize)> {
     let raw = (extent / h + order as f64 - 0.5).floor() + 1.0;
     if !raw.is_finite() || raw > MAX_POINTS as f64 {
         return Err(Error::parameter(
@@ -189,11 +193,6 @@ impl Grid {
             points,
             padded,
         })
-    }
-
-    /// Number of padded grid points.
-    pub fn padded_len(&self) -> usize {
-        self.padded.iter().product()
     }
 }
 
@@ -323,7 +322,7 @@ impl FreeSpace {
 
     /// The mesh part only: per-atom potentials and forces of the long-range kernel (the
     /// self-interaction through the mesh, ≈ q_i V_LR(0), included).
-    pub fn mesh(
+    pub(crate) fn mesh(
         &self,
         system: &System,
         charges: &[f64],

@@ -201,6 +201,9 @@ impl Pme {
     /// The charge grid Q on the mesh of `system`'s cell (mesh sizes, values in row-major
     /// order over the three cell vectors): Σ_i q_i M_n(u_i1 − k1) M_n(u_i2 − k2) M_n(u_i3 − k3)
     /// summed over periodic images, u = K ∘ fractional coordinates.
+    // Hidden, not crate-private: the profiling driver `examples/pme_timing.rs` times the
+    // spreading on its own. Not part of the API.
+    #[doc(hidden)]
     pub fn charge_grid(&self, system: &System, charges: &[f64]) -> Result<([usize; 3], Vec<f64>)> {
         check_per_atom("charges", charges.len(), system)?;
         check_finite("charges", charges)?;
@@ -264,7 +267,10 @@ impl Pme {
     }
 
     /// The reciprocal-space part only: (energy, per-atom potentials, forces, virial) of the
-    /// mesh sum over k ≠ 0.
+    /// mesh sum over k ≠ 0. The charges are not checked (the caller checks them).
+    // Hidden, not crate-private: the profiling driver `examples/pme_timing.rs` times the
+    // reciprocal part on its own. Not part of the API.
+    #[doc(hidden)]
     pub fn reciprocal(
         &self,
         system: &System,

@@ -58,10 +58,11 @@ pub(crate) use solve::{Constraints, Preconditioner};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Solver {
-    /// Chosen by [`method`]: periodic systems dense up to [`QEqOptions::dense_limit`] atoms
-    /// and the conjugate gradient above (always with [`KSpace::Pme`]); open systems the
-    /// cheapest by the cost rule of [`open_costs`] of dense (up to `dense_limit` atoms), CG on
-    /// the stored matrix (when N² fits the memory limit) and matrix-free CG.
+    /// Periodic systems dense up to [`QEqOptions::dense_limit`] atoms and the conjugate
+    /// gradient above (always with [`KSpace::Pme`]); open systems the cheapest by a cost rule
+    /// (estimated one-core seconds of pair terms, factorisation and matrix reads) of dense (up
+    /// to `dense_limit` atoms), CG on the stored matrix (when N² fits the memory limit) and
+    /// matrix-free CG. [`SolverStats`] reports the choice.
     #[default]
     Auto,
     /// Dense Cholesky factorisation (faer) with a Schur complement (O(N²) memory, O(N³) time).
@@ -101,7 +102,7 @@ pub struct QEqOptions {
     /// `accuracy` of the Coulomb sums. Default 1e-10.
     pub ewald_truncation: f64,
     /// `Solver::Auto` considers the dense solver up to this many atoms (periodic: uses it;
-    /// open: when the cost rule of [`open_costs`] prefers it). Default 1500.
+    /// open: when the cost rule of [`Solver::Auto`] prefers it). Default 1500.
     pub dense_limit: usize,
     /// How the k-space part of periodic products and gradients is evaluated. Default
     /// [`KSpace::Auto`].
@@ -431,7 +432,7 @@ fn validate(system: &System, problem: &QEqProblem, options: &QEqOptions) -> Resu
 
 /// How the linear system is solved ([`method`] chooses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// Dense Cholesky factorisation (faer) of the stored matrix.
     Dense,
     /// Conjugate gradient on the stored dense matrix (products are faer matrix–vector
@@ -467,7 +468,7 @@ fn stored_fits(n: usize) -> bool {
 ///
 /// with K = `EXPECTED_OPEN_ITERATIONS` and the per-term costs `COST_PAIR`,
 /// `COST_FLOP`, `COST_STREAM` measured on a 2-core x86-64 machine.
-pub fn open_costs(n: usize, solves: usize) -> [(Method, f64); 3] {
+pub(crate) fn open_costs(n: usize, solves: usize) -> [(Method, f64); 3] {
     let n = n as f64;
     let s = solves as f64;
     let k = EXPECTED_OPEN_ITERATIONS + 2.0;
@@ -492,7 +493,7 @@ pub fn open_costs(n: usize, solves: usize) -> [(Method, f64); 3] {
 ///   matrix-free CG above. Open: the cheapest of [`open_costs`] among the methods allowed
 ///   (dense up to `dense_limit` atoms, stored CG when it fits the memory limit, matrix-free
 ///   CG always).
-pub fn method(system: &System, options: &QEqOptions, solves: usize) -> Method {
+pub(crate) fn method(system: &System, options: &QEqOptions, solves: usize) -> Method {
     let n = system.len();
     let periodic = system.cell().is_some();
     match options.solver {

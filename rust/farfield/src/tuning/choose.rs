@@ -8,7 +8,7 @@
 //! # "auto"
 //!
 //! Open systems use the direct sum or the free-space mesh ([`crate::freespace`], reported as
-//! "pme"), whichever is predicted cheaper ([`super::freespace::direct_cost`] against the
+//! "pme"), whichever is predicted cheaper (the direct sum's predicted cost against the
 //! tuned mesh's cost); fixed smearing, cutoff, mesh spacing or order select the mesh.
 //! `method="pme"` on an open system is the free-space mesh. Periodic systems below [`super::pme::AUTO_MIN_ATOMS`]
 //! atoms use Ewald; a fixed `k_cutoff` selects Ewald and a fixed mesh or order PME. Otherwise
@@ -150,7 +150,7 @@ pub struct Choice {
     /// The method and its parameters.
     pub method: Method,
     /// Predicted cost (units of one PME real-space pair per atom, PME's fixed per-call cost
-    /// included; the direct sum [`super::freespace::DIRECT_PAIR_COST`] N²).
+    /// included; the direct sum 0.9 N², see [`super::freespace`]).
     pub predicted_cost: f64,
     /// Predicted relative RMS force error (0 for the direct sum; for fixed parameters the
     /// estimate of what they give).

@@ -1,9 +1,9 @@
-//! Parameters of the free-space mesh ([`crate::freespace`]) for a requested accuracy, its
-//! predicted cost, and the limits check.
+//! Parameters of the free-space mesh ([`crate::freespace`]) for a requested accuracy
+//! ([`tune`]), with their predicted errors and cost.
 //!
 //! **Accuracy of an open system.** The contract is PME's: relative RMS force error
 //! sqrt((1/N) Σ|ΔF_i|²) / F_0 with F_0 = (Σq²/N) / d^{p+1}, where for an open system
-//! d = ρ^{-1/3} and ρ is the atoms' **local number density** ([`OpenStats::density`]): the
+//! d = ρ^{-1/3} and ρ is the atoms' **local number density**: the
 //! atoms are binned in cubes about two interparticle distances wide and
 //! ρ = Σ_b n_b² / (N w³) is the density of its bin averaged over the atoms (iterated three
 //! times from the bounding box, so that w follows ρ). It is the density of the bulk of a
@@ -11,7 +11,7 @@
 //! (unlike the volume of a bounding box, which a rod along a body diagonal inflates).
 //!
 //! **Error model.** The real-space and mesh parts are those of periodic PME at the same σ,
-//! cutoff, spacing h and order ([`super::pme::real_error`], [`super::pme::mesh_error`] with an
+//! cutoff, spacing h and order (the real-space and mesh error models of [`super::pme`], with an
 //! orthogonal grid of spacing h and the local density): the random-phase estimates of a bulk
 //! of density ρ, which the atoms near the surface of a cluster (fewer neighbours, smaller
 //! aliasing sums) can only lower. The freespace tests measure the ratio of measured to
@@ -19,8 +19,8 @@
 //!
 //! **Cost.** In the units of [`super::pme`]: pairs and spline points per atom as PME, and the
 //! pruned FFTs of the zero-padded grid (M_1 M_2 M_3 ≈ 8 × the points covering the atoms) with
-//! the kernel; the direct sum costs [`DIRECT_PAIR_COST`] per ordered pair (measured on the
-//! 2-core machine, see the constant).
+//! the kernel; the direct sum costs 0.9 per ordered pair (measured on the 2-core machine; the
+//! crate-private constant `DIRECT_PAIR_COST`).
 
 use super::pme::{
     mesh_error, real_error, solve_decreasing, PmeStats, FFT_COST, INFLUENCE_COST, PAIR_COST,
@@ -38,7 +38,7 @@ use std::f64::consts::PI;
 /// real-space pair of the PME loop: measured 1.25 s for N = 10^4 (10^8 ordered pairs) in the
 /// same run (2 threads, loaded machine) as 1.63 s for the free-space real-space sum of
 /// 10^5 atoms with 1156 neighbours each (1.16·10^8 units).
-pub const DIRECT_PAIR_COST: f64 = 0.9;
+pub(crate) const DIRECT_PAIR_COST: f64 = 0.9;
 /// Relative cost per padded grid point of the kernel (its octant sampled and transformed,
 /// when not cached), the product with the spectrum and the spreading grids.
 const KERNEL_COST: f64 = 1.0;
@@ -46,15 +46,15 @@ const KERNEL_COST: f64 = 1.0;
 /// 0.9 on charged clusters (random charges of mean 0.45, p = 6), whose net charge makes the
 /// errors of the atoms partly coherent; with it, at most 0.52 (`freespace` tests: balls, rods,
 /// discs, neutral and charged, p = 1, 2.5, 6, accuracies 1e-3 to 1e-6).
-pub const OPEN_SAFETY: f64 = 0.6;
+pub(crate) const OPEN_SAFETY: f64 = 0.6;
 /// The pruned transforms of the zero-padded grid relative to PME's two full ones.
 const PRUNED: f64 = 1.2;
 /// Fixed cost of one call (FFT plans, allocation), in the same units.
-pub const CALL_COST: f64 = 20000.0;
+pub(crate) const CALL_COST: f64 = 20000.0;
 
 /// What the free-space tuner needs of an open system.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OpenStats {
+pub(crate) struct OpenStats {
     /// Number of atoms.
     pub atoms: usize,
     /// Local number density ρ (see the module documentation).
@@ -151,7 +151,7 @@ impl OpenStats {
 }
 
 /// Predicted relative RMS force errors (real space, mesh) of `parameters`.
-pub fn predicted_error(
+pub(crate) fn predicted_error(
     kernel: Kernel,
     stats: OpenStats,
     parameters: &FreeSpaceParameters,
@@ -171,7 +171,7 @@ pub fn predicted_error(
 }
 
 /// Predicted cost (units of one PME real-space pair per atom), the call cost excluded.
-pub fn cost(stats: OpenStats, parameters: &FreeSpaceParameters) -> Result<f64> {
+pub(crate) fn cost(stats: OpenStats, parameters: &FreeSpaceParameters) -> Result<f64> {
     let (_, m) = stats.grid(parameters.spacing, parameters.order)?;
     let atoms = stats.atoms as f64;
     let grid = m.iter().map(|&k| k as f64).product::<f64>();
@@ -182,13 +182,13 @@ pub fn cost(stats: OpenStats, parameters: &FreeSpaceParameters) -> Result<f64> {
 }
 
 /// Predicted cost of the direct sum of `atoms` atoms, in the same units.
-pub fn direct_cost(atoms: usize) -> f64 {
+pub(crate) fn direct_cost(atoms: usize) -> f64 {
     let n = atoms as f64;
     DIRECT_PAIR_COST * n * n
 }
 
 /// The work of a free-space sum: (pair terms, mesh terms, bytes).
-pub fn work(system: &System, parameters: &FreeSpaceParameters) -> Result<(f64, f64, f64)> {
+pub(crate) fn work(system: &System, parameters: &FreeSpaceParameters) -> Result<(f64, f64, f64)> {
     work_with(OpenStats::of(system)?, parameters)
 }
 
@@ -208,7 +208,7 @@ fn work_with(stats: OpenStats, parameters: &FreeSpaceParameters) -> Result<(f64,
 
 /// Refuses a free-space sum whose estimated work exceeds the limits of [`crate::limits`],
 /// stating the estimate and naming the parameter to change.
-pub fn check_work(system: &System, parameters: &FreeSpaceParameters) -> Result<()> {
+pub(crate) fn check_work(system: &System, parameters: &FreeSpaceParameters) -> Result<()> {
     let (real, mesh, bytes) = work(system, parameters)?;
     crate::limits::check_terms(
         &format!(
@@ -253,13 +253,14 @@ pub struct FreeSpaceChoice {
     pub parameters: FreeSpaceParameters,
     /// Predicted relative RMS force error (real space, mesh).
     pub predicted_error: (f64, f64),
-    /// Predicted cost, [`CALL_COST`] included.
+    /// Predicted cost (units of one PME real-space pair per atom), the fixed cost of a call
+    /// included.
     pub cost: f64,
 }
 
 /// Chooses σ, cutoff, spacing and order (those `overrides` leaves free) so that the predicted
 /// relative RMS force error stays below `accuracy` (each part below accuracy/√2 times the
-/// safety factor of PME and [`OPEN_SAFETY`]), minimising the predicted cost within the
+/// safety factor of PME and a further factor 0.6 for open systems), minimising the predicted cost within the
 /// limits. All of smearing, cutoff and spacing fixed are the caller's explicit choice,
 /// returned unchecked (order 6 unless fixed).
 pub fn tune(

@@ -1,5 +1,21 @@
 //! Error estimates and automatic parameters for a requested accuracy.
 //!
+//! # What to call
+//!
+//! * [`choose::choose`]: the method (Ewald, PME, direct, free-space mesh) and all its
+//!   parameters for an accuracy, with the predicted cost and error ([`choose::Choice`]);
+//!   [`choose::Method::build`] gives the sum. With every parameter fixed in
+//!   [`choose::Overrides`] (Ewald: smearing, cutoff, k-cutoff; PME: smearing, cutoff, mesh,
+//!   order; free-space mesh: smearing, cutoff, mesh spacing, order) it keeps them and reports
+//!   the predicted cost and error of that choice: the way to estimate your own parameters.
+//! * one method: [`tune_ewald`], [`pme::tune_pme`] / [`pme::tune_pme_with`] (with the
+//!   predicted errors and cost, [`pme::PmeChoice`]), [`pme::pme_parameters`] (fixed values
+//!   kept), [`freespace::tune`] (open systems); [`pme::prefer_pme`] says whether
+//!   `method="auto"` picks PME.
+//!
+//! The error and cost models themselves and the work estimates every engine checks against
+//! [`crate::limits`] before it computes are crate-private.
+//!
 //! # Accuracy
 //!
 //! `accuracy` is the target **relative RMS force error**:
@@ -62,7 +78,7 @@ const KSPACE_COST: f64 = 0.65;
 const SAFETY: f64 = 0.5;
 
 /// Checks that `accuracy` is in [1e-15, 1).
-pub fn check_accuracy(accuracy: f64) -> Result<()> {
+pub(crate) fn check_accuracy(accuracy: f64) -> Result<()> {
     if !(accuracy.is_finite() && (MIN_ACCURACY..1.0).contains(&accuracy)) {
         return Err(Error::parameter(
             "accuracy",
@@ -74,7 +90,7 @@ pub fn check_accuracy(accuracy: f64) -> Result<()> {
 
 /// The numbers of a system the error model needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SystemStats {
+pub(crate) struct SystemStats {
     /// Number of atoms.
     pub atoms: usize,
     /// Cell volume.
@@ -101,7 +117,7 @@ impl SystemStats {
 
 /// Predicted relative RMS force errors (real space, reciprocal space) of an Ewald sum, in the
 /// units of the accuracy (see the module documentation).
-pub fn ewald_error(
+pub(crate) fn ewald_error(
     kernel: Kernel,
     stats: SystemStats,
     parameters: EwaldParameters,
@@ -196,7 +212,7 @@ pub(crate) fn kspace_tail_error(
 }
 
 /// Predicted cost (arbitrary units) of an Ewald sum.
-pub fn ewald_cost(stats: SystemStats, parameters: EwaldParameters) -> f64 {
+pub(crate) fn ewald_cost(stats: SystemStats, parameters: EwaldParameters) -> f64 {
     let n = stats.atoms as f64;
     let density = n / stats.volume;
     let pairs = 4.0 / 3.0 * PI * parameters.cutoff.powi(3) * density;
@@ -420,7 +436,10 @@ const BYTES_PER_KVECTOR: f64 = 12.0 + 24.0 + 8.0 + 16.0 + 16.0;
 
 /// The work of an Ewald sum with `parameters` on `system`, estimated from the parameters
 /// alone: (real-space pair terms, (atom, k-vector) terms, bytes, half-space k-vectors).
-pub fn ewald_work(system: &System, parameters: EwaldParameters) -> Result<(f64, f64, f64, f64)> {
+pub(crate) fn ewald_work(
+    system: &System,
+    parameters: EwaldParameters,
+) -> Result<(f64, f64, f64, f64)> {
     let cell = system.cell().ok_or_else(|| {
         Error::Unsupported("Ewald parameters are only defined for periodic systems".into())
     })?;
@@ -446,7 +465,7 @@ pub fn ewald_work(system: &System, parameters: EwaldParameters) -> Result<(f64, 
 /// Number of atoms (images) a cell-list neighbour loop visits per centre for `cutoff`: the
 /// density times the searched box, which grows like the number of periodic images when the
 /// cutoff is much longer than the cell.
-pub fn real_space_visits(system: &System, cutoff: f64) -> f64 {
+pub(crate) fn real_space_visits(system: &System, cutoff: f64) -> f64 {
     let n = system.len().max(1) as f64;
     match system.cell() {
         Some(cell) => {
@@ -465,7 +484,7 @@ pub fn real_space_visits(system: &System, cutoff: f64) -> f64 {
 
 /// Refuses an Ewald sum whose estimated work exceeds the limits of [`crate::limits`], naming
 /// the parameter to change.
-pub fn check_ewald_work(system: &System, parameters: EwaldParameters) -> Result<()> {
+pub(crate) fn check_ewald_work(system: &System, parameters: EwaldParameters) -> Result<()> {
     let (real, kterms, bytes, kvectors) = ewald_work(system, parameters)?;
     crate::limits::check_terms(
         &format!(

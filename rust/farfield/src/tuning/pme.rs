@@ -98,7 +98,7 @@ fn check_accuracy(accuracy: f64) -> Result<()> {
 
 /// Atoms, volume, cell lengths and skew of a periodic system.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PmeStats {
+pub(crate) struct PmeStats {
     /// Number of atoms.
     pub atoms: usize,
     /// Volume.
@@ -149,7 +149,12 @@ impl PmeStats {
 }
 
 /// Predicted real-space relative RMS force error for smearing σ and cutoff r_c.
-pub fn real_error(kernel: Kernel, stats: PmeStats, smearing: f64, cutoff: f64) -> Result<f64> {
+pub(crate) fn real_error(
+    kernel: Kernel,
+    stats: PmeStats,
+    smearing: f64,
+    cutoff: f64,
+) -> Result<f64> {
     let split = kernel.split(smearing)?;
     Ok(real_error_with(&split, stats, kernel, smearing, cutoff))
 }
@@ -178,7 +183,7 @@ fn pme_work_fits(system: &System, parameters: &PmeParameters, memory: f64) -> Re
 }
 
 /// Predicted mesh relative RMS force error for smearing σ, grid `n` and spline `order`.
-pub fn mesh_error(
+pub(crate) fn mesh_error(
     kernel: Kernel,
     stats: PmeStats,
     smearing: f64,
@@ -292,7 +297,7 @@ fn small_smearing_factor(stats: PmeStats, smearing: f64) -> f64 {
 }
 
 /// Predicted cost (units: one real-space pair of the PME loop per atom = 1).
-pub fn pme_cost(stats: PmeStats, cutoff: f64, n: [usize; 3], order: usize) -> f64 {
+pub(crate) fn pme_cost(stats: PmeStats, cutoff: f64, n: [usize; 3], order: usize) -> f64 {
     let atoms = stats.atoms as f64;
     let pairs = 4.0 / 3.0 * PI * cutoff.powi(3) * stats.density();
     let grid = (n[0] * n[1] * n[2]) as f64;
@@ -301,7 +306,7 @@ pub fn pme_cost(stats: PmeStats, cutoff: f64, n: [usize; 3], order: usize) -> f6
 }
 
 /// Predicted cost of an Ewald sum with cutoffs r_c and k_c, in the same units.
-pub fn ewald_cost(stats: PmeStats, cutoff: f64, k_cutoff: f64) -> f64 {
+pub(crate) fn ewald_cost(stats: PmeStats, cutoff: f64, k_cutoff: f64) -> f64 {
     let atoms = stats.atoms as f64;
     let pairs = 4.0 / 3.0 * PI * cutoff.powi(3) * stats.density();
     let kvectors = 4.0 / 3.0 * PI * k_cutoff.powi(3) * stats.volume / (8.0 * PI.powi(3)) / 2.0;
@@ -381,7 +386,7 @@ fn pme_bytes(atoms: f64, n: [usize; 3], order: usize) -> f64 {
 
 /// The work of a PME sum estimated from its parameters alone: (real-space pair terms, mesh
 /// terms, bytes).
-pub fn pme_work(system: &System, parameters: &PmeParameters) -> Result<(f64, f64, f64)> {
+pub(crate) fn pme_work(system: &System, parameters: &PmeParameters) -> Result<(f64, f64, f64)> {
     let cell = system
         .cell()
         .ok_or_else(|| Error::Unsupported("PME needs a periodic cell".into()))?;
@@ -396,7 +401,7 @@ pub fn pme_work(system: &System, parameters: &PmeParameters) -> Result<(f64, f64
 
 /// Refuses a PME sum whose estimated work exceeds the limits of [`crate::limits`], naming the
 /// parameter to change.
-pub fn check_pme_work(system: &System, parameters: &PmeParameters) -> Result<()> {
+pub(crate) fn check_pme_work(system: &System, parameters: &PmeParameters) -> Result<()> {
     let (real, mesh, bytes) = pme_work(system, parameters)?;
     crate::limits::check_terms(
         &format!(
@@ -764,45 +769,6 @@ pub fn tune_pme_with(
         .filter(|n| !fixed.iter().any(|f| f.0.starts_with(n)))
         .collect();
     Err(super::refusal(&fixed, &free, accuracy, &nearest))
-}
-
-/// Predicted relative RMS force error of an Ewald k-space sum truncated at k_c (the Ewald
-/// tuner's estimate), used to price Ewald against PME.
-fn ewald_k_error(kernel: Kernel, stats: PmeStats, smearing: f64, k_cutoff: f64) -> Result<f64> {
-    let split = kernel.split(smearing)?;
-    Ok(
-        super::kspace_tail_error(kernel, &split, stats.density(), smearing, k_cutoff)
-            * stats.scale(kernel),
-    )
-}
-
-/// Smallest predicted cost of an Ewald sum reaching `accuracy` (scan over σ).
-pub fn best_ewald_cost(kernel: Kernel, system: &System, accuracy: f64) -> Result<f64> {
-    check_accuracy(accuracy)?;
-    let stats = PmeStats::of(system)?;
-    let target = SAFETY * accuracy / std::f64::consts::SQRT_2;
-    let d = (1.0 / stats.density()).cbrt();
-    let lmax = stats.lengths.iter().fold(d, |m, &l| m.max(l));
-    let (lo, hi) = (0.02 * d.min(lmax), 2.0 * lmax.max(d));
-    let steps = 60;
-    let mut best = f64::INFINITY;
-    for s in 0..=steps {
-        let sigma = lo * (hi / lo).powf(s as f64 / steps as f64);
-        let rc = solve_decreasing(
-            |rc| real_error(kernel, stats, sigma, rc).unwrap_or(f64::INFINITY),
-            target,
-            0.5 * sigma,
-            60.0 * sigma,
-        );
-        let kc = solve_decreasing(
-            |kc| ewald_k_error(kernel, stats, sigma, kc).unwrap_or(f64::INFINITY),
-            target,
-            0.5 / sigma,
-            60.0 / sigma,
-        );
-        best = best.min(ewald_cost(stats, rc, kc));
-    }
-    Ok(best)
 }
 
 /// What a user fixed; everything left `None` (the default of every field) is chosen by
