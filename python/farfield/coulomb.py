@@ -186,6 +186,8 @@ class Coulomb:
             raise ValueError("mesh: give either mesh or mesh_spacing, not both")
         self._cache: tuple[int, Any, CoulombParameters] | None = None
         self._pinned: CoulombParameters | None = None
+        # the native keyword arguments of the last parameters used (rebuilt when they change)
+        self._given: tuple[CoulombParameters, dict[str, Any]] | None = None
         self.tunings = 0
 
     def __repr__(self) -> str:
@@ -227,6 +229,14 @@ class Coulomb:
             parameters = self._choose(system)
             self._store(system, parameters)
         return parameters
+
+    def _native_parameters(self, parameters: CoulombParameters) -> dict[str, Any]:
+        """The parameters as keyword arguments of the native call (kept for the next step:
+        a cache hit returns the same frozen parameters object)."""
+        if self._given is None or self._given[0] is not parameters:
+            given = {k: parameters[k] for k in _PARAMETER_KEYS if k in parameters}
+            self._given = (parameters, given)
+        return self._given[1]
 
     def parameters_for(self, atoms: Any) -> CoulombParameters:
         """The method and parameters a :meth:`compute` on ``atoms`` uses (nothing is
@@ -281,7 +291,7 @@ class Coulomb:
             method, given, accuracy = self.method, self._fixed, self.accuracy
         else:
             method = chosen.method
-            given = {k: chosen[k] for k in _PARAMETER_KEYS if k in chosen}
+            given = self._native_parameters(chosen)
             accuracy = None
         out = _native.coulomb_compute(
             system._arrays(),

@@ -262,13 +262,8 @@ impl System {
             .par_iter()
             .with_min_len(4096)
             .find_map_first(|&i| {
-                let mut found = None;
-                list.for_each_neighbor(i, |n| {
-                    if found.is_none() {
-                        found = Some((i.min(n.j), i.max(n.j), n.distance));
-                    }
-                });
-                found
+                list.first_neighbor(i)
+                    .map(|n| (i.min(n.j), i.max(n.j), n.distance))
             });
         match found {
             Some((i, j, distance)) => Err(Error::OverlappingAtoms { i, j, distance }),
