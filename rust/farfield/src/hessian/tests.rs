@@ -141,6 +141,34 @@ fn check(system: &System, pairs: &Pairs, engine: &dyn LongRangeSum, tolerance: f
     assert_close("hvp", &flat(&got.hvp), &hvp, tolerance);
 }
 
+/// The Ewald engine for 1/r^p at smearing σ (cutoffs 8.5σ and 8.5/σ) and the matching pairs.
+fn ewald_case(p: f64, sigma: f64) -> (Pairs, Ewald) {
+    let kernel = Kernel::new(p).unwrap();
+    let parameters = EwaldParameters {
+        smearing: sigma,
+        cutoff: 8.5 * sigma,
+        k_cutoff: 8.5 / sigma,
+    };
+    let pairs = Pairs::ewald(kernel, sigma, parameters.cutoff, parameters.k_cutoff).unwrap();
+    (pairs, Ewald::new(kernel, parameters).unwrap())
+}
+
+/// The PME engine for 1/r^p at smearing σ (cutoff 8.5σ, a 16 × 15 × 18 mesh, B-spline
+/// `order`) and the matching pairs.
+fn pme_case(p: f64, sigma: f64, order: usize) -> (Pairs, crate::pme::Pme) {
+    use crate::pme::{Mesh, Pme, PmeParameters};
+    let kernel = Kernel::new(p).unwrap();
+    let points = [16, 15, 18];
+    let parameters = PmeParameters {
+        smearing: sigma,
+        cutoff: 8.5 * sigma,
+        mesh: Mesh::Points(points),
+        order,
+    };
+    let pairs = Pairs::pme(kernel, sigma, parameters.cutoff, points, order).unwrap();
+    (pairs, Pme::new(kernel, parameters).unwrap())
+}
+
 #[test]
 fn open_systems_match_finite_differences_of_the_direct_sum() {
     let system = random_system(12, 4.0, false, 1);
@@ -154,14 +182,7 @@ fn open_systems_match_finite_differences_of_the_direct_sum() {
 fn periodic_systems_match_finite_differences_of_ewald() {
     let system = random_system(10, 5.0, true, 2);
     for (p, sigma) in [(1.0, 1.0), (2.5, 0.9), (6.0, 0.8)] {
-        let kernel = Kernel::new(p).unwrap();
-        let parameters = EwaldParameters {
-            smearing: sigma,
-            cutoff: 8.5 * sigma,
-            k_cutoff: 8.5 / sigma,
-        };
-        let pairs = Pairs::ewald(kernel, sigma, parameters.cutoff, parameters.k_cutoff).unwrap();
-        let ewald = Ewald::new(kernel, parameters).unwrap();
+        let (pairs, ewald) = ewald_case(p, sigma);
         check(&system, &pairs, &ewald, 1e-6);
     }
 }
@@ -258,19 +279,9 @@ fn bad_inputs_are_refused() {
 
 #[test]
 fn periodic_mesh_matches_finite_differences_of_pme() {
-    use crate::pme::{Mesh, Pme, PmeParameters};
     let system = random_system(10, 5.0, true, 15);
     for (p, sigma, order) in [(1.0, 1.0, 6), (6.0, 0.8, 5), (2.5, 0.9, 4), (1.0, 1.1, 3)] {
-        let kernel = Kernel::new(p).unwrap();
-        let points = [16, 15, 18];
-        let parameters = PmeParameters {
-            smearing: sigma,
-            cutoff: 8.5 * sigma,
-            mesh: Mesh::Points(points),
-            order,
-        };
-        let pairs = Pairs::pme(kernel, sigma, parameters.cutoff, points, order).unwrap();
-        let pme = Pme::new(kernel, parameters).unwrap();
+        let (pairs, pme) = pme_case(p, sigma, order);
         check(&system, &pairs, &pme, 1e-6);
     }
 }
@@ -420,33 +431,16 @@ fn strained_open_systems_match_finite_differences_of_the_direct_sum() {
 fn strained_periodic_systems_match_finite_differences_of_ewald() {
     let system = random_system(10, 5.0, true, 2);
     for (p, sigma) in [(1.0, 1.0), (2.5, 0.9), (6.0, 0.8)] {
-        let kernel = Kernel::new(p).unwrap();
-        let parameters = EwaldParameters {
-            smearing: sigma,
-            cutoff: 8.5 * sigma,
-            k_cutoff: 8.5 / sigma,
-        };
-        let pairs = Pairs::ewald(kernel, sigma, parameters.cutoff, parameters.k_cutoff).unwrap();
-        let ewald = Ewald::new(kernel, parameters).unwrap();
+        let (pairs, ewald) = ewald_case(p, sigma);
         check_strained(&system, &pairs, &ewald, 1e-6);
     }
 }
 
 #[test]
 fn strained_periodic_mesh_matches_finite_differences_of_pme() {
-    use crate::pme::{Mesh, Pme, PmeParameters};
     let system = random_system(10, 5.0, true, 15);
     for (p, sigma, order) in [(1.0, 1.0, 6), (6.0, 0.8, 5), (2.5, 0.9, 4)] {
-        let kernel = Kernel::new(p).unwrap();
-        let points = [16, 15, 18];
-        let parameters = PmeParameters {
-            smearing: sigma,
-            cutoff: 8.5 * sigma,
-            mesh: Mesh::Points(points),
-            order,
-        };
-        let pairs = Pairs::pme(kernel, sigma, parameters.cutoff, points, order).unwrap();
-        let pme = Pme::new(kernel, parameters).unwrap();
+        let (pairs, pme) = pme_case(p, sigma, order);
         check_strained(&system, &pairs, &pme, 1e-6);
     }
 }
