@@ -112,6 +112,37 @@ fn flat(v: &[Vec3]) -> Vec<f64> {
     v.iter().flatten().copied().collect()
 }
 
+/// Central difference (f(plus) − f(minus)) / 2h of a per-system quantity.
+fn central(moved: (&System, &System), h: f64, f: &dyn Fn(&System) -> Vec<f64>) -> Vec<f64> {
+    f(moved.0)
+        .iter()
+        .zip(f(moved.1))
+        .map(|(p, m)| (p - m) / (2.0 * h))
+        .collect()
+}
+
+/// Checks dipole_a, dipole_b and hvp against central differences of the engine's φ and G
+/// between the systems moved by ±h.
+fn check_moved(
+    engine: &Engine,
+    got: &SecondOrder,
+    (a, b): (&[f64], &[f64]),
+    moved: (&System, &System),
+    h: f64,
+    tolerance: f64,
+) {
+    let dipole_a = central(moved, h, &|s| engine.potentials(s, a));
+    assert_close("dipole_a", &got.dipole_a, &dipole_a, tolerance);
+    let dipole_b = central(moved, h, &|s| engine.potentials(s, b));
+    assert_close("dipole_b", &got.dipole_b, &dipole_b, tolerance);
+    let hvp = central(moved, h, &|s| flat(&engine.gradient(s, a, b)));
+    assert_close("hvp", &flat(&got.hvp), &hvp, tolerance);
+}
+
+fn flat3(m: Mat3) -> Vec<f64> {
+    m.iter().flatten().copied().collect()
+}
+
 /// Checks all four outputs against central differences of the engine's φ and G along u.
 fn check(system: &System, pairs: &Pairs, engine: &dyn LongRangeSum, tolerance: f64) {
     let n = system.len();
@@ -126,19 +157,7 @@ fn check(system: &System, pairs: &Pairs, engine: &dyn LongRangeSum, tolerance: f
     );
     let h = 1e-4;
     let (plus, minus) = (moved(system, &u, h), moved(system, &u, -h));
-    let central = |f: &dyn Fn(&System) -> Vec<f64>| -> Vec<f64> {
-        f(&plus)
-            .iter()
-            .zip(f(&minus))
-            .map(|(p, m)| (p - m) / (2.0 * h))
-            .collect()
-    };
-    let dipole_a = central(&|s| engine.potentials(s, &a));
-    assert_close("dipole_a", &got.dipole_a, &dipole_a, tolerance);
-    let dipole_b = central(&|s| engine.potentials(s, &b));
-    assert_close("dipole_b", &got.dipole_b, &dipole_b, tolerance);
-    let hvp = central(&|s| flat(&engine.gradient(s, &a, &b)));
-    assert_close("hvp", &flat(&got.hvp), &hvp, tolerance);
+    check_moved(&engine, &got, (&a, &b), (&plus, &minus), h, tolerance);
 }
 
 /// The Ewald engine for 1/r^p at smearing σ (cutoffs 8.5σ and 8.5/σ) and the matching pairs.
@@ -367,7 +386,6 @@ fn check_strained(system: &System, pairs: &Pairs, engine: &dyn LongRangeSum, tol
     assert_eq!(plain.hvp, zero.hvp);
     assert!(plain.strain_gradient.is_none() && zero.strain_hvp.is_some());
     assert_eq!(plain.gradient, got.gradient);
-    let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
     if system.is_periodic() {
         let w = engine.strain(system, &a, &b);
         assert_close(
@@ -382,21 +400,9 @@ fn check_strained(system: &System, pairs: &Pairs, engine: &dyn LongRangeSum, tol
         strained_system(system, &u, &e, h),
         strained_system(system, &u, &e, -h),
     );
-    let central = |f: &dyn Fn(&System) -> Vec<f64>| -> Vec<f64> {
-        f(&plus)
-            .iter()
-            .zip(f(&minus))
-            .map(|(p, m)| (p - m) / (2.0 * h))
-            .collect()
-    };
-    let dipole_a = central(&|s| engine.potentials(s, &a));
-    assert_close("dipole_a", &got.dipole_a, &dipole_a, tolerance);
-    let dipole_b = central(&|s| engine.potentials(s, &b));
-    assert_close("dipole_b", &got.dipole_b, &dipole_b, tolerance);
-    let hvp = central(&|s| flat(&engine.gradient(s, &a, &b)));
-    assert_close("hvp", &flat(&got.hvp), &hvp, tolerance);
+    check_moved(&engine, &got, (&a, &b), (&plus, &minus), h, tolerance);
     if system.is_periodic() {
-        let dw = central(&|s| engine.strain(s, &a, &b));
+        let dw = central((&plus, &minus), h, &|s| engine.strain(s, &a, &b));
         assert_close(
             "strain_hvp",
             &flat3(got.strain_hvp.unwrap()),
@@ -417,7 +423,6 @@ fn strained_open_systems_match_finite_differences_of_the_direct_sum() {
         let (a, b, u) = (random(12, 3), random(12, 4), random_vectors(12, 5));
         let got = second_order_strained(&system, &pairs, &a, &b, &u, &random_strain(7)).unwrap();
         let want = crate::strain::position_moment(system.positions(), &got.gradient);
-        let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
         assert_close(
             "W",
             &flat3(got.strain_gradient.unwrap()),
@@ -457,7 +462,6 @@ fn strained_mesh_and_explicit_reciprocal_sums_agree() {
     let kernel = Kernel::coulomb();
     let ewald = Pairs::ewald(kernel, 1.0, 9.0, 9.0).unwrap();
     let mesh = Pairs::pme(kernel, 1.0, 9.0, [40, 40, 48], 10).unwrap();
-    let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
     // a ≠ b, and a = b (the mesh path transforms half the grids)
     for b in [&b, &a] {
         let one = second_order_strained(&system, &ewald, &a, b, &u, &e).unwrap();
@@ -500,7 +504,6 @@ fn strained_gaussian_widths_match_finite_differences_of_the_qeq_operator() {
             .unwrap()
             .bilinear_gradient(&a, &b)
     };
-    let flat3 = |m: Mat3| -> Vec<f64> { m.iter().flatten().copied().collect() };
     let here = op(&system);
     assert_close(
         "gradient",
@@ -515,13 +518,7 @@ fn strained_gaussian_widths_match_finite_differences_of_the_qeq_operator() {
         strained_system(&system, &u, &e, h),
         strained_system(&system, &u, &e, -h),
     );
-    let central = |f: &dyn Fn(&System) -> Vec<f64>| -> Vec<f64> {
-        f(&plus)
-            .iter()
-            .zip(f(&minus))
-            .map(|(p, m)| (p - m) / (2.0 * h))
-            .collect()
-    };
+    let central = |f: &dyn Fn(&System) -> Vec<f64>| central((&plus, &minus), h, f);
     let apply_to = |s: &System, x: &[f64]| {
         Operator::new(s, &widths, &hardness, 1.0, Some(settings))
             .unwrap()
